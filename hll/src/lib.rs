@@ -1,0 +1,1 @@
+//! HyperLogLog sketches in the Redis format.

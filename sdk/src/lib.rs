@@ -1,0 +1,1 @@
+//! The glimpse browser SDK.

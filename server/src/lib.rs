@@ -1,0 +1,1 @@
+//! glimpse edge server

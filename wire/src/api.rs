@@ -1,0 +1,106 @@
+//! Response bodies of the v1 API, shared by the server, its tests and clients.
+
+use serde::{Deserialize, Serialize};
+
+use crate::day::Day;
+
+/// `202` answer of `POST /v1/impressions`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngestResponse {
+    pub accepted: u32,
+    pub duplicates: u32,
+    pub rejected: Vec<Rejection>,
+}
+
+/// One event refused inside an accepted batch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejection {
+    pub index: usize,
+    pub error: String,
+}
+
+/// Every error answer of the server: `{"error":{"code":..,"message":..}}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+}
+
+/// Counts of one ad on one day.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DayStats {
+    pub date: Day,
+    pub impressions: u64,
+    pub measurable: u64,
+    pub unique_visitors: u64,
+}
+
+/// `GET /v1/ads/{ad_id}/stats`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatsResponse {
+    pub ad_id: String,
+    pub from: Day,
+    pub to: Day,
+    pub impressions: u64,
+    pub measurable: u64,
+    /// The HLL union over the range, never a sum of days.
+    pub unique_visitors: u64,
+    /// `impressions / measurable`, `null` when nothing was measured.
+    pub viewability_rate: Option<f64>,
+    pub days: Vec<DayStats>,
+}
+
+/// `GET /v1/ads/{ad_id}/unique-visitors`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UniqueVisitorsResponse {
+    pub ad_id: String,
+    pub date: Day,
+    pub unique_visitors: u64,
+    /// The store the count came from: `"embedded"` or `"redis"`.
+    pub source: String,
+}
+
+/// One ad in `GET /v1/ads`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AdSummary {
+    pub ad_id: String,
+    pub impressions: u64,
+    pub measurable: u64,
+    pub unique_visitors: u64,
+    pub viewability_rate: Option<f64>,
+}
+
+/// `GET /v1/ads?from=..&to=..`: the ads with any count in the range.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AdsResponse {
+    pub from: Day,
+    pub to: Day,
+    pub ads: Vec<AdSummary>,
+}
+
+/// `GET /v1/impression` (the single-impression form).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImpressionLogged {
+    pub message: String,
+    pub ad_id: String,
+}
+
+/// `GET /readyz`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Readiness {
+    /// `"ready"` or `"degraded"`.
+    pub status: String,
+    pub store: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// `viewable / measurable`, or `None` when nothing was measured.
+pub fn viewability_rate(impressions: u64, measurable: u64) -> Option<f64> {
+    (measurable > 0).then(|| impressions as f64 / measurable as f64)
+}

@@ -1,0 +1,370 @@
+//! Decoding and validating `POST /v1/impressions` bodies.
+//!
+//! Two levels, as the contract asks: [`decode_batch`] refuses a body as a whole
+//! (not JSON, no usable `batch_id` or `events`), and [`validate_event`] judges
+//! each event on its own, so one bad event never costs its valid siblings.
+//! Events stay raw JSON until they are validated one by one.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::day::Day;
+
+/// Largest accepted body, in bytes (a body of exactly this size is allowed).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Most events in one batch.
+pub const MAX_EVENTS_PER_BATCH: usize = 500;
+/// `ad_id` and `user_id` are 1..=128 bytes.
+pub const MAX_AD_OR_USER_ID_BYTES: usize = 128;
+/// `batch_id` and event `id` are 1..=64 bytes.
+pub const MAX_BATCH_OR_EVENT_ID_BYTES: usize = 64;
+/// An event may be at most this old when it arrives.
+pub const MAX_EVENT_AGE_MS: i64 = 48 * 3_600_000;
+/// An event may be at most this far ahead of the server's clock.
+pub const MAX_EVENT_LEAD_MS: i64 = 5 * 60_000;
+
+/// What an event reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// The impression met the viewability rule.
+    Viewable,
+    /// The impression was rendered and measured, viewable or not.
+    Measurable,
+}
+
+/// Why a whole batch was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BatchError {
+    /// The body is not JSON (or not UTF-8).
+    NotJson(String),
+    /// The body is JSON but not an object.
+    NotAnObject,
+    /// `batch_id` is missing or not a valid id.
+    BatchId(String),
+    /// `events` is missing, not an array, or empty.
+    Events(&'static str),
+    /// More events than [`MAX_EVENTS_PER_BATCH`].
+    TooManyEvents(usize),
+}
+
+impl BatchError {
+    /// The machine-readable code of the JSON error body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            BatchError::NotJson(_) => "invalid_json",
+            BatchError::NotAnObject => "not_an_object",
+            BatchError::BatchId(_) => "invalid_batch_id",
+            BatchError::Events(_) => "invalid_events",
+            BatchError::TooManyEvents(_) => "too_many_events",
+        }
+    }
+}
+
+impl fmt::Display for BatchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BatchError::NotJson(why) => write!(f, "the body is not valid JSON: {why}"),
+            BatchError::NotAnObject => f.write_str("the body must be a JSON object"),
+            BatchError::BatchId(why) => write!(f, "`batch_id` {why}"),
+            BatchError::Events(why) => write!(f, "`events` {why}"),
+            BatchError::TooManyEvents(n) => write!(
+                f,
+                "`events` holds {n} events; at most {MAX_EVENTS_PER_BATCH} are allowed per batch"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for BatchError {}
+
+/// A batch whose envelope is valid; its events are not validated yet.
+#[derive(Debug)]
+pub struct Batch<'a> {
+    pub batch_id: String,
+    pub events: Vec<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow, default)]
+    batch_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    events: Option<&'a RawValue>,
+}
+
+/// Decodes the envelope of a batch body.
+pub fn decode_batch(body: &[u8]) -> Result<Batch<'_>, BatchError> {
+    let envelope: Envelope<'_> = serde_json::from_slice(body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => BatchError::NotAnObject,
+        _ => BatchError::NotJson(e.to_string()),
+    })?;
+    // Serde also fills a struct from an array; the contract wants an object.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(BatchError::NotAnObject);
+    }
+    let batch_id = match envelope.batch_id {
+        None => return Err(BatchError::BatchId("is missing".into())),
+        Some(raw) => match serde_json::from_str::<String>(raw.get()) {
+            Ok(id) => id,
+            Err(_) => return Err(BatchError::BatchId("must be a string".into())),
+        },
+    };
+    check_id(&batch_id, MAX_BATCH_OR_EVENT_ID_BYTES).map_err(|why| BatchError::BatchId(why))?;
+    let raw_events = envelope
+        .events
+        .ok_or(BatchError::Events("is missing"))?;
+    let events: Vec<&RawValue> =
+        serde_json::from_str(raw_events.get()).map_err(|_| BatchError::Events("must be an array"))?;
+    if events.is_empty() {
+        return Err(BatchError::Events("must not be empty"));
+    }
+    if events.len() > MAX_EVENTS_PER_BATCH {
+        return Err(BatchError::TooManyEvents(events.len()));
+    }
+    Ok(Batch { batch_id, events })
+}
+
+/// One valid event, with the day it counts on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event<'a> {
+    pub id: Cow<'a, str>,
+    pub ad_id: Cow<'a, str>,
+    pub user_id: Cow<'a, str>,
+    pub kind: Kind,
+    pub ts: i64,
+    pub day: Day,
+}
+
+/// Why one event was rejected; its `Display` is the reason sent back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventError(String);
+
+impl EventError {
+    fn new(msg: impl Into<String>) -> Self {
+        EventError(msg.into())
+    }
+}
+
+impl fmt::Display for EventError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for EventError {}
+
+#[derive(Deserialize)]
+struct EventFields<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(borrow)]
+    ad_id: Cow<'a, str>,
+    #[serde(borrow)]
+    user_id: Cow<'a, str>,
+    kind: Kind,
+    ts: i64,
+}
+
+/// Validates one raw event against the contract; `now_ms` is the server clock.
+pub fn validate_event(raw: &RawValue, now_ms: i64) -> Result<Event<'_>, EventError> {
+    let fields: EventFields<'_> = serde_json::from_str(raw.get()).map_err(|e| {
+        let msg = e.to_string();
+        // serde_json appends the position inside the event, which means
+        // nothing to a caller who sees the event's index instead.
+        let msg = msg.split(" at line ").next().unwrap_or(&msg);
+        EventError::new(msg)
+    })?;
+    let field = |name: &str, value: &str, max: usize| {
+        check_id(value, max).map_err(|why| EventError::new(format!("`{name}` {why}")))
+    };
+    field("id", &fields.id, MAX_BATCH_OR_EVENT_ID_BYTES)?;
+    field("ad_id", &fields.ad_id, MAX_AD_OR_USER_ID_BYTES)?;
+    field("user_id", &fields.user_id, MAX_AD_OR_USER_ID_BYTES)?;
+    let day = day_bucket(fields.ts, now_ms)?;
+    Ok(Event {
+        id: fields.id,
+        ad_id: fields.ad_id,
+        user_id: fields.user_id,
+        kind: fields.kind,
+        ts: fields.ts,
+        day,
+    })
+}
+
+/// The UTC day an event with timestamp `ts` counts on, when `ts` lies in the
+/// accepted window around `now_ms`.
+pub fn day_bucket(ts: i64, now_ms: i64) -> Result<Day, EventError> {
+    if ts < now_ms.saturating_sub(MAX_EVENT_AGE_MS) {
+        return Err(EventError::new(format!(
+            "`ts` {ts} is more than 48 h before the server time {now_ms}"
+        )));
+    }
+    if ts > now_ms.saturating_add(MAX_EVENT_LEAD_MS) {
+        return Err(EventError::new(format!(
+            "`ts` {ts} is more than 5 min after the server time {now_ms}"
+        )));
+    }
+    Day::from_epoch_ms(ts).ok_or_else(|| EventError::new(format!("`ts` {ts} is before 1970")))
+}
+
+/// Checks an id: 1..=`max` bytes of `[A-Za-z0-9._:-]`. The message completes
+/// a sentence that starts with the field's name.
+pub fn check_id(id: &str, max: usize) -> Result<(), String> {
+    if id.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if id.len() > max {
+        return Err(format!("is {} bytes long; at most {max} are allowed", id.len()));
+    }
+    match id.bytes().position(|b| !is_id_byte(b)) {
+        None => Ok(()),
+        Some(at) => Err(format!(
+            "has a character outside [A-Za-z0-9._:-] at byte {at}"
+        )),
+    }
+}
+
+/// Whether `b` may appear in an id.
+pub const fn is_id_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_764_000_000_000;
+
+    fn event_json(fields: &str) -> Box<RawValue> {
+        RawValue::from_string(format!("{{{fields}}}")).unwrap()
+    }
+
+    fn good() -> String {
+        format!(r#""id":"e1","ad_id":"ad-42","user_id":"u.1:x_y","kind":"viewable","ts":{NOW}"#)
+    }
+
+    #[test]
+    fn accepts_a_valid_batch() {
+        let body = format!(r#"{{"batch_id":"b-1","events":[{{{}}}],"extra":1}}"#, good());
+        let batch = decode_batch(body.as_bytes()).unwrap();
+        assert_eq!(batch.batch_id, "b-1");
+        let event = validate_event(batch.events[0], NOW).unwrap();
+        assert_eq!(event.ad_id, "ad-42");
+        assert_eq!(event.kind, Kind::Viewable);
+        assert_eq!(event.day.to_string(), "2025-11-24");
+    }
+
+    #[test]
+    fn refuses_bad_envelopes_with_a_code() {
+        let cases: &[(&str, &str)] = &[
+            ("", "invalid_json"),
+            ("{", "invalid_json"),
+            ("{\"batch_id\":\"b\",\"events\":[{}]} x", "invalid_json"),
+            ("[1,2]", "not_an_object"),
+            ("\"text\"", "not_an_object"),
+            ("null", "not_an_object"),
+            (r#"{"events":[{}]}"#, "invalid_batch_id"),
+            (r#"{"batch_id":7,"events":[{}]}"#, "invalid_batch_id"),
+            (r#"{"batch_id":null,"events":[{}]}"#, "invalid_batch_id"),
+            (r#"{"batch_id":"","events":[{}]}"#, "invalid_batch_id"),
+            (r#"{"batch_id":"a b","events":[{}]}"#, "invalid_batch_id"),
+            (r#"{"batch_id":"b"}"#, "invalid_events"),
+            (r#"{"batch_id":"b","events":{}}"#, "invalid_events"),
+            (r#"{"batch_id":"b","events":null}"#, "invalid_events"),
+            (r#"{"batch_id":"b","events":[]}"#, "invalid_events"),
+        ];
+        for (body, code) in cases {
+            let err = decode_batch(body.as_bytes()).unwrap_err();
+            assert_eq!(err.code(), *code, "{body:?}: {err}");
+            assert!(!err.to_string().is_empty());
+        }
+        let long_id = "x".repeat(65);
+        let body = format!(r#"{{"batch_id":"{long_id}","events":[{{}}]}}"#);
+        assert_eq!(decode_batch(body.as_bytes()).unwrap_err().code(), "invalid_batch_id");
+    }
+
+    #[test]
+    fn invalid_utf8_is_not_json() {
+        let body = b"{\"batch_id\":\"b\xff\",\"events\":[{}]}";
+        assert_eq!(decode_batch(body).unwrap_err().code(), "invalid_json");
+    }
+
+    #[test]
+    fn event_count_limit() {
+        let events = vec!["{}"; MAX_EVENTS_PER_BATCH].join(",");
+        let body = format!(r#"{{"batch_id":"b","events":[{events}]}}"#);
+        assert_eq!(decode_batch(body.as_bytes()).unwrap().events.len(), 500);
+        let body = format!(r#"{{"batch_id":"b","events":[{events},{{}}]}}"#);
+        assert_eq!(
+            decode_batch(body.as_bytes()).unwrap_err(),
+            BatchError::TooManyEvents(501)
+        );
+    }
+
+    #[test]
+    fn each_event_rule_has_a_reason() {
+        let g = good();
+        let cases: Vec<(String, &str)> = vec![
+            (g.replace(r#""id":"e1","#, ""), "missing field `id`"),
+            (g.replace(r#""ad_id":"ad-42""#, r#""ad_id":null"#), "invalid type: null"),
+            (g.replace(r#""ad_id":"ad-42""#, r#""ad_id":42"#), "invalid type: integer"),
+            (g.replace("viewable", "clicked"), "unknown variant `clicked`"),
+            (g.replace(r#""user_id":"u.1:x_y""#, r#""user_id":"""#), "`user_id` must not be empty"),
+            (g.replace("ad-42", "ad 42"), "`ad_id` has a character outside"),
+            (g.replace("ad-42", "ad{42}"), "`ad_id` has a character outside"),
+            (g.replace("ad-42", "ad-é"), "`ad_id` has a character outside"),
+            (g.replace(r#""id":"e1""#, &format!(r#""id":"{}""#, "e".repeat(65))), "`id` is 65 bytes long"),
+            (g.replace(&NOW.to_string(), "1.5"), "invalid type: floating point"),
+            (g.replace(&NOW.to_string(), "\"1\""), "invalid type: string"),
+            (g.replace(&NOW.to_string(), "99999999999999999999999"), "expected i64"),
+            (g.replace(&NOW.to_string(), &(NOW - MAX_EVENT_AGE_MS - 1).to_string()), "more than 48 h before"),
+            (g.replace(&NOW.to_string(), &(NOW + MAX_EVENT_LEAD_MS + 1).to_string()), "more than 5 min after"),
+        ];
+        for (fields, reason) in cases {
+            let raw = event_json(&fields);
+            let err = validate_event(&raw, NOW).unwrap_err().to_string();
+            assert!(err.contains(reason), "{fields}: got {err:?}, want {reason:?}");
+            assert!(!err.contains(" at line "), "{err}");
+        }
+        for not_object in ["null", "3", "\"e\"", "[]"] {
+            let raw = RawValue::from_string(not_object.to_owned()).unwrap();
+            assert!(validate_event(&raw, NOW).is_err(), "{not_object}");
+        }
+    }
+
+    #[test]
+    fn id_length_limits_are_inclusive() {
+        let ad = "a".repeat(128);
+        let id = "i".repeat(64);
+        let fields = good().replace("ad-42", &ad).replace(r#""id":"e1""#, &format!(r#""id":"{id}""#));
+        assert!(validate_event(&event_json(&fields), NOW).is_ok());
+        let fields = good().replace("ad-42", &format!("{ad}a"));
+        assert!(validate_event(&event_json(&fields), NOW).is_err());
+    }
+
+    #[test]
+    fn day_bucket_window_edges() {
+        assert!(day_bucket(NOW - MAX_EVENT_AGE_MS, NOW).is_ok());
+        assert!(day_bucket(NOW + MAX_EVENT_LEAD_MS, NOW).is_ok());
+        assert!(day_bucket(NOW - MAX_EVENT_AGE_MS - 1, NOW).is_err());
+        assert!(day_bucket(NOW + MAX_EVENT_LEAD_MS + 1, NOW).is_err());
+        // Just before and after UTC midnight land on different days.
+        let midnight = "2025-11-24".parse::<Day>().unwrap().start_ms();
+        assert_eq!(day_bucket(midnight - 1, midnight).unwrap().to_string(), "2025-11-23");
+        assert_eq!(day_bucket(midnight, midnight).unwrap().to_string(), "2025-11-24");
+        assert!(day_bucket(i64::MIN, NOW).is_err());
+        assert!(day_bucket(i64::MAX, NOW).is_err());
+    }
+
+    #[test]
+    fn escaped_ids_are_decoded_before_checking() {
+        let fields = good().replace("ad-42", "ad\\u002d42");
+        assert_eq!(validate_event(&event_json(&fields), NOW).unwrap().ad_id, "ad-42");
+        let fields = good().replace("ad-42", "ad\\n42");
+        assert!(validate_event(&event_json(&fields), NOW).is_err());
+    }
+}
