@@ -1,1 +1,13 @@
-//! The glimpse browser SDK.
+//! The glimpse browser SDK: viewable impressions by IntersectionObserver,
+//! delivered in batches without loss.
+//!
+//! The logic lives in pure modules tested natively ([`engine`], [`queue`],
+//! [`options`]); the browser glue (`web`) exists only on `wasm32`.
+
+pub mod engine;
+pub mod options;
+pub mod queue;
+pub mod text;
+
+#[cfg(target_arch = "wasm32")]
+mod web;

@@ -1,0 +1,58 @@
+//! Small text helpers that keep the formatting machinery out of the wasm.
+
+/// Appends the decimal form of `n`.
+pub fn push_u64(out: &mut String, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &b in &buf[i..] {
+        out.push(char::from(b));
+    }
+}
+
+const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// A random id of `len` characters of `[0-9A-Za-z]`, a valid wire id;
+/// `random` yields numbers in 0..1.
+pub fn random_id(len: usize, mut random: impl FnMut() -> f64) -> String {
+    let mut s = String::with_capacity(len);
+    for _ in 0..len {
+        let i = (random().clamp(0.0, 1.0) * 62.0) as usize;
+        s.push(char::from(ALPHABET[i.min(61)]));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal() {
+        for n in [0u64, 7, 10, 99, 1_764_000_000_000, u64::MAX] {
+            let mut s = String::new();
+            push_u64(&mut s, n);
+            assert_eq!(s, n.to_string());
+        }
+    }
+
+    #[test]
+    fn random_ids_use_the_wire_alphabet() {
+        let mut x = 0.0;
+        let id = random_id(70, || {
+            x += 0.0151;
+            x % 1.0
+        });
+        assert_eq!(id.len(), 70);
+        assert!(crate::queue::valid_id(&id, 70));
+        assert_eq!(random_id(2, || 1.0), "zz");
+        assert_eq!(random_id(1, || 0.0), "0");
+    }
+}
