@@ -1,0 +1,57 @@
+/** Options of {@link start}; only `endpoint` is required. */
+export interface GlimpseOptions {
+  /** URL of the edge's `POST /v1/impressions`, e.g. `https://edge.example/v1/impressions`. */
+  endpoint: string;
+  /** The visitor id (1-128 characters of `[A-Za-z0-9._:-]`); default: an anonymous id kept in localStorage. */
+  userId?: string;
+  /** CSS selector of the ad slots, observed at start and as they are added. Default `[data-ad-id]`. */
+  selector?: string;
+  /** Periodic flush in milliseconds; 0 turns it off. Default 5000. */
+  flushIntervalMs?: number;
+  /** Events per batch, 1-500; a full batch is sent at once. Default 50. */
+  maxBatch?: number;
+  /** Share of an ad's pixels that must be in view, 0-1. Default 0.5. */
+  minVisibleRatio?: number;
+  /** Continuous time in view, in milliseconds. Default 1000. */
+  minVisibleMs?: number;
+  /** Area in CSS pixels from which an ad is large. Default 242500. */
+  largeAdPixels?: number;
+  /** Share of a large ad's pixels that must be in view, 0-1. Default 0.3. */
+  largeAdRatio?: number;
+  /** `false`: store nothing and send nothing. Default true. */
+  consent?: boolean;
+  /** Log each decision to the console. Default false. */
+  debug?: boolean;
+}
+
+/** A running tracker. No method throws. */
+export interface Tracker {
+  /** Follow `element` as an ad slot; `adId` overrides its `data-ad-id`. Observing twice counts once. */
+  observe(element: Element, adId?: string): void;
+  /** Stop following `element`; a dwell in progress is cancelled. */
+  unobserve(element: Element): void;
+  /** A new page view (single-page-app route change): every slot may count again. */
+  pageview(): void;
+  /** Send every queued event now; resolves once each batch got an answer or was scheduled for retry. */
+  flush(): Promise<void>;
+  /** Stop observing and sending; unsent batches stay stored and go out on the next start. */
+  stop(): void;
+  /** Stop, and delete everything the SDK stored (queue, visitor id). */
+  optOut(): void;
+}
+
+/**
+ * Load the wasm and start the page's tracker. Throws (rejects) on bad options.
+ * A second call returns the tracker already running.
+ */
+export function start(options: GlimpseOptions): Promise<Tracker>;
+
+declare global {
+  interface Window {
+    /** The tracker started by the drop-in tag. */
+    glimpse?: Tracker;
+  }
+  interface WindowEventMap {
+    "glimpse:ready": Event;
+  }
+}
