@@ -71,10 +71,9 @@ impl Batch {
     /// SDK formed.
     pub fn from_body(body: &str, now: f64) -> Option<Batch> {
         let rest = body.strip_prefix(BODY_HEAD)?;
-        let end = rest.find('"')?;
-        let id = &rest[..end];
+        let (id, tail) = rest.split_once('"')?;
         let ok = valid_id(id, glimpse_wire::ingest::MAX_BATCH_OR_EVENT_ID_BYTES)
-            && rest[end..].starts_with(BODY_MID)
+            && tail.starts_with(&BODY_MID[1..])
             && body.ends_with(BODY_TAIL)
             && body.len() <= MAX_BODY_BYTES
             && !body.contains('\n');
@@ -112,14 +111,10 @@ pub fn classify(status: Option<u16>, retry_after_ms: Option<f64>) -> Outcome {
 /// Parses a `Retry-After` of delta seconds into milliseconds.
 pub fn parse_retry_after_seconds(value: &str) -> Option<f64> {
     let v = value.trim();
-    if v.is_empty() || v.len() > 9 || !v.bytes().all(|b| b.is_ascii_digit()) {
+    if v.len() > 9 {
         return None;
     }
-    let mut n = 0f64;
-    for b in v.bytes() {
-        n = n * 10.0 + f64::from(b - b'0');
-    }
-    Some(n * 1000.0)
+    crate::text::parse_u64(v).map(|n| n as f64 * 1000.0)
 }
 
 /// The delay before retry number `attempt` (1 for the first retry): capped

@@ -17,6 +17,21 @@ pub fn push_u64(out: &mut String, mut n: u64) {
     }
 }
 
+/// Parses a decimal number of at most 19 digits, nothing else.
+pub fn parse_u64(s: &str) -> Option<u64> {
+    if s.is_empty() || s.len() > 19 {
+        return None;
+    }
+    let mut n = 0u64;
+    for b in s.bytes() {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + u64::from(b - b'0');
+    }
+    Some(n)
+}
+
 const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 /// A random id of `len` characters of `[0-9A-Za-z]`, a valid wire id;
@@ -40,6 +55,16 @@ mod tests {
             let mut s = String::new();
             push_u64(&mut s, n);
             assert_eq!(s, n.to_string());
+        }
+    }
+
+    #[test]
+    fn parse() {
+        assert_eq!(parse_u64("0"), Some(0));
+        assert_eq!(parse_u64("1764000000000"), Some(1_764_000_000_000));
+        assert_eq!(parse_u64("9999999999999999999"), Some(9_999_999_999_999_999_999));
+        for bad in ["", "-1", "1.5", " 1", "1e3", "99999999999999999999"] {
+            assert_eq!(parse_u64(bad), None, "{bad:?}");
         }
     }
 

@@ -23,7 +23,7 @@ use web_sys::{
 use crate::engine::{Engine, Impression, SlotId};
 use crate::options::Options;
 use crate::queue::{self, classify, parse_retry_after_seconds, Outcome, Queue};
-use crate::text::{push_u64, random_id};
+use crate::text::{parse_u64, push_u64, random_id};
 use glimpse_wire::ingest::MAX_AD_OR_USER_ID_BYTES;
 
 const KEY_PREFIX: &str = "glimpse.";
@@ -577,9 +577,10 @@ impl Inner {
             .collect();
         let mut adopted = 0;
         for k in keys {
-            let (tab, is_queue) = match k.strip_prefix(QUEUE_PREFIX) {
-                Some(t) => (t, true),
-                None => (&k[BEAT_PREFIX.len()..], false),
+            let (tab, is_queue) = match (k.strip_prefix(QUEUE_PREFIX), k.strip_prefix(BEAT_PREFIX)) {
+                (Some(t), _) => (t, true),
+                (None, Some(t)) => (t, false),
+                (None, None) => continue,
             };
             if tab == self.tab {
                 continue;
@@ -590,7 +591,8 @@ impl Inner {
                 .get_item(&beat_key)
                 .ok()
                 .flatten()
-                .and_then(|v| v.parse::<f64>().ok());
+                .and_then(|v| parse_u64(&v))
+                .map(|v| v as f64);
             if !queue::is_orphan(tab, live, beat, now_epoch, HEARTBEAT_STALE_MS) {
                 continue;
             }
