@@ -164,7 +164,14 @@ impl Engine {
     }
 
     /// The element of `slot` now has `ratio` of its `area` pixels in view.
-    pub fn update(&mut self, slot: SlotId, ratio: f64, area: f64, now: f64, out: &mut Vec<Impression>) {
+    pub fn update(
+        &mut self,
+        slot: SlotId,
+        ratio: f64,
+        area: f64,
+        now: f64,
+        out: &mut Vec<Impression>,
+    ) {
         self.tick(now, out);
         if let Some(s) = self.slots.iter_mut().find(|s| s.id == slot) {
             s.ratio = ratio;
@@ -506,7 +513,14 @@ mod tests {
         assert_eq!(v.len(), 1);
         assert_eq!(v[0].ad_id, "large");
         // A zero dwell counts at once.
-        let mut e = Engine::new(Rule { min_visible_ms: 0.0, ..Rule::default() }, true, true);
+        let mut e = Engine::new(
+            Rule {
+                min_visible_ms: 0.0,
+                ..Rule::default()
+            },
+            true,
+            true,
+        );
         let mut out = Vec::new();
         let s = e.add("a");
         e.update(s, 1.0, SMALL, 0.0, &mut out);

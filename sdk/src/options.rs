@@ -102,34 +102,150 @@ mod tests {
         assert!(Options::default().check().unwrap_err().contains("endpoint"));
         assert_eq!(ok().check(), Ok(()));
         let d = Options::default();
-        assert_eq!((d.flush_interval_ms, d.max_batch, d.consent), (5000.0, 50.0, true));
+        assert_eq!(
+            (d.flush_interval_ms, d.max_batch, d.consent),
+            (5000.0, 50.0, true)
+        );
     }
 
     #[test]
     fn bad_options_are_named() {
         let cases: Vec<(Options, &str)> = vec![
-            (Options { endpoint: "  ".into(), ..ok() }, "endpoint"),
-            (Options { user_id: Some("a b".into()), ..ok() }, "userId"),
-            (Options { user_id: Some(String::new()), ..ok() }, "userId"),
-            (Options { selector: String::new(), ..ok() }, "selector"),
-            (Options { flush_interval_ms: -1.0, ..ok() }, "flushIntervalMs"),
-            (Options { flush_interval_ms: f64::NAN, ..ok() }, "flushIntervalMs"),
-            (Options { max_batch: 0.0, ..ok() }, "maxBatch"),
-            (Options { max_batch: 501.0, ..ok() }, "maxBatch"),
-            (Options { max_batch: 2.5, ..ok() }, "maxBatch"),
-            (Options { rule: Rule { min_ratio: 1.01, ..Rule::default() }, ..ok() }, "minVisibleRatio"),
-            (Options { rule: Rule { min_ratio: -0.1, ..Rule::default() }, ..ok() }, "minVisibleRatio"),
-            (Options { rule: Rule { min_ratio: f64::NAN, ..Rule::default() }, ..ok() }, "minVisibleRatio"),
-            (Options { rule: Rule { large_ratio: 2.0, ..Rule::default() }, ..ok() }, "largeAdRatio"),
-            (Options { rule: Rule { min_visible_ms: -1.0, ..Rule::default() }, ..ok() }, "minVisibleMs"),
-            (Options { rule: Rule { large_pixels: -5.0, ..Rule::default() }, ..ok() }, "largeAdPixels"),
+            (
+                Options {
+                    endpoint: "  ".into(),
+                    ..ok()
+                },
+                "endpoint",
+            ),
+            (
+                Options {
+                    user_id: Some("a b".into()),
+                    ..ok()
+                },
+                "userId",
+            ),
+            (
+                Options {
+                    user_id: Some(String::new()),
+                    ..ok()
+                },
+                "userId",
+            ),
+            (
+                Options {
+                    selector: String::new(),
+                    ..ok()
+                },
+                "selector",
+            ),
+            (
+                Options {
+                    flush_interval_ms: -1.0,
+                    ..ok()
+                },
+                "flushIntervalMs",
+            ),
+            (
+                Options {
+                    flush_interval_ms: f64::NAN,
+                    ..ok()
+                },
+                "flushIntervalMs",
+            ),
+            (
+                Options {
+                    max_batch: 0.0,
+                    ..ok()
+                },
+                "maxBatch",
+            ),
+            (
+                Options {
+                    max_batch: 501.0,
+                    ..ok()
+                },
+                "maxBatch",
+            ),
+            (
+                Options {
+                    max_batch: 2.5,
+                    ..ok()
+                },
+                "maxBatch",
+            ),
+            (
+                Options {
+                    rule: Rule {
+                        min_ratio: 1.01,
+                        ..Rule::default()
+                    },
+                    ..ok()
+                },
+                "minVisibleRatio",
+            ),
+            (
+                Options {
+                    rule: Rule {
+                        min_ratio: -0.1,
+                        ..Rule::default()
+                    },
+                    ..ok()
+                },
+                "minVisibleRatio",
+            ),
+            (
+                Options {
+                    rule: Rule {
+                        min_ratio: f64::NAN,
+                        ..Rule::default()
+                    },
+                    ..ok()
+                },
+                "minVisibleRatio",
+            ),
+            (
+                Options {
+                    rule: Rule {
+                        large_ratio: 2.0,
+                        ..Rule::default()
+                    },
+                    ..ok()
+                },
+                "largeAdRatio",
+            ),
+            (
+                Options {
+                    rule: Rule {
+                        min_visible_ms: -1.0,
+                        ..Rule::default()
+                    },
+                    ..ok()
+                },
+                "minVisibleMs",
+            ),
+            (
+                Options {
+                    rule: Rule {
+                        large_pixels: -5.0,
+                        ..Rule::default()
+                    },
+                    ..ok()
+                },
+                "largeAdPixels",
+            ),
         ];
         for (o, name) in cases {
             let err = o.check().unwrap_err();
             assert!(err.contains(name), "{err} should name {name}");
         }
         let edge = Options {
-            rule: Rule { min_ratio: 0.0, large_ratio: 1.0, min_visible_ms: 0.0, large_pixels: 0.0 },
+            rule: Rule {
+                min_ratio: 0.0,
+                large_ratio: 1.0,
+                min_visible_ms: 0.0,
+                large_pixels: 0.0,
+            },
             flush_interval_ms: 0.0,
             max_batch: 500.0,
             user_id: Some("u".repeat(128)),

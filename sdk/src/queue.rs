@@ -330,7 +330,13 @@ pub fn decode(stored: &str, now: f64) -> Vec<Batch> {
 /// Whether the queue a tab left in storage is an orphan another tab may take
 /// over: its tab is not alive, by the Web Locks held when `live` is known,
 /// else by a heartbeat older than `stale_ms`.
-pub fn is_orphan(tab: &str, live: Option<&[String]>, heartbeat: Option<f64>, now_epoch_ms: f64, stale_ms: f64) -> bool {
+pub fn is_orphan(
+    tab: &str,
+    live: Option<&[String]>,
+    heartbeat: Option<f64>,
+    now_epoch_ms: f64,
+    stale_ms: f64,
+) -> bool {
     match live {
         Some(live) => !live.iter().any(|t| t == tab),
         None => heartbeat.is_none_or(|h| now_epoch_ms - h > stale_ms),
@@ -343,7 +349,14 @@ mod tests {
 
     fn ev(i: u64, user: &str) -> String {
         let mut s = String::new();
-        event_json(&format!("e{i}"), "ad-42", user, Kind::Viewable, 1_764_000_000_000 + i, &mut s);
+        event_json(
+            &format!("e{i}"),
+            "ad-42",
+            user,
+            Kind::Viewable,
+            1_764_000_000_000 + i,
+            &mut s,
+        );
         s
     }
 
@@ -371,7 +384,10 @@ mod tests {
         assert_eq!(e.ts, 1_764_000_000_002);
         let mut m = String::new();
         event_json("x", "a", "u", Kind::Measurable, 0, &mut m);
-        assert_eq!(m, r#"{"id":"x","ad_id":"a","user_id":"u","kind":"measurable","ts":0}"#);
+        assert_eq!(
+            m,
+            r#"{"id":"x","ad_id":"a","user_id":"u","kind":"measurable","ts":0}"#
+        );
     }
 
     #[test]
@@ -404,7 +420,10 @@ mod tests {
         let mut total = 0;
         for b in q.batches() {
             assert!(b.body.len() <= MAX_BATCH_BYTES, "{}", b.body.len());
-            total += glimpse_wire::ingest::decode_batch(b.body.as_bytes()).unwrap().events.len();
+            total += glimpse_wire::ingest::decode_batch(b.body.as_bytes())
+                .unwrap()
+                .events
+                .len();
         }
         assert_eq!(total, 500);
     }
@@ -427,7 +446,10 @@ mod tests {
         let _ = q.take_due(2000.0).unwrap();
         assert!(q.settle(&id, Outcome::Ack, 2100.0, 0.5));
         assert!(q.batches().is_empty());
-        assert!(!q.settle(&id, Outcome::Ack, 2100.0, 0.5), "unknown ids are ignored");
+        assert!(
+            !q.settle(&id, Outcome::Ack, 2100.0, 0.5),
+            "unknown ids are ignored"
+        );
     }
 
     #[test]
@@ -436,7 +458,10 @@ mod tests {
         assert_eq!(classify(Some(202), None), Outcome::Ack);
         assert_eq!(classify(Some(200), None), Outcome::Ack);
         assert_eq!(classify(Some(408), None), Outcome::Retry(None));
-        assert_eq!(classify(Some(429), Some(5000.0)), Outcome::Retry(Some(5000.0)));
+        assert_eq!(
+            classify(Some(429), Some(5000.0)),
+            Outcome::Retry(Some(5000.0))
+        );
         assert_eq!(classify(Some(500), None), Outcome::Retry(None));
         assert_eq!(classify(Some(503), None), Outcome::Retry(None));
         assert_eq!(classify(Some(400), None), Outcome::Drop);
@@ -460,7 +485,10 @@ mod tests {
         assert_eq!(parse_retry_after_seconds(" 120 "), Some(120_000.0));
         assert_eq!(parse_retry_after_seconds("0"), Some(0.0));
         assert_eq!(parse_retry_after_seconds("-1"), None);
-        assert_eq!(parse_retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(
+            parse_retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT"),
+            None
+        );
     }
 
     #[test]
@@ -470,7 +498,10 @@ mod tests {
         q.push(ev(2, "u"));
         q.seal(0.0, ids());
         let stored = q.encode();
-        let back = decode(&(stored.clone() + "\ngarbage\n{\"batch_id\":\"a b\",\"events\":[]}"), 5.0);
+        let back = decode(
+            &(stored.clone() + "\ngarbage\n{\"batch_id\":\"a b\",\"events\":[]}"),
+            5.0,
+        );
         assert_eq!(back.len(), 2);
         assert_eq!(back[0].body, q.batches()[0].body);
         assert_eq!(back[1].id, "b2");

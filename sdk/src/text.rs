@@ -62,7 +62,10 @@ mod tests {
     fn parse() {
         assert_eq!(parse_u64("0"), Some(0));
         assert_eq!(parse_u64("1764000000000"), Some(1_764_000_000_000));
-        assert_eq!(parse_u64("9999999999999999999"), Some(9_999_999_999_999_999_999));
+        assert_eq!(
+            parse_u64("9999999999999999999"),
+            Some(9_999_999_999_999_999_999)
+        );
         for bad in ["", "-1", "1.5", " 1", "1e3", "99999999999999999999"] {
             assert_eq!(parse_u64(bad), None, "{bad:?}");
         }

@@ -13,7 +13,6 @@ use gloo_timers::callback::{Interval, Timeout};
 use js_sys::{Array, Function, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use wasm_bindgen_futures::{future_to_promise, spawn_local, JsFuture};
 use web_sys::{
     Document, Element, Event, EventTarget, IntersectionObserver, IntersectionObserverEntry,
     IntersectionObserverInit, MutationObserver, MutationObserverInit, MutationRecord, Node,
@@ -143,6 +142,8 @@ struct Inner {
     stored: bool,
     stopped: bool,
     sending: bool,
+    /// `flush()` promises to resolve once nothing is due.
+    waiters: Vec<Function>,
     out: Vec<Impression>,
     io: Option<Io>,
     mo: Option<Mo>,
@@ -173,7 +174,9 @@ fn bad(msg: &str) -> JsError {
 
 fn read_options(o: &JsValue) -> Result<Options, JsError> {
     if !o.is_object() {
-        return Err(bad("glimpse: start(options) needs an options object with an `endpoint`"));
+        return Err(bad(
+            "glimpse: start(options) needs an options object with an `endpoint`",
+        ));
     }
     let mut opts = Options::default();
     let string = |name: &str| -> Result<Option<String>, JsError> {
@@ -265,6 +268,7 @@ pub fn start(options: JsValue) -> Result<Tracker, JsError> {
             stored: false,
             stopped: false,
             sending: false,
+            waiters: Vec::new(),
             out: Vec::new(),
             io: None,
             mo: None,
@@ -328,11 +332,24 @@ impl Tracker {
 
     /// Sends every queued event now; resolves once each batch got an answer.
     pub fn flush(&self) -> Promise {
-        let me = Rc::downgrade(&self.inner);
-        future_to_promise(async move {
-            flush_all(me).await;
-            Ok(JsValue::UNDEFINED)
-        })
+        let mut resolve = None;
+        let promise = Promise::new(&mut |res, _| resolve = Some(res));
+        if let (Ok(mut i), Some(res)) = (self.inner.try_borrow_mut(), resolve.clone()) {
+            if !i.stopped {
+                i.waiters.push(res);
+                resolve = None;
+                if i.queue.pending() > 0 {
+                    i.queue.seal(now(), || random_id(20, random));
+                    i.persist();
+                }
+                i.queue.hurry(now());
+                i.pump();
+            }
+        }
+        if let Some(res) = resolve {
+            let _ = res.call0(&JsValue::UNDEFINED);
+        }
+        promise
     }
 
     /// Stops observing and sending; unsent batches stay stored for the next start.
@@ -362,57 +379,39 @@ impl Tracker {
     }
 }
 
-async fn flush_all(me: Weak<RefCell<Inner>>) {
-    let Some(rc) = me.upgrade() else { return };
-    if let Ok(mut i) = rc.try_borrow_mut() {
-        if i.stopped {
-            return;
-        }
-        i.seal();
-        i.queue.hurry(now());
-    }
-    drop(rc);
-    loop {
-        let job = {
-            let Some(rc) = me.upgrade() else { return };
-            let Ok(mut i) = rc.try_borrow_mut() else { return };
-            if i.stopped || !i.owned() {
-                return;
-            }
-            let Some(job) = i.queue.take_due(now()) else { return };
-            (job, i.opts.endpoint.clone())
-        };
-        let ((id, body), endpoint) = job;
-        let outcome = post(&endpoint, &body).await;
-        let Some(rc) = me.upgrade() else { return };
-        let Ok(mut i) = rc.try_borrow_mut() else { return };
-        i.settle(&id, outcome);
-    }
-}
-
-/// Posts one body with `fetch(.., {keepalive: true})`.
-async fn post(endpoint: &str, body: &str) -> Outcome {
+/// Posts one body with `fetch(.., {keepalive: true})` and calls `done`
+/// with the outcome.
+fn post(endpoint: &str, body: &str, done: impl FnOnce(Outcome) + 'static) {
     let Some(win) = window() else {
-        return Outcome::Retry(None);
+        return done(Outcome::Retry(None));
     };
     let init = RequestInit::new();
     init.set_method("POST");
     init.set_body(&JsValue::from_str(body));
     let _ = Reflect::set(&init, &JsValue::from_str("keepalive"), &JsValue::TRUE);
     init.set_credentials(RequestCredentials::Omit);
-    let Ok(resp) = JsFuture::from(win.fetch_with_str_and_init(endpoint, &init)).await else {
-        return Outcome::Retry(None);
-    };
-    let Ok(resp) = resp.dyn_into::<Response>() else {
-        return Outcome::Retry(None);
-    };
-    let retry_after = resp.headers().get("retry-after").ok().flatten().and_then(|v| {
-        parse_retry_after_seconds(&v).or_else(|| {
-            let at = js_sys::Date::parse(&v);
-            at.is_finite().then(|| at - js_sys::Date::now())
-        })
+    // One function for both outcomes, so it is called exactly once and freed.
+    let settle = Closure::once_into_js(move |answer: JsValue| {
+        let outcome = match answer.dyn_into::<Response>() {
+            Ok(resp) => {
+                let retry_after = resp
+                    .headers()
+                    .get("retry-after")
+                    .ok()
+                    .flatten()
+                    .and_then(|v| {
+                        parse_retry_after_seconds(&v).or_else(|| {
+                            let at = js_sys::Date::parse(&v);
+                            at.is_finite().then(|| at - js_sys::Date::now())
+                        })
+                    });
+                classify(Some(resp.status()), retry_after)
+            }
+            Err(_) => Outcome::Retry(None),
+        };
+        done(outcome);
     });
-    classify(Some(resp.status()), retry_after)
+    then_either(&win.fetch_with_str_and_init(endpoint, &init), &settle);
 }
 
 impl Inner {
@@ -438,12 +437,19 @@ impl Inner {
                 with(&m, |i| i.on_intersections(&entries));
             });
             let init = IntersectionObserverInit::new();
-            let mut t = vec![0.0, self.opts.rule.min_ratio, self.opts.rule.large_ratio, 1.0];
+            let mut t = vec![
+                0.0,
+                self.opts.rule.min_ratio,
+                self.opts.rule.large_ratio,
+                1.0,
+            ];
             t.sort_by(f64::total_cmp);
             t.dedup();
             let thresholds: Array = t.into_iter().map(JsValue::from_f64).collect();
             init.set_threshold(&thresholds);
-            if let Ok(io) = IntersectionObserver::new_with_options(cb.as_ref().unchecked_ref(), &init) {
+            if let Ok(io) =
+                IntersectionObserver::new_with_options(cb.as_ref().unchecked_ref(), &init)
+            {
                 self.io = Some(Io { io, _cb: cb });
             }
         } else {
@@ -509,7 +515,9 @@ impl Inner {
         let (Some(request), Some(query)) = (request, query) else {
             self.beat();
             let m = self.me.clone();
-            self.heartbeat = Some(Interval::new(HEARTBEAT_EVERY_MS, move || with(&m, |i| i.beat())));
+            self.heartbeat = Some(Interval::new(HEARTBEAT_EVERY_MS, move || {
+                with(&m, |i| i.beat())
+            }));
             self.take_orphans(None);
             return;
         };
@@ -530,11 +538,10 @@ impl Inner {
         let m = self.me.clone();
         let l = locks.clone();
         let adopt = Closure::once_into_js(move |_lock: JsValue| -> JsValue {
-            future_to_promise(async move {
-                let snapshot = match query.call0(&l).map(Promise::from) {
-                    Ok(p) => JsFuture::from(p).await.unwrap_or(JsValue::UNDEFINED),
-                    Err(_) => JsValue::UNDEFINED,
-                };
+            let Ok(p) = query.call0(&l).map(Promise::from) else {
+                return JsValue::UNDEFINED;
+            };
+            let take = Closure::once_into_js(move |snapshot: JsValue| {
                 let held = get(&snapshot, "held");
                 let pending = get(&snapshot, "pending");
                 let mut live = Vec::new();
@@ -550,9 +557,8 @@ impl Inner {
                     }
                 }
                 with(&m, |i| i.take_orphans(Some(&live)));
-                Ok(JsValue::UNDEFINED)
-            })
-            .into()
+            });
+            then_either(&p, &take)
         });
         let _ = request.call2(&locks, &JsValue::from_str("glimpse.adopt"), &adopt);
     }
@@ -568,7 +574,9 @@ impl Inner {
     }
 
     fn take_orphans(&mut self, live: Option<&[String]>) {
-        let Some(s) = self.storage.clone() else { return };
+        let Some(s) = self.storage.clone() else {
+            return;
+        };
         let now_epoch = js_sys::Date::now();
         let len = s.length().unwrap_or(0);
         let keys: Vec<String> = (0..len)
@@ -577,7 +585,8 @@ impl Inner {
             .collect();
         let mut adopted = 0;
         for k in keys {
-            let (tab, is_queue) = match (k.strip_prefix(QUEUE_PREFIX), k.strip_prefix(BEAT_PREFIX)) {
+            let (tab, is_queue) = match (k.strip_prefix(QUEUE_PREFIX), k.strip_prefix(BEAT_PREFIX))
+            {
                 (Some(t), _) => (t, true),
                 (None, Some(t)) => (t, false),
                 (None, None) => continue,
@@ -665,14 +674,16 @@ impl Inner {
                 self.sending = true;
                 let endpoint = self.opts.endpoint.clone();
                 let m = self.me.clone();
-                spawn_local(async move {
-                    let outcome = post(&endpoint, &body).await;
+                post(&endpoint, &body, move |outcome| {
                     with(&m, |i| {
                         i.sending = false;
                         i.settle(&id, outcome);
-                    });
+                    })
                 });
                 return;
+            }
+            for w in self.waiters.drain(..) {
+                let _ = w.call0(&JsValue::UNDEFINED);
             }
         }
         if let Some(due) = self.queue.next_due() {
@@ -730,9 +741,8 @@ impl Inner {
                 // Refused: fetch with keepalive, settled normally if the page lives.
                 let endpoint = self.opts.endpoint.clone();
                 let m = self.me.clone();
-                spawn_local(async move {
-                    let outcome = post(&endpoint, &body).await;
-                    with(&m, |i| i.settle(&id, outcome));
+                post(&endpoint, &body, move |outcome| {
+                    with(&m, |i| i.settle(&id, outcome))
                 });
             }
         }
@@ -751,7 +761,11 @@ impl Inner {
             };
             let r = e.bounding_client_rect();
             let area = r.width().max(0.0) * r.height().max(0.0);
-            let ratio = if e.is_intersecting() { e.intersection_ratio() } else { 0.0 };
+            let ratio = if e.is_intersecting() {
+                e.intersection_ratio()
+            } else {
+                0.0
+            };
             self.engine.update(slot.id, ratio, area, e.time(), &mut out);
         }
         self.out = out;
@@ -766,7 +780,11 @@ impl Inner {
         for r in records.iter() {
             let r: MutationRecord = r.unchecked_into();
             if r.type_() == "attributes" {
-                if let Ok(el) = r.target().and_then(|t| t.dyn_into::<Element>().ok()).ok_or(()) {
+                if let Ok(el) = r
+                    .target()
+                    .and_then(|t| t.dyn_into::<Element>().ok())
+                    .ok_or(())
+                {
                     self.on_ad_id_change(&el);
                 }
                 continue;
@@ -795,7 +813,9 @@ impl Inner {
 
     /// Tracks `node` and its descendants that match the selector.
     fn scan(&mut self, node: &Node) {
-        let Some(el) = node.dyn_ref::<Element>() else { return };
+        let Some(el) = node.dyn_ref::<Element>() else {
+            return;
+        };
         if el.matches(&self.opts.selector).unwrap_or(false) {
             self.track(el, None);
         }
@@ -945,6 +965,9 @@ impl Inner {
         self.heartbeat = None;
         self.lock = None;
         self.slots.clear();
+        for w in self.waiters.drain(..) {
+            let _ = w.call0(&JsValue::UNDEFINED);
+        }
         let me = self.me.as_ptr();
         ACTIVE.with(|a| {
             if let Ok(mut a) = a.try_borrow_mut() {
@@ -952,6 +975,14 @@ impl Inner {
             }
         });
     }
+}
+
+/// `promise.then(f, f)`: `f` runs once, on either outcome.
+fn then_either(promise: &Promise, f: &JsValue) -> JsValue {
+    get(promise, "then")
+        .dyn_into::<Function>()
+        .and_then(|then| then.call2(promise, f, f))
+        .unwrap_or(JsValue::UNDEFINED)
 }
 
 /// Runs `f` on the tracker if it is alive and not busy.

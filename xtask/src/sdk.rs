@@ -28,13 +28,23 @@ pub fn run() -> Result<()> {
     ensure_target()?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut build = Command::new(&cargo);
-    build
-        .current_dir(&root)
-        .args(["build", "-p", "glimpse-sdk", "--target", TARGET, "--profile", PROFILE]);
+    build.current_dir(&root).args([
+        "build",
+        "-p",
+        "glimpse-sdk",
+        "--target",
+        TARGET,
+        "--profile",
+        PROFILE,
+    ]);
     // The wasm must not inherit host-only flags of the caller.
     build.env_remove("RUSTFLAGS");
     status(&mut build)?;
-    let wasm = root.join("target").join(TARGET).join(PROFILE).join("glimpse_sdk.wasm");
+    let wasm = root
+        .join("target")
+        .join(TARGET)
+        .join(PROFILE)
+        .join("glimpse_sdk.wasm");
 
     let bindgen = ensure_wasm_bindgen(&root, &cargo)?;
     if pkg.exists() {
@@ -55,7 +65,9 @@ pub fn run() -> Result<()> {
             status(Command::new(&opt).arg(&out).args(["-Oz", "-o"]).arg(&tmp))?;
             fs::rename(&tmp, &out)?;
         }
-        None => eprintln!("xtask sdk: no usable wasm-opt (npm {BINARYEN}); the wasm is not optimised further"),
+        None => eprintln!(
+            "xtask sdk: no usable wasm-opt (npm {BINARYEN}); the wasm is not optimised further"
+        ),
     }
 
     let js = root.join("sdk/js");
@@ -67,7 +79,12 @@ pub fn run() -> Result<()> {
     fs::write(pkg.join("package.json"), manifest)?;
 
     let mut total = 0;
-    for name in ["glimpse_sdk_bg.wasm", "glimpse_sdk.js", "index.js", "glimpse.js"] {
+    for name in [
+        "glimpse_sdk_bg.wasm",
+        "glimpse_sdk.js",
+        "index.js",
+        "glimpse.js",
+    ] {
         let path = pkg.join(name);
         let raw = fs::metadata(&path)?.len();
         let gz = gzip9_len(&path);
@@ -77,7 +94,10 @@ pub fn run() -> Result<()> {
             gz.map_or("?".into(), |g| g.to_string())
         );
     }
-    println!("xtask sdk: built {} (wasm + JS, gzip -9: {total} bytes; budget {BUDGET_GZIP_BYTES})", pkg.display());
+    println!(
+        "xtask sdk: built {} (wasm + JS, gzip -9: {total} bytes; budget {BUDGET_GZIP_BYTES})",
+        pkg.display()
+    );
     Ok(())
 }
 
@@ -119,7 +139,10 @@ fn locked_wasm_bindgen(root: &Path) -> Result<String> {
     let mut lines = lock.lines();
     while let Some(line) = lines.next() {
         if line.trim() == "name = \"wasm-bindgen\"" {
-            if let Some(v) = lines.next().and_then(|l| l.trim().strip_prefix("version = \"")) {
+            if let Some(v) = lines
+                .next()
+                .and_then(|l| l.trim().strip_prefix("version = \""))
+            {
                 return Ok(v.trim_end_matches('"').to_string());
             }
         }
@@ -150,7 +173,10 @@ fn wasm_opt(root: &Path) -> Option<PathBuf> {
     let prefix = root.join("target/tools");
     let bin = prefix.join("node_modules/binaryen/bin/wasm-opt");
     if !bin.exists() {
-        eprintln!("xtask sdk: installing {BINARYEN} under {}", prefix.display());
+        eprintln!(
+            "xtask sdk: installing {BINARYEN} under {}",
+            prefix.display()
+        );
         let ok = Command::new("npm")
             .args(["install", "--no-audit", "--no-fund", "--prefix"])
             .arg(&prefix)
@@ -165,6 +191,10 @@ fn wasm_opt(root: &Path) -> Option<PathBuf> {
 }
 
 fn gzip9_len(path: &Path) -> Option<u64> {
-    let out = Command::new("gzip").args(["-9", "-c"]).arg(path).output().ok()?;
+    let out = Command::new("gzip")
+        .args(["-9", "-c"])
+        .arg(path)
+        .output()
+        .ok()?;
     out.status.success().then_some(out.stdout.len() as u64)
 }
