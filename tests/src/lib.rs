@@ -1,1 +1,12 @@
 //! Support for the end-to-end tests: starting and stopping real processes.
+//!
+//! Each module wraps one kind of process so a test can start a private,
+//! throwaway instance on a free loopback port and have it killed when the
+//! handle drops:
+//!
+//! - [`edge`]: a `glimpse-server` built by the same `cargo test` run.
+//!
+//! The tests themselves live in `tests/e2e/` (one integration-test binary,
+//! one module per area).
+
+pub mod edge;
