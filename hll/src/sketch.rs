@@ -6,6 +6,8 @@
 //! (4 bytes each) and switches to the array once that list would pass
 //! [`SPARSE_MAX_ENTRIES`]. The switch is one way: registers only grow.
 
+use std::ops::ControlFlow;
+
 use crate::estimate::{self, Histogram};
 use crate::hash::index_and_rank;
 use crate::REGISTERS;
@@ -13,9 +15,9 @@ use crate::REGISTERS;
 /// Non-zero registers a sparse sketch may hold before becoming dense.
 ///
 /// 2,048 entries are 8 KiB, half the dense array: past this, the list saves
-/// little memory and its O(n) sorted inserts start to cost. Every register
-/// Redis can keep in its own sparse encoding (at most 3,000 bytes) fits below
-/// this bound, which keeps small sketches small on a decode round trip too.
+/// little memory and its O(n) sorted inserts start to cost. Sketches of a
+/// few hundred ids, the common case per sync interval, stay well below it,
+/// and decoding picks the same form by the same bound.
 pub const SPARSE_MAX_ENTRIES: usize = 2048;
 
 /// A HyperLogLog sketch with Redis's parameters (P = 14, 6-bit registers).
@@ -240,20 +242,40 @@ impl Sketch {
         }
     }
 
-    /// Calls `f(index, value)` for every non-zero register in index order.
-    pub(crate) fn for_each_nonzero(&self, mut f: impl FnMut(usize, u8)) {
+    /// Calls `f(index, value)` for every non-zero register in index order,
+    /// stopping early when `f` breaks.
+    pub(crate) fn try_for_each_nonzero(
+        &self,
+        mut f: impl FnMut(usize, u8) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
         match &self.repr {
             Repr::Sparse(entries) => {
                 for &e in entries {
-                    f(entry_index(e), entry_value(e));
+                    f(entry_index(e), entry_value(e))?;
                 }
             }
             Repr::Dense(regs) => {
                 for (i, &r) in regs.iter().enumerate() {
                     if r != 0 {
-                        f(i, r);
+                        f(i, r)?;
                     }
                 }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// Runs `f` over all 16,384 registers as one array (borrowed when dense,
+    /// built on the stack when sparse).
+    pub(crate) fn with_registers<R>(&self, f: impl FnOnce(&[u8; REGISTERS]) -> R) -> R {
+        match &self.repr {
+            Repr::Dense(regs) => f(regs),
+            Repr::Sparse(entries) => {
+                let mut regs = [0u8; REGISTERS];
+                for &e in entries {
+                    regs[entry_index(e)] = entry_value(e);
+                }
+                f(&regs)
             }
         }
     }
@@ -404,7 +426,7 @@ mod tests {
     #[test]
     fn sparse_and_dense_forms_are_equal_and_estimate_alike() {
         let mut rng = Rng::new(11);
-        for _ in 0..200 {
+        for _ in 0..100 {
             let n = rng.below(5000);
             let sparse_ish = filled(n, &format!("x{}", rng.next_u64()));
             let dense = Sketch {
