@@ -101,7 +101,8 @@ impl Edge {
             data_dir: data_dir.to_path_buf(),
         };
         edge.wait_until(STARTUP_DEADLINE, "/healthz answers", || {
-            edge.get_raw("/healthz").is_ok_and(|(status, _)| status == 200)
+            edge.get_raw("/healthz")
+                .is_ok_and(|(status, _)| status == 200)
         });
         edge
     }
@@ -143,7 +144,9 @@ impl Edge {
 
     /// GET expecting 200 and a JSON body.
     pub fn get_json<T: DeserializeOwned>(&self, path: &str) -> T {
-        let (status, body) = self.get_raw(path).unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let (status, body) = self
+            .get_raw(path)
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
         assert_eq!(status, 200, "GET {path}: {body}");
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
     }
@@ -155,7 +158,8 @@ impl Edge {
             .set("Content-Type", "text/plain;charset=UTF-8")
             .send_string(body);
         let (status, text) = answer(result).unwrap_or_else(|e| panic!("POST batch: {e}"));
-        let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("POST batch: {e}: {text}"));
+        let json =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("POST batch: {e}: {text}"));
         (status, json)
     }
 }
@@ -190,7 +194,10 @@ fn answer(result: Result<ureq::Response, ureq::Error>) -> Result<(u16, String), 
 pub fn wait_until(deadline: Duration, what: &str, done: &mut dyn FnMut() -> bool) {
     let started = Instant::now();
     while !done() {
-        assert!(started.elapsed() < deadline, "timed out after {deadline:?} waiting until {what}");
+        assert!(
+            started.elapsed() < deadline,
+            "timed out after {deadline:?} waiting until {what}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }

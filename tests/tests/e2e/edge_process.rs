@@ -8,7 +8,10 @@ use glimpse_wire::api::StatsResponse;
 use serde_json::json;
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 fn batch(batch_id: &str, ad: &str, users: std::ops::Range<u32>) -> String {
@@ -45,7 +48,10 @@ fn counts_survive_sigterm_and_restart() {
     // A batch delivered again after the restart still counts once.
     let (status, body) = edge.post_batch(&batch("batch-0", "ad-restart", 0..100));
     assert_eq!(status, 202);
-    assert_eq!(body, json!({"accepted": 0, "duplicates": 200, "rejected": []}));
+    assert_eq!(
+        body,
+        json!({"accepted": 0, "duplicates": 200, "rejected": []})
+    );
     let again: StatsResponse = edge.get_json("/v1/ads/ad-restart/stats");
     assert_eq!(again, before);
 }
@@ -62,13 +68,17 @@ fn the_sync_task_writes_pending_counts_on_its_interval() {
     let dir_path = dir.path().to_path_buf();
     let mut edge = Some(edge);
     let mut seen = 0;
-    glimpse_tests::edge::wait_until(std::time::Duration::from_secs(20), "a sync lands", &mut || {
-        drop(edge.take());
-        let probe = Edge::start(&dir_path, &["--sync-interval", "1h"]);
-        let s: StatsResponse = probe.get_json("/v1/ads/ad-sync/stats");
-        seen = s.impressions;
-        // The probe is killed too, so it flushes nothing of its own.
-        seen == 10
-    });
+    glimpse_tests::edge::wait_until(
+        std::time::Duration::from_secs(20),
+        "a sync lands",
+        &mut || {
+            drop(edge.take());
+            let probe = Edge::start(&dir_path, &["--sync-interval", "1h"]);
+            let s: StatsResponse = probe.get_json("/v1/ads/ad-sync/stats");
+            seen = s.impressions;
+            // The probe is killed too, so it flushes nothing of its own.
+            seen == 10
+        },
+    );
     assert_eq!(seen, 10, "edge {pid} synced before it was killed");
 }
