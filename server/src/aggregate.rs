@@ -401,10 +401,9 @@ mod tests {
     #[test]
     fn concurrent_records_land_in_exactly_one_delta_whole() {
         let agg = Arc::new(Aggregator::new());
-        let synced = Arc::new(Mutex::new(Vec::new()));
-        let threads: Vec<_> = (0..4)
+        let recorders: Vec<_> = (0..4)
             .map(|t| {
-                let (agg, synced) = (Arc::clone(&agg), Arc::clone(&synced));
+                let agg = Arc::clone(&agg);
                 std::thread::spawn(move || {
                     for i in 0..500 {
                         let ad = format!("ad-{}", i % 7);
@@ -414,23 +413,23 @@ mod tests {
                             ev(&ad, &user, Kind::Measurable, "2026-11-25"),
                         ];
                         agg.record(&format!("b{t}-{i}"), 0, &events);
-                        if i % 50 == 0 {
-                            if let Some(delta) = agg.begin_sync() {
-                                synced.lock().push(delta);
-                                agg.finish_sync();
-                            }
-                        }
                     }
                 })
             })
             .collect();
-        threads.into_iter().for_each(|t| t.join().unwrap());
-        if let Some(delta) = agg.begin_sync() {
-            synced.lock().push(delta);
+        // One sync task, as in the server, syncing while the recorders run.
+        let mut synced = Vec::new();
+        while !recorders.iter().all(|r| r.is_finished()) {
+            if let Some(delta) = agg.begin_sync() {
+                synced.push(delta);
+                agg.finish_sync();
+            }
         }
+        recorders.into_iter().for_each(|t| t.join().unwrap());
+        synced.extend(agg.begin_sync());
         let mut impressions = 0;
         let mut batches = 0;
-        for delta in synced.lock().iter() {
+        for delta in &synced {
             // A delta holds whole batches: its counters equal its records.
             let from_keys: u64 = delta.keys().map(|(_, _, d)| d.impressions).sum();
             let from_records: u64 = delta

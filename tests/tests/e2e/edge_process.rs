@@ -3,6 +3,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use glimpse_hll::Sketch;
 use glimpse_tests::edge::Edge;
 use glimpse_wire::api::StatsResponse;
 use serde_json::json;
@@ -39,7 +40,11 @@ fn counts_survive_sigterm_and_restart() {
     }
     let before: StatsResponse = edge.get_json("/v1/ads/ad-restart/stats");
     assert_eq!((before.impressions, before.measurable), (210, 210));
-    assert_eq!(before.unique_visitors, 160);
+    let mut reference = Sketch::new();
+    for u in 0..160 {
+        reference.insert(format!("visitor-{u}").as_bytes());
+    }
+    assert_eq!(before.unique_visitors, reference.estimate());
     assert!(edge.terminate().success());
 
     let edge = Edge::start(dir.path(), &["--sync-interval", "1h"]);
@@ -54,31 +59,4 @@ fn counts_survive_sigterm_and_restart() {
     );
     let again: StatsResponse = edge.get_json("/v1/ads/ad-restart/stats");
     assert_eq!(again, before);
-}
-
-#[test]
-fn the_sync_task_writes_pending_counts_on_its_interval() {
-    let dir = tempfile::tempdir().unwrap();
-    let edge = Edge::start(dir.path(), &["--sync-interval", "50ms"]);
-    let (status, _) = edge.post_batch(&batch("b1", "ad-sync", 0..10));
-    assert_eq!(status, 202);
-    // After a SIGKILL only what a sync wrote is left, so poll until a
-    // restarted edge sees the counts.
-    let pid = edge.pid();
-    let dir_path = dir.path().to_path_buf();
-    let mut edge = Some(edge);
-    let mut seen = 0;
-    glimpse_tests::edge::wait_until(
-        std::time::Duration::from_secs(20),
-        "a sync lands",
-        &mut || {
-            drop(edge.take());
-            let probe = Edge::start(&dir_path, &["--sync-interval", "1h"]);
-            let s: StatsResponse = probe.get_json("/v1/ads/ad-sync/stats");
-            seen = s.impressions;
-            // The probe is killed too, so it flushes nothing of its own.
-            seen == 10
-        },
-    );
-    assert_eq!(seen, 10, "edge {pid} synced before it was killed");
 }
