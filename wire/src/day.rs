@@ -131,9 +131,9 @@ impl FromStr for Day {
             return Err(err());
         }
         let digits = |range: std::ops::Range<usize>| -> Option<u32> {
-            b[range]
-                .iter()
-                .try_fold(0u32, |acc, &c| c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0')))
+            b[range].iter().try_fold(0u32, |acc, &c| {
+                c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+            })
         };
         let (y, m, d) = (digits(0..4), digits(5..7), digits(8..10));
         match (y, m, d) {
@@ -275,8 +275,17 @@ mod tests {
     #[test]
     fn rejects_malformed_dates() {
         for s in [
-            "", "2025-1-01", "2025-13-01", "2025-00-10", "2025-04-31", "20251101", "2025/11/01",
-            "1969-12-31", "+025-11-01", "2025-11-0a", "2025-11-01T",
+            "",
+            "2025-1-01",
+            "2025-13-01",
+            "2025-00-10",
+            "2025-04-31",
+            "20251101",
+            "2025/11/01",
+            "1969-12-31",
+            "+025-11-01",
+            "2025-11-0a",
+            "2025-11-01T",
         ] {
             assert!(s.parse::<Day>().is_err(), "{s:?} should be refused");
         }

@@ -114,11 +114,9 @@ pub fn decode_batch(body: &[u8]) -> Result<Batch<'_>, BatchError> {
         },
     };
     check_id(&batch_id, MAX_BATCH_OR_EVENT_ID_BYTES).map_err(|why| BatchError::BatchId(why))?;
-    let raw_events = envelope
-        .events
-        .ok_or(BatchError::Events("is missing"))?;
-    let events: Vec<&RawValue> =
-        serde_json::from_str(raw_events.get()).map_err(|_| BatchError::Events("must be an array"))?;
+    let raw_events = envelope.events.ok_or(BatchError::Events("is missing"))?;
+    let events: Vec<&RawValue> = serde_json::from_str(raw_events.get())
+        .map_err(|_| BatchError::Events("must be an array"))?;
     if events.is_empty() {
         return Err(BatchError::Events("must not be empty"));
     }
@@ -218,7 +216,10 @@ pub fn check_id(id: &str, max: usize) -> Result<(), String> {
         return Err("must not be empty".into());
     }
     if id.len() > max {
-        return Err(format!("is {} bytes long; at most {max} are allowed", id.len()));
+        return Err(format!(
+            "is {} bytes long; at most {max} are allowed",
+            id.len()
+        ));
     }
     match id.bytes().position(|b| !is_id_byte(b)) {
         None => Ok(()),
@@ -249,7 +250,10 @@ mod tests {
 
     #[test]
     fn accepts_a_valid_batch() {
-        let body = format!(r#"{{"batch_id":"b-1","events":[{{{}}}],"extra":1}}"#, good());
+        let body = format!(
+            r#"{{"batch_id":"b-1","events":[{{{}}}],"extra":1}}"#,
+            good()
+        );
         let batch = decode_batch(body.as_bytes()).unwrap();
         assert_eq!(batch.batch_id, "b-1");
         let event = validate_event(batch.events[0], NOW).unwrap();
@@ -284,7 +288,10 @@ mod tests {
         }
         let long_id = "x".repeat(65);
         let body = format!(r#"{{"batch_id":"{long_id}","events":[{{}}]}}"#);
-        assert_eq!(decode_batch(body.as_bytes()).unwrap_err().code(), "invalid_batch_id");
+        assert_eq!(
+            decode_batch(body.as_bytes()).unwrap_err().code(),
+            "invalid_batch_id"
+        );
     }
 
     #[test]
@@ -310,24 +317,63 @@ mod tests {
         let g = good();
         let cases: Vec<(String, &str)> = vec![
             (g.replace(r#""id":"e1","#, ""), "missing field `id`"),
-            (g.replace(r#""ad_id":"ad-42""#, r#""ad_id":null"#), "invalid type: null"),
-            (g.replace(r#""ad_id":"ad-42""#, r#""ad_id":42"#), "invalid type: integer"),
-            (g.replace("viewable", "clicked"), "unknown variant `clicked`"),
-            (g.replace(r#""user_id":"u.1:x_y""#, r#""user_id":"""#), "`user_id` must not be empty"),
-            (g.replace("ad-42", "ad 42"), "`ad_id` has a character outside"),
-            (g.replace("ad-42", "ad{42}"), "`ad_id` has a character outside"),
-            (g.replace("ad-42", "ad-é"), "`ad_id` has a character outside"),
-            (g.replace(r#""id":"e1""#, &format!(r#""id":"{}""#, "e".repeat(65))), "`id` is 65 bytes long"),
-            (g.replace(&NOW.to_string(), "1.5"), "invalid type: floating point"),
+            (
+                g.replace(r#""ad_id":"ad-42""#, r#""ad_id":null"#),
+                "invalid type: null",
+            ),
+            (
+                g.replace(r#""ad_id":"ad-42""#, r#""ad_id":42"#),
+                "invalid type: integer",
+            ),
+            (
+                g.replace("viewable", "clicked"),
+                "unknown variant `clicked`",
+            ),
+            (
+                g.replace(r#""user_id":"u.1:x_y""#, r#""user_id":"""#),
+                "`user_id` must not be empty",
+            ),
+            (
+                g.replace("ad-42", "ad 42"),
+                "`ad_id` has a character outside",
+            ),
+            (
+                g.replace("ad-42", "ad{42}"),
+                "`ad_id` has a character outside",
+            ),
+            (
+                g.replace("ad-42", "ad-é"),
+                "`ad_id` has a character outside",
+            ),
+            (
+                g.replace(r#""id":"e1""#, &format!(r#""id":"{}""#, "e".repeat(65))),
+                "`id` is 65 bytes long",
+            ),
+            (
+                g.replace(&NOW.to_string(), "1.5"),
+                "invalid type: floating point",
+            ),
             (g.replace(&NOW.to_string(), "\"1\""), "invalid type: string"),
-            (g.replace(&NOW.to_string(), "99999999999999999999999"), "expected i64"),
-            (g.replace(&NOW.to_string(), &(NOW - MAX_EVENT_AGE_MS - 1).to_string()), "more than 48 h before"),
-            (g.replace(&NOW.to_string(), &(NOW + MAX_EVENT_LEAD_MS + 1).to_string()), "more than 5 min after"),
+            (
+                g.replace(&NOW.to_string(), "99999999999999999999999"),
+                "expected i64",
+            ),
+            (
+                g.replace(&NOW.to_string(), &(NOW - MAX_EVENT_AGE_MS - 1).to_string()),
+                "more than 48 h before",
+            ),
+            (
+                g.replace(&NOW.to_string(), &(NOW + MAX_EVENT_LEAD_MS + 1).to_string()),
+                "more than 5 min after",
+            ),
         ];
         for (fields, reason) in cases {
             let raw = event_json(&fields);
             let err = validate_event(&raw, NOW).unwrap_err().to_string();
-            assert!(err.contains(reason), "{fields}: got {err:?}, want {reason:?}");
+            assert!(
+                err.contains(reason),
+                "{fields}: got {err:?}, want {reason:?}"
+            );
             assert!(!err.contains(" at line "), "{err}");
         }
         for not_object in ["null", "3", "\"e\"", "[]"] {
@@ -340,7 +386,9 @@ mod tests {
     fn id_length_limits_are_inclusive() {
         let ad = "a".repeat(128);
         let id = "i".repeat(64);
-        let fields = good().replace("ad-42", &ad).replace(r#""id":"e1""#, &format!(r#""id":"{id}""#));
+        let fields = good()
+            .replace("ad-42", &ad)
+            .replace(r#""id":"e1""#, &format!(r#""id":"{id}""#));
         assert!(validate_event(&event_json(&fields), NOW).is_ok());
         let fields = good().replace("ad-42", &format!("{ad}a"));
         assert!(validate_event(&event_json(&fields), NOW).is_err());
@@ -354,8 +402,14 @@ mod tests {
         assert!(day_bucket(NOW + MAX_EVENT_LEAD_MS + 1, NOW).is_err());
         // Just before and after UTC midnight land on different days.
         let midnight = "2025-11-24".parse::<Day>().unwrap().start_ms();
-        assert_eq!(day_bucket(midnight - 1, midnight).unwrap().to_string(), "2025-11-23");
-        assert_eq!(day_bucket(midnight, midnight).unwrap().to_string(), "2025-11-24");
+        assert_eq!(
+            day_bucket(midnight - 1, midnight).unwrap().to_string(),
+            "2025-11-23"
+        );
+        assert_eq!(
+            day_bucket(midnight, midnight).unwrap().to_string(),
+            "2025-11-24"
+        );
         assert!(day_bucket(i64::MIN, NOW).is_err());
         assert!(day_bucket(i64::MAX, NOW).is_err());
     }
@@ -363,7 +417,10 @@ mod tests {
     #[test]
     fn escaped_ids_are_decoded_before_checking() {
         let fields = good().replace("ad-42", "ad\\u002d42");
-        assert_eq!(validate_event(&event_json(&fields), NOW).unwrap().ad_id, "ad-42");
+        assert_eq!(
+            validate_event(&event_json(&fields), NOW).unwrap().ad_id,
+            "ad-42"
+        );
         let fields = good().replace("ad-42", "ad\\n42");
         assert!(validate_event(&event_json(&fields), NOW).is_err());
     }

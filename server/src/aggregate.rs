@@ -1,0 +1,447 @@
+//! In-memory aggregation of accepted impressions, between syncs.
+//!
+//! Ingest only ever touches this module: each accepted batch adds its events
+//! to per-(ad, day) deltas (two counters and a visitor sketch) in a sharded map,
+//! and leaves a [`BatchRecord`] of what it contributed, so a store can drop
+//! the counters of a batch that turns out to be a duplicate at sync time.
+//!
+//! A sync takes the whole current generation at once ([`Aggregator::begin_sync`])
+//! and hands it to the store as one [`Delta`]. Until [`Aggregator::finish_sync`]
+//! says it landed, that delta stays visible to stats and is retried unchanged,
+//! so a retry never mixes in newer events (the store may key exactly-once
+//! bookkeeping on it). No I/O here.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::Arc;
+
+use glimpse_hll::Sketch;
+use glimpse_wire::ingest::Event;
+use glimpse_wire::{Day, DayRange, Kind};
+use parking_lot::{Mutex, RwLock};
+
+const SHARDS: usize = 32;
+
+/// Counters and visitors of one (ad, day).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DayDelta {
+    /// Viewable events.
+    pub impressions: u64,
+    /// Measurable events.
+    pub measurable: u64,
+    /// Visitors of viewable events.
+    pub visitors: Sketch,
+}
+
+impl DayDelta {
+    fn add(&mut self, kind: Kind, user_id: &str) {
+        match kind {
+            Kind::Viewable => {
+                self.impressions += 1;
+                self.visitors.insert(user_id.as_bytes());
+            }
+            Kind::Measurable => self.measurable += 1,
+        }
+    }
+
+    /// Folds `other` into `self`.
+    pub fn merge(&mut self, other: &DayDelta) {
+        self.impressions += other.impressions;
+        self.measurable += other.measurable;
+        self.visitors.merge(&other.visitors);
+    }
+}
+
+/// Deltas of one ad, by day.
+pub type AdDays = BTreeMap<Day, DayDelta>;
+
+/// What one batch added to the counters, kept so that a store can leave out a
+/// batch that another edge already counted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchRecord {
+    pub batch_id: String,
+    /// Server time when the batch was accepted, epoch ms.
+    pub received_ms: i64,
+    /// `(ad_id, day, impressions, measurable)` per (ad, day) the batch touched.
+    pub counts: Vec<BatchCount>,
+}
+
+/// One (ad, day) share of a batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchCount {
+    pub ad_id: String,
+    pub day: Day,
+    pub impressions: u64,
+    pub measurable: u64,
+}
+
+/// Everything accepted since the previous sync: what a store applies.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Delta {
+    pub ads: HashMap<String, AdDays>,
+    pub batches: Vec<BatchRecord>,
+}
+
+impl Delta {
+    pub fn is_empty(&self) -> bool {
+        self.ads.is_empty() && self.batches.is_empty()
+    }
+
+    /// `(ad_id, day, delta)` for every key, in no particular order.
+    pub fn keys(&self) -> impl Iterator<Item = (&str, Day, &DayDelta)> {
+        self.ads
+            .iter()
+            .flat_map(|(ad, days)| days.iter().map(move |(day, d)| (ad.as_str(), *day, d)))
+    }
+}
+
+#[derive(Debug, Default)]
+struct Shard {
+    ads: HashMap<String, AdDays>,
+}
+
+#[derive(Debug)]
+struct Generation {
+    shards: Box<[Mutex<Shard>]>,
+    batches: Mutex<Vec<BatchRecord>>,
+}
+
+impl Generation {
+    fn new() -> Self {
+        Generation {
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            batches: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn into_delta(self) -> Delta {
+        let mut ads = HashMap::new();
+        for shard in self.shards.into_vec() {
+            // Shards partition ads, so the union has no collisions.
+            ads.extend(shard.into_inner().ads);
+        }
+        Delta {
+            ads,
+            batches: self.batches.into_inner(),
+        }
+    }
+}
+
+/// The sharded map of pending deltas. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct Aggregator {
+    /// Held shared while a batch is recorded and exclusively while a sync
+    /// swaps it out, so a sync never sees half a batch.
+    current: RwLock<Generation>,
+    in_flight: RwLock<Option<Arc<Delta>>>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl Default for Aggregator {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Aggregator {
+    pub fn new() -> Self {
+        Aggregator {
+            current: RwLock::new(Generation::new()),
+            in_flight: RwLock::new(None),
+            hasher: Default::default(),
+        }
+    }
+
+    fn shard_of(&self, ad_id: &str) -> usize {
+        let mut h = self.hasher.build_hasher();
+        ad_id.hash(&mut h);
+        (h.finish() as usize) % SHARDS
+    }
+
+    /// Adds the valid, de-duplicated events of one batch.
+    pub fn record(&self, batch_id: &str, received_ms: i64, events: &[Event<'_>]) {
+        let mut counts: Vec<BatchCount> = Vec::new();
+        for event in events {
+            let at = match counts
+                .iter()
+                .position(|c| c.day == event.day && c.ad_id == event.ad_id)
+            {
+                Some(at) => at,
+                None => {
+                    counts.push(BatchCount {
+                        ad_id: event.ad_id.to_string(),
+                        day: event.day,
+                        impressions: 0,
+                        measurable: 0,
+                    });
+                    counts.len() - 1
+                }
+            };
+            match event.kind {
+                Kind::Viewable => counts[at].impressions += 1,
+                Kind::Measurable => counts[at].measurable += 1,
+            }
+        }
+        let generation = self.current.read();
+        for event in events {
+            let mut shard = generation.shards[self.shard_of(&event.ad_id)].lock();
+            let days = match shard.ads.get_mut(event.ad_id.as_ref()) {
+                Some(days) => days,
+                None => shard.ads.entry(event.ad_id.to_string()).or_default(),
+            };
+            days.entry(event.day)
+                .or_default()
+                .add(event.kind, &event.user_id);
+        }
+        generation.batches.lock().push(BatchRecord {
+            batch_id: batch_id.to_owned(),
+            received_ms,
+            counts,
+        });
+    }
+
+    /// The delta to sync now: the one still in flight from a failed attempt,
+    /// else everything recorded since the last sync. `None` when idle.
+    pub fn begin_sync(&self) -> Option<Arc<Delta>> {
+        let mut in_flight = self.in_flight.write();
+        if let Some(delta) = in_flight.as_ref() {
+            return Some(Arc::clone(delta));
+        }
+        let taken = std::mem::replace(&mut *self.current.write(), Generation::new());
+        let delta = taken.into_delta();
+        if delta.is_empty() {
+            return None;
+        }
+        let delta = Arc::new(delta);
+        *in_flight = Some(Arc::clone(&delta));
+        Some(delta)
+    }
+
+    /// The in-flight delta has landed in the store.
+    pub fn finish_sync(&self) {
+        self.in_flight.write().take();
+    }
+
+    /// Whether anything is waiting to be synced.
+    pub fn is_idle(&self) -> bool {
+        self.in_flight.read().is_none()
+            && self
+                .current
+                .read()
+                .shards
+                .iter()
+                .all(|s| s.lock().ads.is_empty())
+            && self.current.read().batches.lock().is_empty()
+    }
+
+    /// Pending deltas of `ad_id` on the days of `range`, the in-flight delta
+    /// and the current generation folded together.
+    pub fn pending(&self, ad_id: &str, range: DayRange) -> AdDays {
+        let mut out = AdDays::new();
+        let mut fold = |days: &AdDays| {
+            for (day, d) in days.range(range.from()..=range.to()) {
+                out.entry(*day).or_default().merge(d);
+            }
+        };
+        if let Some(delta) = self.in_flight.read().as_ref() {
+            if let Some(days) = delta.ads.get(ad_id) {
+                fold(days);
+            }
+        }
+        let generation = self.current.read();
+        if let Some(days) = generation.shards[self.shard_of(ad_id)]
+            .lock()
+            .ads
+            .get(ad_id)
+        {
+            fold(days);
+        }
+        out
+    }
+
+    /// Ids of the ads with pending data in `range`.
+    pub fn pending_ads(&self, range: DayRange) -> Vec<String> {
+        let in_range = |days: &AdDays| days.range(range.from()..=range.to()).next().is_some();
+        let mut ads = Vec::new();
+        if let Some(delta) = self.in_flight.read().as_ref() {
+            ads.extend(
+                delta
+                    .ads
+                    .iter()
+                    .filter(|(_, d)| in_range(d))
+                    .map(|(a, _)| a.clone()),
+            );
+        }
+        let generation = self.current.read();
+        for shard in generation.shards.iter() {
+            let shard = shard.lock();
+            ads.extend(
+                shard
+                    .ads
+                    .iter()
+                    .filter(|(_, d)| in_range(d))
+                    .map(|(a, _)| a.clone()),
+            );
+        }
+        ads.sort_unstable();
+        ads.dedup();
+        ads
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::*;
+
+    fn day(s: &str) -> Day {
+        s.parse().unwrap()
+    }
+
+    fn ev<'a>(ad: &'a str, user: &'a str, kind: Kind, d: &str) -> Event<'a> {
+        Event {
+            id: Cow::Borrowed("e"),
+            ad_id: Cow::Borrowed(ad),
+            user_id: Cow::Borrowed(user),
+            kind,
+            ts: day(d).start_ms(),
+            day: day(d),
+        }
+    }
+
+    #[test]
+    fn records_counts_and_visitors_per_ad_day() {
+        let agg = Aggregator::new();
+        let d1 = "2026-11-24";
+        let d2 = "2026-11-25";
+        agg.record(
+            "b1",
+            0,
+            &[
+                ev("ad-1", "u1", Kind::Viewable, d1),
+                ev("ad-1", "u1", Kind::Measurable, d1),
+                ev("ad-1", "u2", Kind::Viewable, d2),
+                ev("ad-2", "u3", Kind::Measurable, d2),
+            ],
+        );
+        let range = DayRange::new(day(d1), day(d2)).unwrap();
+        let p = agg.pending("ad-1", range);
+        assert_eq!(p[&day(d1)].impressions, 1);
+        assert_eq!(p[&day(d1)].measurable, 1);
+        assert_eq!(p[&day(d2)].impressions, 1);
+        assert!(!p[&day(d2)].visitors.is_empty());
+        assert_eq!(agg.pending("ad-2", range)[&day(d2)].measurable, 1);
+        assert_eq!(agg.pending("ad-2", range)[&day(d2)].impressions, 0);
+        assert!(agg.pending("ad-2", DayRange::single(day(d1))).is_empty());
+        assert_eq!(agg.pending_ads(range), vec!["ad-1", "ad-2"]);
+        assert_eq!(agg.pending_ads(DayRange::single(day(d1))), vec!["ad-1"]);
+    }
+
+    #[test]
+    fn batch_records_hold_each_batch_share() {
+        let agg = Aggregator::new();
+        let d = "2026-11-25";
+        agg.record(
+            "b1",
+            7,
+            &[
+                ev("ad-1", "u1", Kind::Viewable, d),
+                ev("ad-1", "u2", Kind::Viewable, d),
+                ev("ad-1", "u2", Kind::Measurable, d),
+                ev("ad-2", "u2", Kind::Measurable, d),
+            ],
+        );
+        let delta = agg.begin_sync().unwrap();
+        assert_eq!(delta.batches.len(), 1);
+        let rec = &delta.batches[0];
+        assert_eq!((rec.batch_id.as_str(), rec.received_ms), ("b1", 7));
+        assert_eq!(
+            rec.counts,
+            vec![
+                BatchCount {
+                    ad_id: "ad-1".into(),
+                    day: day(d),
+                    impressions: 2,
+                    measurable: 1
+                },
+                BatchCount {
+                    ad_id: "ad-2".into(),
+                    day: day(d),
+                    impressions: 0,
+                    measurable: 1
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn in_flight_delta_stays_visible_and_is_retried_unchanged() {
+        let agg = Aggregator::new();
+        let d = "2026-11-25";
+        let range = DayRange::single(day(d));
+        assert!(agg.begin_sync().is_none());
+        assert!(agg.is_idle());
+        agg.record("b1", 0, &[ev("ad-1", "u1", Kind::Viewable, d)]);
+        let first = agg.begin_sync().unwrap();
+        // Recorded while the first sync is in flight: pending, not in the retry.
+        agg.record("b2", 0, &[ev("ad-1", "u2", Kind::Viewable, d)]);
+        assert_eq!(agg.pending("ad-1", range)[&day(d)].impressions, 2);
+        let retry = agg.begin_sync().unwrap();
+        assert!(Arc::ptr_eq(&first, &retry));
+        agg.finish_sync();
+        assert_eq!(agg.pending("ad-1", range)[&day(d)].impressions, 1);
+        let second = agg.begin_sync().unwrap();
+        assert_eq!(second.batches[0].batch_id, "b2");
+        agg.finish_sync();
+        assert!(agg.pending("ad-1", range).is_empty());
+        assert!(agg.is_idle());
+    }
+
+    #[test]
+    fn concurrent_records_land_in_exactly_one_delta_whole() {
+        let agg = Arc::new(Aggregator::new());
+        let recorders: Vec<_> = (0..4)
+            .map(|t| {
+                let agg = Arc::clone(&agg);
+                std::thread::spawn(move || {
+                    for i in 0..500 {
+                        let ad = format!("ad-{}", i % 7);
+                        let user = format!("u{t}-{i}");
+                        let events = [
+                            ev(&ad, &user, Kind::Viewable, "2026-11-25"),
+                            ev(&ad, &user, Kind::Measurable, "2026-11-25"),
+                        ];
+                        agg.record(&format!("b{t}-{i}"), 0, &events);
+                    }
+                })
+            })
+            .collect();
+        // One sync task, as in the server, syncing while the recorders run.
+        let mut synced = Vec::new();
+        while !recorders.iter().all(|r| r.is_finished()) {
+            if let Some(delta) = agg.begin_sync() {
+                synced.push(delta);
+                agg.finish_sync();
+            }
+        }
+        recorders.into_iter().for_each(|t| t.join().unwrap());
+        synced.extend(agg.begin_sync());
+        let mut impressions = 0;
+        let mut batches = 0;
+        for delta in &synced {
+            // A delta holds whole batches: its counters equal its records.
+            let from_keys: u64 = delta.keys().map(|(_, _, d)| d.impressions).sum();
+            let from_records: u64 = delta
+                .batches
+                .iter()
+                .flat_map(|b| &b.counts)
+                .map(|c| c.impressions)
+                .sum();
+            assert_eq!(from_keys, from_records);
+            impressions += from_keys;
+            batches += delta.batches.len();
+        }
+        assert_eq!((impressions, batches), (2000, 2000));
+    }
+}

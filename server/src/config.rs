@@ -1,0 +1,67 @@
+//! Command-line flags, each with an environment fallback.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// The glimpse edge server: accepts impression batches, counts them, serves
+/// the counts.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "glimpse-server", version, about)]
+pub struct Config {
+    /// Address to listen on (port 0 picks a free one).
+    #[arg(long, env = "GLIMPSE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Directory of the embedded store.
+    #[arg(long, env = "GLIMPSE_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// How often pending counts are written to the store (e.g. 500ms, 5s, 1m).
+    #[arg(long, env = "GLIMPSE_SYNC_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub sync_interval: Duration,
+
+    /// API keys for the stats routes, comma separated. Without any, the stats
+    /// routes answer loopback clients only.
+    #[arg(
+        long,
+        env = "GLIMPSE_API_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub api_keys: Vec<String>,
+
+    /// Static site served at `/` when the directory exists.
+    #[arg(long, env = "GLIMPSE_WWW_DIR", default_value = "www")]
+    pub www_dir: PathBuf,
+
+    /// Built SDK served at `/sdk/` when the directory exists.
+    #[arg(long, env = "GLIMPSE_SDK_DIR", default_value = "sdk/pkg")]
+    pub sdk_dir: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_durations() {
+        let c = Config::try_parse_from(["glimpse-server"]).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.sync_interval, Duration::from_secs(5));
+        assert!(c.api_keys.is_empty());
+        let c = Config::try_parse_from([
+            "glimpse-server",
+            "--sync-interval",
+            "500ms",
+            "--api-keys",
+            "k1,k2",
+        ])
+        .unwrap();
+        assert_eq!(c.sync_interval, Duration::from_millis(500));
+        assert_eq!(c.api_keys, vec!["k1", "k2"]);
+        assert!(Config::try_parse_from(["glimpse-server", "--sync-interval", "soon"]).is_err());
+    }
+}

@@ -1,0 +1,159 @@
+//! `POST /v1/impressions` and the single-impression `GET /v1/impression`.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::Json;
+use glimpse_wire::api::{ImpressionLogged, IngestResponse, Rejection};
+use glimpse_wire::ingest::{
+    check_id, decode_batch, validate_event, Event, MAX_AD_OR_USER_ID_BYTES, MAX_BODY_BYTES,
+};
+use glimpse_wire::{Day, Kind};
+use serde::Deserialize;
+
+use super::error::ApiError;
+use super::AppState;
+
+/// A request body must arrive within this time.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let value = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .ok_or(ApiError::UnsupportedMediaType)?;
+    let essence = value.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case("text/plain")
+        || essence.eq_ignore_ascii_case("application/json")
+    {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType)
+    }
+}
+
+async fn read_body(headers: &HeaderMap, body: Body) -> Result<axum::body::Bytes, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY_BYTES)).await {
+        Err(_) => Err(ApiError::BodyTimeout(BODY_TIMEOUT.as_secs())),
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                Err(ApiError::PayloadTooLarge)
+            } else {
+                Err(ApiError::bad_request(
+                    "body_read_failed",
+                    format!("the body could not be read: {e}"),
+                ))
+            }
+        }
+    }
+}
+
+pub async fn post_impressions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<IngestResponse>), ApiError> {
+    check_content_type(&headers)?;
+    let bytes = read_body(&headers, body).await?;
+    let batch = decode_batch(&bytes)?;
+    let duplicate_batch = || {
+        let response = IngestResponse {
+            accepted: 0,
+            duplicates: batch.events.len() as u32,
+            rejected: Vec::new(),
+        };
+        Ok((StatusCode::ACCEPTED, Json(response)))
+    };
+    if !state.claims.claim(&batch.batch_id) {
+        return duplicate_batch();
+    }
+    match state.store.batch_seen(&batch.batch_id).await {
+        Ok(true) => {
+            state.claims.release(&batch.batch_id);
+            return duplicate_batch();
+        }
+        Ok(false) => {}
+        // Not knowing is no reason to refuse: the store checks the id again
+        // when the batch is synced, before it counts anything.
+        Err(e) => tracing::warn!(error = %e, "batch id lookup failed; deferring the check to sync"),
+    }
+    let now = state.clock.now_ms();
+    let mut response = IngestResponse::default();
+    let mut seen_ids = HashSet::with_capacity(batch.events.len());
+    let mut events: Vec<Event<'_>> = Vec::with_capacity(batch.events.len());
+    for (index, raw) in batch.events.iter().enumerate() {
+        match validate_event(raw, now) {
+            Ok(event) if seen_ids.insert(event.id.clone()) => events.push(event),
+            Ok(_) => response.duplicates += 1,
+            Err(e) => response.rejected.push(Rejection {
+                index,
+                error: e.to_string(),
+            }),
+        }
+    }
+    response.accepted = events.len() as u32;
+    state.aggregator.record(&batch.batch_id, now, &events);
+    Ok((StatusCode::ACCEPTED, Json(response)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SingleImpression {
+    ad_id: Option<String>,
+    user_id: Option<String>,
+}
+
+/// The original single-impression form: one measurable and one viewable
+/// impression, now.
+pub async fn get_impression(
+    State(state): State<AppState>,
+    Query(q): Query<SingleImpression>,
+) -> Result<Json<ImpressionLogged>, ApiError> {
+    let param = |name: &'static str, value: Option<String>| {
+        let value = value.ok_or_else(|| {
+            ApiError::bad_request(
+                "missing_parameter",
+                format!("the `{name}` query parameter is required"),
+            )
+        })?;
+        check_id(&value, MAX_AD_OR_USER_ID_BYTES)
+            .map_err(|why| ApiError::bad_request("invalid_parameter", format!("`{name}` {why}")))?;
+        Ok::<_, ApiError>(value)
+    };
+    let ad_id = param("ad_id", q.ad_id)?;
+    let user_id = param("user_id", q.user_id)?;
+    let now = state.clock.now_ms();
+    let day = Day::from_epoch_ms(now).expect("the server clock is after 1970");
+    let event = |kind| Event {
+        id: "single".into(),
+        ad_id: ad_id.as_str().into(),
+        user_id: user_id.as_str().into(),
+        kind,
+        ts: now,
+        day,
+    };
+    // Each call is its own batch, under an id no client can send (ids never
+    // contain `/`), so it is never taken for a duplicate.
+    let batch_id = format!("single/{:032x}", rand::random::<u128>());
+    state.aggregator.record(
+        &batch_id,
+        now,
+        &[event(Kind::Measurable), event(Kind::Viewable)],
+    );
+    Ok(Json(ImpressionLogged {
+        message: "impression logged".into(),
+        ad_id,
+    }))
+}

@@ -1,0 +1,167 @@
+//! The HTTP layer: routes, limits and static files. This module and
+//! [`crate::serve`] are the only places that know about HTTP.
+
+mod auth;
+mod error;
+mod ingest;
+mod stats;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{middleware, Json, Router};
+use glimpse_wire::api::Readiness;
+use glimpse_wire::Day;
+use tower_http::cors::{Any, CorsLayer};
+use tower_http::services::{ServeDir, ServeFile};
+use tower_http::set_header::SetResponseHeaderLayer;
+
+pub use auth::Access;
+pub use error::ApiError;
+
+use crate::aggregate::Aggregator;
+use crate::claims::BatchClaims;
+use crate::clock::Clock;
+use crate::store::Store;
+
+/// Everything the handlers share.
+#[derive(Debug)]
+pub struct Edge {
+    pub aggregator: Aggregator,
+    pub claims: BatchClaims,
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub access: Access,
+    /// The demo site, served at `/` when present.
+    pub www_dir: Option<PathBuf>,
+    /// The built SDK, served at `/sdk/` when present.
+    pub sdk_dir: Option<PathBuf>,
+}
+
+impl Edge {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, access: Access) -> Self {
+        Edge {
+            aggregator: Aggregator::new(),
+            claims: BatchClaims::default(),
+            store,
+            clock,
+            access,
+            www_dir: None,
+            sdk_dir: None,
+        }
+    }
+
+    /// Today, UTC, by the edge's clock.
+    pub fn today(&self) -> Day {
+        Day::from_epoch_ms(self.clock.now_ms()).expect("the server clock is after 1970")
+    }
+}
+
+pub type AppState = Arc<Edge>;
+
+/// The whole application as a router; `serve` adds the connection info.
+pub fn app(state: AppState) -> Router {
+    // Beacons come from any site: no credentials, so any origin is safe.
+    let ingest_cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::POST, Method::GET])
+        .allow_headers([header::CONTENT_TYPE]);
+    // The 405 fallback goes in before the CORS layer so preflights reach it.
+    let ingest = Router::new()
+        .route("/v1/impressions", post(ingest::post_impressions))
+        .route("/v1/impression", get(ingest::get_impression))
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(ingest_cors);
+    let stats = Router::new()
+        .route("/v1/ads", get(stats::ads_route))
+        .route("/v1/ads/{ad_id}/stats", get(stats::ad_stats_route))
+        .route(
+            "/v1/ads/{ad_id}/unique-visitors",
+            get(stats::unique_visitors_route),
+        )
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            auth::require_access,
+        ))
+        .method_not_allowed_fallback(method_not_allowed);
+    let health = Router::new()
+        .route(
+            "/healthz",
+            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .route("/readyz", get(readyz))
+        .method_not_allowed_fallback(method_not_allowed);
+    let mut router = Router::new().merge(ingest).merge(stats).merge(health);
+    if let Some(dir) = state.sdk_dir.as_ref().filter(|d| d.is_dir()) {
+        let sdk = Router::new()
+            .fallback_service(
+                ServeDir::new(dir)
+                    .call_fallback_on_method_not_allowed(true)
+                    .fallback(not_found_service()),
+            )
+            .layer(SetResponseHeaderLayer::overriding(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=300"),
+            ))
+            .layer(
+                CorsLayer::new()
+                    .allow_origin(Any)
+                    .allow_methods([Method::GET]),
+            );
+        router = router.nest_service("/sdk", sdk);
+    }
+    if let Some(dir) = state.www_dir.as_ref().filter(|d| d.is_dir()) {
+        router = router
+            .route_service("/dashboard", ServeFile::new(dir.join("dashboard.html")))
+            .fallback_service(
+                ServeDir::new(dir)
+                    .call_fallback_on_method_not_allowed(true)
+                    .fallback(not_found_service()),
+            );
+    } else {
+        router = router.fallback(not_found);
+    }
+    router.with_state(state)
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::NotFound(uri.path().to_owned())
+}
+
+fn not_found_service() -> axum::routing::MethodRouter {
+    axum::routing::any(not_found)
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let store = state.store.kind().to_owned();
+    let ping = tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping()).await;
+    let (status, detail) = match ping {
+        Ok(Ok(())) => {
+            return Json(Readiness {
+                status: "ready".into(),
+                store,
+                detail: None,
+            })
+            .into_response()
+        }
+        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the store did not answer within 2 s".to_owned(),
+        ),
+    };
+    let body = Readiness {
+        status: "degraded".into(),
+        store,
+        detail: Some(detail),
+    };
+    (status, Json(body)).into_response()
+}

@@ -1,0 +1,118 @@
+//! The advertiser-facing stats routes.
+
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use glimpse_wire::api::{AdsResponse, StatsResponse, UniqueVisitorsResponse};
+use glimpse_wire::ingest::{check_id, MAX_AD_OR_USER_ID_BYTES};
+use glimpse_wire::{Day, DayRange};
+use serde::Deserialize;
+
+use super::error::ApiError;
+use super::AppState;
+use crate::stats::{ad_stats, ad_summary};
+
+#[derive(Debug, Deserialize)]
+pub struct RangeQuery {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+fn parse_day(name: &str, value: &str) -> Result<Day, ApiError> {
+    value
+        .parse()
+        .map_err(|e| ApiError::bad_request("invalid_date", format!("`{name}`: {e}")))
+}
+
+impl RangeQuery {
+    /// The requested range; each end defaults to today (UTC).
+    fn range(&self, today: Day) -> Result<DayRange, ApiError> {
+        let from = self
+            .from
+            .as_deref()
+            .map(|s| parse_day("from", s))
+            .transpose()?;
+        let to = self.to.as_deref().map(|s| parse_day("to", s)).transpose()?;
+        DayRange::new(from.unwrap_or(today), to.unwrap_or(today))
+            .map_err(|e| ApiError::bad_request("invalid_range", e.to_string()))
+    }
+}
+
+fn checked_ad_id(ad_id: &str) -> Result<(), ApiError> {
+    check_id(ad_id, MAX_AD_OR_USER_ID_BYTES)
+        .map_err(|why| ApiError::bad_request("invalid_ad_id", format!("`ad_id` {why}")))
+}
+
+async fn stats_of(
+    state: &AppState,
+    ad_id: &str,
+    range: DayRange,
+) -> Result<StatsResponse, ApiError> {
+    let stored = state
+        .store
+        .read_days(ad_id, range)
+        .await
+        .map_err(ApiError::StoreUnavailable)?;
+    let pending = state.aggregator.pending(ad_id, range);
+    Ok(ad_stats(ad_id, range, stored, pending))
+}
+
+pub async fn ad_stats_route(
+    State(state): State<AppState>,
+    Path(ad_id): Path<String>,
+    Query(q): Query<RangeQuery>,
+) -> Result<Json<StatsResponse>, ApiError> {
+    checked_ad_id(&ad_id)?;
+    let range = q.range(state.today())?;
+    Ok(Json(stats_of(&state, &ad_id, range).await?))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DateQuery {
+    date: Option<String>,
+}
+
+pub async fn unique_visitors_route(
+    State(state): State<AppState>,
+    Path(ad_id): Path<String>,
+    Query(q): Query<DateQuery>,
+) -> Result<Json<UniqueVisitorsResponse>, ApiError> {
+    checked_ad_id(&ad_id)?;
+    let date = q.date.ok_or_else(|| {
+        ApiError::bad_request(
+            "missing_parameter",
+            "the `date` query parameter (YYYY-MM-DD) is required",
+        )
+    })?;
+    let day = parse_day("date", &date)?;
+    let stats = stats_of(&state, &ad_id, DayRange::single(day)).await?;
+    Ok(Json(UniqueVisitorsResponse {
+        ad_id,
+        date: day,
+        unique_visitors: stats.unique_visitors,
+        source: state.store.kind().to_owned(),
+    }))
+}
+
+pub async fn ads_route(
+    State(state): State<AppState>,
+    Query(q): Query<RangeQuery>,
+) -> Result<Json<AdsResponse>, ApiError> {
+    let range = q.range(state.today())?;
+    let mut ids = state
+        .store
+        .ads_in_range(range)
+        .await
+        .map_err(ApiError::StoreUnavailable)?;
+    ids.extend(state.aggregator.pending_ads(range));
+    ids.sort_unstable();
+    ids.dedup();
+    let mut ads = Vec::with_capacity(ids.len());
+    for id in ids {
+        ads.push(ad_summary(&stats_of(&state, &id, range).await?));
+    }
+    Ok(Json(AdsResponse {
+        from: range.from(),
+        to: range.to(),
+        ads,
+    }))
+}

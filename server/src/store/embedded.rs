@@ -1,0 +1,354 @@
+//! The embedded store: one redb database file in the data directory.
+//!
+//! Tables (keys are `(ad_id, days since epoch)` unless said otherwise):
+//! - `counts`: `(impressions, measurable)`;
+//! - `visitors`: the day's sketch in Redis's byte format;
+//! - `ads_by_day`: `(day, ad_id) -> ()`, to list the ads of a date range;
+//! - `batches`: `batch_id -> received_ms`, and `batches_by_time`:
+//!   `(received_ms, batch_id) -> ()` to forget old ids in order.
+//!
+//! A delta is applied in one write transaction, so a crash or error leaves
+//! either all of it or none of it, and a retry cannot count twice.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use glimpse_hll::Sketch;
+use glimpse_wire::{Day, DayRange};
+use redb::{Database, ReadableTable, TableDefinition};
+
+use super::{Store, StoreError, StoredDay, BATCH_ID_RETENTION_MS};
+use crate::aggregate::Delta;
+
+const COUNTS: TableDefinition<(&str, u32), (u64, u64)> = TableDefinition::new("counts");
+const VISITORS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("visitors");
+const ADS_BY_DAY: TableDefinition<(u32, &str), ()> = TableDefinition::new("ads_by_day");
+const BATCHES: TableDefinition<&str, i64> = TableDefinition::new("batches");
+const BATCHES_BY_TIME: TableDefinition<(i64, &str), ()> = TableDefinition::new("batches_by_time");
+
+/// The database file inside the data directory.
+pub const FILE_NAME: &str = "glimpse.redb";
+
+#[derive(Debug, Clone)]
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store in `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            StoreError::Unavailable(format!("cannot create {}: {e}", data_dir.display()))
+        })?;
+        let path = data_dir.join(FILE_NAME);
+        let db = Database::create(&path)
+            .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+        // Create every table up front so readers never meet a missing one.
+        let txn = db.begin_write().map_err(unavailable)?;
+        {
+            txn.open_table(COUNTS).map_err(unavailable)?;
+            txn.open_table(VISITORS).map_err(unavailable)?;
+            txn.open_table(ADS_BY_DAY).map_err(unavailable)?;
+            txn.open_table(BATCHES).map_err(unavailable)?;
+            txn.open_table(BATCHES_BY_TIME).map_err(unavailable)?;
+        }
+        txn.commit().map_err(unavailable)?;
+        Ok(EmbeddedStore { db: Arc::new(db) })
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let db = Arc::clone(&self.db);
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
+    }
+}
+
+fn apply_delta(db: &Database, delta: &Delta, now_ms: i64) -> Result<(), StoreError> {
+    let txn = db.begin_write().map_err(unavailable)?;
+    {
+        let mut batches = txn.open_table(BATCHES).map_err(unavailable)?;
+        let mut by_time = txn.open_table(BATCHES_BY_TIME).map_err(unavailable)?;
+        // Counters of batches counted before (a retry that reached this edge
+        // after its first copy was synced) are taken back out of the delta.
+        let mut already: HashMap<(&str, Day), (u64, u64)> = HashMap::new();
+        for record in &delta.batches {
+            if batches
+                .get(record.batch_id.as_str())
+                .map_err(unavailable)?
+                .is_some()
+            {
+                for c in &record.counts {
+                    let e = already.entry((c.ad_id.as_str(), c.day)).or_default();
+                    e.0 += c.impressions;
+                    e.1 += c.measurable;
+                }
+                continue;
+            }
+            batches
+                .insert(record.batch_id.as_str(), record.received_ms)
+                .map_err(unavailable)?;
+            by_time
+                .insert((record.received_ms, record.batch_id.as_str()), ())
+                .map_err(unavailable)?;
+        }
+        let mut counts = txn.open_table(COUNTS).map_err(unavailable)?;
+        let mut visitors = txn.open_table(VISITORS).map_err(unavailable)?;
+        let mut ads_by_day = txn.open_table(ADS_BY_DAY).map_err(unavailable)?;
+        for (ad_id, day, d) in delta.keys() {
+            let key = (ad_id, day.days_since_epoch());
+            let (skip_imp, skip_meas) = already.get(&(ad_id, day)).copied().unwrap_or_default();
+            let (imp, meas) = counts
+                .get(key)
+                .map_err(unavailable)?
+                .map(|v| v.value())
+                .unwrap_or_default();
+            counts
+                .insert(
+                    key,
+                    (
+                        imp + d.impressions.saturating_sub(skip_imp),
+                        meas + d.measurable.saturating_sub(skip_meas),
+                    ),
+                )
+                .map_err(unavailable)?;
+            if !d.visitors.is_empty() {
+                let mut sketch = match visitors.get(key).map_err(unavailable)? {
+                    Some(bytes) => Sketch::from_redis_bytes(bytes.value()).map_err(|e| {
+                        StoreError::Corrupt(format!("sketch of {ad_id} {day}: {e}"))
+                    })?,
+                    None => Sketch::new(),
+                };
+                sketch.merge(&d.visitors);
+                visitors
+                    .insert(key, sketch.to_redis_bytes().as_slice())
+                    .map_err(unavailable)?;
+            }
+            ads_by_day
+                .insert((day.days_since_epoch(), ad_id), ())
+                .map_err(unavailable)?;
+        }
+        forget_old_batches(&mut batches, &mut by_time, now_ms - BATCH_ID_RETENTION_MS)?;
+    }
+    txn.commit().map_err(unavailable)
+}
+
+fn forget_old_batches(
+    batches: &mut redb::Table<&str, i64>,
+    by_time: &mut redb::Table<(i64, &str), ()>,
+    cutoff_ms: i64,
+) -> Result<(), StoreError> {
+    let old: Vec<(i64, String)> = by_time
+        .range(..(cutoff_ms, ""))
+        .map_err(unavailable)?
+        .map(|entry| entry.map(|(k, _)| (k.value().0, k.value().1.to_owned())))
+        .collect::<Result<_, _>>()
+        .map_err(unavailable)?;
+    for (ms, id) in old {
+        by_time.remove((ms, id.as_str())).map_err(unavailable)?;
+        batches.remove(id.as_str()).map_err(unavailable)?;
+    }
+    Ok(())
+}
+
+fn read_days(db: &Database, ad_id: &str, range: DayRange) -> Result<Vec<StoredDay>, StoreError> {
+    let txn = db.begin_read().map_err(unavailable)?;
+    let counts = txn.open_table(COUNTS).map_err(unavailable)?;
+    let visitors = txn.open_table(VISITORS).map_err(unavailable)?;
+    let (from, to) = (
+        range.from().days_since_epoch(),
+        range.to().days_since_epoch(),
+    );
+    let mut days = Vec::new();
+    for entry in counts
+        .range((ad_id, from)..=(ad_id, to))
+        .map_err(unavailable)?
+    {
+        let (key, value) = entry.map_err(unavailable)?;
+        let (ad, n) = key.value();
+        let day = Day::from_days_since_epoch(n);
+        let (impressions, measurable) = value.value();
+        let sketch = match visitors.get((ad, n)).map_err(unavailable)? {
+            Some(bytes) => Sketch::from_redis_bytes(bytes.value())
+                .map_err(|e| StoreError::Corrupt(format!("sketch of {ad} {day}: {e}")))?,
+            None => Sketch::new(),
+        };
+        days.push(StoredDay {
+            day,
+            impressions,
+            measurable,
+            visitors: sketch,
+        });
+    }
+    Ok(days)
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    fn kind(&self) -> &'static str {
+        "embedded"
+    }
+
+    async fn apply(&self, delta: &Delta, now_ms: i64) -> Result<(), StoreError> {
+        // The delta is shared with stats readers while in flight; the
+        // blocking task needs its own handle.
+        let delta = delta.clone();
+        self.blocking(move |db| apply_delta(db, &delta, now_ms))
+            .await
+    }
+
+    async fn read_days(&self, ad_id: &str, range: DayRange) -> Result<Vec<StoredDay>, StoreError> {
+        let ad_id = ad_id.to_owned();
+        self.blocking(move |db| read_days(db, &ad_id, range)).await
+    }
+
+    async fn ads_in_range(&self, range: DayRange) -> Result<Vec<String>, StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(ADS_BY_DAY).map_err(unavailable)?;
+            let (from, to) = (
+                range.from().days_since_epoch(),
+                range.to().days_since_epoch(),
+            );
+            let mut ads = Vec::new();
+            for entry in table.range((from, "")..(to + 1, "")).map_err(unavailable)? {
+                let (key, _) = entry.map_err(unavailable)?;
+                ads.push(key.value().1.to_owned());
+            }
+            ads.sort_unstable();
+            ads.dedup();
+            Ok(ads)
+        })
+        .await
+    }
+
+    async fn batch_seen(&self, batch_id: &str) -> Result<bool, StoreError> {
+        let batch_id = batch_id.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(BATCHES).map_err(unavailable)?;
+            Ok(table.get(batch_id.as_str()).map_err(unavailable)?.is_some())
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.blocking(|db| db.begin_read().map(|_| ()).map_err(unavailable))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use glimpse_wire::ingest::Event;
+    use glimpse_wire::Kind;
+
+    use super::*;
+    use crate::aggregate::Aggregator;
+
+    const NOW: i64 = 1_764_000_000_000;
+
+    fn event<'a>(id: &'a str, ad: &'a str, user: &'a str, kind: Kind) -> Event<'a> {
+        Event {
+            id: Cow::Borrowed(id),
+            ad_id: Cow::Borrowed(ad),
+            user_id: Cow::Borrowed(user),
+            kind,
+            ts: NOW,
+            day: Day::from_epoch_ms(NOW).unwrap(),
+        }
+    }
+
+    fn today() -> DayRange {
+        DayRange::single(Day::from_epoch_ms(NOW).unwrap())
+    }
+
+    #[tokio::test]
+    async fn applies_deltas_and_persists_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let agg = Aggregator::new();
+        agg.record(
+            "b1",
+            NOW,
+            &[
+                event("1", "ad-1", "u1", Kind::Viewable),
+                event("2", "ad-1", "u2", Kind::Viewable),
+                event("3", "ad-1", "u2", Kind::Measurable),
+                event("4", "ad-2", "u2", Kind::Measurable),
+            ],
+        );
+        {
+            let store = EmbeddedStore::open(dir.path()).unwrap();
+            store.apply(&agg.begin_sync().unwrap(), NOW).await.unwrap();
+            assert!(store.batch_seen("b1").await.unwrap());
+        }
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let days = store.read_days("ad-1", today()).await.unwrap();
+        assert_eq!(days.len(), 1);
+        assert_eq!((days[0].impressions, days[0].measurable), (2, 1));
+        let mut expected = Sketch::new();
+        expected.insert(b"u1");
+        expected.insert(b"u2");
+        assert_eq!(days[0].visitors, expected);
+        assert_eq!(
+            store.ads_in_range(today()).await.unwrap(),
+            vec!["ad-1", "ad-2"]
+        );
+        assert!(store.read_days("ad-3", today()).await.unwrap().is_empty());
+        assert!(!store.batch_seen("b2").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_batch_seen_before_adds_no_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let agg = Aggregator::new();
+        agg.record("b1", NOW, &[event("1", "ad-1", "u1", Kind::Viewable)]);
+        let first = agg.begin_sync().unwrap();
+        store.apply(&first, NOW).await.unwrap();
+        // Applying the same delta again (a retry after a lost answer).
+        store.apply(&first, NOW).await.unwrap();
+        agg.finish_sync();
+        // The same batch recorded again with a new one beside it.
+        agg.record("b1", NOW, &[event("1", "ad-1", "u1", Kind::Viewable)]);
+        agg.record("b2", NOW, &[event("1", "ad-1", "u3", Kind::Viewable)]);
+        store.apply(&agg.begin_sync().unwrap(), NOW).await.unwrap();
+        let days = store.read_days("ad-1", today()).await.unwrap();
+        assert_eq!(days[0].impressions, 2);
+        assert_eq!(days[0].visitors.estimate(), 2);
+    }
+
+    #[tokio::test]
+    async fn batch_ids_are_forgotten_after_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let agg = Aggregator::new();
+        agg.record("old", NOW, &[event("1", "ad-1", "u1", Kind::Viewable)]);
+        store.apply(&agg.begin_sync().unwrap(), NOW).await.unwrap();
+        agg.finish_sync();
+        agg.record("new", NOW + BATCH_ID_RETENTION_MS, &[]);
+        let later = NOW + BATCH_ID_RETENTION_MS + 1;
+        store
+            .apply(&agg.begin_sync().unwrap(), later)
+            .await
+            .unwrap();
+        assert!(!store.batch_seen("old").await.unwrap());
+        assert!(store.batch_seen("new").await.unwrap());
+        // Counts stay; only the de-duplication memory is bounded.
+        assert_eq!(
+            store.read_days("ad-1", today()).await.unwrap()[0].impressions,
+            1
+        );
+    }
+}

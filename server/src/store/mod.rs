@@ -1,0 +1,62 @@
+//! Where synced counts live. The edge talks to a store only through [`Store`]:
+//! the sync task applies [`Delta`]s, the stats routes read days, and ingest
+//! asks whether a batch id was already counted.
+//!
+//! - [`embedded`]: the default, a redb database in the data directory.
+
+pub mod embedded;
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use glimpse_hll::Sketch;
+use glimpse_wire::{Day, DayRange};
+
+use crate::aggregate::Delta;
+
+/// How long a batch id is remembered for de-duplication. The contract asks
+/// for at least 24 h; twice that covers the 48 h window of accepted events.
+pub const BATCH_ID_RETENTION_MS: i64 = 48 * 3_600_000;
+
+/// Counts of one (ad, day) as the store holds them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredDay {
+    pub day: Day,
+    pub impressions: u64,
+    pub measurable: u64,
+    pub visitors: Sketch,
+}
+
+/// A store failure. The message is for logs and `/readyz`; it never holds
+/// client data.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("store holds invalid data: {0}")]
+    Corrupt(String),
+}
+
+#[async_trait]
+pub trait Store: Debug + Send + Sync + 'static {
+    /// `"embedded"` or `"redis"`: the `source` of unique-visitor answers.
+    fn kind(&self) -> &'static str;
+
+    /// Applies one delta atomically enough that applying it again after an
+    /// error never counts anything twice. Counters of a batch whose id the
+    /// store has already seen are left out; the batch ids are remembered for
+    /// [`BATCH_ID_RETENTION_MS`] from `now_ms`.
+    async fn apply(&self, delta: &Delta, now_ms: i64) -> Result<(), StoreError>;
+
+    /// The days of `range` on which `ad_id` has data, ascending.
+    async fn read_days(&self, ad_id: &str, range: DayRange) -> Result<Vec<StoredDay>, StoreError>;
+
+    /// Ids of the ads with data on any day of `range`, ascending.
+    async fn ads_in_range(&self, range: DayRange) -> Result<Vec<String>, StoreError>;
+
+    /// Whether a batch with this id has been counted already.
+    async fn batch_seen(&self, batch_id: &str) -> Result<bool, StoreError>;
+
+    /// Answers when the store can be reached.
+    async fn ping(&self) -> Result<(), StoreError>;
+}

@@ -1,0 +1,103 @@
+//! The background task that folds pending deltas into the store.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::http::Edge;
+use crate::store::StoreError;
+
+/// Longest wait between two failed attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Syncs what is pending once. Returns whether anything was written.
+pub async fn sync_once(edge: &Edge) -> Result<bool, StoreError> {
+    let Some(delta) = edge.aggregator.begin_sync() else {
+        return Ok(false);
+    };
+    edge.store.apply(&delta, edge.clock.now_ms()).await?;
+    edge.aggregator.finish_sync();
+    // Only now does the store answer for these ids.
+    for record in &delta.batches {
+        edge.claims.release(&record.batch_id);
+    }
+    Ok(true)
+}
+
+/// Waits before the attempt that follows `failures` failed ones: doubling
+/// from `base`, capped, with full jitter so many edges do not retry in step.
+pub fn backoff(base: Duration, failures: u32, unit_random: f64) -> Duration {
+    let exp = base
+        .saturating_mul(1u32 << failures.min(16))
+        .min(MAX_BACKOFF);
+    exp.mul_f64(0.5 + 0.5 * unit_random.clamp(0.0, 1.0))
+}
+
+/// Syncs every `interval` until `shutdown` turns true.
+pub async fn run(edge: &Edge, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+    let mut failures = 0u32;
+    loop {
+        let wait = if failures == 0 {
+            interval
+        } else {
+            backoff(
+                interval.min(Duration::from_secs(1)),
+                failures,
+                rand::random(),
+            )
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => return,
+        }
+        match sync_once(edge).await {
+            Ok(_) => {
+                if failures > 0 {
+                    tracing::info!(after_failures = failures, "sync recovered");
+                }
+                failures = 0;
+            }
+            Err(e) => {
+                failures += 1;
+                tracing::warn!(error = %e, failures, "sync failed; pending counts are kept and retried");
+            }
+        }
+    }
+}
+
+/// Syncs until nothing is pending, for shutdown; gives up after a few tries.
+pub async fn flush(edge: &Edge) -> Result<(), StoreError> {
+    let mut failures = 0;
+    loop {
+        match sync_once(edge).await {
+            Ok(true) => continue,
+            Ok(false) => return Ok(()),
+            Err(e) if failures < 5 => {
+                failures += 1;
+                tracing::warn!(error = %e, "final sync failed; retrying");
+                tokio::time::sleep(backoff(
+                    Duration::from_millis(100),
+                    failures,
+                    rand::random(),
+                ))
+                .await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_jitters_and_caps() {
+        let base = Duration::from_millis(100);
+        assert_eq!(backoff(base, 1, 1.0), Duration::from_millis(200));
+        assert_eq!(backoff(base, 1, 0.0), Duration::from_millis(100));
+        assert_eq!(backoff(base, 3, 1.0), Duration::from_millis(800));
+        assert_eq!(backoff(base, 30, 1.0), MAX_BACKOFF);
+        assert_eq!(backoff(base, 30, 0.0), MAX_BACKOFF / 2);
+    }
+}

@@ -1,0 +1,203 @@
+//! A real `glimpse-server` process on a free loopback port.
+//!
+//! The binary is the one cargo built for this test run (it sits beside the
+//! test executable's `deps/` directory). The edge prints the address it bound
+//! on stdout; the harness reads it rather than guessing a port, then polls
+//! `/healthz` until the server answers.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// How long a server may take to start or stop before the test fails.
+const STARTUP_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Path of a binary of this workspace, built by the same `cargo test` run.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/e2e-<hash> -> target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable lives in target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test --workspace` so cargo builds it",
+        path.display()
+    );
+    path
+}
+
+/// The workspace root (for `www/` and `sdk/pkg`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the workspace root")
+        .to_path_buf()
+}
+
+/// A running edge. Killed (SIGKILL) on drop unless stopped first.
+#[derive(Debug)]
+pub struct Edge {
+    child: Option<Child>,
+    /// `http://127.0.0.1:PORT`
+    pub base_url: String,
+    pub data_dir: PathBuf,
+}
+
+impl Edge {
+    /// Starts an edge on the embedded store in `data_dir` with extra flags.
+    pub fn start(data_dir: &Path, extra_args: &[&str]) -> Edge {
+        let mut command = Command::new(workspace_binary("glimpse-server"));
+        command
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra_args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        // Tests pick their own directories; the defaults would point at the
+        // developer's working copy.
+        for var in ["GLIMPSE_WWW_DIR", "GLIMPSE_SDK_DIR", "GLIMPSE_API_KEYS"] {
+            command.env_remove(var);
+        }
+        if !extra_args.contains(&"--www-dir") {
+            command.arg("--www-dir").arg(data_dir.join("no-www"));
+        }
+        if !extra_args.contains(&"--sdk-dir") {
+            command.arg("--sdk-dir").arg(data_dir.join("no-sdk"));
+        }
+        let mut child = command.spawn().expect("spawn glimpse-server");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("glimpse-server listening on ") {
+                    let _ = tx.send(url.trim().to_owned());
+                }
+            }
+        });
+        let base_url = match rx.recv_timeout(STARTUP_DEADLINE) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("glimpse-server did not print its address within {STARTUP_DEADLINE:?}");
+            }
+        };
+        let edge = Edge {
+            child: Some(child),
+            base_url,
+            data_dir: data_dir.to_path_buf(),
+        };
+        edge.wait_until(STARTUP_DEADLINE, "/healthz answers", || {
+            edge.get_raw("/healthz")
+                .is_ok_and(|(status, _)| status == 200)
+        });
+        edge
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Polls `done` every 20 ms until it holds, failing the test at `deadline`.
+    pub fn wait_until(&self, deadline: Duration, what: &str, mut done: impl FnMut() -> bool) {
+        wait_until(deadline, what, &mut done)
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub fn terminate(mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("send SIGTERM");
+        let started = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for glimpse-server") {
+                return status;
+            }
+            if started.elapsed() > STARTUP_DEADLINE {
+                let _ = child.kill();
+                panic!("glimpse-server did not exit within {STARTUP_DEADLINE:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// GET, any status; `Err` only when no answer came.
+    pub fn get_raw(&self, path: &str) -> Result<(u16, String), String> {
+        answer(agent().get(&self.url(path)).call())
+    }
+
+    /// GET expecting 200 and a JSON body.
+    pub fn get_json<T: DeserializeOwned>(&self, path: &str) -> T {
+        let (status, body) = self
+            .get_raw(path)
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        assert_eq!(status, 200, "GET {path}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
+    }
+
+    /// POSTs a batch as a beacon would (`text/plain`); returns status and JSON.
+    pub fn post_batch(&self, body: &str) -> (u16, Value) {
+        let result = agent()
+            .post(&self.url("/v1/impressions"))
+            .set("Content-Type", "text/plain;charset=UTF-8")
+            .send_string(body);
+        let (status, text) = answer(result).unwrap_or_else(|e| panic!("POST batch: {e}"));
+        let json =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("POST batch: {e}: {text}"));
+        (status, json)
+    }
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(30))
+        .build()
+}
+
+fn answer(result: Result<ureq::Response, ureq::Error>) -> Result<(u16, String), String> {
+    let response = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => return Err(e.to_string()),
+    };
+    let status = response.status();
+    let body = response.into_string().map_err(|e| e.to_string())?;
+    Ok((status, body))
+}
+
+/// Polls `done` every 20 ms until it holds, failing the test at `deadline`.
+pub fn wait_until(deadline: Duration, what: &str, done: &mut dyn FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < deadline,
+            "timed out after {deadline:?} waiting until {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

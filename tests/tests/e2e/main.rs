@@ -1,0 +1,4 @@
+//! End-to-end tests with real processes, one module per area.
+
+mod edge_process;
+mod hll_vs_redis;
