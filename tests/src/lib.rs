@@ -12,5 +12,6 @@
 //! The tests themselves live in `tests/e2e/` (one integration-test binary,
 //! one module per area).
 
+pub mod browser;
 pub mod edge;
 pub mod redis;
