@@ -51,7 +51,11 @@ pub fn sdk_pkg() -> PathBuf {
                     .expect("run cargo xtask sdk");
                 assert!(status.success(), "cargo xtask sdk failed: {status}");
             }
-            assert!(pkg.join("glimpse.js").exists(), "{} has no SDK", pkg.display());
+            assert!(
+                pkg.join("glimpse.js").exists(),
+                "{} has no SDK",
+                pkg.display()
+            );
             pkg
         })
         .clone()

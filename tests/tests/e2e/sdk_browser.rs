@@ -48,10 +48,14 @@ fn counts(edge: &Edge, ad: &str) -> (u64, u64) {
 /// Waits until the edge reports `want` = (viewable, measurable) for `ad`.
 fn expect_counts(edge: &Edge, ad: &str, want: (u64, u64)) {
     let mut last = (0, 0);
-    wait_until(DELIVERY_DEADLINE, &format!("{ad} counts {want:?}"), &mut || {
-        last = counts(edge, ad);
-        last == want
-    });
+    wait_until(
+        DELIVERY_DEADLINE,
+        &format!("{ad} counts {want:?}"),
+        &mut || {
+            last = counts(edge, ad);
+            last == want
+        },
+    );
 }
 
 fn start_tracker(b: &Browser, options: Value) {
@@ -100,7 +104,10 @@ fn viewability_rule_in_a_real_browser() {
     b.goto(&edge.url("/ads.html"));
     let height = b.execute("return innerHeight;", vec![]).as_f64().unwrap();
     assert!(height > 400.0, "viewport height {height}");
-    assert_eq!(b.execute("return document.hasFocus();", vec![]), json!(true));
+    assert_eq!(
+        b.execute("return document.hasFocus();", vec![]),
+        json!(true)
+    );
 
     // Observed at start: in view, below the fold, 40 % in view, and a large
     // (970x250 = 242,500 px) ad 35 % in view.
@@ -206,8 +213,14 @@ fn bad_options_throw_at_start() {
     b.goto(&edge.url("/ads.html"));
     for (options, needle) in [
         (json!({}), "endpoint"),
-        (json!({"endpoint": "/v1/impressions", "minVisibleRatio": 1.5}), "minVisibleRatio"),
-        (json!({"endpoint": "/v1/impressions", "minVisibleMs": -1}), "minVisibleMs"),
+        (
+            json!({"endpoint": "/v1/impressions", "minVisibleRatio": 1.5}),
+            "minVisibleRatio",
+        ),
+        (
+            json!({"endpoint": "/v1/impressions", "minVisibleMs": -1}),
+            "minVisibleMs",
+        ),
     ] {
         let r = b.execute_async(
             "const done = arguments[1];
@@ -215,7 +228,10 @@ fn bad_options_throw_at_start() {
             vec![options.clone()],
         );
         let r = r.as_str().unwrap_or_default().to_string();
-        assert!(r.starts_with("true ") && r.contains(needle), "{options}: {r}");
+        assert!(
+            r.starts_with("true ") && r.contains(needle),
+            "{options}: {r}"
+        );
     }
 }
 
@@ -232,7 +248,10 @@ struct Switch {
 
 impl Switch {
     fn new(target: SocketAddr) -> Switch {
-        let addr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
         Switch {
             addr,
             target,
@@ -254,7 +273,9 @@ impl Switch {
                     continue;
                 };
                 client.set_nonblocking(false).unwrap();
-                let Ok(server) = TcpStream::connect(target) else { continue };
+                let Ok(server) = TcpStream::connect(target) else {
+                    continue;
+                };
                 let mut list = conns.lock().unwrap();
                 list.push(client.try_clone().unwrap());
                 list.push(server.try_clone().unwrap());
@@ -330,7 +351,12 @@ fn sdk_size_is_within_budget() {
     use flate2::{write::GzEncoder, Compression};
     let pkg = browser::sdk_pkg();
     let mut total = 0;
-    for name in ["glimpse_sdk_bg.wasm", "glimpse_sdk.js", "index.js", "glimpse.js"] {
+    for name in [
+        "glimpse_sdk_bg.wasm",
+        "glimpse_sdk.js",
+        "index.js",
+        "glimpse.js",
+    ] {
         let raw = std::fs::read(pkg.join(name)).unwrap();
         let mut gz = GzEncoder::new(Vec::new(), Compression::best());
         gz.write_all(&raw).unwrap();
@@ -339,5 +365,8 @@ fn sdk_size_is_within_budget() {
         total += n;
     }
     eprintln!("wasm + JS, gzip -9: {total} bytes");
-    assert!(total <= 40_960, "the SDK is {total} bytes gzip -9; the budget is 40,960");
+    assert!(
+        total <= 40_960,
+        "the SDK is {total} bytes gzip -9; the budget is 40,960"
+    );
 }
