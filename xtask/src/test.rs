@@ -8,9 +8,10 @@
 //! manifest checks, and `cargo test --workspace` (unit, router and
 //! end-to-end tests with real processes) last.
 
-use std::process::Command;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 
 use crate::tools::{self, status};
 
@@ -62,9 +63,71 @@ pub fn run() -> Result<()> {
     )?;
 
     step("cargo test --workspace");
-    status(
-        Command::new(&cargo)
-            .current_dir(&root)
-            .args(["test", "--workspace"]),
-    )
+    let mut test = Command::new(&cargo);
+    test.current_dir(&root).args(["test", "--workspace"]);
+    let totals = run_counting_tests(&mut test)?;
+    // One closing line over all of cargo's per-binary summaries.
+    println!(
+        "\nglimpse: {} passed, {} failed",
+        totals.passed, totals.failed
+    );
+    if !totals.succeeded {
+        bail!("cargo test failed");
+    }
+    Ok(())
+}
+
+#[derive(Debug, Default, PartialEq)]
+struct TestTotals {
+    passed: u64,
+    failed: u64,
+    succeeded: bool,
+}
+
+/// Runs `cmd`, echoing its stdout, and adds up its `test result:` lines.
+fn run_counting_tests(cmd: &mut Command) -> Result<TestTotals> {
+    let mut child = cmd.stdout(Stdio::piped()).spawn()?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut totals = TestTotals::default();
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some((passed, failed)) = parse_test_result(&line) {
+            totals.passed += passed;
+            totals.failed += failed;
+        }
+    }
+    totals.succeeded = child.wait()?.success() && totals.failed == 0;
+    Ok(totals)
+}
+
+/// `(passed, failed)` of a libtest line such as
+/// `test result: ok. 14 passed; 0 failed; 0 ignored; ...`.
+fn parse_test_result(line: &str) -> Option<(u64, u64)> {
+    let rest = line.trim().strip_prefix("test result: ")?;
+    let count = |word: &str| {
+        rest.split(';')
+            .map(str::trim)
+            .find_map(|part| part.rsplit_once(' ').filter(|(_, w)| *w == word))
+            .and_then(|(n, _)| n.rsplit(' ').next()?.parse().ok())
+    };
+    Some((count("passed")?, count("failed")?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_libtest_summaries() {
+        assert_eq!(
+            parse_test_result("test result: ok. 14 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.41s"),
+            Some((14, 0))
+        );
+        assert_eq!(
+            parse_test_result("test result: FAILED. 3 passed; 2 failed; 0 ignored"),
+            Some((3, 2))
+        );
+        assert_eq!(parse_test_result("running 3 tests"), None);
+    }
 }
