@@ -40,8 +40,7 @@ pub fn run() -> Result<()> {
     // The wasm must not inherit host-only flags of the caller.
     build.env_remove("RUSTFLAGS");
     status(&mut build)?;
-    let wasm = root
-        .join("target")
+    let wasm = crate::tools::target_dir()
         .join(TARGET)
         .join(PROFILE)
         .join("glimpse_sdk.wasm");

@@ -132,8 +132,13 @@ async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
 
-async fn not_found(uri: Uri) -> ApiError {
-    ApiError::NotFound(uri.path().to_owned())
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    // Static files answer GET and HEAD only; anything else on them is a 405.
+    if method == Method::GET || method == Method::HEAD {
+        ApiError::NotFound(uri.path().to_owned())
+    } else {
+        ApiError::MethodNotAllowed
+    }
 }
 
 fn not_found_service() -> axum::routing::MethodRouter {

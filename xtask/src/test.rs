@@ -1,0 +1,133 @@
+//! `cargo xtask test`: every check and test of the project, in one command
+//! that a fresh machine can run.
+//!
+//! It installs what is missing (Debian's `redis-server`, `chromium` and
+//! `chromium-driver`; the wasm target and the wasm-bindgen CLI through
+//! [`crate::sdk`]), then runs, stopping at the first failure:
+//! formatting, clippy, the SDK build, the demo site's unit tests, the deploy
+//! manifest checks, and `cargo test --workspace` (unit, router and
+//! end-to-end tests with real processes) last.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Result};
+
+use crate::tools::{self, status};
+
+pub fn run() -> Result<()> {
+    let root = tools::workspace_root();
+    tools::ensure_debian_packages(&[
+        ("redis-server", "redis-server"),
+        ("redis-cli", "redis-tools"),
+        ("chromium", "chromium"),
+        ("chromedriver", "chromium-driver"),
+        ("node", "nodejs"),
+        ("python3", "python3"),
+    ])?;
+    let cargo = tools::cargo();
+    let step = |name: &str| eprintln!("\n==> xtask test: {name}");
+
+    step("cargo fmt --check");
+    status(
+        Command::new(&cargo)
+            .current_dir(&root)
+            .args(["fmt", "--all", "--check"]),
+    )?;
+
+    step("cargo clippy");
+    status(Command::new(&cargo).current_dir(&root).args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+
+    step("build the SDK");
+    crate::sdk::run()?;
+
+    step("demo site unit tests (node --test)");
+    status(
+        Command::new("node")
+            .current_dir(&root)
+            .args(["--test", "www/tests/"]),
+    )?;
+
+    step("deploy manifests (deploy/check.sh)");
+    status(
+        Command::new("bash")
+            .current_dir(&root)
+            .arg("deploy/check.sh"),
+    )?;
+
+    step("cargo test --workspace");
+    let mut test = Command::new(&cargo);
+    test.current_dir(&root).args(["test", "--workspace"]);
+    let totals = run_counting_tests(&mut test)?;
+    // One closing line over all of cargo's per-binary summaries.
+    println!(
+        "\nglimpse: {} passed, {} failed",
+        totals.passed, totals.failed
+    );
+    if !totals.succeeded {
+        bail!("cargo test failed");
+    }
+    Ok(())
+}
+
+#[derive(Debug, Default, PartialEq)]
+struct TestTotals {
+    passed: u64,
+    failed: u64,
+    succeeded: bool,
+}
+
+/// Runs `cmd`, echoing its stdout, and adds up its `test result:` lines.
+fn run_counting_tests(cmd: &mut Command) -> Result<TestTotals> {
+    let mut child = cmd.stdout(Stdio::piped()).spawn()?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut totals = TestTotals::default();
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some((passed, failed)) = parse_test_result(&line) {
+            totals.passed += passed;
+            totals.failed += failed;
+        }
+    }
+    totals.succeeded = child.wait()?.success() && totals.failed == 0;
+    Ok(totals)
+}
+
+/// `(passed, failed)` of a libtest line such as
+/// `test result: ok. 14 passed; 0 failed; 0 ignored; ...`.
+fn parse_test_result(line: &str) -> Option<(u64, u64)> {
+    let rest = line.trim().strip_prefix("test result: ")?;
+    let count = |word: &str| {
+        rest.split(';')
+            .map(str::trim)
+            .find_map(|part| part.rsplit_once(' ').filter(|(_, w)| *w == word))
+            .and_then(|(n, _)| n.rsplit(' ').next()?.parse().ok())
+    };
+    Some((count("passed")?, count("failed")?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_libtest_summaries() {
+        assert_eq!(
+            parse_test_result("test result: ok. 14 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.41s"),
+            Some((14, 0))
+        );
+        assert_eq!(
+            parse_test_result("test result: FAILED. 3 passed; 2 failed; 0 ignored"),
+            Some((3, 2))
+        );
+        assert_eq!(parse_test_result("running 3 tests"), None);
+    }
+}
