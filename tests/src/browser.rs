@@ -81,7 +81,13 @@ pub struct Browser {
 }
 
 impl Browser {
+    /// A session with the default viewport, [`WIDTH`] x [`HEIGHT`].
     pub fn start() -> Browser {
+        Self::start_with_size(WIDTH, HEIGHT)
+    }
+
+    /// A session whose window is `width` x `height`.
+    pub fn start_with_size(width: u32, height: u32) -> Browser {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -137,7 +143,7 @@ impl Browser {
             "--disable-component-update",
             "--disable-sync",
             "--disable-dev-shm-usage",
-            &format!("--window-size={WIDTH},{HEIGHT}"),
+            &format!("--window-size={width},{height}"),
             &format!("--user-data-dir={}", browser._profile.path().display()),
         ];
         let mut caps = Capabilities::new();
@@ -177,6 +183,18 @@ impl Browser {
         self.rt
             .block_on(self.client().execute_async(script, args))
             .unwrap_or_else(|e| panic!("execute_async {script}: {e}"))
+    }
+
+    /// A PNG of the viewport, written to `path` (parents created).
+    pub fn screenshot(&self, path: &std::path::Path) {
+        let png = self
+            .rt
+            .block_on(self.client().screenshot())
+            .unwrap_or_else(|e| panic!("screenshot: {e}"));
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).expect("create the screenshot directory");
+        }
+        std::fs::write(path, png).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
     }
 
     /// Opens a new tab and returns to the current one's handle afterwards:

@@ -64,7 +64,10 @@ pub fn run() -> Result<()> {
 
     step("cargo test --workspace");
     let mut test = Command::new(&cargo);
-    test.current_dir(&root).args(["test", "--workspace"]);
+    // The SDK was built above; the browser tests need not build it again.
+    test.current_dir(&root)
+        .args(["test", "--workspace"])
+        .env("GLIMPSE_SDK_PREBUILT", "1");
     let totals = run_counting_tests(&mut test)?;
     // One closing line over all of cargo's per-binary summaries.
     println!(

@@ -69,7 +69,9 @@ pub fn app(state: AppState) -> Router {
     let ingest_cors = CorsLayer::new()
         .allow_origin(Any)
         .allow_methods([Method::POST, Method::GET])
-        .allow_headers([header::CONTENT_TYPE]);
+        .allow_headers([header::CONTENT_TYPE])
+        // The SDK honours Retry-After on 429 and 503 answers.
+        .expose_headers([header::RETRY_AFTER]);
     // The 405 fallback goes in before the CORS layer so preflights reach it.
     let ingest = Router::new()
         .route("/v1/impressions", post(ingest::post_impressions))

@@ -4,3 +4,4 @@ mod deploy_manifests;
 mod edge_process;
 mod hll_vs_redis;
 mod sdk_browser;
+mod www_demo;
