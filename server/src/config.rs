@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::keys::Secret;
+
 /// The glimpse edge server: accepts impression batches, counts them, serves
 /// the counts.
 #[derive(Debug, Clone, Parser)]
@@ -31,7 +33,7 @@ pub struct Config {
         value_delimiter = ',',
         hide_env_values = true
     )]
-    pub api_keys: Vec<String>,
+    pub api_keys: Vec<Secret>,
 
     /// Static site served at `/` when the directory exists.
     #[arg(long, env = "GLIMPSE_WWW_DIR", default_value = "www")]
@@ -40,6 +42,11 @@ pub struct Config {
     /// Built SDK served at `/sdk/` when the directory exists.
     #[arg(long, env = "GLIMPSE_SDK_DIR", default_value = "sdk/pkg")]
     pub sdk_dir: PathBuf,
+
+    /// File of API keys scoped to ad-id prefixes, one `<key> <scope>` per
+    /// line (`*` or `acme-,globex-`). Adds to `--api-keys`.
+    #[arg(long, env = "GLIMPSE_API_KEYS_FILE")]
+    pub api_keys_file: Option<PathBuf>,
 }
 
 #[cfg(test)]
@@ -61,7 +68,8 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.sync_interval, Duration::from_millis(500));
-        assert_eq!(c.api_keys, vec!["k1", "k2"]);
+        assert_eq!(c.api_keys, vec![Secret::new("k1"), Secret::new("k2")]);
+        assert!(!format!("{c:?}").contains("k1"));
         assert!(Config::try_parse_from(["glimpse-server", "--sync-interval", "soon"]).is_err());
     }
 }

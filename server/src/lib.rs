@@ -19,6 +19,7 @@ pub mod claims;
 pub mod clock;
 pub mod config;
 pub mod http;
+pub mod keys;
 pub mod stats;
 pub mod store;
 pub mod sync;
@@ -48,6 +49,23 @@ pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     Ok(Arc::new(store))
 }
 
+/// The access rule from `--api-keys` and `--api-keys-file`; a keys file that
+/// cannot be read or parsed stops the start with the line at fault.
+pub fn load_access(config: &Config) -> anyhow::Result<Access> {
+    let scoped = match &config.api_keys_file {
+        None => Vec::new(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the API keys file {}", path.display()))?;
+            let keys = keys::parse_keys_file(&text)
+                .with_context(|| format!("in the API keys file {}", path.display()))?;
+            tracing::info!(keys = keys.len(), file = %path.display(), "loaded scoped API keys");
+            keys
+        }
+    };
+    Ok(Access::from_parts(&config.api_keys, scoped))
+}
+
 /// Runs an edge on `listener` until `shutdown` resolves, then flushes every
 /// pending count to the store before returning.
 pub async fn run(
@@ -56,10 +74,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let store = open_store(&config)?;
-    let access = Access::from_keys(&config.api_keys);
+    let access = load_access(&config)?;
     if matches!(access, Access::LoopbackOnly) {
         tracing::warn!(
-            "no API keys configured (--api-keys): stats routes answer loopback clients only"
+            "no API keys configured (--api-keys, --api-keys-file): stats routes answer loopback clients only"
         );
     }
     let mut edge = Edge::new(store, Arc::new(SystemClock), access);

@@ -69,7 +69,12 @@ impl Edge {
             .stderr(Stdio::inherit());
         // Tests pick their own directories; the defaults would point at the
         // developer's working copy.
-        for var in ["GLIMPSE_WWW_DIR", "GLIMPSE_SDK_DIR", "GLIMPSE_API_KEYS"] {
+        for var in [
+            "GLIMPSE_WWW_DIR",
+            "GLIMPSE_SDK_DIR",
+            "GLIMPSE_API_KEYS",
+            "GLIMPSE_API_KEYS_FILE",
+        ] {
             command.env_remove(var);
         }
         if !extra_args.contains(&"--www-dir") {

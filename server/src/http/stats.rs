@@ -7,8 +7,10 @@ use glimpse_wire::ingest::{check_id, MAX_AD_OR_USER_ID_BYTES};
 use glimpse_wire::{Day, DayRange};
 use serde::Deserialize;
 
+use super::auth::check_scope;
 use super::error::ApiError;
 use super::AppState;
+use crate::keys::Scope;
 use crate::stats::{ad_stats, ad_summary};
 
 #[derive(Debug, Deserialize)]
@@ -58,10 +60,12 @@ async fn stats_of(
 
 pub async fn ad_stats_route(
     State(state): State<AppState>,
+    scope: Scope,
     Path(ad_id): Path<String>,
     Query(q): Query<RangeQuery>,
 ) -> Result<Json<StatsResponse>, ApiError> {
     checked_ad_id(&ad_id)?;
+    check_scope(&scope, &ad_id)?;
     let range = q.range(state.today())?;
     Ok(Json(stats_of(&state, &ad_id, range).await?))
 }
@@ -73,10 +77,12 @@ pub struct DateQuery {
 
 pub async fn unique_visitors_route(
     State(state): State<AppState>,
+    scope: Scope,
     Path(ad_id): Path<String>,
     Query(q): Query<DateQuery>,
 ) -> Result<Json<UniqueVisitorsResponse>, ApiError> {
     checked_ad_id(&ad_id)?;
+    check_scope(&scope, &ad_id)?;
     let date = q.date.ok_or_else(|| {
         ApiError::bad_request(
             "missing_parameter",
@@ -93,8 +99,10 @@ pub async fn unique_visitors_route(
     }))
 }
 
+/// The ads with counts in the range, only those inside the caller's scope.
 pub async fn ads_route(
     State(state): State<AppState>,
+    scope: Scope,
     Query(q): Query<RangeQuery>,
 ) -> Result<Json<AdsResponse>, ApiError> {
     let range = q.range(state.today())?;
@@ -104,6 +112,7 @@ pub async fn ads_route(
         .await
         .map_err(ApiError::StoreUnavailable)?;
     ids.extend(state.aggregator.pending_ads(range));
+    ids.retain(|id| scope.allows(id));
     ids.sort_unstable();
     ids.dedup();
     let mut ads = Vec::with_capacity(ids.len());

@@ -275,7 +275,10 @@ async fn stats_are_the_same_before_and_after_a_sync() {
     let after = t.stats("ad-1", "").await;
     assert_eq!(before, after);
     assert_eq!(after.impressions, 200);
-    assert_eq!(after.unique_visitors, reference_estimate((0..150).map(|u| format!("u{u}"))));
+    assert_eq!(
+        after.unique_visitors,
+        reference_estimate((0..150).map(|u| format!("u{u}")))
+    );
 }
 
 #[tokio::test]
@@ -688,4 +691,113 @@ async fn the_sync_task_folds_pending_counts_into_the_store() {
     assert!(t.edge.store.batch_seen("b1").await.unwrap());
     stop.send(true).unwrap();
     task.await.unwrap();
+}
+
+const ACME_KEY: &str = "acme-secret-0123456789";
+const ALL_KEY: &str = "wildcard-secret-0123456789";
+
+fn scoped_edge() -> TestEdge {
+    let file = format!("# test keys\n{ACME_KEY} acme-,acme2-x\n{ALL_KEY} *\n");
+    let keys = glimpse_server::keys::parse_keys_file(&file).unwrap();
+    let access = Access::from_parts(&[glimpse_server::keys::Secret::new("plain-key")], keys);
+    TestEdge::with(Arc::new(tempfile::tempdir().unwrap()), access)
+}
+
+impl TestEdge {
+    async fn get_with_key(&self, uri: &str, key: &str) -> (StatusCode, Value) {
+        let req = Request::get(uri)
+            .header(header::AUTHORIZATION, format!("Bearer {key}"))
+            .body(Body::empty())
+            .unwrap();
+        let (status, _, body) = self.send(req).await;
+        (status, body)
+    }
+}
+
+#[tokio::test]
+async fn scoped_keys_read_their_own_ads_only() {
+    let t = scoped_edge();
+    t.ingest(&batch(
+        "b1",
+        vec![
+            event("e1", "acme-1", "u1", "viewable"),
+            event("e2", "acme2-x7", "u1", "viewable"),
+            event("e3", "acme2-y", "u1", "viewable"),
+            event("e4", "globex-1", "u1", "viewable"),
+            event("e5", "acme", "u1", "viewable"),
+        ],
+    ))
+    .await;
+    for ad in ["acme-1", "acme2-x7", "acme-never-seen"] {
+        for uri in [
+            format!("/v1/ads/{ad}/stats"),
+            format!("/v1/ads/{ad}/unique-visitors?date={TODAY}"),
+        ] {
+            let (status, body) = t.get_with_key(&uri, ACME_KEY).await;
+            assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+        }
+    }
+    for ad in ["globex-1", "acme2-y", "acme", "never-seen"] {
+        for uri in [
+            format!("/v1/ads/{ad}/stats"),
+            format!("/v1/ads/{ad}/unique-visitors?date={TODAY}"),
+        ] {
+            let (status, body) = t.get_with_key(&uri, ACME_KEY).await;
+            assert_error(status, &body, StatusCode::FORBIDDEN, "out_of_scope");
+            // The wildcard keys, from the file and from --api-keys, read it.
+            for key in [ALL_KEY, "plain-key"] {
+                let (status, body) = t.get_with_key(&uri, key).await;
+                assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+            }
+        }
+    }
+    let ids = |body: Value| -> Vec<String> {
+        let r: AdsResponse = serde_json::from_value(body).unwrap();
+        r.ads.into_iter().map(|a| a.ad_id).collect()
+    };
+    let (status, body) = t.get_with_key("/v1/ads", ACME_KEY).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(ids(body), ["acme-1", "acme2-x7"]);
+    // Also once the counts are in the store.
+    sync::flush(&t.edge).await.unwrap();
+    let (_, body) = t.get_with_key("/v1/ads", ACME_KEY).await;
+    assert_eq!(ids(body), ["acme-1", "acme2-x7"]);
+    let (_, body) = t.get_with_key("/v1/ads", ALL_KEY).await;
+    assert_eq!(
+        ids(body),
+        ["acme", "acme-1", "acme2-x7", "acme2-y", "globex-1"]
+    );
+    // No key or an unknown one: 401, whatever the ad.
+    let (status, body) = t.get("/v1/ads/acme-1/stats").await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+    let (status, body) = t.get_with_key("/v1/ads/acme-1/stats", "acme-secret").await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+}
+
+#[test]
+fn a_malformed_keys_file_stops_the_start_naming_the_line() {
+    use clap::Parser;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys");
+    std::fs::write(&path, format!("{ACME_KEY} acme-\n\n{ALL_KEY} acme-{{x}}\n")).unwrap();
+    let config = glimpse_server::Config::try_parse_from([
+        "glimpse-server",
+        "--api-keys-file",
+        path.to_str().unwrap(),
+    ])
+    .unwrap();
+    let err = format!("{:#}", glimpse_server::load_access(&config).unwrap_err());
+    assert!(err.contains("line 3"), "{err}");
+    assert!(err.contains(path.to_str().unwrap()), "{err}");
+    assert!(!err.contains(ALL_KEY), "{err}");
+    std::fs::write(&path, format!("{ACME_KEY} acme-\n")).unwrap();
+    let access = glimpse_server::load_access(&config).unwrap();
+    assert!(matches!(access, Access::Keys(ref k) if k.len() == 1));
+    let missing = glimpse_server::Config::try_parse_from([
+        "glimpse-server",
+        "--api-keys-file",
+        dir.path().join("nope").to_str().unwrap(),
+    ])
+    .unwrap();
+    assert!(glimpse_server::load_access(&missing).is_err());
 }
