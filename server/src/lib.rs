@@ -20,6 +20,9 @@ pub mod clock;
 pub mod config;
 pub mod http;
 pub mod keys;
+pub mod metrics;
+pub mod proxies;
+pub mod ratelimit;
 pub mod stats;
 pub mod store;
 pub mod sync;
@@ -32,7 +35,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 pub use config::Config;
-pub use http::{app, Access, Edge};
+pub use http::{app, metrics_app, Access, Edge, Guard};
 
 use crate::clock::SystemClock;
 use crate::store::embedded::EmbeddedStore;
@@ -83,6 +86,7 @@ pub async fn run(
     let mut edge = Edge::new(store, Arc::new(SystemClock), access);
     edge.www_dir = Some(config.www_dir.clone());
     edge.sdk_dir = Some(config.sdk_dir.clone());
+    edge.guard = Guard::from_config(&config);
     for (what, dir) in [("demo site", &config.www_dir), ("SDK", &config.sdk_dir)] {
         if !dir.is_dir() {
             tracing::info!(dir = %dir.display(), "{what} directory not found; not serving it");
@@ -97,6 +101,26 @@ pub async fn run(
         tokio::spawn(async move { sync::run(&edge, interval, sync_stopped).await })
     };
 
+    let metrics_task = match config.metrics_listen {
+        None => None,
+        Some(addr) => {
+            let metrics_listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} for metrics"))?;
+            // On stdout like the main address, for scripts and tests.
+            println!(
+                "glimpse-server metrics on http://{}",
+                metrics_listener.local_addr()?
+            );
+            let serve = axum::serve(metrics_listener, metrics_app(Arc::clone(&edge)));
+            Some(tokio::spawn(async move {
+                if let Err(e) = serve.await {
+                    tracing::error!(error = %e, "the metrics listener failed");
+                }
+            }))
+        }
+    };
+
     let router = app(Arc::clone(&edge));
     axum::serve(
         listener,
@@ -105,6 +129,9 @@ pub async fn run(
     .with_graceful_shutdown(shutdown)
     .await
     .context("serving HTTP")?;
+    if let Some(task) = metrics_task {
+        task.abort();
+    }
 
     tracing::info!("shutting down: flushing pending counts");
     let _ = stop_sync.send(true);

@@ -7,8 +7,7 @@
 
 use std::net::SocketAddr;
 
-use axum::extract::connect_info::MockConnectInfo;
-use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::middleware::Next;
@@ -94,11 +93,7 @@ pub async fn require_access(
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let extensions = request.extensions();
-    let peer = extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0)
-        .or_else(|| extensions.get::<MockConnectInfo<SocketAddr>>().map(|c| c.0));
+    let peer = super::guard::peer_addr(request.extensions());
     let authorization = request.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
     let scope = state.access.check(authorization, peer)?;
     request.extensions_mut().insert(scope);

@@ -44,6 +44,11 @@ fn checked_ad_id(ad_id: &str) -> Result<(), ApiError> {
         .map_err(|why| ApiError::bad_request("invalid_ad_id", format!("`ad_id` {why}")))
 }
 
+fn store_failed(state: &AppState, e: crate::store::StoreError) -> ApiError {
+    state.metrics.store_error("read");
+    ApiError::StoreUnavailable(e)
+}
+
 async fn stats_of(
     state: &AppState,
     ad_id: &str,
@@ -53,7 +58,7 @@ async fn stats_of(
         .store
         .read_days(ad_id, range)
         .await
-        .map_err(ApiError::StoreUnavailable)?;
+        .map_err(|e| store_failed(state, e))?;
     let pending = state.aggregator.pending(ad_id, range);
     Ok(ad_stats(ad_id, range, stored, pending))
 }
@@ -110,7 +115,7 @@ pub async fn ads_route(
         .store
         .ads_in_range(range)
         .await
-        .map_err(ApiError::StoreUnavailable)?;
+        .map_err(|e| store_failed(&state, e))?;
     ids.extend(state.aggregator.pending_ads(range));
     ids.retain(|id| scope.allows(id));
     ids.sort_unstable();
