@@ -111,10 +111,13 @@ struct Envelope<'a> {
 pub fn decode_batch(body: &[u8]) -> Result<Batch<'_>, BatchError> {
     let envelope: Envelope<'_> = serde_json::from_slice(body).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => BatchError::NotAnObject,
+        // Serde reads an array as a struct's fields in order and then trips
+        // over the third element; the body is not an object either way.
+        _ if first_byte(body) == Some(b'[') => BatchError::NotAnObject,
         _ => BatchError::NotJson(e.to_string()),
     })?;
     // Serde also fills a struct from an array; the contract wants an object.
-    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+    if first_byte(body) != Some(b'{') {
         return Err(BatchError::NotAnObject);
     }
     let batch_id = match envelope.batch_id {
@@ -135,6 +138,10 @@ pub fn decode_batch(body: &[u8]) -> Result<Batch<'_>, BatchError> {
         return Err(BatchError::TooManyEvents(events.len()));
     }
     Ok(Batch { batch_id, events })
+}
+
+fn first_byte(body: &[u8]) -> Option<u8> {
+    body.iter().copied().find(|b| !b.is_ascii_whitespace())
 }
 
 /// One valid event, with the day it counts on.
@@ -311,6 +318,8 @@ mod tests {
             ("{", "invalid_json"),
             ("{\"batch_id\":\"b\",\"events\":[{}]} x", "invalid_json"),
             ("[1,2]", "not_an_object"),
+            ("[1,2,3]", "not_an_object"),
+            (" [[[", "not_an_object"),
             ("\"text\"", "not_an_object"),
             ("null", "not_an_object"),
             (r#"{"events":[{}]}"#, "invalid_batch_id"),
