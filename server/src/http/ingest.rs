@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use glimpse_wire::api::{ImpressionLogged, IngestResponse, Rejection};
@@ -16,6 +16,7 @@ use glimpse_wire::{Day, Kind};
 use serde::Deserialize;
 
 use super::error::ApiError;
+use super::extract::ApiQuery;
 use super::AppState;
 
 fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
@@ -136,7 +137,7 @@ pub struct SingleImpression {
 /// impression, now.
 pub async fn get_impression(
     State(state): State<AppState>,
-    Query(q): Query<SingleImpression>,
+    ApiQuery(q): ApiQuery<SingleImpression>,
 ) -> Result<Json<ImpressionLogged>, ApiError> {
     let param = |name: &'static str, value: Option<String>| {
         let value = value.ok_or_else(|| {

@@ -1,6 +1,6 @@
 //! The advertiser-facing stats routes.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::Json;
 use glimpse_wire::api::{AdsResponse, StatsResponse, UniqueVisitorsResponse};
 use glimpse_wire::ingest::{check_id, MAX_AD_OR_USER_ID_BYTES};
@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use super::auth::check_scope;
 use super::error::ApiError;
+use super::extract::{ApiPath, ApiQuery};
 use super::AppState;
 use crate::keys::Scope;
 use crate::stats::{ad_stats, ad_summary};
@@ -66,8 +67,8 @@ async fn stats_of(
 pub async fn ad_stats_route(
     State(state): State<AppState>,
     scope: Scope,
-    Path(ad_id): Path<String>,
-    Query(q): Query<RangeQuery>,
+    ApiPath(ad_id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<RangeQuery>,
 ) -> Result<Json<StatsResponse>, ApiError> {
     checked_ad_id(&ad_id)?;
     check_scope(&scope, &ad_id)?;
@@ -83,8 +84,8 @@ pub struct DateQuery {
 pub async fn unique_visitors_route(
     State(state): State<AppState>,
     scope: Scope,
-    Path(ad_id): Path<String>,
-    Query(q): Query<DateQuery>,
+    ApiPath(ad_id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<DateQuery>,
 ) -> Result<Json<UniqueVisitorsResponse>, ApiError> {
     checked_ad_id(&ad_id)?;
     check_scope(&scope, &ad_id)?;
@@ -108,7 +109,7 @@ pub async fn unique_visitors_route(
 pub async fn ads_route(
     State(state): State<AppState>,
     scope: Scope,
-    Query(q): Query<RangeQuery>,
+    ApiQuery(q): ApiQuery<RangeQuery>,
 ) -> Result<Json<AdsResponse>, ApiError> {
     let range = q.range(state.today())?;
     let mut ids = state
