@@ -228,7 +228,7 @@ mod tests {
     #[test]
     fn malformed_files_name_the_line_and_never_the_key() {
         let cases: Vec<(String, usize, &str)> = vec![
-            (format!("{K1}"), 1, "followed by its scope"),
+            (K1.to_string(), 1, "followed by its scope"),
             (format!("# c\n{K1} acme- extra"), 2, "two fields"),
             ("short-key *".into(), 1, "at least 16"),
             (format!("{K1} acme-,"), 1, "empty prefix"),
