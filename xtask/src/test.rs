@@ -50,5 +50,8 @@ pub fn run() -> Result<()> {
     status(Command::new("bash").current_dir(&root).arg("deploy/check.sh"))?;
 
     step("cargo test --workspace");
-    status(Command::new(&cargo).current_dir(&root).args(["test", "--workspace"]))
+    status(Command::new(&cargo).current_dir(&root).args(["test", "--workspace"]))?;
+
+    step("fuzz targets, 30 s each (fuzz/run-brief.sh)");
+    status(Command::new("bash").current_dir(&root).arg("fuzz/run-brief.sh"))
 }
