@@ -28,7 +28,11 @@ pub fn run() -> Result<()> {
     let step = |name: &str| eprintln!("\n==> xtask test: {name}");
 
     step("cargo fmt --check");
-    status(Command::new(&cargo).current_dir(&root).args(["fmt", "--all", "--check"]))?;
+    status(
+        Command::new(&cargo)
+            .current_dir(&root)
+            .args(["fmt", "--all", "--check"]),
+    )?;
 
     step("cargo clippy");
     status(Command::new(&cargo).current_dir(&root).args([
@@ -44,14 +48,30 @@ pub fn run() -> Result<()> {
     crate::sdk::run()?;
 
     step("demo site unit tests (node --test)");
-    status(Command::new("node").current_dir(&root).args(["--test", "www/tests/"]))?;
+    status(
+        Command::new("node")
+            .current_dir(&root)
+            .args(["--test", "www/tests/"]),
+    )?;
 
     step("deploy manifests (deploy/check.sh)");
-    status(Command::new("bash").current_dir(&root).arg("deploy/check.sh"))?;
+    status(
+        Command::new("bash")
+            .current_dir(&root)
+            .arg("deploy/check.sh"),
+    )?;
 
     step("cargo test --workspace");
-    status(Command::new(&cargo).current_dir(&root).args(["test", "--workspace"]))?;
+    status(
+        Command::new(&cargo)
+            .current_dir(&root)
+            .args(["test", "--workspace"]),
+    )?;
 
     step("fuzz targets, 30 s each (fuzz/run-brief.sh)");
-    status(Command::new("bash").current_dir(&root).arg("fuzz/run-brief.sh"))
+    status(
+        Command::new("bash")
+            .current_dir(&root)
+            .arg("fuzz/run-brief.sh"),
+    )
 }
