@@ -287,6 +287,59 @@ impl Aggregator {
     }
 }
 
+/// How much is waiting to be synced, approximately, for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PendingSize {
+    /// (ad, day) keys, in flight and current together.
+    pub keys: usize,
+    /// Heap bytes of those keys and of the batch records, estimated.
+    pub bytes: usize,
+}
+
+impl PendingSize {
+    fn add_ads(&mut self, ads: &HashMap<String, AdDays>) {
+        // Map entry overheads are a guess; the sketches dominate anyway.
+        const ENTRY_OVERHEAD: usize = 48;
+        for (ad, days) in ads {
+            self.bytes += ad.len() + ENTRY_OVERHEAD;
+            for delta in days.values() {
+                self.keys += 1;
+                self.bytes +=
+                    std::mem::size_of::<DayDelta>() + ENTRY_OVERHEAD + delta.visitors.heap_bytes();
+            }
+        }
+    }
+
+    fn add_batches(&mut self, batches: &[BatchRecord]) {
+        for b in batches {
+            self.bytes += std::mem::size_of::<BatchRecord>() + b.batch_id.len();
+            self.bytes += b
+                .counts
+                .iter()
+                .map(|c| std::mem::size_of::<BatchCount>() + c.ad_id.len())
+                .sum::<usize>();
+        }
+    }
+}
+
+impl Aggregator {
+    /// The size of everything pending (the in-flight delta included). Walks
+    /// every shard: meant for a metrics scrape, not the hot path.
+    pub fn pending_size(&self) -> PendingSize {
+        let mut size = PendingSize::default();
+        if let Some(delta) = self.in_flight.read().as_ref() {
+            size.add_ads(&delta.ads);
+            size.add_batches(&delta.batches);
+        }
+        let generation = self.current.read();
+        for shard in generation.shards.iter() {
+            size.add_ads(&shard.lock().ads);
+        }
+        size.add_batches(&generation.batches.lock());
+        size
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::borrow::Cow;

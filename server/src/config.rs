@@ -6,6 +6,10 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::keys::Secret;
+use crate::proxies::Cidr;
+use crate::ratelimit::Rate;
+
 /// The glimpse edge server: accepts impression batches, counts them, serves
 /// the counts.
 #[derive(Debug, Clone, Parser)]
@@ -31,7 +35,7 @@ pub struct Config {
         value_delimiter = ',',
         hide_env_values = true
     )]
-    pub api_keys: Vec<String>,
+    pub api_keys: Vec<Secret>,
 
     /// Static site served at `/` when the directory exists.
     #[arg(long, env = "GLIMPSE_WWW_DIR", default_value = "www")]
@@ -40,6 +44,35 @@ pub struct Config {
     /// Built SDK served at `/sdk/` when the directory exists.
     #[arg(long, env = "GLIMPSE_SDK_DIR", default_value = "sdk/pkg")]
     pub sdk_dir: PathBuf,
+
+    /// File of API keys scoped to ad-id prefixes, one `<key> <scope>` per
+    /// line (`*` or `acme-,globex-`). Adds to `--api-keys`.
+    #[arg(long, env = "GLIMPSE_API_KEYS_FILE")]
+    pub api_keys_file: Option<PathBuf>,
+
+    /// Per-client rate limit on ingest, e.g. `200/s`, `600/m` (burst = the
+    /// count). Off when not given.
+    #[arg(long, env = "GLIMPSE_RATE_LIMIT")]
+    pub rate_limit: Option<Rate>,
+
+    /// Networks of proxies whose `X-Forwarded-For` is believed, comma
+    /// separated CIDRs (e.g. `10.0.0.0/8,192.168.1.7`). Nobody else's is.
+    #[arg(long, env = "GLIMPSE_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<Cidr>,
+
+    /// Requests served at once; beyond it the edge answers 503 at once
+    /// (health probes and metrics excepted). 0 turns the limit off.
+    #[arg(long, env = "GLIMPSE_MAX_CONCURRENT_REQUESTS", default_value_t = 1024)]
+    pub max_concurrent_requests: usize,
+
+    /// Time a request body has to arrive in full (e.g. 10s, 500ms).
+    #[arg(long, env = "GLIMPSE_BODY_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub body_timeout: Duration,
+
+    /// Serve `/metrics` on this address instead of the main one (there
+    /// without a key: bind it to a private interface).
+    #[arg(long, env = "GLIMPSE_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[cfg(test)]
@@ -61,7 +94,8 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.sync_interval, Duration::from_millis(500));
-        assert_eq!(c.api_keys, vec!["k1", "k2"]);
+        assert_eq!(c.api_keys, vec![Secret::new("k1"), Secret::new("k2")]);
+        assert!(!format!("{c:?}").contains("k1"));
         assert!(Config::try_parse_from(["glimpse-server", "--sync-interval", "soon"]).is_err());
     }
 }

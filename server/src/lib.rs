@@ -19,6 +19,10 @@ pub mod claims;
 pub mod clock;
 pub mod config;
 pub mod http;
+pub mod keys;
+pub mod metrics;
+pub mod proxies;
+pub mod ratelimit;
 pub mod stats;
 pub mod store;
 pub mod sync;
@@ -31,7 +35,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 pub use config::Config;
-pub use http::{app, Access, Edge};
+pub use http::{app, metrics_app, Access, Edge, Guard};
 
 use crate::clock::SystemClock;
 use crate::store::embedded::EmbeddedStore;
@@ -48,6 +52,23 @@ pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     Ok(Arc::new(store))
 }
 
+/// The access rule from `--api-keys` and `--api-keys-file`; a keys file that
+/// cannot be read or parsed stops the start with the line at fault.
+pub fn load_access(config: &Config) -> anyhow::Result<Access> {
+    let scoped = match &config.api_keys_file {
+        None => Vec::new(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the API keys file {}", path.display()))?;
+            let keys = keys::parse_keys_file(&text)
+                .with_context(|| format!("in the API keys file {}", path.display()))?;
+            tracing::info!(keys = keys.len(), file = %path.display(), "loaded scoped API keys");
+            keys
+        }
+    };
+    Ok(Access::from_parts(&config.api_keys, scoped))
+}
+
 /// Runs an edge on `listener` until `shutdown` resolves, then flushes every
 /// pending count to the store before returning.
 pub async fn run(
@@ -56,15 +77,16 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let store = open_store(&config)?;
-    let access = Access::from_keys(&config.api_keys);
+    let access = load_access(&config)?;
     if matches!(access, Access::LoopbackOnly) {
         tracing::warn!(
-            "no API keys configured (--api-keys): stats routes answer loopback clients only"
+            "no API keys configured (--api-keys, --api-keys-file): stats routes answer loopback clients only"
         );
     }
     let mut edge = Edge::new(store, Arc::new(SystemClock), access);
     edge.www_dir = Some(config.www_dir.clone());
     edge.sdk_dir = Some(config.sdk_dir.clone());
+    edge.guard = Guard::from_config(&config);
     for (what, dir) in [("demo site", &config.www_dir), ("SDK", &config.sdk_dir)] {
         if !dir.is_dir() {
             tracing::info!(dir = %dir.display(), "{what} directory not found; not serving it");
@@ -79,6 +101,26 @@ pub async fn run(
         tokio::spawn(async move { sync::run(&edge, interval, sync_stopped).await })
     };
 
+    let metrics_task = match config.metrics_listen {
+        None => None,
+        Some(addr) => {
+            let metrics_listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} for metrics"))?;
+            // On stdout like the main address, for scripts and tests.
+            println!(
+                "glimpse-server metrics on http://{}",
+                metrics_listener.local_addr()?
+            );
+            let serve = axum::serve(metrics_listener, metrics_app(Arc::clone(&edge)));
+            Some(tokio::spawn(async move {
+                if let Err(e) = serve.await {
+                    tracing::error!(error = %e, "the metrics listener failed");
+                }
+            }))
+        }
+    };
+
     let router = app(Arc::clone(&edge));
     axum::serve(
         listener,
@@ -87,6 +129,9 @@ pub async fn run(
     .with_graceful_shutdown(shutdown)
     .await
     .context("serving HTTP")?;
+    if let Some(task) = metrics_task {
+        task.abort();
+    }
 
     tracing::info!("shutting down: flushing pending counts");
     let _ = stop_sync.send(true);

@@ -15,7 +15,14 @@ pub async fn sync_once(edge: &Edge) -> Result<bool, StoreError> {
     let Some(delta) = edge.aggregator.begin_sync() else {
         return Ok(false);
     };
-    edge.store.apply(&delta, edge.clock.now_ms()).await?;
+    let started = std::time::Instant::now();
+    let applied = edge.store.apply(&delta, edge.clock.now_ms()).await;
+    edge.metrics
+        .sync_finished(started.elapsed(), applied.is_ok());
+    if applied.is_err() {
+        edge.metrics.store_error("apply");
+    }
+    applied?;
     edge.aggregator.finish_sync();
     // Only now does the store answer for these ids.
     for record in &delta.batches {

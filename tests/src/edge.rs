@@ -50,6 +50,8 @@ pub struct Edge {
     child: Option<Child>,
     /// `http://127.0.0.1:PORT`
     pub base_url: String,
+    /// `http://ADDR` of `/metrics` when started with `--metrics-listen`.
+    pub metrics_url: Option<String>,
     pub data_dir: PathBuf,
 }
 
@@ -69,7 +71,17 @@ impl Edge {
             .stderr(Stdio::inherit());
         // Tests pick their own directories; the defaults would point at the
         // developer's working copy.
-        for var in ["GLIMPSE_WWW_DIR", "GLIMPSE_SDK_DIR", "GLIMPSE_API_KEYS"] {
+        for var in [
+            "GLIMPSE_WWW_DIR",
+            "GLIMPSE_SDK_DIR",
+            "GLIMPSE_API_KEYS",
+            "GLIMPSE_API_KEYS_FILE",
+            "GLIMPSE_RATE_LIMIT",
+            "GLIMPSE_TRUSTED_PROXIES",
+            "GLIMPSE_MAX_CONCURRENT_REQUESTS",
+            "GLIMPSE_BODY_TIMEOUT",
+            "GLIMPSE_METRICS_LISTEN",
+        ] {
             command.env_remove(var);
         }
         if !extra_args.contains(&"--www-dir") {
@@ -81,10 +93,14 @@ impl Edge {
         let mut child = command.spawn().expect("spawn glimpse-server");
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = mpsc::channel();
+        let (metrics_tx, metrics_rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(url) = line.strip_prefix("glimpse-server listening on ") {
                     let _ = tx.send(url.trim().to_owned());
+                }
+                if let Some(url) = line.strip_prefix("glimpse-server metrics on ") {
+                    let _ = metrics_tx.send(url.trim().to_owned());
                 }
             }
         });
@@ -95,9 +111,16 @@ impl Edge {
                 panic!("glimpse-server did not print its address within {STARTUP_DEADLINE:?}");
             }
         };
+        // Printed once the main address is, when metrics listen apart.
+        let metrics_url = if extra_args.contains(&"--metrics-listen") {
+            metrics_rx.recv_timeout(STARTUP_DEADLINE).ok()
+        } else {
+            None
+        };
         let edge = Edge {
             child: Some(child),
             base_url,
+            metrics_url,
             data_dir: data_dir.to_path_buf(),
         };
         edge.wait_until(STARTUP_DEADLINE, "/healthz answers", || {

@@ -17,6 +17,10 @@ use crate::day::Day;
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Most events in one batch.
 pub const MAX_EVENTS_PER_BATCH: usize = 500;
+/// Most distinct `ad_id`s among the valid events of one batch. A page holds a
+/// handful of ads; a batch naming many is fabricated and would fill the store
+/// with keys.
+pub const MAX_AD_IDS_PER_BATCH: usize = 50;
 /// `ad_id` and `user_id` are 1..=128 bytes.
 pub const MAX_AD_OR_USER_ID_BYTES: usize = 128;
 /// `batch_id` and event `id` are 1..=64 bytes.
@@ -49,6 +53,8 @@ pub enum BatchError {
     Events(&'static str),
     /// More events than [`MAX_EVENTS_PER_BATCH`].
     TooManyEvents(usize),
+    /// More distinct ad ids than [`MAX_AD_IDS_PER_BATCH`].
+    TooManyAds(usize),
 }
 
 impl BatchError {
@@ -60,6 +66,7 @@ impl BatchError {
             BatchError::BatchId(_) => "invalid_batch_id",
             BatchError::Events(_) => "invalid_events",
             BatchError::TooManyEvents(_) => "too_many_events",
+            BatchError::TooManyAds(_) => "too_many_ads",
         }
     }
 }
@@ -74,6 +81,10 @@ impl fmt::Display for BatchError {
             BatchError::TooManyEvents(n) => write!(
                 f,
                 "`events` holds {n} events; at most {MAX_EVENTS_PER_BATCH} are allowed per batch"
+            ),
+            BatchError::TooManyAds(n) => write!(
+                f,
+                "the valid events name {n} distinct `ad_id`s; at most {MAX_AD_IDS_PER_BATCH} are allowed per batch"
             ),
         }
     }
@@ -100,10 +111,13 @@ struct Envelope<'a> {
 pub fn decode_batch(body: &[u8]) -> Result<Batch<'_>, BatchError> {
     let envelope: Envelope<'_> = serde_json::from_slice(body).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => BatchError::NotAnObject,
+        // Serde reads an array as a struct's fields in order and then trips
+        // over the third element; the body is not an object either way.
+        _ if first_byte(body) == Some(b'[') => BatchError::NotAnObject,
         _ => BatchError::NotJson(e.to_string()),
     })?;
     // Serde also fills a struct from an array; the contract wants an object.
-    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+    if first_byte(body) != Some(b'{') {
         return Err(BatchError::NotAnObject);
     }
     let batch_id = match envelope.batch_id {
@@ -126,6 +140,10 @@ pub fn decode_batch(body: &[u8]) -> Result<Batch<'_>, BatchError> {
     Ok(Batch { batch_id, events })
 }
 
+fn first_byte(body: &[u8]) -> Option<u8> {
+    body.iter().copied().find(|b| !b.is_ascii_whitespace())
+}
+
 /// One valid event, with the day it counts on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Event<'a> {
@@ -137,19 +155,47 @@ pub struct Event<'a> {
     pub day: Day,
 }
 
+/// Refuses a batch whose valid events name more than
+/// [`MAX_AD_IDS_PER_BATCH`] distinct ad ids.
+pub fn check_distinct_ads(events: &[Event<'_>]) -> Result<(), BatchError> {
+    if events.len() <= MAX_AD_IDS_PER_BATCH {
+        return Ok(());
+    }
+    let distinct: std::collections::HashSet<&str> =
+        events.iter().map(|e| e.ad_id.as_ref()).collect();
+    if distinct.len() > MAX_AD_IDS_PER_BATCH {
+        return Err(BatchError::TooManyAds(distinct.len()));
+    }
+    Ok(())
+}
+
 /// Why one event was rejected; its `Display` is the reason sent back.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EventError(String);
+pub struct EventError {
+    code: &'static str,
+    message: String,
+}
 
 impl EventError {
-    fn new(msg: impl Into<String>) -> Self {
-        EventError(msg.into())
+    fn new(code: &'static str, msg: impl Into<String>) -> Self {
+        EventError {
+            code,
+            message: msg.into(),
+        }
+    }
+
+    /// The category of the rejection, one of a fixed few (for metrics):
+    /// `invalid_event` (not an object, a field missing or of the wrong type),
+    /// `invalid_id` (an id outside the alphabet or too long) or
+    /// `ts_out_of_window`.
+    pub fn code(&self) -> &'static str {
+        self.code
     }
 }
 
 impl fmt::Display for EventError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
@@ -174,10 +220,10 @@ pub fn validate_event(raw: &RawValue, now_ms: i64) -> Result<Event<'_>, EventErr
         // serde_json appends the position inside the event, which means
         // nothing to a caller who sees the event's index instead.
         let msg = msg.split(" at line ").next().unwrap_or(&msg);
-        EventError::new(msg)
+        EventError::new("invalid_event", msg)
     })?;
     let field = |name: &str, value: &str, max: usize| {
-        check_id(value, max).map_err(|why| EventError::new(format!("`{name}` {why}")))
+        check_id(value, max).map_err(|why| EventError::new("invalid_id", format!("`{name}` {why}")))
     };
     field("id", &fields.id, MAX_BATCH_OR_EVENT_ID_BYTES)?;
     field("ad_id", &fields.ad_id, MAX_AD_OR_USER_ID_BYTES)?;
@@ -197,16 +243,19 @@ pub fn validate_event(raw: &RawValue, now_ms: i64) -> Result<Event<'_>, EventErr
 /// accepted window around `now_ms`.
 pub fn day_bucket(ts: i64, now_ms: i64) -> Result<Day, EventError> {
     if ts < now_ms.saturating_sub(MAX_EVENT_AGE_MS) {
-        return Err(EventError::new(format!(
-            "`ts` {ts} is more than 48 h before the server time {now_ms}"
-        )));
+        return Err(EventError::new(
+            "ts_out_of_window",
+            format!("`ts` {ts} is more than 48 h before the server time {now_ms}"),
+        ));
     }
     if ts > now_ms.saturating_add(MAX_EVENT_LEAD_MS) {
-        return Err(EventError::new(format!(
-            "`ts` {ts} is more than 5 min after the server time {now_ms}"
-        )));
+        return Err(EventError::new(
+            "ts_out_of_window",
+            format!("`ts` {ts} is more than 5 min after the server time {now_ms}"),
+        ));
     }
-    Day::from_epoch_ms(ts).ok_or_else(|| EventError::new(format!("`ts` {ts} is before 1970")))
+    Day::from_epoch_ms(ts)
+        .ok_or_else(|| EventError::new("ts_out_of_window", format!("`ts` {ts} is before 1970")))
 }
 
 /// Checks an id: 1..=`max` bytes of `[A-Za-z0-9._:-]`. The message completes
@@ -269,6 +318,8 @@ mod tests {
             ("{", "invalid_json"),
             ("{\"batch_id\":\"b\",\"events\":[{}]} x", "invalid_json"),
             ("[1,2]", "not_an_object"),
+            ("[1,2,3]", "not_an_object"),
+            (" [[[", "not_an_object"),
             ("\"text\"", "not_an_object"),
             ("null", "not_an_object"),
             (r#"{"events":[{}]}"#, "invalid_batch_id"),
@@ -380,6 +431,45 @@ mod tests {
             let raw = RawValue::from_string(not_object.to_owned()).unwrap();
             assert!(validate_event(&raw, NOW).is_err(), "{not_object}");
         }
+    }
+
+    #[test]
+    fn event_errors_have_a_category() {
+        let g = good();
+        let cases = [
+            (g.replace("viewable", "clicked"), "invalid_event"),
+            (g.replace(r#""id":"e1","#, ""), "invalid_event"),
+            (g.replace("ad-42", "ad{42}"), "invalid_id"),
+            (
+                g.replace(&NOW.to_string(), &(NOW + MAX_EVENT_LEAD_MS + 1).to_string()),
+                "ts_out_of_window",
+            ),
+        ];
+        for (fields, code) in cases {
+            let err = validate_event(&event_json(&fields), NOW).unwrap_err();
+            assert_eq!(err.code(), code, "{fields}");
+        }
+    }
+
+    #[test]
+    fn distinct_ad_id_limit() {
+        let events = |ads: usize| -> Vec<Event<'static>> {
+            (0..MAX_EVENTS_PER_BATCH)
+                .map(|i| Event {
+                    id: format!("e{i}").into(),
+                    ad_id: format!("ad-{}", i % ads).into(),
+                    user_id: "u".into(),
+                    kind: Kind::Viewable,
+                    ts: NOW,
+                    day: Day::from_epoch_ms(NOW).unwrap(),
+                })
+                .collect()
+        };
+        assert!(check_distinct_ads(&events(MAX_AD_IDS_PER_BATCH)).is_ok());
+        let err = check_distinct_ads(&events(MAX_AD_IDS_PER_BATCH + 1)).unwrap_err();
+        assert_eq!(err, BatchError::TooManyAds(MAX_AD_IDS_PER_BATCH + 1));
+        assert_eq!(err.code(), "too_many_ads");
+        assert!(check_distinct_ads(&[]).is_ok());
     }
 
     #[test]

@@ -62,6 +62,13 @@ pub fn run() -> Result<()> {
             .arg("deploy/check.sh"),
     )?;
 
+    step("fuzz targets, 30 s each (fuzz/run-brief.sh)");
+    status(
+        Command::new("bash")
+            .current_dir(&root)
+            .arg("fuzz/run-brief.sh"),
+    )?;
+
     step("cargo test --workspace");
     let mut test = Command::new(&cargo);
     // The SDK was built above; the browser tests need not build it again.

@@ -4,21 +4,20 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use glimpse_wire::api::{ImpressionLogged, IngestResponse, Rejection};
 use glimpse_wire::ingest::{
-    check_id, decode_batch, validate_event, Event, MAX_AD_OR_USER_ID_BYTES, MAX_BODY_BYTES,
+    check_distinct_ads, check_id, decode_batch, validate_event, Event, MAX_AD_OR_USER_ID_BYTES,
+    MAX_BODY_BYTES,
 };
 use glimpse_wire::{Day, Kind};
 use serde::Deserialize;
 
 use super::error::ApiError;
+use super::extract::ApiQuery;
 use super::AppState;
-
-/// A request body must arrive within this time.
-pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     let value = headers
@@ -35,7 +34,11 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-async fn read_body(headers: &HeaderMap, body: Body) -> Result<axum::body::Bytes, ApiError> {
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    timeout: Duration,
+) -> Result<axum::body::Bytes, ApiError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -43,8 +46,8 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<axum::body::Bytes,
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
         return Err(ApiError::PayloadTooLarge);
     }
-    match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY_BYTES)).await {
-        Err(_) => Err(ApiError::BodyTimeout(BODY_TIMEOUT.as_secs())),
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, MAX_BODY_BYTES)).await {
+        Err(_) => Err(ApiError::BodyTimeout(timeout.as_secs().max(1))),
         Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(e)) => {
             let too_large = std::error::Error::source(&e)
@@ -67,9 +70,10 @@ pub async fn post_impressions(
     body: Body,
 ) -> Result<(StatusCode, Json<IngestResponse>), ApiError> {
     check_content_type(&headers)?;
-    let bytes = read_body(&headers, body).await?;
+    let bytes = read_body(&headers, body, state.guard.body_timeout).await?;
     let batch = decode_batch(&bytes)?;
     let duplicate_batch = || {
+        state.metrics.batch_duplicate(batch.events.len() as u64);
         let response = IngestResponse {
             accepted: 0,
             duplicates: batch.events.len() as u32,
@@ -88,7 +92,10 @@ pub async fn post_impressions(
         Ok(false) => {}
         // Not knowing is no reason to refuse: the store checks the id again
         // when the batch is synced, before it counts anything.
-        Err(e) => tracing::warn!(error = %e, "batch id lookup failed; deferring the check to sync"),
+        Err(e) => {
+            state.metrics.store_error("batch_seen");
+            tracing::warn!(error = %e, "batch id lookup failed; deferring the check to sync")
+        }
     }
     let now = state.clock.now_ms();
     let mut response = IngestResponse::default();
@@ -98,14 +105,25 @@ pub async fn post_impressions(
         match validate_event(raw, now) {
             Ok(event) if seen_ids.insert(event.id.clone()) => events.push(event),
             Ok(_) => response.duplicates += 1,
-            Err(e) => response.rejected.push(Rejection {
-                index,
-                error: e.to_string(),
-            }),
+            Err(e) => {
+                // Counted by category; the message goes to the client only.
+                state.metrics.event_rejected(e.code());
+                response.rejected.push(Rejection {
+                    index,
+                    error: e.to_string(),
+                })
+            }
         }
+    }
+    if let Err(e) = check_distinct_ads(&events) {
+        state.claims.release(&batch.batch_id);
+        return Err(e.into());
     }
     response.accepted = events.len() as u32;
     state.aggregator.record(&batch.batch_id, now, &events);
+    state
+        .metrics
+        .batch_accepted(response.accepted.into(), response.duplicates.into());
     Ok((StatusCode::ACCEPTED, Json(response)))
 }
 
@@ -119,7 +137,7 @@ pub struct SingleImpression {
 /// impression, now.
 pub async fn get_impression(
     State(state): State<AppState>,
-    Query(q): Query<SingleImpression>,
+    ApiQuery(q): ApiQuery<SingleImpression>,
 ) -> Result<Json<ImpressionLogged>, ApiError> {
     let param = |name: &'static str, value: Option<String>| {
         let value = value.ok_or_else(|| {
@@ -152,6 +170,7 @@ pub async fn get_impression(
         now,
         &[event(Kind::Measurable), event(Kind::Viewable)],
     );
+    state.metrics.batch_accepted(2, 0);
     Ok(Json(ImpressionLogged {
         message: "impression logged".into(),
         ad_id,

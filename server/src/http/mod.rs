@@ -3,6 +3,8 @@
 
 mod auth;
 mod error;
+mod extract;
+mod guard;
 mod ingest;
 mod stats;
 
@@ -22,10 +24,12 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 pub use auth::Access;
 pub use error::ApiError;
+pub use guard::Guard;
 
 use crate::aggregate::Aggregator;
 use crate::claims::BatchClaims;
 use crate::clock::Clock;
+use crate::metrics::Metrics;
 use crate::store::Store;
 
 /// Everything the handlers share.
@@ -40,6 +44,9 @@ pub struct Edge {
     pub www_dir: Option<PathBuf>,
     /// The built SDK, served at `/sdk/` when present.
     pub sdk_dir: Option<PathBuf>,
+    /// Rate limit, concurrency limit, body timeout.
+    pub guard: Guard,
+    pub metrics: Metrics,
 }
 
 impl Edge {
@@ -52,6 +59,8 @@ impl Edge {
             access,
             www_dir: None,
             sdk_dir: None,
+            guard: Guard::default(),
+            metrics: Metrics::default(),
         }
     }
 
@@ -76,6 +85,10 @@ pub fn app(state: AppState) -> Router {
     let ingest = Router::new()
         .route("/v1/impressions", post(ingest::post_impressions))
         .route("/v1/impression", get(ingest::get_impression))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            guard::rate_limit,
+        ))
         .method_not_allowed_fallback(method_not_allowed)
         .layer(ingest_cors);
     let stats = Router::new()
@@ -84,7 +97,13 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/v1/ads/{ad_id}/unique-visitors",
             get(stats::unique_visitors_route),
-        )
+        );
+    let stats = if state.guard.metrics_on_main {
+        stats.route("/metrics", get(guard::metrics_guarded))
+    } else {
+        stats
+    };
+    let stats = stats
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             auth::require_access,
@@ -127,7 +146,26 @@ pub fn app(state: AppState) -> Router {
     } else {
         router = router.fallback(not_found);
     }
-    router.with_state(state)
+    router
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            guard::shed_load,
+        ))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            guard::count_errors,
+        ))
+        .with_state(state)
+}
+
+/// `/metrics` alone, for `--metrics-listen`: no key needed, so bind it to an
+/// address only the monitoring network reaches.
+pub fn metrics_app(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(guard::metrics_route))
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(not_found)
+        .with_state(state)
 }
 
 async fn method_not_allowed() -> ApiError {

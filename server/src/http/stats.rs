@@ -1,14 +1,17 @@
 //! The advertiser-facing stats routes.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::Json;
 use glimpse_wire::api::{AdsResponse, StatsResponse, UniqueVisitorsResponse};
 use glimpse_wire::ingest::{check_id, MAX_AD_OR_USER_ID_BYTES};
 use glimpse_wire::{Day, DayRange};
 use serde::Deserialize;
 
+use super::auth::check_scope;
 use super::error::ApiError;
+use super::extract::{ApiPath, ApiQuery};
 use super::AppState;
+use crate::keys::Scope;
 use crate::stats::{ad_stats, ad_summary};
 
 #[derive(Debug, Deserialize)]
@@ -42,6 +45,11 @@ fn checked_ad_id(ad_id: &str) -> Result<(), ApiError> {
         .map_err(|why| ApiError::bad_request("invalid_ad_id", format!("`ad_id` {why}")))
 }
 
+fn store_failed(state: &AppState, e: crate::store::StoreError) -> ApiError {
+    state.metrics.store_error("read");
+    ApiError::StoreUnavailable(e)
+}
+
 async fn stats_of(
     state: &AppState,
     ad_id: &str,
@@ -51,17 +59,19 @@ async fn stats_of(
         .store
         .read_days(ad_id, range)
         .await
-        .map_err(ApiError::StoreUnavailable)?;
+        .map_err(|e| store_failed(state, e))?;
     let pending = state.aggregator.pending(ad_id, range);
     Ok(ad_stats(ad_id, range, stored, pending))
 }
 
 pub async fn ad_stats_route(
     State(state): State<AppState>,
-    Path(ad_id): Path<String>,
-    Query(q): Query<RangeQuery>,
+    scope: Scope,
+    ApiPath(ad_id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<RangeQuery>,
 ) -> Result<Json<StatsResponse>, ApiError> {
     checked_ad_id(&ad_id)?;
+    check_scope(&scope, &ad_id)?;
     let range = q.range(state.today())?;
     Ok(Json(stats_of(&state, &ad_id, range).await?))
 }
@@ -73,10 +83,12 @@ pub struct DateQuery {
 
 pub async fn unique_visitors_route(
     State(state): State<AppState>,
-    Path(ad_id): Path<String>,
-    Query(q): Query<DateQuery>,
+    scope: Scope,
+    ApiPath(ad_id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<DateQuery>,
 ) -> Result<Json<UniqueVisitorsResponse>, ApiError> {
     checked_ad_id(&ad_id)?;
+    check_scope(&scope, &ad_id)?;
     let date = q.date.ok_or_else(|| {
         ApiError::bad_request(
             "missing_parameter",
@@ -93,17 +105,20 @@ pub async fn unique_visitors_route(
     }))
 }
 
+/// The ads with counts in the range, only those inside the caller's scope.
 pub async fn ads_route(
     State(state): State<AppState>,
-    Query(q): Query<RangeQuery>,
+    scope: Scope,
+    ApiQuery(q): ApiQuery<RangeQuery>,
 ) -> Result<Json<AdsResponse>, ApiError> {
     let range = q.range(state.today())?;
     let mut ids = state
         .store
         .ads_in_range(range)
         .await
-        .map_err(ApiError::StoreUnavailable)?;
+        .map_err(|e| store_failed(&state, e))?;
     ids.extend(state.aggregator.pending_ads(range));
+    ids.retain(|id| scope.allows(id));
     ids.sort_unstable();
     ids.dedup();
     let mut ads = Vec::with_capacity(ids.len());

@@ -47,9 +47,16 @@ impl TestEdge {
     }
 
     fn with(dir: Arc<tempfile::TempDir>, access: Access) -> Self {
+        Self::guarded(dir, access, |_| {})
+    }
+
+    /// An edge whose limits `setup` sets before it starts serving.
+    fn guarded(dir: Arc<tempfile::TempDir>, access: Access, setup: impl FnOnce(&mut Edge)) -> Self {
         let clock = Arc::new(HeldClock(AtomicI64::new(NOW)));
         let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
-        let edge = Arc::new(Edge::new(store, clock.clone(), access));
+        let mut edge = Edge::new(store, clock.clone(), access);
+        setup(&mut edge);
+        let edge = Arc::new(edge);
         TestEdge {
             edge,
             clock,
@@ -691,6 +698,395 @@ async fn the_sync_task_folds_pending_counts_into_the_store() {
     assert!(t.edge.store.batch_seen("b1").await.unwrap());
     stop.send(true).unwrap();
     task.await.unwrap();
+}
+
+const ACME_KEY: &str = "acme-secret-0123456789";
+const ALL_KEY: &str = "wildcard-secret-0123456789";
+
+fn scoped_edge() -> TestEdge {
+    let file = format!("# test keys\n{ACME_KEY} acme-,acme2-x\n{ALL_KEY} *\n");
+    let keys = glimpse_server::keys::parse_keys_file(&file).unwrap();
+    let access = Access::from_parts(&[glimpse_server::keys::Secret::new("plain-key")], keys);
+    TestEdge::with(Arc::new(tempfile::tempdir().unwrap()), access)
+}
+
+impl TestEdge {
+    async fn get_with_key(&self, uri: &str, key: &str) -> (StatusCode, Value) {
+        let req = Request::get(uri)
+            .header(header::AUTHORIZATION, format!("Bearer {key}"))
+            .body(Body::empty())
+            .unwrap();
+        let (status, _, body) = self.send(req).await;
+        (status, body)
+    }
+}
+
+#[tokio::test]
+async fn scoped_keys_read_their_own_ads_only() {
+    let t = scoped_edge();
+    t.ingest(&batch(
+        "b1",
+        vec![
+            event("e1", "acme-1", "u1", "viewable"),
+            event("e2", "acme2-x7", "u1", "viewable"),
+            event("e3", "acme2-y", "u1", "viewable"),
+            event("e4", "globex-1", "u1", "viewable"),
+            event("e5", "acme", "u1", "viewable"),
+        ],
+    ))
+    .await;
+    for ad in ["acme-1", "acme2-x7", "acme-never-seen"] {
+        for uri in [
+            format!("/v1/ads/{ad}/stats"),
+            format!("/v1/ads/{ad}/unique-visitors?date={TODAY}"),
+        ] {
+            let (status, body) = t.get_with_key(&uri, ACME_KEY).await;
+            assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+        }
+    }
+    for ad in ["globex-1", "acme2-y", "acme", "never-seen"] {
+        for uri in [
+            format!("/v1/ads/{ad}/stats"),
+            format!("/v1/ads/{ad}/unique-visitors?date={TODAY}"),
+        ] {
+            let (status, body) = t.get_with_key(&uri, ACME_KEY).await;
+            assert_error(status, &body, StatusCode::FORBIDDEN, "out_of_scope");
+            // The wildcard keys, from the file and from --api-keys, read it.
+            for key in [ALL_KEY, "plain-key"] {
+                let (status, body) = t.get_with_key(&uri, key).await;
+                assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+            }
+        }
+    }
+    let ids = |body: Value| -> Vec<String> {
+        let r: AdsResponse = serde_json::from_value(body).unwrap();
+        r.ads.into_iter().map(|a| a.ad_id).collect()
+    };
+    let (status, body) = t.get_with_key("/v1/ads", ACME_KEY).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(ids(body), ["acme-1", "acme2-x7"]);
+    // Also once the counts are in the store.
+    sync::flush(&t.edge).await.unwrap();
+    let (_, body) = t.get_with_key("/v1/ads", ACME_KEY).await;
+    assert_eq!(ids(body), ["acme-1", "acme2-x7"]);
+    let (_, body) = t.get_with_key("/v1/ads", ALL_KEY).await;
+    assert_eq!(
+        ids(body),
+        ["acme", "acme-1", "acme2-x7", "acme2-y", "globex-1"]
+    );
+    // No key or an unknown one: 401, whatever the ad.
+    let (status, body) = t.get("/v1/ads/acme-1/stats").await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+    let (status, body) = t.get_with_key("/v1/ads/acme-1/stats", "acme-secret").await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+}
+
+#[test]
+fn a_malformed_keys_file_stops_the_start_naming_the_line() {
+    use clap::Parser;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys");
+    std::fs::write(&path, format!("{ACME_KEY} acme-\n\n{ALL_KEY} acme-{{x}}\n")).unwrap();
+    let config = glimpse_server::Config::try_parse_from([
+        "glimpse-server",
+        "--api-keys-file",
+        path.to_str().unwrap(),
+    ])
+    .unwrap();
+    let err = format!("{:#}", glimpse_server::load_access(&config).unwrap_err());
+    assert!(err.contains("line 3"), "{err}");
+    assert!(err.contains(path.to_str().unwrap()), "{err}");
+    assert!(!err.contains(ALL_KEY), "{err}");
+    std::fs::write(&path, format!("{ACME_KEY} acme-\n")).unwrap();
+    let access = glimpse_server::load_access(&config).unwrap();
+    assert!(matches!(access, Access::Keys(ref k) if k.len() == 1));
+    let missing = glimpse_server::Config::try_parse_from([
+        "glimpse-server",
+        "--api-keys-file",
+        dir.path().join("nope").to_str().unwrap(),
+    ])
+    .unwrap();
+    assert!(glimpse_server::load_access(&missing).is_err());
+}
+
+fn limited_edge(rate: &str, trusted: &[&str]) -> TestEdge {
+    let rate = rate.parse().unwrap();
+    let trusted = trusted.iter().map(|c| c.parse().unwrap()).collect();
+    TestEdge::guarded(
+        Arc::new(tempfile::tempdir().unwrap()),
+        Access::LoopbackOnly,
+        |edge| {
+            edge.guard.rate_limiter = Some(glimpse_server::ratelimit::RateLimiter::new(rate, 1000));
+            edge.guard.trusted_proxies = trusted;
+        },
+    )
+}
+
+impl TestEdge {
+    async fn post_from(
+        &self,
+        body: &Value,
+        forwarded_for: Option<&str>,
+    ) -> (StatusCode, axum::http::HeaderMap, Value) {
+        let mut req = Request::post("/v1/impressions").header(header::CONTENT_TYPE, "text/plain");
+        if let Some(xff) = forwarded_for {
+            req = req.header("x-forwarded-for", xff);
+        }
+        self.send(req.body(Body::from(body.to_string())).unwrap())
+            .await
+    }
+
+    async fn metrics(&self) -> String {
+        let response = self
+            .router()
+            .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(response.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4"));
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+}
+
+fn metric(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+}
+
+#[tokio::test]
+async fn ingest_is_rate_limited_per_client_with_retry_after() {
+    let mut t = limited_edge("3/m", &[]);
+    for i in 0..3 {
+        let (status, _, body) = t
+            .post_from(
+                &batch(&format!("b{i}"), vec![event("e", "ad-1", "u", "viewable")]),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }
+    let (status, headers, body) = t
+        .post_from(
+            &batch("b3", vec![event("e", "ad-1", "u", "viewable")]),
+            None,
+        )
+        .await;
+    assert_error(status, &body, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    assert_eq!(headers[header::RETRY_AFTER], "20");
+    // The single-impression route shares the bucket.
+    let (status, body) = t.get("/v1/impression?ad_id=ad-1&user_id=u9").await;
+    assert_error(status, &body, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    // Stats are not ingest: still served.
+    assert_eq!(t.stats("ad-1", "").await.impressions, 3);
+    // Another client is not affected; the first one gets a token back in 20 s.
+    t.peer = "127.0.0.2:1".parse().unwrap();
+    let (status, _, _) = t
+        .post_from(
+            &batch("c0", vec![event("e", "ad-1", "u", "viewable")]),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    t.peer = "127.0.0.1:40000".parse().unwrap();
+    t.clock.0.fetch_add(20_000, Ordering::Relaxed);
+    let (status, _, _) = t
+        .post_from(
+            &batch("b4", vec![event("e", "ad-1", "u", "viewable")]),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let text = t.metrics().await;
+    assert_eq!(metric(&text, "glimpse_rate_limited_total"), 2);
+    assert_eq!(
+        metric(&text, "glimpse_http_errors_total{code=\"rate_limited\"}"),
+        2
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "glimpse_batches_rejected_total{reason=\"rate_limited\"}"
+        ),
+        1
+    );
+}
+
+#[tokio::test]
+async fn forwarded_for_counts_only_from_trusted_proxies() {
+    // The test peer is 127.0.0.1.
+    let untrusted = limited_edge("1/m", &["10.0.0.0/8"]);
+    let one = |id: &str| batch(id, vec![event("e", "ad-1", "u", "viewable")]);
+    let (status, _, _) = untrusted.post_from(&one("a"), Some("198.51.100.1")).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    // A forged header does not buy a new bucket.
+    let (status, _, _) = untrusted.post_from(&one("b"), Some("198.51.100.2")).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+
+    let proxied = limited_edge("1/m", &["127.0.0.0/8"]);
+    let (status, _, _) = proxied.post_from(&one("a"), Some("198.51.100.1")).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (status, _, _) = proxied.post_from(&one("b"), Some("198.51.100.2")).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    // A client's own entries left of the real one change nothing.
+    let (status, _, _) = proxied
+        .post_from(&one("c"), Some("203.0.113.5, 198.51.100.1"))
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn too_many_distinct_ads_in_one_batch() {
+    use glimpse_wire::ingest::MAX_AD_IDS_PER_BATCH;
+    let t = TestEdge::new();
+    let events = |n: usize| -> Vec<Value> {
+        (0..=n)
+            .map(|i| event(&format!("e{i}"), &format!("ad-{}", i % n), "u", "viewable"))
+            .collect()
+    };
+    let (status, body) = t
+        .post(batch("many", events(MAX_AD_IDS_PER_BATCH + 1)).to_string())
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "too_many_ads");
+    assert!(body["error"]["message"].as_str().unwrap().contains("51"));
+    assert_eq!(t.stats("ad-0", "").await.impressions, 0);
+    // The id was not used up: the same batch id with fewer ads counts.
+    let r = t.ingest(&batch("many", events(MAX_AD_IDS_PER_BATCH))).await;
+    assert_eq!(r.accepted as usize, MAX_AD_IDS_PER_BATCH + 1);
+}
+
+#[tokio::test]
+async fn at_the_concurrency_limit_requests_are_shed_with_503() {
+    let t = TestEdge::guarded(
+        Arc::new(tempfile::tempdir().unwrap()),
+        Access::LoopbackOnly,
+        |edge| edge.guard.concurrency = glimpse_server::Guard::concurrency_limit(1),
+    );
+    // A request whose body never arrives holds the only permit.
+    let stream = futures_util::stream::pending::<Result<Vec<u8>, std::io::Error>>();
+    let slow = t.router().oneshot(
+        Request::post("/v1/impressions")
+            .header(header::CONTENT_TYPE, "text/plain")
+            .body(Body::from_stream(stream))
+            .unwrap(),
+    );
+    let slow = tokio::spawn(slow);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while t.edge.guard.in_flight() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the slow request never started"
+        );
+        tokio::task::yield_now().await;
+    }
+    let (status, headers, body) = t
+        .send(
+            Request::get("/v1/ads/ad-1/stats")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::SERVICE_UNAVAILABLE, "overloaded");
+    assert!(headers.contains_key(header::RETRY_AFTER));
+    // Probes and metrics still answer.
+    let (status, _) = t.get("/healthz").await;
+    assert_eq!(status, StatusCode::OK);
+    let text = t.metrics().await;
+    assert_eq!(metric(&text, "glimpse_load_shed_total"), 1);
+    assert_eq!(metric(&text, "glimpse_requests_in_flight"), 1);
+    slow.abort();
+}
+
+#[tokio::test]
+async fn body_timeout_is_configurable() {
+    let t = TestEdge::guarded(
+        Arc::new(tempfile::tempdir().unwrap()),
+        Access::LoopbackOnly,
+        |edge| edge.guard.body_timeout = std::time::Duration::from_millis(200),
+    );
+    let started = std::time::Instant::now();
+    let stream = futures_util::stream::pending::<Result<Vec<u8>, std::io::Error>>();
+    let (status, body) = t.post(Body::from_stream(stream)).await;
+    assert_error(status, &body, StatusCode::REQUEST_TIMEOUT, "body_timeout");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn metrics_count_what_ingest_did() {
+    let t = TestEdge::new();
+    let b = batch(
+        "b1",
+        vec![
+            event("e1", "ad-1", "u1", "viewable"),
+            event("e1", "ad-1", "u1", "viewable"),
+            event("e2", "ad 1", "u1", "viewable"),
+            json!({"id": "e3", "ad_id": "ad-1", "user_id": "u", "kind": "viewable", "ts": NOW - 49 * 3_600_000}),
+            json!(7),
+        ],
+    );
+    t.ingest(&b).await;
+    t.ingest(&b).await;
+    t.post("{").await;
+    t.post("[]").await;
+    let text = t.metrics().await;
+    assert_eq!(metric(&text, "glimpse_events_accepted_total"), 1);
+    // One repeated event id, then all five of the repeated batch.
+    assert_eq!(metric(&text, "glimpse_events_duplicate_total"), 6);
+    assert_eq!(metric(&text, "glimpse_batches_accepted_total"), 1);
+    assert_eq!(metric(&text, "glimpse_batches_duplicate_total"), 1);
+    for (reason, n) in [
+        ("invalid_id", 1),
+        ("ts_out_of_window", 1),
+        ("invalid_event", 1),
+    ] {
+        let series = format!("glimpse_events_rejected_total{{reason=\"{reason}\"}}");
+        assert_eq!(metric(&text, &series), n, "{reason}");
+    }
+    for reason in ["invalid_json", "not_an_object"] {
+        let series = format!("glimpse_batches_rejected_total{{reason=\"{reason}\"}}");
+        assert_eq!(metric(&text, &series), 1, "{reason}");
+    }
+    assert_eq!(metric(&text, "glimpse_pending_keys"), 1);
+    assert!(metric(&text, "glimpse_pending_bytes") > 0);
+    sync::flush(&t.edge).await.unwrap();
+    let text = t.metrics().await;
+    assert_eq!(metric(&text, "glimpse_pending_keys"), 0);
+    assert_eq!(metric(&text, "glimpse_sync_duration_seconds_count"), 1);
+    assert_eq!(metric(&text, "glimpse_sync_failures_total"), 0);
+    // No message text ever becomes a label.
+    assert!(!text.contains("48 h") && !text.contains("ad 1"), "{text}");
+}
+
+#[tokio::test]
+async fn metrics_on_the_main_listener_need_a_wildcard_key() {
+    let t = scoped_edge();
+    let (status, body) = t.get("/metrics").await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+    let (status, body) = t.get_with_key("/metrics", ACME_KEY).await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    let req = Request::get("/metrics")
+        .header(header::AUTHORIZATION, format!("Bearer {ALL_KEY}"))
+        .body(Body::empty())
+        .unwrap();
+    let response = t.router().oneshot(req).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    // With a separate metrics listener, the main one has no /metrics.
+    let t = TestEdge::guarded(
+        Arc::new(tempfile::tempdir().unwrap()),
+        Access::LoopbackOnly,
+        |edge| edge.guard.metrics_on_main = false,
+    );
+    let (status, body) = t.get("/metrics").await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    let response = glimpse_server::metrics_app(Arc::clone(&t.edge))
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
 //! End-to-end tests with real processes, one module per area.
 
+mod bad_input;
 mod deploy_manifests;
 mod edge_process;
 mod hll_vs_redis;

@@ -1,0 +1,44 @@
+//! The ingest decoder on arbitrary bodies: `decode_batch`, then
+//! `validate_event` on each event, must never panic, and whatever they accept
+//! must keep the contract's promises.
+#![no_main]
+
+use glimpse_wire::ingest::{
+    check_distinct_ads, check_id, decode_batch, validate_event, MAX_AD_OR_USER_ID_BYTES,
+    MAX_BATCH_OR_EVENT_ID_BYTES, MAX_EVENTS_PER_BATCH, MAX_EVENT_AGE_MS, MAX_EVENT_LEAD_MS,
+};
+use glimpse_wire::Day;
+use libfuzzer_sys::fuzz_target;
+use serde_json::value::RawValue;
+
+/// 2025-11-24T16:00:00Z, the server time the events are judged against.
+const NOW: i64 = 1_764_000_000_000;
+
+fuzz_target!(|body: &[u8]| {
+    let Ok(batch) = decode_batch(body) else {
+        return;
+    };
+    assert!(check_id(&batch.batch_id, MAX_BATCH_OR_EVENT_ID_BYTES).is_ok());
+    assert!(!batch.events.is_empty() && batch.events.len() <= MAX_EVENTS_PER_BATCH);
+    let mut valid = Vec::new();
+    for raw in &batch.events {
+        let Ok(event) = validate_event(raw, NOW) else {
+            continue;
+        };
+        assert!(check_id(&event.id, MAX_BATCH_OR_EVENT_ID_BYTES).is_ok());
+        assert!(check_id(&event.ad_id, MAX_AD_OR_USER_ID_BYTES).is_ok());
+        assert!(check_id(&event.user_id, MAX_AD_OR_USER_ID_BYTES).is_ok());
+        assert!(event.ts >= NOW - MAX_EVENT_AGE_MS && event.ts <= NOW + MAX_EVENT_LEAD_MS);
+        assert_eq!(Some(event.day), Day::from_epoch_ms(event.ts));
+        // Round trip: the event written back out validates to itself.
+        let kind = serde_json::to_string(&event.kind).unwrap();
+        let again = format!(
+            r#"{{"id":"{}","ad_id":"{}","user_id":"{}","kind":{kind},"ts":{}}}"#,
+            event.id, event.ad_id, event.user_id, event.ts
+        );
+        let again = RawValue::from_string(again).unwrap();
+        assert_eq!(validate_event(&again, NOW).unwrap(), event);
+        valid.push(event);
+    }
+    let _ = check_distinct_ads(&valid);
+});

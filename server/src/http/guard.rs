@@ -1,0 +1,185 @@
+//! Abuse limits and observation as middleware: the per-client rate limit on
+//! ingest, load shedding at the concurrency limit, counting error answers by
+//! code, and `/metrics`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::connect_info::MockConnectInfo;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, Extensions, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tokio::sync::Semaphore;
+
+use super::error::{ApiError, ErrorCode};
+use super::AppState;
+use crate::keys::Scope;
+use crate::metrics::Gauges;
+use crate::proxies::{client_ip, Cidr};
+use crate::ratelimit::{RateLimiter, DEFAULT_MAX_CLIENTS};
+use crate::Config;
+
+/// Default time a request body has to arrive in full.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The limits an edge enforces. [`Guard::default`] enforces none but the
+/// body timeout; [`Guard::from_config`] follows the flags.
+#[derive(Debug)]
+pub struct Guard {
+    /// Per-client token buckets on the ingest routes.
+    pub rate_limiter: Option<RateLimiter>,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<Cidr>,
+    /// Permits for requests in flight; none left means 503 at once.
+    pub concurrency: Option<(Arc<Semaphore>, usize)>,
+    /// A request body must arrive within this time.
+    pub body_timeout: Duration,
+    /// Whether `/metrics` is served on the main listener (with a wildcard
+    /// key, or from loopback without keys) rather than on its own.
+    pub metrics_on_main: bool,
+}
+
+impl Default for Guard {
+    fn default() -> Self {
+        Guard {
+            rate_limiter: None,
+            trusted_proxies: Vec::new(),
+            concurrency: None,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            metrics_on_main: true,
+        }
+    }
+}
+
+impl Guard {
+    pub fn from_config(config: &Config) -> Self {
+        Guard {
+            rate_limiter: config
+                .rate_limit
+                .map(|rate| RateLimiter::new(rate, DEFAULT_MAX_CLIENTS)),
+            trusted_proxies: config.trusted_proxies.clone(),
+            concurrency: Self::concurrency_limit(config.max_concurrent_requests),
+            body_timeout: config.body_timeout,
+            metrics_on_main: config.metrics_listen.is_none(),
+        }
+    }
+
+    /// A limit of `max` requests in flight (0 means no limit).
+    pub fn concurrency_limit(max: usize) -> Option<(Arc<Semaphore>, usize)> {
+        (max > 0).then(|| (Arc::new(Semaphore::new(max)), max))
+    }
+
+    /// Requests holding a permit now.
+    pub fn in_flight(&self) -> usize {
+        self.concurrency
+            .as_ref()
+            .map_or(0, |(s, max)| max - s.available_permits())
+    }
+}
+
+/// The TCP peer of a request (the mock one in in-process tests).
+pub(super) fn peer_addr(extensions: &Extensions) -> Option<SocketAddr> {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0)
+        .or_else(|| extensions.get::<MockConnectInfo<SocketAddr>>().map(|c| c.0))
+}
+
+/// Takes a token from the client's bucket, or answers 429 with
+/// `Retry-After`.
+pub async fn rate_limit(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    if let (Some(limiter), Some(peer)) = (
+        state.guard.rate_limiter.as_ref(),
+        peer_addr(request.extensions()),
+    ) {
+        let forwarded = request
+            .headers()
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        let client = client_ip(peer.ip(), forwarded, &state.guard.trusted_proxies);
+        if let Err(retry_after_secs) = limiter.check(client, state.clock.now_ms()) {
+            state.metrics.rate_limited();
+            return Err(ApiError::RateLimited { retry_after_secs });
+        }
+    }
+    Ok(next.run(request).await)
+}
+
+/// Routes that answer even at the concurrency limit: probes and metrics must
+/// keep working when the edge is busiest.
+fn exempt_from_shedding(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/metrics")
+}
+
+/// Answers 503 at once when the concurrency limit is reached, rather than
+/// queueing requests until everything times out.
+pub async fn shed_load(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some((semaphore, _)) = state.guard.concurrency.as_ref() else {
+        return next.run(request).await;
+    };
+    if exempt_from_shedding(request.uri().path()) {
+        return next.run(request).await;
+    }
+    match Arc::clone(semaphore).try_acquire_owned() {
+        Ok(permit) => {
+            let response = next.run(request).await;
+            drop(permit);
+            response
+        }
+        Err(_) => {
+            state.metrics.load_shed();
+            ApiError::Overloaded.into_response()
+        }
+    }
+}
+
+/// Counts every error answer by code, and ingest refusals as rejected
+/// batches.
+pub async fn count_errors(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let ingest = request.uri().path() == "/v1/impressions";
+    let response = next.run(request).await;
+    if let Some(ErrorCode(code)) = response.extensions().get::<ErrorCode>().copied() {
+        state.metrics.http_error(code);
+        if ingest {
+            state.metrics.batch_rejected(code);
+        }
+    }
+    response
+}
+
+/// `GET /metrics` on the main listener: needs a key whose scope is `*`
+/// (loopback clients when no key is configured).
+pub async fn metrics_guarded(State(state): State<AppState>, scope: Scope) -> Response {
+    if scope != Scope::All {
+        return ApiError::Forbidden("metrics need an API key whose scope is `*`").into_response();
+    }
+    metrics_route(State(state)).await
+}
+
+/// `GET /metrics`: the Prometheus text exposition.
+pub async fn metrics_route(State(state): State<AppState>) -> Response {
+    let pending = state.aggregator.pending_size();
+    let gauges = Gauges {
+        pending_keys: pending.keys,
+        pending_bytes: pending.bytes,
+        rate_limited_clients: state
+            .guard
+            .rate_limiter
+            .as_ref()
+            .map_or(0, RateLimiter::clients),
+        requests_in_flight: state.guard.in_flight(),
+    };
+    let mut response = state.metrics.render(&gauges).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}
