@@ -34,18 +34,42 @@ pub use config::Config;
 pub use http::{app, Access, Edge};
 
 use crate::clock::SystemClock;
+use crate::config::StoreKind;
 use crate::store::embedded::EmbeddedStore;
+use crate::store::redis::{RedisOptions, RedisStore};
 use crate::store::Store;
 
-/// Opens the store the configuration names.
+/// Opens the store the configuration names. The Redis store does not wait
+/// for Redis: it connects on first use and reconnects on its own.
 pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    let store = EmbeddedStore::open(&config.data_dir).with_context(|| {
-        format!(
-            "opening the embedded store in {}",
-            config.data_dir.display()
-        )
-    })?;
-    Ok(Arc::new(store))
+    match config.store {
+        StoreKind::Embedded => {
+            let store = EmbeddedStore::open(&config.data_dir).with_context(|| {
+                format!(
+                    "opening the embedded store in {}",
+                    config.data_dir.display()
+                )
+            })?;
+            Ok(Arc::new(store))
+        }
+        StoreKind::Redis => {
+            if config.redis_url.is_none() && config.redis_cluster_nodes.is_empty() {
+                anyhow::bail!("--store redis needs --redis-url or --redis-cluster-nodes");
+            }
+            // rediss:// needs a TLS provider; installing it twice is harmless.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let store = RedisStore::open(RedisOptions {
+                url: config.redis_url.clone(),
+                cluster_nodes: config.redis_cluster_nodes.clone(),
+                prefix: config.redis_prefix.clone(),
+                retention_days: config.retention_days,
+                stats_cache: config.stats_cache,
+                data_dir: config.data_dir.clone(),
+            })
+            .context("setting up the Redis store")?;
+            Ok(Arc::new(store))
+        }
+    }
 }
 
 /// Runs an edge on `listener` until `shutdown` resolves, then flushes every
@@ -63,6 +87,7 @@ pub async fn run(
         );
     }
     let mut edge = Edge::new(store, Arc::new(SystemClock), access);
+    edge.max_pending_bytes = usize::try_from(config.max_pending_bytes).unwrap_or(usize::MAX);
     edge.www_dir = Some(config.www_dir.clone());
     edge.sdk_dir = Some(config.sdk_dir.clone());
     for (what, dir) in [("demo site", &config.www_dir), ("SDK", &config.sdk_dir)] {

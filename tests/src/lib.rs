@@ -6,11 +6,15 @@
 //!
 //! - [`edge`]: a `glimpse-server` built by the same `cargo test` run, with a
 //!   small blocking HTTP client for its API;
-//! - [`redis`]: a `redis-server` (from `PATH`) with persistence off, and a
-//!   minimal synchronous RESP client with pipelining.
+//! - [`redis`]: a `redis-server` (from `PATH`) with persistence off (or AOF
+//!   on, to kill and restart it), a Redis Cluster built of several, and a
+//!   minimal synchronous RESP client with pipelining;
+//! - [`proxy`]: a loopback TCP proxy that can drop a reply after forwarding
+//!   the command, to provoke retries.
 //!
 //! The tests themselves live in `tests/e2e/` (one integration-test binary,
 //! one module per area).
 
 pub mod edge;
+pub mod proxy;
 pub mod redis;

@@ -113,7 +113,7 @@ pub fn decode_batch(body: &[u8]) -> Result<Batch<'_>, BatchError> {
             Err(_) => return Err(BatchError::BatchId("must be a string".into())),
         },
     };
-    check_id(&batch_id, MAX_BATCH_OR_EVENT_ID_BYTES).map_err(|why| BatchError::BatchId(why))?;
+    check_id(&batch_id, MAX_BATCH_OR_EVENT_ID_BYTES).map_err(BatchError::BatchId)?;
     let raw_events = envelope.events.ok_or(BatchError::Events("is missing"))?;
     let events: Vec<&RawValue> = serde_json::from_str(raw_events.get())
         .map_err(|_| BatchError::Events("must be an array"))?;

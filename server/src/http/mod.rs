@@ -40,6 +40,9 @@ pub struct Edge {
     pub www_dir: Option<PathBuf>,
     /// The built SDK, served at `/sdk/` when present.
     pub sdk_dir: Option<PathBuf>,
+    /// Ingest refuses batches (503) while pending counts hold more memory
+    /// than this.
+    pub max_pending_bytes: usize,
 }
 
 impl Edge {
@@ -52,6 +55,7 @@ impl Edge {
             access,
             www_dir: None,
             sdk_dir: None,
+            max_pending_bytes: usize::MAX,
         }
     }
 
@@ -143,7 +147,15 @@ fn not_found_service() -> axum::routing::MethodRouter {
 async fn readyz(State(state): State<AppState>) -> Response {
     let store = state.store.kind().to_owned();
     let ping = tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping()).await;
+    let pending = state.aggregator.pending_bytes();
     let (status, detail) = match ping {
+        Ok(Ok(())) if pending > state.max_pending_bytes => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "{pending} bytes of counts wait for the store, over the bound of {}",
+                state.max_pending_bytes
+            ),
+        ),
         Ok(Ok(())) => {
             return Json(Readiness {
                 status: "ready".into(),

@@ -275,7 +275,10 @@ async fn stats_are_the_same_before_and_after_a_sync() {
     let after = t.stats("ad-1", "").await;
     assert_eq!(before, after);
     assert_eq!(after.impressions, 200);
-    assert_eq!(after.unique_visitors, reference_estimate((0..150).map(|u| format!("u{u}"))));
+    assert_eq!(
+        after.unique_visitors,
+        reference_estimate((0..150).map(|u| format!("u{u}")))
+    );
 }
 
 #[tokio::test]

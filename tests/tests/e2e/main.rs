@@ -2,3 +2,5 @@
 
 mod edge_process;
 mod hll_vs_redis;
+mod load;
+mod redis_store;
