@@ -3,4 +3,6 @@
 mod edge_process;
 mod hll_vs_redis;
 mod load;
+mod redis_cluster;
+mod redis_faults;
 mod redis_store;
