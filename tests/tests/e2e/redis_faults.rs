@@ -224,7 +224,12 @@ fn an_edge_stopped_with_sigterm_mid_run_loses_and_doubles_nothing() {
     );
     let sent = load.batches.len();
     load.add("after", visitors("sigterm", "b", 50_000..55_000, ts));
-    post_all(&[a.base_url.clone()], &load.batches[sent..], 2, |_| vec![0]);
+    post_all(
+        std::slice::from_ref(&a.base_url),
+        &load.batches[sent..],
+        2,
+        |_| vec![0],
+    );
     check(&redis, &[&a, &b], &load);
     assert!(a.terminate().success());
     assert!(b.terminate().success());
