@@ -7,7 +7,9 @@
 //!   ([`claims`]) and records its events in the [`aggregate::Aggregator`].
 //! - [`aggregate`]: per-(ad, day) deltas in memory; no I/O.
 //! - [`sync`]: the background task that hands deltas to the store.
-//! - [`store`]: the [`store::Store`] trait and its implementations; the only
+//! - [`store`]: the [`store::Store`] trait and its implementations (the
+//!   embedded redb store, the default, and the Redis / Redis Cluster store,
+//!   whose key schema and sync protocol are in `docs/redis.md`); the only
 //!   module that touches persistent state.
 //! - [`stats`]: stored days merged with pending deltas; no I/O.
 //!

@@ -568,9 +568,13 @@ impl Store for RedisStore {
         let lookup = self.query::<bool>("looking up a batch id", &cmd);
         match tokio::time::timeout(BATCH_LOOKUP_TIMEOUT, lookup).await {
             Ok(answer) => answer,
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "no answer to a batch id lookup within {BATCH_LOOKUP_TIMEOUT:?}"
-            ))),
+            Err(_) => {
+                // A silent Redis is as good as a down one for ingest.
+                *self.breaker_open_until.lock() = Some(Instant::now() + BREAKER_OPEN);
+                Err(StoreError::Unavailable(format!(
+                    "no answer to a batch id lookup within {BATCH_LOOKUP_TIMEOUT:?}"
+                )))
+            }
         }
     }
 
