@@ -470,6 +470,35 @@ impl Store for RedisStore {
     }
 
     async fn apply(&self, delta: &Delta, now_ms: i64) -> Result<(), StoreError> {
+        let applied = self.apply_delta(delta, now_ms).await;
+        if applied.is_err() {
+            // Redis may have restarted and lost its ad index (without
+            // persistence): index again, once, after the next success.
+            self.indexed.lock().clear();
+        }
+        applied
+    }
+
+    async fn read_days(&self, ad_id: &str, range: DayRange) -> Result<Vec<StoredDay>, StoreError> {
+        self.read_days_cached(ad_id, range).await
+    }
+
+    async fn ads_in_range(&self, range: DayRange) -> Result<Vec<String>, StoreError> {
+        self.ads_in_range_cached(range).await
+    }
+
+    async fn batch_seen(&self, batch_id: &str) -> Result<bool, StoreError> {
+        self.lookup_batch(batch_id).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let _: String = self.query("PING", &redis::cmd("PING")).await?;
+        Ok(())
+    }
+}
+
+impl RedisStore {
+    async fn apply_delta(&self, delta: &Delta, now_ms: i64) -> Result<(), StoreError> {
         let seq = plan::sequence(self.identity.boot, delta.seq).ok_or_else(|| {
             StoreError::Corrupt(format!(
                 "delta {} of boot {} has no sequence below 2^53: restart the edge",
@@ -519,7 +548,11 @@ impl Store for RedisStore {
         Ok(())
     }
 
-    async fn read_days(&self, ad_id: &str, range: DayRange) -> Result<Vec<StoredDay>, StoreError> {
+    async fn read_days_cached(
+        &self,
+        ad_id: &str,
+        range: DayRange,
+    ) -> Result<Vec<StoredDay>, StoreError> {
         let (from, to) = range_key(range);
         let cache_key = (ad_id.to_owned(), from, to);
         if let Some(days) = self.days_cache.get(&cache_key) {
@@ -537,7 +570,7 @@ impl Store for RedisStore {
         Ok(days)
     }
 
-    async fn ads_in_range(&self, range: DayRange) -> Result<Vec<String>, StoreError> {
+    async fn ads_in_range_cached(&self, range: DayRange) -> Result<Vec<String>, StoreError> {
         let cache_key = range_key(range);
         if let Some(ads) = self.ads_cache.get(&cache_key) {
             return Ok(ads);
@@ -556,7 +589,7 @@ impl Store for RedisStore {
         Ok(ads)
     }
 
-    async fn batch_seen(&self, batch_id: &str) -> Result<bool, StoreError> {
+    async fn lookup_batch(&self, batch_id: &str) -> Result<bool, StoreError> {
         if let Some(until) = *self.breaker_open_until.lock() {
             if Instant::now() < until {
                 return Err(StoreError::Unavailable(
@@ -576,11 +609,6 @@ impl Store for RedisStore {
                 )))
             }
         }
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        let _: String = self.query("PING", &redis::cmd("PING")).await?;
-        Ok(())
     }
 }
 
