@@ -219,6 +219,7 @@ fn read_reply(r: &mut impl BufRead) -> io::Result<Reply> {
 pub struct RedisBuilder {
     appendonly: bool,
     cluster: bool,
+    port: Option<u16>,
 }
 
 impl RedisBuilder {
@@ -226,6 +227,13 @@ impl RedisBuilder {
     /// acknowledged, so a test can kill it and start it again.
     pub fn durable(mut self) -> Self {
         self.appendonly = true;
+        self
+    }
+
+    /// Listen on this port (e.g. one an edge was already told about) instead
+    /// of a free one picked at start.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
         self
     }
 
@@ -269,7 +277,9 @@ impl RedisBuilder {
     pub fn start(self) -> RedisServer {
         let mut failures = Vec::new();
         for _ in 0..START_ATTEMPTS {
-            let attempt = free_port()
+            let attempt = self
+                .port
+                .map_or_else(free_port, Ok)
                 .map_err(|e| format!("picking a free port: {e}"))
                 .and_then(|port| {
                     let dir = tempfile::Builder::new()
@@ -521,7 +531,7 @@ impl RedisCluster {
 }
 
 /// A port that was free a moment ago: bind port 0, read it, release it.
-fn free_port() -> io::Result<u16> {
+pub fn free_port() -> io::Result<u16> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
     Ok(listener.local_addr()?.port())
 }

@@ -109,6 +109,29 @@ fn redis_killed_mid_load_and_restarted_loses_and_doubles_nothing() {
 }
 
 #[test]
+fn an_edge_starts_and_takes_impressions_before_redis_is_up() {
+    let port = glimpse_tests::redis::free_port().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let edge = edge_on(&format!("redis://127.0.0.1:{port}/"), dir.path());
+    let (status, body) = edge.get_raw("/readyz").unwrap();
+    assert_eq!(status, 503, "{body}");
+    let ts = now_ms() - 1_000;
+    let mut load = Load::default();
+    load.add("early", visitors("early", "a", 0..3_000, ts));
+    let (accepted, _) = post_all(
+        std::slice::from_ref(&edge.base_url),
+        &load.batches,
+        2,
+        |_| vec![0],
+    );
+    assert_eq!(accepted, load.totals().0 + load.totals().1);
+    let redis = RedisServer::builder().port(port).start();
+    check(&redis, &[&edge], &load);
+    assert_eq!(edge.get_raw("/readyz").unwrap().0, 200);
+    assert!(edge.terminate().success());
+}
+
+#[test]
 fn a_reply_lost_after_the_write_is_retried_without_counting_twice() {
     let redis = RedisServer::start();
     let proxy = CuttingProxy::start(redis.port(), b"EVALSHA");
