@@ -460,6 +460,19 @@ impl RedisCluster {
         let nodes: Vec<RedisServer> = (0..masters)
             .map(|_| RedisServer::builder().cluster_node().start())
             .collect();
+        Self::create(nodes)
+    }
+
+    /// [`RedisCluster::start`] with one master on each of `ports`.
+    pub fn start_on(ports: &[u16]) -> RedisCluster {
+        let nodes: Vec<RedisServer> = ports
+            .iter()
+            .map(|&p| RedisServer::builder().cluster_node().port(p).start())
+            .collect();
+        Self::create(nodes)
+    }
+
+    fn create(nodes: Vec<RedisServer>) -> RedisCluster {
         let addrs: Vec<String> = nodes
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port()))

@@ -92,3 +92,47 @@ fn exact_on_a_three_master_cluster() {
         assert!(e.terminate().success());
     }
 }
+
+#[test]
+fn an_edge_waits_for_a_cluster_that_is_not_up_yet() {
+    let ports: Vec<u16> = (0..3)
+        .map(|_| glimpse_tests::redis::free_port().unwrap())
+        .collect();
+    let nodes = ports
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = redis_cluster_flags(&nodes);
+    args.extend(["--sync-interval", "200ms"].map(String::from));
+    let edge = Edge::start(dir.path(), &args);
+    assert_eq!(edge.get_raw("/readyz").unwrap().0, 503);
+    let ts = now_ms() - 1_000;
+    let mut load = Load::default();
+    load.add("early", visitors("cl-early", "a", 0..2_000, ts));
+    let (accepted, _) = post_all(
+        std::slice::from_ref(&edge.base_url),
+        &load.batches,
+        2,
+        |_| vec![0],
+    );
+    assert_eq!(accepted, load.totals().0 + load.totals().1);
+    let cluster = RedisCluster::start_on(&ports);
+    let day = day_of(ts);
+    let ckey = counters_key("cl-early", &day);
+    let mut conn = cluster.node_for(ckey.as_bytes()).connect();
+    wait_for(
+        Duration::from_secs(60),
+        "the counts reach the cluster",
+        || counters(&mut conn, &ckey),
+        |c| *c == load.totals(),
+    );
+    wait_for(
+        Duration::from_secs(30),
+        "/readyz is ready",
+        || edge.get_raw("/readyz").unwrap().0,
+        |s| *s == 200,
+    );
+    assert!(edge.terminate().success());
+}
