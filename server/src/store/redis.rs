@@ -318,7 +318,7 @@ impl RedisStore {
         }
     }
 
-    /// Runs `f` on a connection, noting connection trouble for the breaker.
+    /// Runs one command, noting connection trouble for the breaker.
     async fn query<T: redis::FromRedisValue>(
         &self,
         what: &str,
@@ -514,7 +514,7 @@ impl RedisStore {
         }
         run_all(steps, SYNC_CONCURRENCY).await?;
 
-        // The day's ad index, once per (ad, day) per run of this edge.
+        // The day's ad index, once per (ad, day) while syncs succeed.
         let unindexed: Vec<(String, Day)> = {
             let indexed = self.indexed.lock();
             ad_days
