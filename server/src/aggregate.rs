@@ -9,10 +9,16 @@
 //! and hands it to the store as one [`Delta`]. Until [`Aggregator::finish_sync`]
 //! says it landed, that delta stays visible to stats and is retried unchanged,
 //! so a retry never mixes in newer events (the store may key exactly-once
-//! bookkeeping on it). No I/O here.
+//! bookkeeping on it: every delta carries a sequence number, increasing for
+//! the life of the aggregator). No I/O here.
+//!
+//! The aggregator also keeps an estimate of the heap memory its pending data
+//! holds ([`Aggregator::pending_bytes`]), so ingest can refuse work instead of
+//! growing without bound while the store is unreachable.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use glimpse_hll::Sketch;
@@ -21,6 +27,10 @@ use glimpse_wire::{Day, DayRange, Kind};
 use parking_lot::{Mutex, RwLock};
 
 const SHARDS: usize = 32;
+
+/// Rough heap cost of one map entry (hash-map slot, `String` header,
+/// allocator rounding), beyond the bytes of its key.
+const ENTRY_OVERHEAD_BYTES: usize = 64;
 
 /// Counters and visitors of one (ad, day).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -34,13 +44,19 @@ pub struct DayDelta {
 }
 
 impl DayDelta {
-    fn add(&mut self, kind: Kind, user_id: &str) {
+    /// Counts one event; returns how many heap bytes the sketch grew by.
+    fn add(&mut self, kind: Kind, user_id: &str) -> usize {
         match kind {
             Kind::Viewable => {
                 self.impressions += 1;
+                let before = self.visitors.heap_bytes();
                 self.visitors.insert(user_id.as_bytes());
+                self.visitors.heap_bytes().saturating_sub(before)
             }
-            Kind::Measurable => self.measurable += 1,
+            Kind::Measurable => {
+                self.measurable += 1;
+                0
+            }
         }
     }
 
@@ -75,9 +91,24 @@ pub struct BatchCount {
     pub measurable: u64,
 }
 
+impl BatchRecord {
+    fn heap_bytes(&self) -> usize {
+        ENTRY_OVERHEAD_BYTES
+            + self.batch_id.len()
+            + self
+                .counts
+                .iter()
+                .map(|c| std::mem::size_of::<BatchCount>() + c.ad_id.len())
+                .sum::<usize>()
+    }
+}
+
 /// Everything accepted since the previous sync: what a store applies.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Delta {
+    /// This delta's place in the aggregator's order: 1 for the first delta,
+    /// then increasing by one. A retried delta keeps its number.
+    pub seq: u64,
     pub ads: HashMap<String, AdDays>,
     pub batches: Vec<BatchRecord>,
 }
@@ -104,6 +135,8 @@ struct Shard {
 struct Generation {
     shards: Box<[Mutex<Shard>]>,
     batches: Mutex<Vec<BatchRecord>>,
+    /// Estimated heap bytes held by this generation.
+    bytes: AtomicUsize,
 }
 
 impl Generation {
@@ -111,20 +144,29 @@ impl Generation {
         Generation {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             batches: Mutex::new(Vec::new()),
+            bytes: AtomicUsize::new(0),
         }
     }
 
-    fn into_delta(self) -> Delta {
+    fn into_delta(self, seq: u64) -> Delta {
         let mut ads = HashMap::new();
         for shard in self.shards.into_vec() {
             // Shards partition ads, so the union has no collisions.
             ads.extend(shard.into_inner().ads);
         }
         Delta {
+            seq,
             ads,
             batches: self.batches.into_inner(),
         }
     }
+}
+
+/// The delta being synced and the bytes it holds.
+#[derive(Debug)]
+struct InFlight {
+    delta: Arc<Delta>,
+    bytes: usize,
 }
 
 /// The sharded map of pending deltas. Cheap to share behind an `Arc`.
@@ -133,7 +175,9 @@ pub struct Aggregator {
     /// Held shared while a batch is recorded and exclusively while a sync
     /// swaps it out, so a sync never sees half a batch.
     current: RwLock<Generation>,
-    in_flight: RwLock<Option<Arc<Delta>>>,
+    in_flight: RwLock<Option<InFlight>>,
+    /// The sequence number of the last delta handed out.
+    last_seq: AtomicU64,
     hasher: std::collections::hash_map::RandomState,
 }
 
@@ -148,6 +192,7 @@ impl Aggregator {
         Aggregator {
             current: RwLock::new(Generation::new()),
             in_flight: RwLock::new(None),
+            last_seq: AtomicU64::new(0),
             hasher: Default::default(),
         }
     }
@@ -180,38 +225,62 @@ impl Aggregator {
                 Kind::Measurable => counts[at].measurable += 1,
             }
         }
+        let record = BatchRecord {
+            batch_id: batch_id.to_owned(),
+            received_ms,
+            counts,
+        };
+        let mut bytes = record.heap_bytes();
         let generation = self.current.read();
         for event in events {
             let mut shard = generation.shards[self.shard_of(&event.ad_id)].lock();
             let days = match shard.ads.get_mut(event.ad_id.as_ref()) {
                 Some(days) => days,
-                None => shard.ads.entry(event.ad_id.to_string()).or_default(),
+                None => {
+                    bytes += ENTRY_OVERHEAD_BYTES + event.ad_id.len();
+                    shard.ads.entry(event.ad_id.to_string()).or_default()
+                }
             };
-            days.entry(event.day)
-                .or_default()
-                .add(event.kind, &event.user_id);
+            let day = days.entry(event.day).or_insert_with(|| {
+                bytes += ENTRY_OVERHEAD_BYTES;
+                DayDelta::default()
+            });
+            bytes += day.add(event.kind, &event.user_id);
         }
-        generation.batches.lock().push(BatchRecord {
-            batch_id: batch_id.to_owned(),
-            received_ms,
-            counts,
-        });
+        generation.batches.lock().push(record);
+        generation.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Estimated heap bytes of everything pending: the in-flight delta and
+    /// the current generation.
+    pub fn pending_bytes(&self) -> usize {
+        let in_flight = self.in_flight.read().as_ref().map_or(0, |f| f.bytes);
+        in_flight + self.current.read().bytes.load(Ordering::Relaxed)
     }
 
     /// The delta to sync now: the one still in flight from a failed attempt,
     /// else everything recorded since the last sync. `None` when idle.
     pub fn begin_sync(&self) -> Option<Arc<Delta>> {
         let mut in_flight = self.in_flight.write();
-        if let Some(delta) = in_flight.as_ref() {
-            return Some(Arc::clone(delta));
+        if let Some(f) = in_flight.as_ref() {
+            return Some(Arc::clone(&f.delta));
         }
-        let taken = std::mem::replace(&mut *self.current.write(), Generation::new());
-        let delta = taken.into_delta();
-        if delta.is_empty() {
+        let mut current = self.current.write();
+        let empty = current.batches.lock().is_empty()
+            && current.shards.iter().all(|s| s.lock().ads.is_empty());
+        if empty {
+            // Nothing to sync: keep the generation and the sequence number.
             return None;
         }
-        let delta = Arc::new(delta);
-        *in_flight = Some(Arc::clone(&delta));
+        let taken = std::mem::replace(&mut *current, Generation::new());
+        drop(current);
+        let bytes = taken.bytes.load(Ordering::Relaxed);
+        let seq = self.last_seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let delta = Arc::new(taken.into_delta(seq));
+        *in_flight = Some(InFlight {
+            delta: Arc::clone(&delta),
+            bytes,
+        });
         Some(delta)
     }
 
@@ -241,8 +310,8 @@ impl Aggregator {
                 out.entry(*day).or_default().merge(d);
             }
         };
-        if let Some(delta) = self.in_flight.read().as_ref() {
-            if let Some(days) = delta.ads.get(ad_id) {
+        if let Some(f) = self.in_flight.read().as_ref() {
+            if let Some(days) = f.delta.ads.get(ad_id) {
                 fold(days);
             }
         }
@@ -261,9 +330,9 @@ impl Aggregator {
     pub fn pending_ads(&self, range: DayRange) -> Vec<String> {
         let in_range = |days: &AdDays| days.range(range.from()..=range.to()).next().is_some();
         let mut ads = Vec::new();
-        if let Some(delta) = self.in_flight.read().as_ref() {
+        if let Some(f) = self.in_flight.read().as_ref() {
             ads.extend(
-                delta
+                f.delta
                     .ads
                     .iter()
                     .filter(|(_, d)| in_range(d))
@@ -287,56 +356,23 @@ impl Aggregator {
     }
 }
 
-/// How much is waiting to be synced, approximately, for metrics.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PendingSize {
-    /// (ad, day) keys, in flight and current together.
-    pub keys: usize,
-    /// Heap bytes of those keys and of the batch records, estimated.
-    pub bytes: usize,
-}
-
-impl PendingSize {
-    fn add_ads(&mut self, ads: &HashMap<String, AdDays>) {
-        // Map entry overheads are a guess; the sketches dominate anyway.
-        const ENTRY_OVERHEAD: usize = 48;
-        for (ad, days) in ads {
-            self.bytes += ad.len() + ENTRY_OVERHEAD;
-            for delta in days.values() {
-                self.keys += 1;
-                self.bytes +=
-                    std::mem::size_of::<DayDelta>() + ENTRY_OVERHEAD + delta.visitors.heap_bytes();
-            }
-        }
-    }
-
-    fn add_batches(&mut self, batches: &[BatchRecord]) {
-        for b in batches {
-            self.bytes += std::mem::size_of::<BatchRecord>() + b.batch_id.len();
-            self.bytes += b
-                .counts
-                .iter()
-                .map(|c| std::mem::size_of::<BatchCount>() + c.ad_id.len())
-                .sum::<usize>();
-        }
-    }
-}
-
 impl Aggregator {
-    /// The size of everything pending (the in-flight delta included). Walks
+    /// Number of (ad, day) keys pending, the in-flight delta included. Walks
     /// every shard: meant for a metrics scrape, not the hot path.
-    pub fn pending_size(&self) -> PendingSize {
-        let mut size = PendingSize::default();
-        if let Some(delta) = self.in_flight.read().as_ref() {
-            size.add_ads(&delta.ads);
-            size.add_batches(&delta.batches);
-        }
+    pub fn pending_keys(&self) -> usize {
+        let count = |ads: &HashMap<String, AdDays>| ads.values().map(BTreeMap::len).sum::<usize>();
+        let in_flight = self
+            .in_flight
+            .read()
+            .as_ref()
+            .map_or(0, |f| count(&f.delta.ads));
         let generation = self.current.read();
-        for shard in generation.shards.iter() {
-            size.add_ads(&shard.lock().ads);
-        }
-        size.add_batches(&generation.batches.lock());
-        size
+        in_flight
+            + generation
+                .shards
+                .iter()
+                .map(|s| count(&s.lock().ads))
+                .sum::<usize>()
     }
 }
 
@@ -447,6 +483,48 @@ mod tests {
         agg.finish_sync();
         assert!(agg.pending("ad-1", range).is_empty());
         assert!(agg.is_idle());
+    }
+
+    #[test]
+    fn deltas_are_numbered_and_a_retry_keeps_its_number() {
+        let agg = Aggregator::new();
+        let d = "2026-11-25";
+        assert!(agg.begin_sync().is_none());
+        agg.record("b1", 0, &[ev("ad-1", "u1", Kind::Viewable, d)]);
+        let first = agg.begin_sync().unwrap();
+        assert_eq!(first.seq, 1);
+        assert_eq!(agg.begin_sync().unwrap().seq, 1);
+        agg.finish_sync();
+        // An idle sync uses no number.
+        assert!(agg.begin_sync().is_none());
+        agg.record("b2", 0, &[ev("ad-1", "u2", Kind::Viewable, d)]);
+        assert_eq!(agg.begin_sync().unwrap().seq, 2);
+    }
+
+    #[test]
+    fn pending_bytes_follow_the_data_until_it_lands() {
+        let agg = Aggregator::new();
+        let d = "2026-11-25";
+        assert_eq!(agg.pending_bytes(), 0);
+        let users: Vec<String> = (0..5000).map(|i| format!("u{i}")).collect();
+        let events: Vec<_> = users
+            .iter()
+            .map(|u| ev("ad-1", u, Kind::Viewable, d))
+            .collect();
+        agg.record("b1", 0, &events);
+        let after_one = agg.pending_bytes();
+        // 5,000 visitors make the sketch dense: at least its registers.
+        assert!(after_one >= glimpse_hll::REGISTERS, "{after_one}");
+        let _delta = agg.begin_sync().unwrap();
+        assert_eq!(agg.pending_bytes(), after_one, "in flight still counts");
+        agg.record("b2", 0, &[ev("ad-2", "u1", Kind::Measurable, d)]);
+        let both = agg.pending_bytes();
+        assert!(both > after_one);
+        agg.finish_sync();
+        assert_eq!(agg.pending_bytes(), both - after_one);
+        agg.begin_sync().unwrap();
+        agg.finish_sync();
+        assert_eq!(agg.pending_bytes(), 0);
     }
 
     #[test]

@@ -4,7 +4,16 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
+
+/// Where synced counts live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StoreKind {
+    /// A redb database in the data directory (one edge).
+    Embedded,
+    /// A shared Redis or Redis Cluster (many edges).
+    Redis,
+}
 
 use crate::keys::Secret;
 use crate::proxies::Cidr;
@@ -73,6 +82,48 @@ pub struct Config {
     /// without a key: bind it to a private interface).
     #[arg(long, env = "GLIMPSE_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+
+    /// The store synced counts go to.
+    #[arg(long, env = "GLIMPSE_STORE", value_enum, default_value = "embedded")]
+    pub store: StoreKind,
+
+    /// Redis to sync to with `--store redis`: `redis://[:PASSWORD@]HOST:PORT[/DB]`,
+    /// or `rediss://` for TLS.
+    #[arg(
+        long,
+        env = "GLIMPSE_REDIS_URL",
+        hide_env_values = true,
+        conflicts_with = "redis_cluster_nodes"
+    )]
+    pub redis_url: Option<String>,
+
+    /// Redis Cluster nodes to start from with `--store redis`, comma separated:
+    /// `host:port` or full `redis://` / `rediss://` URLs.
+    #[arg(
+        long,
+        env = "GLIMPSE_REDIS_CLUSTER_NODES",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub redis_cluster_nodes: Vec<String>,
+
+    /// Prefix of every Redis key, so several deployments can share one Redis.
+    #[arg(long, env = "GLIMPSE_REDIS_PREFIX", default_value = "glimpse:")]
+    pub redis_prefix: String,
+
+    /// Days after the start of a day when its Redis keys expire.
+    #[arg(long, env = "GLIMPSE_RETENTION_DAYS", default_value_t = 400,
+          value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub retention_days: u32,
+
+    /// Ingest answers 503 with Retry-After while the pending (not yet synced)
+    /// counts hold more than this many bytes of memory.
+    #[arg(long, env = "GLIMPSE_MAX_PENDING_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub max_pending_bytes: u64,
+
+    /// How long stats read from Redis are reused (0s turns the cache off).
+    #[arg(long, env = "GLIMPSE_STATS_CACHE", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub stats_cache: Duration,
 }
 
 #[cfg(test)]
@@ -97,5 +148,42 @@ mod tests {
         assert_eq!(c.api_keys, vec![Secret::new("k1"), Secret::new("k2")]);
         assert!(!format!("{c:?}").contains("k1"));
         assert!(Config::try_parse_from(["glimpse-server", "--sync-interval", "soon"]).is_err());
+    }
+
+    #[test]
+    fn redis_flags() {
+        let c = Config::try_parse_from(["glimpse-server"]).unwrap();
+        assert_eq!(c.store, StoreKind::Embedded);
+        assert_eq!(c.redis_prefix, "glimpse:");
+        assert_eq!(c.retention_days, 400);
+        assert_eq!(c.max_pending_bytes, 256 * 1024 * 1024);
+        assert_eq!(c.stats_cache, Duration::from_secs(1));
+        let c = Config::try_parse_from([
+            "glimpse-server",
+            "--store",
+            "redis",
+            "--redis-cluster-nodes",
+            "10.0.0.1:7000,10.0.0.2:7000",
+            "--redis-prefix",
+            "t1:",
+            "--retention-days",
+            "30",
+            "--stats-cache",
+            "0s",
+        ])
+        .unwrap();
+        assert_eq!(c.store, StoreKind::Redis);
+        assert_eq!(c.redis_cluster_nodes, ["10.0.0.1:7000", "10.0.0.2:7000"]);
+        assert_eq!((c.redis_prefix.as_str(), c.retention_days), ("t1:", 30));
+        assert_eq!(c.stats_cache, Duration::ZERO);
+        assert!(Config::try_parse_from([
+            "glimpse-server",
+            "--redis-url",
+            "redis://a/",
+            "--redis-cluster-nodes",
+            "b:1"
+        ])
+        .is_err());
+        assert!(Config::try_parse_from(["glimpse-server", "--retention-days", "0"]).is_err());
     }
 }

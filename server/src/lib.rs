@@ -7,7 +7,9 @@
 //!   ([`claims`]) and records its events in the [`aggregate::Aggregator`].
 //! - [`aggregate`]: per-(ad, day) deltas in memory; no I/O.
 //! - [`sync`]: the background task that hands deltas to the store.
-//! - [`store`]: the [`store::Store`] trait and its implementations; the only
+//! - [`store`]: the [`store::Store`] trait and its implementations (the
+//!   embedded redb store, the default, and the Redis / Redis Cluster store,
+//!   whose key schema and sync protocol are in `docs/redis.md`); the only
 //!   module that touches persistent state.
 //! - [`stats`]: stored days merged with pending deltas; no I/O.
 //!
@@ -38,18 +40,42 @@ pub use config::Config;
 pub use http::{app, metrics_app, Access, Edge, Guard};
 
 use crate::clock::SystemClock;
+use crate::config::StoreKind;
 use crate::store::embedded::EmbeddedStore;
+use crate::store::redis::{RedisOptions, RedisStore};
 use crate::store::Store;
 
-/// Opens the store the configuration names.
+/// Opens the store the configuration names. The Redis store does not wait
+/// for Redis: it connects on first use and reconnects on its own.
 pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    let store = EmbeddedStore::open(&config.data_dir).with_context(|| {
-        format!(
-            "opening the embedded store in {}",
-            config.data_dir.display()
-        )
-    })?;
-    Ok(Arc::new(store))
+    match config.store {
+        StoreKind::Embedded => {
+            let store = EmbeddedStore::open(&config.data_dir).with_context(|| {
+                format!(
+                    "opening the embedded store in {}",
+                    config.data_dir.display()
+                )
+            })?;
+            Ok(Arc::new(store))
+        }
+        StoreKind::Redis => {
+            if config.redis_url.is_none() && config.redis_cluster_nodes.is_empty() {
+                anyhow::bail!("--store redis needs --redis-url or --redis-cluster-nodes");
+            }
+            // rediss:// needs a TLS provider; installing it twice is harmless.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let store = RedisStore::open(RedisOptions {
+                url: config.redis_url.clone(),
+                cluster_nodes: config.redis_cluster_nodes.clone(),
+                prefix: config.redis_prefix.clone(),
+                retention_days: config.retention_days,
+                stats_cache: config.stats_cache,
+                data_dir: config.data_dir.clone(),
+            })
+            .context("setting up the Redis store")?;
+            Ok(Arc::new(store))
+        }
+    }
 }
 
 /// The access rule from `--api-keys` and `--api-keys-file`; a keys file that
@@ -84,6 +110,7 @@ pub async fn run(
         );
     }
     let mut edge = Edge::new(store, Arc::new(SystemClock), access);
+    edge.max_pending_bytes = usize::try_from(config.max_pending_bytes).unwrap_or(usize::MAX);
     edge.www_dir = Some(config.www_dir.clone());
     edge.sdk_dir = Some(config.sdk_dir.clone());
     edge.guard = Guard::from_config(&config);

@@ -56,8 +56,9 @@ pub struct Edge {
 }
 
 impl Edge {
-    /// Starts an edge on the embedded store in `data_dir` with extra flags.
-    pub fn start(data_dir: &Path, extra_args: &[&str]) -> Edge {
+    /// Starts an edge in `data_dir` with extra flags (the embedded store
+    /// unless they say otherwise, e.g. with [`redis_flags`]).
+    pub fn start<S: AsRef<std::ffi::OsStr>>(data_dir: &Path, extra_args: &[S]) -> Edge {
         let mut command = Command::new(workspace_binary("glimpse-server"));
         command
             .arg("--listen")
@@ -69,8 +70,8 @@ impl Edge {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        // Tests pick their own directories; the defaults would point at the
-        // developer's working copy.
+        // Tests pick their own directories and store; the defaults would
+        // point at the developer's working copy.
         for var in [
             "GLIMPSE_WWW_DIR",
             "GLIMPSE_SDK_DIR",
@@ -81,13 +82,21 @@ impl Edge {
             "GLIMPSE_MAX_CONCURRENT_REQUESTS",
             "GLIMPSE_BODY_TIMEOUT",
             "GLIMPSE_METRICS_LISTEN",
+            "GLIMPSE_STORE",
+            "GLIMPSE_REDIS_URL",
+            "GLIMPSE_REDIS_CLUSTER_NODES",
+            "GLIMPSE_REDIS_PREFIX",
+            "GLIMPSE_STATS_CACHE",
+            "GLIMPSE_MAX_PENDING_BYTES",
+            "GLIMPSE_RETENTION_DAYS",
         ] {
             command.env_remove(var);
         }
-        if !extra_args.contains(&"--www-dir") {
+        let given = |flag: &str| extra_args.iter().any(|a| a.as_ref() == flag);
+        if !given("--www-dir") {
             command.arg("--www-dir").arg(data_dir.join("no-www"));
         }
-        if !extra_args.contains(&"--sdk-dir") {
+        if !given("--sdk-dir") {
             command.arg("--sdk-dir").arg(data_dir.join("no-sdk"));
         }
         let mut child = command.spawn().expect("spawn glimpse-server");
@@ -112,7 +121,7 @@ impl Edge {
             }
         };
         // Printed once the main address is, when metrics listen apart.
-        let metrics_url = if extra_args.contains(&"--metrics-listen") {
+        let metrics_url = if given("--metrics-listen") {
             metrics_rx.recv_timeout(STARTUP_DEADLINE).ok()
         } else {
             None
@@ -194,6 +203,32 @@ impl Drop for Edge {
             let _ = child.wait();
         }
     }
+}
+
+/// POSTs a batch to the edge at `base_url` without panicking: `Err` when no
+/// answer came (e.g. the edge is stopping), for tests that retry elsewhere.
+pub fn post_batch_at(base_url: &str, body: &str) -> Result<(u16, Value), String> {
+    let result = agent()
+        .post(&format!("{base_url}/v1/impressions"))
+        .set("Content-Type", "text/plain;charset=UTF-8")
+        .send_string(body);
+    let (status, text) = answer(result)?;
+    let json = serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
+    Ok((status, json))
+}
+
+/// The flags that put an edge on a single Redis.
+pub fn redis_flags(url: &str) -> Vec<String> {
+    ["--store", "redis", "--redis-url", url]
+        .map(String::from)
+        .to_vec()
+}
+
+/// The flags that put an edge on a Redis Cluster.
+pub fn redis_cluster_flags(nodes: &str) -> Vec<String> {
+    ["--store", "redis", "--redis-cluster-nodes", nodes]
+        .map(String::from)
+        .to_vec()
 }
 
 fn agent() -> ureq::Agent {

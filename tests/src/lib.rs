@@ -6,8 +6,11 @@
 //!
 //! - [`edge`]: a `glimpse-server` built by the same `cargo test` run, with a
 //!   small blocking HTTP client for its API;
-//! - [`redis`]: a `redis-server` (from `PATH`) with persistence off, and a
+//! - [`redis`]: a `redis-server` (from `PATH`) with persistence off (or AOF
+//!   on, to kill and restart it), a Redis Cluster built of several, and a
 //!   minimal synchronous RESP client with pipelining;
+//! - [`proxy`]: a loopback TCP proxy that can drop a reply after forwarding
+//!   the command, to provoke retries;
 //! - [`browser`]: a headless Chromium driven through `chromedriver`
 //!   (WebDriver), and the SDK built into `sdk/pkg`.
 //!
@@ -16,4 +19,5 @@
 
 pub mod browser;
 pub mod edge;
+pub mod proxy;
 pub mod redis;

@@ -214,100 +214,175 @@ fn read_reply(r: &mut impl BufRead) -> io::Result<Reply> {
     })
 }
 
-/// A `redis-server` child process on a free loopback port, with persistence
-/// off and a throwaway working directory; killed (by pid) on drop.
-#[derive(Debug)]
-pub struct RedisServer {
-    child: Child,
-    port: u16,
-    conn: Mutex<Conn>,
-    // Dropped after the child is killed (fields drop in order after Drop).
-    _dir: tempfile::TempDir,
+/// How to start a [`RedisServer`]; [`RedisServer::start`] is the default.
+#[derive(Clone, Debug, Default)]
+pub struct RedisBuilder {
+    appendonly: bool,
+    cluster: bool,
+    port: Option<u16>,
 }
 
-impl RedisServer {
+impl RedisBuilder {
+    /// AOF on, fsync before every reply: a SIGKILL loses nothing Redis
+    /// acknowledged, so a test can kill it and start it again.
+    pub fn durable(mut self) -> Self {
+        self.appendonly = true;
+        self
+    }
+
+    /// Listen on this port (e.g. one an edge was already told about) instead
+    /// of a free one picked at start.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+
+    /// `--cluster-enabled yes` (see [`RedisCluster`]).
+    pub fn cluster_node(mut self) -> Self {
+        self.cluster = true;
+        self
+    }
+
+    fn args(&self) -> Vec<String> {
+        let mut args: Vec<String> = ["--save", "", "--bind", "127.0.0.1"]
+            .map(String::from)
+            .to_vec();
+        if self.appendonly {
+            args.extend(["--appendonly", "yes", "--appendfsync", "always"].map(String::from));
+        } else {
+            args.extend(["--appendonly", "no"].map(String::from));
+        }
+        if self.cluster {
+            args.extend(
+                [
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "2000",
+                ]
+                .map(String::from),
+            );
+        }
+        args
+    }
+
     /// Starts a server and waits until it answers PING.
     ///
     /// # Panics
     ///
     /// If `redis-server` is not on `PATH` (run `cargo xtask test`, which
     /// installs it), or if no server became ready after a few attempts.
-    pub fn start() -> RedisServer {
+    pub fn start(self) -> RedisServer {
         let mut failures = Vec::new();
         for _ in 0..START_ATTEMPTS {
-            match Self::try_start() {
+            let attempt = self
+                .port
+                .map_or_else(free_port, Ok)
+                .map_err(|e| format!("picking a free port: {e}"))
+                .and_then(|port| {
+                    let dir = tempfile::Builder::new()
+                        .prefix("glimpse-redis-")
+                        .tempdir()
+                        .map_err(|e| format!("creating a temp dir: {e}"))?;
+                    let args = self.args();
+                    let child = spawn_and_wait(&args, port, dir.path())?;
+                    Ok(RedisServer {
+                        conn: Mutex::new(Some(ping(port).expect("answered PING just now"))),
+                        child: Some(child),
+                        port,
+                        args,
+                        _dir: dir,
+                    })
+                });
+            match attempt {
                 Ok(server) => return server,
                 Err(e) => failures.push(e),
             }
         }
         panic!("redis-server did not start after {START_ATTEMPTS} attempts: {failures:?}");
     }
+}
 
-    fn try_start() -> Result<RedisServer, String> {
-        let port = free_port().map_err(|e| format!("picking a free port: {e}"))?;
-        let dir = tempfile::Builder::new()
-            .prefix("glimpse-redis-")
-            .tempdir()
-            .map_err(|e| format!("creating a temp dir: {e}"))?;
-        let log = std::fs::File::create(dir.path().join("redis.log"))
-            .map_err(|e| format!("creating the log file: {e}"))?;
-        let spawned = Command::new("redis-server")
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--bind",
-                "127.0.0.1",
-                "--port",
-            ])
-            .arg(port.to_string())
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(|e| e.to_string())?)
-            .stderr(log)
-            .spawn();
-        let mut child = match spawned {
-            Ok(child) => child,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => panic!(
-                "redis-server was not found on PATH. The end-to-end tests need a real \
-                 redis-server: run `cargo xtask test`, which installs it, or install it \
-                 yourself (e.g. `apt-get install -y redis-server`)."
-            ),
-            Err(e) => return Err(format!("spawning redis-server: {e}")),
-        };
+/// A `redis-server` child process on a free loopback port, with persistence
+/// off (unless [`RedisBuilder::durable`]) and a throwaway working directory;
+/// killed (by pid) on drop.
+#[derive(Debug)]
+pub struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    args: Vec<String>,
+    conn: Mutex<Option<Conn>>,
+    // Dropped after the child is killed (fields drop in order after Drop).
+    _dir: tempfile::TempDir,
+}
 
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                let log = std::fs::read_to_string(dir.path().join("redis.log")).unwrap_or_default();
-                return Err(format!(
-                    "redis-server on port {port} exited with {status}: {log}"
-                ));
-            }
-            if let Some(conn) = ping(port) {
-                return Ok(RedisServer {
-                    child,
-                    port,
-                    conn: Mutex::new(conn),
-                    _dir: dir,
-                });
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "redis-server on port {port} not ready after {STARTUP_TIMEOUT:?}"
-                ));
-            }
-            // Polling interval, not a wait for readiness: we stop as soon as
-            // PING succeeds.
-            std::thread::sleep(Duration::from_millis(5));
+fn spawn_and_wait(args: &[String], port: u16, dir: &std::path::Path) -> Result<Child, String> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("redis.log"))
+        .map_err(|e| format!("creating the log file: {e}"))?;
+    let spawned = Command::new("redis-server")
+        .args(args)
+        .arg("--port")
+        .arg(port.to_string())
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log)
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => panic!(
+            "redis-server was not found on PATH. The end-to-end tests need a real \
+             redis-server: run `cargo xtask test`, which installs it, or install it \
+             yourself (e.g. `apt-get install -y redis-server`)."
+        ),
+        Err(e) => return Err(format!("spawning redis-server: {e}")),
+    };
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = std::fs::read_to_string(dir.join("redis.log")).unwrap_or_default();
+            return Err(format!(
+                "redis-server on port {port} exited with {status}: {log}"
+            ));
         }
+        if ping(port).is_some() {
+            return Ok(child);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "redis-server on port {port} not ready after {STARTUP_TIMEOUT:?}"
+            ));
+        }
+        // Polling interval, not a wait for readiness: we stop as soon as
+        // PING succeeds.
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+impl RedisServer {
+    /// A default server: [`RedisBuilder::start`].
+    pub fn start() -> RedisServer {
+        RedisServer::builder().start()
+    }
+
+    pub fn builder() -> RedisBuilder {
+        RedisBuilder::default()
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The pid while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// `redis://127.0.0.1:PORT/`, for clients configured by URL.
@@ -315,13 +390,46 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
+    /// SIGKILLs the server (its own pid) and waits for it to exit.
+    pub fn kill(&mut self) {
+        *self.conn.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port and directory (so a durable
+    /// server comes back with its data) and waits until it answers PING.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "restart() of a running server");
+        let mut failures = Vec::new();
+        for _ in 0..START_ATTEMPTS {
+            match spawn_and_wait(&self.args, self.port, self._dir.path()) {
+                Ok(child) => {
+                    self.child = Some(child);
+                    *self.conn.lock().unwrap_or_else(|e| e.into_inner()) = ping(self.port);
+                    return;
+                }
+                // The port may be held a moment longer by the old process.
+                Err(e) => failures.push(e),
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!(
+            "redis-server did not restart on port {}: {failures:?}",
+            self.port
+        );
+    }
+
     /// Runs one command on the server's shared connection.
     #[track_caller]
     pub fn cmd(&self, args: &[&[u8]]) -> Reply {
-        self.conn
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .cmd(args)
+        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        if conn.is_none() {
+            *conn = Some(self.connect());
+        }
+        conn.as_mut().expect("connected").cmd(args)
     }
 
     /// A new connection of its own, e.g. for pipelining.
@@ -334,13 +442,109 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         // Child::kill signals this child's pid (SIGKILL): nothing else.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
+    }
+}
+
+/// A Redis Cluster of `n` masters, no replicas, each a [`RedisServer`] of
+/// its own, with slots assigned by `redis-cli --cluster create`.
+#[derive(Debug)]
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts the nodes, creates the cluster and waits until every node
+    /// reports `cluster_state:ok`.
+    pub fn start(masters: usize) -> RedisCluster {
+        let nodes: Vec<RedisServer> = (0..masters)
+            .map(|_| RedisServer::builder().cluster_node().start())
+            .collect();
+        Self::create(nodes)
+    }
+
+    /// [`RedisCluster::start`] with one master on each of `ports`.
+    pub fn start_on(ports: &[u16]) -> RedisCluster {
+        let nodes: Vec<RedisServer> = ports
+            .iter()
+            .map(|&p| RedisServer::builder().cluster_node().port(p).start())
+            .collect();
+        Self::create(nodes)
+    }
+
+    fn create(nodes: Vec<RedisServer>) -> RedisCluster {
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port()))
+            .collect();
+        let output = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run redis-cli --cluster create");
+        assert!(
+            output.status.success(),
+            "redis-cli --cluster create failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let cluster = RedisCluster { nodes };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !cluster.nodes.iter().all(|n| {
+            let info = n.cmd(&[b"CLUSTER", b"INFO"]);
+            let text = String::from_utf8_lossy(info.bytes()).into_owned();
+            text.contains("cluster_state:ok") && text.contains("cluster_slots_ok:16384")
+        }) {
+            assert!(
+                Instant::now() < deadline,
+                "the cluster did not reach cluster_state:ok within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        cluster
+    }
+
+    /// `127.0.0.1:P1,127.0.0.1:P2,...` for `--redis-cluster-nodes`.
+    pub fn nodes_arg(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port()))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The node serving `key`'s slot, found by following `MOVED`.
+    pub fn node_for(&self, key: &[u8]) -> &RedisServer {
+        let first = &self.nodes[0];
+        match first.cmd(&[b"EXISTS", key]) {
+            Reply::Error(e) if e.starts_with("MOVED ") => {
+                let port: u16 = e
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or_else(|| panic!("unexpected redirection {e}"));
+                self.nodes
+                    .iter()
+                    .find(|n| n.port() == port)
+                    .unwrap_or_else(|| panic!("{e} names a node outside the cluster"))
+            }
+            Reply::Error(e) => panic!("EXISTS answered {e}"),
+            _ => first,
+        }
+    }
+
+    /// Runs a command whose keys share `key`'s slot on the node serving it.
+    #[track_caller]
+    pub fn cmd(&self, key: &[u8], args: &[&[u8]]) -> Reply {
+        self.node_for(key).cmd(args)
     }
 }
 
 /// A port that was free a moment ago: bind port 0, read it, release it.
-fn free_port() -> io::Result<u16> {
+pub fn free_port() -> io::Result<u16> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
     Ok(listener.local_addr()?.port())
 }

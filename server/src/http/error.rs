@@ -37,6 +37,8 @@ pub enum ApiError {
     RateLimited { retry_after_secs: u64 },
     #[error("the server is at its limit of concurrent requests; retry shortly")]
     Overloaded,
+    #[error("the edge holds too many counts not yet written to the store; retry in {retry_after_secs} s")]
+    PendingOverBound { retry_after_secs: u64 },
 }
 
 /// The `code` of an error answer, left in the response's extensions so
@@ -69,6 +71,7 @@ impl ApiError {
             ApiError::OutOfScope(_) => (StatusCode::FORBIDDEN, "out_of_scope"),
             ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            ApiError::PendingOverBound { .. } => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
         }
     }
 }
@@ -101,6 +104,11 @@ impl IntoResponse for ApiError {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            ApiError::PendingOverBound { retry_after_secs } => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
             _ => {}
         }

@@ -165,10 +165,9 @@ pub async fn metrics_guarded(State(state): State<AppState>, scope: Scope) -> Res
 
 /// `GET /metrics`: the Prometheus text exposition.
 pub async fn metrics_route(State(state): State<AppState>) -> Response {
-    let pending = state.aggregator.pending_size();
     let gauges = Gauges {
-        pending_keys: pending.keys,
-        pending_bytes: pending.bytes,
+        pending_keys: state.aggregator.pending_keys(),
+        pending_bytes: state.aggregator.pending_bytes(),
         rate_limited_clients: state
             .guard
             .rate_limiter

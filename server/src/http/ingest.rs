@@ -19,6 +19,26 @@ use super::error::ApiError;
 use super::extract::ApiQuery;
 use super::AppState;
 
+/// `Retry-After` of the 503 sent while pending counts are over their bound.
+pub const OVERLOAD_RETRY_AFTER_SECS: u64 = 5;
+
+/// Refuses new work while the counts not yet in the store hold more memory
+/// than allowed: a clear 503 beats losing data when memory runs out.
+fn check_pending_memory(state: &AppState) -> Result<(), ApiError> {
+    let pending = state.aggregator.pending_bytes();
+    if pending > state.max_pending_bytes {
+        tracing::warn!(
+            pending_bytes = pending,
+            max = state.max_pending_bytes,
+            "pending counts over their bound; refusing ingest until a sync lands"
+        );
+        return Err(ApiError::PendingOverBound {
+            retry_after_secs: OVERLOAD_RETRY_AFTER_SECS,
+        });
+    }
+    Ok(())
+}
+
 fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     let value = headers
         .get(header::CONTENT_TYPE)
@@ -70,6 +90,7 @@ pub async fn post_impressions(
     body: Body,
 ) -> Result<(StatusCode, Json<IngestResponse>), ApiError> {
     check_content_type(&headers)?;
+    check_pending_memory(&state)?;
     let bytes = read_body(&headers, body, state.guard.body_timeout).await?;
     let batch = decode_batch(&bytes)?;
     let duplicate_batch = || {
@@ -152,6 +173,7 @@ pub async fn get_impression(
     };
     let ad_id = param("ad_id", q.ad_id)?;
     let user_id = param("user_id", q.user_id)?;
+    check_pending_memory(&state)?;
     let now = state.clock.now_ms();
     let day = Day::from_epoch_ms(now).expect("the server clock is after 1970");
     let event = |kind| Event {

@@ -47,6 +47,9 @@ pub struct Edge {
     /// Rate limit, concurrency limit, body timeout.
     pub guard: Guard,
     pub metrics: Metrics,
+    /// Ingest refuses batches (503) while pending counts hold more memory
+    /// than this.
+    pub max_pending_bytes: usize,
 }
 
 impl Edge {
@@ -61,6 +64,7 @@ impl Edge {
             sdk_dir: None,
             guard: Guard::default(),
             metrics: Metrics::default(),
+            max_pending_bytes: usize::MAX,
         }
     }
 
@@ -188,7 +192,15 @@ fn not_found_service() -> axum::routing::MethodRouter {
 async fn readyz(State(state): State<AppState>) -> Response {
     let store = state.store.kind().to_owned();
     let ping = tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping()).await;
+    let pending = state.aggregator.pending_bytes();
     let (status, detail) = match ping {
+        Ok(Ok(())) if pending > state.max_pending_bytes => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "{pending} bytes of counts wait for the store, over the bound of {}",
+                state.max_pending_bytes
+            ),
+        ),
         Ok(Ok(())) => {
             return Json(Readiness {
                 status: "ready".into(),

@@ -3,8 +3,10 @@
 //! asks whether a batch id was already counted.
 //!
 //! - [`embedded`]: the default, a redb database in the data directory.
+//! - [`redis`]: a Redis or Redis Cluster shared by many edges.
 
 pub mod embedded;
+pub mod redis;
 
 use std::fmt::Debug;
 

@@ -1152,3 +1152,43 @@ async fn serves_the_sdk_with_cors_and_the_wasm_type() {
         "method_not_allowed",
     );
 }
+
+#[tokio::test]
+async fn ingest_answers_503_with_retry_after_while_pending_memory_is_over_its_bound() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let clock = Arc::new(HeldClock(AtomicI64::new(NOW)));
+    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    let mut edge = Edge::new(store, clock.clone(), Access::LoopbackOnly);
+    edge.max_pending_bytes = 500;
+    let t = TestEdge {
+        edge: Arc::new(edge),
+        clock,
+        peer: "127.0.0.1:40000".parse().unwrap(),
+        _dir: dir,
+    };
+    let events: Vec<Value> = (0..200)
+        .map(|i| event(&format!("e{i}"), "ad-1", &format!("u{i}"), "viewable"))
+        .collect();
+    // Under the bound when it arrives: accepted, and now over it.
+    assert_eq!(t.ingest(&batch("b1", events.clone())).await.accepted, 200);
+    assert!(t.edge.aggregator.pending_bytes() > 500);
+    let request = Request::post("/v1/impressions")
+        .header(header::CONTENT_TYPE, "text/plain;charset=UTF-8")
+        .body(Body::from(batch("b2", events.clone()).to_string()))
+        .unwrap();
+    let (status, headers, body) = t.send(request).await;
+    assert_error(status, &body, StatusCode::SERVICE_UNAVAILABLE, "overloaded");
+    assert_eq!(headers[header::RETRY_AFTER], "5");
+    let (status, body) = t.get("/v1/impression?ad_id=ad-1&user_id=u1").await;
+    assert_error(status, &body, StatusCode::SERVICE_UNAVAILABLE, "overloaded");
+    let (status, body) = t.get("/readyz").await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("degraded"))
+    );
+    // Once the pending counts are in the store, ingest takes batches again.
+    assert!(sync::sync_once(&t.edge).await.unwrap());
+    assert_eq!(t.edge.aggregator.pending_bytes(), 0);
+    assert_eq!(t.ingest(&batch("b2", events)).await.accepted, 200);
+    assert_eq!(t.stats("ad-1", "").await.impressions, 400);
+}

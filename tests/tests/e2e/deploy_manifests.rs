@@ -473,7 +473,7 @@ fn deploy_files_agree_on_one_port_and_call_real_routes() {
         found.http_paths
     );
     let dir = tempfile::tempdir().expect("temp dir");
-    let edge = Edge::start(dir.path(), &[]);
+    let edge = Edge::start(dir.path(), &[] as &[&str]);
     for path in &found.http_paths {
         let (status, body) = edge.get_raw(path).expect("edge answers");
         assert_eq!(status, 200, "GET {path} on a fresh edge: {status} {body}");

@@ -1,0 +1,644 @@
+//! The Redis store: many edges share one Redis or Redis Cluster.
+//!
+//! Each sync turns the in-flight [`Delta`] into one or more *steps* per
+//! (ad, day) ([`plan`]). A step is one call of the Lua script `apply.lua`,
+//! atomic on the Redis side and confined to the (ad, day)'s hash slot: it
+//! merges the edge's sketch into the day's HyperLogLog (SET a scratch key,
+//! PFMERGE), adds the counters of the batches it is the first to report, and
+//! records in the (ad, day)'s ledger hash both those batches and the step
+//! itself. A retried step finds itself in the ledger and changes nothing,
+//! whatever happened to the reply of the first attempt. `docs/redis.md` has
+//! the whole key schema and the argument for exactness.
+//!
+//! Reads never write: stats GET the day's sketch and counters and merge
+//! locally, behind a short cache.
+
+mod identity;
+pub mod keys;
+pub mod plan;
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use futures_util::future::BoxFuture;
+use futures_util::{FutureExt, StreamExt, TryStreamExt};
+use glimpse_hll::Sketch;
+use glimpse_wire::{Day, DayRange};
+use parking_lot::Mutex;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClient, ClusterConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
+
+use self::identity::EdgeIdentity;
+use self::keys::Keys;
+use self::plan::{KeyPlan, StepId, MAX_SHARES_PER_STEP};
+use super::{Store, StoreError, StoredDay, BATCH_ID_RETENTION_MS};
+use crate::aggregate::Delta;
+
+/// Time allowed for one reply. A timeout leaves the outcome unknown, which
+/// the ledger makes harmless; a generous value just avoids needless retries.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Script calls (one per (ad, day)) in flight at once during a sync.
+const SYNC_CONCURRENCY: usize = 32;
+/// Reads in flight at once for one stats answer.
+const READ_CONCURRENCY: usize = 64;
+/// After a connection failure, ingest's batch lookups fail fast for this
+/// long instead of each waiting for a reconnect.
+const BREAKER_OPEN: Duration = Duration::from_secs(1);
+/// Ingest's batch lookup gives up after this; the sync decides instead.
+const BATCH_LOOKUP_TIMEOUT: Duration = Duration::from_millis(300);
+/// Cached stats, counted in days of data, before the cache is emptied.
+const CACHE_MAX_DAYS: usize = 4096;
+
+/// How to reach Redis and name the keys.
+#[derive(Clone)]
+pub struct RedisOptions {
+    /// `redis://` or `rediss://` URL of a single Redis.
+    pub url: Option<String>,
+    /// Cluster start nodes, `host:port` or URLs.
+    pub cluster_nodes: Vec<String>,
+    pub prefix: String,
+    pub retention_days: u32,
+    pub stats_cache: Duration,
+    /// Where the edge's identity is kept.
+    pub data_dir: PathBuf,
+}
+
+impl fmt::Debug for RedisOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // URLs may hold a password: show where, never how.
+        f.debug_struct("RedisOptions")
+            .field("target", &self.target())
+            .field("prefix", &self.prefix)
+            .field("retention_days", &self.retention_days)
+            .field("stats_cache", &self.stats_cache)
+            .field("data_dir", &self.data_dir)
+            .finish()
+    }
+}
+
+/// `scheme://host:port/...` with any user and password left out.
+fn redact(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+            format!("{scheme}://{rest}")
+        }
+        None => url.rsplit_once('@').map_or(url, |(_, h)| h).to_owned(),
+    }
+}
+
+impl RedisOptions {
+    fn target(&self) -> String {
+        match &self.url {
+            Some(url) => redact(url),
+            None => format!(
+                "cluster {}",
+                self.cluster_nodes
+                    .iter()
+                    .map(|n| redact(n))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+        }
+    }
+}
+
+/// A node given as `host:port` becomes `redis://host:port`.
+fn node_url(node: &str) -> String {
+    if node.contains("://") {
+        node.to_owned()
+    } else {
+        format!("redis://{node}")
+    }
+}
+
+/// One connection to a single Redis or to a cluster; cheap to clone.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// Reads reused for a short while, dropped when this edge syncs.
+#[derive(Debug)]
+struct ReadCache<K, V> {
+    ttl: Duration,
+    entries: Mutex<HashMap<K, (Instant, u64, V)>>,
+    /// Bumped by every sync of this edge: older entries are stale.
+    generation: AtomicU64,
+}
+
+impl<K: std::hash::Hash + Eq, V: Clone> ReadCache<K, V> {
+    fn new(ttl: Duration) -> Self {
+        ReadCache {
+            ttl,
+            entries: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn get(&self, key: &K) -> Option<V> {
+        if self.ttl.is_zero() {
+            return None;
+        }
+        let entries = self.entries.lock();
+        let (at, generation, value) = entries.get(key)?;
+        (at.elapsed() < self.ttl && *generation == self.generation()).then(|| value.clone())
+    }
+
+    /// Keeps `value`, read when the generation was `generation`, unless a
+    /// sync landed since.
+    fn put(&self, key: K, generation: u64, value: V, weight: impl Fn(&V) -> usize) {
+        if self.ttl.is_zero() || generation != self.generation() {
+            return;
+        }
+        let mut entries = self.entries.lock();
+        let total: usize = entries.values().map(|(_, _, v)| weight(v)).sum();
+        if total + weight(&value) > CACHE_MAX_DAYS {
+            let now = self.generation();
+            entries.retain(|_, (at, g, _)| at.elapsed() < self.ttl && *g == now);
+            if entries.values().map(|(_, _, v)| weight(v)).sum::<usize>() + weight(&value)
+                > CACHE_MAX_DAYS
+            {
+                entries.clear();
+            }
+        }
+        entries.insert(key, (Instant::now(), generation, value));
+    }
+
+    fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.entries.lock().clear();
+    }
+}
+
+/// The Redis implementation of [`Store`].
+pub struct RedisStore {
+    conn: Conn,
+    keys: Keys,
+    identity: EdgeIdentity,
+    /// `s:<edge_id>`, this edge's field in every ledger.
+    edge_field: String,
+    script: Script,
+    retention_days: u32,
+    target: String,
+    days_cache: ReadCache<(String, u32, u32), Vec<StoredDay>>,
+    ads_cache: ReadCache<(u32, u32), Vec<String>>,
+    /// Until when ingest's batch lookups fail without trying.
+    breaker_open_until: Mutex<Option<Instant>>,
+    /// (ad, day)s known to be in their day's ad set.
+    indexed: Mutex<HashSet<(String, Day)>>,
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("target", &self.target)
+            .field("prefix", &self.keys.prefix())
+            .field("edge_id", &self.identity.id)
+            .field("boot", &self.identity.boot)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unavailable(what: &str, e: RedisError) -> StoreError {
+    StoreError::Unavailable(format!("{what}: {e}"))
+}
+
+fn is_connection_trouble(e: &RedisError) -> bool {
+    e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal()
+}
+
+impl RedisStore {
+    /// Sets up the connection without waiting for Redis: an edge starts and
+    /// takes impressions while Redis is still down.
+    pub fn open(options: RedisOptions) -> Result<RedisStore, StoreError> {
+        let keys = Keys::new(&options.prefix).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let target = options.target();
+        let bad_config = |e: RedisError| StoreError::Unavailable(format!("{target}: {e}"));
+        let conn = match (&options.url, options.cluster_nodes.as_slice()) {
+            (Some(url), []) => {
+                let client = redis::Client::open(url.as_str()).map_err(bad_config)?;
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                    .set_response_timeout(Some(RESPONSE_TIMEOUT))
+                    .set_number_of_retries(1)
+                    .set_min_delay(Duration::from_millis(50))
+                    .set_max_delay(Duration::from_millis(500));
+                Conn::Single(
+                    ConnectionManager::new_lazy_with_config(client, config).map_err(bad_config)?,
+                )
+            }
+            (None, nodes) if !nodes.is_empty() => {
+                let client = ClusterClient::builder(nodes.iter().map(|n| node_url(n)))
+                    .retries(2)
+                    .build()
+                    .map_err(bad_config)?;
+                let config = ClusterConfig::new()
+                    .set_connection_timeout(CONNECT_TIMEOUT)
+                    .set_response_timeout(RESPONSE_TIMEOUT);
+                Conn::Cluster(client.get_pending_async_connection_with_config(config))
+            }
+            _ => {
+                return Err(StoreError::Unavailable(
+                    "--store redis needs exactly one of --redis-url and --redis-cluster-nodes"
+                        .into(),
+                ))
+            }
+        };
+        let identity = EdgeIdentity::load(&options.data_dir)?;
+        tracing::info!(
+            target = %target,
+            edge_id = %identity.id,
+            boot = identity.boot,
+            "Redis store configured"
+        );
+        Ok(RedisStore {
+            conn,
+            edge_field: keys::edge_field(&identity.id),
+            keys,
+            identity,
+            script: Script::new(include_str!("redis/apply.lua")),
+            retention_days: options.retention_days,
+            target,
+            days_cache: ReadCache::new(options.stats_cache),
+            ads_cache: ReadCache::new(options.stats_cache),
+            breaker_open_until: Mutex::new(None),
+            indexed: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// The edge id this store writes its ledger entries under.
+    pub fn edge_id(&self) -> &str {
+        &self.identity.id
+    }
+
+    fn note(&self, e: &RedisError) {
+        if is_connection_trouble(e) {
+            *self.breaker_open_until.lock() = Some(Instant::now() + BREAKER_OPEN);
+        }
+    }
+
+    /// Runs one command, noting connection trouble for the breaker.
+    async fn query<T: redis::FromRedisValue>(
+        &self,
+        what: &str,
+        cmd: &Cmd,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conn.clone();
+        cmd.query_async(&mut conn).await.map_err(|e| {
+            self.note(&e);
+            unavailable(what, e)
+        })
+    }
+
+    /// Runs the steps of one (ad, day) in order.
+    async fn apply_key(&self, plan: KeyPlan<'_>, seq: u64) -> Result<(), StoreError> {
+        let keys = self.keys.day_keys(plan.ad_id, plan.day);
+        let expiry = plan::day_expiry_ms(plan.day, self.retention_days);
+        let mut conn = self.conn.clone();
+        for step in &plan.steps {
+            let id = StepId {
+                seq,
+                chunk: step.chunk,
+            };
+            let mut call = self.script.prepare_invoke();
+            call.key(&keys.visitors)
+                .key(&keys.counters)
+                .key(&keys.ledger)
+                .key(&keys.scratch)
+                .arg(&self.edge_field)
+                .arg(id.seq)
+                .arg(id.chunk);
+            if step.with_sketch {
+                call.arg(plan.delta.visitors.to_redis_bytes());
+            } else {
+                call.arg("");
+            }
+            call.arg(expiry)
+                .arg(BATCH_ID_RETENTION_MS)
+                .arg(step.unmarked.0)
+                .arg(step.unmarked.1);
+            for share in &step.shares {
+                call.arg(share.batch_id)
+                    .arg(share.impressions)
+                    .arg(share.measurable);
+            }
+            let reply: Vec<i64> = call.invoke_async(&mut conn).await.map_err(|e| {
+                self.note(&e);
+                unavailable(&format!("sync step {id} of {} {}", plan.ad_id, plan.day), e)
+            })?;
+            match reply.as_slice() {
+                [0, ..] => tracing::debug!(ad_id = plan.ad_id, day = %plan.day, step = %id,
+                    "step had landed before; left as it was"),
+                [1, _imp, _meas, dups] if *dups > 0 => tracing::debug!(ad_id = plan.ad_id,
+                    day = %plan.day, duplicates = dups,
+                    "batch shares counted by another sync were left out"),
+                [1, ..] => {}
+                other => {
+                    return Err(StoreError::Corrupt(format!(
+                        "the sync script answered {other:?}"
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn index_ad(&self, ad_id: String, day: Day) -> Result<(), StoreError> {
+        let key = self.keys.ads_of_day(day);
+        let mut pipe = redis::pipe();
+        pipe.sadd(&key, &ad_id)
+            .ignore()
+            .pexpire_at(&key, plan::day_expiry_ms(day, self.retention_days))
+            .ignore();
+        let mut conn = self.conn.clone();
+        let () = pipe.query_async(&mut conn).await.map_err(|e| {
+            self.note(&e);
+            unavailable("indexing the day's ads", e)
+        })?;
+        self.indexed.lock().insert((ad_id, day));
+        Ok(())
+    }
+
+    async fn mark_seen(&self, batch_id: &str) -> Result<(), StoreError> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.keys.batch_seen(batch_id))
+            .arg(1)
+            .arg("PX")
+            .arg(BATCH_ID_RETENTION_MS);
+        self.query::<()>("marking a batch as seen", &cmd).await
+    }
+
+    async fn day_ads(&self, day: Day) -> Result<Vec<String>, StoreError> {
+        let cmd = redis::Cmd::smembers(self.keys.ads_of_day(day));
+        self.query("listing the day's ads", &cmd).await
+    }
+
+    async fn read_day(&self, ad_id: &str, day: Day) -> Result<Option<StoredDay>, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.get(self.keys.visitors(ad_id, day))
+            .cmd("HMGET")
+            .arg(self.keys.counters(ad_id, day))
+            .arg("imp")
+            .arg("meas");
+        let mut conn = self.conn.clone();
+        type DayReply = (Option<Vec<u8>>, (Option<u64>, Option<u64>));
+        let (sketch, (imp, meas)): DayReply = pipe.query_async(&mut conn).await.map_err(|e| {
+            self.note(&e);
+            unavailable(&format!("reading {ad_id} {day}"), e)
+        })?;
+        if sketch.is_none() && imp.is_none() && meas.is_none() {
+            return Ok(None);
+        }
+        let visitors = match sketch {
+            Some(bytes) => Sketch::from_redis_bytes(&bytes).map_err(|e| {
+                StoreError::Corrupt(format!("{}: {e}", self.keys.visitors(ad_id, day)))
+            })?,
+            None => Sketch::new(),
+        };
+        Ok(Some(StoredDay {
+            day,
+            impressions: imp.unwrap_or(0),
+            measurable: meas.unwrap_or(0),
+            visitors,
+        }))
+    }
+}
+
+/// Runs `jobs` with at most `concurrency` in flight; the first error wins.
+async fn run_all(
+    jobs: Vec<BoxFuture<'_, Result<(), StoreError>>>,
+    concurrency: usize,
+) -> Result<(), StoreError> {
+    futures_util::stream::iter(jobs)
+        .buffer_unordered(concurrency)
+        .try_collect::<()>()
+        .await
+}
+
+fn range_key(range: DayRange) -> (u32, u32) {
+    (
+        range.from().days_since_epoch(),
+        range.to().days_since_epoch(),
+    )
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn apply(&self, delta: &Delta, now_ms: i64) -> Result<(), StoreError> {
+        let applied = self.apply_delta(delta, now_ms).await;
+        if applied.is_err() {
+            // Redis may have restarted and lost its ad index (without
+            // persistence): index again, once, after the next success.
+            self.indexed.lock().clear();
+        }
+        applied
+    }
+
+    async fn read_days(&self, ad_id: &str, range: DayRange) -> Result<Vec<StoredDay>, StoreError> {
+        self.read_days_cached(ad_id, range).await
+    }
+
+    async fn ads_in_range(&self, range: DayRange) -> Result<Vec<String>, StoreError> {
+        self.ads_in_range_cached(range).await
+    }
+
+    async fn batch_seen(&self, batch_id: &str) -> Result<bool, StoreError> {
+        self.lookup_batch(batch_id).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let _: String = self.query("PING", &redis::cmd("PING")).await?;
+        Ok(())
+    }
+}
+
+impl RedisStore {
+    async fn apply_delta(&self, delta: &Delta, now_ms: i64) -> Result<(), StoreError> {
+        let seq = plan::sequence(self.identity.boot, delta.seq).ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "delta {} of boot {} has no sequence below 2^53: restart the edge",
+                delta.seq, self.identity.boot
+            ))
+        })?;
+        let plans = plan::plan(delta, MAX_SHARES_PER_STEP);
+        let ad_days: Vec<(String, Day)> =
+            plans.iter().map(|p| (p.ad_id.to_owned(), p.day)).collect();
+        let mut steps: Vec<BoxFuture<'_, Result<(), StoreError>>> = Vec::new();
+        for p in plans {
+            steps.push(self.apply_key(p, seq).boxed());
+        }
+        run_all(steps, SYNC_CONCURRENCY).await?;
+
+        // The day's ad index, once per (ad, day) while syncs succeed.
+        let unindexed: Vec<(String, Day)> = {
+            let indexed = self.indexed.lock();
+            ad_days
+                .into_iter()
+                .filter(|k| !indexed.contains(k))
+                .collect()
+        };
+        let mut index: Vec<BoxFuture<'_, Result<(), StoreError>>> = Vec::new();
+        for (ad_id, day) in unindexed {
+            index.push(self.index_ad(ad_id, day).boxed());
+        }
+        run_all(index, SYNC_CONCURRENCY).await?;
+
+        // Every share of these batches has landed: ingest may now turn away
+        // another copy. Only a hint; the ledgers decide.
+        let mut hints: Vec<BoxFuture<'_, Result<(), StoreError>>> = Vec::new();
+        for record in &delta.batches {
+            if plan::needs_marker(&record.batch_id) {
+                hints.push(self.mark_seen(&record.batch_id).boxed());
+            }
+        }
+        run_all(hints, SYNC_CONCURRENCY * 2).await?;
+
+        // Forget (ad, day)s that can no longer receive events.
+        let oldest = Day::from_epoch_ms(now_ms - 3 * 86_400_000);
+        if let Some(oldest) = oldest {
+            self.indexed.lock().retain(|(_, d)| *d >= oldest);
+        }
+        self.days_cache.invalidate();
+        self.ads_cache.invalidate();
+        Ok(())
+    }
+
+    async fn read_days_cached(
+        &self,
+        ad_id: &str,
+        range: DayRange,
+    ) -> Result<Vec<StoredDay>, StoreError> {
+        let (from, to) = range_key(range);
+        let cache_key = (ad_id.to_owned(), from, to);
+        if let Some(days) = self.days_cache.get(&cache_key) {
+            return Ok(days);
+        }
+        let generation = self.days_cache.generation();
+        let days: Vec<StoredDay> = futures_util::stream::iter(range.days())
+            .map(|day| self.read_day(ad_id, day))
+            .buffered(READ_CONCURRENCY)
+            .try_filter_map(|d| async move { Ok(d) })
+            .try_collect()
+            .await?;
+        self.days_cache
+            .put(cache_key, generation, days.clone(), |v| v.len().max(1));
+        Ok(days)
+    }
+
+    async fn ads_in_range_cached(&self, range: DayRange) -> Result<Vec<String>, StoreError> {
+        let cache_key = range_key(range);
+        if let Some(ads) = self.ads_cache.get(&cache_key) {
+            return Ok(ads);
+        }
+        let generation = self.ads_cache.generation();
+        let per_day: Vec<Vec<String>> = futures_util::stream::iter(range.days())
+            .map(|day| self.day_ads(day))
+            .buffered(READ_CONCURRENCY)
+            .try_collect()
+            .await?;
+        let mut ads: Vec<String> = per_day.into_iter().flatten().collect();
+        ads.sort_unstable();
+        ads.dedup();
+        self.ads_cache
+            .put(cache_key, generation, ads.clone(), |v| v.len() / 64 + 1);
+        Ok(ads)
+    }
+
+    async fn lookup_batch(&self, batch_id: &str) -> Result<bool, StoreError> {
+        if let Some(until) = *self.breaker_open_until.lock() {
+            if Instant::now() < until {
+                return Err(StoreError::Unavailable(
+                    "Redis failed a moment ago; not asking again yet".into(),
+                ));
+            }
+        }
+        let cmd = redis::Cmd::exists(self.keys.batch_seen(batch_id));
+        let lookup = self.query::<bool>("looking up a batch id", &cmd);
+        match tokio::time::timeout(BATCH_LOOKUP_TIMEOUT, lookup).await {
+            Ok(answer) => answer,
+            Err(_) => {
+                // A silent Redis is as good as a down one for ingest.
+                *self.breaker_open_until.lock() = Some(Instant::now() + BREAKER_OPEN);
+                Err(StoreError::Unavailable(format!(
+                    "no answer to a batch id lookup within {BATCH_LOOKUP_TIMEOUT:?}"
+                )))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_shown_without_credentials() {
+        assert_eq!(redact("redis://:secret@host:6379/0"), "redis://host:6379/0");
+        assert_eq!(redact("rediss://user:pw@h:1"), "rediss://h:1");
+        assert_eq!(redact("redis://h:1/"), "redis://h:1/");
+        assert_eq!(redact("h:1"), "h:1");
+        assert_eq!(node_url("10.0.0.1:7000"), "redis://10.0.0.1:7000");
+        assert_eq!(node_url("rediss://h:1"), "rediss://h:1");
+    }
+
+    #[test]
+    fn the_read_cache_drops_entries_older_than_a_sync() {
+        let cache: ReadCache<u32, Vec<u8>> = ReadCache::new(Duration::from_secs(60));
+        let g = cache.generation();
+        cache.put(1, g, vec![1], Vec::len);
+        assert_eq!(cache.get(&1), Some(vec![1]));
+        // A read that started before a sync landed is not kept.
+        let before = cache.generation();
+        cache.invalidate();
+        cache.put(2, before, vec![2], Vec::len);
+        assert_eq!((cache.get(&1), cache.get(&2)), (None, None));
+        let off: ReadCache<u32, Vec<u8>> = ReadCache::new(Duration::ZERO);
+        off.put(1, 0, vec![1], Vec::len);
+        assert_eq!(off.get(&1), None);
+    }
+}

@@ -1,0 +1,184 @@
+//! Redis key names. Pure functions, so the schema is tested natively and
+//! documented in one place (`docs/redis.md` describes the same schema).
+//!
+//! Every key of one (ad, day) carries the hash tag `{<ad_id>:<YYYY-MM-DD>}`,
+//! so the sync script's keys all live in one Redis Cluster slot. Ad ids and
+//! batch ids never contain `{` or `}` (the wire contract's id alphabet is
+//! `[A-Za-z0-9._:-]`), and the prefix is checked when the store opens, so no
+//! other part of a key can move the tag.
+
+use glimpse_wire::Day;
+
+/// The keys of one deployment: every name starts with the prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Keys {
+    prefix: String,
+}
+
+/// Why a prefix is refused.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the Redis key prefix {0:?} must not contain `{{` or `}}` (they would change the hash slot of every key)")]
+pub struct BadPrefix(pub String);
+
+/// The keys the sync script touches for one (ad, day), all in one slot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DayKeys {
+    /// The day's visitors: a plain Redis HyperLogLog string.
+    pub visitors: String,
+    /// Hash `imp`, `meas`: the day's exact counters.
+    pub counters: String,
+    /// Hash of exactly-once bookkeeping: `s:<edge>` (last applied step of
+    /// each edge) and `b:<batch_id>` (which step counted a batch's share).
+    pub ledger: String,
+    /// Scratch key for the sketch being merged; exists only inside the script.
+    pub scratch: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str) -> Result<Self, BadPrefix> {
+        if prefix.contains(['{', '}']) {
+            return Err(BadPrefix(prefix.to_owned()));
+        }
+        Ok(Keys {
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// `{<ad_id>:<YYYY-MM-DD>}`: the hash tag of an (ad, day).
+    pub fn tag(ad_id: &str, day: Day) -> String {
+        format!("{{{ad_id}:{day}}}")
+    }
+
+    /// `<prefix>uv:{<ad_id>:<YYYY-MM-DD>}`
+    pub fn visitors(&self, ad_id: &str, day: Day) -> String {
+        format!("{}uv:{}", self.prefix, Self::tag(ad_id, day))
+    }
+
+    /// `<prefix>n:{<ad_id>:<YYYY-MM-DD>}`
+    pub fn counters(&self, ad_id: &str, day: Day) -> String {
+        format!("{}n:{}", self.prefix, Self::tag(ad_id, day))
+    }
+
+    /// `<prefix>x:{<ad_id>:<YYYY-MM-DD>}`
+    pub fn ledger(&self, ad_id: &str, day: Day) -> String {
+        format!("{}x:{}", self.prefix, Self::tag(ad_id, day))
+    }
+
+    /// `<prefix>tmp:{<ad_id>:<YYYY-MM-DD>}`
+    pub fn scratch(&self, ad_id: &str, day: Day) -> String {
+        format!("{}tmp:{}", self.prefix, Self::tag(ad_id, day))
+    }
+
+    pub fn day_keys(&self, ad_id: &str, day: Day) -> DayKeys {
+        DayKeys {
+            visitors: self.visitors(ad_id, day),
+            counters: self.counters(ad_id, day),
+            ledger: self.ledger(ad_id, day),
+            scratch: self.scratch(ad_id, day),
+        }
+    }
+
+    /// `<prefix>ads:{<YYYY-MM-DD>}`: set of the ad ids with data that day.
+    pub fn ads_of_day(&self, day: Day) -> String {
+        format!("{}ads:{{{day}}}", self.prefix)
+    }
+
+    /// `<prefix>batch:<batch_id>`: set once every share of a batch synced by
+    /// some edge has landed; lets ingest turn away a batch seen before.
+    pub fn batch_seen(&self, batch_id: &str) -> String {
+        format!("{}batch:{batch_id}", self.prefix)
+    }
+}
+
+/// Field of the ledger hash holding an edge's last applied step.
+pub fn edge_field(edge_id: &str) -> String {
+    format!("s:{edge_id}")
+}
+
+/// Field of the ledger hash marking a batch's share of that (ad, day).
+pub fn batch_field(batch_id: &str) -> String {
+    format!("b:{batch_id}")
+}
+
+/// Redis Cluster's slot of a key (CRC16/XMODEM of the hash tag, mod 16384):
+/// used by tests to prove that a step's keys share one slot.
+pub fn slot(key: &str) -> u16 {
+    let bytes = key.as_bytes();
+    let tagged = bytes.iter().position(|&b| b == b'{').and_then(|open| {
+        let rest = &bytes[open + 1..];
+        rest.iter()
+            .position(|&b| b == b'}')
+            .filter(|&close| close > 0)
+            .map(|close| &rest[..close])
+    });
+    crc16_xmodem(tagged.unwrap_or(bytes)) % 16384
+}
+
+fn crc16_xmodem(data: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &byte in data {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(s: &str) -> Day {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn names_follow_the_schema() {
+        let keys = Keys::new("glimpse:").unwrap();
+        let d = day("2026-11-25");
+        assert_eq!(keys.visitors("ad42", d), "glimpse:uv:{ad42:2026-11-25}");
+        assert_eq!(keys.counters("ad42", d), "glimpse:n:{ad42:2026-11-25}");
+        assert_eq!(keys.ledger("ad42", d), "glimpse:x:{ad42:2026-11-25}");
+        assert_eq!(keys.scratch("ad42", d), "glimpse:tmp:{ad42:2026-11-25}");
+        assert_eq!(keys.ads_of_day(d), "glimpse:ads:{2026-11-25}");
+        assert_eq!(keys.batch_seen("b-1"), "glimpse:batch:b-1");
+        assert_eq!(edge_field("e1"), "s:e1");
+        assert_eq!(batch_field("b-1"), "b:b-1");
+        let other = Keys::new("tenant-b:").unwrap();
+        assert_eq!(other.visitors("ad42", d), "tenant-b:uv:{ad42:2026-11-25}");
+    }
+
+    #[test]
+    fn prefixes_with_braces_are_refused() {
+        assert!(Keys::new("a{b").is_err());
+        assert!(Keys::new("a}").is_err());
+        assert!(Keys::new("").is_ok());
+    }
+
+    #[test]
+    fn a_day_keys_share_one_slot() {
+        // Known values of Redis's CLUSTER KEYSLOT.
+        assert_eq!(slot("foo"), 12182);
+        assert_eq!(slot("{user1000}.following"), slot("{user1000}.followers"));
+        assert_eq!(slot("foo{}{bar}"), slot("foo{}{bar}"));
+        assert_eq!(slot("{}x"), crc16_xmodem(b"{}x") % 16384);
+        let keys = Keys::new("glimpse:").unwrap();
+        for ad in ["ad42", "a:b:c", "x.y-z_1"] {
+            let d = day("2026-11-25");
+            let k = keys.day_keys(ad, d);
+            let s = slot(&k.visitors);
+            assert_eq!(s, slot(&k.counters));
+            assert_eq!(s, slot(&k.ledger));
+            assert_eq!(s, slot(&k.scratch));
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! The Redis store with real edge processes and a real redis-server: exact
+//! counters, registers identical to PFADD, many edges, duplicate batches.
+
+use std::time::{Duration, Instant};
+
+use glimpse_tests::edge::{redis_flags, Edge};
+use glimpse_tests::redis::RedisServer;
+use glimpse_wire::api::{AdsResponse, StatsResponse, UniqueVisitorsResponse};
+
+use crate::load::{
+    assert_same_registers, counters, counters_key, day_of, now_ms, pfadd_reference, pfcount,
+    post_all, sketch_at, uv_key, visitors, wait_for, Load,
+};
+
+const SYNC_DEADLINE: Duration = Duration::from_secs(60);
+
+fn edge_on(redis_url: &str, dir: &std::path::Path, extra: &[&str]) -> Edge {
+    let mut args = redis_flags(redis_url);
+    args.extend(["--sync-interval", "200ms"].map(String::from));
+    args.extend(extra.iter().map(|s| s.to_string()));
+    Edge::start(dir, &args)
+}
+
+/// Checks every (ad, day) of `load` in Redis: counters exact, registers equal
+/// to a PFADD-built key of the same ids, and the edge's stats equal to
+/// PFCOUNT of that key.
+fn check_against_references(redis: &RedisServer, edges: &[&Edge], load: &Load) {
+    let mut conn = redis.connect();
+    for ((ad, day), exp) in &load.expected {
+        let what = format!("{ad} {day}");
+        assert_eq!(
+            counters(&mut conn, &counters_key(ad, day)),
+            (exp.impressions, exp.measurable),
+            "{what}: counters"
+        );
+        let reference = format!("test:ref:{ad}:{day}");
+        pfadd_reference(&mut conn, &reference, &exp.visitors);
+        let ours = sketch_at(&mut conn, &uv_key(ad, day));
+        assert_same_registers(&ours, &sketch_at(&mut conn, &reference), &what);
+        let count = pfcount(&mut conn, &[&reference]);
+        for edge in edges {
+            // An edge's stats may include, until its next sync, a batch that
+            // another edge counted first: they converge, they never stay off.
+            wait_for(
+                SYNC_DEADLINE,
+                &format!("{what}: the edge's stats equal PFCOUNT of the reference"),
+                || {
+                    edge.get_json::<StatsResponse>(&format!(
+                        "/v1/ads/{ad}/stats?from={day}&to={day}"
+                    ))
+                },
+                |s| {
+                    (s.impressions, s.measurable, s.unique_visitors)
+                        == (exp.impressions, exp.measurable, count)
+                },
+            );
+            let uv: UniqueVisitorsResponse =
+                edge.get_json(&format!("/v1/ads/{ad}/unique-visitors?date={day}"));
+            assert_eq!((uv.unique_visitors, uv.source.as_str()), (count, "redis"));
+        }
+    }
+}
+
+/// Waits until Redis holds the expected counters of every (ad, day).
+fn wait_synced(redis: &RedisServer, load: &Load) {
+    let mut conn = redis.connect();
+    for ((ad, day), exp) in &load.expected {
+        wait_for(
+            SYNC_DEADLINE,
+            &format!("{ad} {day} is synced"),
+            || counters(&mut conn, &counters_key(ad, day)),
+            |c| *c == (exp.impressions, exp.measurable),
+        );
+    }
+}
+
+#[test]
+fn exact_from_0_to_1_000_000_visitors_through_http() {
+    let started = Instant::now();
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let edge = edge_on(&redis.url(), dir.path(), &[]);
+    let ts = now_ms() - 1_000;
+    let day = day_of(ts);
+    let mut load = Load::default();
+    let sizes = [0usize, 1, 100, 3_000, 20_000, 1_000_000];
+    for n in sizes {
+        let ad = format!("exact-{n}");
+        load.add(&format!("b{n}"), visitors(&ad, "e", 0..n, ts));
+    }
+    // A size of 0: measurable events only, so the day exists with no visitor.
+    load.add(
+        "b0-meas",
+        (0..3).map(|i| crate::load::Ev {
+            id: format!("only-m{i}"),
+            ad_id: "exact-0".into(),
+            user_id: format!("visitor-{i}"),
+            viewable: false,
+            ts,
+        }),
+    );
+    let (accepted, duplicates) = post_all(
+        std::slice::from_ref(&edge.base_url),
+        &load.batches,
+        4,
+        |_| vec![0],
+    );
+    let (imp, meas) = load.totals();
+    assert_eq!((accepted, duplicates), (imp + meas, 0));
+    let posted = started.elapsed();
+
+    // The same batches again: duplicates all, whether the edge still holds
+    // them or they are synced already.
+    let again: Vec<_> = load.batches.iter().step_by(97).cloned().collect();
+    let (accepted, duplicates) =
+        post_all(std::slice::from_ref(&edge.base_url), &again, 2, |_| vec![0]);
+    assert_eq!(accepted, 0);
+    assert!(duplicates > 0);
+
+    wait_synced(&redis, &load);
+    check_against_references(&redis, &[&edge], &load);
+    let ads: AdsResponse = edge.get_json(&format!("/v1/ads?from={day}&to={day}"));
+    let ids: Vec<&str> = ads.ads.iter().map(|a| a.ad_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "exact-0",
+            "exact-1",
+            "exact-100",
+            "exact-1000000",
+            "exact-20000",
+            "exact-3000"
+        ]
+    );
+    // Synced counts survive the edge: a new edge on the same Redis reads them.
+    assert!(edge.terminate().success());
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = edge_on(&redis.url(), other_dir.path(), &[]);
+    let s: StatsResponse =
+        other.get_json(&format!("/v1/ads/exact-1000000/stats?from={day}&to={day}"));
+    assert_eq!(s.impressions, 1_000_000);
+    eprintln!(
+        "exactness: posted {} events in {posted:?}, all checks done in {:?}",
+        imp + meas,
+        started.elapsed()
+    );
+}
+
+#[test]
+fn three_edges_under_concurrent_load_and_batches_sent_twice_count_once() {
+    let redis = RedisServer::start();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let edges: Vec<Edge> = dirs
+        .iter()
+        .map(|d| edge_on(&redis.url(), d.path(), &[]))
+        .collect();
+    let urls: Vec<String> = edges.iter().map(|e| e.base_url.clone()).collect();
+    let now = now_ms() - 1_000;
+    let yesterday = now - 86_400_000;
+    let mut load = Load::default();
+    // Two ads on two days, visitors overlapping across ads and days.
+    load.add("a-today", visitors("many-a", "at", 0..12_000, now));
+    load.add("a-yday", visitors("many-a", "ay", 6_000..15_000, yesterday));
+    load.add("b-today", visitors("many-b", "bt", 3_000..9_000, now));
+    // Every fifth batch goes to two edges at once; the rest round-robin.
+    let (accepted, duplicates) = post_all(&urls, &load.batches, 6, |i| {
+        if i % 5 == 0 {
+            vec![i % 3, (i + 1) % 3]
+        } else {
+            vec![i % 3]
+        }
+    });
+    let (imp, meas) = load.totals();
+    let twice: u64 = load
+        .batches
+        .iter()
+        .step_by(5)
+        .map(|(_, body)| body.matches("\"kind\"").count() as u64)
+        .sum();
+    // Each doubled batch was accepted by both edges or turned away by one.
+    assert_eq!(accepted + duplicates, imp + meas + twice);
+    // Some were accepted by both (the second copy arrived before the first
+    // was synced): only the sync-time ledger keeps those from counting twice.
+    assert!(accepted > imp + meas, "no batch was accepted twice");
+    wait_synced(&redis, &load);
+    check_against_references(&redis, &edges.iter().collect::<Vec<_>>(), &load);
+
+    // The union over both days equals a multi-key PFCOUNT of the references.
+    let mut conn = redis.connect();
+    let (d0, d1) = (day_of(yesterday), day_of(now));
+    let keys = [
+        format!("test:ref:many-a:{d0}"),
+        format!("test:ref:many-a:{d1}"),
+    ];
+    let union = pfcount(&mut conn, &[&keys[0], &keys[1]]);
+    for e in &edges {
+        let s: StatsResponse = e.get_json(&format!("/v1/ads/many-a/stats?from={d0}&to={d1}"));
+        assert_eq!(s.unique_visitors, union);
+    }
+
+    // Retention: a day's keys expire 400 days (the default) after the day
+    // starts; the ledger lives 48 h.
+    let day_start = glimpse_wire::Day::from_epoch_ms(yesterday)
+        .unwrap()
+        .start_ms();
+    let expires = day_start + 400 * 86_400_000;
+    for key in [
+        uv_key("many-a", &d0),
+        counters_key("many-a", &d0),
+        format!("glimpse:ads:{{{d0}}}"),
+    ] {
+        let at = conn.cmd(&[b"PEXPIRETIME".as_slice(), key.as_bytes()]).int();
+        assert_eq!(at, expires, "{key}");
+    }
+    let ledger = format!("glimpse:x:{{many-a:{d0}}}");
+    let ttl = conn.cmd(&[b"PTTL".as_slice(), ledger.as_bytes()]).int();
+    assert!(ttl > 47 * 3_600_000 && ttl <= 48 * 3_600_000, "{ttl}");
+
+    // A batch synced by one edge is a duplicate at every other.
+    let (_, body) = &load.batches[1];
+    for e in &edges {
+        let (status, answer) = e.post_batch(body);
+        assert_eq!((status, answer["accepted"].as_u64()), (202, Some(0)));
+    }
+    for e in edges {
+        assert!(e.terminate().success());
+    }
+    let after = counters(&mut conn, &counters_key("many-a", &d1));
+    assert_eq!(after, (12_000, 3_000), "nothing changed at shutdown");
+}
