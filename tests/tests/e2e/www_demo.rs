@@ -291,3 +291,11 @@ fn screenshots_of_the_feed_and_dashboard() {
         b.screenshot(&artifacts().join(format!("dashboard-{name}.png")));
     }
 }
+
+#[test]
+fn feed_scroll_counts_exactly_on_the_redis_store() {
+    let redis = glimpse_tests::redis::RedisServer::start();
+    let flags = glimpse_tests::edge::redis_flags(&redis.url());
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    scroll_close_and_count(&flags, "redis");
+}
