@@ -185,6 +185,19 @@ impl Browser {
             .unwrap_or_else(|e| panic!("execute_async {script}: {e}"))
     }
 
+    /// Presses Tab in the focused element (the page body at first).
+    pub fn press_tab(&self) {
+        self.rt.block_on(async {
+            let focused = self
+                .client()
+                .active_element()
+                .await
+                .expect("active element");
+            // WebDriver's code point for the Tab key.
+            focused.send_keys("\u{E004}").await.expect("press Tab");
+        });
+    }
+
     /// A PNG of the viewport, written to `path` (parents created).
     pub fn screenshot(&self, path: &std::path::Path) {
         let png = self

@@ -9,4 +9,5 @@ mod redis_cluster;
 mod redis_faults;
 mod redis_store;
 mod sdk_browser;
+mod www_accessibility;
 mod www_demo;
