@@ -665,26 +665,25 @@ impl Inner {
     /// Sends the next due batch unless one is on its way; arms the retry timer.
     fn pump(&mut self) {
         self.retry = None;
-        if self.stopped || !self.opts.consent {
+        // A send on its way calls pump again when it settles.
+        if self.stopped || !self.opts.consent || self.sending {
             return;
         }
-        if !self.sending {
-            self.owned();
-            if let Some((id, body)) = self.queue.take_due(now()) {
-                self.sending = true;
-                let endpoint = self.opts.endpoint.clone();
-                let m = self.me.clone();
-                post(&endpoint, &body, move |outcome| {
-                    with(&m, |i| {
-                        i.sending = false;
-                        i.settle(&id, outcome);
-                    })
-                });
-                return;
-            }
-            for w in self.waiters.drain(..) {
-                let _ = w.call0(&JsValue::UNDEFINED);
-            }
+        self.owned();
+        if let Some((id, body)) = self.queue.take_due(now()) {
+            self.sending = true;
+            let endpoint = self.opts.endpoint.clone();
+            let m = self.me.clone();
+            post(&endpoint, &body, move |outcome| {
+                with(&m, |i| {
+                    i.sending = false;
+                    i.settle(&id, outcome);
+                })
+            });
+            return;
+        }
+        for w in self.waiters.drain(..) {
+            let _ = w.call0(&JsValue::UNDEFINED);
         }
         if let Some(due) = self.queue.next_due() {
             let m = self.me.clone();

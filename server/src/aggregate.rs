@@ -12,7 +12,7 @@
 //! bookkeeping on it). No I/O here.
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use glimpse_hll::Sketch;
@@ -153,9 +153,7 @@ impl Aggregator {
     }
 
     fn shard_of(&self, ad_id: &str) -> usize {
-        let mut h = self.hasher.build_hasher();
-        ad_id.hash(&mut h);
-        (h.finish() as usize) % SHARDS
+        (self.hasher.hash_one(ad_id) as usize) % SHARDS
     }
 
     /// Adds the valid, de-duplicated events of one batch.

@@ -6,7 +6,7 @@
 //! batch has landed: from then on the store answers for it.
 
 use std::collections::HashSet;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 
 use parking_lot::Mutex;
 
@@ -29,9 +29,7 @@ impl Default for BatchClaims {
 
 impl BatchClaims {
     fn shard(&self, id: &str) -> &Mutex<HashSet<String>> {
-        let mut h = self.hasher.build_hasher();
-        id.hash(&mut h);
-        &self.shards[(h.finish() as usize) % SHARDS]
+        &self.shards[(self.hasher.hash_one(id) as usize) % SHARDS]
     }
 
     /// Claims `id`; false when it is already claimed.

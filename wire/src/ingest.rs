@@ -176,7 +176,7 @@ pub fn decode_batch(body: &[u8]) -> Result<Batch<'_>, BatchError> {
             Err(_) => return Err(BatchError::BatchId("must be a string".into())),
         },
     };
-    check_id(&batch_id, MAX_BATCH_OR_EVENT_ID_BYTES).map_err(|why| BatchError::BatchId(why))?;
+    check_id(&batch_id, MAX_BATCH_OR_EVENT_ID_BYTES).map_err(BatchError::BatchId)?;
     let events = match envelope.events {
         None => return Err(BatchError::Events("is missing")),
         Some(Events::NotAnArray) => return Err(BatchError::Events("must be an array")),

@@ -8,9 +8,10 @@
 //! manifest checks, and `cargo test --workspace` (unit, router and
 //! end-to-end tests with real processes) last.
 
-use std::process::Command;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 
 use crate::tools::{self, status};
 
@@ -28,7 +29,11 @@ pub fn run() -> Result<()> {
     let step = |name: &str| eprintln!("\n==> xtask test: {name}");
 
     step("cargo fmt --check");
-    status(Command::new(&cargo).current_dir(&root).args(["fmt", "--all", "--check"]))?;
+    status(
+        Command::new(&cargo)
+            .current_dir(&root)
+            .args(["fmt", "--all", "--check"]),
+    )?;
 
     step("cargo clippy");
     status(Command::new(&cargo).current_dir(&root).args([
@@ -44,11 +49,88 @@ pub fn run() -> Result<()> {
     crate::sdk::run()?;
 
     step("demo site unit tests (node --test)");
-    status(Command::new("node").current_dir(&root).args(["--test", "www/tests/"]))?;
+    status(
+        Command::new("node")
+            .current_dir(&root)
+            .args(["--test", "www/tests/"]),
+    )?;
 
     step("deploy manifests (deploy/check.sh)");
-    status(Command::new("bash").current_dir(&root).arg("deploy/check.sh"))?;
+    status(
+        Command::new("bash")
+            .current_dir(&root)
+            .arg("deploy/check.sh"),
+    )?;
 
     step("cargo test --workspace");
-    status(Command::new(&cargo).current_dir(&root).args(["test", "--workspace"]))
+    let mut test = Command::new(&cargo);
+    // The SDK was built above; the browser tests need not build it again.
+    test.current_dir(&root)
+        .args(["test", "--workspace"])
+        .env("GLIMPSE_SDK_PREBUILT", "1");
+    let totals = run_counting_tests(&mut test)?;
+    // One closing line over all of cargo's per-binary summaries.
+    println!(
+        "\nglimpse: {} passed, {} failed",
+        totals.passed, totals.failed
+    );
+    if !totals.succeeded {
+        bail!("cargo test failed");
+    }
+    Ok(())
+}
+
+#[derive(Debug, Default, PartialEq)]
+struct TestTotals {
+    passed: u64,
+    failed: u64,
+    succeeded: bool,
+}
+
+/// Runs `cmd`, echoing its stdout, and adds up its `test result:` lines.
+fn run_counting_tests(cmd: &mut Command) -> Result<TestTotals> {
+    let mut child = cmd.stdout(Stdio::piped()).spawn()?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut totals = TestTotals::default();
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some((passed, failed)) = parse_test_result(&line) {
+            totals.passed += passed;
+            totals.failed += failed;
+        }
+    }
+    totals.succeeded = child.wait()?.success() && totals.failed == 0;
+    Ok(totals)
+}
+
+/// `(passed, failed)` of a libtest line such as
+/// `test result: ok. 14 passed; 0 failed; 0 ignored; ...`.
+fn parse_test_result(line: &str) -> Option<(u64, u64)> {
+    let rest = line.trim().strip_prefix("test result: ")?;
+    let count = |word: &str| {
+        rest.split(';')
+            .map(str::trim)
+            .find_map(|part| part.rsplit_once(' ').filter(|(_, w)| *w == word))
+            .and_then(|(n, _)| n.rsplit(' ').next()?.parse().ok())
+    };
+    Some((count("passed")?, count("failed")?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_libtest_summaries() {
+        assert_eq!(
+            parse_test_result("test result: ok. 14 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.41s"),
+            Some((14, 0))
+        );
+        assert_eq!(
+            parse_test_result("test result: FAILED. 3 passed; 2 failed; 0 ignored"),
+            Some((3, 2))
+        );
+        assert_eq!(parse_test_result("running 3 tests"), None);
+    }
 }

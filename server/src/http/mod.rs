@@ -69,7 +69,9 @@ pub fn app(state: AppState) -> Router {
     let ingest_cors = CorsLayer::new()
         .allow_origin(Any)
         .allow_methods([Method::POST, Method::GET])
-        .allow_headers([header::CONTENT_TYPE]);
+        .allow_headers([header::CONTENT_TYPE])
+        // The SDK honours Retry-After on 429 and 503 answers.
+        .expose_headers([header::RETRY_AFTER]);
     // The 405 fallback goes in before the CORS layer so preflights reach it.
     let ingest = Router::new()
         .route("/v1/impressions", post(ingest::post_impressions))
@@ -132,8 +134,13 @@ async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
 
-async fn not_found(uri: Uri) -> ApiError {
-    ApiError::NotFound(uri.path().to_owned())
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    // Static files answer GET and HEAD only; anything else on them is a 405.
+    if method == Method::GET || method == Method::HEAD {
+        ApiError::NotFound(uri.path().to_owned())
+    } else {
+        ApiError::MethodNotAllowed
+    }
 }
 
 fn not_found_service() -> axum::routing::MethodRouter {

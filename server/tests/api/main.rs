@@ -275,7 +275,10 @@ async fn stats_are_the_same_before_and_after_a_sync() {
     let after = t.stats("ad-1", "").await;
     assert_eq!(before, after);
     assert_eq!(after.impressions, 200);
-    assert_eq!(after.unique_visitors, reference_estimate((0..150).map(|u| format!("u{u}"))));
+    assert_eq!(
+        after.unique_visitors,
+        reference_estimate((0..150).map(|u| format!("u{u}")))
+    );
 }
 
 #[tokio::test]
@@ -688,4 +691,68 @@ async fn the_sync_task_folds_pending_counts_into_the_store() {
     assert!(t.edge.store.batch_seen("b1").await.unwrap());
     stop.send(true).unwrap();
     task.await.unwrap();
+}
+
+#[tokio::test]
+async fn serves_the_sdk_with_cors_and_the_wasm_type() {
+    let mut t = TestEdge::new();
+    let sdk = tempfile::tempdir().unwrap();
+    std::fs::write(sdk.path().join("glimpse_sdk_bg.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    std::fs::write(sdk.path().join("glimpse.js"), b"/* tag */").unwrap();
+    let www = tempfile::tempdir().unwrap();
+    std::fs::write(
+        www.path().join("index.html"),
+        b"<!doctype html><title>feed</title>",
+    )
+    .unwrap();
+    std::fs::write(
+        www.path().join("dashboard.html"),
+        b"<!doctype html><title>dash</title>",
+    )
+    .unwrap();
+    let mut edge = Edge::new(
+        Arc::clone(&t.edge.store),
+        t.clock.clone(),
+        Access::LoopbackOnly,
+    );
+    edge.sdk_dir = Some(sdk.path().to_path_buf());
+    edge.www_dir = Some(www.path().to_path_buf());
+    t.edge = Arc::new(edge);
+
+    let req = Request::get("/sdk/glimpse_sdk_bg.wasm")
+        .header(header::ORIGIN, "https://publisher.example")
+        .body(Body::empty())
+        .unwrap();
+    let response = t.router().oneshot(req).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let h = response.headers();
+    assert_eq!(h[header::CONTENT_TYPE], "application/wasm");
+    assert_eq!(h[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+    assert!(h[header::CACHE_CONTROL]
+        .to_str()
+        .unwrap()
+        .contains("max-age"));
+
+    for (path, title) in [("/", "feed"), ("/dashboard", "dash")] {
+        let response = t
+            .router()
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert!(String::from_utf8_lossy(&body).contains(title), "{path}");
+    }
+    let (status, body) = t.get("/sdk/missing.js").await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    let (status, body) = t.get("/missing.html").await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    let req = Request::post("/index.html").body(Body::empty()).unwrap();
+    let (status, _, body) = t.send(req).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    );
 }

@@ -1,0 +1,372 @@
+//! The browser SDK in a real headless Chromium against a real edge: the
+//! viewability rule, the drop-in tag, delivery on page close and through an
+//! outage. Counts are checked through the edge's stats route.
+//!
+//! Dwell waits (`pause`) are the behaviour under test (the 1 s rule);
+//! everything else (readiness, delivery) is polled with a deadline.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use glimpse_tests::browser::{self, Browser};
+use glimpse_tests::edge::{wait_until, workspace_root, Edge};
+use glimpse_wire::api::StatsResponse;
+use serde_json::{json, Value};
+
+const DELIVERY_DEADLINE: Duration = Duration::from_secs(30);
+
+fn pause(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+fn edge_with_sdk(dir: &Path) -> Edge {
+    let pkg = browser::sdk_pkg();
+    let www = workspace_root().join("tests/fixtures/browser");
+    Edge::start(
+        dir,
+        &[
+            "--sdk-dir",
+            pkg.to_str().unwrap(),
+            "--www-dir",
+            www.to_str().unwrap(),
+            "--sync-interval",
+            "100ms",
+        ],
+    )
+}
+
+fn counts(edge: &Edge, ad: &str) -> (u64, u64) {
+    let s: StatsResponse = edge.get_json(&format!("/v1/ads/{ad}/stats"));
+    (s.impressions, s.measurable)
+}
+
+/// Waits until the edge reports `want` = (viewable, measurable) for `ad`.
+fn expect_counts(edge: &Edge, ad: &str, want: (u64, u64)) {
+    let mut last = (0, 0);
+    wait_until(
+        DELIVERY_DEADLINE,
+        &format!("{ad} counts {want:?}"),
+        &mut || {
+            last = counts(edge, ad);
+            last == want
+        },
+    );
+}
+
+fn start_tracker(b: &Browser, options: Value) {
+    let r = b.execute_async(
+        "const done = arguments[1];
+         boot(arguments[0]).then(() => done('ok'), e => done(String(e)));",
+        vec![options],
+    );
+    assert_eq!(r, json!("ok"), "start failed");
+}
+
+fn flush(b: &Browser) {
+    let r = b.execute_async(
+        "const done = arguments[0]; tracker.flush().then(() => done('ok'), e => done(String(e)));",
+        vec![],
+    );
+    assert_eq!(r, json!("ok"));
+}
+
+fn place(b: &Browser, id: &str, top: f64, width: u32, height: u32) {
+    b.execute(
+        "place(arguments[0], arguments[1], arguments[2], arguments[3]);",
+        vec![json!(id), json!(top), json!(width), json!(height)],
+    );
+}
+
+fn scroll_to(b: &Browser, y: u32) {
+    let at = b.execute("scrollTo(0, arguments[0]); return scrollY;", vec![json!(y)]);
+    assert_eq!(at, json!(y));
+}
+
+fn new_browser() -> Browser {
+    assert!(
+        browser::available(),
+        "the browser tests need Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver)"
+    );
+    Browser::start()
+}
+
+#[test]
+fn viewability_rule_in_a_real_browser() {
+    let _one_at_a_time = browser::exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let edge = edge_with_sdk(dir.path());
+    let b = new_browser();
+    b.goto(&edge.url("/ads.html"));
+    let height = b.execute("return innerHeight;", vec![]).as_f64().unwrap();
+    assert!(height > 400.0, "viewport height {height}");
+    assert_eq!(
+        b.execute("return document.hasFocus();", vec![]),
+        json!(true)
+    );
+
+    // Observed at start: in view, below the fold, 40 % in view, and a large
+    // (970x250 = 242,500 px) ad 35 % in view.
+    place(&b, "visible", 0.0, 300, 250);
+    place(&b, "below", 3000.0, 300, 250);
+    place(&b, "forty", height - 100.0, 300, 250);
+    place(&b, "large35", height - 87.5, 970, 250);
+    start_tracker(
+        &b,
+        json!({"endpoint": "/v1/impressions", "flushIntervalMs": 600000, "maxBatch": 500}),
+    );
+    pause(1400);
+    flush(&b);
+    expect_counts(&edge, "visible", (1, 1));
+    expect_counts(&edge, "large35", (1, 1));
+    expect_counts(&edge, "below", (0, 1));
+    expect_counts(&edge, "forty", (0, 1));
+
+    // Below the fold: viewable once scrolled into view for a second.
+    scroll_to(&b, 2900);
+    pause(400);
+    flush(&b);
+    assert_eq!(counts(&edge, "below"), (0, 1), "not before a full second");
+    pause(1000);
+    flush(&b);
+    expect_counts(&edge, "below", (1, 1));
+
+    // In view for 600 ms, then scrolled away: not viewable.
+    place(&b, "away", 6000.0, 300, 250);
+    scroll_to(&b, 5900);
+    pause(600);
+    scroll_to(&b, 0);
+    pause(1200);
+    flush(&b);
+    expect_counts(&edge, "away", (0, 1));
+
+    // Inserted after load, in view: counted.
+    place(&b, "inserted", 300.0, 300, 250);
+    pause(1300);
+    flush(&b);
+    expect_counts(&edge, "inserted", (1, 1));
+
+    // Hidden 300 ms into the dwell: not viewable until visible again for a
+    // full second.
+    place(&b, "hidden", 100.0, 300, 250);
+    pause(300);
+    b.execute("setHidden(true);", vec![]);
+    pause(1500);
+    flush(&b);
+    expect_counts(&edge, "hidden", (0, 1));
+    b.execute("setHidden(false);", vec![]);
+    pause(500);
+    flush(&b);
+    assert_eq!(counts(&edge, "hidden"), (0, 1), "the clock restarted");
+    pause(800);
+    flush(&b);
+    expect_counts(&edge, "hidden", (1, 1));
+
+    // Observing again (a re-render) never counts twice; nothing doubled.
+    b.execute(
+        "for (const el of document.querySelectorAll('[data-ad-id]')) tracker.observe(el);",
+        vec![],
+    );
+    pause(1200);
+    flush(&b);
+    for (ad, want) in [
+        ("visible", (1, 1)),
+        ("large35", (1, 1)),
+        ("below", (1, 1)),
+        ("forty", (0, 1)),
+        ("away", (0, 1)),
+        ("inserted", (1, 1)),
+        ("hidden", (1, 1)),
+    ] {
+        assert_eq!(counts(&edge, ad), want, "{ad}");
+    }
+}
+
+#[test]
+fn drop_in_tag_delivers_when_the_page_closes() {
+    let _one_at_a_time = browser::exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let edge = edge_with_sdk(dir.path());
+    let b = new_browser();
+    b.goto(&edge.url("/tag.html"));
+    wait_until(DELIVERY_DEADLINE, "the tag is ready", &mut || {
+        b.execute("return window.readyFired && !!window.glimpse;", vec![]) == json!(true)
+    });
+    pause(1300);
+    // Nothing was sent yet: flushes are every 10 minutes, batches 500 events.
+    assert_eq!(counts(&edge, "tag-ad"), (0, 0));
+    b.open_spare_tab();
+    b.close_page();
+    expect_counts(&edge, "tag-ad", (1, 1));
+}
+
+#[test]
+fn bad_options_throw_at_start() {
+    let _one_at_a_time = browser::exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let edge = edge_with_sdk(dir.path());
+    let b = new_browser();
+    b.goto(&edge.url("/ads.html"));
+    for (options, needle) in [
+        (json!({}), "endpoint"),
+        (
+            json!({"endpoint": "/v1/impressions", "minVisibleRatio": 1.5}),
+            "minVisibleRatio",
+        ),
+        (
+            json!({"endpoint": "/v1/impressions", "minVisibleMs": -1}),
+            "minVisibleMs",
+        ),
+    ] {
+        let r = b.execute_async(
+            "const done = arguments[1];
+             boot(arguments[0]).then(() => done('started'), e => done((e instanceof Error) + ' ' + e.message));",
+            vec![options.clone()],
+        );
+        let r = r.as_str().unwrap_or_default().to_string();
+        assert!(
+            r.starts_with("true ") && r.contains(needle),
+            "{options}: {r}"
+        );
+    }
+}
+
+/// A TCP forwarder on a fixed loopback port that can be taken down (no
+/// listener, live connections cut) and brought up again: the edge as the
+/// browser sees it during an outage.
+struct Switch {
+    addr: SocketAddr,
+    target: SocketAddr,
+    stop: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl Switch {
+    fn new(target: SocketAddr) -> Switch {
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        Switch {
+            addr,
+            target,
+            stop: Arc::new(AtomicBool::new(false)),
+            conns: Arc::new(Mutex::new(Vec::new())),
+            accept: None,
+        }
+    }
+
+    fn up(&mut self) {
+        let listener = TcpListener::bind(self.addr).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        self.stop.store(false, Ordering::SeqCst);
+        let (stop, conns, target) = (self.stop.clone(), self.conns.clone(), self.target);
+        self.accept = Some(std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let Ok((client, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                client.set_nonblocking(false).unwrap();
+                let Ok(server) = TcpStream::connect(target) else {
+                    continue;
+                };
+                let mut list = conns.lock().unwrap();
+                list.push(client.try_clone().unwrap());
+                list.push(server.try_clone().unwrap());
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 16 * 1024];
+                        while let Ok(n @ 1..) = from.read(&mut buf) {
+                            if to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                        let _ = to.shutdown(Shutdown::Write);
+                    });
+                }
+            }
+        }));
+    }
+
+    fn down(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.accept.take() {
+            t.join().unwrap();
+        }
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+impl Drop for Switch {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+#[test]
+fn edge_down_during_a_flush_then_up_delivers_once() {
+    let _one_at_a_time = browser::exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let edge = edge_with_sdk(dir.path());
+    let target: SocketAddr = edge.base_url.trim_start_matches("http://").parse().unwrap();
+    let mut switch = Switch::new(target);
+    let b = new_browser();
+    b.goto(&edge.url("/ads.html"));
+    place(&b, "outage", 0.0, 300, 250);
+    let endpoint = format!("http://{}/v1/impressions", switch.addr);
+    start_tracker(
+        &b,
+        json!({"endpoint": endpoint, "flushIntervalMs": 600000, "maxBatch": 500}),
+    );
+    pause(1300);
+    // The edge is unreachable during the flush: the batch waits for a retry.
+    flush(&b);
+    assert_eq!(counts(&edge, "outage"), (0, 0));
+    switch.up();
+    expect_counts(&edge, "outage", (1, 1));
+    // Retries stop once acknowledged; nothing is counted twice.
+    pause(1500);
+    flush(&b);
+    assert_eq!(counts(&edge, "outage"), (1, 1));
+    let pending = b.execute(
+        "return Object.keys(localStorage).filter(k => k.startsWith('glimpse.q.')).length;",
+        vec![],
+    );
+    assert_eq!(pending, json!(0), "the acknowledged batch left storage");
+}
+
+#[test]
+fn sdk_size_is_within_budget() {
+    use flate2::{write::GzEncoder, Compression};
+    let pkg = browser::sdk_pkg();
+    let mut total = 0;
+    for name in [
+        "glimpse_sdk_bg.wasm",
+        "glimpse_sdk.js",
+        "index.js",
+        "glimpse.js",
+    ] {
+        let raw = std::fs::read(pkg.join(name)).unwrap();
+        let mut gz = GzEncoder::new(Vec::new(), Compression::best());
+        gz.write_all(&raw).unwrap();
+        let n = gz.finish().unwrap().len();
+        eprintln!("{name}: {} bytes, gzip -9 {n}", raw.len());
+        total += n;
+    }
+    eprintln!("wasm + JS, gzip -9: {total} bytes");
+    assert!(
+        total <= 40_960,
+        "the SDK is {total} bytes gzip -9; the budget is 40,960"
+    );
+}

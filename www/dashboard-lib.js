@@ -1,0 +1,242 @@
+// Pure helpers of the dashboard: dates in UTC, number formatting, API URLs and
+// errors, and the geometry of the hand-made SVG chart. No DOM, no globals
+// (fetchJson takes its fetch), so `node --test www/tests/` covers them.
+
+export const MAX_RANGE_DAYS = 366;
+const DAY_MS = 86_400_000;
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+// Dates -------------------------------------------------------------------
+
+/** `YYYY-MM-DD` of a Date (or epoch ms), in UTC. */
+export function isoDate(d) {
+  const x = d instanceof Date ? d : new Date(d);
+  return x.toISOString().slice(0, 10);
+}
+
+/** Epoch ms of 00:00 UTC of a `YYYY-MM-DD` string, or NaN if it is not a real date. */
+export function parseIsoDate(s) {
+  const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(String(s ?? ""));
+  if (!m) return NaN;
+  const [y, mo, d] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  const t = Date.UTC(y, mo - 1, d);
+  const back = new Date(t);
+  if (back.getUTCFullYear() !== y || back.getUTCMonth() !== mo - 1 || back.getUTCDate() !== d) return NaN;
+  return t;
+}
+
+/** The last `n` days up to and including today, in UTC: {from, to}. */
+export function lastNDays(n, now = new Date()) {
+  if (!Number.isInteger(n) || n < 1) throw new RangeError("n must be a positive integer");
+  const today = Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate());
+  return { from: isoDate(today - (n - 1) * DAY_MS), to: isoDate(today) };
+}
+
+/** Days from `from` to `to`, both included (NaN when a date is invalid). */
+export function rangeLength(from, to) {
+  const a = parseIsoDate(from);
+  const b = parseIsoDate(to);
+  if (Number.isNaN(a) || Number.isNaN(b)) return NaN;
+  return Math.round((b - a) / DAY_MS) + 1;
+}
+
+/** Every day of the range, ascending. */
+export function daysOf(from, to) {
+  const n = rangeLength(from, to);
+  if (!(n > 0)) return [];
+  const start = parseIsoDate(from);
+  return Array.from({ length: n }, (_, i) => isoDate(start + i * DAY_MS));
+}
+
+/** Why a range is unusable (a sentence), or null when it is fine. */
+export function validateRange(from, to, maxDays = MAX_RANGE_DAYS) {
+  if (!from || !to) return "Choose both a start and an end date.";
+  if (Number.isNaN(parseIsoDate(from))) return `The start date "${from}" is not a valid date.`;
+  if (Number.isNaN(parseIsoDate(to))) return `The end date "${to}" is not a valid date.`;
+  const n = rangeLength(from, to);
+  if (n < 1) return "The start date must be on or before the end date.";
+  if (n > maxDays) return `The range is ${n} days long; at most ${maxDays} days are allowed.`;
+  return null;
+}
+
+/** "Nov 5" for "2025-11-05" (UTC, no locale surprises). */
+export function formatDayShort(day) {
+  const t = parseIsoDate(day);
+  if (Number.isNaN(t)) return String(day);
+  const d = new Date(t);
+  return `${MONTHS[d.getUTCMonth()]} ${d.getUTCDate()}`;
+}
+
+/** "Nov 5, 2025" */
+export function formatDayLong(day) {
+  const t = parseIsoDate(day);
+  if (Number.isNaN(t)) return String(day);
+  return `${formatDayShort(day)}, ${new Date(t).getUTCFullYear()}`;
+}
+
+// Numbers -----------------------------------------------------------------
+
+const COUNT = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
+
+/** 12345 -> "12,345"; anything not a finite number -> "—". */
+export function formatCount(n) {
+  return typeof n === "number" && Number.isFinite(n) ? COUNT.format(n) : "—";
+}
+
+/** A viewability rate 0..1 as a percentage with at most one decimal; null -> "—". */
+export function formatRate(rate) {
+  if (typeof rate !== "number" || !Number.isFinite(rate)) return "—";
+  const pct = Math.round(rate * 1000) / 10;
+  return `${Number.isInteger(pct) ? pct.toFixed(0) : pct.toFixed(1)}%`;
+}
+
+/** Natural order of ad ids: "ad-2" before "ad-10". */
+export function compareAdIds(a, b) {
+  return a.localeCompare(b, "en", { numeric: true, sensitivity: "variant" });
+}
+
+/** Totals over the listed ads. Unique visitors are not additive across ads, so they are left out. */
+export function totals(ads) {
+  const impressions = ads.reduce((s, a) => s + (a.impressions || 0), 0);
+  const measurable = ads.reduce((s, a) => s + (a.measurable || 0), 0);
+  return { ads: ads.length, impressions, measurable, viewability_rate: measurable > 0 ? impressions / measurable : null };
+}
+
+// API ---------------------------------------------------------------------
+
+export function adsUrl(from, to) {
+  return `/v1/ads?from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`;
+}
+
+export function statsUrl(adId, from, to) {
+  return `/v1/ads/${encodeURIComponent(adId)}/stats?from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`;
+}
+
+/** An API failure: `kind` is "network" | "auth" | "forbidden" | "range" | "not-found" | "server" | "bad-response". */
+export class ApiError extends Error {
+  constructor(kind, message, status = 0, code = "") {
+    super(message);
+    this.name = "ApiError";
+    this.kind = kind;
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/** Turn an HTTP error answer (status, parsed body or null) into an ApiError with a readable message. */
+export function describeError(status, body) {
+  const detail = body && body.error && typeof body.error === "object" ? body.error : {};
+  const code = typeof detail.code === "string" ? detail.code : "";
+  const said = typeof detail.message === "string" && detail.message ? detail.message : "";
+  if (status === 401) {
+    return new ApiError("auth", said ? `An API key is needed or the key was not accepted: ${said}` : "An API key is needed or the key was not accepted.", status, code);
+  }
+  if (status === 403) {
+    return new ApiError("forbidden", said ? `This key may not read these stats: ${said}` : "This key may not read these stats.", status, code);
+  }
+  if (status === 400) {
+    return new ApiError("range", said ? `The server refused the request: ${said}` : "The server refused the date range.", status, code);
+  }
+  if (status === 404) {
+    return new ApiError("not-found", said ? `Not found: ${said}` : "The stats route was not found on this server.", status, code);
+  }
+  return new ApiError("server", `The server answered ${status}${said ? `: ${said}` : "."}`, status, code);
+}
+
+/** GET a JSON document with an optional bearer key; resolves to the body or throws an ApiError. */
+export async function fetchJson(url, { key = "", fetch: f = globalThis.fetch, signal } = {}) {
+  const headers = { Accept: "application/json" };
+  if (key) headers.Authorization = `Bearer ${key}`;
+  let res;
+  try {
+    res = await f(url, { headers, signal, cache: "no-store" });
+  } catch (e) {
+    if (e && e.name === "AbortError") throw e;
+    throw new ApiError("network", "Can't reach the glimpse server. Is it running?");
+  }
+  let body = null;
+  try {
+    body = await res.json();
+  } catch {
+    body = null;
+  }
+  if (!res.ok) throw describeError(res.status, body);
+  if (body === null || typeof body !== "object") {
+    throw new ApiError("bad-response", `The server answered ${res.status} without a JSON body.`, res.status);
+  }
+  return body;
+}
+
+// Chart geometry ----------------------------------------------------------
+
+/** A "nice" step (1, 2, 2.5, 5 x 10^k) so that about `count` steps cover `max`. */
+export function niceStep(max, count = 4) {
+  if (!(max > 0)) return 1;
+  const raw = max / count;
+  const mag = 10 ** Math.floor(Math.log10(raw));
+  // Counts are integers: never a fractional step (so no 2.5 below 25).
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw && Number.isInteger(s));
+  return Math.max(1, step ?? 1);
+}
+
+/** Ticks of the y axis, from 0 to the first nice value >= max. */
+export function niceTicks(max, count = 4) {
+  const step = niceStep(max, count);
+  const top = Math.max(step, Math.ceil(max / step) * step);
+  const ticks = [];
+  for (let v = 0; v <= top + step / 2; v += step) ticks.push(Math.round(v * 1000) / 1000);
+  return ticks;
+}
+
+/** At most `max` evenly spread indices of `n` x labels, always with the first and the last. */
+export function labelIndices(n, max = 7) {
+  if (n <= 0) return [];
+  if (n <= max) return Array.from({ length: n }, (_, i) => i);
+  const every = Math.ceil((n - 1) / (max - 1));
+  const out = [];
+  for (let i = 0; i < n - 1; i += every) out.push(i);
+  if (n - 1 - out[out.length - 1] < every / 2) out.pop();
+  out.push(n - 1);
+  return out;
+}
+
+/**
+ * Scales of the chart: `values` are the series (arrays of equal length),
+ * the plot area is `width` x `height` minus `margin`.
+ */
+export function chartScales({ length, max, width, height, margin = { top: 16, right: 16, bottom: 32, left: 44 } }) {
+  const ticks = niceTicks(max);
+  const top = ticks[ticks.length - 1];
+  const x0 = margin.left;
+  const x1 = width - margin.right;
+  const y0 = height - margin.bottom; // baseline (value 0)
+  const y1 = margin.top;
+  const x = (i) => (length <= 1 ? (x0 + x1) / 2 : x0 + ((x1 - x0) * i) / (length - 1));
+  const y = (v) => y0 - ((y0 - y1) * v) / top;
+  return { x, y, ticks, top, plot: { x0, x1, y0, y1 } };
+}
+
+const r2 = (v) => Math.round(v * 100) / 100;
+
+/** An SVG path through `points` ([x, y] pairs): "M x y L x y ...", or "" when empty. */
+export function buildChartPath(points) {
+  return points.map(([px, py], i) => `${i ? "L" : "M"}${r2(px)} ${r2(py)}`).join(" ");
+}
+
+/** The series of a stats answer as points of the chart. */
+export function seriesPoints(days, field, scales) {
+  return days.map((d, i) => [scales.x(i), scales.y(d[field] || 0)]);
+}
+
+/** A sentence describing a stats answer, for the chart's <desc>. */
+export function describeStats(stats) {
+  const days = stats.days || [];
+  if (!days.length) return "No days in this range.";
+  const peak = days.reduce((best, d) => (d.impressions > best.impressions ? d : best), days[0]);
+  const span = days.length === 1 ? `on ${formatDayLong(days[0].date)}` :
+    `from ${formatDayLong(days[0].date)} to ${formatDayLong(days[days.length - 1].date)}`;
+  const base = `${formatCount(stats.impressions)} viewable impressions and ${formatCount(stats.unique_visitors)} unique visitors ${span}.`;
+  return peak.impressions > 0
+    ? `${base} Busiest day: ${formatDayLong(peak.date)} with ${formatCount(peak.impressions)} impressions.`
+    : `${base} No impressions on any day.`;
+}
