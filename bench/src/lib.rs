@@ -12,7 +12,9 @@
 //! - [`procs`]: the processes a benchmark starts (edge, baseline), stopped by
 //!   their own pid only;
 //! - [`redis_info`]: the `INFO` figures a scenario is charged with;
-//! - [`scenarios`]: the side-by-side run that `glimpse-bench` prints.
+//! - [`scenarios`]: the side-by-side run that `glimpse-bench` prints;
+//! - [`sdk`] and [`sdk_main_thread`]: the SDK's compressed size and its
+//!   main-thread time in headless Chromium.
 //!
 //! Everything targets loopback addresses only and every run is bounded in
 //! time.
@@ -24,4 +26,5 @@ pub mod procs;
 pub mod redis_info;
 pub mod scenarios;
 pub mod sdk;
+pub mod sdk_main_thread;
 pub mod verify;

@@ -56,18 +56,29 @@ enum Cmd {
         #[arg(default_value = "sdk/pkg")]
         dir: std::path::PathBuf,
     },
+    /// Main-thread time of the SDK's callbacks while 1,000 observed ads
+    /// scroll by in headless Chromium.
+    SdkMainThread {
+        /// The built package directory.
+        #[arg(default_value = "sdk/pkg")]
+        dir: std::path::PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if let Some(Cmd::Sdk { dir }) = &args.command {
-        return match glimpse_bench::sdk::sizes(dir) {
+    if let Some(command) = &args.command {
+        let result = match command {
+            Cmd::Sdk { dir } => glimpse_bench::sdk::sizes(dir),
+            Cmd::SdkMainThread { dir } => glimpse_bench::sdk_main_thread::measure(dir),
+        };
+        return match result {
             Ok(report) => {
                 println!("{report}");
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("glimpse-bench sdk: {e:#}");
+                eprintln!("glimpse-bench: {e:#}");
                 ExitCode::FAILURE
             }
         };
