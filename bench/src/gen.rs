@@ -28,7 +28,7 @@ impl Rng {
 
     /// Uniform in `0..n` (n > 0), by multiply-shift.
     pub fn below(&mut self, n: u32) -> u32 {
-        ((self.next_u64() >> 32) * u64::from(n) >> 32) as u32
+        (((self.next_u64() >> 32) * u64::from(n)) >> 32) as u32
     }
 
     /// Uniform in `[0, 1)`.
@@ -75,7 +75,7 @@ pub fn ad_id(n: u32) -> String {
 /// Appends the id of visitor number `n`: 32 lowercase hex characters.
 pub fn push_visitor_id(n: u32, out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let a = splitmix(u64::from(n) ^ 0x5eed_0f_71_5170_u64);
+    let a = splitmix(u64::from(n) ^ 0x5eed_0f71_5170_u64);
     let b = splitmix(a ^ u64::from(n));
     for word in [a, b] {
         for i in (0..16).rev() {
@@ -131,7 +131,11 @@ impl BatchWriter {
         self.events.clear();
         let body = &mut self.body;
         let mut s = String::with_capacity(64);
-        let _ = write!(s, "{{\"batch_id\":\"b{}-{}\",\"events\":[", self.prefix, self.seq);
+        let _ = write!(
+            s,
+            "{{\"batch_id\":\"b{}-{}\",\"events\":[",
+            self.prefix, self.seq
+        );
         body.extend_from_slice(s.as_bytes());
         while self.events.len() < self.mix.events {
             let ad = self.rng.below(self.mix.ads);

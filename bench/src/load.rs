@@ -131,7 +131,10 @@ fn merge(results: Vec<ConnResult>, elapsed: Duration) -> LoadReport {
 fn accepted_of(body: &[u8]) -> Option<u64> {
     let at = body.windows(11).position(|w| w == b"\"accepted\":")? + 11;
     let digits = body[at..].iter().take_while(|b| b.is_ascii_digit()).count();
-    std::str::from_utf8(&body[at..at + digits]).ok()?.parse().ok()
+    std::str::from_utf8(&body[at..at + digits])
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// Runs closed-loop ingest for `config.duration`; accepted events go into

@@ -91,13 +91,17 @@ impl Server {
 
     /// User + system CPU seconds the process has used so far.
     pub fn cpu_seconds(&self) -> f64 {
-        cpu_seconds_of(&format!("/proc/{}/stat", self.pid())).unwrap_or(f64::NAN)
+        cpu_seconds_of(format!("/proc/{}/stat", self.pid())).unwrap_or(f64::NAN)
     }
 
     /// SIGTERM to this process only, then waits for it to exit.
     pub fn terminate(mut self) -> Result<()> {
         let mut child = self.child.take().expect("running");
-        kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).context("SIGTERM")?;
+        if let Err(e) = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM) {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("SIGTERM to {}: {e}", self.name);
+        }
         let started = Instant::now();
         loop {
             if let Some(status) = child.try_wait()? {

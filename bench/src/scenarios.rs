@@ -368,11 +368,23 @@ pub fn run(cfg: &BenchConfig, rt: &Runtime, log: &mut dyn FnMut(&str)) -> Result
         let runs: Vec<(String, Store, Option<&str>)> = if ctx.features.redis_store {
             if ctx.features.stats_cache {
                 vec![
-                    ("edge on Redis, --stats-cache 1s".into(), redis_store.clone(), Some("1s")),
-                    ("edge on Redis, --stats-cache 0s".into(), redis_store.clone(), Some("0s")),
+                    (
+                        "edge on Redis, --stats-cache 1s".into(),
+                        redis_store.clone(),
+                        Some("1s"),
+                    ),
+                    (
+                        "edge on Redis, --stats-cache 0s".into(),
+                        redis_store.clone(),
+                        Some("0s"),
+                    ),
                 ]
             } else {
-                vec![("edge on Redis (no --stats-cache flag)".into(), redis_store.clone(), None)]
+                vec![(
+                    "edge on Redis (no --stats-cache flag)".into(),
+                    redis_store.clone(),
+                    None,
+                )]
             }
         } else {
             vec![("edge on embedded store".into(), Store::Embedded, None)]
@@ -466,7 +478,10 @@ pub fn table(cfg: &BenchConfig, results: &Results) -> String {
         cfg.sync_interval
     );
     let _ = writeln!(out, "| scenario | impressions/s | p50 ms | p99 ms | errors | server CPU s / M | load gen CPU s / M | Redis commands / M | Redis CPU s / M | bytes to Redis / M | exact |");
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    let _ = writeln!(
+        out,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    );
     let rows = [
         ("edge, Redis store", row(&results.edge_redis)),
         ("write-through baseline", row(&results.baseline)),

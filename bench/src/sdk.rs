@@ -9,7 +9,12 @@ use anyhow::{bail, Context, Result};
 /// The files a page loads: the wasm and every JS module of the package.
 fn shipped(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading {} (build it with `cargo xtask sdk`)", dir.display()))?
+        .with_context(|| {
+            format!(
+                "reading {} (build it with `cargo xtask sdk`)",
+                dir.display()
+            )
+        })?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
@@ -17,8 +22,14 @@ fn shipped(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
         })
         .collect();
     files.sort();
-    if !files.iter().any(|p| p.extension().is_some_and(|e| e == "wasm")) {
-        bail!("no .wasm in {}: build it with `cargo xtask sdk`", dir.display());
+    if !files
+        .iter()
+        .any(|p| p.extension().is_some_and(|e| e == "wasm"))
+    {
+        bail!(
+            "no .wasm in {}: build it with `cargo xtask sdk`",
+            dir.display()
+        );
     }
     Ok(files)
 }
@@ -42,7 +53,8 @@ pub fn brotli11(data: &[u8]) -> usize {
 
 /// A Markdown table of raw, gzip -9 and brotli -q 11 sizes, per file and in all.
 pub fn sizes(dir: &Path) -> Result<String> {
-    let mut out = String::from("| file | raw bytes | gzip -9 | brotli -q 11 |\n|---|---:|---:|---:|\n");
+    let mut out =
+        String::from("| file | raw bytes | gzip -9 | brotli -q 11 |\n|---|---:|---:|---:|\n");
     let (mut raw, mut gz, mut br) = (0, 0, 0);
     for path in shipped(dir)? {
         let data = std::fs::read(&path)?;

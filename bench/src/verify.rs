@@ -82,7 +82,9 @@ pub async fn edge(target: SocketAddr, tally: &Tally, days: DayRange) -> Verdict 
             Ok(r) if r.status == 200 => match serde_json::from_slice(r.body) {
                 Ok(s) => s,
                 Err(e) => {
-                    verdict.mismatches.push(format!("{id}: bad stats body: {e}"));
+                    verdict
+                        .mismatches
+                        .push(format!("{id}: bad stats body: {e}"));
                     continue;
                 }
             },

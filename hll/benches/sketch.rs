@@ -67,9 +67,21 @@ fn encode(c: &mut Criterion) {
 fn merge(c: &mut Criterion) {
     let mut g = c.benchmark_group("merge");
     let cases = [
-        ("sparse into sparse (100 + 100)", sketch_of(100, 1), sketch_of(100, 2)),
-        ("sparse into dense (100 into 100k)", sketch_of(100_000, 1), sketch_of(100, 2)),
-        ("dense into dense (100k + 100k)", sketch_of(100_000, 1), sketch_of(100_000, 2)),
+        (
+            "sparse into sparse (100 + 100)",
+            sketch_of(100, 1),
+            sketch_of(100, 2),
+        ),
+        (
+            "sparse into dense (100 into 100k)",
+            sketch_of(100_000, 1),
+            sketch_of(100, 2),
+        ),
+        (
+            "dense into dense (100k + 100k)",
+            sketch_of(100_000, 1),
+            sketch_of(100_000, 2),
+        ),
     ];
     for (name, into, from) in cases {
         g.bench_function(name, |b| {

@@ -373,7 +373,15 @@ mod tests {
 
     #[test]
     fn events_that_are_not_an_array_are_refused_alone() {
-        for events in ["{}", r#"{"a":[1,{"b":2}]}"#, "1", "-1", "1.5", "true", "\"x\""] {
+        for events in [
+            "{}",
+            r#"{"a":[1,{"b":2}]}"#,
+            "1",
+            "-1",
+            "1.5",
+            "true",
+            "\"x\"",
+        ] {
             let body = format!(r#"{{"batch_id":"b","events":{events},"extra":[1]}}"#);
             assert_eq!(
                 decode_batch(body.as_bytes()).unwrap_err(),
@@ -386,7 +394,10 @@ mod tests {
         let raw: Vec<&str> = batch.events.iter().map(|e| e.get()).collect();
         assert_eq!(raw, [r#"{"id":1}"#, "2", r#""x""#]);
         let body = r#"{"batch_id":"b","events":[{"id":1},]}"#;
-        assert_eq!(decode_batch(body.as_bytes()).unwrap_err().code(), "invalid_json");
+        assert_eq!(
+            decode_batch(body.as_bytes()).unwrap_err().code(),
+            "invalid_json"
+        );
     }
 
     #[test]
