@@ -1,0 +1,134 @@
+//! `glimpse-bench`: the edge against the write-through baseline, in one
+//! invocation with its own redis-server, printed as Markdown tables.
+//!
+//! `glimpse-bench --tiny` runs in seconds (CI checks that it runs and that its
+//! exactness checks pass). `glimpse-bench sdk [DIR]` prints the SDK's
+//! compressed sizes.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use glimpse_bench::scenarios::{self, BenchConfig};
+
+#[derive(Debug, Parser)]
+#[command(name = "glimpse-bench", about)]
+struct Args {
+    #[command(subcommand)]
+    command: Option<Cmd>,
+    /// The seconds-long configuration used by CI.
+    #[arg(long)]
+    tiny: bool,
+    /// Ingest seconds per run.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<Duration>,
+    /// Concurrent keep-alive connections of the load generator.
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// Distinct ads.
+    #[arg(long)]
+    ads: Option<u32>,
+    /// Distinct visitors.
+    #[arg(long)]
+    visitors: Option<u32>,
+    /// The edge's sync interval.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    sync_interval: Option<Duration>,
+    /// Requests per second of the stats run.
+    #[arg(long)]
+    stats_rate: Option<f64>,
+    /// Runs per ingest scenario (the table shows medians).
+    #[arg(long)]
+    repeat: Option<usize>,
+    /// Scenarios to run: edge-redis, baseline, edge-embedded, stats.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Worker threads of the load generator.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// gzip -9 and brotli sizes of the built SDK (wasm + JS).
+    Sdk {
+        /// The built package directory.
+        #[arg(default_value = "sdk/pkg")]
+        dir: std::path::PathBuf,
+    },
+    /// Main-thread time of the SDK's callbacks while 1,000 observed ads
+    /// scroll by in headless Chromium.
+    SdkMainThread {
+        /// The built package directory.
+        #[arg(default_value = "sdk/pkg")]
+        dir: std::path::PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Some(command) = &args.command {
+        let result = match command {
+            Cmd::Sdk { dir } => glimpse_bench::sdk::sizes(dir),
+            Cmd::SdkMainThread { dir } => glimpse_bench::sdk_main_thread::measure(dir),
+        };
+        return match result {
+            Ok(report) => {
+                println!("{report}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("glimpse-bench: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let mut cfg = if args.tiny {
+        BenchConfig::tiny()
+    } else {
+        BenchConfig::full()
+    };
+    if let Some(d) = args.duration {
+        cfg.duration = d;
+        cfg.stats_duration = d;
+    }
+    if let Some(c) = args.concurrency {
+        cfg.concurrency = c;
+    }
+    if let Some(a) = args.ads {
+        cfg.mix.ads = a;
+    }
+    if let Some(v) = args.visitors {
+        cfg.mix.visitors = v;
+    }
+    if let Some(s) = args.sync_interval {
+        cfg.sync_interval = s;
+    }
+    if let Some(r) = args.stats_rate {
+        cfg.stats_rate = r;
+    }
+    if let Some(r) = args.repeat {
+        cfg.repeat = r;
+    }
+    cfg.only = args.only.clone();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads.max(1))
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let results = match scenarios::run(&cfg, &rt, &mut |line| eprintln!("{line}")) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("glimpse-bench: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("{}", scenarios::table(&cfg, &results));
+    if results.all_exact() {
+        println!("exactness: every stored count equals what was sent");
+        ExitCode::SUCCESS
+    } else {
+        println!("exactness: FAILED (see the scenario lines above)");
+        ExitCode::from(2)
+    }
+}

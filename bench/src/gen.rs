@@ -1,0 +1,328 @@
+//! Impression batches as the SDK forms them, and the tally of what was sent.
+//!
+//! A batch holds `events` events: for each page view of an ad by a visitor
+//! (both drawn uniformly from the configured mix) a `measurable` event, and
+//! with probability `viewable_share` the matching `viewable` event. Event and
+//! batch ids are unique within a run; runs get a random run id so repeated
+//! runs against one store never collide as duplicates.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use glimpse_hll::Sketch;
+use glimpse_wire::Kind;
+
+/// SplitMix64: fast, deterministic, good enough to draw ads and visitors.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        splitmix(self.0)
+    }
+
+    /// Uniform in `0..n` (n > 0), by multiply-shift.
+    pub fn below(&mut self, n: u32) -> u32 {
+        (((self.next_u64() >> 32) * u64::from(n)) >> 32) as u32
+    }
+
+    /// Uniform in `[0, 1)`.
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+fn splitmix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The mix of ads and visitors a run draws from.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Mix {
+    /// Distinct ads (`ad-0000` ...).
+    pub ads: u32,
+    /// Distinct visitors (32 hex characters each, like a random browser id).
+    pub visitors: u32,
+    /// Events per batch (the SDK's default batch is 50).
+    pub events: usize,
+    /// Share of measurable impressions that also became viewable.
+    pub viewable_share: f64,
+}
+
+impl Default for Mix {
+    fn default() -> Self {
+        Mix {
+            ads: 100,
+            visitors: 100_000,
+            events: 50,
+            viewable_share: 0.8,
+        }
+    }
+}
+
+/// The id of ad number `n`.
+pub fn ad_id(n: u32) -> String {
+    format!("ad-{n:04}")
+}
+
+/// Appends the id of visitor number `n`: 32 lowercase hex characters.
+pub fn push_visitor_id(n: u32, out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let a = splitmix(u64::from(n) ^ 0x5eed_0f71_5170_u64);
+    let b = splitmix(a ^ u64::from(n));
+    for word in [a, b] {
+        for i in (0..16).rev() {
+            out.push(HEX[((word >> (i * 4)) & 0xf) as usize]);
+        }
+    }
+}
+
+/// The id of visitor number `n`.
+pub fn visitor_id(n: u32) -> String {
+    let mut v = Vec::with_capacity(32);
+    push_visitor_id(n, &mut v);
+    String::from_utf8(v).expect("hex is ASCII")
+}
+
+/// One event of a batch, as the tally needs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sent {
+    pub ad: u32,
+    pub visitor: u32,
+    pub kind: Kind,
+}
+
+/// Writes batch bodies into a reused buffer.
+#[derive(Debug)]
+pub struct BatchWriter {
+    mix: Mix,
+    rng: Rng,
+    /// `{run}-{connection}`: prefix of batch and event ids.
+    prefix: String,
+    seq: u64,
+    pub body: Vec<u8>,
+    pub events: Vec<Sent>,
+}
+
+impl BatchWriter {
+    pub fn new(mix: Mix, run_id: &str, connection: usize, seed: u64) -> Self {
+        BatchWriter {
+            mix,
+            rng: Rng::new(seed ^ splitmix(connection as u64 + 1)),
+            prefix: format!("{run_id}-{connection}"),
+            seq: 0,
+            body: Vec::with_capacity(mix.events * 128 + 64),
+            events: Vec::with_capacity(mix.events),
+        }
+    }
+
+    /// Forms the next batch, stamped `ts_ms`, into `self.body` and
+    /// `self.events`.
+    pub fn next_batch(&mut self, ts_ms: i64) {
+        self.seq += 1;
+        self.body.clear();
+        self.events.clear();
+        let body = &mut self.body;
+        let mut s = String::with_capacity(64);
+        let _ = write!(
+            s,
+            "{{\"batch_id\":\"b{}-{}\",\"events\":[",
+            self.prefix, self.seq
+        );
+        body.extend_from_slice(s.as_bytes());
+        while self.events.len() < self.mix.events {
+            let ad = self.rng.below(self.mix.ads);
+            let visitor = self.rng.below(self.mix.visitors);
+            let viewable = self.rng.unit() < self.mix.viewable_share;
+            self.events.push(Sent {
+                ad,
+                visitor,
+                kind: Kind::Measurable,
+            });
+            if viewable && self.events.len() < self.mix.events {
+                self.events.push(Sent {
+                    ad,
+                    visitor,
+                    kind: Kind::Viewable,
+                });
+            }
+        }
+        for (i, e) in self.events.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            s.clear();
+            let _ = write!(
+                s,
+                "{{\"id\":\"e{}-{}-{i}\",\"ad_id\":\"ad-{:04}\",\"user_id\":\"",
+                self.prefix, self.seq, e.ad
+            );
+            body.extend_from_slice(s.as_bytes());
+            push_visitor_id(e.visitor, body);
+            s.clear();
+            let kind = match e.kind {
+                Kind::Viewable => "viewable",
+                Kind::Measurable => "measurable",
+            };
+            let _ = write!(s, "\",\"kind\":\"{kind}\",\"ts\":{ts_ms}}}");
+            body.extend_from_slice(s.as_bytes());
+        }
+        body.extend_from_slice(b"]}");
+    }
+}
+
+/// What was accepted, per ad: exact counters and which visitors were seen
+/// in viewable events. Shared by all connections (atomics only).
+#[derive(Debug)]
+pub struct Tally {
+    mix: Mix,
+    impressions: Vec<AtomicU64>,
+    measurable: Vec<AtomicU64>,
+    /// `ads x visitors` bits, ad-major.
+    seen: Vec<AtomicU64>,
+}
+
+impl Tally {
+    pub fn new(mix: Mix) -> Self {
+        let ads = mix.ads as usize;
+        let words_per_ad = (mix.visitors as usize).div_ceil(64);
+        Tally {
+            mix,
+            impressions: (0..ads).map(|_| AtomicU64::new(0)).collect(),
+            measurable: (0..ads).map(|_| AtomicU64::new(0)).collect(),
+            seen: (0..ads * words_per_ad).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn words_per_ad(&self) -> usize {
+        (self.mix.visitors as usize).div_ceil(64)
+    }
+
+    /// Counts the events of one accepted batch.
+    pub fn add(&self, events: &[Sent]) {
+        let wpa = self.words_per_ad();
+        for e in events {
+            let ad = e.ad as usize;
+            match e.kind {
+                Kind::Measurable => {
+                    self.measurable[ad].fetch_add(1, Ordering::Relaxed);
+                }
+                Kind::Viewable => {
+                    self.impressions[ad].fetch_add(1, Ordering::Relaxed);
+                    let bit = e.visitor as usize;
+                    self.seen[ad * wpa + bit / 64].fetch_or(1 << (bit % 64), Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    pub fn mix(&self) -> Mix {
+        self.mix
+    }
+
+    /// `(impressions, measurable)` accepted for ad number `ad`.
+    pub fn counts(&self, ad: u32) -> (u64, u64) {
+        (
+            self.impressions[ad as usize].load(Ordering::Relaxed),
+            self.measurable[ad as usize].load(Ordering::Relaxed),
+        )
+    }
+
+    /// Events accepted in all.
+    pub fn total_events(&self) -> u64 {
+        (0..self.mix.ads)
+            .map(|a| {
+                let (i, m) = self.counts(a);
+                i + m
+            })
+            .sum()
+    }
+
+    /// A sketch of the visitors of ad `ad`'s viewable events: what the
+    /// store's unique count must equal.
+    pub fn reference_sketch(&self, ad: u32) -> Sketch {
+        let wpa = self.words_per_ad();
+        let mut sketch = Sketch::new();
+        let mut id = Vec::with_capacity(32);
+        for w in 0..wpa {
+            let mut word = self.seen[ad as usize * wpa + w].load(Ordering::Relaxed);
+            while word != 0 {
+                let bit = word.trailing_zeros() as usize;
+                word &= word - 1;
+                id.clear();
+                push_visitor_id((w * 64 + bit) as u32, &mut id);
+                sketch.insert(&id);
+            }
+        }
+        sketch
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_are_valid_wire_batches_with_unique_ids() {
+        let mix = Mix {
+            ads: 3,
+            visitors: 10,
+            events: 50,
+            viewable_share: 0.8,
+        };
+        let mut w = BatchWriter::new(mix, "run", 0, 7);
+        let now = 1_764_000_000_000;
+        w.next_batch(now);
+        let first = String::from_utf8(w.body.clone()).unwrap();
+        let batch = glimpse_wire::ingest::decode_batch(first.as_bytes()).unwrap();
+        assert_eq!(batch.events.len(), 50);
+        let mut ids = std::collections::HashSet::new();
+        for (raw, sent) in batch.events.iter().zip(&w.events) {
+            let e = glimpse_wire::ingest::validate_event(raw, now).unwrap();
+            assert!(ids.insert(e.id.to_string()));
+            assert_eq!(e.ad_id, ad_id(sent.ad));
+            assert_eq!(e.user_id, visitor_id(sent.visitor));
+            assert_eq!(e.kind, sent.kind);
+        }
+        w.next_batch(now);
+        let second = glimpse_wire::ingest::decode_batch(&w.body).unwrap();
+        assert_ne!(second.batch_id, batch.batch_id);
+    }
+
+    #[test]
+    fn tally_counts_and_sketches_what_was_sent() {
+        let mix = Mix {
+            ads: 2,
+            visitors: 100,
+            events: 4,
+            viewable_share: 1.0,
+        };
+        let tally = Tally::new(mix);
+        let v = |ad, visitor| Sent {
+            ad,
+            visitor,
+            kind: Kind::Viewable,
+        };
+        tally.add(&[v(1, 5), v(1, 5), v(1, 70)]);
+        tally.add(&[Sent {
+            ad: 0,
+            visitor: 1,
+            kind: Kind::Measurable,
+        }]);
+        assert_eq!(tally.counts(1), (3, 0));
+        assert_eq!(tally.counts(0), (0, 1));
+        assert_eq!(tally.total_events(), 4);
+        let mut reference = Sketch::new();
+        reference.insert(visitor_id(5).as_bytes());
+        reference.insert(visitor_id(70).as_bytes());
+        assert_eq!(tally.reference_sketch(1), reference);
+        assert!(tally.reference_sketch(0).is_empty());
+    }
+}

@@ -1,0 +1,163 @@
+//! The exactness check: what the store holds against what was accepted.
+//!
+//! Per ad, over the days the run spanned: impressions and measurable equal the
+//! accepted counts exactly, and unique visitors equal the estimate of a
+//! reference [`glimpse_hll::Sketch`] fed the visitor ids that were sent (the
+//! edge's sketches are bit-compatible with Redis, so the estimates agree
+//! exactly, not approximately).
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use glimpse_tests::redis::{Conn, Reply};
+use glimpse_wire::api::StatsResponse;
+use glimpse_wire::DayRange;
+
+use crate::gen::{ad_id, Tally};
+use crate::http1::Client;
+
+/// The outcome of a check.
+#[derive(Debug, Default)]
+pub struct Verdict {
+    pub ads_checked: u32,
+    pub impressions: u64,
+    pub measurable: u64,
+    pub mismatches: Vec<String>,
+}
+
+impl Verdict {
+    pub fn exact(&self) -> bool {
+        self.mismatches.is_empty()
+    }
+
+    fn compare(&mut self, ad: &str, what: &str, stored: u64, expected: u64) {
+        if stored != expected {
+            self.mismatches
+                .push(format!("{ad}: {what} stored {stored}, sent {expected}"));
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.exact() {
+            write!(
+                f,
+                "exact: yes ({} ads, {} impressions, {} measurable, unique visitors equal to the reference sketch)",
+                self.ads_checked, self.impressions, self.measurable
+            )
+        } else {
+            write!(
+                f,
+                "exact: NO ({} of {} ads differ; first: {})",
+                self.mismatches.len(),
+                self.ads_checked,
+                self.mismatches[0]
+            )
+        }
+    }
+}
+
+/// Checks an edge through `GET /v1/ads/{ad}/stats?from=..&to=..`.
+pub async fn edge(target: SocketAddr, tally: &Tally, days: DayRange) -> Verdict {
+    let mut verdict = Verdict::default();
+    let mut client = match Client::connect(target).await {
+        Ok(c) => c,
+        Err(e) => {
+            verdict.mismatches.push(format!("cannot connect: {e}"));
+            return verdict;
+        }
+    };
+    for ad in 0..tally.mix().ads {
+        let (impressions, measurable) = tally.counts(ad);
+        if impressions + measurable == 0 {
+            continue;
+        }
+        let id = ad_id(ad);
+        verdict.ads_checked += 1;
+        verdict.impressions += impressions;
+        verdict.measurable += measurable;
+        let path = format!("/v1/ads/{id}/stats?from={}&to={}", days.from(), days.to());
+        let stats: StatsResponse = match client.request("GET", &path, None, &[]).await {
+            Ok(r) if r.status == 200 => match serde_json::from_slice(r.body) {
+                Ok(s) => s,
+                Err(e) => {
+                    verdict
+                        .mismatches
+                        .push(format!("{id}: bad stats body: {e}"));
+                    continue;
+                }
+            },
+            Ok(r) => {
+                let body = String::from_utf8_lossy(r.body).into_owned();
+                verdict
+                    .mismatches
+                    .push(format!("{id}: status {}: {body}", r.status));
+                continue;
+            }
+            Err(e) => {
+                verdict.mismatches.push(format!("{id}: {e}"));
+                continue;
+            }
+        };
+        let uniques = tally.reference_sketch(ad).estimate();
+        verdict.compare(&id, "impressions", stats.impressions, impressions);
+        verdict.compare(&id, "measurable", stats.measurable, measurable);
+        verdict.compare(&id, "unique visitors", stats.unique_visitors, uniques);
+    }
+    verdict
+}
+
+/// The baseline's Redis keys of one ad and day.
+pub fn baseline_keys(ad: &str, day: &str) -> [String; 3] {
+    [
+        format!("bl:{{{ad}:{day}}}:impressions"),
+        format!("bl:{{{ad}:{day}}}:measurable"),
+        format!("bl:{{{ad}:{day}}}:visitors"),
+    ]
+}
+
+fn int_of(reply: &Reply) -> u64 {
+    match reply {
+        Reply::Bulk(Some(b)) => std::str::from_utf8(b)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(u64::MAX),
+        Reply::Bulk(None) => 0,
+        Reply::Int(n) => *n as u64,
+        _ => u64::MAX,
+    }
+}
+
+/// Checks the write-through baseline's keys in Redis directly.
+pub fn baseline(redis: &mut Conn, tally: &Tally, days: DayRange) -> Verdict {
+    let mut verdict = Verdict::default();
+    for ad in 0..tally.mix().ads {
+        let (impressions, measurable) = tally.counts(ad);
+        if impressions + measurable == 0 {
+            continue;
+        }
+        let id = ad_id(ad);
+        verdict.ads_checked += 1;
+        verdict.impressions += impressions;
+        verdict.measurable += measurable;
+        let (mut i, mut m) = (0, 0);
+        let mut pfcount = vec![b"PFCOUNT".to_vec()];
+        for day in days.days() {
+            let [ki, km, kv] = baseline_keys(&id, &day.to_string());
+            i += int_of(&redis.cmd(&[b"GET".as_slice(), ki.as_bytes()]));
+            m += int_of(&redis.cmd(&[b"GET".as_slice(), km.as_bytes()]));
+            pfcount.push(kv.into_bytes());
+        }
+        let uniques = int_of(&redis.cmd(&pfcount));
+        verdict.compare(&id, "impressions", i, impressions);
+        verdict.compare(&id, "measurable", m, measurable);
+        verdict.compare(
+            &id,
+            "unique visitors",
+            uniques,
+            tally.reference_sketch(ad).estimate(),
+        );
+    }
+    verdict
+}
