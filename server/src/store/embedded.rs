@@ -28,6 +28,9 @@ const ADS_BY_DAY: TableDefinition<(u32, &str), ()> = TableDefinition::new("ads_b
 const BATCHES: TableDefinition<&str, i64> = TableDefinition::new("batches");
 const BATCHES_BY_TIME: TableDefinition<(i64, &str), ()> = TableDefinition::new("batches_by_time");
 
+/// Reads of at most this many days run on the async worker itself.
+const INLINE_READ_MAX_DAYS: usize = 7;
+
 /// The database file inside the data directory.
 pub const FILE_NAME: &str = "glimpse.redb";
 
@@ -207,6 +210,12 @@ impl Store for EmbeddedStore {
     }
 
     async fn read_days(&self, ad_id: &str, range: DayRange) -> Result<Vec<StoredDay>, StoreError> {
+        // A week of days is a few cached page reads and sketch decodes (tens
+        // of microseconds): cheaper inline than a hop to the blocking pool,
+        // which longer ranges still take.
+        if range.len() <= INLINE_READ_MAX_DAYS {
+            return read_days(&self.db, ad_id, range);
+        }
         let ad_id = ad_id.to_owned();
         self.blocking(move |db| read_days(db, &ad_id, range)).await
     }
