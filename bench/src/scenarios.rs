@@ -365,7 +365,7 @@ pub fn run(cfg: &BenchConfig, rt: &Runtime, log: &mut dyn FnMut(&str)) -> Result
         }
     }
     if cfg.wants("stats") {
-        let runs: Vec<(String, Store, Option<&str>)> = if ctx.features.redis_store {
+        let mut runs: Vec<(String, Store, Option<&str>)> = if ctx.features.redis_store {
             if ctx.features.stats_cache {
                 vec![
                     (
@@ -387,8 +387,9 @@ pub fn run(cfg: &BenchConfig, rt: &Runtime, log: &mut dyn FnMut(&str)) -> Result
                 )]
             }
         } else {
-            vec![("edge on embedded store".into(), Store::Embedded, None)]
+            Vec::new()
         };
+        runs.push(("edge on embedded store".into(), Store::Embedded, None));
         for (label, store, cache) in runs {
             let report = stats_run(&ctx, &store, cache)?;
             log(&format!("stats, {label}: {}", report.summary("stats")));
