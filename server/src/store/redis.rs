@@ -1,12 +1,14 @@
 //! The Redis store: many edges share one Redis or Redis Cluster.
 //!
-//! Each sync turns the in-flight [`Delta`] into one or more *steps* per
-//! (ad, day) ([`plan`]). A step is one call of the Lua script `apply.lua`,
-//! atomic on the Redis side and confined to the (ad, day)'s hash slot: it
-//! merges the edge's sketch into the day's HyperLogLog (SET a scratch key,
-//! PFMERGE), adds the counters of the batches it is the first to report, and
-//! records in the (ad, day)'s ledger hash both those batches and the step
-//! itself. A retried step finds itself in the ledger and changes nothing,
+//! Each sync of the in-flight [`Delta`] has two phases. First it *claims*
+//! each of the delta's batches with one `SET batch:<id> <edge>:<seq> NX GET`
+//! (pipelined): a batch already claimed by another edge or delta is not
+//! counted again. Then it runs one *step* per (ad, day) ([`plan`]): one call
+//! of the Lua script `apply.lua`, atomic on the Redis side and confined to
+//! the (ad, day)'s hash slot, which merges the edge's sketch into the day's
+//! HyperLogLog (SET a scratch key, PFMERGE), adds the counters of the owned
+//! batches, and records the step in the (ad, day)'s ledger hash. A retried
+//! claim finds its own value and a retried step finds itself in the ledger,
 //! whatever happened to the reply of the first attempt. `docs/redis.md` has
 //! the whole key schema and the argument for exactness.
 //!
@@ -36,7 +38,7 @@ use redis::{Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
 
 use self::identity::EdgeIdentity;
 use self::keys::Keys;
-use self::plan::{KeyPlan, StepId, MAX_SHARES_PER_STEP};
+use self::plan::{KeyPlan, StepId};
 use super::{Store, StoreError, StoredDay, BATCH_ID_RETENTION_MS};
 use crate::aggregate::Delta;
 
@@ -46,6 +48,8 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Script calls (one per (ad, day)) in flight at once during a sync.
 const SYNC_CONCURRENCY: usize = 32;
+/// Most batch claims in one pipeline.
+const CLAIMS_PER_PIPELINE: usize = 512;
 /// Reads in flight at once for one stats answer.
 const READ_CONCURRENCY: usize = 64;
 /// After a connection failure, ingest's batch lookups fail fast for this
@@ -331,57 +335,118 @@ impl RedisStore {
         })
     }
 
-    /// Runs the steps of one (ad, day) in order.
+    /// Runs the step of one (ad, day).
     async fn apply_key(&self, plan: KeyPlan<'_>, seq: u64) -> Result<(), StoreError> {
         let keys = self.keys.day_keys(plan.ad_id, plan.day);
         let expiry = plan::day_expiry_ms(plan.day, self.retention_days);
         let mut conn = self.conn.clone();
-        for step in &plan.steps {
-            let id = StepId {
-                seq,
-                chunk: step.chunk,
-            };
-            let mut call = self.script.prepare_invoke();
-            call.key(&keys.visitors)
-                .key(&keys.counters)
-                .key(&keys.ledger)
-                .key(&keys.scratch)
-                .arg(&self.edge_field)
-                .arg(id.seq)
-                .arg(id.chunk);
-            if step.with_sketch {
-                call.arg(plan.delta.visitors.to_redis_bytes());
-            } else {
-                call.arg("");
-            }
-            call.arg(expiry)
-                .arg(BATCH_ID_RETENTION_MS)
-                .arg(step.unmarked.0)
-                .arg(step.unmarked.1);
-            for share in &step.shares {
-                call.arg(share.batch_id)
-                    .arg(share.impressions)
-                    .arg(share.measurable);
-            }
-            let reply: Vec<i64> = call.invoke_async(&mut conn).await.map_err(|e| {
-                self.note(&e);
-                unavailable(&format!("sync step {id} of {} {}", plan.ad_id, plan.day), e)
-            })?;
-            match reply.as_slice() {
-                [0, ..] => tracing::debug!(ad_id = plan.ad_id, day = %plan.day, step = %id,
-                    "step had landed before; left as it was"),
-                [1, _imp, _meas, dups] if *dups > 0 => tracing::debug!(ad_id = plan.ad_id,
-                    day = %plan.day, duplicates = dups,
-                    "batch shares counted by another sync were left out"),
-                [1, ..] => {}
-                other => {
-                    return Err(StoreError::Corrupt(format!(
-                        "the sync script answered {other:?}"
-                    )))
-                }
+        let id = StepId { seq, chunk: 0 };
+        let mut call = self.script.prepare_invoke();
+        call.key(&keys.visitors)
+            .key(&keys.counters)
+            .key(&keys.ledger)
+            .key(&keys.scratch)
+            .arg(&self.edge_field)
+            .arg(id.seq)
+            .arg(id.chunk);
+        if plan.with_sketch {
+            call.arg(plan.delta.visitors.to_redis_bytes());
+        } else {
+            call.arg("");
+        }
+        call.arg(expiry)
+            .arg(BATCH_ID_RETENTION_MS)
+            .arg(plan.impressions)
+            .arg(plan.measurable);
+        let reply: Vec<i64> = call.invoke_async(&mut conn).await.map_err(|e| {
+            self.note(&e);
+            unavailable(&format!("sync step {id} of {} {}", plan.ad_id, plan.day), e)
+        })?;
+        match reply.as_slice() {
+            [0, ..] => tracing::debug!(ad_id = plan.ad_id, day = %plan.day, step = %id,
+                "step had landed before; left as it was"),
+            [1, ..] => {}
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "the sync script answered {other:?}"
+                )))
             }
         }
         Ok(())
+    }
+
+    /// Claims `ids` (one slot's worth on a cluster) for the delta whose
+    /// claim value is `ours`; answers the ids this delta does not own.
+    async fn claim_group<'a>(
+        &self,
+        ids: &[&'a str],
+        ours: &str,
+    ) -> Result<Vec<&'a str>, StoreError> {
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.cmd("SET")
+                .arg(self.keys.batch_claim(id))
+                .arg(ours)
+                .arg("NX")
+                .arg("GET")
+                .arg("PX")
+                .arg(BATCH_ID_RETENTION_MS);
+        }
+        let mut conn = self.conn.clone();
+        let previous: Vec<Option<String>> = pipe.query_async(&mut conn).await.map_err(|e| {
+            self.note(&e);
+            unavailable("claiming batches", e)
+        })?;
+        if previous.len() != ids.len() {
+            return Err(StoreError::Corrupt(format!(
+                "{} replies to {} batch claims",
+                previous.len(),
+                ids.len()
+            )));
+        }
+        Ok(ids
+            .iter()
+            .zip(&previous)
+            .filter(|(_, prev)| !plan::owns_claim(prev.as_deref(), ours))
+            .map(|(id, _)| *id)
+            .collect())
+    }
+
+    /// Phase 1 of a sync: claims every batch of the delta that needs a
+    /// claim; answers those another edge or delta holds.
+    async fn claim_batches<'a>(
+        &self,
+        delta: &'a Delta,
+        seq: u64,
+    ) -> Result<HashSet<&'a str>, StoreError> {
+        let ours = plan::claim_value(&self.identity.id, seq);
+        let ids = plan::claims(delta);
+        // A cluster pipeline must stay in one slot.
+        let groups: Vec<Vec<&str>> = match self.conn {
+            Conn::Single(_) => vec![ids],
+            Conn::Cluster(_) => {
+                let mut by_slot: HashMap<u16, Vec<&str>> = HashMap::new();
+                for id in ids {
+                    by_slot
+                        .entry(keys::slot(&self.keys.batch_claim(id)))
+                        .or_default()
+                        .push(id);
+                }
+                by_slot.into_values().collect()
+            }
+        };
+        let ours = ours.as_str();
+        let mut jobs: Vec<BoxFuture<'_, Result<Vec<&'a str>, StoreError>>> = Vec::new();
+        for group in &groups {
+            for chunk in group.chunks(CLAIMS_PER_PIPELINE) {
+                jobs.push(self.claim_group(chunk, ours).boxed());
+            }
+        }
+        let not_owned: Vec<Vec<&str>> = futures_util::stream::iter(jobs)
+            .buffer_unordered(SYNC_CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(not_owned.into_iter().flatten().collect())
     }
 
     async fn index_ad(&self, ad_id: String, day: Day) -> Result<(), StoreError> {
@@ -398,15 +463,6 @@ impl RedisStore {
         })?;
         self.indexed.lock().insert((ad_id, day));
         Ok(())
-    }
-
-    async fn mark_seen(&self, batch_id: &str) -> Result<(), StoreError> {
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(self.keys.batch_seen(batch_id))
-            .arg(1)
-            .arg("PX")
-            .arg(BATCH_ID_RETENTION_MS);
-        self.query::<()>("marking a batch as seen", &cmd).await
     }
 
     async fn day_ads(&self, day: Day) -> Result<Vec<String>, StoreError> {
@@ -505,11 +561,20 @@ impl RedisStore {
                 delta.seq, self.identity.boot
             ))
         })?;
-        let plans = plan::plan(delta, MAX_SHARES_PER_STEP);
+        // Phase 1: claim the delta's batches; phase 2: apply the counters of
+        // the owned ones, and every sketch.
+        let not_owned = self.claim_batches(delta, seq).await?;
+        if !not_owned.is_empty() {
+            tracing::debug!(
+                batches = not_owned.len(),
+                "batches counted by another edge or delta were left out"
+            );
+        }
+        let plans = plan::plan(delta, |id| !not_owned.contains(id));
         let ad_days: Vec<(String, Day)> =
             plans.iter().map(|p| (p.ad_id.to_owned(), p.day)).collect();
         let mut steps: Vec<BoxFuture<'_, Result<(), StoreError>>> = Vec::new();
-        for p in plans {
+        for p in plans.into_iter().filter(|p| !p.is_noop()) {
             steps.push(self.apply_key(p, seq).boxed());
         }
         run_all(steps, SYNC_CONCURRENCY).await?;
@@ -527,16 +592,6 @@ impl RedisStore {
             index.push(self.index_ad(ad_id, day).boxed());
         }
         run_all(index, SYNC_CONCURRENCY).await?;
-
-        // Every share of these batches has landed: ingest may now turn away
-        // another copy. Only a hint; the ledgers decide.
-        let mut hints: Vec<BoxFuture<'_, Result<(), StoreError>>> = Vec::new();
-        for record in &delta.batches {
-            if plan::needs_marker(&record.batch_id) {
-                hints.push(self.mark_seen(&record.batch_id).boxed());
-            }
-        }
-        run_all(hints, SYNC_CONCURRENCY * 2).await?;
 
         // Forget (ad, day)s that can no longer receive events.
         let oldest = Day::from_epoch_ms(now_ms - 3 * 86_400_000);
@@ -597,7 +652,7 @@ impl RedisStore {
                 ));
             }
         }
-        let cmd = redis::Cmd::exists(self.keys.batch_seen(batch_id));
+        let cmd = redis::Cmd::exists(self.keys.batch_claim(batch_id));
         let lookup = self.query::<bool>("looking up a batch id", &cmd);
         match tokio::time::timeout(BATCH_LOOKUP_TIMEOUT, lookup).await {
             Ok(answer) => answer,

@@ -156,8 +156,8 @@ fn a_reply_lost_after_the_write_is_retried_without_counting_twice() {
     let first_len = load.batches.len();
     load.add("second", visitors("lost-reply", "b", 1_000..6_000, ts));
     post_all(&url, &load.batches[first_len..], 2, |_| vec![0]);
-    // Single impressions too: their batch ids are the edge's own and carry
-    // no marker, so only the step ledger keeps a retry from counting them
+    // Single impressions too: their batch ids are the edge's own and are
+    // not claimed, so only the step ledger keeps a retry from counting them
     // twice.
     for i in 0..300 {
         let user = format!("single-{i}");

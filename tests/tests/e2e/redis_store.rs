@@ -180,7 +180,8 @@ fn three_edges_under_concurrent_load_and_batches_sent_twice_count_once() {
     // Each doubled batch was accepted by both edges or turned away by one.
     assert_eq!(accepted + duplicates, imp + meas + twice);
     // Some were accepted by both (the second copy arrived before the first
-    // was synced): only the sync-time ledger keeps those from counting twice.
+    // was synced): only the sync-time batch claims keep those from counting
+    // twice.
     assert!(accepted > imp + meas, "no batch was accepted twice");
     wait_synced(&redis, &load);
     check_against_references(&redis, &edges.iter().collect::<Vec<_>>(), &load);

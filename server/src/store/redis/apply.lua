@@ -3,15 +3,15 @@
 -- KEYS[1] visitors HLL, KEYS[2] counters hash, KEYS[3] ledger hash,
 -- KEYS[4] scratch key (all in one hash slot).
 -- ARGV[1] ledger field of this edge ("s:<edge_id>")
--- ARGV[2] step sequence (decimal, < 2^53)   ARGV[3] chunk number
+-- ARGV[2] step sequence (decimal, < 2^53)   ARGV[3] chunk number (0)
 -- ARGV[4] sketch bytes in Redis's HLL format, or "" for none
 -- ARGV[5] expiry of the day's keys, unix ms
 -- ARGV[6] ledger time to live, ms
--- ARGV[7] impressions, ARGV[8] measurable of batches that need no marker
--- ARGV[9..] triples: batch id, impressions, measurable
+-- ARGV[7] impressions, ARGV[8] measurable to add (the edge has already left
+-- out the batches it does not own, see the batch claims in docs/redis.md)
 --
 -- Returns {applied (0 = this step had landed before), impressions added,
--- measurable added, duplicate batch shares left out}.
+-- measurable added}.
 --
 -- Redis runs a script alone but does not roll back on error, so every check
 -- comes first and the ledger (the record that the step happened) is written
@@ -34,26 +34,12 @@ if last then
   s = tonumber(s)
   c = tonumber(c)
   if s > seq or (s == seq and c >= chunk) then
-    return {0, 0, 0, 0}
+    return {0, 0, 0}
   end
 end
 
--- Decide which batch shares are new before writing anything.
 local imp = tonumber(ARGV[7])
 local meas = tonumber(ARGV[8])
-local fresh = {}
-local dups = 0
-for i = 9, #ARGV, 3 do
-  local field = 'b:' .. ARGV[i]
-  if fresh[field] or redis.call('HEXISTS', KEYS[3], field) == 1 then
-    dups = dups + 1
-  else
-    fresh[field] = true
-    fresh[#fresh + 1] = field
-    imp = imp + tonumber(ARGV[i + 1])
-    meas = meas + tonumber(ARGV[i + 2])
-  end
-end
 
 -- The sketch: merging is idempotent, so it goes first.
 if ARGV[4] ~= '' then
@@ -73,11 +59,7 @@ if imp > 0 or meas > 0 then
   redis.call('PEXPIREAT', KEYS[2], ARGV[5])
 end
 
--- Markers and the step record last.
-local owner = ARGV[2] .. ':' .. ARGV[3]
-for _, field in ipairs(fresh) do
-  redis.call('HSET', KEYS[3], field, owner)
-end
-redis.call('HSET', KEYS[3], ARGV[1], owner)
+-- The step record last.
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[2] .. ':' .. ARGV[3])
 redis.call('PEXPIRE', KEYS[3], ARGV[6])
-return {1, imp, meas, dups}
+return {1, imp, meas}

@@ -27,8 +27,8 @@ pub struct DayKeys {
     pub visitors: String,
     /// Hash `imp`, `meas`: the day's exact counters.
     pub counters: String,
-    /// Hash of exactly-once bookkeeping: `s:<edge>` (last applied step of
-    /// each edge) and `b:<batch_id>` (which step counted a batch's share).
+    /// Hash of exactly-once bookkeeping: `s:<edge>`, the last applied step
+    /// of each edge.
     pub ledger: String,
     /// Scratch key for the sketch being merged; exists only inside the script.
     pub scratch: String,
@@ -87,9 +87,10 @@ impl Keys {
         format!("{}ads:{{{day}}}", self.prefix)
     }
 
-    /// `<prefix>batch:<batch_id>`: set once every share of a batch synced by
-    /// some edge has landed; lets ingest turn away a batch seen before.
-    pub fn batch_seen(&self, batch_id: &str) -> String {
+    /// `<prefix>batch:<batch_id>`: the claim of the edge and delta that
+    /// count this batch (`<edge_id>:<seq>`), made before its counters are
+    /// applied; ingest also reads it to turn away a batch seen before.
+    pub fn batch_claim(&self, batch_id: &str) -> String {
         format!("{}batch:{batch_id}", self.prefix)
     }
 }
@@ -97,11 +98,6 @@ impl Keys {
 /// Field of the ledger hash holding an edge's last applied step.
 pub fn edge_field(edge_id: &str) -> String {
     format!("s:{edge_id}")
-}
-
-/// Field of the ledger hash marking a batch's share of that (ad, day).
-pub fn batch_field(batch_id: &str) -> String {
-    format!("b:{batch_id}")
 }
 
 /// Redis Cluster's slot of a key (CRC16/XMODEM of the hash tag, mod 16384):
@@ -150,9 +146,8 @@ mod tests {
         assert_eq!(keys.ledger("ad42", d), "glimpse:x:{ad42:2026-11-25}");
         assert_eq!(keys.scratch("ad42", d), "glimpse:tmp:{ad42:2026-11-25}");
         assert_eq!(keys.ads_of_day(d), "glimpse:ads:{2026-11-25}");
-        assert_eq!(keys.batch_seen("b-1"), "glimpse:batch:b-1");
+        assert_eq!(keys.batch_claim("b-1"), "glimpse:batch:b-1");
         assert_eq!(edge_field("e1"), "s:e1");
-        assert_eq!(batch_field("b-1"), "b:b-1");
         let other = Keys::new("tenant-b:").unwrap();
         assert_eq!(other.visitors("ad42", d), "tenant-b:uv:{ad42:2026-11-25}");
     }

@@ -1,23 +1,20 @@
-//! How a [`Delta`] becomes sync steps, and the rules that make each step
-//! count once. Pure: no I/O, tested natively. The Lua script `apply.lua`
-//! applies the same rules inside Redis; [`tests`] replays them on a model of
-//! Redis through retries and duplicate batches.
+//! How a [`Delta`] becomes sync steps, and the rules that make each batch
+//! and each step count once. Pure: no I/O, tested natively. The Lua script
+//! `apply.lua` applies the ledger rule inside Redis; [`tests`] replays the
+//! whole protocol (claims, then steps) on a model of Redis through retries
+//! and duplicate batches.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use glimpse_wire::Day;
 
 use crate::aggregate::{DayDelta, Delta};
 
-/// Most batch shares in one script call, so that a long backlog (after an
-/// outage) never blocks Redis for long in one call.
-pub const MAX_SHARES_PER_STEP: usize = 1000;
-
 /// Whether a batch id takes part in cross-edge de-duplication. Ids the edge
 /// makes itself (for `GET /v1/impression`) contain `/`, which no client id
-/// may contain: they are unique by construction and need no marker.
-pub fn needs_marker(batch_id: &str) -> bool {
+/// may contain: they are unique by construction and need no claim.
+pub fn needs_claim(batch_id: &str) -> bool {
     !batch_id.contains('/')
 }
 
@@ -27,7 +24,8 @@ pub fn needs_marker(batch_id: &str) -> bool {
 pub struct StepId {
     /// [`sequence`] of the delta.
     pub seq: u64,
-    /// Chunk of the (ad, day) within the delta.
+    /// Always 0 now (one step per (ad, day) and delta); kept so the ledger's
+    /// `<seq>:<chunk>` values written by earlier versions still compare.
     pub chunk: u32,
 }
 
@@ -68,82 +66,80 @@ impl StepId {
     }
 }
 
-/// One batch's part of one (ad, day).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Share<'a> {
-    pub batch_id: &'a str,
-    pub impressions: u64,
-    pub measurable: u64,
+/// The value of a batch claim: `<edge_id>:<seq>`, the edge and the delta
+/// that counts the batch.
+pub fn claim_value(edge_id: &str, seq: u64) -> String {
+    format!("{edge_id}:{seq}")
 }
 
-/// One script call.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Step<'a> {
-    pub chunk: u32,
-    /// The sketch goes with chunk 0 only (merging it again would be harmless
-    /// but costs a round of Redis work).
-    pub with_sketch: bool,
-    /// Counts of batches without markers (chunk 0 only).
-    pub unmarked: (u64, u64),
-    pub shares: Vec<Share<'a>>,
+/// The claim rule: given the reply of `SET batch:<id> <ours> NX GET` (the
+/// value held before, if any), does this delta count the batch? Yes if no
+/// one had claimed it, or if the claim is this very delta's (an earlier
+/// attempt of the same sync); no if another edge or another delta holds it.
+pub fn owns_claim(previous: Option<&str>, ours: &str) -> bool {
+    previous.is_none_or(|v| v == ours)
 }
 
-/// The steps of one (ad, day), to be run in order.
+/// The batch ids of a delta that need a claim, each once, in a stable order.
+pub fn claims(delta: &Delta) -> Vec<&str> {
+    let mut seen = HashSet::new();
+    delta
+        .batches
+        .iter()
+        .map(|r| r.batch_id.as_str())
+        .filter(|id| needs_claim(id) && seen.insert(*id))
+        .collect()
+}
+
+/// The script call of one (ad, day).
 #[derive(Clone, Debug, PartialEq)]
 pub struct KeyPlan<'a> {
     pub ad_id: &'a str,
     pub day: Day,
     pub delta: &'a DayDelta,
-    pub steps: Vec<Step<'a>>,
+    /// Whether the sketch goes with the step (it is empty otherwise).
+    pub with_sketch: bool,
+    /// Counts of the batches this delta owns.
+    pub impressions: u64,
+    pub measurable: u64,
 }
 
-/// The marked shares of one (ad, day) and the summed unmarked counts.
-type KeyShares<'a> = (Vec<Share<'a>>, (u64, u64));
+impl KeyPlan<'_> {
+    /// A step that would write nothing is not sent.
+    pub fn is_noop(&self) -> bool {
+        !self.with_sketch && self.impressions == 0 && self.measurable == 0
+    }
+}
 
-/// Splits a delta into per-(ad, day) steps. Deterministic for a given delta,
-/// so a retry of the delta sends exactly the same steps.
-pub fn plan(delta: &Delta, max_shares: usize) -> Vec<KeyPlan<'_>> {
-    let max_shares = max_shares.max(1);
-    let mut shares: HashMap<(&str, Day), KeyShares<'_>> = HashMap::new();
+/// Turns a delta into one step per (ad, day): the sketch, and the counters
+/// minus the shares of the batches for which `owned` says no (a batch id
+/// appearing twice in a delta counts once). Deterministic for a given delta
+/// and answer, so a retry of the delta sends exactly the same steps.
+pub fn plan<'a>(delta: &'a Delta, owned: impl Fn(&str) -> bool) -> Vec<KeyPlan<'a>> {
+    let mut left_out: HashMap<(&str, Day), (u64, u64)> = HashMap::new();
+    let mut counted: HashSet<&str> = HashSet::new();
     for record in &delta.batches {
+        let id = record.batch_id.as_str();
+        if owned(id) && counted.insert(id) {
+            continue;
+        }
         for c in &record.counts {
-            let entry = shares.entry((c.ad_id.as_str(), c.day)).or_default();
-            if needs_marker(&record.batch_id) {
-                entry.0.push(Share {
-                    batch_id: &record.batch_id,
-                    impressions: c.impressions,
-                    measurable: c.measurable,
-                });
-            } else {
-                entry.1 .0 += c.impressions;
-                entry.1 .1 += c.measurable;
-            }
+            let e = left_out.entry((c.ad_id.as_str(), c.day)).or_default();
+            e.0 += c.impressions;
+            e.1 += c.measurable;
         }
     }
     let mut plans: Vec<KeyPlan<'_>> = delta
         .keys()
         .map(|(ad_id, day, d)| {
-            let (key_shares, unmarked) = shares.remove(&(ad_id, day)).unwrap_or_default();
-            let mut steps: Vec<Step<'_>> = Vec::new();
-            let mut rest = key_shares.into_iter().peekable();
-            loop {
-                let chunk = steps.len() as u32;
-                let part: Vec<Share<'_>> = rest.by_ref().take(max_shares).collect();
-                steps.push(Step {
-                    chunk,
-                    with_sketch: chunk == 0 && !d.visitors.is_empty(),
-                    unmarked: if chunk == 0 { unmarked } else { (0, 0) },
-                    shares: part,
-                });
-                if rest.peek().is_none() {
-                    break;
-                }
-            }
+            let (imp, meas) = left_out.get(&(ad_id, day)).copied().unwrap_or_default();
             KeyPlan {
                 ad_id,
                 day,
                 delta: d,
-                steps,
+                with_sketch: !d.visitors.is_empty(),
+                impressions: d.impressions.saturating_sub(imp),
+                measurable: d.measurable.saturating_sub(meas),
             }
         })
         .collect();
@@ -206,74 +202,127 @@ mod tests {
     }
 
     #[test]
-    fn plans_split_shares_into_chunks_and_keep_edge_made_ids_unmarked() {
+    fn the_claim_rule_owns_new_and_own_claims_only() {
+        let ours = claim_value("edge-a", 7);
+        assert_eq!(ours, "edge-a:7");
+        assert!(owns_claim(None, &ours));
+        assert!(owns_claim(Some("edge-a:7"), &ours));
+        assert!(!owns_claim(Some("edge-a:6"), &ours));
+        assert!(!owns_claim(Some("edge-b:7"), &ours));
+        // A hint written by an earlier version.
+        assert!(!owns_claim(Some("1"), &ours));
+    }
+
+    #[test]
+    fn plans_leave_out_batches_not_owned_and_never_claim_edge_made_ids() {
         let agg = Aggregator::new();
         for i in 0..5 {
             let id = format!("b{i}");
             agg.record(&id, 0, &[ev("1", "ad-1", "u", Kind::Viewable)]);
         }
         agg.record("single/x", 0, &[ev("1", "ad-1", "u", Kind::Measurable)]);
-        agg.record("b9", 0, &[ev("1", "ad-2", "u", Kind::Measurable)]);
+        agg.record(
+            "b9",
+            0,
+            &[
+                ev("1", "ad-2", "u", Kind::Measurable),
+                ev("2", "ad-1", "v", Kind::Viewable),
+            ],
+        );
         let delta = agg.begin_sync().unwrap();
-        let plans = plan(&delta, 2);
+        assert_eq!(claims(&delta), ["b0", "b1", "b2", "b3", "b4", "b9"]);
+        let not_owned = ["b1", "b3", "b9"];
+        let plans = plan(&delta, |id| !not_owned.contains(&id));
         assert_eq!(plans.len(), 2);
         let p = &plans[0];
         assert_eq!(p.ad_id, "ad-1");
-        assert_eq!(p.steps.len(), 3);
+        assert_eq!((p.impressions, p.measurable), (3, 1));
+        // Sketches are always merged, duplicates or not.
+        assert!(p.with_sketch);
+        // ad-2 has no visitors, and its only batch is not owned: nothing to send.
+        assert_eq!((plans[1].impressions, plans[1].measurable), (0, 0));
+        assert!(plans[1].is_noop());
         assert_eq!(
-            p.steps.iter().map(|s| s.shares.len()).collect::<Vec<_>>(),
-            [2, 2, 1]
+            plan(&delta, |id| !not_owned.contains(&id)),
+            plans,
+            "deterministic"
         );
-        assert!(p.steps[0].with_sketch && !p.steps[1].with_sketch);
-        assert_eq!(p.steps[0].unmarked, (0, 1));
-        assert_eq!(p.steps[1].unmarked, (0, 0));
-        // ad-2 has no visitors: no sketch to send.
-        assert!(!plans[1].steps[0].with_sketch);
-        assert_eq!(plan(&delta, 2), plans, "deterministic");
+        let all = plan(&delta, |_| true);
+        assert_eq!((all[0].impressions, all[0].measurable), (6, 1));
+        assert_eq!((all[1].impressions, all[1].measurable), (0, 1));
     }
 
-    /// A model of the Redis side of one (ad, day), following the same rules
-    /// as `apply.lua`.
+    /// A model of Redis: the claim keys, and per (ad, day) the counters and
+    /// the ledger, following the same rules as `redis.rs` and `apply.lua`.
+    #[derive(Default)]
+    struct Model {
+        claims: HashMap<String, String>,
+        keys: HashMap<(String, Day), ModelKey>,
+    }
+
     #[derive(Default)]
     struct ModelKey {
         impressions: u64,
         measurable: u64,
         last_step: HashMap<String, StepId>,
-        marked: HashSet<String>,
     }
 
-    impl ModelKey {
-        fn apply(&mut self, edge: &str, id: StepId, step: &Step<'_>) {
-            if id.already_applied(self.last_step.get(edge).copied()) {
-                return;
-            }
-            let (mut imp, mut meas) = step.unmarked;
-            for share in &step.shares {
-                if self.marked.insert(share.batch_id.to_owned()) {
-                    imp += share.impressions;
-                    meas += share.measurable;
+    impl Model {
+        /// `SET batch:<id> <value> NX GET`.
+        fn claim(&mut self, id: &str, value: &str) -> Option<String> {
+            match self.claims.get(id) {
+                Some(v) => Some(v.clone()),
+                None => {
+                    self.claims.insert(id.to_owned(), value.to_owned());
+                    None
                 }
             }
-            self.impressions += imp;
-            self.measurable += meas;
-            self.last_step.insert(edge.to_owned(), id);
+        }
+
+        /// One attempt at syncing `delta`: phase 1 (claims), then phase 2
+        /// (the steps). `lose_steps` drops the steps, as an edge whose
+        /// connection fails after its claims landed.
+        fn sync(&mut self, edge: &str, delta: &Delta, lose_steps: bool) {
+            let seq = sequence(1, delta.seq).unwrap();
+            let ours = claim_value(edge, seq);
+            let owned: HashSet<String> = claims(delta)
+                .into_iter()
+                .filter(|id| owns_claim(self.claim(id, &ours).as_deref(), &ours))
+                .map(str::to_owned)
+                .collect();
+            if lose_steps {
+                return;
+            }
+            for p in plan(delta, |id| !needs_claim(id) || owned.contains(id)) {
+                let key = self.keys.entry((p.ad_id.to_owned(), p.day)).or_default();
+                let id = StepId { seq, chunk: 0 };
+                if id.already_applied(key.last_step.get(edge).copied()) {
+                    continue;
+                }
+                key.impressions += p.impressions;
+                key.measurable += p.measurable;
+                key.last_step.insert(edge.to_owned(), id);
+            }
         }
     }
 
     #[test]
     fn retries_and_batches_sent_to_two_edges_count_once_in_the_model() {
-        // Two edges get overlapping batches; each syncs twice, and every
-        // step is delivered twice (a reply lost after the write), the second
-        // time after the other edge's steps.
+        // Two edges get overlapping batches over two ads; each syncs, every
+        // sync is attempted again after the other edge's (a reply lost after
+        // the write), and one edge's first attempt loses its steps after
+        // its claims landed.
         let users: Vec<String> = (0..40).map(|i| format!("u{i}")).collect();
         let edges = [Aggregator::new(), Aggregator::new()];
         let mut distinct = HashSet::new();
         for b in 0..30 {
             let id = format!("batch-{b}");
-            let events: Vec<_> = users[b..b + 3]
+            let ad = if b % 3 == 0 { "ad-2" } else { "ad-1" };
+            let mut events: Vec<_> = users[b..b + 3]
                 .iter()
-                .map(|u| ev("e", "ad-1", u, Kind::Viewable))
+                .map(|u| ev("e", ad, u, Kind::Viewable))
                 .collect();
+            events.push(ev("m", "ad-1", &users[b], Kind::Measurable));
             // Batches 10..20 reach both edges.
             let targets: &[usize] = match b {
                 0..10 => &[0],
@@ -285,26 +334,31 @@ mod tests {
             }
             distinct.insert(id);
         }
-        let mut key = ModelKey::default();
-        let mut deferred = Vec::new();
+        for (e, edge) in edges.iter().enumerate() {
+            edge.record(
+                &format!("single/{e}"),
+                0,
+                &[ev("s", "ad-1", "s", Kind::Viewable)],
+            );
+        }
         let deltas: Vec<_> = edges.iter().map(|a| a.begin_sync().unwrap()).collect();
-        for (e, delta) in deltas.iter().enumerate() {
-            let seq = sequence(1, delta.seq).unwrap();
-            for p in plan(delta, 4) {
-                for step in &p.steps {
-                    let id = StepId {
-                        seq,
-                        chunk: step.chunk,
-                    };
-                    key.apply(&format!("edge-{e}"), id, step);
-                    deferred.push((e, id, step.clone()));
-                }
-            }
-        }
-        for (e, id, step) in &deferred {
-            key.apply(&format!("edge-{e}"), *id, step);
-        }
-        assert_eq!(key.impressions, 3 * distinct.len() as u64);
+        let mut redis = Model::default();
+        redis.sync("edge-0", &deltas[0], true);
+        redis.sync("edge-1", &deltas[1], false);
+        redis.sync("edge-0", &deltas[0], false);
+        redis.sync("edge-1", &deltas[1], false);
+        redis.sync("edge-0", &deltas[0], false);
+        let imp: u64 = redis.keys.values().map(|k| k.impressions).sum();
+        let meas: u64 = redis.keys.values().map(|k| k.measurable).sum();
+        assert_eq!(imp, 3 * distinct.len() as u64 + 2);
+        assert_eq!(meas, distinct.len() as u64);
+        // A later delta with a batch already counted leaves it out.
+        edges[0].finish_sync();
+        edges[0].record("batch-3", 0, &[ev("e", "ad-1", "x", Kind::Viewable)]);
+        let later = edges[0].begin_sync().unwrap();
+        redis.sync("edge-0", &later, false);
+        let again: u64 = redis.keys.values().map(|k| k.impressions).sum();
+        assert_eq!(again, imp);
     }
 
     #[test]
