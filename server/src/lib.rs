@@ -25,6 +25,7 @@ pub mod keys;
 pub mod metrics;
 pub mod proxies;
 pub mod ratelimit;
+pub mod signing;
 pub mod stats;
 pub mod store;
 pub mod sync;
@@ -114,6 +115,7 @@ pub async fn run(
     edge.www_dir = Some(config.www_dir.clone());
     edge.sdk_dir = Some(config.sdk_dir.clone());
     edge.guard = Guard::from_config(&config);
+    edge.ad_signing_secret = config.ad_signing_secret.clone();
     for (what, dir) in [("demo site", &config.www_dir), ("SDK", &config.sdk_dir)] {
         if !dir.is_dir() {
             tracing::info!(dir = %dir.display(), "{what} directory not found; not serving it");
