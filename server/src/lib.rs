@@ -4,7 +4,8 @@
 //!
 //! - [`http`]: routes, limits, auth and static files; the only module that
 //!   speaks HTTP. Ingest validates a batch with `glimpse_wire`, claims its id
-//!   ([`claims`]) and records its events in the [`aggregate::Aggregator`].
+//!   ([`claims`]) and records its events in the [`aggregate::Aggregator`];
+//!   with `--ad-signing-secret` each event's token is checked by [`signing`].
 //! - [`aggregate`]: per-(ad, day) deltas in memory; no I/O.
 //! - [`sync`]: the background task that hands deltas to the store.
 //! - [`store`]: the [`store::Store`] trait and its implementations (the
