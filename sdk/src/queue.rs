@@ -37,9 +37,17 @@ pub fn valid_id(s: &str, max: usize) -> bool {
     !s.is_empty() && s.len() <= max && s.bytes().all(is_id_byte)
 }
 
-/// Appends the wire JSON of one event. Every id must be a valid wire id, so
-/// nothing needs escaping.
-pub fn event_json(id: &str, ad_id: &str, user_id: &str, kind: Kind, ts: u64, out: &mut String) {
+/// Appends the wire JSON of one event. Every id, and the token of a signed ad
+/// when there is one, must be a valid wire id, so nothing needs escaping.
+pub fn event_json(
+    id: &str,
+    ad_id: &str,
+    user_id: &str,
+    kind: Kind,
+    ts: u64,
+    token: Option<&str>,
+    out: &mut String,
+) {
     out.push_str("{\"id\":\"");
     out.push_str(id);
     out.push_str("\",\"ad_id\":\"");
@@ -50,6 +58,11 @@ pub fn event_json(id: &str, ad_id: &str, user_id: &str, kind: Kind, ts: u64, out
     out.push_str(kind.as_str());
     out.push_str("\",\"ts\":");
     push_u64(out, ts);
+    if let Some(token) = token {
+        out.push_str(",\"token\":\"");
+        out.push_str(token);
+        out.push('"');
+    }
     out.push('}');
 }
 
@@ -355,6 +368,7 @@ mod tests {
             user,
             Kind::Viewable,
             1_764_000_000_000 + i,
+            None,
             &mut s,
         );
         s
@@ -383,11 +397,21 @@ mod tests {
         assert_eq!(e.kind, glimpse_wire::Kind::Viewable);
         assert_eq!(e.ts, 1_764_000_000_002);
         let mut m = String::new();
-        event_json("x", "a", "u", Kind::Measurable, 0, &mut m);
+        event_json("x", "a", "u", Kind::Measurable, 0, None, &mut m);
         assert_eq!(
             m,
             r#"{"id":"x","ad_id":"a","user_id":"u","kind":"measurable","ts":0}"#
         );
+        m.clear();
+        event_json("x", "a", "u", Kind::Viewable, 0, Some("9.ab"), &mut m);
+        assert_eq!(
+            m,
+            r#"{"id":"x","ad_id":"a","user_id":"u","kind":"viewable","ts":0,"token":"9.ab"}"#
+        );
+        let body = format!(r#"{{"batch_id":"b","events":[{m}]}}"#);
+        let batch = glimpse_wire::ingest::decode_batch(body.as_bytes()).unwrap();
+        let e = glimpse_wire::ingest::validate_event(batch.events[0], 0).unwrap();
+        assert_eq!(e.token.as_deref(), Some("9.ab"));
     }
 
     #[test]

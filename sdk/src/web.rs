@@ -908,13 +908,22 @@ impl Inner {
             let mut id = self.tab.clone();
             id.push('-');
             push_u64(&mut id, u64::from(self.seq));
-            let mut json = String::with_capacity(160);
+            // A signed ad's token, read as the impression forms; one that
+            // would need escaping is left out (the edge then says why).
+            let token = self
+                .slots
+                .iter()
+                .find(|s| s.id == imp.slot)
+                .and_then(|s| s.el.get_attribute("data-ad-token"))
+                .filter(|t| queue::valid_id(t, MAX_AD_OR_USER_ID_BYTES));
+            let mut json = String::with_capacity(256);
             queue::event_json(
                 &id,
                 &imp.ad_id,
                 &self.user_id,
                 imp.kind,
                 js_sys::Date::now() as u64,
+                token.as_deref(),
                 &mut json,
             );
             if self.opts.debug {

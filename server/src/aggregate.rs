@@ -394,6 +394,7 @@ mod tests {
             kind,
             ts: day(d).start_ms(),
             day: day(d),
+            token: None,
         }
     }
 

@@ -4,7 +4,8 @@
 //!
 //! - [`http`]: routes, limits, auth and static files; the only module that
 //!   speaks HTTP. Ingest validates a batch with `glimpse_wire`, claims its id
-//!   ([`claims`]) and records its events in the [`aggregate::Aggregator`].
+//!   ([`claims`]) and records its events in the [`aggregate::Aggregator`];
+//!   with `--ad-signing-secret` each event's token is checked by [`signing`].
 //! - [`aggregate`]: per-(ad, day) deltas in memory; no I/O.
 //! - [`sync`]: the background task that hands deltas to the store.
 //! - [`store`]: the [`store::Store`] trait and its implementations (the
@@ -25,6 +26,7 @@ pub mod keys;
 pub mod metrics;
 pub mod proxies;
 pub mod ratelimit;
+pub mod signing;
 pub mod stats;
 pub mod store;
 pub mod sync;
@@ -114,6 +116,7 @@ pub async fn run(
     edge.www_dir = Some(config.www_dir.clone());
     edge.sdk_dir = Some(config.sdk_dir.clone());
     edge.guard = Guard::from_config(&config);
+    edge.ad_signing_secret = config.ad_signing_secret.clone();
     for (what, dir) in [("demo site", &config.www_dir), ("SDK", &config.sdk_dir)] {
         if !dir.is_dir() {
             tracing::info!(dir = %dir.display(), "{what} directory not found; not serving it");

@@ -1,12 +1,16 @@
 //! `glimpse-server`: parses flags, binds, runs until SIGINT or SIGTERM.
 
 use clap::Parser;
+use glimpse_server::config::SignAd;
 use glimpse_server::Config;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    if std::env::args_os().nth(1).is_some_and(|a| a == "sign-ad") {
+        return sign_ad(SignAd::parse_from(std::env::args_os().skip(1)));
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
@@ -21,6 +25,18 @@ async fn main() -> anyhow::Result<()> {
     // port that `--listen 127.0.0.1:0` picked.
     println!("glimpse-server listening on http://{addr}");
     glimpse_server::run(config, listener, shutdown_signal()).await
+}
+
+/// Prints a token for `data-ad-token`: see `glimpse_server::signing`.
+fn sign_ad(args: SignAd) -> anyhow::Result<()> {
+    glimpse_wire::ingest::check_id(&args.ad_id, glimpse_wire::ingest::MAX_AD_OR_USER_ID_BYTES)
+        .map_err(|why| anyhow::anyhow!("--ad-id {why}"))?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+    let expiry = now.saturating_add(args.ttl).as_secs();
+    let token =
+        glimpse_server::signing::issue(args.secret.expose().as_bytes(), &args.ad_id, expiry);
+    println!("{token}");
+    Ok(())
 }
 
 async fn shutdown_signal() {

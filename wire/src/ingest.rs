@@ -218,6 +218,9 @@ pub struct Event<'a> {
     pub kind: Kind,
     pub ts: i64,
     pub day: Day,
+    /// The ad's signature (`data-ad-token`), when the client sent one; only
+    /// an edge that requires signed ads looks at it.
+    pub token: Option<Cow<'a, str>>,
 }
 
 /// Refuses a batch whose valid events name more than
@@ -242,7 +245,7 @@ pub struct EventError {
 }
 
 impl EventError {
-    fn new(code: &'static str, msg: impl Into<String>) -> Self {
+    pub fn new(code: &'static str, msg: impl Into<String>) -> Self {
         EventError {
             code,
             message: msg.into(),
@@ -251,8 +254,9 @@ impl EventError {
 
     /// The category of the rejection, one of a fixed few (for metrics):
     /// `invalid_event` (not an object, a field missing or of the wrong type),
-    /// `invalid_id` (an id outside the alphabet or too long) or
-    /// `ts_out_of_window`.
+    /// `invalid_id` (an id outside the alphabet or too long),
+    /// `ts_out_of_window`, or, from an edge that requires signed ads,
+    /// `invalid_token`.
     pub fn code(&self) -> &'static str {
         self.code
     }
@@ -276,6 +280,8 @@ struct EventFields<'a> {
     user_id: Cow<'a, str>,
     kind: Kind,
     ts: i64,
+    #[serde(borrow, default)]
+    token: Option<Cow<'a, str>>,
 }
 
 /// Validates one raw event against the contract; `now_ms` is the server clock.
@@ -301,6 +307,7 @@ pub fn validate_event(raw: &RawValue, now_ms: i64) -> Result<Event<'_>, EventErr
         kind: fields.kind,
         ts: fields.ts,
         day,
+        token: fields.token,
     })
 }
 
@@ -575,6 +582,7 @@ mod tests {
                     kind: Kind::Viewable,
                     ts: NOW,
                     day: Day::from_epoch_ms(NOW).unwrap(),
+                    token: None,
                 })
                 .collect()
         };

@@ -9,8 +9,8 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use glimpse_wire::api::{ImpressionLogged, IngestResponse, Rejection};
 use glimpse_wire::ingest::{
-    check_distinct_ads, check_id, decode_batch, validate_event, Event, MAX_AD_OR_USER_ID_BYTES,
-    MAX_BODY_BYTES,
+    check_distinct_ads, check_id, decode_batch, validate_event, Event, EventError,
+    MAX_AD_OR_USER_ID_BYTES, MAX_BODY_BYTES,
 };
 use glimpse_wire::{Day, Kind};
 use serde::Deserialize;
@@ -18,6 +18,7 @@ use serde::Deserialize;
 use super::error::ApiError;
 use super::extract::ApiQuery;
 use super::AppState;
+use crate::signing;
 
 /// `Retry-After` of the 503 sent while pending counts are over their bound.
 pub const OVERLOAD_RETRY_AFTER_SECS: u64 = 5;
@@ -84,6 +85,27 @@ async fn read_body(
     }
 }
 
+/// With `--ad-signing-secret`, refuses an event without a valid token for
+/// its ad; without it, lets every event through.
+fn check_token<'a>(
+    state: &AppState,
+    event: Event<'a>,
+    now_ms: i64,
+) -> Result<Event<'a>, EventError> {
+    let Some(secret) = &state.ad_signing_secret else {
+        return Ok(event);
+    };
+    let now_secs = u64::try_from(now_ms.div_euclid(1000)).unwrap_or(0);
+    signing::verify(
+        secret.expose().as_bytes(),
+        &event.ad_id,
+        event.token.as_deref(),
+        now_secs,
+    )
+    .map_err(|why| EventError::new("invalid_token", why))?;
+    Ok(event)
+}
+
 pub async fn post_impressions(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -123,7 +145,7 @@ pub async fn post_impressions(
     let mut seen_ids = HashSet::with_capacity(batch.events.len());
     let mut events: Vec<Event<'_>> = Vec::with_capacity(batch.events.len());
     for (index, raw) in batch.events.iter().enumerate() {
-        match validate_event(raw, now) {
+        match validate_event(raw, now).and_then(|e| check_token(&state, e, now)) {
             Ok(event) if seen_ids.insert(event.id.clone()) => events.push(event),
             Ok(_) => response.duplicates += 1,
             Err(e) => {
@@ -182,6 +204,7 @@ pub async fn get_impression(
         user_id: user_id.as_str().into(),
         kind,
         ts: now,
+        token: None,
         day,
     };
     // Each call is its own batch, under an id no client can send (ids never

@@ -29,6 +29,7 @@ pub use guard::Guard;
 use crate::aggregate::Aggregator;
 use crate::claims::BatchClaims;
 use crate::clock::Clock;
+use crate::keys::Secret;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -50,6 +51,9 @@ pub struct Edge {
     /// Ingest refuses batches (503) while pending counts hold more memory
     /// than this.
     pub max_pending_bytes: usize,
+    /// When set, every event must carry a valid token for its ad
+    /// (see [`crate::signing`]).
+    pub ad_signing_secret: Option<Secret>,
 }
 
 impl Edge {
@@ -65,6 +69,7 @@ impl Edge {
             guard: Guard::default(),
             metrics: Metrics::default(),
             max_pending_bytes: usize::MAX,
+            ad_signing_secret: None,
         }
     }
 

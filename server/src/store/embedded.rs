@@ -274,6 +274,7 @@ mod tests {
             kind,
             ts: NOW,
             day: Day::from_epoch_ms(NOW).unwrap(),
+            token: None,
         }
     }
 

@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use glimpse_tests::browser::{self, Browser};
-use glimpse_tests::edge::{wait_until, workspace_root, Edge};
+use glimpse_tests::edge::{wait_until, workspace_binary, workspace_root, Edge};
 use glimpse_wire::api::StatsResponse;
 use serde_json::{json, Value};
 
@@ -202,6 +202,56 @@ fn drop_in_tag_delivers_when_the_page_closes() {
     b.open_spare_tab();
     b.close_page();
     expect_counts(&edge, "tag-ad", (1, 1));
+}
+
+#[test]
+fn signed_ads_count_only_with_a_valid_token() {
+    let _one_at_a_time = browser::exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let pkg = browser::sdk_pkg();
+    let www = workspace_root().join("tests/fixtures/browser");
+    let edge = Edge::start(
+        dir.path(),
+        &[
+            "--sdk-dir",
+            pkg.to_str().unwrap(),
+            "--www-dir",
+            www.to_str().unwrap(),
+            "--sync-interval",
+            "100ms",
+            "--ad-signing-secret",
+            "e2e-secret",
+        ],
+    );
+    let out = std::process::Command::new(workspace_binary("glimpse-server"))
+        .args([
+            "sign-ad",
+            "--secret",
+            "e2e-secret",
+            "--ad-id",
+            "signed",
+            "--ttl",
+            "1h",
+        ])
+        .output()
+        .expect("run glimpse-server sign-ad");
+    assert!(out.status.success(), "{out:?}");
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let b = new_browser();
+    b.goto(&edge.url("/ads.html"));
+    b.execute(
+        "place('signed', 0, 300, 250).dataset.adToken = arguments[0];
+         place('unsigned', 0, 300, 250);",
+        vec![json!(token)],
+    );
+    start_tracker(
+        &b,
+        json!({"endpoint": "/v1/impressions", "flushIntervalMs": 600000, "maxBatch": 500}),
+    );
+    pause(1400);
+    flush(&b);
+    expect_counts(&edge, "signed", (1, 1));
+    assert_eq!(counts(&edge, "unsigned"), (0, 0));
 }
 
 #[test]

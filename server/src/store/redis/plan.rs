@@ -175,6 +175,7 @@ mod tests {
             kind,
             ts: 0,
             day: day("2026-11-25"),
+            token: None,
         }
     }
 
