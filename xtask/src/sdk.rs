@@ -16,6 +16,8 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
+use crate::tools::{output, status, workspace_root};
+
 const TARGET: &str = "wasm32-unknown-unknown";
 const PROFILE: &str = "wasm";
 const BINARYEN: &str = "binaryen@132";
@@ -26,7 +28,7 @@ pub fn run() -> Result<()> {
     let root = workspace_root();
     let pkg = root.join("sdk/pkg");
     ensure_target()?;
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let cargo = crate::tools::cargo();
     let mut build = Command::new(&cargo);
     build.current_dir(&root).args([
         "build",
@@ -98,28 +100,6 @@ pub fn run() -> Result<()> {
         pkg.display()
     );
     Ok(())
-}
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."))
-}
-
-fn status(cmd: &mut Command) -> Result<()> {
-    let st = cmd.status().with_context(|| format!("running {cmd:?}"))?;
-    if !st.success() {
-        bail!("{cmd:?} failed: {st}");
-    }
-    Ok(())
-}
-
-fn output(cmd: &mut Command) -> Option<String> {
-    let out = cmd.output().ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn ensure_target() -> Result<()> {
