@@ -478,5 +478,9 @@ fn deploy_files_agree_on_one_port_and_call_real_routes() {
         let (status, body) = edge.get_raw(path).expect("edge answers");
         assert_eq!(status, 200, "GET {path} on a fresh edge: {status} {body}");
     }
-    assert!(edge.terminate().success());
+    let status = edge.terminate();
+    assert!(
+        status.success(),
+        "the edge should exit cleanly on SIGTERM: {status}"
+    );
 }
