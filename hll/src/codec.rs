@@ -298,15 +298,7 @@ fn decode_sparse(bytes: &[u8]) -> Result<Sketch, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_rng::Rng;
-
-    fn filled(n: u64, tag: &str) -> Sketch {
-        let mut s = Sketch::new();
-        for i in 0..n {
-            s.insert(format!("{tag}-{i}").as_bytes());
-        }
-        s
-    }
+    use crate::test_support::{filled, Rng};
 
     /// A sketch with arbitrary register values, including > 32 and runs.
     fn random_sketch(rng: &mut Rng) -> Sketch {

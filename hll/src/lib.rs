@@ -50,4 +50,4 @@ pub(crate) const Q: u32 = 64 - P;
 pub(crate) const MAX_RANK: u8 = Q as u8 + 1;
 
 #[cfg(test)]
-mod test_rng;
+mod test_support;

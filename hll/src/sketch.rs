@@ -363,15 +363,7 @@ impl Eq for Sketch {}
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_rng::Rng;
-
-    fn filled(n: u64, tag: &str) -> Sketch {
-        let mut s = Sketch::new();
-        for i in 0..n {
-            s.insert(format!("{tag}-{i}").as_bytes());
-        }
-        s
-    }
+    use crate::test_support::{filled, Rng};
 
     /// Reference sketch: a plain register array, no adaptivity.
     fn reference(items: &[Vec<u8>]) -> [u8; REGISTERS] {

@@ -1,5 +1,17 @@
-//! A tiny deterministic PRNG (SplitMix64) for property-style tests, so the
-//! crate needs no dev-dependencies and failures reproduce from the seed.
+//! Test helpers shared by the crate's unit tests: a tiny deterministic PRNG
+//! (SplitMix64), so the crate needs no dev-dependencies and failures
+//! reproduce from the seed, and sketch builders.
+
+use crate::Sketch;
+
+/// A sketch of `n` distinct members `"{tag}-0"`, `"{tag}-1"`, …
+pub(crate) fn filled(n: u64, tag: &str) -> Sketch {
+    let mut s = Sketch::new();
+    for i in 0..n {
+        s.insert(format!("{tag}-{i}").as_bytes());
+    }
+    s
+}
 
 #[derive(Debug)]
 pub(crate) struct Rng(u64);
