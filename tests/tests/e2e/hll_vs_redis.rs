@@ -143,29 +143,23 @@ fn check_ids(conn: &mut Conn, label: &str, ids: &[Vec<u8>]) {
 
     // PFMERGE into an empty key gives our registers; into the PFADD-built
     // key changes nothing (same registers, so max is idempotent).
-    conn.cmd(&[b"PFMERGE".as_slice(), b"merged", b"ours"]).ok();
-    assert_same_registers(
-        &ours,
-        &redis_sketch(conn, b"merged"),
-        &format!("{label}: PFMERGE into empty"),
-    );
-    assert_eq!(
-        pfcount(conn, b"merged"),
-        count,
-        "{label}: PFCOUNT after PFMERGE into empty"
-    );
-    conn.cmd(&[b"PFMERGE".as_slice(), b"pfadd", b"ours", b"ours:dense"])
-        .ok();
-    assert_same_registers(
-        &ours,
-        &redis_sketch(conn, b"pfadd"),
-        &format!("{label}: PFMERGE into PFADD key"),
-    );
-    assert_eq!(
-        pfcount(conn, b"pfadd"),
-        count,
-        "{label}: PFCOUNT after PFMERGE into PFADD key"
-    );
+    let mut merged_into = |dest: &[u8], sources: &[&[u8]], what: &str| {
+        let mut command = vec![b"PFMERGE".as_slice(), dest];
+        command.extend_from_slice(sources);
+        conn.cmd(&command).ok();
+        assert_same_registers(
+            &ours,
+            &redis_sketch(conn, dest),
+            &format!("{label}: PFMERGE into {what}"),
+        );
+        assert_eq!(
+            pfcount(conn, dest),
+            count,
+            "{label}: PFCOUNT after PFMERGE into {what}"
+        );
+    };
+    merged_into(b"merged", &[b"ours"], "empty");
+    merged_into(b"pfadd", &[b"ours", b"ours:dense"], "PFADD key");
 }
 
 const CARDINALITIES: [usize; 10] = [0, 1, 2, 10, 100, 1000, 3000, 10_000, 100_000, 1_000_000];
