@@ -139,7 +139,9 @@ pub struct Config {
     /// Count events from automated browsers (HeadlessChrome, WebDriver) as
     /// impressions instead of as invalid traffic, for test suites that run
     /// headless browsers. Crawlers are invalid traffic either way.
-    #[arg(long, env = "GLIMPSE_COUNT_AUTOMATION")]
+    /// The variable takes `1`/`0`, `true`/`false`, `yes`/`no`, `on`/`off`.
+    #[arg(long, env = "GLIMPSE_COUNT_AUTOMATION",
+          value_parser = clap::builder::BoolishValueParser::new())]
     pub count_automation: bool,
 }
 
