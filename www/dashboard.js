@@ -292,7 +292,7 @@ function setTotals(t) {
   put("viewability_rate", t ? formatRate(t.viewability_rate) : "—");
 }
 
-const FIELDS = ["impressions", "measurable", "unique_visitors", "viewability_rate"];
+const FIELDS = ["impressions", "measurable", "unique_visitors", "viewability_rate", "invalid"];
 
 function cell(field, value) {
   const td = document.createElement("td");
@@ -428,7 +428,8 @@ function renderDays(s) {
     const th = document.createElement("th");
     th.scope = "row";
     th.textContent = formatDayLong(d.date);
-    tr.append(th, cell("impressions", d.impressions), cell("measurable", d.measurable), cell("unique_visitors", d.unique_visitors));
+    tr.append(th, cell("impressions", d.impressions), cell("measurable", d.measurable),
+      cell("unique_visitors", d.unique_visitors), cell("invalid", d.invalid));
     return tr;
   }));
 }
@@ -446,7 +447,7 @@ function drawChart(s) {
   // Fill missing days so the x axis always covers the whole range.
   const byDate = new Map((s.days || []).map((d) => [d.date, d]));
   const days = daysOf(s.from || state.from, s.to || state.to).map((date) =>
-    byDate.get(date) || { date, impressions: 0, measurable: 0, unique_visitors: 0 });
+    byDate.get(date) || { date, impressions: 0, measurable: 0, unique_visitors: 0, invalid: 0 });
   const width = Math.max(280, Math.floor(chartBox.clientWidth || 640));
   const narrow = width < 520;
   const height = narrow ? 220 : 280;

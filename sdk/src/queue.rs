@@ -29,6 +29,9 @@ pub const RETRY_CAP_MS: f64 = 60_000.0;
 pub const RETRY_AFTER_CAP_MS: f64 = 600_000.0;
 
 const BODY_HEAD: &str = "{\"batch_id\":\"";
+/// The head of a batch from a browser driven by a program
+/// (`navigator.webdriver`): the edge counts it as invalid traffic.
+const WEBDRIVER_BODY_HEAD: &str = "{\"webdriver\":true,\"batch_id\":\"";
 const BODY_MID: &str = "\",\"events\":[";
 const BODY_TAIL: &str = "]}";
 
@@ -83,7 +86,9 @@ impl Batch {
     /// A batch from a stored body, or `None` when the body is not one the
     /// SDK formed.
     pub fn from_body(body: &str, now: f64) -> Option<Batch> {
-        let rest = body.strip_prefix(BODY_HEAD)?;
+        let rest = body
+            .strip_prefix(BODY_HEAD)
+            .or_else(|| body.strip_prefix(WEBDRIVER_BODY_HEAD))?;
         let (id, tail) = rest.split_once('"')?;
         let ok = valid_id(id, glimpse_wire::ingest::MAX_BATCH_OR_EVENT_ID_BYTES)
             && tail.starts_with(&BODY_MID[1..])
@@ -147,15 +152,23 @@ pub fn backoff(attempt: u32, retry_after_ms: Option<f64>, random: f64) -> f64 {
 #[derive(Debug)]
 pub struct Queue {
     max_events: usize,
+    /// The head of every batch this queue forms.
+    body_head: &'static str,
     pending: Vec<String>,
     batches: Vec<Batch>,
 }
 
 impl Queue {
-    /// A queue forming batches of at most `max_events` events.
-    pub fn new(max_events: usize) -> Self {
+    /// A queue forming batches of at most `max_events` events, each saying
+    /// `"webdriver":true` when the page's `navigator.webdriver` is.
+    pub fn new(max_events: usize, webdriver: bool) -> Self {
         Queue {
             max_events: max_events.clamp(1, MAX_EVENTS_PER_BATCH),
+            body_head: if webdriver {
+                WEBDRIVER_BODY_HEAD
+            } else {
+                BODY_HEAD
+            },
             pending: Vec::new(),
             batches: Vec::new(),
         }
@@ -188,7 +201,7 @@ impl Queue {
         while events.peek().is_some() {
             let id = new_id();
             let mut body = String::with_capacity(1024);
-            body.push_str(BODY_HEAD);
+            body.push_str(self.body_head);
             body.push_str(&id);
             body.push_str(BODY_MID);
             let mut count = 0;
@@ -384,7 +397,7 @@ mod tests {
 
     #[test]
     fn bodies_are_the_wire_contract() {
-        let mut q = Queue::new(50);
+        let mut q = Queue::new(50, false);
         q.push(ev(1, "u1"));
         q.push(ev(2, "u1"));
         assert_eq!(q.seal(0.0, ids()), 1);
@@ -415,8 +428,43 @@ mod tests {
     }
 
     #[test]
+    fn a_driven_browser_says_webdriver_in_every_body() {
+        let mut q = Queue::new(1, true);
+        q.push(ev(1, "u1"));
+        q.push(ev(2, "u1"));
+        assert_eq!(q.seal(0.0, ids()), 2);
+        for b in q.batches() {
+            assert!(
+                b.body.starts_with(r#"{"webdriver":true,"batch_id":""#),
+                "{}",
+                b.body
+            );
+            let batch = glimpse_wire::ingest::decode_batch(b.body.as_bytes()).unwrap();
+            assert!(batch.webdriver);
+            assert_eq!(batch.batch_id, b.id);
+            assert_eq!(batch.events.len(), 1);
+        }
+        // Stored and read back (by this tab after a reload, or another tab).
+        let stored = q.encode();
+        let back = decode(&stored, 0.0);
+        assert_eq!(back.len(), 2);
+        assert_eq!(back[0].body, q.batches()[0].body);
+        // A browser not driven by a program sends no such field.
+        let mut q = Queue::new(50, false);
+        q.push(ev(1, "u1"));
+        q.seal(0.0, ids());
+        let body = &q.batches()[0].body;
+        assert!(!body.contains("webdriver"), "{body}");
+        assert!(
+            !glimpse_wire::ingest::decode_batch(body.as_bytes())
+                .unwrap()
+                .webdriver
+        );
+    }
+
+    #[test]
     fn push_says_when_max_batch_is_reached() {
-        let mut q = Queue::new(3);
+        let mut q = Queue::new(3, false);
         assert!(!q.push(ev(1, "u")));
         assert!(!q.push(ev(2, "u")));
         assert!(q.push(ev(3, "u")));
@@ -428,13 +476,13 @@ mod tests {
 
     #[test]
     fn batches_split_by_count_and_bytes() {
-        let mut q = Queue::new(2);
+        let mut q = Queue::new(2, false);
         for i in 0..5 {
             q.push(ev(i, "u"));
         }
         assert_eq!(q.seal(0.0, ids()), 3);
         // Big events: the byte limit splits before the count limit.
-        let mut q = Queue::new(500);
+        let mut q = Queue::new(500, false);
         let user = "u".repeat(128);
         for i in 0..500 {
             q.push(ev(i, &user));
@@ -454,7 +502,7 @@ mod tests {
 
     #[test]
     fn retries_resend_the_same_body_and_back_off() {
-        let mut q = Queue::new(50);
+        let mut q = Queue::new(50, false);
         q.push(ev(1, "u"));
         q.seal(0.0, ids());
         let (id, body) = q.take_due(0.0).unwrap();
@@ -517,7 +565,7 @@ mod tests {
 
     #[test]
     fn storage_round_trip_and_adoption() {
-        let mut q = Queue::new(1);
+        let mut q = Queue::new(1, false);
         q.push(ev(1, "u"));
         q.push(ev(2, "u"));
         q.seal(0.0, ids());
@@ -529,7 +577,7 @@ mod tests {
         assert_eq!(back.len(), 2);
         assert_eq!(back[0].body, q.batches()[0].body);
         assert_eq!(back[1].id, "b2");
-        let mut other = Queue::new(50);
+        let mut other = Queue::new(50, false);
         assert_eq!(other.adopt(back.clone()), 2);
         assert_eq!(other.adopt(back), 0, "adopting twice adds nothing");
         other.forget("b1");
@@ -541,7 +589,7 @@ mod tests {
 
     #[test]
     fn the_queue_is_capped() {
-        let mut q = Queue::new(1);
+        let mut q = Queue::new(1, false);
         for i in 0..(MAX_QUEUED_BATCHES as u64 + 10) {
             q.push(ev(i, "u"));
         }
@@ -552,7 +600,7 @@ mod tests {
 
     #[test]
     fn beacons_fit_the_shared_quota() {
-        let mut q = Queue::new(500);
+        let mut q = Queue::new(500, false);
         let user = "u".repeat(128);
         for i in 0..1000 {
             q.push(ev(i, &user));

@@ -257,7 +257,11 @@ pub fn start(options: JsValue) -> Result<Tracker, JsError> {
     let inner = Rc::new_cyclic(|me| {
         RefCell::new(Inner {
             engine: Engine::new(opts.rule, visible, focused),
-            queue: Queue::new(opts.max_batch as usize),
+            // Read once: a page does not stop being driven by a program.
+            queue: Queue::new(
+                opts.max_batch as usize,
+                get(&win.navigator(), "webdriver").as_bool() == Some(true),
+            ),
             opts,
             doc,
             slots: Vec::new(),

@@ -1,7 +1,8 @@
 //! In-memory aggregation of accepted impressions, between syncs.
 //!
 //! Ingest only ever touches this module: each accepted batch adds its events
-//! to per-(ad, day) deltas (two counters and a visitor sketch) in a sharded map,
+//! to per-(ad, day) deltas (three counters and a visitor sketch) in a sharded
+//! map, as impressions or, for a batch from a known bot, as `invalid`,
 //! and leaves a [`BatchRecord`] of what it contributed, so a store can drop
 //! the counters of a batch that turns out to be a duplicate at sync time.
 //!
@@ -26,6 +27,8 @@ use glimpse_wire::ingest::Event;
 use glimpse_wire::{Day, DayRange, Kind};
 use parking_lot::{Mutex, RwLock};
 
+use crate::traffic::Traffic;
+
 const SHARDS: usize = 32;
 
 /// Rough heap cost of one map entry (hash-map slot, `String` header,
@@ -39,21 +42,46 @@ pub struct DayDelta {
     pub impressions: u64,
     /// Measurable events.
     pub measurable: u64,
+    /// Events of either kind from invalid traffic (known bots).
+    pub invalid: u64,
     /// Visitors of viewable events.
     pub visitors: Sketch,
 }
 
+/// The counter one event adds 1 to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Counter {
+    Impressions,
+    Measurable,
+    Invalid,
+}
+
+impl Counter {
+    fn of(kind: Kind, traffic: Traffic) -> Counter {
+        match (traffic, kind) {
+            (Traffic::Invalid, _) => Counter::Invalid,
+            (Traffic::Valid, Kind::Viewable) => Counter::Impressions,
+            (Traffic::Valid, Kind::Measurable) => Counter::Measurable,
+        }
+    }
+}
+
 impl DayDelta {
     /// Counts one event; returns how many heap bytes the sketch grew by.
-    fn add(&mut self, kind: Kind, user_id: &str) -> usize {
-        match kind {
-            Kind::Viewable => {
+    /// Only impressions add their visitor: invalid traffic is no audience.
+    fn add(&mut self, counter: Counter, user_id: &str) -> usize {
+        match counter {
+            Counter::Invalid => {
+                self.invalid += 1;
+                0
+            }
+            Counter::Impressions => {
                 self.impressions += 1;
                 let before = self.visitors.heap_bytes();
                 self.visitors.insert(user_id.as_bytes());
                 self.visitors.heap_bytes().saturating_sub(before)
             }
-            Kind::Measurable => {
+            Counter::Measurable => {
                 self.measurable += 1;
                 0
             }
@@ -64,6 +92,7 @@ impl DayDelta {
     pub fn merge(&mut self, other: &DayDelta) {
         self.impressions += other.impressions;
         self.measurable += other.measurable;
+        self.invalid += other.invalid;
         self.visitors.merge(&other.visitors);
     }
 }
@@ -78,7 +107,7 @@ pub struct BatchRecord {
     pub batch_id: String,
     /// Server time when the batch was accepted, epoch ms.
     pub received_ms: i64,
-    /// `(ad_id, day, impressions, measurable)` per (ad, day) the batch touched.
+    /// What the batch added to each (ad, day) it touched.
     pub counts: Vec<BatchCount>,
 }
 
@@ -89,6 +118,7 @@ pub struct BatchCount {
     pub day: Day,
     pub impressions: u64,
     pub measurable: u64,
+    pub invalid: u64,
 }
 
 impl BatchRecord {
@@ -201,8 +231,9 @@ impl Aggregator {
         (self.hasher.hash_one(ad_id) as usize) % SHARDS
     }
 
-    /// Adds the valid, de-duplicated events of one batch.
-    pub fn record(&self, batch_id: &str, received_ms: i64, events: &[Event<'_>]) {
+    /// Adds the valid, de-duplicated events of one batch, counted as
+    /// `traffic` says (one verdict for the whole batch).
+    pub fn record(&self, batch_id: &str, received_ms: i64, traffic: Traffic, events: &[Event<'_>]) {
         let mut counts: Vec<BatchCount> = Vec::new();
         for event in events {
             let at = match counts
@@ -216,13 +247,16 @@ impl Aggregator {
                         day: event.day,
                         impressions: 0,
                         measurable: 0,
+                        invalid: 0,
                     });
                     counts.len() - 1
                 }
             };
-            match event.kind {
-                Kind::Viewable => counts[at].impressions += 1,
-                Kind::Measurable => counts[at].measurable += 1,
+            let count = &mut counts[at];
+            match Counter::of(event.kind, traffic) {
+                Counter::Impressions => count.impressions += 1,
+                Counter::Measurable => count.measurable += 1,
+                Counter::Invalid => count.invalid += 1,
             }
         }
         let record = BatchRecord {
@@ -245,7 +279,7 @@ impl Aggregator {
                 bytes += ENTRY_OVERHEAD_BYTES;
                 DayDelta::default()
             });
-            bytes += day.add(event.kind, &event.user_id);
+            bytes += day.add(Counter::of(event.kind, traffic), &event.user_id);
         }
         generation.batches.lock().push(record);
         generation.bytes.fetch_add(bytes, Ordering::Relaxed);
@@ -406,6 +440,7 @@ mod tests {
         agg.record(
             "b1",
             0,
+            Traffic::Valid,
             &[
                 ev("ad-1", "u1", Kind::Viewable, d1),
                 ev("ad-1", "u1", Kind::Measurable, d1),
@@ -433,6 +468,7 @@ mod tests {
         agg.record(
             "b1",
             7,
+            Traffic::Valid,
             &[
                 ev("ad-1", "u1", Kind::Viewable, d),
                 ev("ad-1", "u2", Kind::Viewable, d),
@@ -451,13 +487,63 @@ mod tests {
                     ad_id: "ad-1".into(),
                     day: day(d),
                     impressions: 2,
-                    measurable: 1
+                    measurable: 1,
+                    invalid: 0,
                 },
                 BatchCount {
                     ad_id: "ad-2".into(),
                     day: day(d),
                     impressions: 0,
-                    measurable: 1
+                    measurable: 1,
+                    invalid: 0,
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn invalid_traffic_counts_apart_without_visitors() {
+        let agg = Aggregator::new();
+        let d = "2026-11-25";
+        agg.record(
+            "bot",
+            0,
+            Traffic::Invalid,
+            &[
+                ev("ad-1", "u1", Kind::Viewable, d),
+                ev("ad-1", "u1", Kind::Measurable, d),
+                ev("ad-9", "u2", Kind::Viewable, d),
+            ],
+        );
+        agg.record(
+            "human",
+            0,
+            Traffic::Valid,
+            &[ev("ad-1", "u3", Kind::Viewable, d)],
+        );
+        let range = DayRange::single(day(d));
+        let p = &agg.pending("ad-1", range)[&day(d)];
+        assert_eq!((p.impressions, p.measurable, p.invalid), (1, 0, 2));
+        assert_eq!(p.visitors.estimate(), 1, "only the person is a visitor");
+        // An ad seen only by bots is still listed, so its invalid count shows.
+        assert_eq!(agg.pending_ads(range), ["ad-1", "ad-9"]);
+        let delta = agg.begin_sync().unwrap();
+        assert_eq!(
+            delta.batches[0].counts,
+            [
+                BatchCount {
+                    ad_id: "ad-1".into(),
+                    day: day(d),
+                    impressions: 0,
+                    measurable: 0,
+                    invalid: 2,
+                },
+                BatchCount {
+                    ad_id: "ad-9".into(),
+                    day: day(d),
+                    impressions: 0,
+                    measurable: 0,
+                    invalid: 1,
                 },
             ]
         );
@@ -470,10 +556,20 @@ mod tests {
         let range = DayRange::single(day(d));
         assert!(agg.begin_sync().is_none());
         assert!(agg.is_idle());
-        agg.record("b1", 0, &[ev("ad-1", "u1", Kind::Viewable, d)]);
+        agg.record(
+            "b1",
+            0,
+            Traffic::Valid,
+            &[ev("ad-1", "u1", Kind::Viewable, d)],
+        );
         let first = agg.begin_sync().unwrap();
         // Recorded while the first sync is in flight: pending, not in the retry.
-        agg.record("b2", 0, &[ev("ad-1", "u2", Kind::Viewable, d)]);
+        agg.record(
+            "b2",
+            0,
+            Traffic::Valid,
+            &[ev("ad-1", "u2", Kind::Viewable, d)],
+        );
         assert_eq!(agg.pending("ad-1", range)[&day(d)].impressions, 2);
         let retry = agg.begin_sync().unwrap();
         assert!(Arc::ptr_eq(&first, &retry));
@@ -491,14 +587,24 @@ mod tests {
         let agg = Aggregator::new();
         let d = "2026-11-25";
         assert!(agg.begin_sync().is_none());
-        agg.record("b1", 0, &[ev("ad-1", "u1", Kind::Viewable, d)]);
+        agg.record(
+            "b1",
+            0,
+            Traffic::Valid,
+            &[ev("ad-1", "u1", Kind::Viewable, d)],
+        );
         let first = agg.begin_sync().unwrap();
         assert_eq!(first.seq, 1);
         assert_eq!(agg.begin_sync().unwrap().seq, 1);
         agg.finish_sync();
         // An idle sync uses no number.
         assert!(agg.begin_sync().is_none());
-        agg.record("b2", 0, &[ev("ad-1", "u2", Kind::Viewable, d)]);
+        agg.record(
+            "b2",
+            0,
+            Traffic::Valid,
+            &[ev("ad-1", "u2", Kind::Viewable, d)],
+        );
         assert_eq!(agg.begin_sync().unwrap().seq, 2);
     }
 
@@ -512,13 +618,18 @@ mod tests {
             .iter()
             .map(|u| ev("ad-1", u, Kind::Viewable, d))
             .collect();
-        agg.record("b1", 0, &events);
+        agg.record("b1", 0, Traffic::Valid, &events);
         let after_one = agg.pending_bytes();
         // 5,000 visitors make the sketch dense: at least its registers.
         assert!(after_one >= glimpse_hll::REGISTERS, "{after_one}");
         let _delta = agg.begin_sync().unwrap();
         assert_eq!(agg.pending_bytes(), after_one, "in flight still counts");
-        agg.record("b2", 0, &[ev("ad-2", "u1", Kind::Measurable, d)]);
+        agg.record(
+            "b2",
+            0,
+            Traffic::Valid,
+            &[ev("ad-2", "u1", Kind::Measurable, d)],
+        );
         let both = agg.pending_bytes();
         assert!(both > after_one);
         agg.finish_sync();
@@ -542,7 +653,7 @@ mod tests {
                             ev(&ad, &user, Kind::Viewable, "2026-11-25"),
                             ev(&ad, &user, Kind::Measurable, "2026-11-25"),
                         ];
-                        agg.record(&format!("b{t}-{i}"), 0, &events);
+                        agg.record(&format!("b{t}-{i}"), 0, Traffic::Valid, &events);
                     }
                 })
             })

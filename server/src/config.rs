@@ -135,6 +135,14 @@ pub struct Config {
     /// with this secret; `glimpse-server sign-ad` issues one. Off when not given.
     #[arg(long, env = "GLIMPSE_AD_SIGNING_SECRET", hide_env_values = true)]
     pub ad_signing_secret: Option<Secret>,
+
+    /// Count events from automated browsers (HeadlessChrome, WebDriver) as
+    /// impressions instead of as invalid traffic, for test suites that run
+    /// headless browsers. Crawlers are invalid traffic either way.
+    /// The variable takes `1`/`0`, `true`/`false`, `yes`/`no`, `on`/`off`.
+    #[arg(long, env = "GLIMPSE_COUNT_AUTOMATION",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub count_automation: bool,
 }
 
 /// `glimpse-server sign-ad`: prints a token for `data-ad-token`.
@@ -198,6 +206,14 @@ mod tests {
             ("ad-1", Duration::from_secs(3600))
         );
         assert!(SignAd::try_parse_from(["sign-ad", "--secret", "s3", "--ttl", "1h"]).is_err());
+    }
+
+    #[test]
+    fn count_automation_flag() {
+        let c = Config::try_parse_from(["glimpse-server"]).unwrap();
+        assert!(!c.count_automation);
+        let c = Config::try_parse_from(["glimpse-server", "--count-automation"]).unwrap();
+        assert!(c.count_automation);
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! - [`http`]: routes, limits, auth and static files; the only module that
 //!   speaks HTTP. Ingest validates a batch with `glimpse_wire`, claims its id
 //!   ([`claims`]) and records its events in the [`aggregate::Aggregator`];
-//!   with `--ad-signing-secret` each event's token is checked by [`signing`].
+//!   with `--ad-signing-secret` each event's token is checked by [`signing`],
+//!   and [`traffic`] judges whether the batch comes from a known bot.
 //! - [`aggregate`]: per-(ad, day) deltas in memory; no I/O.
 //! - [`sync`]: the background task that hands deltas to the store.
 //! - [`store`]: the [`store::Store`] trait and its implementations (the
@@ -30,6 +31,7 @@ pub mod signing;
 pub mod stats;
 pub mod store;
 pub mod sync;
+pub mod traffic;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -117,6 +119,7 @@ pub async fn run(
     edge.sdk_dir = Some(config.sdk_dir.clone());
     edge.guard = Guard::from_config(&config);
     edge.ad_signing_secret = config.ad_signing_secret.clone();
+    edge.count_automation = config.count_automation;
     for (what, dir) in [("demo site", &config.www_dir), ("SDK", &config.sdk_dir)] {
         if !dir.is_dir() {
             tracing::info!(dir = %dir.display(), "{what} directory not found; not serving it");

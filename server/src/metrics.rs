@@ -78,6 +78,7 @@ pub struct Metrics {
     events_accepted: AtomicU64,
     events_duplicate: AtomicU64,
     events_rejected: Labeled,
+    events_invalid: Labeled,
     batches_accepted: AtomicU64,
     batches_duplicate: AtomicU64,
     batches_rejected: Labeled,
@@ -110,6 +111,12 @@ impl Metrics {
     pub fn batch_duplicate(&self, events: u64) {
         inc(&self.batches_duplicate, 1);
         inc(&self.events_duplicate, events);
+    }
+
+    /// Accepted events counted as invalid traffic, by the verdict's reason
+    /// (`automation` or `crawler`, see [`crate::traffic::Verdict::reason`]).
+    pub fn events_invalid(&self, reason: &'static str, events: u64) {
+        self.events_invalid.add(reason, events);
     }
 
     /// One event refused inside a batch, by category.
@@ -178,8 +185,15 @@ impl Metrics {
         counter(
             &mut out,
             "glimpse_events_accepted_total",
-            "Events accepted and counted.",
+            "Events accepted and counted (as impressions or as invalid traffic).",
             get(&self.events_accepted),
+        );
+        labeled(
+            &mut out,
+            "glimpse_events_invalid_total",
+            "reason",
+            "Accepted events counted as invalid traffic instead of impressions, by reason.",
+            &self.events_invalid,
         );
         counter(
             &mut out,
@@ -305,6 +319,9 @@ mod tests {
         m.event_rejected("invalid_id");
         m.event_rejected("invalid_id");
         m.event_rejected("ts_out_of_window");
+        m.events_invalid("crawler", 3);
+        m.events_invalid("automation", 2);
+        m.events_invalid("crawler", 1);
         m.batch_rejected("invalid_json");
         m.rate_limited();
         m.sync_finished(Duration::from_millis(3), true);
@@ -332,6 +349,8 @@ mod tests {
             "glimpse_events_rejected_total{reason=\"invalid_id\"} 2"
         );
         assert!(text.contains("glimpse_batches_rejected_total{reason=\"invalid_json\"} 1"));
+        assert!(text.contains("glimpse_events_invalid_total{reason=\"crawler\"} 4"));
+        assert!(text.contains("glimpse_events_invalid_total{reason=\"automation\"} 2"));
         assert!(text.contains("glimpse_rate_limited_total 1"));
         assert!(text.contains("glimpse_sync_duration_seconds_bucket{le=\"0.001\"} 0"));
         assert!(text.contains("glimpse_sync_duration_seconds_bucket{le=\"0.005\"} 1"));

@@ -18,6 +18,7 @@ fn merged(stored: Vec<StoredDay>, pending: AdDays) -> BTreeMap<Day, DayDelta> {
             let delta = DayDelta {
                 impressions: s.impressions,
                 measurable: s.measurable,
+                invalid: s.invalid,
                 visitors: s.visitors,
             };
             (s.day, delta)
@@ -39,7 +40,7 @@ pub fn ad_stats(
 ) -> StatsResponse {
     let days = merged(stored, pending);
     let mut union = Sketch::new();
-    let (mut impressions, mut measurable) = (0, 0);
+    let (mut impressions, mut measurable, mut invalid) = (0, 0, 0);
     let per_day = range
         .days()
         .map(|day| match days.get(&day) {
@@ -47,11 +48,13 @@ pub fn ad_stats(
                 union.merge(&d.visitors);
                 impressions += d.impressions;
                 measurable += d.measurable;
+                invalid += d.invalid;
                 DayStats {
                     date: day,
                     impressions: d.impressions,
                     measurable: d.measurable,
                     unique_visitors: d.visitors.estimate(),
+                    invalid: d.invalid,
                 }
             }
             None => DayStats {
@@ -59,6 +62,7 @@ pub fn ad_stats(
                 impressions: 0,
                 measurable: 0,
                 unique_visitors: 0,
+                invalid: 0,
             },
         })
         .collect();
@@ -70,6 +74,7 @@ pub fn ad_stats(
         measurable,
         unique_visitors: union.estimate(),
         viewability_rate: viewability_rate(impressions, measurable),
+        invalid,
         days: per_day,
     }
 }
@@ -82,6 +87,7 @@ pub fn ad_summary(stats: &StatsResponse) -> AdSummary {
         measurable: stats.measurable,
         unique_visitors: stats.unique_visitors,
         viewability_rate: stats.viewability_rate,
+        invalid: stats.invalid,
     }
 }
 
@@ -108,6 +114,7 @@ mod tests {
             day: day("2026-11-23"),
             impressions: 2,
             measurable: 4,
+            invalid: 5,
             visitors: sketch(&["a", "b"]),
         }];
         let mut pending = AdDays::new();
@@ -116,6 +123,7 @@ mod tests {
             DayDelta {
                 impressions: 1,
                 measurable: 1,
+                invalid: 2,
                 visitors: sketch(&["c"]),
             },
         );
@@ -124,6 +132,7 @@ mod tests {
             DayDelta {
                 impressions: 3,
                 measurable: 3,
+                invalid: 0,
                 visitors: sketch(&["a", "b", "c"]),
             },
         );
@@ -137,23 +146,40 @@ mod tests {
             ["2026-11-23", "2026-11-24", "2026-11-25"]
         );
         assert_eq!((s.days[0].impressions, s.days[0].measurable), (3, 5));
+        assert_eq!(
+            s.days.iter().map(|d| d.invalid).collect::<Vec<_>>(),
+            [7, 0, 0],
+            "invalid per day: stored plus pending"
+        );
+        assert_eq!(s.invalid, 7);
         assert_eq!((s.days[1].impressions, s.days[1].unique_visitors), (0, 0));
         assert_eq!(s.days[0].unique_visitors, 3);
         assert_eq!(s.days[2].unique_visitors, 3);
         // a, b, c over the range: a union of 3, where a sum of days gives 6.
         assert_eq!(s.unique_visitors, 3);
         assert_eq!((s.impressions, s.measurable), (6, 8));
-        assert_eq!(s.viewability_rate, Some(0.75));
+        assert_eq!(
+            s.viewability_rate,
+            Some(0.75),
+            "invalid events change no rate"
+        );
+        let summary = ad_summary(&s);
+        assert_eq!((summary.impressions, summary.invalid), (6, 7));
     }
 
     #[test]
     fn no_data_is_zeros_and_a_null_rate() {
         let range = DayRange::single(day("2026-11-25"));
         let s = ad_stats("ad-x", range, vec![], AdDays::new());
-        assert_eq!((s.impressions, s.measurable, s.unique_visitors), (0, 0, 0));
+        assert_eq!(
+            (s.impressions, s.measurable, s.unique_visitors, s.invalid),
+            (0, 0, 0, 0)
+        );
         assert_eq!(s.viewability_rate, None);
         let json = serde_json::to_value(&s).unwrap();
         assert!(json["viewability_rate"].is_null());
         assert_eq!(json["days"][0]["date"], "2026-11-25");
+        assert_eq!(json["invalid"], 0);
+        assert_eq!(json["days"][0]["invalid"], 0);
     }
 }

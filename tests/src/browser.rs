@@ -88,6 +88,16 @@ impl Browser {
 
     /// A session whose window is `width` x `height`.
     pub fn start_with_size(width: u32, height: u32) -> Browser {
+        Self::launch(width, height, None)
+    }
+
+    /// A session with the default viewport whose `User-Agent` is
+    /// `user_agent` instead of Chromium's own (`HeadlessChrome/...`).
+    pub fn start_with_user_agent(user_agent: &str) -> Browser {
+        Self::launch(WIDTH, HEIGHT, Some(user_agent))
+    }
+
+    fn launch(width: u32, height: u32, user_agent: Option<&str>) -> Browser {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -133,19 +143,22 @@ impl Browser {
                 .and_then(|r| r.into_json::<Value>().ok())
                 .is_some_and(|v| v["value"]["ready"] == json!(true))
         });
-        let args = [
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-            &format!("--window-size={width},{height}"),
-            &format!("--user-data-dir={}", browser._profile.path().display()),
+        let mut args = vec![
+            "--headless".to_owned(),
+            "--no-sandbox".to_owned(),
+            "--disable-gpu".to_owned(),
+            "--disable-quic".to_owned(),
+            "--no-first-run".to_owned(),
+            "--disable-background-networking".to_owned(),
+            "--disable-component-update".to_owned(),
+            "--disable-sync".to_owned(),
+            "--disable-dev-shm-usage".to_owned(),
+            format!("--window-size={width},{height}"),
+            format!("--user-data-dir={}", browser._profile.path().display()),
         ];
+        if let Some(ua) = user_agent {
+            args.push(format!("--user-agent={ua}"));
+        }
         let mut caps = Capabilities::new();
         caps.insert(
             "goog:chromeOptions".into(),

@@ -19,6 +19,11 @@ use serde_json::Value;
 /// How long a server may take to start or stop before the test fails.
 const STARTUP_DEADLINE: Duration = Duration::from_secs(30);
 
+/// The flag for edges that browser tests talk to: the tests run a headless
+/// Chromium under chromedriver (`HeadlessChrome`, `navigator.webdriver`),
+/// which an edge otherwise counts as invalid traffic, not as impressions.
+pub const COUNT_AUTOMATION: &str = "--count-automation";
+
 /// Path of a binary of this workspace, built by the same `cargo test` run.
 pub fn workspace_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
@@ -89,6 +94,7 @@ impl Edge {
             "GLIMPSE_STATS_CACHE",
             "GLIMPSE_MAX_PENDING_BYTES",
             "GLIMPSE_RETENTION_DAYS",
+            "GLIMPSE_COUNT_AUTOMATION",
         ] {
             command.env_remove(var);
         }

@@ -38,6 +38,9 @@ pub struct DayStats {
     pub impressions: u64,
     pub measurable: u64,
     pub unique_visitors: u64,
+    /// Events from known bots (viewable or measurable), counted here
+    /// instead of in `impressions` and `measurable`.
+    pub invalid: u64,
 }
 
 /// `GET /v1/ads/{ad_id}/stats`.
@@ -52,6 +55,8 @@ pub struct StatsResponse {
     pub unique_visitors: u64,
     /// `impressions / measurable`, `null` when nothing was measured.
     pub viewability_rate: Option<f64>,
+    /// Events from known bots over the range, not in the counts above.
+    pub invalid: u64,
     pub days: Vec<DayStats>,
 }
 
@@ -73,6 +78,8 @@ pub struct AdSummary {
     pub measurable: u64,
     pub unique_visitors: u64,
     pub viewability_rate: Option<f64>,
+    /// Events from known bots over the range.
+    pub invalid: u64,
 }
 
 /// `GET /v1/ads?from=..&to=..`: the ads with any count in the range.

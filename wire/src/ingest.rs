@@ -57,6 +57,8 @@ pub enum BatchError {
     TooManyEvents(usize),
     /// More distinct ad ids than [`MAX_AD_IDS_PER_BATCH`].
     TooManyAds(usize),
+    /// `webdriver` is present but not `true` or `false`.
+    Webdriver,
 }
 
 impl BatchError {
@@ -69,6 +71,7 @@ impl BatchError {
             BatchError::Events(_) => "invalid_events",
             BatchError::TooManyEvents(_) => "too_many_events",
             BatchError::TooManyAds(_) => "too_many_ads",
+            BatchError::Webdriver => "invalid_webdriver",
         }
     }
 }
@@ -88,6 +91,7 @@ impl fmt::Display for BatchError {
                 f,
                 "the valid events name {n} distinct `ad_id`s; at most {MAX_AD_IDS_PER_BATCH} are allowed per batch"
             ),
+            BatchError::Webdriver => f.write_str("`webdriver` must be true or false when present"),
         }
     }
 }
@@ -99,6 +103,9 @@ impl std::error::Error for BatchError {}
 pub struct Batch<'a> {
     pub batch_id: String,
     pub events: Vec<&'a RawValue>,
+    /// The page's `navigator.webdriver`, as the SDK reported it: the browser
+    /// is driven by a program. `false` when the field is absent.
+    pub webdriver: bool,
 }
 
 #[derive(Deserialize)]
@@ -107,6 +114,69 @@ struct Envelope<'a> {
     batch_id: Option<&'a RawValue>,
     #[serde(borrow, default)]
     events: Option<Events<'a>>,
+    #[serde(default)]
+    webdriver: Flag,
+}
+
+/// An optional boolean member, read in the same pass as the rest of the
+/// envelope. Not an `Option<bool>`: serde would take `null` for "absent",
+/// and the contract wants anything but `true` and `false` refused.
+#[derive(Default)]
+enum Flag {
+    #[default]
+    Absent,
+    Bool(bool),
+    NotABool,
+}
+
+impl<'de> Deserialize<'de> for Flag {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(FlagVisitor)
+    }
+}
+
+struct FlagVisitor;
+
+impl<'de> Visitor<'de> for FlagVisitor {
+    type Value = Flag;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("true or false")
+    }
+
+    fn visit_bool<E: de::Error>(self, b: bool) -> Result<Self::Value, E> {
+        Ok(Flag::Bool(b))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Flag::NotABool)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Flag::NotABool)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Flag::NotABool)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Flag::NotABool)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Flag::NotABool)
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Flag::NotABool)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Flag::NotABool)
+    }
 }
 
 /// The `events` member, split into its elements' raw JSON in the same pass
@@ -202,7 +272,16 @@ pub fn decode_batch(body: &[u8]) -> Result<Batch<'_>, BatchError> {
     if events.len() > MAX_EVENTS_PER_BATCH {
         return Err(BatchError::TooManyEvents(events.len()));
     }
-    Ok(Batch { batch_id, events })
+    let webdriver = match envelope.webdriver {
+        Flag::Absent => false,
+        Flag::Bool(b) => b,
+        Flag::NotABool => return Err(BatchError::Webdriver),
+    };
+    Ok(Batch {
+        batch_id,
+        events,
+        webdriver,
+    })
 }
 
 fn first_byte(body: &[u8]) -> Option<u8> {
@@ -456,6 +535,37 @@ mod tests {
             decode_batch(body.as_bytes()).unwrap_err().code(),
             "invalid_json"
         );
+    }
+
+    #[test]
+    fn webdriver_is_an_optional_boolean() {
+        let body = |extra: &str| format!(r#"{{"batch_id":"b","events":[{{}}]{extra}}}"#);
+        assert!(!decode_batch(body("").as_bytes()).unwrap().webdriver);
+        let on = body(r#","webdriver":true"#);
+        assert!(decode_batch(on.as_bytes()).unwrap().webdriver);
+        let off = body(r#","webdriver":false"#);
+        assert!(!decode_batch(off.as_bytes()).unwrap().webdriver);
+        // First in the body, as the SDK sends it.
+        let first = r#"{"webdriver":true,"batch_id":"b","events":[{}]}"#;
+        assert!(decode_batch(first.as_bytes()).unwrap().webdriver);
+        for bad in [
+            "null",
+            "1",
+            "0",
+            "\"true\"",
+            "[true]",
+            r#"{"a":true}"#,
+            "1.5",
+            "-1",
+        ] {
+            let err = decode_batch(body(&format!(r#","webdriver":{bad}"#)).as_bytes()).unwrap_err();
+            assert_eq!(err, BatchError::Webdriver, "{bad}");
+            assert_eq!(err.code(), "invalid_webdriver");
+            assert_eq!(
+                err.to_string(),
+                "`webdriver` must be true or false when present"
+            );
+        }
     }
 
     #[test]

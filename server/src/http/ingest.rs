@@ -19,6 +19,7 @@ use super::error::ApiError;
 use super::extract::ApiQuery;
 use super::AppState;
 use crate::signing;
+use crate::traffic::{self, Traffic};
 
 /// `Retry-After` of the 503 sent while pending counts are over their bound.
 pub const OVERLOAD_RETRY_AFTER_SECS: u64 = 5;
@@ -106,6 +107,23 @@ fn check_token<'a>(
     Ok(event)
 }
 
+/// How the events of one request count: judged once from its `User-Agent`
+/// and the SDK's `webdriver` report, with the metric reason when invalid.
+fn judge(
+    state: &AppState,
+    headers: &HeaderMap,
+    webdriver: bool,
+) -> (Traffic, Option<&'static str>) {
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()));
+    let verdict = traffic::classify(user_agent.as_deref(), webdriver);
+    match verdict.traffic(state.count_automation) {
+        Traffic::Valid => (Traffic::Valid, None),
+        Traffic::Invalid => (Traffic::Invalid, verdict.reason()),
+    }
+}
+
 pub async fn post_impressions(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -163,10 +181,19 @@ pub async fn post_impressions(
         return Err(e.into());
     }
     response.accepted = events.len() as u32;
-    state.aggregator.record(&batch.batch_id, now, &events);
+    // The client is not told: a bot learns nothing from the answer.
+    let (traffic, invalid_reason) = judge(&state, &headers, batch.webdriver);
+    state
+        .aggregator
+        .record(&batch.batch_id, now, traffic, &events);
     state
         .metrics
         .batch_accepted(response.accepted.into(), response.duplicates.into());
+    if let Some(reason) = invalid_reason {
+        state
+            .metrics
+            .events_invalid(reason, response.accepted.into());
+    }
     Ok((StatusCode::ACCEPTED, Json(response)))
 }
 
@@ -180,6 +207,7 @@ pub struct SingleImpression {
 /// impression, now.
 pub async fn get_impression(
     State(state): State<AppState>,
+    headers: HeaderMap,
     ApiQuery(q): ApiQuery<SingleImpression>,
 ) -> Result<Json<ImpressionLogged>, ApiError> {
     let param = |name: &'static str, value: Option<String>| {
@@ -210,12 +238,17 @@ pub async fn get_impression(
     // Each call is its own batch, under an id no client can send (ids never
     // contain `/`), so it is never taken for a duplicate.
     let batch_id = format!("single/{:032x}", rand::random::<u128>());
+    let (traffic, invalid_reason) = judge(&state, &headers, false);
     state.aggregator.record(
         &batch_id,
         now,
+        traffic,
         &[event(Kind::Measurable), event(Kind::Viewable)],
     );
     state.metrics.batch_accepted(2, 0);
+    if let Some(reason) = invalid_reason {
+        state.metrics.events_invalid(reason, 2);
+    }
     Ok(Json(ImpressionLogged {
         message: "impression logged".into(),
         ad_id,

@@ -54,6 +54,9 @@ pub struct Edge {
     /// When set, every event must carry a valid token for its ad
     /// (see [`crate::signing`]).
     pub ad_signing_secret: Option<Secret>,
+    /// `--count-automation`: automated browsers count as people
+    /// (see [`crate::traffic`]).
+    pub count_automation: bool,
 }
 
 impl Edge {
@@ -70,6 +73,7 @@ impl Edge {
             metrics: Metrics::default(),
             max_pending_bytes: usize::MAX,
             ad_signing_secret: None,
+            count_automation: false,
         }
     }
 

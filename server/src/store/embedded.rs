@@ -1,7 +1,9 @@
 //! The embedded store: one redb database file in the data directory.
 //!
 //! Tables (keys are `(ad_id, days since epoch)` unless said otherwise):
-//! - `counts`: `(impressions, measurable)`;
+//! - `counts_v2`: `(impressions, measurable, invalid)`; it replaced `counts`,
+//!   `(impressions, measurable)`, which [`EmbeddedStore::open`] migrates (redb
+//!   tables have a fixed value type, hence the new name);
 //! - `visitors`: the day's sketch in Redis's byte format;
 //! - `ads_by_day`: `(day, ad_id) -> ()`, to list the ads of a date range;
 //! - `batches`: `batch_id -> received_ms`, and `batches_by_time`:
@@ -17,12 +19,15 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use glimpse_hll::Sketch;
 use glimpse_wire::{Day, DayRange};
-use redb::{Database, ReadableTable, TableDefinition};
+use redb::{Database, ReadableTable, TableDefinition, TableHandle};
 
 use super::{Store, StoreError, StoredDay, BATCH_ID_RETENTION_MS};
 use crate::aggregate::Delta;
 
-const COUNTS: TableDefinition<(&str, u32), (u64, u64)> = TableDefinition::new("counts");
+const COUNTS: TableDefinition<(&str, u32), (u64, u64, u64)> = TableDefinition::new("counts_v2");
+/// The counts of data directories written before invalid traffic was
+/// counted; migrated into [`COUNTS`] at open.
+const LEGACY_COUNTS: TableDefinition<(&str, u32), (u64, u64)> = TableDefinition::new("counts");
 const VISITORS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("visitors");
 const ADS_BY_DAY: TableDefinition<(u32, &str), ()> = TableDefinition::new("ads_by_day");
 const BATCHES: TableDefinition<&str, i64> = TableDefinition::new("batches");
@@ -44,7 +49,9 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 }
 
 impl EmbeddedStore {
-    /// Opens (or creates) the store in `data_dir`.
+    /// Opens (or creates) the store in `data_dir`, migrating the tables of
+    /// an earlier version. A migrated directory no longer opens with that
+    /// earlier version (it would see no counts): there is no way back.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
             StoreError::Unavailable(format!("cannot create {}: {e}", data_dir.display()))
@@ -52,8 +59,10 @@ impl EmbeddedStore {
         let path = data_dir.join(FILE_NAME);
         let db = Database::create(&path)
             .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
-        // Create every table up front so readers never meet a missing one.
+        // Create every table up front so readers never meet a missing one,
+        // in the same transaction as the migration: all of it or none.
         let txn = db.begin_write().map_err(unavailable)?;
+        migrate_legacy_counts(&txn)?;
         {
             txn.open_table(COUNTS).map_err(unavailable)?;
             txn.open_table(VISITORS).map_err(unavailable)?;
@@ -76,6 +85,34 @@ impl EmbeddedStore {
     }
 }
 
+/// Moves the rows of [`LEGACY_COUNTS`], if that table exists, into
+/// [`COUNTS`] with no invalid events, and drops it.
+fn migrate_legacy_counts(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    let legacy = txn
+        .list_tables()
+        .map_err(unavailable)?
+        .any(|t| t.name() == LEGACY_COUNTS.name());
+    if !legacy {
+        return Ok(());
+    }
+    let mut rows = 0usize;
+    {
+        let old = txn.open_table(LEGACY_COUNTS).map_err(unavailable)?;
+        let mut counts = txn.open_table(COUNTS).map_err(unavailable)?;
+        for entry in old.iter().map_err(unavailable)? {
+            let (key, value) = entry.map_err(unavailable)?;
+            let (impressions, measurable) = value.value();
+            counts
+                .insert(key.value(), (impressions, measurable, 0))
+                .map_err(unavailable)?;
+            rows += 1;
+        }
+    }
+    txn.delete_table(LEGACY_COUNTS).map_err(unavailable)?;
+    tracing::info!(rows, "migrated the embedded store's counts to counts_v2");
+    Ok(())
+}
+
 fn apply_delta(db: &Database, delta: &Delta, now_ms: i64) -> Result<(), StoreError> {
     let txn = db.begin_write().map_err(unavailable)?;
     {
@@ -83,7 +120,7 @@ fn apply_delta(db: &Database, delta: &Delta, now_ms: i64) -> Result<(), StoreErr
         let mut by_time = txn.open_table(BATCHES_BY_TIME).map_err(unavailable)?;
         // Counters of batches counted before (a retry that reached this edge
         // after its first copy was synced) are taken back out of the delta.
-        let mut already: HashMap<(&str, Day), (u64, u64)> = HashMap::new();
+        let mut already: HashMap<(&str, Day), (u64, u64, u64)> = HashMap::new();
         for record in &delta.batches {
             if batches
                 .get(record.batch_id.as_str())
@@ -94,6 +131,7 @@ fn apply_delta(db: &Database, delta: &Delta, now_ms: i64) -> Result<(), StoreErr
                     let e = already.entry((c.ad_id.as_str(), c.day)).or_default();
                     e.0 += c.impressions;
                     e.1 += c.measurable;
+                    e.2 += c.invalid;
                 }
                 continue;
             }
@@ -109,8 +147,9 @@ fn apply_delta(db: &Database, delta: &Delta, now_ms: i64) -> Result<(), StoreErr
         let mut ads_by_day = txn.open_table(ADS_BY_DAY).map_err(unavailable)?;
         for (ad_id, day, d) in delta.keys() {
             let key = (ad_id, day.days_since_epoch());
-            let (skip_imp, skip_meas) = already.get(&(ad_id, day)).copied().unwrap_or_default();
-            let (imp, meas) = counts
+            let (skip_imp, skip_meas, skip_inv) =
+                already.get(&(ad_id, day)).copied().unwrap_or_default();
+            let (imp, meas, inv) = counts
                 .get(key)
                 .map_err(unavailable)?
                 .map(|v| v.value())
@@ -121,6 +160,7 @@ fn apply_delta(db: &Database, delta: &Delta, now_ms: i64) -> Result<(), StoreErr
                     (
                         imp + d.impressions.saturating_sub(skip_imp),
                         meas + d.measurable.saturating_sub(skip_meas),
+                        inv + d.invalid.saturating_sub(skip_inv),
                     ),
                 )
                 .map_err(unavailable)?;
@@ -179,7 +219,7 @@ fn read_days(db: &Database, ad_id: &str, range: DayRange) -> Result<Vec<StoredDa
         let (key, value) = entry.map_err(unavailable)?;
         let (ad, n) = key.value();
         let day = Day::from_days_since_epoch(n);
-        let (impressions, measurable) = value.value();
+        let (impressions, measurable, invalid) = value.value();
         let sketch = match visitors.get((ad, n)).map_err(unavailable)? {
             Some(bytes) => Sketch::from_redis_bytes(bytes.value())
                 .map_err(|e| StoreError::Corrupt(format!("sketch of {ad} {day}: {e}")))?,
@@ -189,6 +229,7 @@ fn read_days(db: &Database, ad_id: &str, range: DayRange) -> Result<Vec<StoredDa
             day,
             impressions,
             measurable,
+            invalid,
             visitors: sketch,
         });
     }
@@ -263,6 +304,7 @@ mod tests {
 
     use super::*;
     use crate::aggregate::Aggregator;
+    use crate::traffic::Traffic;
 
     const NOW: i64 = 1_764_000_000_000;
 
@@ -289,6 +331,7 @@ mod tests {
         agg.record(
             "b1",
             NOW,
+            Traffic::Valid,
             &[
                 event("1", "ad-1", "u1", Kind::Viewable),
                 event("2", "ad-1", "u2", Kind::Viewable),
@@ -322,15 +365,30 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStore::open(dir.path()).unwrap();
         let agg = Aggregator::new();
-        agg.record("b1", NOW, &[event("1", "ad-1", "u1", Kind::Viewable)]);
+        agg.record(
+            "b1",
+            NOW,
+            Traffic::Valid,
+            &[event("1", "ad-1", "u1", Kind::Viewable)],
+        );
         let first = agg.begin_sync().unwrap();
         store.apply(&first, NOW).await.unwrap();
         // Applying the same delta again (a retry after a lost answer).
         store.apply(&first, NOW).await.unwrap();
         agg.finish_sync();
         // The same batch recorded again with a new one beside it.
-        agg.record("b1", NOW, &[event("1", "ad-1", "u1", Kind::Viewable)]);
-        agg.record("b2", NOW, &[event("1", "ad-1", "u3", Kind::Viewable)]);
+        agg.record(
+            "b1",
+            NOW,
+            Traffic::Valid,
+            &[event("1", "ad-1", "u1", Kind::Viewable)],
+        );
+        agg.record(
+            "b2",
+            NOW,
+            Traffic::Valid,
+            &[event("1", "ad-1", "u3", Kind::Viewable)],
+        );
         store.apply(&agg.begin_sync().unwrap(), NOW).await.unwrap();
         let days = store.read_days("ad-1", today()).await.unwrap();
         assert_eq!(days[0].impressions, 2);
@@ -338,14 +396,107 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn invalid_traffic_is_kept_apart_and_a_duplicate_counts_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let agg = Aggregator::new();
+        let bot_batch = [
+            event("1", "ad-1", "u1", Kind::Viewable),
+            event("2", "ad-1", "u1", Kind::Measurable),
+        ];
+        agg.record("bot", NOW, Traffic::Invalid, &bot_batch);
+        agg.record(
+            "human",
+            NOW,
+            Traffic::Valid,
+            &[event("1", "ad-1", "u2", Kind::Viewable)],
+        );
+        let first = agg.begin_sync().unwrap();
+        store.apply(&first, NOW).await.unwrap();
+        store.apply(&first, NOW).await.unwrap();
+        agg.finish_sync();
+        // The bot's batch again, in a later delta: already counted.
+        agg.record("bot", NOW, Traffic::Invalid, &bot_batch);
+        store.apply(&agg.begin_sync().unwrap(), NOW).await.unwrap();
+        let days = store.read_days("ad-1", today()).await.unwrap();
+        assert_eq!(
+            (days[0].impressions, days[0].measurable, days[0].invalid),
+            (1, 0, 2)
+        );
+        assert_eq!(days[0].visitors.estimate(), 1, "bots are no visitors");
+    }
+
+    #[tokio::test]
+    async fn a_data_dir_of_the_previous_version_opens_with_its_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let day = Day::from_epoch_ms(NOW).unwrap().days_since_epoch();
+        {
+            // The previous version's schema: counts without `invalid`.
+            let db = Database::create(dir.path().join(FILE_NAME)).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut counts = txn.open_table(LEGACY_COUNTS).unwrap();
+                counts.insert(("ad-1", day), (3, 4)).unwrap();
+                counts.insert(("ad-2", day - 1), (0, 9)).unwrap();
+                txn.open_table(ADS_BY_DAY)
+                    .unwrap()
+                    .insert((day, "ad-1"), ())
+                    .unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        for _ in 0..2 {
+            let store = EmbeddedStore::open(dir.path()).unwrap();
+            let days = store.read_days("ad-1", today()).await.unwrap();
+            assert_eq!(
+                (days[0].impressions, days[0].measurable, days[0].invalid),
+                (3, 4, 0)
+            );
+            let yesterday = Day::from_days_since_epoch(day - 1);
+            let days = store
+                .read_days("ad-2", DayRange::single(yesterday))
+                .await
+                .unwrap();
+            assert_eq!((days[0].measurable, days[0].invalid), (9, 0));
+            let txn = store.db.begin_read().unwrap();
+            assert!(
+                !txn.list_tables()
+                    .unwrap()
+                    .any(|t| t.name() == LEGACY_COUNTS.name()),
+                "the old table is gone once migrated"
+            );
+        }
+        // New counts add to the migrated ones.
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let agg = Aggregator::new();
+        agg.record(
+            "b1",
+            NOW,
+            Traffic::Invalid,
+            &[event("1", "ad-1", "u1", Kind::Viewable)],
+        );
+        store.apply(&agg.begin_sync().unwrap(), NOW).await.unwrap();
+        let days = store.read_days("ad-1", today()).await.unwrap();
+        assert_eq!(
+            (days[0].impressions, days[0].measurable, days[0].invalid),
+            (3, 4, 1)
+        );
+    }
+
+    #[tokio::test]
     async fn batch_ids_are_forgotten_after_retention() {
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStore::open(dir.path()).unwrap();
         let agg = Aggregator::new();
-        agg.record("old", NOW, &[event("1", "ad-1", "u1", Kind::Viewable)]);
+        agg.record(
+            "old",
+            NOW,
+            Traffic::Valid,
+            &[event("1", "ad-1", "u1", Kind::Viewable)],
+        );
         store.apply(&agg.begin_sync().unwrap(), NOW).await.unwrap();
         agg.finish_sync();
-        agg.record("new", NOW + BATCH_ID_RETENTION_MS, &[]);
+        agg.record("new", NOW + BATCH_ID_RETENTION_MS, Traffic::Valid, &[]);
         let later = NOW + BATCH_ID_RETENTION_MS + 1;
         store
             .apply(&agg.begin_sync().unwrap(), later)

@@ -26,6 +26,7 @@ pub struct StoredDay {
     pub day: Day,
     pub impressions: u64,
     pub measurable: u64,
+    pub invalid: u64,
     pub visitors: Sketch,
 }
 

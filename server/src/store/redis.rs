@@ -357,7 +357,8 @@ impl RedisStore {
         call.arg(expiry)
             .arg(BATCH_ID_RETENTION_MS)
             .arg(plan.impressions)
-            .arg(plan.measurable);
+            .arg(plan.measurable)
+            .arg(plan.invalid);
         let reply: Vec<i64> = call.invoke_async(&mut conn).await.map_err(|e| {
             self.note(&e);
             unavailable(&format!("sync step {id} of {} {}", plan.ad_id, plan.day), e)
@@ -476,14 +477,16 @@ impl RedisStore {
             .cmd("HMGET")
             .arg(self.keys.counters(ad_id, day))
             .arg("imp")
-            .arg("meas");
+            .arg("meas")
+            .arg("invalid");
         let mut conn = self.conn.clone();
-        type DayReply = (Option<Vec<u8>>, (Option<u64>, Option<u64>));
-        let (sketch, (imp, meas)): DayReply = pipe.query_async(&mut conn).await.map_err(|e| {
-            self.note(&e);
-            unavailable(&format!("reading {ad_id} {day}"), e)
-        })?;
-        if sketch.is_none() && imp.is_none() && meas.is_none() {
+        type DayReply = (Option<Vec<u8>>, (Option<u64>, Option<u64>, Option<u64>));
+        let (sketch, (imp, meas, invalid)): DayReply =
+            pipe.query_async(&mut conn).await.map_err(|e| {
+                self.note(&e);
+                unavailable(&format!("reading {ad_id} {day}"), e)
+            })?;
+        if sketch.is_none() && imp.is_none() && meas.is_none() && invalid.is_none() {
             return Ok(None);
         }
         let visitors = match sketch {
@@ -496,6 +499,7 @@ impl RedisStore {
             day,
             impressions: imp.unwrap_or(0),
             measurable: meas.unwrap_or(0),
+            invalid: invalid.unwrap_or(0),
             visitors,
         }))
     }

@@ -21,6 +21,8 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
+mod invalid_traffic;
+
 /// 2025-11-24T16:00:00Z
 const NOW: i64 = 1_764_000_000_000;
 const TODAY: &str = "2025-11-24";

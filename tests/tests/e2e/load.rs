@@ -35,6 +35,9 @@ pub struct Expected {
     pub measurable: u64,
     /// Visitor ids of viewable events, in sending order (repeats allowed).
     pub visitors: Vec<String>,
+    /// Events of batches sent as a driven browser's (`"webdriver":true`):
+    /// invalid traffic, in none of the fields above.
+    pub invalid: u64,
 }
 
 /// A set of batches and the exact answers they must produce.
@@ -60,6 +63,21 @@ impl Load {
     /// Adds events as batches of [`BATCH_EVENTS`] under ids `<prefix>-<n>`.
     /// Every event id must be new to the load.
     pub fn add(&mut self, batch_prefix: &str, events: impl IntoIterator<Item = Ev>) {
+        self.add_batches(batch_prefix, events, false);
+    }
+
+    /// [`Load::add`], with every batch saying `"webdriver":true`: the edge
+    /// counts its events as invalid traffic.
+    pub fn add_invalid(&mut self, batch_prefix: &str, events: impl IntoIterator<Item = Ev>) {
+        self.add_batches(batch_prefix, events, true);
+    }
+
+    fn add_batches(
+        &mut self,
+        batch_prefix: &str,
+        events: impl IntoIterator<Item = Ev>,
+        webdriver: bool,
+    ) {
         let mut events = events.into_iter().peekable();
         let mut n = 0;
         while events.peek().is_some() {
@@ -81,14 +99,20 @@ impl Load {
                     .expected
                     .entry((e.ad_id.clone(), day_of(e.ts)))
                     .or_default();
-                if e.viewable {
+                if webdriver {
+                    x.invalid += 1;
+                } else if e.viewable {
                     x.impressions += 1;
                     x.visitors.push(e.user_id.clone());
                 } else {
                     x.measurable += 1;
                 }
             }
-            let body = json!({"batch_id": id, "events": json_events}).to_string();
+            let mut body = json!({"batch_id": id, "events": json_events});
+            if webdriver {
+                body["webdriver"] = json!(true);
+            }
+            let body = body.to_string();
             self.batches.push((id, body));
         }
     }
@@ -209,6 +233,15 @@ pub fn counters(conn: &mut Conn, key: &str) -> (u64, u64) {
             (n(&items[0]), n(&items[1]))
         }
         other => panic!("HMGET {key}: {other}"),
+    }
+}
+
+/// The `invalid` field of a counters hash (0 when absent).
+pub fn invalid_counter(conn: &mut Conn, key: &str) -> u64 {
+    match conn.cmd(&[b"HGET".as_slice(), key.as_bytes(), b"invalid"]) {
+        Reply::Bulk(Some(b)) => String::from_utf8_lossy(&b).parse().unwrap(),
+        Reply::Bulk(None) => 0,
+        other => panic!("HGET {key} invalid: {other}"),
     }
 }
 

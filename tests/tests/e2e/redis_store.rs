@@ -8,8 +8,8 @@ use glimpse_tests::redis::RedisServer;
 use glimpse_wire::api::{AdsResponse, StatsResponse, UniqueVisitorsResponse};
 
 use crate::load::{
-    assert_same_registers, counters, counters_key, day_of, now_ms, pfadd_reference, pfcount,
-    post_all, sketch_at, uv_key, visitors, wait_for, Load,
+    assert_same_registers, counters, counters_key, day_of, invalid_counter, now_ms,
+    pfadd_reference, pfcount, post_all, sketch_at, uv_key, visitors, wait_for, Load,
 };
 
 const SYNC_DEADLINE: Duration = Duration::from_secs(60);
@@ -33,6 +33,11 @@ fn check_against_references(redis: &RedisServer, edges: &[&Edge], load: &Load) {
             (exp.impressions, exp.measurable),
             "{what}: counters"
         );
+        assert_eq!(
+            invalid_counter(&mut conn, &counters_key(ad, day)),
+            exp.invalid,
+            "{what}: invalid"
+        );
         let reference = format!("test:ref:{ad}:{day}");
         pfadd_reference(&mut conn, &reference, &exp.visitors);
         let ours = sketch_at(&mut conn, &uv_key(ad, day));
@@ -50,8 +55,8 @@ fn check_against_references(redis: &RedisServer, edges: &[&Edge], load: &Load) {
                     ))
                 },
                 |s| {
-                    (s.impressions, s.measurable, s.unique_visitors)
-                        == (exp.impressions, exp.measurable, count)
+                    (s.impressions, s.measurable, s.unique_visitors, s.invalid)
+                        == (exp.impressions, exp.measurable, count, exp.invalid)
                 },
             );
             let uv: UniqueVisitorsResponse =
@@ -68,8 +73,11 @@ fn wait_synced(redis: &RedisServer, load: &Load) {
         wait_for(
             SYNC_DEADLINE,
             &format!("{ad} {day} is synced"),
-            || counters(&mut conn, &counters_key(ad, day)),
-            |c| *c == (exp.impressions, exp.measurable),
+            || {
+                let key = counters_key(ad, day);
+                (counters(&mut conn, &key), invalid_counter(&mut conn, &key))
+            },
+            |c| *c == ((exp.impressions, exp.measurable), exp.invalid),
         );
     }
 }
@@ -228,4 +236,73 @@ fn three_edges_under_concurrent_load_and_batches_sent_twice_count_once() {
     }
     let after = counters(&mut conn, &counters_key("many-a", &d1));
     assert_eq!(after, (12_000, 3_000), "nothing changed at shutdown");
+}
+
+#[test]
+fn invalid_traffic_counts_once_through_redis_and_reads_back() {
+    let redis = RedisServer::start();
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let edges: Vec<Edge> = dirs
+        .iter()
+        .map(|d| edge_on(&redis.url(), d.path(), &[]))
+        .collect();
+    let urls: Vec<String> = edges.iter().map(|e| e.base_url.clone()).collect();
+    let now = now_ms() - 1_000;
+    let day = day_of(now);
+    let mut load = Load::default();
+    // People and bots on one ad (the bots' visitors overlap the people's
+    // and must not reach the sketch), and an ad only bots saw.
+    load.add("people", visitors("mixed", "p", 0..3_000, now));
+    load.add_invalid("bots", visitors("mixed", "b", 2_000..4_000, now));
+    load.add_invalid("bots-only", visitors("bots-only", "o", 0..700, now));
+    // Every batch to both edges: a copy accepted at both is left out at
+    // sync time by the batch claims, bot batches included.
+    let (accepted, duplicates) = post_all(&urls, &load.batches, 4, |_| vec![0, 1]);
+    let events: u64 = load
+        .expected
+        .values()
+        .map(|e| e.impressions + e.measurable + e.invalid)
+        .sum();
+    assert_eq!(accepted + duplicates, 2 * events);
+    wait_synced(&redis, &load);
+    check_against_references(&redis, &edges.iter().collect::<Vec<_>>(), &load);
+    let bots_only = &load.expected[&("bots-only".to_owned(), day.clone())];
+    assert_eq!(
+        (bots_only.impressions, bots_only.invalid),
+        (0, 700 + 175),
+        "the load is what the test means"
+    );
+    let mut conn = redis.connect();
+    assert_eq!(
+        conn.cmd(&[b"EXISTS".as_slice(), uv_key("bots-only", &day).as_bytes()])
+            .int(),
+        0,
+        "bots add no visitors"
+    );
+
+    // A new edge reads the invalid counts back from Redis alone.
+    for e in edges {
+        assert!(e.terminate().success());
+    }
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = edge_on(&redis.url(), other_dir.path(), &[]);
+    let ads: AdsResponse = other.get_json(&format!("/v1/ads?from={day}&to={day}"));
+    let listed: Vec<(&str, u64, u64)> = ads
+        .ads
+        .iter()
+        .map(|a| (a.ad_id.as_str(), a.impressions, a.invalid))
+        .collect();
+    let mixed = &load.expected[&("mixed".to_owned(), day.clone())];
+    assert_eq!(
+        listed,
+        [
+            ("bots-only", 0, bots_only.invalid),
+            ("mixed", mixed.impressions, mixed.invalid)
+        ]
+    );
+    let s: StatsResponse = other.get_json(&format!("/v1/ads/mixed/stats?from={day}&to={day}"));
+    assert_eq!(
+        (s.invalid, s.days[0].invalid),
+        (mixed.invalid, mixed.invalid)
+    );
 }

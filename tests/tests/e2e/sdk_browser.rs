@@ -14,8 +14,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use glimpse_tests::browser::{self, Browser};
-use glimpse_tests::edge::{wait_until, workspace_binary, workspace_root, Edge};
-use glimpse_wire::api::StatsResponse;
+use glimpse_tests::edge::{wait_until, workspace_binary, workspace_root, Edge, COUNT_AUTOMATION};
+use glimpse_wire::api::{AdsResponse, StatsResponse};
 use serde_json::{json, Value};
 
 const DELIVERY_DEADLINE: Duration = Duration::from_secs(30);
@@ -36,6 +36,7 @@ fn edge_with_sdk(dir: &Path) -> Edge {
             www.to_str().unwrap(),
             "--sync-interval",
             "100ms",
+            COUNT_AUTOMATION,
         ],
     )
 }
@@ -221,6 +222,7 @@ fn signed_ads_count_only_with_a_valid_token() {
             "100ms",
             "--ad-signing-secret",
             "e2e-secret",
+            COUNT_AUTOMATION,
         ],
     );
     let out = std::process::Command::new(workspace_binary("glimpse-server"))
@@ -252,6 +254,107 @@ fn signed_ads_count_only_with_a_valid_token() {
     flush(&b);
     expect_counts(&edge, "signed", (1, 1));
     assert_eq!(counts(&edge, "unsigned"), (0, 0));
+}
+
+/// The value of one Prometheus series of the edge's `/metrics` (0 if absent).
+fn metric(edge: &Edge, series: &str) -> u64 {
+    let (status, text) = edge.get_raw("/metrics").expect("GET /metrics");
+    assert_eq!(status, 200, "{text}");
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// One ad in view for the dwell, in `b`, against an edge counting invalid
+/// traffic; answers the stats once the events arrived.
+fn view_one_ad(b: &Browser, edge: &Edge, ad: &str) -> StatsResponse {
+    b.goto(&edge.url("/ads.html"));
+    assert_eq!(
+        b.execute("return navigator.webdriver;", vec![]),
+        json!(true),
+        "chromedriver drives the page"
+    );
+    place(b, ad, 0.0, 300, 250);
+    start_tracker(
+        b,
+        json!({"endpoint": "/v1/impressions", "flushIntervalMs": 600000, "maxBatch": 500}),
+    );
+    pause(1400);
+    flush(b);
+    let mut last = None;
+    wait_until(
+        DELIVERY_DEADLINE,
+        &format!("{ad}'s viewable and measurable events arrive"),
+        &mut || {
+            let s: StatsResponse = edge.get_json(&format!("/v1/ads/{ad}/stats"));
+            let arrived = s.invalid + s.impressions + s.measurable == 2;
+            last = Some(s);
+            arrived
+        },
+    );
+    last.unwrap()
+}
+
+#[test]
+fn a_headless_browser_is_invalid_traffic_without_the_switch() {
+    let _one_at_a_time = browser::exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let pkg = browser::sdk_pkg();
+    let www = workspace_root().join("tests/fixtures/browser");
+    // No COUNT_AUTOMATION: this edge judges its traffic as in production.
+    let edge = Edge::start(
+        dir.path(),
+        &[
+            "--sdk-dir",
+            pkg.to_str().unwrap(),
+            "--www-dir",
+            www.to_str().unwrap(),
+            "--sync-interval",
+            "100ms",
+        ],
+    );
+    // Chromium's own user agent says HeadlessChrome; the second browser
+    // claims to be desktop Chrome, so only the SDK's `webdriver: true`
+    // gives it away.
+    let desktop_chrome = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36";
+    for (ad, user_agent, shows) in [
+        ("headless", None, "HeadlessChrome/"),
+        ("webdriver", Some(desktop_chrome), desktop_chrome),
+    ] {
+        let b = match user_agent {
+            None => new_browser(),
+            Some(ua) => Browser::start_with_user_agent(ua),
+        };
+        let ua = b.execute("return navigator.userAgent;", vec![]);
+        assert!(ua.as_str().unwrap().contains(shows), "{ua}");
+        let s = view_one_ad(&b, &edge, ad);
+        assert_eq!(
+            (s.impressions, s.measurable, s.unique_visitors, s.invalid),
+            (0, 0, 0, 2),
+            "{ad} ({ua})"
+        );
+        assert_eq!(s.viewability_rate, None);
+        let today: Vec<u64> = s.days.iter().map(|d| d.invalid).collect();
+        assert_eq!(today, [2], "{ad}: invalid per day");
+        assert_eq!(s.days[0].impressions, 0);
+    }
+    let ads: AdsResponse = edge.get_json("/v1/ads");
+    let listed: Vec<(&str, u64, u64, u64)> = ads
+        .ads
+        .iter()
+        .map(|a| (a.ad_id.as_str(), a.impressions, a.measurable, a.invalid))
+        .collect();
+    assert_eq!(
+        listed,
+        [("headless", 0, 0, 2), ("webdriver", 0, 0, 2)],
+        "/v1/ads"
+    );
+    // Every event the edge took in is one of those invalid ones.
+    assert_eq!(metric(&edge, "glimpse_events_accepted_total"), 4);
+    assert_eq!(
+        metric(&edge, "glimpse_events_invalid_total{reason=\"automation\"}"),
+        4
+    );
 }
 
 #[test]

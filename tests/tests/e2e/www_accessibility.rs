@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use glimpse_tests::browser::{self, Browser};
-use glimpse_tests::edge::{wait_until, workspace_root, Edge};
+use glimpse_tests::edge::{wait_until, workspace_root, Edge, COUNT_AUTOMATION};
 use serde_json::{json, Value};
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -96,6 +96,7 @@ fn demo_pages_pass_an_accessibility_smoke_check() {
             www.to_str().unwrap(),
             "--sdk-dir",
             pkg.to_str().unwrap(),
+            COUNT_AUTOMATION,
         ],
     );
     for (width, height) in [(1280, 900), (390, 844)] {

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use glimpse_tests::browser::{self, Browser};
-use glimpse_tests::edge::{wait_until, workspace_root, Edge};
+use glimpse_tests::edge::{wait_until, workspace_root, Edge, COUNT_AUTOMATION};
 use glimpse_wire::api::AdsResponse;
 use serde::Deserialize;
 use serde_json::json;
@@ -133,6 +133,7 @@ fn start_edge(dir: &Path, store_args: &[&str]) -> Edge {
         pkg.to_str().unwrap(),
         "--sync-interval",
         "200ms",
+        COUNT_AUTOMATION,
     ];
     args.extend_from_slice(store_args);
     Edge::start(dir, &args)

@@ -7,11 +7,12 @@
 -- ARGV[4] sketch bytes in Redis's HLL format, or "" for none
 -- ARGV[5] expiry of the day's keys, unix ms
 -- ARGV[6] ledger time to live, ms
--- ARGV[7] impressions, ARGV[8] measurable to add (the edge has already left
--- out the batches it does not own, see the batch claims in docs/redis.md)
+-- ARGV[7] impressions, ARGV[8] measurable, ARGV[9] invalid-traffic events
+-- to add (the edge has already left out the batches it does not own, see the
+-- batch claims in docs/redis.md)
 --
 -- Returns {applied (0 = this step had landed before), impressions added,
--- measurable added}.
+-- measurable added, invalid added}.
 --
 -- Redis runs a script alone but does not roll back on error, so every check
 -- comes first and the ledger (the record that the step happened) is written
@@ -34,12 +35,13 @@ if last then
   s = tonumber(s)
   c = tonumber(c)
   if s > seq or (s == seq and c >= chunk) then
-    return {0, 0, 0}
+    return {0, 0, 0, 0}
   end
 end
 
 local imp = tonumber(ARGV[7])
 local meas = tonumber(ARGV[8])
+local invalid = tonumber(ARGV[9])
 
 -- The sketch: merging is idempotent, so it goes first.
 if ARGV[4] ~= '' then
@@ -55,11 +57,14 @@ end
 if meas > 0 then
   redis.call('HINCRBY', KEYS[2], 'meas', meas)
 end
-if imp > 0 or meas > 0 then
+if invalid > 0 then
+  redis.call('HINCRBY', KEYS[2], 'invalid', invalid)
+end
+if imp > 0 or meas > 0 or invalid > 0 then
   redis.call('PEXPIREAT', KEYS[2], ARGV[5])
 end
 
 -- The step record last.
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[2] .. ':' .. ARGV[3])
 redis.call('PEXPIRE', KEYS[3], ARGV[6])
-return {1, imp, meas}
+return {1, imp, meas, invalid}

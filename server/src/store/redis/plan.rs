@@ -102,12 +102,13 @@ pub struct KeyPlan<'a> {
     /// Counts of the batches this delta owns.
     pub impressions: u64,
     pub measurable: u64,
+    pub invalid: u64,
 }
 
 impl KeyPlan<'_> {
     /// A step that would write nothing is not sent.
     pub fn is_noop(&self) -> bool {
-        !self.with_sketch && self.impressions == 0 && self.measurable == 0
+        !self.with_sketch && self.impressions == 0 && self.measurable == 0 && self.invalid == 0
     }
 }
 
@@ -116,7 +117,7 @@ impl KeyPlan<'_> {
 /// appearing twice in a delta counts once). Deterministic for a given delta
 /// and answer, so a retry of the delta sends exactly the same steps.
 pub fn plan<'a>(delta: &'a Delta, owned: impl Fn(&str) -> bool) -> Vec<KeyPlan<'a>> {
-    let mut left_out: HashMap<(&str, Day), (u64, u64)> = HashMap::new();
+    let mut left_out: HashMap<(&str, Day), (u64, u64, u64)> = HashMap::new();
     let mut counted: HashSet<&str> = HashSet::new();
     for record in &delta.batches {
         let id = record.batch_id.as_str();
@@ -127,12 +128,13 @@ pub fn plan<'a>(delta: &'a Delta, owned: impl Fn(&str) -> bool) -> Vec<KeyPlan<'
             let e = left_out.entry((c.ad_id.as_str(), c.day)).or_default();
             e.0 += c.impressions;
             e.1 += c.measurable;
+            e.2 += c.invalid;
         }
     }
     let mut plans: Vec<KeyPlan<'_>> = delta
         .keys()
         .map(|(ad_id, day, d)| {
-            let (imp, meas) = left_out.get(&(ad_id, day)).copied().unwrap_or_default();
+            let (imp, meas, inv) = left_out.get(&(ad_id, day)).copied().unwrap_or_default();
             KeyPlan {
                 ad_id,
                 day,
@@ -140,6 +142,7 @@ pub fn plan<'a>(delta: &'a Delta, owned: impl Fn(&str) -> bool) -> Vec<KeyPlan<'
                 with_sketch: !d.visitors.is_empty(),
                 impressions: d.impressions.saturating_sub(imp),
                 measurable: d.measurable.saturating_sub(meas),
+                invalid: d.invalid.saturating_sub(inv),
             }
         })
         .collect();
@@ -162,6 +165,7 @@ mod tests {
 
     use super::*;
     use crate::aggregate::Aggregator;
+    use crate::traffic::Traffic;
 
     fn day(s: &str) -> Day {
         s.parse().unwrap()
@@ -219,12 +223,23 @@ mod tests {
         let agg = Aggregator::new();
         for i in 0..5 {
             let id = format!("b{i}");
-            agg.record(&id, 0, &[ev("1", "ad-1", "u", Kind::Viewable)]);
+            agg.record(
+                &id,
+                0,
+                Traffic::Valid,
+                &[ev("1", "ad-1", "u", Kind::Viewable)],
+            );
         }
-        agg.record("single/x", 0, &[ev("1", "ad-1", "u", Kind::Measurable)]);
+        agg.record(
+            "single/x",
+            0,
+            Traffic::Valid,
+            &[ev("1", "ad-1", "u", Kind::Measurable)],
+        );
         agg.record(
             "b9",
             0,
+            Traffic::Valid,
             &[
                 ev("1", "ad-2", "u", Kind::Measurable),
                 ev("2", "ad-1", "v", Kind::Viewable),
@@ -253,6 +268,27 @@ mod tests {
         assert_eq!((all[1].impressions, all[1].measurable), (0, 1));
     }
 
+    #[test]
+    fn plans_leave_out_the_invalid_events_of_batches_not_owned() {
+        let agg = Aggregator::new();
+        let bot = [
+            ev("1", "ad-1", "u", Kind::Viewable),
+            ev("2", "ad-1", "u", Kind::Measurable),
+        ];
+        agg.record("bot-1", 0, Traffic::Invalid, &bot);
+        agg.record("bot-2", 0, Traffic::Invalid, &bot);
+        let delta = agg.begin_sync().unwrap();
+        let plans = plan(&delta, |id| id != "bot-2");
+        assert_eq!(plans.len(), 1);
+        let p = &plans[0];
+        assert_eq!((p.impressions, p.measurable, p.invalid), (0, 0, 2));
+        assert!(!p.with_sketch, "bots add no visitors");
+        assert!(!p.is_noop(), "invalid counts alone are worth a step");
+        let none = plan(&delta, |_| false);
+        assert_eq!(none[0].invalid, 0);
+        assert!(none[0].is_noop());
+    }
+
     /// A model of Redis: the claim keys, and per (ad, day) the counters and
     /// the ledger, following the same rules as `redis.rs` and `apply.lua`.
     #[derive(Default)]
@@ -265,6 +301,7 @@ mod tests {
     struct ModelKey {
         impressions: u64,
         measurable: u64,
+        invalid: u64,
         last_step: HashMap<String, StepId>,
     }
 
@@ -302,6 +339,7 @@ mod tests {
                 }
                 key.impressions += p.impressions;
                 key.measurable += p.measurable;
+                key.invalid += p.invalid;
                 key.last_step.insert(edge.to_owned(), id);
             }
         }
@@ -330,8 +368,14 @@ mod tests {
                 10..20 => &[0, 1],
                 _ => &[1],
             };
+            // Every fifth batch comes from a bot.
+            let traffic = if b % 5 == 4 {
+                Traffic::Invalid
+            } else {
+                Traffic::Valid
+            };
             for &t in targets {
-                edges[t].record(&id, 0, &events);
+                edges[t].record(&id, 0, traffic, &events);
             }
             distinct.insert(id);
         }
@@ -339,6 +383,7 @@ mod tests {
             edge.record(
                 &format!("single/{e}"),
                 0,
+                Traffic::Valid,
                 &[ev("s", "ad-1", "s", Kind::Viewable)],
             );
         }
@@ -351,11 +396,20 @@ mod tests {
         redis.sync("edge-0", &deltas[0], false);
         let imp: u64 = redis.keys.values().map(|k| k.impressions).sum();
         let meas: u64 = redis.keys.values().map(|k| k.measurable).sum();
-        assert_eq!(imp, 3 * distinct.len() as u64 + 2);
-        assert_eq!(meas, distinct.len() as u64);
+        let invalid: u64 = redis.keys.values().map(|k| k.invalid).sum();
+        let bots = distinct.len() as u64 / 5;
+        let people = distinct.len() as u64 - bots;
+        assert_eq!(imp, 3 * people + 2);
+        assert_eq!(meas, people);
+        assert_eq!(invalid, 4 * bots, "each bot batch's four events, once");
         // A later delta with a batch already counted leaves it out.
         edges[0].finish_sync();
-        edges[0].record("batch-3", 0, &[ev("e", "ad-1", "x", Kind::Viewable)]);
+        edges[0].record(
+            "batch-3",
+            0,
+            Traffic::Valid,
+            &[ev("e", "ad-1", "x", Kind::Viewable)],
+        );
         let later = edges[0].begin_sync().unwrap();
         redis.sync("edge-0", &later, false);
         let again: u64 = redis.keys.values().map(|k| k.impressions).sum();
