@@ -113,6 +113,7 @@ pub async fn post_impressions(
 ) -> Result<(StatusCode, Json<IngestResponse>), ApiError> {
     check_content_type(&headers)?;
     check_pending_memory(&state)?;
+    state.check_log()?;
     let bytes = read_body(&headers, body, state.guard.body_timeout).await?;
     let batch = decode_batch(&bytes)?;
     let duplicate_batch = || {
@@ -125,6 +126,14 @@ pub async fn post_impressions(
         Ok((StatusCode::ACCEPTED, Json(response)))
     };
     if !state.claims.claim(&batch.batch_id) {
+        // Another copy of this batch is being counted here (or waits for a
+        // sync). When it has been logged already, it is in what is appended
+        // so far: waiting for that keeps this answer from overtaking the
+        // copy's fsync. (A copy still being validated is not covered; its
+        // own answer is the one that promises durability.)
+        if let Some(wal) = state.wal.as_ref().filter(|_| state.wait_for_log()) {
+            state.logged(wal.appended()).await?;
+        }
         return duplicate_batch();
     }
     match state.store.batch_seen(&batch.batch_id).await {
@@ -163,10 +172,18 @@ pub async fn post_impressions(
         return Err(e.into());
     }
     response.accepted = events.len() as u32;
-    state.aggregator.record(&batch.batch_id, now, &events);
+    let lsn = state.record_batch(&batch.batch_id, now, &events);
     state
         .metrics
         .batch_accepted(response.accepted.into(), response.duplicates.into());
+    if let Some(lsn) = lsn {
+        // If the log fails here the answer is 503, yet the batch stays
+        // counted in memory with its id claimed: the client's retry is then
+        // answered as a duplicate, so the batch counts once (it reaches the
+        // store with the next sync) and is never doubled. Releasing the
+        // claim instead would count it twice.
+        state.logged(lsn).await?;
+    }
     Ok((StatusCode::ACCEPTED, Json(response)))
 }
 
@@ -196,6 +213,7 @@ pub async fn get_impression(
     let ad_id = param("ad_id", q.ad_id)?;
     let user_id = param("user_id", q.user_id)?;
     check_pending_memory(&state)?;
+    state.check_log()?;
     let now = state.clock.now_ms();
     let day = Day::from_epoch_ms(now).expect("the server clock is after 1970");
     let event = |kind| Event {
@@ -210,12 +228,15 @@ pub async fn get_impression(
     // Each call is its own batch, under an id no client can send (ids never
     // contain `/`), so it is never taken for a duplicate.
     let batch_id = format!("single/{:032x}", rand::random::<u128>());
-    state.aggregator.record(
+    let lsn = state.record_batch(
         &batch_id,
         now,
         &[event(Kind::Measurable), event(Kind::Viewable)],
     );
     state.metrics.batch_accepted(2, 0);
+    if let Some(lsn) = lsn {
+        state.logged(lsn).await?;
+    }
     Ok(Json(ImpressionLogged {
         message: "impression logged".into(),
         ad_id,
