@@ -748,8 +748,16 @@ mod tests {
                     .iter()
                     .enumerate()
                     .map(|(i, u)| {
-                        let kind = if i % 3 == 0 { Kind::Measurable } else { Kind::Viewable };
-                        let d = if i % 2 == 0 { "2026-11-25" } else { "2026-11-24" };
+                        let kind = if i % 3 == 0 {
+                            Kind::Measurable
+                        } else {
+                            Kind::Viewable
+                        };
+                        let d = if i % 2 == 0 {
+                            "2026-11-25"
+                        } else {
+                            "2026-11-24"
+                        };
                         ev(["ad-1", "ad-2", "ad-3"][i % 3], u, kind, d)
                     })
                     .collect();
@@ -780,7 +788,10 @@ mod tests {
         // Given out of order: handed out by number.
         let agg = Aggregator::with_recovered(
             (2 << 32) | 1,
-            vec![rebuilt((1 << 32) | 6, "b6", "u6"), rebuilt((1 << 32) | 5, "b5", "u5")],
+            vec![
+                rebuilt((1 << 32) | 6, "b6", "u6"),
+                rebuilt((1 << 32) | 5, "b5", "u5"),
+            ],
         );
         assert!(!agg.is_idle());
         agg.record("new", 0, &[ev("ad-1", "u7", Kind::Viewable, d)]);
@@ -789,7 +800,10 @@ mod tests {
         assert_eq!(agg.pending_keys(), 3);
         let bytes = agg.pending_bytes();
         let first = agg.begin_sync().unwrap();
-        assert_eq!((first.seq, first.batches[0].batch_id.as_str()), ((1 << 32) | 5, "b5"));
+        assert_eq!(
+            (first.seq, first.batches[0].batch_id.as_str()),
+            ((1 << 32) | 5, "b5")
+        );
         // A failed sync retries the same recovered delta.
         assert!(Arc::ptr_eq(&first, &agg.begin_sync().unwrap()));
         assert_eq!(agg.pending("ad-1", range)[&day(d)].impressions, 3);
@@ -798,7 +812,10 @@ mod tests {
         assert_eq!(agg.begin_sync().unwrap().seq, (1 << 32) | 6);
         agg.finish_sync();
         let new = agg.begin_sync().unwrap();
-        assert_eq!((new.seq, new.batches[0].batch_id.as_str()), ((2 << 32) | 1, "new"));
+        assert_eq!(
+            (new.seq, new.batches[0].batch_id.as_str()),
+            ((2 << 32) | 1, "new")
+        );
         agg.finish_sync();
         assert!(agg.is_idle());
         assert_eq!(agg.pending_bytes(), 0);

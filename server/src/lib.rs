@@ -46,9 +46,9 @@ use tokio::net::TcpListener;
 pub use config::Config;
 pub use http::{app, metrics_app, Access, Edge, Guard};
 
+use crate::aggregate::Aggregator;
 use crate::clock::SystemClock;
 use crate::config::StoreKind;
-use crate::aggregate::Aggregator;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::identity::EdgeIdentity;
 use crate::store::redis::{RedisOptions, RedisStore};
@@ -113,10 +113,7 @@ pub fn wal_dir(config: &Config) -> std::path::PathBuf {
 
 /// The aggregator of this run: the deltas of the batches a previous run
 /// logged but did not sync, under their old numbers, then this run's own.
-fn recover(
-    config: &Config,
-    identity: &EdgeIdentity,
-) -> anyhow::Result<(Aggregator, Vec<String>)> {
+fn recover(config: &Config, identity: &EdgeIdentity) -> anyhow::Result<(Aggregator, Vec<String>)> {
     let recovered = wal::recover(&wal_dir(config)).context("replaying the write-ahead log")?;
     let first_seq = identity.first_sequence();
     if let Some(r) = recovered.iter().find(|r| r.delta.seq >= first_seq) {

@@ -39,7 +39,9 @@ pub enum ApiError {
     Overloaded,
     #[error("the edge holds too many counts not yet written to the store; retry in {retry_after_secs} s")]
     PendingOverBound { retry_after_secs: u64 },
-    #[error("the batch could not be made durable on this edge ({0}); retry it: it will count once")]
+    #[error(
+        "the batch could not be made durable on this edge ({0}); retry it: it will count once"
+    )]
     LogFailed(String),
 }
 

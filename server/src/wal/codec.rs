@@ -348,8 +348,8 @@ mod tests {
     fn a_tail_torn_at_any_byte_keeps_every_whole_record_before_it() {
         let (bytes, starts, records) = sample();
         for cut in 0..bytes.len() {
-            let segment = decode_segment(&bytes[..cut])
-                .unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
+            let segment =
+                decode_segment(&bytes[..cut]).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
             let whole = starts
                 .iter()
                 .enumerate()

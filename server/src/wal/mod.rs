@@ -541,7 +541,10 @@ mod tests {
         fs::write(&bad, &bytes).unwrap();
         let err = recover(dir.path()).unwrap_err().to_string();
         assert!(err.contains(&bad.display().to_string()), "{err}");
-        assert!(err.contains(&format!("offset {}", codec::HEADER_LEN)), "{err}");
+        assert!(
+            err.contains(&format!("offset {}", codec::HEADER_LEN)),
+            "{err}"
+        );
     }
 
     #[tokio::test]

@@ -76,7 +76,10 @@ fn start(
     // `run` replays before it serves: poll until it answers.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(&addr).is_err() || http(&addr, "GET", "/healthz", "").0 != 200 {
-        assert!(std::time::Instant::now() < deadline, "the edge did not start");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the edge did not start"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     (rt, addr, stop, run)
@@ -98,10 +101,20 @@ fn a_restarted_run_replays_what_it_acknowledged() {
         .as_millis() as i64;
     let (rt, addr, _stop, _run) = start(dir.path());
     for (i, users) in [0..10, 10..30, 5..15].into_iter().enumerate() {
-        let (status, body) = http(&addr, "POST", "/v1/impressions", &batch(&format!("b{i}"), users, ts));
+        let (status, body) = http(
+            &addr,
+            "POST",
+            "/v1/impressions",
+            &batch(&format!("b{i}"), users, ts),
+        );
         assert_eq!(status, 202, "{body}");
     }
-    let (status, body) = http(&addr, "GET", "/v1/impression?ad_id=ad-replay&user_id=single", "");
+    let (status, body) = http(
+        &addr,
+        "GET",
+        "/v1/impression?ad_id=ad-replay&user_id=single",
+        "",
+    );
     assert_eq!(status, 200, "{body}");
     // The end of the process without its flush: every task is dropped.
     rt.shutdown_timeout(Duration::from_secs(10));
@@ -115,12 +128,19 @@ fn a_restarted_run_replays_what_it_acknowledged() {
     assert_eq!((stats.impressions, stats.measurable), (41, 1));
     // A client retrying a replayed batch is told it was counted.
     let (status, body) = http(&addr, "POST", "/v1/impressions", &batch("b1", 10..30, ts));
-    assert_eq!((status, body["duplicates"].as_u64()), (202, Some(20)), "{body}");
+    assert_eq!(
+        (status, body["duplicates"].as_u64()),
+        (202, Some(20)),
+        "{body}"
+    );
     stop.send(()).unwrap();
     rt.block_on(run).unwrap().unwrap();
     drop(rt);
     // The graceful stop synced everything, then emptied the log.
-    assert_eq!(std::fs::read_dir(dir.path().join("wal")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("wal")).unwrap().count(),
+        0
+    );
     let store = EmbeddedStore::open(dir.path()).unwrap();
     let day = Day::from_epoch_ms(ts).unwrap();
     let days = tokio::runtime::Runtime::new()
@@ -129,7 +149,10 @@ fn a_restarted_run_replays_what_it_acknowledged() {
         .unwrap();
     assert_eq!((days[0].impressions, days[0].measurable), (41, 1));
     let mut reference = glimpse_hll::Sketch::new();
-    for u in (0..30).map(|u| format!("u{u}")).chain(["single".to_owned()]) {
+    for u in (0..30)
+        .map(|u| format!("u{u}"))
+        .chain(["single".to_owned()])
+    {
         reference.insert(u.as_bytes());
     }
     assert_eq!(days[0].visitors, reference);

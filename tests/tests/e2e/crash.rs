@@ -14,7 +14,7 @@ use std::time::Duration;
 use glimpse_hll::Sketch;
 use glimpse_tests::edge::{post_batch_at, redis_flags, Edge};
 use glimpse_tests::proxy::CuttingProxy;
-use glimpse_tests::redis::{Reply, RedisServer};
+use glimpse_tests::redis::{RedisServer, Reply};
 use glimpse_wire::api::StatsResponse;
 use serde_json::json;
 
@@ -110,7 +110,10 @@ fn stats(edge: &Edge, ad: &str) -> StatsResponse {
 fn check_bounds(edge: &Edge, ad: &str, outcome: &Outcome) {
     let s = stats(edge, ad);
     let per = |n: usize| (n * VIEWABLE_PER_BATCH) as u64;
-    let (low, high) = (per(outcome.acked.len()), per(outcome.acked.len() + outcome.unknown.len()));
+    let (low, high) = (
+        per(outcome.acked.len()),
+        per(outcome.acked.len() + outcome.unknown.len()),
+    );
     assert!(
         (low..=high).contains(&s.impressions),
         "after the crash: {} impressions, {low} were acknowledged, at most {high} sent",
@@ -170,7 +173,11 @@ fn kill_9_under_load_loses_no_acknowledged_batch_embedded_store() {
     // Every acknowledged batch is a duplicate now: none counts twice.
     for &i in outcome.acked.iter().take(50) {
         let (status, answer) = edge.post_batch(&batches[i].1);
-        assert_eq!((status, answer["accepted"].as_u64()), (202, Some(0)), "{answer}");
+        assert_eq!(
+            (status, answer["accepted"].as_u64()),
+            (202, Some(0)),
+            "{answer}"
+        );
     }
     check_exact(&edge, ad, batches.len());
     // And it all reaches the store: after a clean stop and start, the same.
@@ -261,14 +268,27 @@ fn kill_9_between_claims_and_steps_loses_nothing() {
         batches
             .iter()
             .filter(|(id, _)| {
-                conn.cmd(&[b"EXISTS".as_slice(), format!("glimpse:batch:{id}").as_bytes()])
-                    .int()
+                conn.cmd(&[
+                    b"EXISTS".as_slice(),
+                    format!("glimpse:batch:{id}").as_bytes(),
+                ])
+                .int()
                     == 1
             })
             .count()
     };
-    wait_for(DEADLINE, "every batch is claimed", || claims(&mut conn), |n| *n == batches.len());
-    wait_for(DEADLINE, "a step is held back", || proxy.held(), |n| *n >= 1);
+    wait_for(
+        DEADLINE,
+        "every batch is claimed",
+        || claims(&mut conn),
+        |n| *n == batches.len(),
+    );
+    wait_for(
+        DEADLINE,
+        "a step is held back",
+        || proxy.held(),
+        |n| *n >= 1,
+    );
     assert_eq!(counters(&mut conn, &counters_key(ad, &day_of(ts))), (0, 0));
     edge.kill_hard();
 
@@ -278,7 +298,10 @@ fn kill_9_between_claims_and_steps_loses_nothing() {
     check_redis(&redis, ad, ts, batches.len());
     check_exact(&edge, ad, batches.len());
     // The claims are still those of the first run's delta (boot 1).
-    let claim = conn.cmd(&[b"GET".as_slice(), format!("glimpse:batch:{}", batches[0].0).as_bytes()]);
+    let claim = conn.cmd(&[
+        b"GET".as_slice(),
+        format!("glimpse:batch:{}", batches[0].0).as_bytes(),
+    ]);
     let Reply::Bulk(Some(value)) = claim else {
         panic!("no claim: {claim}")
     };
