@@ -303,7 +303,7 @@ fn kill_9_between_claims_and_steps_loses_nothing() {
     // The claims are still those of the first run's delta (boot 1).
     let claim = conn.cmd(&[
         b"GET".as_slice(),
-        format!("glimpse:batch:{}", batches[0].0).as_bytes(),
+        format!("glimpse:batch:{}", claimed[0]).as_bytes(),
     ]);
     let Reply::Bulk(Some(value)) = claim else {
         panic!("no claim: {claim}")
