@@ -83,6 +83,8 @@ impl BenchConfig {
 pub struct EdgeFeatures {
     pub redis_store: bool,
     pub stats_cache: bool,
+    /// `--durability strict|relaxed` (the write-ahead log).
+    pub durability: bool,
 }
 
 impl EdgeFeatures {
@@ -95,6 +97,7 @@ impl EdgeFeatures {
         Ok(EdgeFeatures {
             redis_store: help.contains("--store") && help.contains("--redis-url"),
             stats_cache: help.contains("--stats-cache"),
+            durability: help.contains("--durability"),
         })
     }
 }
@@ -129,6 +132,9 @@ pub struct Results {
     pub edge_redis: Vec<IngestRun>,
     pub baseline: Vec<IngestRun>,
     pub edge_embedded: Vec<IngestRun>,
+    /// The embedded store with `--durability relaxed` (answers before the
+    /// write-ahead log's fsync); `edge_embedded` runs the default, strict.
+    pub edge_embedded_relaxed: Vec<IngestRun>,
     /// `(label, report)` of the stats route runs.
     pub stats: Vec<(String, LoadReport)>,
     pub notes: Vec<String>,
@@ -142,6 +148,7 @@ impl Results {
             .iter()
             .chain(&self.baseline)
             .chain(&self.edge_embedded)
+            .chain(&self.edge_embedded_relaxed)
             .collect();
         !runs.is_empty() && runs.iter().all(|r| r.verdict.exact() && r.load.events > 0)
     }
@@ -156,7 +163,13 @@ struct Ctx<'a> {
     redis: &'a RedisServer,
 }
 
-fn edge_command(ctx: &Ctx<'_>, dir: &Path, store: &Store, stats_cache: Option<&str>) -> Command {
+fn edge_command(
+    ctx: &Ctx<'_>,
+    dir: &Path,
+    store: &Store,
+    stats_cache: Option<&str>,
+    durability: Option<&str>,
+) -> Command {
     let mut c = Command::new(&ctx.server_bin);
     c.arg("--listen")
         .arg("127.0.0.1:0")
@@ -174,8 +187,12 @@ fn edge_command(ctx: &Ctx<'_>, dir: &Path, store: &Store, stats_cache: Option<&s
         "GLIMPSE_STORE",
         "GLIMPSE_REDIS_URL",
         "GLIMPSE_STATS_CACHE",
+        "GLIMPSE_DURABILITY",
     ] {
         c.env_remove(var);
+    }
+    if let Some(durability) = durability {
+        c.args(["--durability", durability]);
     }
     if let Store::Redis(url) = store {
         c.args(["--store", "redis", "--redis-url", url]);
@@ -218,10 +235,13 @@ fn ad_days(tally: &Tally, days: DayRange) -> u64 {
 /// The edge under closed-loop ingest; then SIGTERM (the shutdown flush), a
 /// restart on the same store, and the exactness check through the stats
 /// routes of the new process.
-fn ingest_edge(ctx: &Ctx<'_>, store: &Store) -> Result<IngestRun> {
+fn ingest_edge(ctx: &Ctx<'_>, store: &Store, durability: Option<&str>) -> Result<IngestRun> {
     let dir = tempfile::tempdir()?;
     let before = matches!(store, Store::Redis(_)).then(|| flush_redis(ctx));
-    let edge = Server::start("glimpse-server", edge_command(ctx, dir.path(), store, None))?;
+    let edge = Server::start(
+        "glimpse-server",
+        edge_command(ctx, dir.path(), store, None, durability),
+    )?;
     let tally = Arc::new(Tally::new(ctx.cfg.mix));
     let first_day = today();
     let (cpu0, gen0) = (edge.cpu_seconds(), own_cpu_seconds());
@@ -234,7 +254,10 @@ fn ingest_edge(ctx: &Ctx<'_>, store: &Store) -> Result<IngestRun> {
     let days = DayRange::new(first_day, today()).expect("days in order");
     edge.terminate()?;
     let redis = before.map(|b| b.delta(&Snapshot::take(&mut ctx.redis.connect())));
-    let edge = Server::start("glimpse-server", edge_command(ctx, dir.path(), store, None))?;
+    let edge = Server::start(
+        "glimpse-server",
+        edge_command(ctx, dir.path(), store, None, durability),
+    )?;
     let verdict = ctx.rt.block_on(verify::edge(edge.addr, &tally, days));
     edge.terminate()?;
     Ok(IngestRun {
@@ -288,7 +311,7 @@ fn stats_run(ctx: &Ctx<'_>, store: &Store, cache: Option<&str>) -> Result<LoadRe
     }
     let edge = Server::start(
         "glimpse-server",
-        edge_command(ctx, dir.path(), store, cache),
+        edge_command(ctx, dir.path(), store, cache, None),
     )?;
     let mut preload = ingest_config(ctx, edge.addr);
     preload.duration = ctx.cfg.duration.min(Duration::from_secs(2));
@@ -300,7 +323,7 @@ fn stats_run(ctx: &Ctx<'_>, store: &Store, cache: Option<&str>) -> Result<LoadRe
     edge.terminate()?;
     let edge = Server::start(
         "glimpse-server",
-        edge_command(ctx, dir.path(), store, cache),
+        edge_command(ctx, dir.path(), store, cache, None),
     )?;
     let report = ctx.rt.block_on(load::stats(&StatsConfig {
         target: edge.addr,
@@ -337,7 +360,7 @@ pub fn run(cfg: &BenchConfig, rt: &Runtime, log: &mut dyn FnMut(&str)) -> Result
     }
     for round in 0..cfg.repeat.max(1) {
         if ctx.features.redis_store && cfg.wants("edge-redis") {
-            let r = ingest_edge(&ctx, &redis_store)?;
+            let r = ingest_edge(&ctx, &redis_store, None)?;
             log(&format!(
                 "[{round}] edge on Redis: {}; {}",
                 r.load.summary("ingest"),
@@ -355,13 +378,22 @@ pub fn run(cfg: &BenchConfig, rt: &Runtime, log: &mut dyn FnMut(&str)) -> Result
             results.baseline.push(r);
         }
         if cfg.wants("edge-embedded") {
-            let r = ingest_edge(&ctx, &Store::Embedded)?;
+            let r = ingest_edge(&ctx, &Store::Embedded, None)?;
             log(&format!(
                 "[{round}] edge on embedded store: {}; {}",
                 r.load.summary("ingest"),
                 r.verdict
             ));
             results.edge_embedded.push(r);
+        }
+        if ctx.features.durability && cfg.wants("edge-embedded-relaxed") {
+            let r = ingest_edge(&ctx, &Store::Embedded, Some("relaxed"))?;
+            log(&format!(
+                "[{round}] edge on embedded store, --durability relaxed: {}; {}",
+                r.load.summary("ingest"),
+                r.verdict
+            ));
+            results.edge_embedded_relaxed.push(r);
         }
     }
     if cfg.wants("stats") {
@@ -487,6 +519,10 @@ pub fn table(cfg: &BenchConfig, results: &Results) -> String {
         ("edge, Redis store", row(&results.edge_redis)),
         ("write-through baseline", row(&results.baseline)),
         ("edge, embedded store", row(&results.edge_embedded)),
+        (
+            "edge, embedded store, --durability relaxed",
+            row(&results.edge_embedded_relaxed),
+        ),
     ];
     for (name, r) in &rows {
         if let Some(r) = r {

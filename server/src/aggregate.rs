@@ -10,16 +10,25 @@
 //! and hands it to the store as one [`Delta`]. Until [`Aggregator::finish_sync`]
 //! says it landed, that delta stays visible to stats and is retried unchanged,
 //! so a retry never mixes in newer events (the store may key exactly-once
-//! bookkeeping on it: every delta carries a sequence number, increasing for
-//! the life of the aggregator). No I/O here.
+//! bookkeeping on it: every delta carries a sequence number, increasing by
+//! one per generation from the first one the aggregator is given). No I/O
+//! here.
+//!
+//! Crash safety: each generation is numbered before it starts (the number
+//! its delta will carry), and [`Aggregator::record_then`] runs a caller's
+//! closure with that number under the same guard as the counting, so the
+//! write-ahead log (`crate::wal`) files each batch under the generation
+//! that counts it. After a crash the log rebuilds each unsynced generation
+//! with a [`Rebuild`], under its old number, and [`Aggregator::with_recovered`]
+//! hands those deltas out first, in order, before any new one.
 //!
 //! The aggregator also keeps an estimate of the heap memory its pending data
 //! holds ([`Aggregator::pending_bytes`]), so ingest can refuse work instead of
 //! growing without bound while the store is unreachable.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use glimpse_hll::Sketch;
@@ -136,8 +145,10 @@ impl BatchRecord {
 /// Everything accepted since the previous sync: what a store applies.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Delta {
-    /// This delta's place in the aggregator's order: 1 for the first delta,
-    /// then increasing by one. A retried delta keeps its number.
+    /// This delta's place in the aggregator's order: the number the
+    /// aggregator was started at for the first delta, then increasing by
+    /// one. A retried delta keeps its number, and so does a delta rebuilt
+    /// from the write-ahead log after a crash.
     pub seq: u64,
     pub ads: HashMap<String, AdDays>,
     pub batches: Vec<BatchRecord>,
@@ -163,6 +174,8 @@ struct Shard {
 
 #[derive(Debug)]
 struct Generation {
+    /// The sequence number its delta will carry.
+    seq: u64,
     shards: Box<[Mutex<Shard>]>,
     batches: Mutex<Vec<BatchRecord>>,
     /// Estimated heap bytes held by this generation.
@@ -170,70 +183,31 @@ struct Generation {
 }
 
 impl Generation {
-    fn new() -> Self {
+    fn new(seq: u64) -> Self {
         Generation {
+            seq,
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             batches: Mutex::new(Vec::new()),
             bytes: AtomicUsize::new(0),
         }
     }
 
-    fn into_delta(self, seq: u64) -> Delta {
-        let mut ads = HashMap::new();
-        for shard in self.shards.into_vec() {
-            // Shards partition ads, so the union has no collisions.
-            ads.extend(shard.into_inner().ads);
-        }
-        Delta {
-            seq,
-            ads,
-            batches: self.batches.into_inner(),
-        }
-    }
-}
-
-/// The delta being synced and the bytes it holds.
-#[derive(Debug)]
-struct InFlight {
-    delta: Arc<Delta>,
-    bytes: usize,
-}
-
-/// The sharded map of pending deltas. Cheap to share behind an `Arc`.
-#[derive(Debug)]
-pub struct Aggregator {
-    /// Held shared while a batch is recorded and exclusively while a sync
-    /// swaps it out, so a sync never sees half a batch.
-    current: RwLock<Generation>,
-    in_flight: RwLock<Option<InFlight>>,
-    /// The sequence number of the last delta handed out.
-    last_seq: AtomicU64,
-    hasher: std::collections::hash_map::RandomState,
-}
-
-impl Default for Aggregator {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Aggregator {
-    pub fn new() -> Self {
-        Aggregator {
-            current: RwLock::new(Generation::new()),
-            in_flight: RwLock::new(None),
-            last_seq: AtomicU64::new(0),
-            hasher: Default::default(),
-        }
+    fn is_empty(&self) -> bool {
+        self.batches.lock().is_empty() && self.shards.iter().all(|s| s.lock().ads.is_empty())
     }
 
-    fn shard_of(&self, ad_id: &str) -> usize {
-        (self.hasher.hash_one(ad_id) as usize) % SHARDS
-    }
-
-    /// Adds the valid, de-duplicated events of one batch, counted as
-    /// `traffic` says (one verdict for the whole batch).
-    pub fn record(&self, batch_id: &str, received_ms: i64, traffic: Traffic, events: &[Event<'_>]) {
+    /// Counts one batch, as `traffic` says (one verdict for the whole
+    /// batch); `under_lock` runs while the batch list is locked, so whatever
+    /// it logs is in the same order as the delta's records.
+    fn record<R>(
+        &self,
+        shard_of: impl Fn(&str) -> usize,
+        batch_id: &str,
+        received_ms: i64,
+        traffic: Traffic,
+        events: &[Event<'_>],
+        under_lock: impl FnOnce(u64) -> R,
+    ) -> R {
         let mut counts: Vec<BatchCount> = Vec::new();
         for event in events {
             let at = match counts
@@ -265,9 +239,8 @@ impl Aggregator {
             counts,
         };
         let mut bytes = record.heap_bytes();
-        let generation = self.current.read();
         for event in events {
-            let mut shard = generation.shards[self.shard_of(&event.ad_id)].lock();
+            let mut shard = self.shards[shard_of(&event.ad_id)].lock();
             let days = match shard.ads.get_mut(event.ad_id.as_ref()) {
                 Some(days) => days,
                 None => {
@@ -281,36 +254,209 @@ impl Aggregator {
             });
             bytes += day.add(Counter::of(event.kind, traffic), &event.user_id);
         }
-        generation.batches.lock().push(record);
-        generation.bytes.fetch_add(bytes, Ordering::Relaxed);
+        let mut batches = self.batches.lock();
+        batches.push(record);
+        let logged = under_lock(self.seq);
+        drop(batches);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        logged
     }
 
-    /// Estimated heap bytes of everything pending: the in-flight delta and
-    /// the current generation.
+    fn into_delta(self) -> Delta {
+        let seq = self.seq;
+        let mut ads = HashMap::new();
+        for shard in self.shards.into_vec() {
+            // Shards partition ads, so the union has no collisions.
+            ads.extend(shard.into_inner().ads);
+        }
+        Delta {
+            seq,
+            ads,
+            batches: self.batches.into_inner(),
+        }
+    }
+}
+
+/// The delta being synced and the bytes it holds.
+#[derive(Debug)]
+struct InFlight {
+    delta: Arc<Delta>,
+    bytes: usize,
+}
+
+/// The sharded map of pending deltas. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct Aggregator {
+    /// Held shared while a batch is recorded and exclusively while a sync
+    /// swaps it out, so a sync never sees half a batch.
+    current: RwLock<Generation>,
+    in_flight: RwLock<Option<InFlight>>,
+    /// Deltas rebuilt after a crash, oldest first, not yet handed out. Their
+    /// numbers are all below the current generation's.
+    recovered: RwLock<VecDeque<InFlight>>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl Default for Aggregator {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A delta rebuilt from logged batches (see [`Rebuild`]), with its size.
+#[derive(Debug)]
+pub struct Recovered {
+    pub delta: Delta,
+    bytes: usize,
+}
+
+/// Rebuilds the delta of a past generation from its batches, in the order
+/// they were recorded, with the same code that counted them the first time:
+/// the same counters, sketches and batch records.
+#[derive(Debug)]
+pub struct Rebuild {
+    generation: Generation,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl Rebuild {
+    pub fn new(seq: u64) -> Self {
+        Rebuild {
+            generation: Generation::new(seq),
+            hasher: Default::default(),
+        }
+    }
+
+    pub fn record(&self, batch_id: &str, received_ms: i64, traffic: Traffic, events: &[Event<'_>]) {
+        let hasher = &self.hasher;
+        self.generation.record(
+            |ad| (hasher.hash_one(ad) as usize) % SHARDS,
+            batch_id,
+            received_ms,
+            traffic,
+            events,
+            |_| (),
+        );
+    }
+
+    /// The delta; `None` when no batch was recorded.
+    pub fn finish(self) -> Option<Recovered> {
+        if self.generation.is_empty() {
+            return None;
+        }
+        let bytes = self.generation.bytes.load(Ordering::Relaxed);
+        Some(Recovered {
+            delta: self.generation.into_delta(),
+            bytes,
+        })
+    }
+}
+
+impl Aggregator {
+    /// An aggregator whose first delta is numbered 1.
+    pub fn new() -> Self {
+        Self::starting_at(1)
+    }
+
+    /// An aggregator whose first delta is numbered `first_seq`.
+    pub fn starting_at(first_seq: u64) -> Self {
+        Self::with_recovered(first_seq, Vec::new())
+    }
+
+    /// An aggregator that first hands out `recovered` (in sequence order),
+    /// then numbers its own deltas from `first_seq`, which must be above
+    /// every recovered number so that the store sees numbers increase.
+    pub fn with_recovered(first_seq: u64, mut recovered: Vec<Recovered>) -> Self {
+        recovered.sort_by_key(|r| r.delta.seq);
+        assert!(
+            recovered.iter().all(|r| r.delta.seq < first_seq),
+            "recovered deltas must be numbered below {first_seq}"
+        );
+        Aggregator {
+            current: RwLock::new(Generation::new(first_seq)),
+            in_flight: RwLock::new(None),
+            recovered: RwLock::new(
+                recovered
+                    .into_iter()
+                    .map(|r| InFlight {
+                        delta: Arc::new(r.delta),
+                        bytes: r.bytes,
+                    })
+                    .collect(),
+            ),
+            hasher: Default::default(),
+        }
+    }
+
+    fn shard_of(&self, ad_id: &str) -> usize {
+        (self.hasher.hash_one(ad_id) as usize) % SHARDS
+    }
+
+    /// Adds the valid, de-duplicated events of one batch, counted as
+    /// `traffic` says (one verdict for the whole batch).
+    pub fn record(&self, batch_id: &str, received_ms: i64, traffic: Traffic, events: &[Event<'_>]) {
+        self.record_then(batch_id, received_ms, traffic, events, |_| ())
+    }
+
+    /// [`Aggregator::record`], then `under_guard(seq)` with the number of
+    /// the generation that counted the batch, before a sync can swap that
+    /// generation out: what it logs under `seq` is exactly what delta `seq`
+    /// holds, in the same order. Keep it short (it holds up syncs).
+    pub fn record_then<R>(
+        &self,
+        batch_id: &str,
+        received_ms: i64,
+        traffic: Traffic,
+        events: &[Event<'_>],
+        under_guard: impl FnOnce(u64) -> R,
+    ) -> R {
+        let generation = self.current.read();
+        generation.record(
+            |ad| self.shard_of(ad),
+            batch_id,
+            received_ms,
+            traffic,
+            events,
+            under_guard,
+        )
+    }
+
+    /// The number the delta of the current generation will carry.
+    pub fn current_seq(&self) -> u64 {
+        self.current.read().seq
+    }
+
+    /// Estimated heap bytes of everything pending: the in-flight delta,
+    /// recovered deltas and the current generation.
     pub fn pending_bytes(&self) -> usize {
         let in_flight = self.in_flight.read().as_ref().map_or(0, |f| f.bytes);
-        in_flight + self.current.read().bytes.load(Ordering::Relaxed)
+        let recovered: usize = self.recovered.read().iter().map(|f| f.bytes).sum();
+        in_flight + recovered + self.current.read().bytes.load(Ordering::Relaxed)
     }
 
     /// The delta to sync now: the one still in flight from a failed attempt,
-    /// else everything recorded since the last sync. `None` when idle.
+    /// else the oldest recovered delta, else everything recorded since the
+    /// last sync. `None` when idle.
     pub fn begin_sync(&self) -> Option<Arc<Delta>> {
         let mut in_flight = self.in_flight.write();
         if let Some(f) = in_flight.as_ref() {
             return Some(Arc::clone(&f.delta));
         }
+        if let Some(f) = self.recovered.write().pop_front() {
+            let delta = Arc::clone(&f.delta);
+            *in_flight = Some(f);
+            return Some(delta);
+        }
         let mut current = self.current.write();
-        let empty = current.batches.lock().is_empty()
-            && current.shards.iter().all(|s| s.lock().ads.is_empty());
-        if empty {
+        if current.is_empty() {
             // Nothing to sync: keep the generation and the sequence number.
             return None;
         }
-        let taken = std::mem::replace(&mut *current, Generation::new());
+        let next = Generation::new(current.seq + 1);
+        let taken = std::mem::replace(&mut *current, next);
         drop(current);
         let bytes = taken.bytes.load(Ordering::Relaxed);
-        let seq = self.last_seq.fetch_add(1, Ordering::Relaxed) + 1;
-        let delta = Arc::new(taken.into_delta(seq));
+        let delta = Arc::new(taken.into_delta());
         *in_flight = Some(InFlight {
             delta: Arc::clone(&delta),
             bytes,
@@ -326,17 +472,12 @@ impl Aggregator {
     /// Whether anything is waiting to be synced.
     pub fn is_idle(&self) -> bool {
         self.in_flight.read().is_none()
-            && self
-                .current
-                .read()
-                .shards
-                .iter()
-                .all(|s| s.lock().ads.is_empty())
-            && self.current.read().batches.lock().is_empty()
+            && self.recovered.read().is_empty()
+            && self.current.read().is_empty()
     }
 
-    /// Pending deltas of `ad_id` on the days of `range`, the in-flight delta
-    /// and the current generation folded together.
+    /// Pending deltas of `ad_id` on the days of `range`: the in-flight
+    /// delta, recovered deltas and the current generation folded together.
     pub fn pending(&self, ad_id: &str, range: DayRange) -> AdDays {
         let mut out = AdDays::new();
         let mut fold = |days: &AdDays| {
@@ -344,7 +485,11 @@ impl Aggregator {
                 out.entry(*day).or_default().merge(d);
             }
         };
-        if let Some(f) = self.in_flight.read().as_ref() {
+        // Held to the end so a sync moving a delta along (recovered or
+        // current -> in flight) cannot make it appear twice or not at all.
+        let in_flight = self.in_flight.read();
+        let recovered = self.recovered.read();
+        for f in in_flight.iter().chain(recovered.iter()) {
             if let Some(days) = f.delta.ads.get(ad_id) {
                 fold(days);
             }
@@ -364,7 +509,9 @@ impl Aggregator {
     pub fn pending_ads(&self, range: DayRange) -> Vec<String> {
         let in_range = |days: &AdDays| days.range(range.from()..=range.to()).next().is_some();
         let mut ads = Vec::new();
-        if let Some(f) = self.in_flight.read().as_ref() {
+        let in_flight = self.in_flight.read();
+        let recovered = self.recovered.read();
+        for f in in_flight.iter().chain(recovered.iter()) {
             ads.extend(
                 f.delta
                     .ads
@@ -400,8 +547,15 @@ impl Aggregator {
             .read()
             .as_ref()
             .map_or(0, |f| count(&f.delta.ads));
+        let recovered: usize = self
+            .recovered
+            .read()
+            .iter()
+            .map(|f| count(&f.delta.ads))
+            .sum();
         let generation = self.current.read();
         in_flight
+            + recovered
             + generation
                 .shards
                 .iter()
@@ -684,5 +838,144 @@ mod tests {
             batches += delta.batches.len();
         }
         assert_eq!((impressions, batches), (2000, 2000));
+    }
+
+    #[test]
+    fn the_logging_closure_sees_the_generation_that_counts_the_batch() {
+        let agg = Aggregator::starting_at(100);
+        let d = "2026-11-25";
+        let seq = agg.record_then(
+            "b1",
+            0,
+            Traffic::Valid,
+            &[ev("ad-1", "u1", Kind::Viewable, d)],
+            |s| s,
+        );
+        assert_eq!(seq, 100);
+        assert_eq!(agg.begin_sync().unwrap().seq, 100);
+        assert_eq!(agg.current_seq(), 101);
+        let seq = agg.record_then(
+            "b2",
+            0,
+            Traffic::Valid,
+            &[ev("ad-1", "u2", Kind::Viewable, d)],
+            |s| s,
+        );
+        assert_eq!(seq, 101);
+        agg.finish_sync();
+        assert_eq!(agg.begin_sync().unwrap().seq, 101);
+    }
+
+    #[test]
+    fn a_rebuilt_delta_equals_the_original() {
+        let agg = Aggregator::starting_at(7);
+        let users: Vec<String> = (0..3000).map(|i| format!("u{i}")).collect();
+        let batches: Vec<(String, Vec<Event<'_>>)> = (0..6)
+            .map(|b| {
+                let events = users[b * 500..(b + 1) * 500]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, u)| {
+                        let kind = if i % 3 == 0 {
+                            Kind::Measurable
+                        } else {
+                            Kind::Viewable
+                        };
+                        let d = if i % 2 == 0 {
+                            "2026-11-25"
+                        } else {
+                            "2026-11-24"
+                        };
+                        ev(["ad-1", "ad-2", "ad-3"][i % 3], u, kind, d)
+                    })
+                    .collect();
+                (format!("b{b}"), events)
+            })
+            .collect();
+        let rebuild = Rebuild::new(7);
+        for (id, events) in &batches {
+            // Some batches are bots': the rebuild must count them the same.
+            let traffic = if id.ends_with('3') {
+                Traffic::Invalid
+            } else {
+                Traffic::Valid
+            };
+            agg.record(id, 5, traffic, events);
+            rebuild.record(id, 5, traffic, events);
+        }
+        let original = agg.begin_sync().unwrap();
+        let rebuilt = rebuild.finish().unwrap();
+        assert_eq!(&rebuilt.delta, original.as_ref());
+        assert_eq!(rebuilt.bytes, agg.pending_bytes());
+        assert!(Rebuild::new(8).finish().is_none());
+    }
+
+    #[test]
+    fn recovered_deltas_go_first_in_order_and_count_as_pending() {
+        let d = "2026-11-25";
+        let range = DayRange::single(day(d));
+        let rebuilt = |seq, id: &str, user: &str| {
+            let r = Rebuild::new(seq);
+            r.record(
+                id,
+                0,
+                Traffic::Valid,
+                &[ev("ad-1", user, Kind::Viewable, d)],
+            );
+            r.finish().unwrap()
+        };
+        // Given out of order: handed out by number.
+        let agg = Aggregator::with_recovered(
+            (2 << 32) | 1,
+            vec![
+                rebuilt((1 << 32) | 6, "b6", "u6"),
+                rebuilt((1 << 32) | 5, "b5", "u5"),
+            ],
+        );
+        assert!(!agg.is_idle());
+        agg.record(
+            "new",
+            0,
+            Traffic::Valid,
+            &[ev("ad-1", "u7", Kind::Viewable, d)],
+        );
+        assert_eq!(agg.pending("ad-1", range)[&day(d)].impressions, 3);
+        assert_eq!(agg.pending_ads(range), vec!["ad-1"]);
+        assert_eq!(agg.pending_keys(), 3);
+        let bytes = agg.pending_bytes();
+        let first = agg.begin_sync().unwrap();
+        assert_eq!(
+            (first.seq, first.batches[0].batch_id.as_str()),
+            ((1 << 32) | 5, "b5")
+        );
+        // A failed sync retries the same recovered delta.
+        assert!(Arc::ptr_eq(&first, &agg.begin_sync().unwrap()));
+        assert_eq!(agg.pending("ad-1", range)[&day(d)].impressions, 3);
+        assert_eq!(agg.pending_bytes(), bytes);
+        agg.finish_sync();
+        assert_eq!(agg.begin_sync().unwrap().seq, (1 << 32) | 6);
+        agg.finish_sync();
+        let new = agg.begin_sync().unwrap();
+        assert_eq!(
+            (new.seq, new.batches[0].batch_id.as_str()),
+            ((2 << 32) | 1, "new")
+        );
+        agg.finish_sync();
+        assert!(agg.is_idle());
+        assert_eq!(agg.pending_bytes(), 0);
+        assert_eq!(agg.current_seq(), (2 << 32) | 2);
+    }
+
+    #[test]
+    #[should_panic(expected = "numbered below")]
+    fn recovered_deltas_must_be_older_than_the_new_ones() {
+        let r = Rebuild::new(9);
+        r.record(
+            "b",
+            0,
+            Traffic::Valid,
+            &[ev("ad-1", "u", Kind::Viewable, "2026-11-25")],
+        );
+        Aggregator::with_recovered(9, vec![r.finish().unwrap()]);
     }
 }

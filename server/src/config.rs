@@ -15,6 +15,18 @@ pub enum StoreKind {
     Redis,
 }
 
+/// When ingest answers 202, relative to the write-ahead log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Durability {
+    /// After the batch's record is fsynced (group commit): a crash of the
+    /// process or the machine loses no acknowledged event.
+    Strict,
+    /// At once; the record is written and fsynced in the background a few
+    /// ms later. A crash of the process loses what was not yet written, a
+    /// crash of the machine what was not yet fsynced.
+    Relaxed,
+}
+
 use crate::keys::Secret;
 use crate::proxies::Cidr;
 use crate::ratelimit::Rate;
@@ -36,6 +48,12 @@ pub struct Config {
     /// Directory of the embedded store.
     #[arg(long, env = "GLIMPSE_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
+
+    /// When ingest answers 202: `strict` once the batch is fsynced to the
+    /// write-ahead log (nothing acknowledged is lost in a crash), `relaxed` at
+    /// once (lower latency; a crash loses the last few ms of batches).
+    #[arg(long, env = "GLIMPSE_DURABILITY", value_enum, default_value = "strict")]
+    pub durability: Durability,
 
     /// How often pending counts are written to the store (e.g. 500ms, 5s, 1m).
     #[arg(long, env = "GLIMPSE_SYNC_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
@@ -176,6 +194,11 @@ mod tests {
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.sync_interval, Duration::from_secs(5));
         assert!(c.api_keys.is_empty());
+        assert_eq!(c.durability, Durability::Strict);
+        let relaxed =
+            Config::try_parse_from(["glimpse-server", "--durability", "relaxed"]).unwrap();
+        assert_eq!(relaxed.durability, Durability::Relaxed);
+        assert!(Config::try_parse_from(["glimpse-server", "--durability", "maybe"]).is_err());
         let c = Config::try_parse_from([
             "glimpse-server",
             "--sync-interval",

@@ -8,11 +8,15 @@
 //!   with `--ad-signing-secret` each event's token is checked by [`signing`],
 //!   and [`traffic`] judges whether the batch comes from a known bot.
 //! - [`aggregate`]: per-(ad, day) deltas in memory; no I/O.
+//! - [`wal`]: the write-ahead log: each accepted batch is appended (group
+//!   commit) before ingest answers, replayed at start, truncated once the
+//!   store has it; the only module that touches `<data-dir>/wal/`.
 //! - [`sync`]: the background task that hands deltas to the store.
 //! - [`store`]: the [`store::Store`] trait and its implementations (the
 //!   embedded redb store, the default, and the Redis / Redis Cluster store,
-//!   whose key schema and sync protocol are in `docs/redis.md`); the only
-//!   module that touches persistent state.
+//!   whose key schema and sync protocol are in `docs/redis.md`) and the
+//!   edge's identity; with [`wal`], the only modules that touch persistent
+//!   state.
 //! - [`stats`]: stored days merged with pending deltas; no I/O.
 //!
 //! [`run`] ties them together on a listener the caller owns and stops when the
@@ -32,6 +36,7 @@ pub mod stats;
 pub mod store;
 pub mod sync;
 pub mod traffic;
+pub mod wal;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -43,15 +48,19 @@ use tokio::net::TcpListener;
 pub use config::Config;
 pub use http::{app, metrics_app, Access, Edge, Guard};
 
+use crate::aggregate::Aggregator;
 use crate::clock::SystemClock;
 use crate::config::StoreKind;
 use crate::store::embedded::EmbeddedStore;
+use crate::store::identity::EdgeIdentity;
 use crate::store::redis::{RedisOptions, RedisStore};
 use crate::store::Store;
+use crate::wal::Wal;
 
-/// Opens the store the configuration names. The Redis store does not wait
-/// for Redis: it connects on first use and reconnects on its own.
-pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+/// Opens the store the configuration names, for the edge `edge_id`. The
+/// Redis store does not wait for Redis: it connects on first use and
+/// reconnects on its own.
+pub fn open_store(config: &Config, edge_id: &str) -> anyhow::Result<Arc<dyn Store>> {
     match config.store {
         StoreKind::Embedded => {
             let store = EmbeddedStore::open(&config.data_dir).with_context(|| {
@@ -74,7 +83,7 @@ pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
                 prefix: config.redis_prefix.clone(),
                 retention_days: config.retention_days,
                 stats_cache: config.stats_cache,
-                data_dir: config.data_dir.clone(),
+                edge_id: edge_id.to_owned(),
             })
             .context("setting up the Redis store")?;
             Ok(Arc::new(store))
@@ -99,6 +108,37 @@ pub fn load_access(config: &Config) -> anyhow::Result<Access> {
     Ok(Access::from_parts(&config.api_keys, scoped))
 }
 
+/// The write-ahead log's directory inside the data directory.
+pub fn wal_dir(config: &Config) -> std::path::PathBuf {
+    config.data_dir.join("wal")
+}
+
+/// The aggregator of this run: the deltas of the batches a previous run
+/// logged but did not sync, under their old numbers, then this run's own.
+fn recover(config: &Config, identity: &EdgeIdentity) -> anyhow::Result<(Aggregator, Vec<String>)> {
+    let recovered = wal::recover(&wal_dir(config)).context("replaying the write-ahead log")?;
+    let first_seq = identity.first_sequence();
+    if let Some(r) = recovered.iter().find(|r| r.delta.seq >= first_seq) {
+        anyhow::bail!(
+            "the write-ahead log holds segment {} but this run numbers its deltas from {first_seq}:              was edge-boots in {} replaced?",
+            r.delta.seq,
+            config.data_dir.display()
+        );
+    }
+    let batch_ids: Vec<String> = recovered
+        .iter()
+        .flat_map(|r| r.delta.batches.iter().map(|b| b.batch_id.clone()))
+        .collect();
+    if !recovered.is_empty() {
+        tracing::warn!(
+            deltas = recovered.len(),
+            batches = batch_ids.len(),
+            "the previous run stopped without syncing; its logged batches are pending again"
+        );
+    }
+    Ok((Aggregator::with_recovered(first_seq, recovered), batch_ids))
+}
+
 /// Runs an edge on `listener` until `shutdown` resolves, then flushes every
 /// pending count to the store before returning.
 pub async fn run(
@@ -106,7 +146,12 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let store = open_store(&config)?;
+    // Held (with the directory's lock) until the run ends.
+    let identity = EdgeIdentity::load(&config.data_dir).context("loading the edge identity")?;
+    tracing::info!(edge_id = %identity.id, boot = identity.boot, "edge identity");
+    let store = open_store(&config, &identity.id)?;
+    let (aggregator, replayed) = recover(&config, &identity)?;
+    let wal = Wal::start(&wal_dir(&config))?;
     let access = load_access(&config)?;
     if matches!(access, Access::LoopbackOnly) {
         tracing::warn!(
@@ -114,6 +159,16 @@ pub async fn run(
         );
     }
     let mut edge = Edge::new(store, Arc::new(SystemClock), access);
+    edge.aggregator = aggregator;
+    // A client retrying a replayed batch gets "duplicate", as before the crash.
+    for id in &replayed {
+        edge.claims.claim(id);
+    }
+    edge.wal = Some(wal);
+    edge.durability = config.durability;
+    if config.durability == config::Durability::Relaxed {
+        tracing::warn!("--durability relaxed: ingest answers before its batch is fsynced; a crash loses the last moments of accepted batches");
+    }
     edge.max_pending_bytes = usize::try_from(config.max_pending_bytes).unwrap_or(usize::MAX);
     edge.www_dir = Some(config.www_dir.clone());
     edge.sdk_dir = Some(config.sdk_dir.clone());
@@ -172,6 +227,10 @@ pub async fn run(
     sync::flush(&edge)
         .await
         .context("flushing pending counts at shutdown")?;
+    if let Some(wal) = &edge.wal {
+        wal.close();
+    }
     tracing::info!("all pending counts are in the store");
+    drop(identity);
     Ok(())
 }

@@ -70,6 +70,8 @@ pub struct Gauges {
     pub pending_bytes: usize,
     pub rate_limited_clients: usize,
     pub requests_in_flight: usize,
+    /// The write-ahead log's counters, when it runs.
+    pub wal: Option<crate::wal::WalFigures>,
 }
 
 /// All counters of one edge.
@@ -297,6 +299,32 @@ impl Metrics {
             "Requests being served now, under the concurrency limit.",
             gauges.requests_in_flight,
         );
+        if let Some(wal) = gauges.wal {
+            counter(
+                &mut out,
+                "glimpse_wal_fsyncs_total",
+                "Write-ahead log fsyncs (group commits; records_total / fsyncs_total is the records per fsync).",
+                wal.fsyncs,
+            );
+            counter(
+                &mut out,
+                "glimpse_wal_records_total",
+                "Batches made durable in the write-ahead log.",
+                wal.records,
+            );
+            counter(
+                &mut out,
+                "glimpse_wal_written_bytes_total",
+                "Bytes of records written to the write-ahead log.",
+                wal.bytes_written,
+            );
+            gauge(
+                &mut out,
+                "glimpse_wal_bytes",
+                "Size of the write-ahead log segments on disk (batches not yet in the store).",
+                usize::try_from(wal.bytes_on_disk).unwrap_or(usize::MAX),
+            );
+        }
         out
     }
 }
@@ -331,8 +359,18 @@ mod tests {
         let text = m.render(&Gauges {
             pending_keys: 7,
             pending_bytes: 1234,
+            wal: Some(crate::wal::WalFigures {
+                fsyncs: 3,
+                records: 12,
+                bytes_written: 900,
+                bytes_on_disk: 500,
+            }),
             ..Gauges::default()
         });
+        assert!(text.contains("glimpse_wal_fsyncs_total 3"));
+        assert!(text.contains("glimpse_wal_records_total 12"));
+        assert!(text.contains("glimpse_wal_written_bytes_total 900"));
+        assert!(text.contains("glimpse_wal_bytes 500"));
         assert_eq!(
             line(&text, "glimpse_events_accepted_total "),
             "glimpse_events_accepted_total 5"

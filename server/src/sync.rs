@@ -24,6 +24,10 @@ pub async fn sync_once(edge: &Edge) -> Result<bool, StoreError> {
     }
     applied?;
     edge.aggregator.finish_sync();
+    // The store holds the delta: its log segment (and any older) can go.
+    if let Some(wal) = &edge.wal {
+        wal.forget_through(delta.seq);
+    }
     // Only now does the store answer for these ids.
     for record in &delta.batches {
         edge.claims.release(&record.batch_id);

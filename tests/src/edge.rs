@@ -95,6 +95,7 @@ impl Edge {
             "GLIMPSE_MAX_PENDING_BYTES",
             "GLIMPSE_RETENTION_DAYS",
             "GLIMPSE_COUNT_AUTOMATION",
+            "GLIMPSE_DURABILITY",
         ] {
             command.env_remove(var);
         }
@@ -152,6 +153,15 @@ impl Edge {
     /// Polls `done` every 20 ms until it holds, failing the test at `deadline`.
     pub fn wait_until(&self, deadline: Duration, what: &str, mut done: impl FnMut() -> bool) {
         wait_until(deadline, what, &mut done)
+    }
+
+    /// SIGKILL by pid (no shutdown flush, no chance to finish a write),
+    /// then reaps the process.
+    pub fn kill_hard(mut self) {
+        let mut child = self.child.take().expect("running");
+        kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).expect("send SIGKILL");
+        let status = child.wait().expect("wait for glimpse-server");
+        assert!(!status.success(), "killed, yet exited with {status}");
     }
 
     /// SIGTERM, then waits for a clean exit.

@@ -8,6 +8,12 @@
 //! The client sees its command vanish without an answer: exactly the case a
 //! retry must not count twice.
 //!
+//! While *holding* ([`CuttingProxy::hold`]), a chunk containing the trigger
+//! is not forwarded at all, and nothing more from that client is: the command
+//! never runs and the client waits for an answer that never comes. With the
+//! trigger `EVALSHA`, an edge's sync stops after its batch claims and before
+//! any step, for as long as the test likes (e.g. to kill the edge there).
+//!
 //! Everything is bounded: one thread pair per connection, all ending when
 //! the sockets close, and the proxy shuts every socket down on drop.
 
@@ -32,6 +38,10 @@ struct Shared {
     cuts: AtomicUsize,
     /// Reply bytes thrown away in those cuts.
     swallowed: AtomicUsize,
+    /// Withhold the trigger instead of forwarding it.
+    holding: AtomicBool,
+    /// Trigger chunks withheld.
+    held: AtomicUsize,
     /// Every socket, to shut down on drop.
     sockets: Mutex<Vec<TcpStream>>,
 }
@@ -93,6 +103,17 @@ impl CuttingProxy {
     /// Cut the next `n` connections that send the trigger.
     pub fn arm(&self, n: usize) {
         self.shared.armed.store(n, Ordering::Release);
+    }
+
+    /// From now on, withhold every chunk that holds the trigger (and all
+    /// that follows on its connection) instead of forwarding it.
+    pub fn hold(&self) {
+        self.shared.holding.store(true, Ordering::Release);
+    }
+
+    /// Trigger chunks withheld so far.
+    pub fn held(&self) -> usize {
+        self.shared.held.load(Ordering::Acquire)
     }
 
     /// Connections cut so far.
@@ -160,6 +181,13 @@ fn relay(client: TcpStream, server: TcpStream, shared: &Arc<Shared>, trigger: &[
                     Ok(n) => n,
                 };
                 let chunk = &buf[..n];
+                if shared.holding.load(Ordering::Acquire) && contains(chunk, &trigger) {
+                    shared.held.fetch_add(1, Ordering::AcqRel);
+                    // Read and drop the rest of this client's bytes until it
+                    // hangs up (or the proxy is dropped).
+                    while matches!(from.read(&mut buf), Ok(n) if n > 0) {}
+                    break;
+                }
                 let cut_now = contains(chunk, &trigger)
                     && shared
                         .armed

@@ -40,7 +40,8 @@ struct Args {
     /// Runs per ingest scenario (the table shows medians).
     #[arg(long)]
     repeat: Option<usize>,
-    /// Scenarios to run: edge-redis, baseline, edge-embedded, stats.
+    /// Scenarios to run: edge-redis, baseline, edge-embedded,
+    /// edge-embedded-relaxed, stats.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Worker threads of the load generator.

@@ -39,6 +39,10 @@ pub enum ApiError {
     Overloaded,
     #[error("the edge holds too many counts not yet written to the store; retry in {retry_after_secs} s")]
     PendingOverBound { retry_after_secs: u64 },
+    #[error(
+        "the batch could not be made durable on this edge ({0}); retry it: it will count once"
+    )]
+    LogFailed(String),
 }
 
 /// The `code` of an error answer, left in the response's extensions so
@@ -72,6 +76,7 @@ impl ApiError {
             ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             ApiError::PendingOverBound { .. } => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            ApiError::LogFailed(_) => (StatusCode::SERVICE_UNAVAILABLE, "log_unavailable"),
         }
     }
 }

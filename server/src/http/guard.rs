@@ -174,6 +174,7 @@ pub async fn metrics_route(State(state): State<AppState>) -> Response {
             .as_ref()
             .map_or(0, RateLimiter::clients),
         requests_in_flight: state.guard.in_flight(),
+        wal: state.wal.as_ref().map(crate::wal::Wal::figures),
     };
     let mut response = state.metrics.render(&gauges).into_response();
     response.headers_mut().insert(

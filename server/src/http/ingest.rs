@@ -131,6 +131,7 @@ pub async fn post_impressions(
 ) -> Result<(StatusCode, Json<IngestResponse>), ApiError> {
     check_content_type(&headers)?;
     check_pending_memory(&state)?;
+    state.check_log()?;
     let bytes = read_body(&headers, body, state.guard.body_timeout).await?;
     let batch = decode_batch(&bytes)?;
     let duplicate_batch = || {
@@ -143,6 +144,14 @@ pub async fn post_impressions(
         Ok((StatusCode::ACCEPTED, Json(response)))
     };
     if !state.claims.claim(&batch.batch_id) {
+        // Another copy of this batch is being counted here (or waits for a
+        // sync). When it has been logged already, it is in what is appended
+        // so far: waiting for that keeps this answer from overtaking the
+        // copy's fsync. (A copy still being validated is not covered; its
+        // own answer is the one that promises durability.)
+        if let Some(wal) = state.wal.as_ref().filter(|_| state.wait_for_log()) {
+            state.logged(wal.appended()).await?;
+        }
         return duplicate_batch();
     }
     match state.store.batch_seen(&batch.batch_id).await {
@@ -183,9 +192,7 @@ pub async fn post_impressions(
     response.accepted = events.len() as u32;
     // The client is not told: a bot learns nothing from the answer.
     let (traffic, invalid_reason) = judge(&state, &headers, batch.webdriver);
-    state
-        .aggregator
-        .record(&batch.batch_id, now, traffic, &events);
+    let lsn = state.record_batch(&batch.batch_id, now, traffic, &events);
     state
         .metrics
         .batch_accepted(response.accepted.into(), response.duplicates.into());
@@ -193,6 +200,14 @@ pub async fn post_impressions(
         state
             .metrics
             .events_invalid(reason, response.accepted.into());
+    }
+    if let Some(lsn) = lsn {
+        // If the log fails here the answer is 503, yet the batch stays
+        // counted in memory with its id claimed: the client's retry is then
+        // answered as a duplicate, so the batch counts once (it reaches the
+        // store with the next sync) and is never doubled. Releasing the
+        // claim instead would count it twice.
+        state.logged(lsn).await?;
     }
     Ok((StatusCode::ACCEPTED, Json(response)))
 }
@@ -224,6 +239,7 @@ pub async fn get_impression(
     let ad_id = param("ad_id", q.ad_id)?;
     let user_id = param("user_id", q.user_id)?;
     check_pending_memory(&state)?;
+    state.check_log()?;
     let now = state.clock.now_ms();
     let day = Day::from_epoch_ms(now).expect("the server clock is after 1970");
     let event = |kind| Event {
@@ -239,7 +255,7 @@ pub async fn get_impression(
     // contain `/`), so it is never taken for a duplicate.
     let batch_id = format!("single/{:032x}", rand::random::<u128>());
     let (traffic, invalid_reason) = judge(&state, &headers, false);
-    state.aggregator.record(
+    let lsn = state.record_batch(
         &batch_id,
         now,
         traffic,
@@ -248,6 +264,9 @@ pub async fn get_impression(
     state.metrics.batch_accepted(2, 0);
     if let Some(reason) = invalid_reason {
         state.metrics.events_invalid(reason, 2);
+    }
+    if let Some(lsn) = lsn {
+        state.logged(lsn).await?;
     }
     Ok(Json(ImpressionLogged {
         message: "impression logged".into(),

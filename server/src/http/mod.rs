@@ -29,9 +29,12 @@ pub use guard::Guard;
 use crate::aggregate::Aggregator;
 use crate::claims::BatchClaims;
 use crate::clock::Clock;
+use crate::config::Durability;
 use crate::keys::Secret;
 use crate::metrics::Metrics;
 use crate::store::Store;
+use crate::traffic::Traffic;
+use crate::wal::{codec, Lsn, Wal};
 
 /// Everything the handlers share.
 #[derive(Debug)]
@@ -57,6 +60,10 @@ pub struct Edge {
     /// `--count-automation`: automated browsers count as people
     /// (see [`crate::traffic`]).
     pub count_automation: bool,
+    /// The write-ahead log; `None` in tests that run without one.
+    pub wal: Option<Wal>,
+    /// Whether ingest waits for the log's fsync before answering.
+    pub durability: Durability,
 }
 
 impl Edge {
@@ -74,6 +81,59 @@ impl Edge {
             max_pending_bytes: usize::MAX,
             ad_signing_secret: None,
             count_automation: false,
+            wal: None,
+            durability: Durability::Strict,
+        }
+    }
+
+    /// Counts one batch and logs it (in the segment of the generation that
+    /// counts it). Answers the log position to wait on before acknowledging
+    /// it; `None` when there is nothing to wait for (no log, or relaxed).
+    pub fn record_batch(
+        &self,
+        batch_id: &str,
+        received_ms: i64,
+        traffic: Traffic,
+        events: &[glimpse_wire::ingest::Event<'_>],
+    ) -> Option<Lsn> {
+        let Some(wal) = &self.wal else {
+            self.aggregator
+                .record(batch_id, received_ms, traffic, events);
+            return None;
+        };
+        // Encoded before the guard is taken: under it, only a copy.
+        let mut record = Vec::with_capacity(32 + events.len() * 64);
+        codec::encode_record(&mut record, traffic, batch_id, received_ms, events);
+        let lsn = self
+            .aggregator
+            .record_then(batch_id, received_ms, traffic, events, |seq| {
+                wal.append(seq, &record)
+            });
+        self.wait_for_log().then_some(lsn)
+    }
+
+    /// Whether answers wait for the log.
+    pub fn wait_for_log(&self) -> bool {
+        self.wal.is_some() && self.durability == Durability::Strict
+    }
+
+    /// Waits until the log holds everything up to `lsn`.
+    pub async fn logged(&self, lsn: Lsn) -> Result<(), ApiError> {
+        match &self.wal {
+            None => Ok(()),
+            Some(wal) => wal.durable(lsn).await.map_err(|e| {
+                tracing::error!(error = %e, "a batch could not be made durable; answering 503");
+                ApiError::LogFailed(e.to_string())
+            }),
+        }
+    }
+
+    /// Refuses work once the log has failed: nothing new could be made
+    /// durable.
+    pub fn check_log(&self) -> Result<(), ApiError> {
+        match self.wal.as_ref().and_then(Wal::failure) {
+            Some(e) => Err(ApiError::LogFailed(e.to_string())),
+            None => Ok(()),
         }
     }
 
@@ -202,7 +262,12 @@ async fn readyz(State(state): State<AppState>) -> Response {
     let store = state.store.kind().to_owned();
     let ping = tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping()).await;
     let pending = state.aggregator.pending_bytes();
+    let log_failed = state.wal.as_ref().and_then(Wal::failure);
     let (status, detail) = match ping {
+        _ if log_failed.is_some() => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            log_failed.map(|e| e.to_string()).unwrap_or_default(),
+        ),
         Ok(Ok(())) if pending > state.max_pending_bytes => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!(

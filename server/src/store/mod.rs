@@ -4,8 +4,12 @@
 //!
 //! - [`embedded`]: the default, a redb database in the data directory.
 //! - [`redis`]: a Redis or Redis Cluster shared by many edges.
+//!
+//! [`identity`] is the edge's id and boot counter in the data directory,
+//! which number the deltas of both.
 
 pub mod embedded;
+pub mod identity;
 pub mod redis;
 
 use std::fmt::Debug;

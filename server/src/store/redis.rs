@@ -15,13 +15,11 @@
 //! Reads never write: stats GET the day's sketch and counters and merge
 //! locally, behind a short cache.
 
-mod identity;
 pub mod keys;
 pub mod plan;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -36,9 +34,9 @@ use redis::cluster::{ClusterClient, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
 
-use self::identity::EdgeIdentity;
 use self::keys::Keys;
 use self::plan::{KeyPlan, StepId};
+use super::identity::MAX_SEQUENCE;
 use super::{Store, StoreError, StoredDay, BATCH_ID_RETENTION_MS};
 use crate::aggregate::Delta;
 
@@ -70,8 +68,9 @@ pub struct RedisOptions {
     pub prefix: String,
     pub retention_days: u32,
     pub stats_cache: Duration,
-    /// Where the edge's identity is kept.
-    pub data_dir: PathBuf,
+    /// This edge's id ([`super::identity::EdgeIdentity`]): its ledger
+    /// field and the first half of its batch claims.
+    pub edge_id: String,
 }
 
 impl fmt::Debug for RedisOptions {
@@ -82,7 +81,7 @@ impl fmt::Debug for RedisOptions {
             .field("prefix", &self.prefix)
             .field("retention_days", &self.retention_days)
             .field("stats_cache", &self.stats_cache)
-            .field("data_dir", &self.data_dir)
+            .field("edge_id", &self.edge_id)
             .finish()
     }
 }
@@ -219,7 +218,7 @@ impl<K: std::hash::Hash + Eq, V: Clone> ReadCache<K, V> {
 pub struct RedisStore {
     conn: Conn,
     keys: Keys,
-    identity: EdgeIdentity,
+    edge_id: String,
     /// `s:<edge_id>`, this edge's field in every ledger.
     edge_field: String,
     script: Script,
@@ -238,8 +237,7 @@ impl fmt::Debug for RedisStore {
         f.debug_struct("RedisStore")
             .field("target", &self.target)
             .field("prefix", &self.keys.prefix())
-            .field("edge_id", &self.identity.id)
-            .field("boot", &self.identity.boot)
+            .field("edge_id", &self.edge_id)
             .finish_non_exhaustive()
     }
 }
@@ -289,18 +287,16 @@ impl RedisStore {
                 ))
             }
         };
-        let identity = EdgeIdentity::load(&options.data_dir)?;
         tracing::info!(
             target = %target,
-            edge_id = %identity.id,
-            boot = identity.boot,
+            edge_id = %options.edge_id,
             "Redis store configured"
         );
         Ok(RedisStore {
             conn,
-            edge_field: keys::edge_field(&identity.id),
+            edge_field: keys::edge_field(&options.edge_id),
             keys,
-            identity,
+            edge_id: options.edge_id,
             script: Script::new(include_str!("redis/apply.lua")),
             retention_days: options.retention_days,
             target,
@@ -313,7 +309,7 @@ impl RedisStore {
 
     /// The edge id this store writes its ledger entries under.
     pub fn edge_id(&self) -> &str {
-        &self.identity.id
+        &self.edge_id
     }
 
     fn note(&self, e: &RedisError) {
@@ -420,7 +416,7 @@ impl RedisStore {
         delta: &'a Delta,
         seq: u64,
     ) -> Result<HashSet<&'a str>, StoreError> {
-        let ours = plan::claim_value(&self.identity.id, seq);
+        let ours = plan::claim_value(&self.edge_id, seq);
         let ids = plan::claims(delta);
         // A cluster pipeline must stay in one slot.
         let groups: Vec<Vec<&str>> = match self.conn {
@@ -559,12 +555,16 @@ impl Store for RedisStore {
 
 impl RedisStore {
     async fn apply_delta(&self, delta: &Delta, now_ms: i64) -> Result<(), StoreError> {
-        let seq = plan::sequence(self.identity.boot, delta.seq).ok_or_else(|| {
-            StoreError::Corrupt(format!(
-                "delta {} of boot {} has no sequence below 2^53: restart the edge",
-                delta.seq, self.identity.boot
-            ))
-        })?;
+        // The aggregator numbers deltas with the boot counter in the high
+        // bits (`identity::sequence`), the same number after a replay from
+        // the write-ahead log: claims and ledger recognise a previous life's
+        // work by it.
+        let seq = delta.seq;
+        if seq > MAX_SEQUENCE {
+            return Err(StoreError::Corrupt(format!(
+                "delta {seq} is beyond 2^53, which Lua cannot compare exactly"
+            )));
+        }
         // Phase 1: claim the delta's batches; phase 2: apply the counters of
         // the owned ones, and every sketch.
         let not_owned = self.claim_batches(delta, seq).await?;

@@ -2,6 +2,8 @@
 //! `tower::ServiceExt::oneshot`, on a real embedded store in a temp directory
 //! and a clock the test holds.
 
+mod replay;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;

@@ -22,25 +22,11 @@ pub fn needs_claim(batch_id: &str) -> bool {
 /// it comes after the last one the ledger holds for that edge and key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct StepId {
-    /// [`sequence`] of the delta.
+    /// The delta's sequence number ([`crate::store::identity::sequence`]).
     pub seq: u64,
     /// Always 0 now (one step per (ad, day) and delta); kept so the ledger's
     /// `<seq>:<chunk>` values written by earlier versions still compare.
     pub chunk: u32,
-}
-
-/// Lua numbers are doubles: sequences stay below 2^53.
-pub const MAX_SEQUENCE: u64 = (1 << 53) - 1;
-
-/// The sequence of a delta: the edge's boot number in the high bits and the
-/// delta's number within that run in the low 32 bits, so it increases across
-/// restarts of an edge that keeps its identity.
-pub fn sequence(boot: u32, delta_seq: u64) -> Option<u64> {
-    if delta_seq >= 1 << 32 {
-        return None;
-    }
-    let seq = (u64::from(boot) << 32) | delta_seq;
-    (seq <= MAX_SEQUENCE).then_some(seq)
 }
 
 impl fmt::Display for StepId {
@@ -184,15 +170,6 @@ mod tests {
     }
 
     #[test]
-    fn sequences_grow_across_boots_and_fit_a_double() {
-        assert_eq!(sequence(0, 1), Some(1));
-        assert!(sequence(1, 1).unwrap() > sequence(0, u32::MAX as u64).unwrap());
-        assert_eq!(sequence(1, 1 << 32), None);
-        assert!(sequence((1 << 21) - 1, u32::MAX as u64).is_some());
-        assert_eq!(sequence(1 << 21, 0), None);
-    }
-
-    #[test]
     fn the_ledger_rule_orders_steps() {
         let s = |seq, chunk| StepId { seq, chunk };
         assert!(!s(5, 0).already_applied(None));
@@ -321,7 +298,7 @@ mod tests {
         /// (the steps). `lose_steps` drops the steps, as an edge whose
         /// connection fails after its claims landed.
         fn sync(&mut self, edge: &str, delta: &Delta, lose_steps: bool) {
-            let seq = sequence(1, delta.seq).unwrap();
+            let seq = delta.seq;
             let ours = claim_value(edge, seq);
             let owned: HashSet<String> = claims(delta)
                 .into_iter()

@@ -1,13 +1,15 @@
-//! The edge's identity towards Redis, kept in the data directory.
+//! The edge's identity, kept in the data directory, whatever the store.
 //!
-//! - `edge-id`: a random id made on first start and kept for good. It names
-//!   this edge's field in every ledger hash.
+//! - `edge-id`: a random id made on first start and kept for good. The Redis
+//!   store names this edge's field in every ledger hash and its batch claims
+//!   with it.
 //! - `edge-boots`: how many times an edge started on this directory. The
-//!   count goes into the high bits of every step sequence, so sequences keep
-//!   increasing across restarts although the per-run delta numbers start
-//!   again at 1.
+//!   count goes into the high bits of every delta's sequence number
+//!   ([`sequence`]), so sequences keep increasing across restarts although
+//!   each run numbers its own deltas from 1, and a delta replayed from the
+//!   write-ahead log keeps the number of the run that made it.
 //! - `edge.lock`: held (flock) while the edge runs, so two edges can never
-//!   share an identity by sharing a directory.
+//!   share an identity (or a write-ahead log) by sharing a directory.
 //!
 //! Losing the directory is safe: the next start makes a new id, whose steps
 //! no ledger has seen. Copying it to a second machine is not (both would use
@@ -17,11 +19,26 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::Path;
 
-use super::super::StoreError;
+use super::StoreError;
 
 const ID_FILE: &str = "edge-id";
 const BOOTS_FILE: &str = "edge-boots";
 const LOCK_FILE: &str = "edge.lock";
+
+/// Lua numbers are doubles: sequences stay below 2^53 so the Redis store's
+/// script compares them exactly.
+pub const MAX_SEQUENCE: u64 = (1 << 53) - 1;
+
+/// The sequence number of a run's `delta_seq`-th delta: the boot number in
+/// the high bits and the delta's number within that run in the low 32 bits,
+/// so it increases across restarts of an edge that keeps its directory.
+pub fn sequence(boot: u32, delta_seq: u64) -> Option<u64> {
+    if delta_seq >= 1 << 32 {
+        return None;
+    }
+    let seq = (u64::from(boot) << 32) | delta_seq;
+    (seq <= MAX_SEQUENCE).then_some(seq)
+}
 
 /// This run's identity; the directory stays locked while it lives.
 #[derive(Debug)]
@@ -122,7 +139,7 @@ impl EdgeIdentity {
         };
         let boot = previous
             .checked_add(1)
-            .filter(|b| super::plan::sequence(*b, 0).is_some())
+            .filter(|b| sequence(*b, u64::from(u32::MAX)).is_some())
             .ok_or_else(|| {
                 StoreError::Corrupt(format!(
                     "{} is exhausted; delete {} to start under a new edge id",
@@ -136,6 +153,11 @@ impl EdgeIdentity {
             boot,
             _lock: lock,
         })
+    }
+
+    /// The number of this run's first delta; every earlier run's are below.
+    pub fn first_sequence(&self) -> u64 {
+        sequence(self.boot, 1).expect("load checked that this boot's sequences fit")
     }
 }
 
@@ -156,6 +178,19 @@ mod tests {
         drop(first);
         let second = EdgeIdentity::load(dir.path()).unwrap();
         assert_eq!((second.id.as_str(), second.boot), (id.as_str(), 2));
+    }
+
+    #[test]
+    fn sequences_grow_across_boots_and_fit_a_double() {
+        assert_eq!(sequence(0, 1), Some(1));
+        assert!(sequence(1, 1).unwrap() > sequence(0, u32::MAX as u64).unwrap());
+        assert_eq!(sequence(1, 1 << 32), None);
+        assert!(sequence((1 << 21) - 1, u32::MAX as u64).is_some());
+        assert_eq!(sequence(1 << 21, 0), None);
+        let dir = tempfile::tempdir().unwrap();
+        let first = EdgeIdentity::load(dir.path()).unwrap().first_sequence();
+        let second = EdgeIdentity::load(dir.path()).unwrap().first_sequence();
+        assert_eq!((first, second), ((1 << 32) | 1, (2 << 32) | 1));
     }
 
     #[test]

@@ -1,0 +1,423 @@
+//! The write-ahead log's byte format: pure encoding and decoding, no I/O.
+//!
+//! A segment file is a header followed by records:
+//!
+//! ```text
+//! header  (24 bytes): magic "GLMPSWAL" | version u32 = 1 | seq u64 | crc32 u32 of the 20 bytes before
+//! record:             len u32 | crc32 u32 of (len bytes ++ payload) | payload (len bytes)
+//! payload:            flags u8 | received_ms i64 | batch_id str | events u32 | event*
+//! event:              kind u8 (0 viewable, 1 measurable) | day u32 (days since 1970-01-01) | ad_id str | user_id str
+//! str:                len u16 | UTF-8 bytes
+//! ```
+//!
+//! All integers are little-endian. A record holds exactly what
+//! [`crate::aggregate::Aggregator::record`] needs to rebuild the same counts
+//! and sketch: the accepted events (after validation and de-duplication) in
+//! their order, the batch id, the time it was accepted, and a flags byte
+//! (bit 0: the batch was judged invalid traffic; other bits must be 0).
+//!
+//! Reading tolerates a torn tail (the last group commit cut short by a crash:
+//! a partial record, a record whose CRC fails, zeroed pages) and reports it so
+//! the caller can cut the file there; damage followed by a valid record is
+//! corruption in the middle and an error, since cutting there would drop
+//! records that had been made durable.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use glimpse_wire::ingest::Event;
+use glimpse_wire::{Day, Kind};
+
+use crate::traffic::Traffic;
+
+pub const MAGIC: [u8; 8] = *b"GLMPSWAL";
+pub const VERSION: u32 = 1;
+pub const HEADER_LEN: usize = 24;
+/// `len` and `crc` in front of every payload.
+pub const RECORD_HEADER_LEN: usize = 8;
+/// No record is longer: a batch body is at most 64 KiB, and its record
+/// cannot be much longer than its accepted events. Anything longer in a
+/// length field is damage.
+pub const MAX_PAYLOAD_LEN: usize = 1 << 20;
+/// Flags bit 0: the batch was judged invalid traffic.
+const FLAG_INVALID_TRAFFIC: u8 = 1;
+
+/// The header that starts a segment of `seq`.
+pub fn header(seq: u64) -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
+    h[..8].copy_from_slice(&MAGIC);
+    h[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    h[12..20].copy_from_slice(&seq.to_le_bytes());
+    let crc = crc32fast::hash(&h[..20]);
+    h[20..].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    // Ids are at most 128 bytes (the wire contract); a u16 leaves room.
+    let len = u16::try_from(s.len()).expect("ids are validated to be short");
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Appends one framed record (length, CRC, payload) to `out`.
+pub fn encode_record(
+    out: &mut Vec<u8>,
+    traffic: Traffic,
+    batch_id: &str,
+    received_ms: i64,
+    events: &[Event<'_>],
+) {
+    let start = out.len();
+    out.extend_from_slice(&[0; RECORD_HEADER_LEN]);
+    out.push(match traffic {
+        Traffic::Valid => 0,
+        Traffic::Invalid => FLAG_INVALID_TRAFFIC,
+    });
+    out.extend_from_slice(&received_ms.to_le_bytes());
+    put_str(out, batch_id);
+    out.extend_from_slice(&(events.len() as u32).to_le_bytes());
+    for e in events {
+        out.push(match e.kind {
+            Kind::Viewable => 0,
+            Kind::Measurable => 1,
+        });
+        out.extend_from_slice(&e.day.days_since_epoch().to_le_bytes());
+        put_str(out, &e.ad_id);
+        put_str(out, &e.user_id);
+    }
+    let len = (out.len() - start - RECORD_HEADER_LEN) as u32;
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&len.to_le_bytes());
+    crc.update(&out[start + RECORD_HEADER_LEN..]);
+    out[start + 4..start + 8].copy_from_slice(&crc.finalize().to_le_bytes());
+}
+
+/// One accepted batch as the log holds it. Its events borrow from the
+/// segment's bytes; their `id` is empty and `ts` the start of their day (the
+/// aggregator uses neither).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record<'a> {
+    pub traffic: Traffic,
+    pub batch_id: &'a str,
+    pub received_ms: i64,
+    pub events: Vec<Event<'a>>,
+}
+
+/// Where a segment's readable part ends and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Torn {
+    /// Byte offset of the first unreadable byte; the file is cut here.
+    pub offset: usize,
+    pub reason: &'static str,
+}
+
+/// A decoded segment.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Segment<'a> {
+    /// From the header; `None` when the file ends inside its header (a crash
+    /// right after creating it).
+    pub seq: Option<u64>,
+    pub records: Vec<Record<'a>>,
+    /// Set when the tail was torn; the file is valid up to `offset`.
+    pub torn: Option<Torn>,
+}
+
+/// A segment that cannot be read safely.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Corrupt {
+    pub offset: usize,
+    pub reason: String,
+}
+
+impl fmt::Display for Corrupt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "at byte offset {}: {}", self.offset, self.reason)
+    }
+}
+
+fn u16_at(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
+}
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+fn u64_at(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
+}
+
+/// A complete record with a good CRC at `at`: its payload.
+fn framed_at(bytes: &[u8], at: usize) -> Option<&[u8]> {
+    let len = u32_at(bytes, at)? as usize;
+    if len == 0 || len > MAX_PAYLOAD_LEN {
+        return None;
+    }
+    let crc = u32_at(bytes, at + 4)?;
+    let payload = bytes.get(at + RECORD_HEADER_LEN..at + RECORD_HEADER_LEN + len)?;
+    let mut h = crc32fast::Hasher::new();
+    h.update(&(len as u32).to_le_bytes());
+    h.update(payload);
+    (h.finalize() == crc).then_some(payload)
+}
+
+fn decode_payload(p: &[u8]) -> Option<Record<'_>> {
+    let mut at = 0;
+    let take_str = |at: &mut usize| -> Option<&str> {
+        let len = u16_at(p, *at)? as usize;
+        let s = std::str::from_utf8(p.get(*at + 2..*at + 2 + len)?).ok()?;
+        *at += 2 + len;
+        Some(s)
+    };
+    // A bit this version does not know would change how the batch counts:
+    // damage, not something to guess at.
+    let traffic = match *p.first()? {
+        0 => Traffic::Valid,
+        FLAG_INVALID_TRAFFIC => Traffic::Invalid,
+        _ => return None,
+    };
+    at += 1;
+    let received_ms = u64_at(p, at)? as i64;
+    at += 8;
+    let batch_id = take_str(&mut at)?;
+    let n = u32_at(p, at)? as usize;
+    at += 4;
+    // Each event takes at least 9 bytes: a count beyond that is damage.
+    let mut events = Vec::with_capacity(n.min(p.len() / 9));
+    for _ in 0..n {
+        let kind = match *p.get(at)? {
+            0 => Kind::Viewable,
+            1 => Kind::Measurable,
+            _ => return None,
+        };
+        let day = Day::from_days_since_epoch(u32_at(p, at + 1)?);
+        at += 5;
+        let ad_id = take_str(&mut at)?;
+        let user_id = take_str(&mut at)?;
+        events.push(Event {
+            id: Cow::Borrowed(""),
+            ad_id: Cow::Borrowed(ad_id),
+            user_id: Cow::Borrowed(user_id),
+            kind,
+            ts: day.start_ms(),
+            day,
+            token: None,
+        });
+    }
+    (at == p.len()).then_some(Record {
+        traffic,
+        batch_id,
+        received_ms,
+        events,
+    })
+}
+
+/// Decodes a whole segment file. A torn tail ends the records and is
+/// reported in [`Segment::torn`]; damage with a valid record after it, a
+/// foreign or future header, or a record that passes its CRC but does not
+/// parse is [`Corrupt`].
+pub fn decode_segment(bytes: &[u8]) -> Result<Segment<'_>, Corrupt> {
+    let corrupt = |offset, reason: &str| Corrupt {
+        offset,
+        reason: reason.to_owned(),
+    };
+    if bytes.len() < HEADER_LEN || bytes[..HEADER_LEN].iter().all(|b| *b == 0) {
+        // Created, then the crash came before its header was on disk.
+        return Ok(Segment {
+            seq: None,
+            records: Vec::new(),
+            torn: (!bytes.is_empty()).then_some(Torn {
+                offset: 0,
+                reason: "the file ends inside its header",
+            }),
+        });
+    }
+    if bytes[..8] != MAGIC {
+        return Err(corrupt(0, "not a glimpse write-ahead log segment"));
+    }
+    let version = u32_at(bytes, 8).unwrap_or_default();
+    if version != VERSION {
+        return Err(corrupt(
+            8,
+            &format!("format version {version}; this edge reads version {VERSION}"),
+        ));
+    }
+    if crc32fast::hash(&bytes[..20]).to_le_bytes() != bytes[20..24] {
+        return Err(corrupt(0, "the header's checksum does not match"));
+    }
+    let seq = u64_at(bytes, 12);
+    let mut records = Vec::new();
+    let mut at = HEADER_LEN;
+    while at < bytes.len() {
+        let Some(payload) = framed_at(bytes, at) else {
+            // Damage. It is a torn tail only if nothing valid follows: a
+            // crash can only cut the last, not yet durable, group short.
+            if let Some(next) = (at + 1..bytes.len()).find(|p| framed_at(bytes, *p).is_some()) {
+                return Err(corrupt(
+                    at,
+                    &format!("a damaged record, followed by a valid one at offset {next}"),
+                ));
+            }
+            let reason = if at + RECORD_HEADER_LEN > bytes.len() {
+                "a partial record header"
+            } else if u32_at(bytes, at).is_some_and(|len| {
+                at + RECORD_HEADER_LEN + len as usize > bytes.len()
+                    && (len as usize) <= MAX_PAYLOAD_LEN
+            }) {
+                "a partial record"
+            } else {
+                "a record whose checksum does not match"
+            };
+            return Ok(Segment {
+                seq,
+                records,
+                torn: Some(Torn { offset: at, reason }),
+            });
+        };
+        let record = decode_payload(payload).ok_or_else(|| {
+            corrupt(
+                at,
+                "a record with a valid checksum that does not parse (written by another version?)",
+            )
+        })?;
+        records.push(record);
+        at += RECORD_HEADER_LEN + payload.len();
+    }
+    Ok(Segment {
+        seq,
+        records,
+        torn: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev<'a>(ad: &'a str, user: &'a str, kind: Kind, day: u32) -> Event<'a> {
+        let day = Day::from_days_since_epoch(day);
+        Event {
+            id: Cow::Borrowed(""),
+            ad_id: Cow::Borrowed(ad),
+            user_id: Cow::Borrowed(user),
+            kind,
+            ts: day.start_ms(),
+            day,
+            token: None,
+        }
+    }
+
+    /// A segment of three records and the offsets where each starts.
+    fn sample() -> (Vec<u8>, Vec<usize>, Vec<Record<'static>>) {
+        let records = vec![
+            Record {
+                traffic: Traffic::Valid,
+                batch_id: "b-1",
+                received_ms: 1_764_000_000_123,
+                events: vec![
+                    ev("ad-1", "u1", Kind::Viewable, 20_417),
+                    ev("ad-1", "u1", Kind::Measurable, 20_417),
+                    ev("ad-2", "ü-2", Kind::Viewable, 20_416),
+                ],
+            },
+            Record {
+                traffic: Traffic::Invalid,
+                batch_id: "single/00ff",
+                received_ms: -5,
+                events: vec![],
+            },
+            Record {
+                traffic: Traffic::Valid,
+                batch_id: "b-3",
+                received_ms: 7,
+                events: vec![ev("ad-3", "u9", Kind::Measurable, 1)],
+            },
+        ];
+        let mut bytes = header(42).to_vec();
+        let mut starts = Vec::new();
+        for r in &records {
+            starts.push(bytes.len());
+            encode_record(&mut bytes, r.traffic, r.batch_id, r.received_ms, &r.events);
+        }
+        (bytes, starts, records)
+    }
+
+    #[test]
+    fn round_trip() {
+        let (bytes, _, records) = sample();
+        let segment = decode_segment(&bytes).unwrap();
+        assert_eq!(segment.seq, Some(42));
+        assert_eq!(segment.torn, None);
+        assert_eq!(segment.records, records);
+        // A header alone is an empty segment.
+        let empty = header(7);
+        let segment = decode_segment(&empty).unwrap();
+        assert_eq!((segment.seq, segment.records.len()), (Some(7), 0));
+    }
+
+    #[test]
+    fn a_tail_torn_at_any_byte_keeps_every_whole_record_before_it() {
+        let (bytes, starts, records) = sample();
+        for cut in 0..bytes.len() {
+            let segment =
+                decode_segment(&bytes[..cut]).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
+            let whole = starts
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| starts.get(i + 1).copied().unwrap_or(bytes.len()) <= cut)
+                .count();
+            assert_eq!(segment.records, records[..whole], "cut at {cut}");
+            if cut < HEADER_LEN {
+                assert_eq!(segment.seq, None);
+            } else {
+                let torn_at = starts.get(whole).copied().filter(|s| *s < cut);
+                assert_eq!(segment.torn.map(|t| t.offset), torn_at, "cut at {cut}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_bit_flipped_in_the_last_record_is_a_torn_tail_elsewhere_an_error() {
+        let (bytes, starts, records) = sample();
+        for byte in HEADER_LEN..bytes.len() {
+            for bit in 0..8 {
+                let mut damaged = bytes.clone();
+                damaged[byte] ^= 1 << bit;
+                let result = decode_segment(&damaged);
+                let record = starts.iter().rposition(|s| *s <= byte).unwrap();
+                if record == records.len() - 1 {
+                    let segment = result.unwrap_or_else(|e| panic!("byte {byte}: {e}"));
+                    assert_eq!(segment.records, records[..record]);
+                    assert_eq!(segment.torn.unwrap().offset, starts[record]);
+                } else {
+                    let err = result.expect_err(&format!("byte {byte} bit {bit}"));
+                    assert_eq!(err.offset, starts[record], "byte {byte} bit {bit}");
+                }
+            }
+        }
+        for byte in 0..HEADER_LEN {
+            let mut damaged = bytes.clone();
+            damaged[byte] ^= 0x10;
+            assert!(decode_segment(&damaged).is_err(), "header byte {byte}");
+        }
+    }
+
+    #[test]
+    fn zeroed_pages_at_the_end_are_a_torn_tail() {
+        let (mut bytes, starts, records) = sample();
+        bytes.truncate(starts[2]);
+        bytes.extend_from_slice(&[0; 4096]);
+        let segment = decode_segment(&bytes).unwrap();
+        assert_eq!(segment.records, records[..2]);
+        assert_eq!(segment.torn.unwrap().offset, starts[2]);
+    }
+
+    #[test]
+    fn foreign_files_and_future_versions_are_refused() {
+        assert!(decode_segment(b"not a wal segment at all, no").is_err());
+        let mut h = header(1);
+        h[8] = 2;
+        let err = decode_segment(&h).unwrap_err();
+        assert!(err.reason.contains("version 2"), "{err}");
+    }
+}

@@ -1,0 +1,568 @@
+//! The write-ahead log: accepted batches on disk before the edge answers 202,
+//! so `kill -9` (or a power cut) loses no acknowledged event.
+//!
+//! This is the only module that touches `<data-dir>/wal/`. The byte format is
+//! in [`codec`] (pure); here are the files, the writer thread and replay.
+//!
+//! - **Segments are generations.** Each aggregator generation has its own
+//!   file, `<seq>.wal` (20 digits), named by the sequence number its delta
+//!   will carry. Ingest encodes a batch's record, then appends it (to an
+//!   in-memory buffer, no I/O) inside [`crate::aggregate::Aggregator::record_then`],
+//!   under the guard that also counts it, so a record always lands in the
+//!   segment of the delta that holds its counts.
+//! - **Group commit.** One thread owns the files. It takes everything
+//!   appended so far, writes it, `fdatasync`s each file it touched once, and
+//!   publishes the new durable position ([`Lsn`], bytes appended since
+//!   start) on a watch channel; every request waiting on a position at or
+//!   below it wakes. While one fsync runs the next group accumulates, so
+//!   concurrent requests share fsyncs without any timer.
+//! - **Truncation.** Once the store has delta `N` ([`Wal::forget_through`]),
+//!   the writer deletes segments `<= N`, after writing anything already
+//!   taken. A segment that outlives its delta (a crash between the store's
+//!   commit and the delete) is replayed to no effect: both stores recognise a
+//!   delta they already hold by its batch ids and sequence number.
+//! - **Replay** ([`recover`]) reads the segments in order at start, before
+//!   the listener serves, and rebuilds each delta with its old number.
+//!
+//! If a write or fsync fails the log is *failed* for the rest of the run
+//! (after a failed fsync the kernel may have dropped the dirty pages, so
+//! retrying cannot promise anything): waiters get an error, ingest answers
+//! 503 and `/readyz` says why; restart the edge once the disk is fixed.
+
+pub mod codec;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use anyhow::Context;
+use parking_lot::{Condvar, Mutex};
+use tokio::sync::watch;
+
+use crate::aggregate::{Rebuild, Recovered};
+
+/// A position in the log: bytes appended since the log was started.
+pub type Lsn = u64;
+
+const SUFFIX: &str = ".wal";
+
+/// The file of segment `seq`.
+pub fn segment_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("{seq:020}{SUFFIX}"))
+}
+
+fn segment_seq(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(SUFFIX)?;
+    (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
+/// Segments in `dir`, by sequence number.
+fn list_segments(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
+    let mut segments = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if let Some(seq) = entry.file_name().to_str().and_then(segment_seq) {
+            segments.push((seq, entry.path()));
+        }
+    }
+    segments.sort();
+    Ok(segments)
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Reads every segment in `dir` (created if missing), oldest first, and
+/// rebuilds the delta of each that holds a batch. A torn tail is cut off the
+/// file with a warning; a segment with no batch is deleted. Corruption in
+/// the middle of a segment is an error naming the file and offset.
+pub fn recover(dir: &Path) -> anyhow::Result<Vec<Recovered>> {
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut recovered = Vec::new();
+    for (seq, path) in list_segments(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let bytes = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let segment = codec::decode_segment(&bytes).map_err(|e| {
+            anyhow::anyhow!(
+                "the write-ahead log segment {} is damaged {e}; move it aside to start \
+                 without the batches it holds",
+                path.display()
+            )
+        })?;
+        if let Some(header_seq) = segment.seq.filter(|s| *s != seq) {
+            anyhow::bail!(
+                "the write-ahead log segment {} says it is segment {header_seq}",
+                path.display()
+            );
+        }
+        if let Some(torn) = &segment.torn {
+            tracing::warn!(
+                file = %path.display(),
+                offset = torn.offset,
+                reason = torn.reason,
+                "cutting a torn tail off the write-ahead log (a write the crash cut short, never acknowledged)"
+            );
+        }
+        let rebuild = Rebuild::new(seq);
+        let batches = segment.records.len();
+        for record in &segment.records {
+            rebuild.record(
+                record.batch_id,
+                record.received_ms,
+                record.traffic,
+                &record.events,
+            );
+        }
+        let torn_at = segment.torn.map(|t| t.offset);
+        match rebuild.finish() {
+            None => {
+                fs::remove_file(&path).with_context(|| format!("deleting {}", path.display()))?;
+            }
+            Some(delta) => {
+                if let Some(offset) = torn_at {
+                    // Cut for good, so the next start does not warn again
+                    // and appends never follow garbage.
+                    let file = OpenOptions::new()
+                        .write(true)
+                        .open(&path)
+                        .and_then(|f| f.set_len(offset as u64).and(f.sync_all()))
+                        .with_context(|| format!("truncating {}", path.display()));
+                    file?;
+                }
+                tracing::info!(
+                    file = %path.display(),
+                    seq,
+                    batches,
+                    "replaying unsynced batches from the write-ahead log"
+                );
+                recovered.push(delta);
+            }
+        }
+    }
+    Ok(recovered)
+}
+
+/// What the writer has made durable, or why it stopped.
+#[derive(Clone, Debug, Default)]
+struct Progress {
+    durable: Lsn,
+    failed: Option<Arc<str>>,
+}
+
+/// Appended and not yet taken by the writer.
+#[derive(Debug, Default)]
+struct Pending {
+    /// `(segment seq, bytes, records)`, in append order (hence seq order).
+    chunks: Vec<(u64, Vec<u8>, u64)>,
+    appended: Lsn,
+    forget_through: Option<u64>,
+    stop: bool,
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+struct Counters {
+    fsyncs: AtomicU64,
+    records: AtomicU64,
+    bytes_written: AtomicU64,
+    bytes_on_disk: AtomicU64,
+}
+
+/// A snapshot of the log's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WalFigures {
+    /// Group commits (one `fdatasync` per file touched, usually one).
+    pub fsyncs: u64,
+    /// Records made durable.
+    pub records: u64,
+    pub bytes_written: u64,
+    /// Size of the segments on disk now.
+    pub bytes_on_disk: u64,
+}
+
+#[derive(Debug)]
+struct Shared {
+    pending: Mutex<Pending>,
+    wake: Condvar,
+    counters: Counters,
+}
+
+/// The log of one run. See the module docs.
+#[derive(Debug)]
+pub struct Wal {
+    shared: Arc<Shared>,
+    progress: watch::Receiver<Progress>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// A record could not be made durable.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("the write-ahead log failed: {0}")]
+pub struct WalFailed(pub Arc<str>);
+
+impl Wal {
+    /// Starts the writer on `dir` (after [`recover`] has read it).
+    pub fn start(dir: &Path) -> anyhow::Result<Wal> {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let on_disk: u64 = list_segments(dir)?
+            .iter()
+            .filter_map(|(_, p)| fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum();
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(Pending::default()),
+            wake: Condvar::new(),
+            counters: Counters::default(),
+        });
+        shared
+            .counters
+            .bytes_on_disk
+            .store(on_disk, Ordering::Relaxed);
+        let (tx, progress) = watch::channel(Progress::default());
+        let writer = {
+            let shared = Arc::clone(&shared);
+            let dir = dir.to_path_buf();
+            std::thread::Builder::new()
+                .name("glimpse-wal".into())
+                .spawn(move || Writer::new(dir, shared, tx).run())
+                .context("starting the write-ahead log writer")?
+        };
+        Ok(Wal {
+            shared,
+            progress,
+            writer: Mutex::new(Some(writer)),
+        })
+    }
+
+    /// Adds one framed record ([`codec::encode_record`]) to segment `seq`;
+    /// answers the position to wait on. Memory only: meant to run under the
+    /// aggregator's guard.
+    pub fn append(&self, seq: u64, record: &[u8]) -> Lsn {
+        let mut pending = self.shared.pending.lock();
+        match pending.chunks.last_mut() {
+            Some((s, bytes, n)) if *s == seq => {
+                bytes.extend_from_slice(record);
+                *n += 1;
+            }
+            _ => pending.chunks.push((seq, record.to_vec(), 1)),
+        }
+        pending.appended += record.len() as u64;
+        let lsn = pending.appended;
+        drop(pending);
+        self.shared.wake.notify_one();
+        lsn
+    }
+
+    /// Everything appended so far.
+    pub fn appended(&self) -> Lsn {
+        self.shared.pending.lock().appended
+    }
+
+    /// Waits until everything up to `lsn` is on disk.
+    pub async fn durable(&self, lsn: Lsn) -> Result<(), WalFailed> {
+        let mut rx = self.progress.clone();
+        let progress = rx
+            .wait_for(|p| p.durable >= lsn || p.failed.is_some())
+            .await
+            .map_err(|_| WalFailed("the writer has stopped".into()))?;
+        match &progress.failed {
+            Some(why) if progress.durable < lsn => Err(WalFailed(Arc::clone(why))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Why the log failed, if it did; ingest refuses work from then on.
+    pub fn failure(&self) -> Option<WalFailed> {
+        self.progress.borrow().failed.clone().map(WalFailed)
+    }
+
+    /// Delta `seq` is in the store: its segment and older ones may go.
+    pub fn forget_through(&self, seq: u64) {
+        let mut pending = self.shared.pending.lock();
+        pending.forget_through = pending.forget_through.max(Some(seq));
+        drop(pending);
+        self.shared.wake.notify_one();
+    }
+
+    pub fn figures(&self) -> WalFigures {
+        let c = &self.shared.counters;
+        WalFigures {
+            fsyncs: c.fsyncs.load(Ordering::Relaxed),
+            records: c.records.load(Ordering::Relaxed),
+            bytes_written: c.bytes_written.load(Ordering::Relaxed),
+            bytes_on_disk: c.bytes_on_disk.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Writes what is pending, then stops the writer. Idempotent.
+    pub fn close(&self) {
+        self.shared.pending.lock().stop = true;
+        self.shared.wake.notify_one();
+        if let Some(writer) = self.writer.lock().take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// The thread that owns the files.
+struct Writer {
+    dir: PathBuf,
+    shared: Arc<Shared>,
+    progress: watch::Sender<Progress>,
+    /// The segment being appended to.
+    current: Option<(u64, File)>,
+    failed: bool,
+}
+
+impl Writer {
+    fn new(dir: PathBuf, shared: Arc<Shared>, progress: watch::Sender<Progress>) -> Self {
+        Writer {
+            dir,
+            shared,
+            progress,
+            current: None,
+            failed: false,
+        }
+    }
+
+    fn run(mut self) {
+        loop {
+            let (chunks, end, forget, stop) = {
+                let mut pending = self.shared.pending.lock();
+                while pending.chunks.is_empty() && pending.forget_through.is_none() && !pending.stop
+                {
+                    self.shared.wake.wait(&mut pending);
+                }
+                (
+                    std::mem::take(&mut pending.chunks),
+                    pending.appended,
+                    pending.forget_through.take(),
+                    pending.stop,
+                )
+            };
+            if !chunks.is_empty() && !self.failed {
+                match self.write_group(&chunks) {
+                    Ok(()) => self.progress.send_modify(|p| p.durable = end),
+                    Err(e) => {
+                        let why: Arc<str> = format!("{e:#}").into();
+                        tracing::error!(error = %why, "the write-ahead log failed; ingest answers 503 until the edge is restarted");
+                        self.failed = true;
+                        self.progress.send_modify(|p| p.failed = Some(why));
+                    }
+                }
+            }
+            if let Some(seq) = forget {
+                if let Err(e) = self.delete_through(seq) {
+                    // Harmless: an old segment replays to no effect.
+                    tracing::warn!(error = %e, "could not delete synced write-ahead log segments");
+                }
+            }
+            if stop && self.shared.pending.lock().chunks.is_empty() {
+                return;
+            }
+        }
+    }
+
+    fn write_group(&mut self, chunks: &[(u64, Vec<u8>, u64)]) -> anyhow::Result<()> {
+        let mut finished: Vec<File> = Vec::new();
+        let mut created = false;
+        for (seq, bytes, _) in chunks {
+            if self.current.as_ref().is_none_or(|(s, _)| s != seq) {
+                let path = segment_path(&self.dir, *seq);
+                let mut file = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .with_context(|| format!("opening {}", path.display()))?;
+                if file.metadata()?.len() == 0 {
+                    file.write_all(&codec::header(*seq))
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    self.add_on_disk(codec::HEADER_LEN as u64);
+                    created = true;
+                }
+                // The previous segment still needs this group's fsync.
+                if let Some((_, old)) = self.current.replace((*seq, file)) {
+                    finished.push(old);
+                }
+            }
+            let (_, file) = self.current.as_mut().expect("opened above");
+            file.write_all(bytes)
+                .with_context(|| format!("writing segment {seq}"))?;
+            self.add_on_disk(bytes.len() as u64);
+        }
+        for file in finished.iter().chain(self.current.as_ref().map(|(_, f)| f)) {
+            file.sync_data().context("fsync of a segment")?;
+            self.shared.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
+        }
+        if created {
+            // A new file's directory entry must be durable too.
+            sync_dir(&self.dir).context("fsync of the log directory")?;
+        }
+        let c = &self.shared.counters;
+        c.records
+            .fetch_add(chunks.iter().map(|c| c.2).sum(), Ordering::Relaxed);
+        c.bytes_written.fetch_add(
+            chunks.iter().map(|c| c.1.len() as u64).sum(),
+            Ordering::Relaxed,
+        );
+        Ok(())
+    }
+
+    fn add_on_disk(&self, n: u64) {
+        self.shared
+            .counters
+            .bytes_on_disk
+            .fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn delete_through(&mut self, seq: u64) -> std::io::Result<()> {
+        if self.current.as_ref().is_some_and(|(s, _)| *s <= seq) {
+            self.current = None;
+        }
+        for (s, path) in list_segments(&self.dir)? {
+            if s > seq {
+                break;
+            }
+            let len = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            fs::remove_file(&path)?;
+            let _ = self.shared.counters.bytes_on_disk.fetch_update(
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+                |b| Some(b.saturating_sub(len)),
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use glimpse_wire::ingest::Event;
+    use glimpse_wire::{Day, Kind};
+
+    use super::*;
+    use crate::traffic::Traffic;
+
+    fn event<'a>(ad: &'a str, user: &'a str) -> Event<'a> {
+        let day = Day::from_days_since_epoch(20_417);
+        Event {
+            id: Cow::Borrowed("e"),
+            ad_id: Cow::Borrowed(ad),
+            user_id: Cow::Borrowed(user),
+            kind: Kind::Viewable,
+            ts: day.start_ms(),
+            day,
+            token: None,
+        }
+    }
+
+    fn record(batch: &str, user: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        codec::encode_record(&mut out, Traffic::Valid, batch, 5, &[event("ad-1", user)]);
+        out
+    }
+
+    #[tokio::test]
+    async fn appended_records_are_durable_replayable_and_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal_dir = dir.path().join("wal");
+        let wal = Wal::start(&wal_dir).unwrap();
+        let a = wal.append(10, &record("b1", "u1"));
+        let b = wal.append(10, &record("b2", "u2"));
+        let c = wal.append(11, &record("b3", "u3"));
+        assert!(a < b && b < c && c == wal.appended());
+        wal.durable(c).await.unwrap();
+        let figures = wal.figures();
+        assert_eq!(figures.records, 3);
+        assert!(figures.fsyncs >= 1 && figures.fsyncs <= 4, "{figures:?}");
+        assert!(figures.bytes_on_disk > figures.bytes_written);
+        wal.close();
+        drop(wal);
+
+        let recovered = recover(&wal_dir).unwrap();
+        let seqs: Vec<u64> = recovered.iter().map(|r| r.delta.seq).collect();
+        assert_eq!(seqs, [10, 11]);
+        let ids: Vec<&str> = recovered[0]
+            .delta
+            .batches
+            .iter()
+            .map(|b| b.batch_id.as_str())
+            .collect();
+        assert_eq!(ids, ["b1", "b2"]);
+
+        let wal = Wal::start(&wal_dir).unwrap();
+        wal.forget_through(10);
+        let d = wal.append(12, &record("b4", "u4"));
+        wal.durable(d).await.unwrap();
+        wal.close();
+        let left: Vec<u64> = list_segments(&wal_dir)
+            .unwrap()
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect();
+        assert_eq!(left, [11, 12]);
+    }
+
+    #[test]
+    fn replay_cuts_a_torn_tail_and_refuses_damage_in_the_middle() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = segment_path(dir.path(), 3);
+        let mut bytes = codec::header(3).to_vec();
+        bytes.extend(record("b1", "u1"));
+        let whole = bytes.len();
+        bytes.extend(record("b2", "u2"));
+        bytes.truncate(bytes.len() - 3);
+        fs::write(&path, &bytes).unwrap();
+        // A file cut inside its header, and one with a header only: no
+        // batches, deleted.
+        fs::write(segment_path(dir.path(), 1), &codec::header(1)[..5]).unwrap();
+        fs::write(segment_path(dir.path(), 2), codec::header(2)).unwrap();
+        let recovered = recover(dir.path()).unwrap();
+        assert_eq!(recovered.len(), 1);
+        assert_eq!(recovered[0].delta.batches.len(), 1);
+        assert_eq!(fs::metadata(&path).unwrap().len(), whole as u64);
+        assert_eq!(list_segments(dir.path()).unwrap().len(), 1);
+
+        // A flipped byte in the first of two records.
+        let mut bytes = codec::header(4).to_vec();
+        bytes.extend(record("b1", "u1"));
+        bytes.extend(record("b2", "u2"));
+        bytes[codec::HEADER_LEN + 12] ^= 1;
+        let bad = segment_path(dir.path(), 4);
+        fs::write(&bad, &bytes).unwrap();
+        let err = recover(dir.path()).unwrap_err().to_string();
+        assert!(err.contains(&bad.display().to_string()), "{err}");
+        assert!(
+            err.contains(&format!("offset {}", codec::HEADER_LEN)),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_write_that_fails_fails_its_waiters_and_every_later_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal_dir = dir.path().join("wal");
+        let wal = Wal::start(&wal_dir).unwrap();
+        // The directory vanishes: the segment cannot be created.
+        fs::remove_dir(&wal_dir).unwrap();
+        let lsn = wal.append(1, &record("b1", "u1"));
+        let err = wal.durable(lsn).await.unwrap_err();
+        assert!(err.to_string().contains("write-ahead log failed"), "{err}");
+        assert!(wal.failure().is_some());
+        let later = wal.append(1, &record("b2", "u2"));
+        assert!(wal.durable(later).await.is_err());
+    }
+}
