@@ -162,7 +162,7 @@ pub async fn run(
     edge.aggregator = aggregator;
     // A client retrying a replayed batch gets "duplicate", as before the crash.
     for id in &replayed {
-        edge.claims.claim(id);
+        edge.claims.claim_counted(id);
     }
     edge.wal = Some(wal);
     edge.durability = config.durability;

@@ -143,22 +143,27 @@ pub async fn post_impressions(
         };
         Ok((StatusCode::ACCEPTED, Json(response)))
     };
-    if !state.claims.claim(&batch.batch_id) {
+    let claim = loop {
+        if let Some(claim) = state.claims.claim(&batch.batch_id) {
+            break claim;
+        }
         // Another copy of this batch is being counted here (or waits for a
-        // sync). When it has been logged already, it is in what is appended
-        // so far: waiting for that keeps this answer from overtaking the
-        // copy's fsync. (A copy still being validated is not covered; its
-        // own answer is the one that promises durability.)
-        if let Some(wal) = state.wal.as_ref().filter(|_| state.wait_for_log()) {
-            state.logged(wal.appended()).await?;
+        // sync). This answer must not overtake that copy's fsync: a crash
+        // in between would lose a batch this answer acknowledged.
+        match state.claims.settled(&batch.batch_id).await {
+            Some(position) => {
+                if let Some(position) = position {
+                    state.logged(position).await?;
+                }
+                return duplicate_batch();
+            }
+            // That copy was not counted after all: count this one.
+            None => continue,
         }
-        return duplicate_batch();
-    }
+    };
     match state.store.batch_seen(&batch.batch_id).await {
-        Ok(true) => {
-            state.claims.release(&batch.batch_id);
-            return duplicate_batch();
-        }
+        // Dropping the claim releases it.
+        Ok(true) => return duplicate_batch(),
         Ok(false) => {}
         // Not knowing is no reason to refuse: the store checks the id again
         // when the batch is synced, before it counts anything.
@@ -185,14 +190,13 @@ pub async fn post_impressions(
             }
         }
     }
-    if let Err(e) = check_distinct_ads(&events) {
-        state.claims.release(&batch.batch_id);
-        return Err(e.into());
-    }
+    // On this error the claim is dropped, and so released.
+    check_distinct_ads(&events)?;
     response.accepted = events.len() as u32;
     // The client is not told: a bot learns nothing from the answer.
     let (traffic, invalid_reason) = judge(&state, &headers, batch.webdriver);
     let lsn = state.record_batch(&batch.batch_id, now, traffic, &events);
+    claim.counted(lsn);
     state
         .metrics
         .batch_accepted(response.accepted.into(), response.duplicates.into());
