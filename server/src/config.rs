@@ -21,9 +21,10 @@ pub enum Durability {
     /// After the batch's record is fsynced (group commit): a crash of the
     /// process or the machine loses no acknowledged event.
     Strict,
-    /// At once; the record is written and fsynced in the background a few
-    /// ms later. A crash of the process loses what was not yet written, a
-    /// crash of the machine what was not yet fsynced.
+    /// At once; the record is written in the background moments later and
+    /// fsynced at most every 100 ms. A crash of the process loses what was
+    /// not yet written (moments), a crash of the machine what was not yet
+    /// fsynced (up to 100 ms more).
     Relaxed,
 }
 

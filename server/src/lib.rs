@@ -41,6 +41,7 @@ pub mod wal;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -55,7 +56,7 @@ use crate::store::embedded::EmbeddedStore;
 use crate::store::identity::EdgeIdentity;
 use crate::store::redis::{RedisOptions, RedisStore};
 use crate::store::Store;
-use crate::wal::Wal;
+use crate::wal::{SyncPolicy, Wal};
 
 /// Opens the store the configuration names, for the edge `edge_id`. The
 /// Redis store does not wait for Redis: it connects on first use and
@@ -109,6 +110,10 @@ pub fn load_access(config: &Config) -> anyhow::Result<Access> {
 }
 
 /// The write-ahead log's directory inside the data directory.
+/// How often `--durability relaxed` fsyncs the log: a machine crash loses
+/// at most this much of acknowledged batches, and fsyncs stay few under load.
+pub const RELAXED_FSYNC_INTERVAL: Duration = Duration::from_millis(100);
+
 pub fn wal_dir(config: &Config) -> std::path::PathBuf {
     config.data_dir.join("wal")
 }
@@ -151,7 +156,11 @@ pub async fn run(
     tracing::info!(edge_id = %identity.id, boot = identity.boot, "edge identity");
     let store = open_store(&config, &identity.id)?;
     let (aggregator, replayed) = recover(&config, &identity)?;
-    let wal = Wal::start(&wal_dir(&config))?;
+    let sync_policy = match config.durability {
+        config::Durability::Strict => SyncPolicy::EveryGroup,
+        config::Durability::Relaxed => SyncPolicy::AtMostEvery(RELAXED_FSYNC_INTERVAL),
+    };
+    let wal = Wal::start(&wal_dir(&config), sync_policy)?;
     let access = load_access(&config)?;
     if matches!(access, Access::LoopbackOnly) {
         tracing::warn!(

@@ -309,7 +309,7 @@ impl Metrics {
             counter(
                 &mut out,
                 "glimpse_wal_records_total",
-                "Batches made durable in the write-ahead log.",
+                "Batches written to the write-ahead log.",
                 wal.records,
             );
             counter(

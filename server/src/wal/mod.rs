@@ -37,6 +37,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use anyhow::Context;
 use parking_lot::{Condvar, Mutex};
@@ -178,7 +179,7 @@ struct Counters {
 pub struct WalFigures {
     /// Group commits (one `fdatasync` per file touched, usually one).
     pub fsyncs: u64,
-    /// Records made durable.
+    /// Records written (durable at the next fsync).
     pub records: u64,
     pub bytes_written: u64,
     /// Size of the segments on disk now.
@@ -207,7 +208,7 @@ pub struct WalFailed(pub Arc<str>);
 
 impl Wal {
     /// Starts the writer on `dir` (after [`recover`] has read it).
-    pub fn start(dir: &Path) -> anyhow::Result<Wal> {
+    pub fn start(dir: &Path, policy: SyncPolicy) -> anyhow::Result<Wal> {
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let on_disk: u64 = list_segments(dir)?
             .iter()
@@ -229,7 +230,7 @@ impl Wal {
             let dir = dir.to_path_buf();
             std::thread::Builder::new()
                 .name("glimpse-wal".into())
-                .spawn(move || Writer::new(dir, shared, tx).run())
+                .spawn(move || Writer::new(dir, shared, tx, policy).run())
                 .context("starting the write-ahead log writer")?
         };
         Ok(Wal {
@@ -315,24 +316,66 @@ impl Drop for Wal {
     }
 }
 
+/// When the writer fsyncs what it has written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncPolicy {
+    /// After every group, before its waiters wake (`--durability strict`).
+    EveryGroup,
+    /// At most this often (`--durability relaxed`): each group is still
+    /// written at once, so it survives the process being killed, but only
+    /// reaches the disk with the next fsync. Fewer fsyncs leave the cores
+    /// to ingest.
+    AtMostEvery(std::time::Duration),
+}
+
 /// The thread that owns the files.
 struct Writer {
     dir: PathBuf,
     shared: Arc<Shared>,
     progress: watch::Sender<Progress>,
+    policy: SyncPolicy,
     /// The segment being appended to.
     current: Option<(u64, File)>,
+    /// Segments written since the last fsync, other than `current`.
+    unsynced: Vec<(u64, File)>,
+    /// Whether anything was written since the last fsync.
+    dirty: bool,
+    /// Whether a segment was created since the last fsync (its directory
+    /// entry needs one too).
+    created: bool,
+    /// The position written so far: durable after the next fsync.
+    written: Lsn,
+    last_sync: Instant,
     failed: bool,
 }
 
 impl Writer {
-    fn new(dir: PathBuf, shared: Arc<Shared>, progress: watch::Sender<Progress>) -> Self {
+    fn new(
+        dir: PathBuf,
+        shared: Arc<Shared>,
+        progress: watch::Sender<Progress>,
+        policy: SyncPolicy,
+    ) -> Self {
         Writer {
             dir,
             shared,
             progress,
+            policy,
             current: None,
+            unsynced: Vec::new(),
+            dirty: false,
+            created: false,
+            written: 0,
+            last_sync: Instant::now(),
             failed: false,
+        }
+    }
+
+    /// When the written data must be fsynced by, if that is up to a timer.
+    fn sync_deadline(&self) -> Option<Instant> {
+        match self.policy {
+            SyncPolicy::AtMostEvery(interval) if self.dirty => Some(self.last_sync + interval),
+            _ => None,
         }
     }
 
@@ -342,7 +385,19 @@ impl Writer {
                 let mut pending = self.shared.pending.lock();
                 while pending.chunks.is_empty() && pending.forget_through.is_none() && !pending.stop
                 {
-                    self.shared.wake.wait(&mut pending);
+                    match self.sync_deadline() {
+                        None => self.shared.wake.wait(&mut pending),
+                        Some(deadline) => {
+                            if self
+                                .shared
+                                .wake
+                                .wait_until(&mut pending, deadline)
+                                .timed_out()
+                            {
+                                break;
+                            }
+                        }
+                    }
                 }
                 (
                     std::mem::take(&mut pending.chunks),
@@ -351,15 +406,25 @@ impl Writer {
                     pending.stop,
                 )
             };
-            if !chunks.is_empty() && !self.failed {
-                match self.write_group(&chunks) {
-                    Ok(()) => self.progress.send_modify(|p| p.durable = end),
-                    Err(e) => {
-                        let why: Arc<str> = format!("{e:#}").into();
-                        tracing::error!(error = %why, "the write-ahead log failed; ingest answers 503 until the edge is restarted");
-                        self.failed = true;
-                        self.progress.send_modify(|p| p.failed = Some(why));
+            if !self.failed {
+                let result = self.write(&chunks, end).and_then(|()| {
+                    let due = match self.policy {
+                        SyncPolicy::EveryGroup => true,
+                        SyncPolicy::AtMostEvery(interval) => {
+                            stop || self.last_sync.elapsed() >= interval
+                        }
+                    };
+                    if self.dirty && due {
+                        self.sync()
+                    } else {
+                        Ok(())
                     }
+                });
+                if let Err(e) = result {
+                    let why: Arc<str> = format!("{e:#}").into();
+                    tracing::error!(error = %why, "the write-ahead log failed; ingest answers 503 until the edge is restarted");
+                    self.failed = true;
+                    self.progress.send_modify(|p| p.failed = Some(why));
                 }
             }
             if let Some(seq) = forget {
@@ -374,9 +439,8 @@ impl Writer {
         }
     }
 
-    fn write_group(&mut self, chunks: &[(u64, Vec<u8>, u64)]) -> anyhow::Result<()> {
-        let mut finished: Vec<File> = Vec::new();
-        let mut created = false;
+    /// Writes a group (everything appended up to `end`), without fsync.
+    fn write(&mut self, chunks: &[(u64, Vec<u8>, u64)], end: Lsn) -> anyhow::Result<()> {
         for (seq, bytes, _) in chunks {
             if self.current.as_ref().is_none_or(|(s, _)| s != seq) {
                 let path = segment_path(&self.dir, *seq);
@@ -389,26 +453,20 @@ impl Writer {
                     file.write_all(&codec::header(*seq))
                         .with_context(|| format!("writing {}", path.display()))?;
                     self.add_on_disk(codec::HEADER_LEN as u64);
-                    created = true;
+                    self.created = true;
                 }
-                // The previous segment still needs this group's fsync.
-                if let Some((_, old)) = self.current.replace((*seq, file)) {
-                    finished.push(old);
+                // The previous segment still needs the next fsync.
+                if let Some(old) = self.current.replace((*seq, file)) {
+                    self.unsynced.push(old);
                 }
             }
             let (_, file) = self.current.as_mut().expect("opened above");
             file.write_all(bytes)
                 .with_context(|| format!("writing segment {seq}"))?;
             self.add_on_disk(bytes.len() as u64);
+            self.dirty = true;
         }
-        for file in finished.iter().chain(self.current.as_ref().map(|(_, f)| f)) {
-            file.sync_data().context("fsync of a segment")?;
-            self.shared.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
-        }
-        if created {
-            // A new file's directory entry must be durable too.
-            sync_dir(&self.dir).context("fsync of the log directory")?;
-        }
+        self.written = end;
         let c = &self.shared.counters;
         c.records
             .fetch_add(chunks.iter().map(|c| c.2).sum(), Ordering::Relaxed);
@@ -416,6 +474,25 @@ impl Writer {
             chunks.iter().map(|c| c.1.len() as u64).sum(),
             Ordering::Relaxed,
         );
+        Ok(())
+    }
+
+    /// Fsyncs every file written since the last fsync, then wakes the
+    /// requests waiting on what was written.
+    fn sync(&mut self) -> anyhow::Result<()> {
+        for (_, file) in self.unsynced.iter().chain(self.current.as_ref()) {
+            file.sync_data().context("fsync of a segment")?;
+            self.shared.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
+        }
+        self.unsynced.clear();
+        if std::mem::take(&mut self.created) {
+            // A new file's directory entry must be durable too.
+            sync_dir(&self.dir).context("fsync of the log directory")?;
+        }
+        self.dirty = false;
+        self.last_sync = Instant::now();
+        let written = self.written;
+        self.progress.send_modify(|p| p.durable = written);
         Ok(())
     }
 
@@ -430,6 +507,8 @@ impl Writer {
         if self.current.as_ref().is_some_and(|(s, _)| *s <= seq) {
             self.current = None;
         }
+        // Their batches are in the store: no fsync owed.
+        self.unsynced.retain(|(s, _)| *s > seq);
         for (s, path) in list_segments(&self.dir)? {
             if s > seq {
                 break;
@@ -479,7 +558,7 @@ mod tests {
     async fn appended_records_are_durable_replayable_and_forgotten() {
         let dir = tempfile::tempdir().unwrap();
         let wal_dir = dir.path().join("wal");
-        let wal = Wal::start(&wal_dir).unwrap();
+        let wal = Wal::start(&wal_dir, SyncPolicy::EveryGroup).unwrap();
         let a = wal.append(10, &record("b1", "u1"));
         let b = wal.append(10, &record("b2", "u2"));
         let c = wal.append(11, &record("b3", "u3"));
@@ -503,7 +582,7 @@ mod tests {
             .collect();
         assert_eq!(ids, ["b1", "b2"]);
 
-        let wal = Wal::start(&wal_dir).unwrap();
+        let wal = Wal::start(&wal_dir, SyncPolicy::EveryGroup).unwrap();
         wal.forget_through(10);
         let d = wal.append(12, &record("b4", "u4"));
         wal.durable(d).await.unwrap();
@@ -552,10 +631,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_relaxed_log_writes_at_once_and_fsyncs_on_its_timer_or_at_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal_dir = dir.path().join("wal");
+        // A timer that never fires within the test: only the close syncs.
+        let wal = Wal::start(
+            &wal_dir,
+            SyncPolicy::AtMostEvery(std::time::Duration::from_secs(3600)),
+        )
+        .unwrap();
+        let records: Vec<Vec<u8>> = (0..3).map(|i| record(&format!("b{i}"), "u")).collect();
+        let mut last = 0;
+        for r in &records {
+            last = wal.append(7, r);
+        }
+        // Written at once (a killed process loses none of it), not fsynced.
+        let full = (codec::HEADER_LEN + records.iter().map(Vec::len).sum::<usize>()) as u64;
+        let path = segment_path(&wal_dir, 7);
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        while fs::metadata(&path).map_or(0, |m| m.len()) < full {
+            assert!(
+                Instant::now() < deadline,
+                "the writer never wrote the records"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert_eq!(wal.figures().fsyncs, 0);
+        wal.close();
+        wal.durable(last).await.unwrap();
+        assert_eq!(wal.figures().fsyncs, 1, "one fsync, at close");
+        assert_eq!(recover(&wal_dir).unwrap()[0].delta.batches.len(), 3);
+    }
+
+    #[tokio::test]
     async fn a_write_that_fails_fails_its_waiters_and_every_later_one() {
         let dir = tempfile::tempdir().unwrap();
         let wal_dir = dir.path().join("wal");
-        let wal = Wal::start(&wal_dir).unwrap();
+        let wal = Wal::start(&wal_dir, SyncPolicy::EveryGroup).unwrap();
         // The directory vanishes: the segment cannot be created.
         fs::remove_dir(&wal_dir).unwrap();
         let lsn = wal.append(1, &record("b1", "u1"));
