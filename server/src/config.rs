@@ -52,7 +52,8 @@ pub struct Config {
 
     /// When ingest answers 202: `strict` once the batch is fsynced to the
     /// write-ahead log (nothing acknowledged is lost in a crash), `relaxed` at
-    /// once (lower latency; a crash loses the last few ms of batches).
+    /// once (lower latency; a crash of the process loses the batches not yet
+    /// written, a crash of the machine up to 100 ms more).
     #[arg(long, env = "GLIMPSE_DURABILITY", value_enum, default_value = "strict")]
     pub durability: Durability,
 
