@@ -150,26 +150,39 @@ fn check_exact(edge: &Edge, ad: &str, batches: usize) {
     );
 }
 
-#[test]
-fn kill_9_under_load_loses_no_acknowledged_batch_embedded_store() {
-    let dir = tempfile::tempdir().unwrap();
-    let flags = ["--sync-interval", "150ms"];
-    let edge = Edge::start(dir.path(), &flags);
-    let ts = now_ms() - 1_000;
-    let ad = "crash-embedded";
+/// Starts an edge on `dir`, loads it with 4,000 batches of `ad` from 4
+/// threads, kills it with SIGKILL after 300 are acknowledged, starts it
+/// again on the same directory, checks that every acknowledged batch
+/// counts, resends the unanswered ones (as clients would) and checks that
+/// everything counts exactly once. Answers the restarted edge.
+fn kill_restart_and_retry<S: AsRef<std::ffi::OsStr>>(
+    dir: &std::path::Path,
+    flags: &[S],
+    ad: &str,
+    ts: i64,
+) -> (Edge, Vec<(String, String)>, Outcome) {
+    let edge = Edge::start(dir, flags);
     let batches: Vec<_> = (0..4_000).map(|i| batch(ad, i, ts)).collect();
     let (pid, url) = (edge.pid(), edge.base_url.clone());
     let outcome = load_then_kill(&url, &batches, 4, 300, || edge.kill_hard());
     eprintln!(
-        "embedded: {} acknowledged, {} unknown when edge {pid} was killed",
+        "{ad}: {} acknowledged, {} unknown when edge {pid} was killed",
         outcome.acked.len(),
         outcome.unknown.len()
     );
-
-    let edge = Edge::start(dir.path(), &flags);
+    let edge = Edge::start(dir, flags);
     check_bounds(&edge, ad, &outcome);
     resend_unknown(&edge, &batches, &outcome);
     check_exact(&edge, ad, batches.len());
+    (edge, batches, outcome)
+}
+
+#[test]
+fn kill_9_under_load_loses_no_acknowledged_batch_embedded_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = ["--sync-interval", "150ms"];
+    let ad = "crash-embedded";
+    let (edge, batches, outcome) = kill_restart_and_retry(dir.path(), &flags, ad, now_ms() - 1_000);
     // Every acknowledged batch is a duplicate now: none counts twice.
     for &i in outcome.acked.iter().take(50) {
         let (status, answer) = edge.post_batch(&batches[i].1);
@@ -220,22 +233,9 @@ fn kill_9_under_load_loses_no_acknowledged_batch_redis_store() {
     let dir = tempfile::tempdir().unwrap();
     let mut flags = redis_flags(&redis.url());
     flags.extend(["--sync-interval", "100ms"].map(String::from));
-    let edge = Edge::start(dir.path(), &flags);
     let ts = now_ms() - 1_000;
     let ad = "crash-redis";
-    let batches: Vec<_> = (0..4_000).map(|i| batch(ad, i, ts)).collect();
-    let url = edge.base_url.clone();
-    let outcome = load_then_kill(&url, &batches, 4, 300, || edge.kill_hard());
-    eprintln!(
-        "redis: {} acknowledged, {} unknown when the edge was killed",
-        outcome.acked.len(),
-        outcome.unknown.len()
-    );
-
-    let edge = Edge::start(dir.path(), &flags);
-    check_bounds(&edge, ad, &outcome);
-    resend_unknown(&edge, &batches, &outcome);
-    check_exact(&edge, ad, batches.len());
+    let (edge, batches, _) = kill_restart_and_retry(dir.path(), &flags, ad, ts);
     check_redis(&redis, ad, ts, batches.len());
     check_exact(&edge, ad, batches.len());
     assert!(edge.terminate().success());

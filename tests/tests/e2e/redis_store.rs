@@ -154,15 +154,21 @@ fn exact_from_0_to_1_000_000_visitors_through_http() {
     );
 }
 
-#[test]
-fn three_edges_under_concurrent_load_and_batches_sent_twice_count_once() {
-    let redis = RedisServer::start();
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+/// `n` edges on `redis`, each on its own data directory, and their URLs.
+fn edges_on(redis: &RedisServer, n: usize) -> (Vec<tempfile::TempDir>, Vec<Edge>, Vec<String>) {
+    let dirs: Vec<_> = (0..n).map(|_| tempfile::tempdir().unwrap()).collect();
     let edges: Vec<Edge> = dirs
         .iter()
         .map(|d| edge_on(&redis.url(), d.path(), &[]))
         .collect();
-    let urls: Vec<String> = edges.iter().map(|e| e.base_url.clone()).collect();
+    let urls = edges.iter().map(|e| e.base_url.clone()).collect();
+    (dirs, edges, urls)
+}
+
+#[test]
+fn three_edges_under_concurrent_load_and_batches_sent_twice_count_once() {
+    let redis = RedisServer::start();
+    let (_dirs, edges, urls) = edges_on(&redis, 3);
     let now = now_ms() - 1_000;
     let yesterday = now - 86_400_000;
     let mut load = Load::default();
@@ -241,12 +247,7 @@ fn three_edges_under_concurrent_load_and_batches_sent_twice_count_once() {
 #[test]
 fn invalid_traffic_counts_once_through_redis_and_reads_back() {
     let redis = RedisServer::start();
-    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
-    let edges: Vec<Edge> = dirs
-        .iter()
-        .map(|d| edge_on(&redis.url(), d.path(), &[]))
-        .collect();
-    let urls: Vec<String> = edges.iter().map(|e| e.base_url.clone()).collect();
+    let (_dirs, edges, urls) = edges_on(&redis, 2);
     let now = now_ms() - 1_000;
     let day = day_of(now);
     let mut load = Load::default();

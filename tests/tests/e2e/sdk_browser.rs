@@ -24,21 +24,21 @@ fn pause(ms: u64) {
     std::thread::sleep(Duration::from_millis(ms));
 }
 
-fn edge_with_sdk(dir: &Path) -> Edge {
+/// An edge serving the built SDK and the browser fixtures, syncing every
+/// 100 ms, with `extra` flags.
+fn edge_with_sdk(dir: &Path, extra: &[&str]) -> Edge {
     let pkg = browser::sdk_pkg();
     let www = workspace_root().join("tests/fixtures/browser");
-    Edge::start(
-        dir,
-        &[
-            "--sdk-dir",
-            pkg.to_str().unwrap(),
-            "--www-dir",
-            www.to_str().unwrap(),
-            "--sync-interval",
-            "100ms",
-            COUNT_AUTOMATION,
-        ],
-    )
+    let mut args = vec![
+        "--sdk-dir",
+        pkg.to_str().unwrap(),
+        "--www-dir",
+        www.to_str().unwrap(),
+        "--sync-interval",
+        "100ms",
+    ];
+    args.extend_from_slice(extra);
+    Edge::start(dir, &args)
 }
 
 fn counts(edge: &Edge, ad: &str) -> (u64, u64) {
@@ -100,7 +100,7 @@ fn new_browser() -> Browser {
 fn viewability_rule_in_a_real_browser() {
     let _one_at_a_time = browser::exclusive();
     let dir = tempfile::tempdir().unwrap();
-    let edge = edge_with_sdk(dir.path());
+    let edge = edge_with_sdk(dir.path(), &[COUNT_AUTOMATION]);
     let b = new_browser();
     b.goto(&edge.url("/ads.html"));
     let height = b.execute("return innerHeight;", vec![]).as_f64().unwrap();
@@ -191,7 +191,7 @@ fn viewability_rule_in_a_real_browser() {
 fn drop_in_tag_delivers_when_the_page_closes() {
     let _one_at_a_time = browser::exclusive();
     let dir = tempfile::tempdir().unwrap();
-    let edge = edge_with_sdk(dir.path());
+    let edge = edge_with_sdk(dir.path(), &[COUNT_AUTOMATION]);
     let b = new_browser();
     b.goto(&edge.url("/tag.html"));
     wait_until(DELIVERY_DEADLINE, "the tag is ready", &mut || {
@@ -209,21 +209,9 @@ fn drop_in_tag_delivers_when_the_page_closes() {
 fn signed_ads_count_only_with_a_valid_token() {
     let _one_at_a_time = browser::exclusive();
     let dir = tempfile::tempdir().unwrap();
-    let pkg = browser::sdk_pkg();
-    let www = workspace_root().join("tests/fixtures/browser");
-    let edge = Edge::start(
+    let edge = edge_with_sdk(
         dir.path(),
-        &[
-            "--sdk-dir",
-            pkg.to_str().unwrap(),
-            "--www-dir",
-            www.to_str().unwrap(),
-            "--sync-interval",
-            "100ms",
-            "--ad-signing-secret",
-            "e2e-secret",
-            COUNT_AUTOMATION,
-        ],
+        &["--ad-signing-secret", "e2e-secret", COUNT_AUTOMATION],
     );
     let out = std::process::Command::new(workspace_binary("glimpse-server"))
         .args([
@@ -299,20 +287,8 @@ fn view_one_ad(b: &Browser, edge: &Edge, ad: &str) -> StatsResponse {
 fn a_headless_browser_is_invalid_traffic_without_the_switch() {
     let _one_at_a_time = browser::exclusive();
     let dir = tempfile::tempdir().unwrap();
-    let pkg = browser::sdk_pkg();
-    let www = workspace_root().join("tests/fixtures/browser");
     // No COUNT_AUTOMATION: this edge judges its traffic as in production.
-    let edge = Edge::start(
-        dir.path(),
-        &[
-            "--sdk-dir",
-            pkg.to_str().unwrap(),
-            "--www-dir",
-            www.to_str().unwrap(),
-            "--sync-interval",
-            "100ms",
-        ],
-    );
+    let edge = edge_with_sdk(dir.path(), &[]);
     // Chromium's own user agent says HeadlessChrome; the second browser
     // claims to be desktop Chrome, so only the SDK's `webdriver: true`
     // gives it away.
@@ -361,7 +337,7 @@ fn a_headless_browser_is_invalid_traffic_without_the_switch() {
 fn bad_options_throw_at_start() {
     let _one_at_a_time = browser::exclusive();
     let dir = tempfile::tempdir().unwrap();
-    let edge = edge_with_sdk(dir.path());
+    let edge = edge_with_sdk(dir.path(), &[COUNT_AUTOMATION]);
     let b = new_browser();
     b.goto(&edge.url("/ads.html"));
     for (options, needle) in [
@@ -471,7 +447,7 @@ impl Drop for Switch {
 fn edge_down_during_a_flush_then_up_delivers_once() {
     let _one_at_a_time = browser::exclusive();
     let dir = tempfile::tempdir().unwrap();
-    let edge = edge_with_sdk(dir.path());
+    let edge = edge_with_sdk(dir.path(), &[COUNT_AUTOMATION]);
     let target: SocketAddr = edge.base_url.trim_start_matches("http://").parse().unwrap();
     let mut switch = Switch::new(target);
     let b = new_browser();
