@@ -1,8 +1,8 @@
 //! The two load shapes: closed-loop ingest (each connection sends its next
 //! batch as soon as the previous one is answered) and fixed-rate GETs of the
-//! stats route (each request has a scheduled send time; its latency counts
-//! from that time, so a stalled server is charged for the requests it
-//! delayed).
+//! stats route (each request has a scheduled send time; when a late answer
+//! delays it, its latency counts from that time, so a stalled server is
+//! charged for the requests it delayed).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -256,10 +256,18 @@ pub async fn stats(config: &StatsConfig) -> LoadReport {
                 // Request k of this connection is due at offset + k * interval.
                 let offset = interval.mul_f64(c as f64 / connections as f64);
                 let mut k = 0u64;
+                // When this connection's previous answer arrived.
+                let mut answered = started;
                 while k * connections + c < total {
                     let due = started + offset + interval * k as u32;
                     tokio::time::sleep_until(due.into()).await;
                     k += 1;
+                    // A request sent late because the previous answer came
+                    // late is charged from its due time (the server's stall
+                    // delayed it); one sent late only because the timer
+                    // woke late (tokio's timer has millisecond ticks) is
+                    // charged from its send: that slack is the generator's.
+                    let charged_from = if answered > due { due } else { Instant::now() };
                     if client.is_none() {
                         match Client::connect(config.target).await {
                             Ok(cl) => client = Some(cl),
@@ -272,10 +280,12 @@ pub async fn stats(config: &StatsConfig) -> LoadReport {
                     }
                     let conn = client.as_mut().expect("connected");
                     let path = format!("/v1/ads/ad-{:04}/stats", rng.below(config.ads.max(1)));
-                    match conn.request("GET", &path, None, &[]).await {
+                    let result = conn.request("GET", &path, None, &[]).await;
+                    answered = Instant::now();
+                    match result {
                         Ok(resp) if resp.status == 200 => {
                             r.ok += 1;
-                            let micros = due.elapsed().as_micros() as u64;
+                            let micros = (answered - charged_from).as_micros() as u64;
                             r.latency.saturating_record(micros.max(1));
                         }
                         Ok(resp) => {

@@ -125,11 +125,18 @@ fn main() -> ExitCode {
         }
     };
     println!("{}", scenarios::table(&cfg, &results));
-    if results.all_exact() {
-        println!("exactness: every stored count equals what was sent");
-        ExitCode::SUCCESS
-    } else {
-        println!("exactness: FAILED (see the scenario lines above)");
-        ExitCode::from(2)
+    match results.all_exact() {
+        Some(true) => {
+            println!("exactness: every stored count equals what was sent");
+            ExitCode::SUCCESS
+        }
+        Some(false) => {
+            println!("exactness: FAILED (see the scenario lines above)");
+            ExitCode::from(2)
+        }
+        None => {
+            println!("exactness: no ingest scenario ran, so no counts were checked");
+            ExitCode::SUCCESS
+        }
     }
 }
