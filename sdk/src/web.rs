@@ -126,6 +126,17 @@ struct Slot {
     id: SlotId,
     /// The ad id came from `observe(el, adId)`, not from `data-ad-id`.
     explicit: bool,
+    /// The `data-ad-token` of the slot's current ad, read when the ad was
+    /// set: by the time an ad refresh is seen the element already holds
+    /// the next ad's token, and the last events of the old ad need theirs.
+    token: Option<String>,
+}
+
+/// A slot's `data-ad-token`; one that would need escaping is left out (the
+/// edge then says why).
+fn ad_token(el: &Element) -> Option<String> {
+    el.get_attribute("data-ad-token")
+        .filter(|t| queue::valid_id(t, MAX_AD_OR_USER_ID_BYTES))
 }
 
 struct Inner {
@@ -844,6 +855,7 @@ impl Inner {
         let id = slot.id;
         match el.get_attribute("data-ad-id") {
             Some(ad) if queue::valid_id(&ad, MAX_AD_OR_USER_ID_BYTES) => {
+                self.before_ad_change(el);
                 let mut out = std::mem::take(&mut self.out);
                 self.engine.set_ad_id(id, &ad, now(), &mut out);
                 self.out = out;
@@ -870,6 +882,7 @@ impl Inner {
             if explicit {
                 slot.explicit = true;
                 let id = slot.id;
+                self.before_ad_change(el);
                 let mut out = std::mem::take(&mut self.out);
                 self.engine.set_ad_id(id, &ad, now(), &mut out);
                 self.out = out;
@@ -883,25 +896,63 @@ impl Inner {
             el: el.clone(),
             id,
             explicit,
+            token: ad_token(el),
         });
     }
 
     fn untrack(&mut self, el: &Element) {
         if let Some(pos) = self.slots.iter().position(|s| &s.el == el) {
-            let slot = self.slots.swap_remove(pos);
             if let Some(io) = &self.io {
                 io.io.unobserve(el);
             }
             let mut out = std::mem::take(&mut self.out);
             self.engine.tick(now(), &mut out);
             self.out = out;
+            // Queued while the slot, and so its token, is still known.
+            self.queue_out();
+            let slot = self.slots.swap_remove(pos);
             self.engine.remove(slot.id);
+        }
+    }
+
+    /// Before `el`'s slot changes ads: queues what its current ad has
+    /// earned up to now, with that ad's token, then takes the token now on
+    /// the element for the next ad's events.
+    fn before_ad_change(&mut self, el: &Element) {
+        let mut out = std::mem::take(&mut self.out);
+        self.engine.tick(now(), &mut out);
+        self.out = out;
+        self.queue_out();
+        if let Some(slot) = self.slots.iter_mut().find(|s| &s.el == el) {
+            slot.token = ad_token(el);
         }
     }
 
     /// Turns the engine's impressions into queued events and re-arms the
     /// dwell timer.
     fn after(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.queue_out();
+        self.dwell = None;
+        if let Some(deadline) = self.engine.next_deadline() {
+            let m = self.me.clone();
+            let wait = (deadline - now()).clamp(0.0, 3_600_000.0).ceil() as u32 + 1;
+            self.dwell = Some(Timeout::new(wait, move || {
+                with(&m, |i| {
+                    let mut out = std::mem::take(&mut i.out);
+                    i.engine.tick(now(), &mut out);
+                    i.out = out;
+                    i.after();
+                })
+            }));
+        }
+    }
+
+    /// Turns the engine's impressions so far into queued events, each with
+    /// its slot's token; seals the batch when it is full.
+    fn queue_out(&mut self) {
         if self.stopped {
             return;
         }
@@ -912,14 +963,11 @@ impl Inner {
             let mut id = self.tab.clone();
             id.push('-');
             push_u64(&mut id, u64::from(self.seq));
-            // A signed ad's token, read as the impression forms; one that
-            // would need escaping is left out (the edge then says why).
             let token = self
                 .slots
                 .iter()
                 .find(|s| s.id == imp.slot)
-                .and_then(|s| s.el.get_attribute("data-ad-token"))
-                .filter(|t| queue::valid_id(t, MAX_AD_OR_USER_ID_BYTES));
+                .and_then(|s| s.token.clone());
             let mut json = String::with_capacity(256);
             queue::event_json(
                 &id,
@@ -939,23 +987,11 @@ impl Inner {
             }
             full |= self.queue.push(json);
         }
+        // Keeps the buffer's capacity for the next callback.
         self.out = out;
         self.out.clear();
         if full {
             self.seal();
-        }
-        self.dwell = None;
-        if let Some(deadline) = self.engine.next_deadline() {
-            let m = self.me.clone();
-            let wait = (deadline - now()).clamp(0.0, 3_600_000.0).ceil() as u32 + 1;
-            self.dwell = Some(Timeout::new(wait, move || {
-                with(&m, |i| {
-                    let mut out = std::mem::take(&mut i.out);
-                    i.engine.tick(now(), &mut out);
-                    i.out = out;
-                    i.after();
-                })
-            }));
         }
     }
 

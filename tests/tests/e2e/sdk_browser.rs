@@ -213,20 +213,23 @@ fn signed_ads_count_only_with_a_valid_token() {
         dir.path(),
         &["--ad-signing-secret", "e2e-secret", COUNT_AUTOMATION],
     );
-    let out = std::process::Command::new(workspace_binary("glimpse-server"))
-        .args([
-            "sign-ad",
-            "--secret",
-            "e2e-secret",
-            "--ad-id",
-            "signed",
-            "--ttl",
-            "1h",
-        ])
-        .output()
-        .expect("run glimpse-server sign-ad");
-    assert!(out.status.success(), "{out:?}");
-    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let sign = |ad: &str| {
+        let out = std::process::Command::new(workspace_binary("glimpse-server"))
+            .args([
+                "sign-ad",
+                "--secret",
+                "e2e-secret",
+                "--ad-id",
+                ad,
+                "--ttl",
+                "1h",
+            ])
+            .output()
+            .expect("run glimpse-server sign-ad");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let token = sign("signed");
     let b = new_browser();
     b.goto(&edge.url("/ads.html"));
     b.execute(
@@ -242,6 +245,28 @@ fn signed_ads_count_only_with_a_valid_token() {
     flush(&b);
     expect_counts(&edge, "signed", (1, 1));
     assert_eq!(counts(&edge, "unsigned"), (0, 0));
+
+    // An ad refresh: the slot gets the next ad and that ad's token. The new
+    // ad's impressions carry the new token, and nothing of the old ad is
+    // sent with it.
+    b.execute(
+        "const el = document.querySelector('[data-ad-id=\"signed\"]');
+         el.dataset.adToken = arguments[0];
+         el.dataset.adId = 'signed-next';",
+        vec![json!(sign("signed-next"))],
+    );
+    pause(1400);
+    flush(&b);
+    expect_counts(&edge, "signed-next", (1, 1));
+    assert_eq!(counts(&edge, "signed"), (1, 1));
+    assert_eq!(
+        metric(
+            &edge,
+            "glimpse_events_rejected_total{reason=\"invalid_token\"}"
+        ),
+        2,
+        "the unsigned ad's two events only"
+    );
 }
 
 /// The value of one Prometheus series of the edge's `/metrics` (0 if absent).
