@@ -2,7 +2,7 @@
 //!
 //! It forwards bytes both ways between its clients and one upstream port.
 //! Once armed, the next connection whose client sends a chunk containing the
-//! trigger bytes (e.g. `glimpse:x:{`) has that chunk forwarded, then every reply
+//! trigger bytes (e.g. `EVALSHA`) has that chunk forwarded, then every reply
 //! the server sends is read and thrown away until the server has been quiet
 //! for a moment (so the command has surely run), and then both sides are cut.
 //! The client sees its command vanish without an answer: exactly the case a
@@ -11,9 +11,8 @@
 //! While *holding* ([`CuttingProxy::hold`]), a chunk containing the trigger
 //! is not forwarded at all, and nothing more from that client is: the command
 //! never runs and the client waits for an answer that never comes. With the
-//! trigger `glimpse:x:{` (the ledger keys, which only a sync step's script
-//! call names), an edge's sync stops after its batch claims and before any
-//! step, for as long as the test likes (e.g. to kill the edge there).
+//! trigger `EVALSHA`, an edge's sync stops after its batch claims and before
+//! any step, for as long as the test likes (e.g. to kill the edge there).
 //!
 //! Everything is bounded: one thread pair per connection, all ending when
 //! the sockets close, and the proxy shuts every socket down on drop.

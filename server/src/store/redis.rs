@@ -1,10 +1,9 @@
 //! The Redis store: many edges share one Redis or Redis Cluster.
 //!
 //! Each sync of the in-flight [`Delta`] has two phases. First it *claims*
-//! each of the delta's batches with `SET batch:{b:<NN>}:<id> <edge>:<seq> NX
-//! GET`, run by the script `claim.lua` for a whole group of batches at once
-//! (on a cluster, one call per shard `NN`): a batch already claimed by
-//! another edge or delta is not counted again. Then it runs one *step* per (ad, day) ([`plan`]): one call
+//! each of the delta's batches with one `SET batch:<id> <edge>:<seq> NX GET`
+//! (pipelined): a batch already claimed by another edge or delta is not
+//! counted again. Then it runs one *step* per (ad, day) ([`plan`]): one call
 //! of the Lua script `apply.lua`, atomic on the Redis side and confined to
 //! the (ad, day)'s hash slot, which merges the edge's sketch into the day's
 //! HyperLogLog (SET a scratch key, PFMERGE), adds the counters of the owned
@@ -53,9 +52,8 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Script calls (one per (ad, day)) in flight at once during a sync.
 const SYNC_CONCURRENCY: usize = 32;
-/// Most batch claims in one script call: Redis runs a script alone, so a
-/// call stays well under a millisecond.
-const CLAIMS_PER_CALL: usize = 512;
+/// Most batch claims in one pipeline.
+const CLAIMS_PER_PIPELINE: usize = 512;
 /// Reads in flight at once for one stats answer.
 const READ_CONCURRENCY: usize = 64;
 /// Cached stats, counted in days of data, before the cache is emptied.
@@ -229,8 +227,6 @@ pub struct RedisStore {
     /// `s:<edge_id>`, this edge's field in every ledger.
     edge_field: String,
     script: Script,
-    /// `claim.lua`: the batch claims of one group in one call.
-    claim_script: Script,
     retention_days: u32,
     target: String,
     days_cache: ReadCache<(String, u32, u32), Vec<StoredDay>>,
@@ -305,7 +301,6 @@ impl RedisStore {
             keys,
             edge_id: options.edge_id,
             script: Script::new(include_str!("redis/apply.lua")),
-            claim_script: Script::new(include_str!("redis/claim.lua")),
             retention_days: options.retention_days,
             target,
             days_cache: ReadCache::new(options.stats_cache),
@@ -372,21 +367,25 @@ impl RedisStore {
     }
 
     /// Claims `ids` (one slot's worth on a cluster) for the delta whose
-    /// claim value is `ours`, in one script call; answers the ids this delta
-    /// does not own.
+    /// claim value is `ours`; answers the ids this delta does not own.
     async fn claim_group<'a>(
         &self,
         ids: &[&'a str],
         ours: &str,
     ) -> Result<Vec<&'a str>, StoreError> {
-        let mut call = self.claim_script.prepare_invoke();
+        let mut pipe = redis::pipe();
         for id in ids {
-            call.key(self.keys.batch_claim(id));
+            pipe.cmd("SET")
+                .arg(self.keys.batch_claim(id))
+                .arg(ours)
+                .arg("NX")
+                .arg("GET")
+                .arg("PX")
+                .arg(BATCH_ID_RETENTION_MS);
         }
-        call.arg(ours).arg(BATCH_ID_RETENTION_MS);
         let mut conn = self.conn.clone();
-        let previous: Vec<Option<String>> = call
-            .invoke_async(&mut conn)
+        let previous: Vec<Option<String>> = pipe
+            .query_async(&mut conn)
             .await
             .map_err(|e| unavailable("claiming batches", e))?;
         if previous.len() != ids.len() {
@@ -413,8 +412,7 @@ impl RedisStore {
     ) -> Result<HashSet<&'a str>, StoreError> {
         let ours = plan::claim_value(&self.edge_id, seq);
         let ids = plan::claims(delta);
-        // A cluster script's keys must share one slot: group by the slot of
-        // the claim's shard tag (shards that share a slot go together).
+        // A cluster pipeline must stay in one slot.
         let groups: Vec<Vec<&str>> = match self.conn {
             Conn::Single(_) => vec![ids],
             Conn::Cluster(_) => {
@@ -431,7 +429,7 @@ impl RedisStore {
         let ours = ours.as_str();
         let mut jobs: Vec<BoxFuture<'_, Result<Vec<&'a str>, StoreError>>> = Vec::new();
         for group in &groups {
-            for chunk in group.chunks(CLAIMS_PER_CALL) {
+            for chunk in group.chunks(CLAIMS_PER_PIPELINE) {
                 jobs.push(self.claim_group(chunk, ours).boxed());
             }
         }

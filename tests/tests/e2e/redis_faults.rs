@@ -134,9 +134,7 @@ fn an_edge_starts_and_takes_impressions_before_redis_is_up() {
 #[test]
 fn a_reply_lost_after_the_write_is_retried_without_counting_twice() {
     let redis = RedisServer::start();
-    // Only a step's script call names a ledger key: the replies lost are
-    // those of steps, not of the claim script.
-    let proxy = CuttingProxy::start(redis.port(), b"glimpse:x:{");
+    let proxy = CuttingProxy::start(redis.port(), b"EVALSHA");
     let dir = tempfile::tempdir().unwrap();
     let edge = edge_on(&proxy.url(), dir.path());
     let ts = now_ms() - 1_000;

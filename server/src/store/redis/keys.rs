@@ -2,9 +2,7 @@
 //! documented in one place (`docs/redis.md` describes the same schema).
 //!
 //! Every key of one (ad, day) carries the hash tag `{<ad_id>:<YYYY-MM-DD>}`,
-//! so the sync script's keys all live in one Redis Cluster slot; every batch
-//! claim carries its shard's tag `{b:<NN>}` ([`claim_shard`]), so one claim
-//! script can take a whole shard's claims. Ad ids and
+//! so the sync script's keys all live in one Redis Cluster slot. Ad ids and
 //! batch ids never contain `{` or `}` (the wire contract's id alphabet is
 //! `[A-Za-z0-9._:-]`), and the prefix is checked when the store opens, so no
 //! other part of a key can move the tag.
@@ -89,40 +87,12 @@ impl Keys {
         format!("{}ads:{{{day}}}", self.prefix)
     }
 
-    /// `<prefix>batch:{b:<NN>}:<batch_id>`: the claim of the edge and delta
-    /// that count this batch (`<edge_id>:<seq>`), made at sync before its
-    /// counters are applied. `NN` is the batch's shard ([`claim_shard`]):
-    /// the claims of one shard share a slot, so one script call claims them
-    /// together on a cluster.
+    /// `<prefix>batch:<batch_id>`: the claim of the edge and delta that
+    /// count this batch (`<edge_id>:<seq>`), made before its counters are
+    /// applied; ingest also reads it to turn away a batch seen before.
     pub fn batch_claim(&self, batch_id: &str) -> String {
-        format!(
-            "{}batch:{{b:{:02x}}}:{batch_id}",
-            self.prefix,
-            claim_shard(batch_id)
-        )
+        format!("{}batch:{batch_id}", self.prefix)
     }
-}
-
-/// How many shards batch claims are spread over. On a cluster a sync sends
-/// one claim script per shard present (claims of one call must share a
-/// slot): with 256, a sync of thousands of batches takes at most 256 calls
-/// of many claims each, while the claims still spread over 256 slots, so
-/// over every master of any cluster of a few dozen masters, evenly enough
-/// (a 3-master cluster gets 85 shards each, give or take a few). Fewer
-/// shards would pile all claims onto a few masters; many more would shrink
-/// each call towards one claim, which is the cost this avoids.
-pub const CLAIM_SHARDS: u32 = 256;
-
-/// The shard of a batch id: FNV-1a (32 bit) of its bytes, mod
-/// [`CLAIM_SHARDS`]. Stable forever (it names keys that live 48 h across
-/// edges and versions), and independent of the prefix.
-pub fn claim_shard(batch_id: &str) -> u32 {
-    let mut hash: u32 = 0x811c_9dc5;
-    for &b in batch_id.as_bytes() {
-        hash ^= u32::from(b);
-        hash = hash.wrapping_mul(0x0100_0193);
-    }
-    hash % CLAIM_SHARDS
 }
 
 /// Field of the ledger hash holding an edge's last applied step.
@@ -176,7 +146,7 @@ mod tests {
         assert_eq!(keys.ledger("ad42", d), "glimpse:x:{ad42:2026-11-25}");
         assert_eq!(keys.scratch("ad42", d), "glimpse:tmp:{ad42:2026-11-25}");
         assert_eq!(keys.ads_of_day(d), "glimpse:ads:{2026-11-25}");
-        assert_eq!(keys.batch_claim("b-1"), "glimpse:batch:{b:cb}:b-1");
+        assert_eq!(keys.batch_claim("b-1"), "glimpse:batch:b-1");
         assert_eq!(edge_field("e1"), "s:e1");
         let other = Keys::new("tenant-b:").unwrap();
         assert_eq!(other.visitors("ad42", d), "tenant-b:uv:{ad42:2026-11-25}");
@@ -187,28 +157,6 @@ mod tests {
         assert!(Keys::new("a{b").is_err());
         assert!(Keys::new("a}").is_err());
         assert!(Keys::new("").is_ok());
-    }
-
-    #[test]
-    fn claims_spread_over_256_shards_each_in_one_slot() {
-        // FNV-1a's published test vectors, so the shard never moves.
-        assert_eq!(claim_shard(""), 0x811c_9dc5 % 256);
-        assert_eq!(claim_shard("a"), 0xe40c_292c % 256);
-        assert_eq!(claim_shard("foobar"), 0xbf9c_f968 % 256);
-        let keys = Keys::new("glimpse:").unwrap();
-        let mut per_shard = vec![0u32; CLAIM_SHARDS as usize];
-        for i in 0..25_600 {
-            let id = format!("batch-{i}");
-            let shard = claim_shard(&id);
-            per_shard[shard as usize] += 1;
-            let tag_slot = slot(&format!("{{b:{shard:02x}}}"));
-            assert_eq!(slot(&keys.batch_claim(&id)), tag_slot);
-        }
-        // 100 per shard on average; none starved or flooded.
-        assert!(
-            per_shard.iter().all(|&n| (50..150).contains(&n)),
-            "{per_shard:?}"
-        );
     }
 
     #[test]

@@ -58,9 +58,8 @@ pub fn claim_value(edge_id: &str, seq: u64) -> String {
     format!("{edge_id}:{seq}")
 }
 
-/// The claim rule: given the reply of `SET batch:{b:<NN>}:<id> <ours> NX
-/// GET`, as `claim.lua` answers it per batch (the value held before, if
-/// any), does this delta count the batch? Yes if no
+/// The claim rule: given the reply of `SET batch:<id> <ours> NX GET` (the
+/// value held before, if any), does this delta count the batch? Yes if no
 /// one had claimed it, or if the claim is this very delta's (an earlier
 /// attempt of the same sync); no if another edge or another delta holds it.
 pub fn owns_claim(previous: Option<&str>, ours: &str) -> bool {
@@ -284,7 +283,7 @@ mod tests {
     }
 
     impl Model {
-        /// `SET batch:{b:<NN>}:<id> <value> NX GET` (one of `claim.lua`'s).
+        /// `SET batch:<id> <value> NX GET`.
         fn claim(&mut self, id: &str, value: &str) -> Option<String> {
             match self.claims.get(id) {
                 Some(v) => Some(v.clone()),
