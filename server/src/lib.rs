@@ -85,6 +85,7 @@ pub fn open_store(config: &Config, edge_id: &str) -> anyhow::Result<Arc<dyn Stor
                 retention_days: config.retention_days,
                 stats_cache: config.stats_cache,
                 edge_id: edge_id.to_owned(),
+                data_dir: config.data_dir.clone(),
             })
             .context("setting up the Redis store")?;
             Ok(Arc::new(store))

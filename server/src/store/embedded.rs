@@ -6,8 +6,8 @@
 //!   tables have a fixed value type, hence the new name);
 //! - `visitors`: the day's sketch in Redis's byte format;
 //! - `ads_by_day`: `(day, ad_id) -> ()`, to list the ads of a date range;
-//! - `batches`: `batch_id -> received_ms`, and `batches_by_time`:
-//!   `(received_ms, batch_id) -> ()` to forget old ids in order.
+//! - `batches` and `batches_by_time`: the batch ids counted here, kept
+//!   48 h ([`super::seen`], shared with the Redis store's local index).
 //!
 //! A delta is applied in one write transaction, so a crash or error leaves
 //! either all of it or none of it, and a retry cannot count twice.
@@ -21,7 +21,8 @@ use glimpse_hll::Sketch;
 use glimpse_wire::{Day, DayRange};
 use redb::{Database, ReadableTable, TableDefinition, TableHandle};
 
-use super::{Store, StoreError, StoredDay, BATCH_ID_RETENTION_MS};
+use super::seen::{self, SeenBatches};
+use super::{Store, StoreError, StoredDay};
 use crate::aggregate::Delta;
 
 const COUNTS: TableDefinition<(&str, u32), (u64, u64, u64)> = TableDefinition::new("counts_v2");
@@ -30,8 +31,6 @@ const COUNTS: TableDefinition<(&str, u32), (u64, u64, u64)> = TableDefinition::n
 const LEGACY_COUNTS: TableDefinition<(&str, u32), (u64, u64)> = TableDefinition::new("counts");
 const VISITORS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("visitors");
 const ADS_BY_DAY: TableDefinition<(u32, &str), ()> = TableDefinition::new("ads_by_day");
-const BATCHES: TableDefinition<&str, i64> = TableDefinition::new("batches");
-const BATCHES_BY_TIME: TableDefinition<(i64, &str), ()> = TableDefinition::new("batches_by_time");
 
 /// Reads of at most this many days run on the async worker itself.
 const INLINE_READ_MAX_DAYS: usize = 7;
@@ -67,9 +66,8 @@ impl EmbeddedStore {
             txn.open_table(COUNTS).map_err(unavailable)?;
             txn.open_table(VISITORS).map_err(unavailable)?;
             txn.open_table(ADS_BY_DAY).map_err(unavailable)?;
-            txn.open_table(BATCHES).map_err(unavailable)?;
-            txn.open_table(BATCHES_BY_TIME).map_err(unavailable)?;
         }
+        seen::create_tables(&txn)?;
         txn.commit().map_err(unavailable)?;
         Ok(EmbeddedStore { db: Arc::new(db) })
     }
@@ -116,31 +114,20 @@ fn migrate_legacy_counts(txn: &redb::WriteTransaction) -> Result<(), StoreError>
 fn apply_delta(db: &Database, delta: &Delta, now_ms: i64) -> Result<(), StoreError> {
     let txn = db.begin_write().map_err(unavailable)?;
     {
-        let mut batches = txn.open_table(BATCHES).map_err(unavailable)?;
-        let mut by_time = txn.open_table(BATCHES_BY_TIME).map_err(unavailable)?;
+        let mut seen = SeenBatches::open(&txn)?;
         // Counters of batches counted before (a retry that reached this edge
         // after its first copy was synced) are taken back out of the delta.
         let mut already: HashMap<(&str, Day), (u64, u64, u64)> = HashMap::new();
         for record in &delta.batches {
-            if batches
-                .get(record.batch_id.as_str())
-                .map_err(unavailable)?
-                .is_some()
-            {
-                for c in &record.counts {
-                    let e = already.entry((c.ad_id.as_str(), c.day)).or_default();
-                    e.0 += c.impressions;
-                    e.1 += c.measurable;
-                    e.2 += c.invalid;
-                }
+            if seen.insert(&record.batch_id, record.received_ms)? {
                 continue;
             }
-            batches
-                .insert(record.batch_id.as_str(), record.received_ms)
-                .map_err(unavailable)?;
-            by_time
-                .insert((record.received_ms, record.batch_id.as_str()), ())
-                .map_err(unavailable)?;
+            for c in &record.counts {
+                let e = already.entry((c.ad_id.as_str(), c.day)).or_default();
+                e.0 += c.impressions;
+                e.1 += c.measurable;
+                e.2 += c.invalid;
+            }
         }
         let mut counts = txn.open_table(COUNTS).map_err(unavailable)?;
         let mut visitors = txn.open_table(VISITORS).map_err(unavailable)?;
@@ -180,27 +167,9 @@ fn apply_delta(db: &Database, delta: &Delta, now_ms: i64) -> Result<(), StoreErr
                 .insert((day.days_since_epoch(), ad_id), ())
                 .map_err(unavailable)?;
         }
-        forget_old_batches(&mut batches, &mut by_time, now_ms - BATCH_ID_RETENTION_MS)?;
+        seen.forget_old(now_ms)?;
     }
     txn.commit().map_err(unavailable)
-}
-
-fn forget_old_batches(
-    batches: &mut redb::Table<&str, i64>,
-    by_time: &mut redb::Table<(i64, &str), ()>,
-    cutoff_ms: i64,
-) -> Result<(), StoreError> {
-    let old: Vec<(i64, String)> = by_time
-        .range(..(cutoff_ms, ""))
-        .map_err(unavailable)?
-        .map(|entry| entry.map(|(k, _)| (k.value().0, k.value().1.to_owned())))
-        .collect::<Result<_, _>>()
-        .map_err(unavailable)?;
-    for (ms, id) in old {
-        by_time.remove((ms, id.as_str())).map_err(unavailable)?;
-        batches.remove(id.as_str()).map_err(unavailable)?;
-    }
-    Ok(())
 }
 
 fn read_days(db: &Database, ad_id: &str, range: DayRange) -> Result<Vec<StoredDay>, StoreError> {
@@ -282,11 +251,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn batch_seen(&self, batch_id: &str) -> Result<bool, StoreError> {
-        // One point lookup in pages redb keeps cached: a few microseconds,
-        // cheaper inline than a hop to the blocking pool on every batch.
-        let txn = self.db.begin_read().map_err(unavailable)?;
-        let table = txn.open_table(BATCHES).map_err(unavailable)?;
-        Ok(table.get(batch_id).map_err(unavailable)?.is_some())
+        seen::contains(&self.db, batch_id)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -304,6 +269,7 @@ mod tests {
 
     use super::*;
     use crate::aggregate::Aggregator;
+    use crate::store::BATCH_ID_RETENTION_MS;
     use crate::traffic::Traffic;
 
     const NOW: i64 = 1_764_000_000_000;

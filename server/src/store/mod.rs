@@ -6,11 +6,13 @@
 //! - [`redis`]: a Redis or Redis Cluster shared by many edges.
 //!
 //! [`identity`] is the edge's id and boot counter in the data directory,
-//! which number the deltas of both.
+//! which number the deltas of both; [`seen`] the batch ids an edge has
+//! handed to its store, which both keep on the edge for ingest to read.
 
 pub mod embedded;
 pub mod identity;
 pub mod redis;
+pub mod seen;
 
 use std::fmt::Debug;
 
@@ -61,7 +63,11 @@ pub trait Store: Debug + Send + Sync + 'static {
     /// Ids of the ads with data on any day of `range`, ascending.
     async fn ads_in_range(&self, range: DayRange) -> Result<Vec<String>, StoreError>;
 
-    /// Whether a batch with this id has been counted already.
+    /// Whether a batch with this id has been counted already, as far as
+    /// this edge knows: both stores answer from the batches this edge has
+    /// synced, kept on the edge ([`seen`]), so ingest never waits on the
+    /// network. (A batch that only another edge counted is left out at this
+    /// edge's next sync instead.)
     async fn batch_seen(&self, batch_id: &str) -> Result<bool, StoreError>;
 
     /// Answers when the store can be reached.

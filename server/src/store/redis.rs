@@ -12,6 +12,10 @@
 //! whatever happened to the reply of the first attempt. `docs/redis.md` has
 //! the whole key schema and the argument for exactness.
 //!
+//! Once a delta has landed, its batch ids go into a local index in the data
+//! directory ([`SeenIndex`]), which ingest reads to turn away a batch this
+//! edge has synced before: ingest sends Redis nothing.
+//!
 //! Reads never write: stats GET the day's sketch and counters and merge
 //! locally, behind a short cache.
 
@@ -20,6 +24,7 @@ pub mod plan;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -37,6 +42,7 @@ use redis::{Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
 use self::keys::Keys;
 use self::plan::{KeyPlan, StepId};
 use super::identity::MAX_SEQUENCE;
+use super::seen::SeenIndex;
 use super::{Store, StoreError, StoredDay, BATCH_ID_RETENTION_MS};
 use crate::aggregate::Delta;
 
@@ -50,11 +56,6 @@ const SYNC_CONCURRENCY: usize = 32;
 const CLAIMS_PER_PIPELINE: usize = 512;
 /// Reads in flight at once for one stats answer.
 const READ_CONCURRENCY: usize = 64;
-/// After a connection failure, ingest's batch lookups fail fast for this
-/// long instead of each waiting for a reconnect.
-const BREAKER_OPEN: Duration = Duration::from_secs(1);
-/// Ingest's batch lookup gives up after this; the sync decides instead.
-const BATCH_LOOKUP_TIMEOUT: Duration = Duration::from_millis(300);
 /// Cached stats, counted in days of data, before the cache is emptied.
 const CACHE_MAX_DAYS: usize = 4096;
 
@@ -71,6 +72,9 @@ pub struct RedisOptions {
     /// This edge's id ([`super::identity::EdgeIdentity`]): its ledger
     /// field and the first half of its batch claims.
     pub edge_id: String,
+    /// The edge's data directory, locked by its identity: home of the
+    /// local index of synced batch ids ([`SeenIndex`]).
+    pub data_dir: PathBuf,
 }
 
 impl fmt::Debug for RedisOptions {
@@ -82,6 +86,7 @@ impl fmt::Debug for RedisOptions {
             .field("retention_days", &self.retention_days)
             .field("stats_cache", &self.stats_cache)
             .field("edge_id", &self.edge_id)
+            .field("data_dir", &self.data_dir)
             .finish()
     }
 }
@@ -226,8 +231,8 @@ pub struct RedisStore {
     target: String,
     days_cache: ReadCache<(String, u32, u32), Vec<StoredDay>>,
     ads_cache: ReadCache<(u32, u32), Vec<String>>,
-    /// Until when ingest's batch lookups fail without trying.
-    breaker_open_until: Mutex<Option<Instant>>,
+    /// The batch ids this edge has synced, for ingest's duplicate check.
+    seen: SeenIndex,
     /// (ad, day)s known to be in their day's ad set.
     indexed: Mutex<HashSet<(String, Day)>>,
 }
@@ -246,15 +251,13 @@ fn unavailable(what: &str, e: RedisError) -> StoreError {
     StoreError::Unavailable(format!("{what}: {e}"))
 }
 
-fn is_connection_trouble(e: &RedisError) -> bool {
-    e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal()
-}
-
 impl RedisStore {
     /// Sets up the connection without waiting for Redis: an edge starts and
-    /// takes impressions while Redis is still down.
+    /// takes impressions while Redis is still down. Opens the local index
+    /// of synced batch ids in the data directory.
     pub fn open(options: RedisOptions) -> Result<RedisStore, StoreError> {
         let keys = Keys::new(&options.prefix).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let seen = SeenIndex::open(&options.data_dir)?;
         let target = options.target();
         let bad_config = |e: RedisError| StoreError::Unavailable(format!("{target}: {e}"));
         let conn = match (&options.url, options.cluster_nodes.as_slice()) {
@@ -302,7 +305,7 @@ impl RedisStore {
             target,
             days_cache: ReadCache::new(options.stats_cache),
             ads_cache: ReadCache::new(options.stats_cache),
-            breaker_open_until: Mutex::new(None),
+            seen,
             indexed: Mutex::new(HashSet::new()),
         })
     }
@@ -312,23 +315,15 @@ impl RedisStore {
         &self.edge_id
     }
 
-    fn note(&self, e: &RedisError) {
-        if is_connection_trouble(e) {
-            *self.breaker_open_until.lock() = Some(Instant::now() + BREAKER_OPEN);
-        }
-    }
-
-    /// Runs one command, noting connection trouble for the breaker.
     async fn query<T: redis::FromRedisValue>(
         &self,
         what: &str,
         cmd: &Cmd,
     ) -> Result<T, StoreError> {
         let mut conn = self.conn.clone();
-        cmd.query_async(&mut conn).await.map_err(|e| {
-            self.note(&e);
-            unavailable(what, e)
-        })
+        cmd.query_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(what, e))
     }
 
     /// Runs the step of one (ad, day).
@@ -356,7 +351,6 @@ impl RedisStore {
             .arg(plan.measurable)
             .arg(plan.invalid);
         let reply: Vec<i64> = call.invoke_async(&mut conn).await.map_err(|e| {
-            self.note(&e);
             unavailable(&format!("sync step {id} of {} {}", plan.ad_id, plan.day), e)
         })?;
         match reply.as_slice() {
@@ -390,10 +384,10 @@ impl RedisStore {
                 .arg(BATCH_ID_RETENTION_MS);
         }
         let mut conn = self.conn.clone();
-        let previous: Vec<Option<String>> = pipe.query_async(&mut conn).await.map_err(|e| {
-            self.note(&e);
-            unavailable("claiming batches", e)
-        })?;
+        let previous: Vec<Option<String>> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| unavailable("claiming batches", e))?;
         if previous.len() != ids.len() {
             return Err(StoreError::Corrupt(format!(
                 "{} replies to {} batch claims",
@@ -454,10 +448,10 @@ impl RedisStore {
             .pexpire_at(&key, plan::day_expiry_ms(day, self.retention_days))
             .ignore();
         let mut conn = self.conn.clone();
-        let () = pipe.query_async(&mut conn).await.map_err(|e| {
-            self.note(&e);
-            unavailable("indexing the day's ads", e)
-        })?;
+        let () = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| unavailable("indexing the day's ads", e))?;
         self.indexed.lock().insert((ad_id, day));
         Ok(())
     }
@@ -477,11 +471,10 @@ impl RedisStore {
             .arg("invalid");
         let mut conn = self.conn.clone();
         type DayReply = (Option<Vec<u8>>, (Option<u64>, Option<u64>, Option<u64>));
-        let (sketch, (imp, meas, invalid)): DayReply =
-            pipe.query_async(&mut conn).await.map_err(|e| {
-                self.note(&e);
-                unavailable(&format!("reading {ad_id} {day}"), e)
-            })?;
+        let (sketch, (imp, meas, invalid)): DayReply = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(&format!("reading {ad_id} {day}"), e))?;
         if sketch.is_none() && imp.is_none() && meas.is_none() && invalid.is_none() {
             return Ok(None);
         }
@@ -544,7 +537,10 @@ impl Store for RedisStore {
     }
 
     async fn batch_seen(&self, batch_id: &str) -> Result<bool, StoreError> {
-        self.lookup_batch(batch_id).await
+        // A local point lookup, inline like the embedded store's: a batch
+        // another edge synced is not known here, and is left out at this
+        // edge's next sync by its claim (docs/redis.md, "Ingest").
+        self.seen.contains(batch_id)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -597,6 +593,13 @@ impl RedisStore {
         }
         run_all(index, SYNC_CONCURRENCY).await?;
 
+        // The delta has landed: from now on this edge answers its batches
+        // as duplicates without asking Redis. The sync releases the
+        // in-memory hold on them only after this returns, so there is no
+        // moment when neither answers. If this write fails the delta is
+        // retried, which changes nothing in Redis (claims and ledger).
+        self.seen.record(delta, now_ms).await?;
+
         // Forget (ad, day)s that can no longer receive events.
         let oldest = Day::from_epoch_ms(now_ms - 3 * 86_400_000);
         if let Some(oldest) = oldest {
@@ -646,28 +649,6 @@ impl RedisStore {
         self.ads_cache
             .put(cache_key, generation, ads.clone(), |v| v.len() / 64 + 1);
         Ok(ads)
-    }
-
-    async fn lookup_batch(&self, batch_id: &str) -> Result<bool, StoreError> {
-        if let Some(until) = *self.breaker_open_until.lock() {
-            if Instant::now() < until {
-                return Err(StoreError::Unavailable(
-                    "Redis failed a moment ago; not asking again yet".into(),
-                ));
-            }
-        }
-        let cmd = redis::Cmd::exists(self.keys.batch_claim(batch_id));
-        let lookup = self.query::<bool>("looking up a batch id", &cmd);
-        match tokio::time::timeout(BATCH_LOOKUP_TIMEOUT, lookup).await {
-            Ok(answer) => answer,
-            Err(_) => {
-                // A silent Redis is as good as a down one for ingest.
-                *self.breaker_open_until.lock() = Some(Instant::now() + BREAKER_OPEN);
-                Err(StoreError::Unavailable(format!(
-                    "no answer to a batch id lookup within {BATCH_LOOKUP_TIMEOUT:?}"
-                )))
-            }
-        }
     }
 }
 

@@ -88,8 +88,8 @@ impl Keys {
     }
 
     /// `<prefix>batch:<batch_id>`: the claim of the edge and delta that
-    /// count this batch (`<edge_id>:<seq>`), made before its counters are
-    /// applied; ingest also reads it to turn away a batch seen before.
+    /// count this batch (`<edge_id>:<seq>`), made at sync before its
+    /// counters are applied (ingest never reads it).
     pub fn batch_claim(&self, batch_id: &str) -> String {
         format!("{}batch:{batch_id}", self.prefix)
     }
