@@ -236,6 +236,51 @@ fn ad_days(tally: &Tally, days: DayRange) -> u64 {
 /// The edge under closed-loop ingest; then SIGTERM (the shutdown flush), a
 /// restart on the same store, and the exactness check through the stats
 /// routes of the new process.
+/// What loading one running server measured.
+struct Measured {
+    load: LoadReport,
+    server_cpu: f64,
+    generator_cpu: f64,
+    /// What was accepted, for the exactness check.
+    tally: Arc<Tally>,
+    /// The UTC days the load spanned.
+    days: DayRange,
+}
+
+impl Measured {
+    /// The run's figures with the exactness verdict and Redis deltas.
+    fn into_run(self, redis: Option<Usage>, verdict: Verdict) -> IngestRun {
+        IngestRun {
+            ad_days: ad_days(&self.tally, self.days),
+            load: self.load,
+            server_cpu: self.server_cpu,
+            generator_cpu: self.generator_cpu,
+            redis,
+            verdict,
+        }
+    }
+}
+
+/// Runs the ingest load against `server` and takes the CPU both sides spent.
+fn load_and_measure(ctx: &Ctx<'_>, server: &Server) -> Measured {
+    let tally = Arc::new(Tally::new(ctx.cfg.mix));
+    let first_day = today();
+    let (cpu0, gen0) = (server.cpu_seconds(), own_cpu_seconds());
+    let load = ctx.rt.block_on(load::ingest(
+        &ingest_config(ctx, server.addr),
+        &run_id(),
+        Arc::clone(&tally),
+    ));
+    let (server_cpu, generator_cpu) = (server.cpu_seconds() - cpu0, own_cpu_seconds() - gen0);
+    Measured {
+        load,
+        server_cpu,
+        generator_cpu,
+        tally,
+        days: DayRange::new(first_day, today()).expect("days in order"),
+    }
+}
+
 fn ingest_edge(ctx: &Ctx<'_>, store: &Store, durability: Option<&str>) -> Result<IngestRun> {
     let dir = tempfile::tempdir()?;
     let before = matches!(store, Store::Redis(_)).then(|| flush_redis(ctx));
@@ -243,32 +288,19 @@ fn ingest_edge(ctx: &Ctx<'_>, store: &Store, durability: Option<&str>) -> Result
         "glimpse-server",
         edge_command(ctx, dir.path(), store, None, durability),
     )?;
-    let tally = Arc::new(Tally::new(ctx.cfg.mix));
-    let first_day = today();
-    let (cpu0, gen0) = (edge.cpu_seconds(), own_cpu_seconds());
-    let load = ctx.rt.block_on(load::ingest(
-        &ingest_config(ctx, edge.addr),
-        &run_id(),
-        Arc::clone(&tally),
-    ));
-    let (server_cpu, generator_cpu) = (edge.cpu_seconds() - cpu0, own_cpu_seconds() - gen0);
-    let days = DayRange::new(first_day, today()).expect("days in order");
+    let measured = load_and_measure(ctx, &edge);
     edge.terminate()?;
     let redis = before.map(|b| b.delta(&Snapshot::take(&mut ctx.redis.connect())));
+    // Checked through a restarted edge: what the store kept, not memory.
     let edge = Server::start(
         "glimpse-server",
         edge_command(ctx, dir.path(), store, None, durability),
     )?;
-    let verdict = ctx.rt.block_on(verify::edge(edge.addr, &tally, days));
+    let verdict = ctx
+        .rt
+        .block_on(verify::edge(edge.addr, &measured.tally, measured.days));
     edge.terminate()?;
-    Ok(IngestRun {
-        load,
-        server_cpu,
-        generator_cpu,
-        redis,
-        verdict,
-        ad_days: ad_days(&tally, days),
-    })
+    Ok(measured.into_run(redis, verdict))
 }
 
 /// The write-through baseline under the same load; checked in Redis itself.
@@ -279,28 +311,12 @@ fn ingest_baseline(ctx: &Ctx<'_>) -> Result<IngestRun> {
         .args(["--listen", "127.0.0.1:0", "--redis-url"])
         .arg(ctx.redis.url());
     let server = Server::start("glimpse-baseline", command)?;
-    let tally = Arc::new(Tally::new(ctx.cfg.mix));
-    let first_day = today();
-    let (cpu0, gen0) = (server.cpu_seconds(), own_cpu_seconds());
-    let load = ctx.rt.block_on(load::ingest(
-        &ingest_config(ctx, server.addr),
-        &run_id(),
-        Arc::clone(&tally),
-    ));
-    let (server_cpu, generator_cpu) = (server.cpu_seconds() - cpu0, own_cpu_seconds() - gen0);
-    let days = DayRange::new(first_day, today()).expect("days in order");
+    let measured = load_and_measure(ctx, &server);
     server.terminate()?;
     let mut conn = ctx.redis.connect();
     let redis = Some(before.delta(&Snapshot::take(&mut conn)));
-    let verdict = verify::baseline(&mut conn, &tally, days);
-    Ok(IngestRun {
-        load,
-        server_cpu,
-        generator_cpu,
-        redis,
-        verdict,
-        ad_days: ad_days(&tally, days),
-    })
+    let verdict = verify::baseline(&mut conn, &measured.tally, measured.days);
+    Ok(measured.into_run(redis, verdict))
 }
 
 /// The stats route at a fixed rate on an edge whose store holds a day of
