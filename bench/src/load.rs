@@ -105,6 +105,33 @@ struct ConnResult {
     latency: Histogram<u64>,
 }
 
+impl ConnResult {
+    fn new() -> Self {
+        ConnResult {
+            ok: 0,
+            errors: 0,
+            first_error: None,
+            events: 0,
+            latency: histogram(),
+        }
+    }
+
+    /// Counts a failed request; the first reason is kept for the report.
+    fn fail(&mut self, why: String) {
+        self.errors += 1;
+        self.first_error.get_or_insert(why);
+    }
+}
+
+/// Waits for every connection's task and folds their results together.
+async fn join(tasks: Vec<tokio::task::JoinHandle<ConnResult>>, started: Instant) -> LoadReport {
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.expect("load task panicked"));
+    }
+    merge(results, started.elapsed())
+}
+
 fn merge(results: Vec<ConnResult>, elapsed: Duration) -> LoadReport {
     let mut report = LoadReport {
         elapsed,
@@ -148,24 +175,14 @@ pub async fn ingest(config: &IngestConfig, run_id: &str, tally: Arc<Tally>) -> L
             let tally = Arc::clone(&tally);
             let target = config.target;
             tokio::spawn(async move {
-                let mut r = ConnResult {
-                    ok: 0,
-                    errors: 0,
-                    first_error: None,
-                    events: 0,
-                    latency: histogram(),
-                };
-                let fail = |r: &mut ConnResult, e: String| {
-                    r.errors += 1;
-                    r.first_error.get_or_insert(e);
-                };
+                let mut r = ConnResult::new();
                 let mut client = None;
                 while Instant::now() < deadline {
                     if client.is_none() {
                         match Client::connect(target).await {
                             Ok(c) => client = Some(c),
                             Err(e) => {
-                                fail(&mut r, format!("connect: {e}"));
+                                r.fail(format!("connect: {e}"));
                                 tokio::time::sleep(Duration::from_millis(10)).await;
                                 continue;
                             }
@@ -195,18 +212,18 @@ pub async fn ingest(config: &IngestConfig, run_id: &str, tally: Arc<Tally>) -> L
                                 }
                                 _ => {
                                     let body = String::from_utf8_lossy(resp.body).into_owned();
-                                    fail(&mut r, format!("not all events accepted: {body}"));
+                                    r.fail(format!("not all events accepted: {body}"));
                                 }
                             }
                         }
                         Ok(resp) => {
                             let body = String::from_utf8_lossy(resp.body).into_owned();
-                            fail(&mut r, format!("status {}: {body}", resp.status));
+                            r.fail(format!("status {}: {body}", resp.status));
                         }
                         Err(e) => {
                             // The outcome is unknown: the exactness check
                             // will say so if the batch did land.
-                            fail(&mut r, format!("request: {e}"));
+                            r.fail(format!("request: {e}"));
                             client = None;
                         }
                     }
@@ -215,11 +232,7 @@ pub async fn ingest(config: &IngestConfig, run_id: &str, tally: Arc<Tally>) -> L
             })
         })
         .collect();
-    let mut results = Vec::new();
-    for t in tasks {
-        results.push(t.await.expect("load task panicked"));
-    }
-    merge(results, started.elapsed())
+    join(tasks, started).await
 }
 
 #[derive(Clone, Debug)]
@@ -244,13 +257,7 @@ pub async fn stats(config: &StatsConfig) -> LoadReport {
         .map(|c| {
             let config = config.clone();
             tokio::spawn(async move {
-                let mut r = ConnResult {
-                    ok: 0,
-                    errors: 0,
-                    first_error: None,
-                    events: 0,
-                    latency: histogram(),
-                };
+                let mut r = ConnResult::new();
                 let mut rng = Rng::new(0x57a7_5000 + c);
                 let mut client = None;
                 // Request k of this connection is due at offset + k * interval.
@@ -272,8 +279,7 @@ pub async fn stats(config: &StatsConfig) -> LoadReport {
                         match Client::connect(config.target).await {
                             Ok(cl) => client = Some(cl),
                             Err(e) => {
-                                r.errors += 1;
-                                r.first_error.get_or_insert(format!("connect: {e}"));
+                                r.fail(format!("connect: {e}"));
                                 continue;
                             }
                         }
@@ -289,14 +295,11 @@ pub async fn stats(config: &StatsConfig) -> LoadReport {
                             r.latency.saturating_record(micros.max(1));
                         }
                         Ok(resp) => {
-                            r.errors += 1;
                             let body = String::from_utf8_lossy(resp.body).into_owned();
-                            r.first_error
-                                .get_or_insert(format!("status {}: {body}", resp.status));
+                            r.fail(format!("status {}: {body}", resp.status));
                         }
                         Err(e) => {
-                            r.errors += 1;
-                            r.first_error.get_or_insert(format!("request: {e}"));
+                            r.fail(format!("request: {e}"));
                             client = None;
                         }
                     }
@@ -305,11 +308,7 @@ pub async fn stats(config: &StatsConfig) -> LoadReport {
             })
         })
         .collect();
-    let mut results = Vec::new();
-    for t in tasks {
-        results.push(t.await.expect("stats task panicked"));
-    }
-    merge(results, started.elapsed())
+    join(tasks, started).await
 }
 
 #[cfg(test)]
