@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use hdrhistogram::Histogram;
 
 use crate::gen::{BatchWriter, Mix, Rng, Tally};
-use crate::http1::Client;
+use crate::http1::{Client, Response};
 
 /// Latencies are recorded in microseconds, 1 us to 60 s.
 fn histogram() -> Histogram<u64> {
@@ -121,6 +121,12 @@ impl ConnResult {
         self.errors += 1;
         self.first_error.get_or_insert(why);
     }
+
+    /// Counts an answer with an unexpected status, keeping its body.
+    fn refused(&mut self, resp: &Response<'_>) {
+        let body = String::from_utf8_lossy(resp.body);
+        self.fail(format!("status {}: {body}", resp.status));
+    }
 }
 
 /// Waits for every connection's task and folds their results together.
@@ -216,10 +222,7 @@ pub async fn ingest(config: &IngestConfig, run_id: &str, tally: Arc<Tally>) -> L
                                 }
                             }
                         }
-                        Ok(resp) => {
-                            let body = String::from_utf8_lossy(resp.body).into_owned();
-                            r.fail(format!("status {}: {body}", resp.status));
-                        }
+                        Ok(resp) => r.refused(&resp),
                         Err(e) => {
                             // The outcome is unknown: the exactness check
                             // will say so if the batch did land.
@@ -294,10 +297,7 @@ pub async fn stats(config: &StatsConfig) -> LoadReport {
                             let micros = (answered - charged_from).as_micros() as u64;
                             r.latency.saturating_record(micros.max(1));
                         }
-                        Ok(resp) => {
-                            let body = String::from_utf8_lossy(resp.body).into_owned();
-                            r.fail(format!("status {}: {body}", resp.status));
-                        }
+                        Ok(resp) => r.refused(&resp),
                         Err(e) => {
                             r.fail(format!("request: {e}"));
                             client = None;

@@ -1,10 +1,10 @@
 //! Compressed sizes of the built SDK: what a page downloads, wasm + JS.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+use glimpse_tests::browser::gzip9;
 
 /// The files a page loads: the wasm and every JS module of the package.
 fn shipped(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
@@ -32,12 +32,6 @@ fn shipped(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
         );
     }
     Ok(files)
-}
-
-pub fn gzip9(data: &[u8]) -> usize {
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    enc.write_all(data).expect("in-memory write");
-    enc.finish().expect("in-memory write").len()
 }
 
 pub fn brotli11(data: &[u8]) -> usize {

@@ -58,6 +58,38 @@ impl fmt::Display for Verdict {
     }
 }
 
+/// What one ad that received events should hold.
+struct Expected {
+    ad: u32,
+    id: String,
+    impressions: u64,
+    measurable: u64,
+}
+
+impl Verdict {
+    /// The ads that received events, with what each should hold; adds them
+    /// to the verdict's totals.
+    fn expect(&mut self, tally: &Tally) -> Vec<Expected> {
+        let mut expected = Vec::new();
+        for ad in 0..tally.mix().ads {
+            let (impressions, measurable) = tally.counts(ad);
+            if impressions + measurable == 0 {
+                continue;
+            }
+            self.ads_checked += 1;
+            self.impressions += impressions;
+            self.measurable += measurable;
+            expected.push(Expected {
+                ad,
+                id: ad_id(ad),
+                impressions,
+                measurable,
+            });
+        }
+        expected
+    }
+}
+
 /// Checks an edge through `GET /v1/ads/{ad}/stats?from=..&to=..`.
 pub async fn edge(target: SocketAddr, tally: &Tally, days: DayRange) -> Verdict {
     let mut verdict = Verdict::default();
@@ -68,15 +100,13 @@ pub async fn edge(target: SocketAddr, tally: &Tally, days: DayRange) -> Verdict 
             return verdict;
         }
     };
-    for ad in 0..tally.mix().ads {
-        let (impressions, measurable) = tally.counts(ad);
-        if impressions + measurable == 0 {
-            continue;
-        }
-        let id = ad_id(ad);
-        verdict.ads_checked += 1;
-        verdict.impressions += impressions;
-        verdict.measurable += measurable;
+    for Expected {
+        ad,
+        id,
+        impressions,
+        measurable,
+    } in verdict.expect(tally)
+    {
         let path = format!("/v1/ads/{id}/stats?from={}&to={}", days.from(), days.to());
         let stats: StatsResponse = match client.request("GET", &path, None, &[]).await {
             Ok(r) if r.status == 200 => match serde_json::from_slice(r.body) {
@@ -132,15 +162,13 @@ fn int_of(reply: &Reply) -> u64 {
 /// Checks the write-through baseline's keys in Redis directly.
 pub fn baseline(redis: &mut Conn, tally: &Tally, days: DayRange) -> Verdict {
     let mut verdict = Verdict::default();
-    for ad in 0..tally.mix().ads {
-        let (impressions, measurable) = tally.counts(ad);
-        if impressions + measurable == 0 {
-            continue;
-        }
-        let id = ad_id(ad);
-        verdict.ads_checked += 1;
-        verdict.impressions += impressions;
-        verdict.measurable += measurable;
+    for Expected {
+        ad,
+        id,
+        impressions,
+        measurable,
+    } in verdict.expect(tally)
+    {
         let (mut i, mut m) = (0, 0);
         let mut pfcount = vec![b"PFCOUNT".to_vec()];
         for day in days.days() {

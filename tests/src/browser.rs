@@ -34,6 +34,14 @@ pub fn exclusive() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Size of `data` compressed with gzip -9, as a server would send it.
+pub fn gzip9(data: &[u8]) -> usize {
+    use std::io::Write as _;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    enc.write_all(data).expect("in-memory write");
+    enc.finish().expect("in-memory write").len()
+}
+
 /// `sdk/pkg`, built once per test run by `cargo xtask sdk` (skipped when
 /// `GLIMPSE_SDK_PREBUILT=1` says the caller built it already).
 pub fn sdk_pkg() -> PathBuf {
