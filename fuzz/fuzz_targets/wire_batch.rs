@@ -32,8 +32,12 @@ fuzz_target!(|body: &[u8]| {
         assert_eq!(Some(event.day), Day::from_epoch_ms(event.ts));
         // Round trip: the event written back out validates to itself.
         let kind = serde_json::to_string(&event.kind).unwrap();
+        let token = match &event.token {
+            Some(t) => format!(r#","token":{}"#, serde_json::to_string(t).unwrap()),
+            None => String::new(),
+        };
         let again = format!(
-            r#"{{"id":"{}","ad_id":"{}","user_id":"{}","kind":{kind},"ts":{}}}"#,
+            r#"{{"id":"{}","ad_id":"{}","user_id":"{}","kind":{kind},"ts":{}{token}}}"#,
             event.id, event.ad_id, event.user_id, event.ts
         );
         let again = RawValue::from_string(again).unwrap();
