@@ -26,6 +26,7 @@ pub mod aggregate;
 pub mod claims;
 pub mod clock;
 pub mod config;
+pub mod counts;
 pub mod http;
 pub mod keys;
 pub mod metrics;

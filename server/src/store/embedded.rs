@@ -12,7 +12,6 @@
 //! A delta is applied in one write transaction, so a crash or error leaves
 //! either all of it or none of it, and a retry cannot count twice.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -22,10 +21,25 @@ use glimpse_wire::{Day, DayRange};
 use redb::{Database, ReadableTable, TableDefinition, TableHandle};
 
 use super::seen::{self, SeenBatches};
-use super::{Store, StoreError, StoredDay};
-use crate::aggregate::Delta;
+use super::{Store, StoreError};
+use crate::counts::{AdDays, Counters, DayCounts, Delta};
 
-const COUNTS: TableDefinition<(&str, u32), (u64, u64, u64)> = TableDefinition::new("counts_v2");
+/// How [`COUNTS`] holds an (ad, day)'s counters.
+type StoredCounters = (u64, u64, u64);
+
+fn encode(c: Counters) -> StoredCounters {
+    (c.impressions, c.measurable, c.invalid)
+}
+
+fn decode((impressions, measurable, invalid): StoredCounters) -> Counters {
+    Counters {
+        impressions,
+        measurable,
+        invalid,
+    }
+}
+
+const COUNTS: TableDefinition<(&str, u32), StoredCounters> = TableDefinition::new("counts_v2");
 /// The counts of data directories written before invalid traffic was
 /// counted; migrated into [`COUNTS`] at open.
 const LEGACY_COUNTS: TableDefinition<(&str, u32), (u64, u64)> = TableDefinition::new("counts");
@@ -100,8 +114,13 @@ fn migrate_legacy_counts(txn: &redb::WriteTransaction) -> Result<(), StoreError>
         for entry in old.iter().map_err(unavailable)? {
             let (key, value) = entry.map_err(unavailable)?;
             let (impressions, measurable) = value.value();
+            let migrated = Counters {
+                impressions,
+                measurable,
+                ..Counters::default()
+            };
             counts
-                .insert(key.value(), (impressions, measurable, 0))
+                .insert(key.value(), encode(migrated))
                 .map_err(unavailable)?;
             rows += 1;
         }
@@ -115,50 +134,33 @@ fn apply_delta(db: &Database, delta: &Delta, now_ms: i64) -> Result<(), StoreErr
     let txn = db.begin_write().map_err(unavailable)?;
     {
         let mut seen = SeenBatches::open(&txn)?;
-        // Counters of batches counted before (a retry that reached this edge
-        // after its first copy was synced) are taken back out of the delta.
-        let mut already: HashMap<(&str, Day), (u64, u64, u64)> = HashMap::new();
-        for record in &delta.batches {
-            if seen.insert(&record.batch_id, record.received_ms)? {
-                continue;
-            }
-            for c in &record.counts {
-                let e = already.entry((c.ad_id.as_str(), c.day)).or_default();
-                e.0 += c.impressions;
-                e.1 += c.measurable;
-                e.2 += c.invalid;
-            }
-        }
+        // A batch counted before (a retry that reached this edge after its
+        // first copy was synced, or a delta replayed from the log after it
+        // landed) is already in the index: its counters are left out. The
+        // index is written in this transaction, so it holds an id exactly
+        // when the id's counts are stored.
+        let updates = delta.updates(|record| seen.insert(&record.batch_id, record.received_ms))?;
         let mut counts = txn.open_table(COUNTS).map_err(unavailable)?;
         let mut visitors = txn.open_table(VISITORS).map_err(unavailable)?;
         let mut ads_by_day = txn.open_table(ADS_BY_DAY).map_err(unavailable)?;
-        for (ad_id, day, d) in delta.keys() {
+        for update in updates {
+            let (ad_id, day) = (update.ad_id, update.day);
             let key = (ad_id, day.days_since_epoch());
-            let (skip_imp, skip_meas, skip_inv) =
-                already.get(&(ad_id, day)).copied().unwrap_or_default();
-            let (imp, meas, inv) = counts
+            let mut stored = counts
                 .get(key)
                 .map_err(unavailable)?
-                .map(|v| v.value())
+                .map(|v| decode(v.value()))
                 .unwrap_or_default();
-            counts
-                .insert(
-                    key,
-                    (
-                        imp + d.impressions.saturating_sub(skip_imp),
-                        meas + d.measurable.saturating_sub(skip_meas),
-                        inv + d.invalid.saturating_sub(skip_inv),
-                    ),
-                )
-                .map_err(unavailable)?;
-            if !d.visitors.is_empty() {
+            stored += update.counters;
+            counts.insert(key, encode(stored)).map_err(unavailable)?;
+            if !update.visitors.is_empty() {
                 let mut sketch = match visitors.get(key).map_err(unavailable)? {
                     Some(bytes) => Sketch::from_redis_bytes(bytes.value()).map_err(|e| {
                         StoreError::Corrupt(format!("sketch of {ad_id} {day}: {e}"))
                     })?,
                     None => Sketch::new(),
                 };
-                sketch.merge(&d.visitors);
+                sketch.merge(update.visitors);
                 visitors
                     .insert(key, sketch.to_redis_bytes().as_slice())
                     .map_err(unavailable)?;
@@ -172,7 +174,7 @@ fn apply_delta(db: &Database, delta: &Delta, now_ms: i64) -> Result<(), StoreErr
     txn.commit().map_err(unavailable)
 }
 
-fn read_days(db: &Database, ad_id: &str, range: DayRange) -> Result<Vec<StoredDay>, StoreError> {
+fn read_days(db: &Database, ad_id: &str, range: DayRange) -> Result<AdDays, StoreError> {
     let txn = db.begin_read().map_err(unavailable)?;
     let counts = txn.open_table(COUNTS).map_err(unavailable)?;
     let visitors = txn.open_table(VISITORS).map_err(unavailable)?;
@@ -180,7 +182,7 @@ fn read_days(db: &Database, ad_id: &str, range: DayRange) -> Result<Vec<StoredDa
         range.from().days_since_epoch(),
         range.to().days_since_epoch(),
     );
-    let mut days = Vec::new();
+    let mut days = AdDays::new();
     for entry in counts
         .range((ad_id, from)..=(ad_id, to))
         .map_err(unavailable)?
@@ -188,19 +190,18 @@ fn read_days(db: &Database, ad_id: &str, range: DayRange) -> Result<Vec<StoredDa
         let (key, value) = entry.map_err(unavailable)?;
         let (ad, n) = key.value();
         let day = Day::from_days_since_epoch(n);
-        let (impressions, measurable, invalid) = value.value();
         let sketch = match visitors.get((ad, n)).map_err(unavailable)? {
             Some(bytes) => Sketch::from_redis_bytes(bytes.value())
                 .map_err(|e| StoreError::Corrupt(format!("sketch of {ad} {day}: {e}")))?,
             None => Sketch::new(),
         };
-        days.push(StoredDay {
+        days.insert(
             day,
-            impressions,
-            measurable,
-            invalid,
-            visitors: sketch,
-        });
+            DayCounts {
+                counters: decode(value.value()),
+                visitors: sketch,
+            },
+        );
     }
     Ok(days)
 }
@@ -219,7 +220,7 @@ impl Store for EmbeddedStore {
             .await
     }
 
-    async fn read_days(&self, ad_id: &str, range: DayRange) -> Result<Vec<StoredDay>, StoreError> {
+    async fn read_days(&self, ad_id: &str, range: DayRange) -> Result<AdDays, StoreError> {
         // A week of days is a few cached page reads and sketch decodes (tens
         // of microseconds): cheaper inline than a hop to the blocking pool,
         // which longer ranges still take.
@@ -286,6 +287,15 @@ mod tests {
         }
     }
 
+    fn day_of(ms: i64) -> Day {
+        Day::from_epoch_ms(ms).unwrap()
+    }
+
+    /// The stored days, in order.
+    fn values(days: AdDays) -> Vec<DayCounts> {
+        days.into_values().collect()
+    }
+
     fn today() -> DayRange {
         DayRange::single(Day::from_epoch_ms(NOW).unwrap())
     }
@@ -311,9 +321,12 @@ mod tests {
             assert!(store.batch_seen("b1").await.unwrap());
         }
         let store = EmbeddedStore::open(dir.path()).unwrap();
-        let days = store.read_days("ad-1", today()).await.unwrap();
+        let days = values(store.read_days("ad-1", today()).await.unwrap());
         assert_eq!(days.len(), 1);
-        assert_eq!((days[0].impressions, days[0].measurable), (2, 1));
+        assert_eq!(
+            (days[0].counters.impressions, days[0].counters.measurable),
+            (2, 1)
+        );
         let mut expected = Sketch::new();
         expected.insert(b"u1");
         expected.insert(b"u2");
@@ -356,8 +369,8 @@ mod tests {
             &[event("1", "ad-1", "u3", Kind::Viewable)],
         );
         store.apply(&agg.begin_sync().unwrap(), NOW).await.unwrap();
-        let days = store.read_days("ad-1", today()).await.unwrap();
-        assert_eq!(days[0].impressions, 2);
+        let days = values(store.read_days("ad-1", today()).await.unwrap());
+        assert_eq!(days[0].counters.impressions, 2);
         assert_eq!(days[0].visitors.estimate(), 2);
     }
 
@@ -384,9 +397,13 @@ mod tests {
         // The bot's batch again, in a later delta: already counted.
         agg.record("bot", NOW, Traffic::Invalid, &bot_batch);
         store.apply(&agg.begin_sync().unwrap(), NOW).await.unwrap();
-        let days = store.read_days("ad-1", today()).await.unwrap();
+        let days = values(store.read_days("ad-1", today()).await.unwrap());
         assert_eq!(
-            (days[0].impressions, days[0].measurable, days[0].invalid),
+            (
+                days[0].counters.impressions,
+                days[0].counters.measurable,
+                days[0].counters.invalid
+            ),
             (1, 0, 2)
         );
         assert_eq!(days[0].visitors.estimate(), 1, "bots are no visitors");
@@ -413,17 +430,26 @@ mod tests {
         }
         for _ in 0..2 {
             let store = EmbeddedStore::open(dir.path()).unwrap();
-            let days = store.read_days("ad-1", today()).await.unwrap();
+            let days = values(store.read_days("ad-1", today()).await.unwrap());
             assert_eq!(
-                (days[0].impressions, days[0].measurable, days[0].invalid),
+                (
+                    days[0].counters.impressions,
+                    days[0].counters.measurable,
+                    days[0].counters.invalid
+                ),
                 (3, 4, 0)
             );
             let yesterday = Day::from_days_since_epoch(day - 1);
-            let days = store
-                .read_days("ad-2", DayRange::single(yesterday))
-                .await
-                .unwrap();
-            assert_eq!((days[0].measurable, days[0].invalid), (9, 0));
+            let days = values(
+                store
+                    .read_days("ad-2", DayRange::single(yesterday))
+                    .await
+                    .unwrap(),
+            );
+            assert_eq!(
+                (days[0].counters.measurable, days[0].counters.invalid),
+                (9, 0)
+            );
             let txn = store.db.begin_read().unwrap();
             assert!(
                 !txn.list_tables()
@@ -442,9 +468,13 @@ mod tests {
             &[event("1", "ad-1", "u1", Kind::Viewable)],
         );
         store.apply(&agg.begin_sync().unwrap(), NOW).await.unwrap();
-        let days = store.read_days("ad-1", today()).await.unwrap();
+        let days = values(store.read_days("ad-1", today()).await.unwrap());
         assert_eq!(
-            (days[0].impressions, days[0].measurable, days[0].invalid),
+            (
+                days[0].counters.impressions,
+                days[0].counters.measurable,
+                days[0].counters.invalid
+            ),
             (3, 4, 1)
         );
     }
@@ -472,7 +502,9 @@ mod tests {
         assert!(store.batch_seen("new").await.unwrap());
         // Counts stay; only the de-duplication memory is bounded.
         assert_eq!(
-            store.read_days("ad-1", today()).await.unwrap()[0].impressions,
+            store.read_days("ad-1", today()).await.unwrap()[&day_of(NOW)]
+                .counters
+                .impressions,
             1
         );
     }

@@ -17,24 +17,13 @@ pub mod seen;
 use std::fmt::Debug;
 
 use async_trait::async_trait;
-use glimpse_hll::Sketch;
-use glimpse_wire::{Day, DayRange};
+use glimpse_wire::DayRange;
 
-use crate::aggregate::Delta;
+use crate::counts::{AdDays, Delta};
 
 /// How long a batch id is remembered for de-duplication. The contract asks
 /// for at least 24 h; twice that covers the 48 h window of accepted events.
 pub const BATCH_ID_RETENTION_MS: i64 = 48 * 3_600_000;
-
-/// Counts of one (ad, day) as the store holds them.
-#[derive(Clone, Debug, PartialEq)]
-pub struct StoredDay {
-    pub day: Day,
-    pub impressions: u64,
-    pub measurable: u64,
-    pub invalid: u64,
-    pub visitors: Sketch,
-}
 
 /// A store failure. The message is for logs and `/readyz`; it never holds
 /// client data.
@@ -52,13 +41,13 @@ pub trait Store: Debug + Send + Sync + 'static {
     fn kind(&self) -> &'static str;
 
     /// Applies one delta atomically enough that applying it again after an
-    /// error never counts anything twice. Counters of a batch whose id the
-    /// store has already seen are left out; the batch ids are remembered for
-    /// [`BATCH_ID_RETENTION_MS`] from `now_ms`.
+    /// error never counts anything twice. Counters of a batch the store has
+    /// already counted are left out ([`Delta::updates`]); the batch ids are
+    /// remembered for [`BATCH_ID_RETENTION_MS`] from `now_ms`.
     async fn apply(&self, delta: &Delta, now_ms: i64) -> Result<(), StoreError>;
 
-    /// The days of `range` on which `ad_id` has data, ascending.
-    async fn read_days(&self, ad_id: &str, range: DayRange) -> Result<Vec<StoredDay>, StoreError>;
+    /// The counts of `ad_id` on the days of `range` on which it has data.
+    async fn read_days(&self, ad_id: &str, range: DayRange) -> Result<AdDays, StoreError>;
 
     /// Ids of the ads with data on any day of `range`, ascending.
     async fn ads_in_range(&self, range: DayRange) -> Result<Vec<String>, StoreError>;

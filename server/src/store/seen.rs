@@ -16,7 +16,7 @@ use std::sync::Arc;
 use redb::{Database, ReadableTable, Table, TableDefinition, WriteTransaction};
 
 use super::{StoreError, BATCH_ID_RETENTION_MS};
-use crate::aggregate::Delta;
+use crate::counts::Delta;
 
 const BATCHES: TableDefinition<&str, i64> = TableDefinition::new("batches");
 const BATCHES_BY_TIME: TableDefinition<(i64, &str), ()> = TableDefinition::new("batches_by_time");

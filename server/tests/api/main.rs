@@ -688,7 +688,8 @@ async fn the_sync_task_folds_pending_counts_into_the_store() {
     });
     t.ingest(&batch("b1", vec![event("e1", "ad-1", "u1", "viewable")]))
         .await;
-    let range = glimpse_wire::DayRange::single(TODAY.parse().unwrap());
+    let today: Day = TODAY.parse().unwrap();
+    let range = glimpse_wire::DayRange::single(today);
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     while !t.edge.aggregator.is_idle() {
         assert!(
@@ -698,7 +699,7 @@ async fn the_sync_task_folds_pending_counts_into_the_store() {
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     let stored = t.edge.store.read_days("ad-1", range).await.unwrap();
-    assert_eq!(stored[0].impressions, 1);
+    assert_eq!(stored[&today].counters.impressions, 1);
     assert!(t.edge.store.batch_seen("b1").await.unwrap());
     stop.send(true).unwrap();
     task.await.unwrap();
