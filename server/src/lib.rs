@@ -23,10 +23,11 @@
 //! caller's shutdown future resolves, so tests can run a whole edge in-process.
 
 pub mod aggregate;
-pub mod claims;
 pub mod clock;
 pub mod config;
+pub mod counted;
 pub mod counts;
+pub mod edge;
 pub mod http;
 pub mod keys;
 pub mod metrics;
@@ -42,22 +43,21 @@ pub mod wal;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
 
 pub use config::Config;
-pub use http::{app, metrics_app, Access, Edge, Guard};
+pub use edge::{Edge, EdgeParts, IngestRules};
+pub use http::{app, metrics_app, Access, Guard, HttpParts, HttpState};
 
-use crate::aggregate::Aggregator;
 use crate::clock::SystemClock;
 use crate::config::StoreKind;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::identity::EdgeIdentity;
 use crate::store::redis::{RedisOptions, RedisStore};
 use crate::store::Store;
-use crate::wal::{SyncPolicy, Wal};
+use crate::wal::Log;
 
 /// Opens the store the configuration names, for the edge `edge_id`. The
 /// Redis store does not wait for Redis: it connects on first use and
@@ -112,38 +112,8 @@ pub fn load_access(config: &Config) -> anyhow::Result<Access> {
 }
 
 /// The write-ahead log's directory inside the data directory.
-/// How often `--durability relaxed` fsyncs the log: a machine crash loses
-/// at most this much of acknowledged batches, and fsyncs stay few under load.
-pub const RELAXED_FSYNC_INTERVAL: Duration = Duration::from_millis(100);
-
-pub fn wal_dir(config: &Config) -> std::path::PathBuf {
+fn wal_dir(config: &Config) -> std::path::PathBuf {
     config.data_dir.join("wal")
-}
-
-/// The aggregator of this run: the deltas of the batches a previous run
-/// logged but did not sync, under their old numbers, then this run's own.
-fn recover(config: &Config, identity: &EdgeIdentity) -> anyhow::Result<(Aggregator, Vec<String>)> {
-    let recovered = wal::recover(&wal_dir(config)).context("replaying the write-ahead log")?;
-    let first_seq = identity.first_sequence();
-    if let Some(r) = recovered.iter().find(|r| r.delta.seq >= first_seq) {
-        anyhow::bail!(
-            "the write-ahead log holds segment {} but this run numbers its deltas from {first_seq}:              was edge-boots in {} replaced?",
-            r.delta.seq,
-            config.data_dir.display()
-        );
-    }
-    let batch_ids: Vec<String> = recovered
-        .iter()
-        .flat_map(|r| r.delta.batches.iter().map(|b| b.batch_id.clone()))
-        .collect();
-    if !recovered.is_empty() {
-        tracing::warn!(
-            deltas = recovered.len(),
-            batches = batch_ids.len(),
-            "the previous run stopped without syncing; its logged batches are pending again"
-        );
-    }
-    Ok((Aggregator::with_recovered(first_seq, recovered), batch_ids))
 }
 
 /// Runs an edge on `listener` until `shutdown` resolves, then flushes every
@@ -157,41 +127,31 @@ pub async fn run(
     let identity = EdgeIdentity::load(&config.data_dir).context("loading the edge identity")?;
     tracing::info!(edge_id = %identity.id, boot = identity.boot, "edge identity");
     let store = open_store(&config, &identity.id)?;
-    let (aggregator, replayed) = recover(&config, &identity)?;
-    let sync_policy = match config.durability {
-        config::Durability::Strict => SyncPolicy::EveryGroup,
-        config::Durability::Relaxed => SyncPolicy::AtMostEvery(RELAXED_FSYNC_INTERVAL),
-    };
-    let wal = Wal::start(&wal_dir(&config), sync_policy)?;
+    let log = Log::open(&wal_dir(&config), config.durability, &identity)?;
     let access = load_access(&config)?;
     if matches!(access, Access::LoopbackOnly) {
         tracing::warn!(
             "no API keys configured (--api-keys, --api-keys-file): stats routes answer loopback clients only"
         );
     }
-    let mut edge = Edge::new(store, Arc::new(SystemClock), access);
-    edge.aggregator = aggregator;
-    // A client retrying a replayed batch gets "duplicate", as before the crash.
-    for id in &replayed {
-        edge.claims.claim_counted(id);
-    }
-    edge.wal = Some(wal);
-    edge.durability = config.durability;
     if config.durability == config::Durability::Relaxed {
         tracing::warn!("--durability relaxed: ingest answers before its batch is fsynced; a crash loses the last moments of accepted batches");
     }
-    edge.max_pending_bytes = usize::try_from(config.max_pending_bytes).unwrap_or(usize::MAX);
-    edge.www_dir = Some(config.www_dir.clone());
-    edge.sdk_dir = Some(config.sdk_dir.clone());
-    edge.guard = Guard::from_config(&config);
-    edge.ad_signing_secret = config.ad_signing_secret.clone();
-    edge.count_automation = config.count_automation;
+    let edge = Arc::new(Edge::new(EdgeParts {
+        store,
+        clock: Arc::new(SystemClock),
+        rules: IngestRules::from_config(&config),
+        log: Some(log),
+    }));
     for (what, dir) in [("demo site", &config.www_dir), ("SDK", &config.sdk_dir)] {
         if !dir.is_dir() {
             tracing::info!(dir = %dir.display(), "{what} directory not found; not serving it");
         }
     }
-    let edge = Arc::new(edge);
+    let http = Arc::new(HttpState::new(
+        Arc::clone(&edge),
+        HttpParts::from_config(&config, access),
+    ));
 
     let (stop_sync, sync_stopped) = tokio::sync::watch::channel(false);
     let sync_task = {
@@ -211,7 +171,7 @@ pub async fn run(
                 "glimpse-server metrics on http://{}",
                 metrics_listener.local_addr()?
             );
-            let serve = axum::serve(metrics_listener, metrics_app(Arc::clone(&edge)));
+            let serve = axum::serve(metrics_listener, metrics_app(Arc::clone(&http)));
             Some(tokio::spawn(async move {
                 if let Err(e) = serve.await {
                     tracing::error!(error = %e, "the metrics listener failed");
@@ -220,7 +180,7 @@ pub async fn run(
         }
     };
 
-    let router = app(Arc::clone(&edge));
+    let router = app(http);
     axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),
@@ -238,9 +198,7 @@ pub async fn run(
     sync::flush(&edge)
         .await
         .context("flushing pending counts at shutdown")?;
-    if let Some(wal) = &edge.wal {
-        wal.close();
-    }
+    edge.close_log();
     tracing::info!("all pending counts are in the store");
     drop(identity);
     Ok(())

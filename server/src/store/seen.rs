@@ -16,6 +16,7 @@ use std::sync::Arc;
 use redb::{Database, ReadableTable, Table, TableDefinition, WriteTransaction};
 
 use super::{StoreError, BATCH_ID_RETENTION_MS};
+use crate::counted::needs_claim;
 use crate::counts::Delta;
 
 const BATCHES: TableDefinition<&str, i64> = TableDefinition::new("batches");
@@ -124,12 +125,14 @@ impl SeenIndex {
     }
 
     /// Records every batch of `delta` (owned or not: each is counted
-    /// somewhere) and forgets old ids, in one transaction made durable
-    /// before it returns, on the blocking pool.
+    /// somewhere) but the ones the edge minted, which ingest never looks up
+    /// ([`crate::counted`]), and forgets old ids, in one transaction made
+    /// durable before it returns, on the blocking pool.
     pub async fn record(&self, delta: &Delta, now_ms: i64) -> Result<(), StoreError> {
         let ids: Vec<(String, i64)> = delta
             .batches
             .iter()
+            .filter(|b| needs_claim(&b.batch_id))
             .map(|b| (b.batch_id.clone(), b.received_ms))
             .collect();
         let db = Arc::clone(&self.db);

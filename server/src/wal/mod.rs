@@ -36,9 +36,72 @@ mod writer;
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
 
 pub use replay::recover;
 pub use writer::{SyncPolicy, Wal, WalFailed, WalFigures};
+
+use crate::aggregate::Recovered;
+use crate::config::Durability;
+use crate::store::identity::EdgeIdentity;
+
+/// How often `--durability relaxed` fsyncs the log: a machine crash loses
+/// at most this much of acknowledged batches, and fsyncs stay few under load.
+pub const RELAXED_FSYNC_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The log of one run, opened on the data directory's `wal/`: its writer,
+/// and the deltas the previous run logged and did not sync, which the edge
+/// counts again first ([`crate::edge::Edge::new`]).
+#[derive(Debug)]
+pub struct Log {
+    pub(crate) wal: Wal,
+    pub(crate) replayed: Vec<Recovered>,
+    /// The number of this run's first new delta, above every replayed one.
+    pub(crate) first_seq: u64,
+}
+
+impl Log {
+    /// Replays `dir`, then starts the writer with the fsync policy of
+    /// `durability`. Refuses a log holding a segment numbered like this
+    /// run's own deltas: the boot counter beside it was replaced.
+    pub fn open(
+        dir: &Path,
+        durability: Durability,
+        identity: &EdgeIdentity,
+    ) -> anyhow::Result<Log> {
+        let replayed = recover(dir).context("replaying the write-ahead log")?;
+        let first_seq = identity.first_sequence();
+        if let Some(r) = replayed.iter().find(|r| r.delta.seq >= first_seq) {
+            anyhow::bail!(
+                "the write-ahead log holds segment {} but this run numbers its deltas from \
+                 {first_seq}: was edge-boots beside {} replaced?",
+                r.delta.seq,
+                dir.display()
+            );
+        }
+        if !replayed.is_empty() {
+            tracing::warn!(
+                deltas = replayed.len(),
+                batches = replayed
+                    .iter()
+                    .map(|r| r.delta.batches.len())
+                    .sum::<usize>(),
+                "the previous run stopped without syncing; its logged batches are pending again"
+            );
+        }
+        let policy = match durability {
+            Durability::Strict => SyncPolicy::EveryGroup,
+            Durability::Relaxed => SyncPolicy::AtMostEvery(RELAXED_FSYNC_INTERVAL),
+        };
+        Ok(Log {
+            wal: Wal::start(dir, policy)?,
+            replayed,
+            first_seq,
+        })
+    }
+}
 
 /// A position in the log: bytes appended since the log was started.
 pub type Lsn = u64;

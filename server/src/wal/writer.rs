@@ -68,6 +68,7 @@ struct Shared {
 #[derive(Debug)]
 pub struct Wal {
     shared: Arc<Shared>,
+    policy: SyncPolicy,
     progress: watch::Receiver<Progress>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
@@ -106,6 +107,7 @@ impl Wal {
         };
         Ok(Wal {
             shared,
+            policy,
             progress,
             writer: Mutex::new(Some(writer)),
         })
@@ -128,6 +130,12 @@ impl Wal {
         drop(pending);
         self.shared.wake.notify_one();
         lsn
+    }
+
+    /// Whether an acknowledgement waits for its record's fsync
+    /// ([`SyncPolicy::EveryGroup`]), rather than going out at once.
+    pub fn acks_wait_for_fsync(&self) -> bool {
+        self.policy == SyncPolicy::EveryGroup
     }
 
     /// Everything appended so far.

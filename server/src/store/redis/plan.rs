@@ -11,14 +11,8 @@ use std::fmt;
 use glimpse_hll::Sketch;
 use glimpse_wire::Day;
 
+use crate::counted::needs_claim;
 use crate::counts::{Counters, Delta, KeyUpdate};
-
-/// Whether a batch id takes part in cross-edge de-duplication. Ids the edge
-/// makes itself (for `GET /v1/impression`) contain `/`, which no client id
-/// may contain: they are unique by construction and need no claim.
-pub fn needs_claim(batch_id: &str) -> bool {
-    !batch_id.contains('/')
-}
 
 /// The identity of one step of one edge, ordered: a step is applied only if
 /// it comes after the last one the ledger holds for that edge and key.
@@ -68,7 +62,8 @@ pub fn owns_claim(previous: Option<&str>, ours: &str) -> bool {
     previous.is_none_or(|v| v == ours)
 }
 
-/// The batch ids of a delta that need a claim, each once, in a stable order.
+/// The batch ids of a delta that need a claim ([`needs_claim`]: not the
+/// ones the edge minted), each once, in a stable order.
 pub fn claims(delta: &Delta) -> Vec<&str> {
     let mut seen = HashSet::new();
     delta
