@@ -281,6 +281,7 @@ impl Aggregator {
     }
 
     /// The number the delta of the current generation will carry.
+    #[cfg(test)]
     pub fn current_seq(&self) -> u64 {
         self.current.read().seq
     }

@@ -1,44 +1,48 @@
-//! The glimpse edge server.
+//! The glimpse edge server: a library, so tests can run a whole edge
+//! in-process, and a thin binary (`main.rs`).
 //!
-//! Data flows through the modules in this order:
+//! A batch flows through the modules in this order:
 //!
-//! - [`http`]: routes, limits, auth and static files; the only module that
-//!   speaks HTTP. Ingest validates a batch with `glimpse_wire`, claims its id
-//!   ([`claims`]) and records its events in the [`aggregate::Aggregator`];
-//!   with `--ad-signing-secret` each event's token is checked by [`signing`],
-//!   and [`traffic`] judges whether the batch comes from a known bot.
-//! - [`aggregate`]: per-(ad, day) deltas in memory; no I/O.
-//! - [`wal`]: the write-ahead log: each accepted batch is appended (group
+//! - `http`: routes, extractors, auth, the guard layers (rate limit, load
+//!   shedding, body timeout), static files, and the mapping of errors to
+//!   JSON answers; the only module that knows HTTP. Each route calls the core.
+//! - `edge`: the core, [`Edge`]: the state everything shares (aggregator,
+//!   batch claims, log, store, clock, ingest rules, metrics) and the ingest
+//!   pipeline, as plain Rust. Ingest validates events with `glimpse_wire`,
+//!   checks signed ads ([`signing`]), judges the traffic (`traffic`), and
+//!   counts each batch once by the protocol in `counted`.
+//! - `aggregate`: pending [`counts`] per (ad, day), in memory; no I/O.
+//! - `wal`: the write-ahead log: each accepted batch is appended (group
 //!   commit) before ingest answers, replayed at start, truncated once the
 //!   store has it; the only module that touches `<data-dir>/wal/`.
 //! - [`sync`]: the background task that hands deltas to the store.
 //! - [`store`]: the [`store::Store`] trait and its implementations (the
 //!   embedded redb store, the default, and the Redis / Redis Cluster store,
-//!   whose key schema and sync protocol are in `docs/redis.md`) and the
-//!   edge's identity; with [`wal`], the only modules that touch persistent
-//!   state.
-//! - [`stats`]: stored days merged with pending deltas; no I/O.
+//!   whose key schema and sync protocol are in `docs/redis.md`), the local
+//!   index of synced batch ids and the edge's identity; with `wal`, the only
+//!   modules that touch persistent state.
+//! - `stats`: stored days merged with pending ones into the answers; no I/O.
 //!
 //! [`run`] ties them together on a listener the caller owns and stops when the
-//! caller's shutdown future resolves, so tests can run a whole edge in-process.
+//! caller's shutdown future resolves.
 
-pub mod aggregate;
+mod aggregate;
 pub mod clock;
 pub mod config;
-pub mod counted;
+mod counted;
 pub mod counts;
-pub mod edge;
-pub mod http;
+mod edge;
+mod http;
 pub mod keys;
-pub mod metrics;
-pub mod proxies;
-pub mod ratelimit;
+mod metrics;
+mod proxies;
+mod ratelimit;
 pub mod signing;
-pub mod stats;
+mod stats;
 pub mod store;
 pub mod sync;
-pub mod traffic;
-pub mod wal;
+mod traffic;
+mod wal;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -52,47 +56,8 @@ pub use edge::{Edge, EdgeParts, IngestRules};
 pub use http::{app, metrics_app, Access, Guard, HttpParts, HttpState};
 
 use crate::clock::SystemClock;
-use crate::config::StoreKind;
-use crate::store::embedded::EmbeddedStore;
 use crate::store::identity::EdgeIdentity;
-use crate::store::redis::{RedisOptions, RedisStore};
-use crate::store::Store;
 use crate::wal::Log;
-
-/// Opens the store the configuration names, for the edge `edge_id`. The
-/// Redis store does not wait for Redis: it connects on first use and
-/// reconnects on its own.
-pub fn open_store(config: &Config, edge_id: &str) -> anyhow::Result<Arc<dyn Store>> {
-    match config.store {
-        StoreKind::Embedded => {
-            let store = EmbeddedStore::open(&config.data_dir).with_context(|| {
-                format!(
-                    "opening the embedded store in {}",
-                    config.data_dir.display()
-                )
-            })?;
-            Ok(Arc::new(store))
-        }
-        StoreKind::Redis => {
-            if config.redis_url.is_none() && config.redis_cluster_nodes.is_empty() {
-                anyhow::bail!("--store redis needs --redis-url or --redis-cluster-nodes");
-            }
-            // rediss:// needs a TLS provider; installing it twice is harmless.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            let store = RedisStore::open(RedisOptions {
-                url: config.redis_url.clone(),
-                cluster_nodes: config.redis_cluster_nodes.clone(),
-                prefix: config.redis_prefix.clone(),
-                retention_days: config.retention_days,
-                stats_cache: config.stats_cache,
-                edge_id: edge_id.to_owned(),
-                data_dir: config.data_dir.clone(),
-            })
-            .context("setting up the Redis store")?;
-            Ok(Arc::new(store))
-        }
-    }
-}
 
 /// The access rule from `--api-keys` and `--api-keys-file`; a keys file that
 /// cannot be read or parsed stops the start with the line at fault.
@@ -126,7 +91,7 @@ pub async fn run(
     // Held (with the directory's lock) until the run ends.
     let identity = EdgeIdentity::load(&config.data_dir).context("loading the edge identity")?;
     tracing::info!(edge_id = %identity.id, boot = identity.boot, "edge identity");
-    let store = open_store(&config, &identity.id)?;
+    let store = store::open(&config, &identity.id)?;
     let log = Log::open(&wal_dir(&config), config.durability, &identity)?;
     let access = load_access(&config)?;
     if matches!(access, Access::LoopbackOnly) {

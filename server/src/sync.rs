@@ -1,6 +1,6 @@
 //! The background task that folds pending deltas into the store: when to
 //! sync, and how to back off. What a sync hands over, and in which order, is
-//! step 5 and 6 of [`crate::counted`].
+//! step 5 and 6 of `crate::counted`.
 
 use std::time::Duration;
 
@@ -31,7 +31,7 @@ pub async fn sync_once(edge: &Edge) -> Result<bool, StoreError> {
 
 /// Waits before the attempt that follows `failures` failed ones: doubling
 /// from `base`, capped, with full jitter so many edges do not retry in step.
-pub fn backoff(base: Duration, failures: u32, unit_random: f64) -> Duration {
+pub(crate) fn backoff(base: Duration, failures: u32, unit_random: f64) -> Duration {
     let exp = base
         .saturating_mul(1u32 << failures.min(16))
         .min(MAX_BACKOFF);

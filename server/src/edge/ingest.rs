@@ -18,7 +18,7 @@ use crate::wal::{codec, Lsn, WalFailed};
 
 /// Why ingest refused a batch (or a single impression) as a whole.
 #[derive(Debug, thiserror::Error)]
-pub enum IngestError {
+pub(crate) enum IngestError {
     /// The counts not yet in the store hold more memory than allowed: a
     /// clear refusal beats losing data when memory runs out.
     #[error("{pending} bytes of counts wait for the store, over the bound of {max}")]
@@ -34,7 +34,7 @@ pub enum IngestError {
 impl Edge {
     /// Refuses new work while pending counts are over their bound or the log
     /// has failed. Ingest routes ask before they read a body.
-    pub fn admit(&self) -> Result<(), IngestError> {
+    pub(crate) fn admit(&self) -> Result<(), IngestError> {
         let pending = self.aggregator.pending_bytes();
         if pending > self.rules.max_pending_bytes {
             tracing::warn!(
@@ -56,7 +56,7 @@ impl Edge {
     /// Counts a batch [`Edge::admit`] let in, judged `verdict`, exactly once
     /// (a copy of a batch counted before answers as all duplicates); answers
     /// once the batch is durable.
-    pub async fn ingest(
+    pub(crate) async fn ingest(
         &self,
         batch: &Batch<'_>,
         verdict: Verdict,
@@ -139,7 +139,7 @@ impl Edge {
     /// The single-impression form: one measurable and one viewable
     /// impression of `ad_id` (an id already checked) by `user_id`, now, as
     /// a batch of its own under a minted id ([`crate::counted`]).
-    pub async fn ingest_single(
+    pub(crate) async fn ingest_single(
         &self,
         ad_id: &str,
         user_id: &str,

@@ -16,7 +16,7 @@ use std::time::Duration;
 use glimpse_wire::api::{AdSummary, StatsResponse};
 use glimpse_wire::{Day, DayRange};
 
-pub use ingest::IngestError;
+pub(crate) use ingest::IngestError;
 
 use crate::aggregate::Aggregator;
 use crate::clock::Clock;
@@ -42,7 +42,7 @@ pub struct IngestRules {
     /// (`--ad-signing-secret`, see [`crate::signing`]).
     pub ad_signing_secret: Option<Secret>,
     /// Automated browsers count as people (`--count-automation`, see
-    /// [`crate::traffic`]).
+    /// `crate::traffic`).
     pub count_automation: bool,
 }
 
@@ -104,7 +104,7 @@ pub struct Edge {
 impl Edge {
     /// The edge of `parts`. The log's replayed deltas are pending again,
     /// ahead of any new one, and their batches claimed as counted
-    /// ([`crate::counted`], step 4).
+    /// (`crate::counted`, step 4).
     pub fn new(parts: EdgeParts) -> Edge {
         let claims = BatchClaims::default();
         let (aggregator, wal) = match parts.log {
@@ -144,7 +144,7 @@ impl Edge {
     }
 
     /// Today, UTC, by the edge's clock.
-    pub fn today(&self) -> Day {
+    pub(crate) fn today(&self) -> Day {
         Day::from_epoch_ms(self.now_ms()).expect("the server clock is after 1970")
     }
 
@@ -189,7 +189,11 @@ impl Edge {
 
     /// The stats of `ad_id` over `range`: the store's days merged with what
     /// is pending here.
-    pub async fn stats(&self, ad_id: &str, range: DayRange) -> Result<StatsResponse, StoreError> {
+    pub(crate) async fn stats(
+        &self,
+        ad_id: &str,
+        range: DayRange,
+    ) -> Result<StatsResponse, StoreError> {
         let stored = self
             .store
             .read_days(ad_id, range)
@@ -201,7 +205,7 @@ impl Edge {
 
     /// One summary per ad with counts in `range` (stored or pending) for
     /// which `visible` says yes, by ad id.
-    pub async fn ads(
+    pub(crate) async fn ads(
         &self,
         range: DayRange,
         visible: impl Fn(&str) -> bool,
@@ -225,7 +229,7 @@ impl Edge {
     /// Whether the edge can do its work: the log has not failed, the store
     /// answers, and the pending counts are within their bound. `Err` says
     /// why not.
-    pub async fn readiness(&self) -> Result<(), String> {
+    pub(crate) async fn readiness(&self) -> Result<(), String> {
         if let Some(e) = self.wal.as_ref().and_then(Wal::failure) {
             return Err(e.to_string());
         }

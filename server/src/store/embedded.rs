@@ -7,7 +7,7 @@
 //! - `visitors`: the day's sketch in Redis's byte format;
 //! - `ads_by_day`: `(day, ad_id) -> ()`, to list the ads of a date range;
 //! - `batches` and `batches_by_time`: the batch ids counted here, kept
-//!   48 h ([`super::seen`], shared with the Redis store's local index).
+//!   48 h (`super::seen`, shared with the Redis store's local index).
 //!
 //! A delta is applied in one write transaction, so a crash or error leaves
 //! either all of it or none of it, and a retry cannot count twice.
@@ -50,7 +50,7 @@ const ADS_BY_DAY: TableDefinition<(u32, &str), ()> = TableDefinition::new("ads_b
 const INLINE_READ_MAX_DAYS: usize = 7;
 
 /// The database file inside the data directory.
-pub const FILE_NAME: &str = "glimpse.redb";
+pub(crate) const FILE_NAME: &str = "glimpse.redb";
 
 #[derive(Debug, Clone)]
 pub struct EmbeddedStore {

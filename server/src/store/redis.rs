@@ -310,11 +310,6 @@ impl RedisStore {
         })
     }
 
-    /// The edge id this store writes its ledger entries under.
-    pub fn edge_id(&self) -> &str {
-        &self.edge_id
-    }
-
     async fn query<T: redis::FromRedisValue>(
         &self,
         what: &str,

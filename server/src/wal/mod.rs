@@ -30,7 +30,7 @@
 //! retrying cannot promise anything): waiters get an error, ingest answers
 //! 503 and `/readyz` says why; restart the edge once the disk is fixed.
 
-pub mod codec;
+pub(crate) mod codec;
 mod replay;
 mod writer;
 
@@ -109,7 +109,7 @@ pub type Lsn = u64;
 const SUFFIX: &str = ".wal";
 
 /// The file of segment `seq`.
-pub fn segment_path(dir: &Path, seq: u64) -> PathBuf {
+fn segment_path(dir: &Path, seq: u64) -> PathBuf {
     dir.join(format!("{seq:020}{SUFFIX}"))
 }
 

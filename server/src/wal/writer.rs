@@ -139,6 +139,7 @@ impl Wal {
     }
 
     /// Everything appended so far.
+    #[cfg(test)]
     pub fn appended(&self) -> Lsn {
         self.shared.pending.lock().appended
     }

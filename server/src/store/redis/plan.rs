@@ -32,6 +32,9 @@ impl fmt::Display for StepId {
     }
 }
 
+/// The ledger's rules, as `apply.lua` applies them inside Redis; the model
+/// of Redis in the tests follows them.
+#[cfg(test)]
 impl StepId {
     pub fn parse(s: &str) -> Option<StepId> {
         let (seq, chunk) = s.split_once(':')?;
