@@ -263,4 +263,25 @@ mod tests {
         claims.claim_counted("b3");
         assert_eq!(claims.settled("b3").await, Some(None));
     }
+
+    #[test]
+    fn minted_ids_need_no_claim_and_replayed_batches_are_claimed_until_synced() {
+        let minted = mint_batch_id();
+        assert!(minted.starts_with("single/") && !needs_claim(&minted));
+        assert_ne!(minted, mint_batch_id());
+        assert!(needs_claim("b-7f3a"));
+        let agg = crate::aggregate::Aggregator::new();
+        agg.record("b1", 0, crate::traffic::Traffic::Valid, &[]);
+        agg.record(&minted, 0, crate::traffic::Traffic::Valid, &[]);
+        let delta = agg.begin_sync().unwrap();
+        let claims = BatchClaims::default();
+        claims.claim_replayed(&delta);
+        assert!(claims.claim("b1").is_none(), "a replayed batch is claimed");
+        assert!(
+            !claims.shard(&minted).lock().contains_key(&minted),
+            "a minted one is not"
+        );
+        claims.release_synced(&delta);
+        assert!(claims.claim("b1").is_some(), "released once synced");
+    }
 }

@@ -187,4 +187,17 @@ mod tests {
         assert!(!index.contains("old").unwrap() && !index.contains("bot").unwrap());
         assert!(index.contains("new").unwrap());
     }
+
+    #[tokio::test]
+    async fn minted_ids_are_not_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let agg = Aggregator::new();
+        let minted = crate::counted::mint_batch_id();
+        agg.record(&minted, NOW, Traffic::Valid, &[]);
+        agg.record("client", NOW, Traffic::Valid, &[]);
+        let index = SeenIndex::open(dir.path()).unwrap();
+        index.record(&agg.begin_sync().unwrap(), NOW).await.unwrap();
+        assert!(index.contains("client").unwrap());
+        assert!(!index.contains(&minted).unwrap());
+    }
 }
