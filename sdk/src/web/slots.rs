@@ -89,12 +89,16 @@ impl Slots {
             .and_then(|s| s.token.clone())
     }
 
-    /// Disconnects the observers and forgets every slot.
+    /// Disconnects the observers and forgets every slot, in the engine too
+    /// (a dwell under way must not end in an event later).
     pub(super) fn stop(&mut self) {
         self.io = None;
         self.mo = None;
         self.dwell = None;
-        self.list.clear();
+        for slot in self.list.drain(..) {
+            self.engine.remove(slot.id);
+        }
+        self.out.clear();
     }
 }
 
