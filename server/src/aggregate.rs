@@ -508,6 +508,7 @@ mod tests {
                         impressions: 2,
                         measurable: 1,
                         invalid: 0,
+                        verified: 0,
                     },
                 },
                 BatchCount {
@@ -517,6 +518,7 @@ mod tests {
                         impressions: 0,
                         measurable: 1,
                         invalid: 0,
+                        verified: 0,
                     },
                 },
             ]
@@ -567,6 +569,7 @@ mod tests {
                         impressions: 0,
                         measurable: 0,
                         invalid: 2,
+                        verified: 0,
                     },
                 },
                 BatchCount {
@@ -576,6 +579,7 @@ mod tests {
                         impressions: 0,
                         measurable: 0,
                         invalid: 1,
+                        verified: 0,
                     },
                 },
             ]
