@@ -6,6 +6,7 @@ mod deploy_manifests;
 mod edge_process;
 mod hll_vs_redis;
 mod load;
+mod log_bound;
 mod redis_cluster;
 mod redis_faults;
 mod redis_store;
