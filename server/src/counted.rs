@@ -56,6 +56,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use crate::counts::Delta;
+use crate::heap;
 
 /// Whether a batch id takes part in de-duplication: every id but the ones
 /// the edge mints ([`mint_batch_id`]).
@@ -139,6 +140,17 @@ impl BatchClaims {
             *s = state;
         }
         self.settled.notify_waiters();
+    }
+
+    /// The heap one claim on `batch_id` holds until its batch is synced
+    /// (nothing for a minted id, which is never claimed): part of the
+    /// pending bytes ([`crate::aggregate::Aggregator::pending_bytes`]).
+    pub fn heap_bytes(batch_id: &str) -> usize {
+        if needs_claim(batch_id) {
+            heap::hash_entry::<(String, State)>() + heap::allocation(batch_id.len())
+        } else {
+            0
+        }
     }
 
     /// Claims `id` for counting; `None` when it is already claimed.

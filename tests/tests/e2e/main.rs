@@ -7,6 +7,7 @@ mod edge_process;
 mod hll_vs_redis;
 mod load;
 mod log_bound;
+mod pending_bound;
 mod redis_cluster;
 mod redis_faults;
 mod redis_store;
