@@ -25,6 +25,10 @@
 //!    segment of the delta that counts it; the claim becomes *counted* with
 //!    the log position ([`Claim::counted`]), and with `--durability strict`
 //!    the answer waits for that position to be fsynced.
+//!    A batch with no valid event counts nothing and keeps no state: its
+//!    claim is dropped once it is validated, so it is never logged, synced,
+//!    indexed or claimed in Redis, and de-duplication state grows only with
+//!    batches that counted something.
 //! 4. **Replay** (start). Batches replayed from the log are claimed as
 //!    counted ([`BatchClaims::claim_replayed`]) before the edge serves, so a
 //!    client retrying one is told it was counted, as before the crash.

@@ -139,6 +139,13 @@ impl Edge {
         }
         // On this error the claim is dropped, and so released.
         check_distinct_ads(&events)?;
+        if events.is_empty() {
+            // Nothing counted, so nothing to de-duplicate: no record, no log,
+            // and the claim is dropped, so the id reaches neither the seen
+            // index nor the store's claims ([`crate::counted`]). A copy sent
+            // again is validated again and counts only what is valid then.
+            return Ok(response);
+        }
         response.accepted = events.len() as u32;
         // The client is not told: a bot learns nothing from the answer.
         let traffic = self.traffic(verdict, response.accepted.into());

@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod crash;
+mod dedup_state;
 mod deploy_manifests;
 mod edge_process;
 mod hll_vs_redis;
