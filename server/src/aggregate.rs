@@ -464,6 +464,7 @@ mod tests {
             ts: day(d).start_ms(),
             day: day(d),
             token: None,
+            verified: false,
         }
     }
 
@@ -525,6 +526,7 @@ mod tests {
                         impressions: 2,
                         measurable: 1,
                         invalid: 0,
+                        verified: 0,
                     },
                 },
                 BatchCount {
@@ -534,6 +536,7 @@ mod tests {
                         impressions: 0,
                         measurable: 1,
                         invalid: 0,
+                        verified: 0,
                     },
                 },
             ]
@@ -584,6 +587,7 @@ mod tests {
                         impressions: 0,
                         measurable: 0,
                         invalid: 2,
+                        verified: 0,
                     },
                 },
                 BatchCount {
@@ -593,6 +597,7 @@ mod tests {
                         impressions: 0,
                         measurable: 0,
                         invalid: 1,
+                        verified: 0,
                     },
                 },
             ]

@@ -5,9 +5,7 @@
 use std::collections::HashSet;
 
 use glimpse_wire::api::{IngestResponse, Rejection};
-use glimpse_wire::ingest::{
-    check_distinct_ads, validate_event, Batch, BatchError, Event, EventError,
-};
+use glimpse_wire::ingest::{check_distinct_ads, Batch, BatchError, Event, EventError};
 use glimpse_wire::{Day, Kind};
 
 use super::Edge;
@@ -124,7 +122,11 @@ impl Edge {
         let mut seen_ids = HashSet::with_capacity(batch.events.len());
         let mut events: Vec<Event<'_>> = Vec::with_capacity(batch.events.len());
         for (index, raw) in batch.events.iter().enumerate() {
-            match validate_event(raw, now).and_then(|e| self.check_token(e, now)) {
+            // The batch's own validation: it corrects for the client's clock.
+            match batch
+                .validate_event(raw, now)
+                .and_then(|e| self.check_token(e, now))
+            {
                 Ok(event) if seen_ids.insert(event.id.clone()) => events.push(event),
                 Ok(_) => response.duplicates += 1,
                 Err(e) => {
@@ -183,6 +185,7 @@ impl Edge {
             kind,
             ts: now,
             token: None,
+            verified: false,
             day,
         };
         let traffic = self.traffic(verdict, 2);
