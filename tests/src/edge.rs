@@ -190,6 +190,20 @@ impl Edge {
         answer(agent().get(&self.url(path)).call())
     }
 
+    /// GET with these extra headers, any status; `Err` only when no answer
+    /// came.
+    pub fn get_with_headers(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<(u16, String), String> {
+        let mut request = agent().get(&self.url(path));
+        for (name, value) in headers {
+            request = request.set(name, value);
+        }
+        answer(request.call())
+    }
+
     /// GET expecting 200 and a JSON body.
     pub fn get_json<T: DeserializeOwned>(&self, path: &str) -> T {
         let (status, body) = self

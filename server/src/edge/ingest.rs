@@ -29,6 +29,10 @@ pub(crate) enum IngestError {
     /// The batch breaks a rule that only its valid events can tell.
     #[error(transparent)]
     Batch(#[from] BatchError),
+    /// The single impression's event is refused (an unsigned or forged ad
+    /// on an edge that requires signed ads): it has no siblings to count.
+    #[error(transparent)]
+    Event(EventError),
 }
 
 impl Edge {
@@ -103,7 +107,11 @@ impl Edge {
         let mut seen_ids = HashSet::with_capacity(batch.events.len());
         let mut events: Vec<Event<'_>> = Vec::with_capacity(batch.events.len());
         for (index, raw) in batch.events.iter().enumerate() {
-            match validate_event(raw, now).and_then(|e| self.check_token(e, now)) {
+            let checked = validate_event(raw, now).and_then(|e| {
+                self.check_token(&e.ad_id, e.token.as_deref(), now)?;
+                Ok(e)
+            });
+            match checked {
                 Ok(event) if seen_ids.insert(event.id.clone()) => events.push(event),
                 Ok(_) => response.duplicates += 1,
                 Err(e) => {
@@ -138,15 +146,21 @@ impl Edge {
 
     /// The single-impression form: one measurable and one viewable
     /// impression of `ad_id` (an id already checked) by `user_id`, now, as
-    /// a batch of its own under a minted id ([`crate::counted`]).
+    /// a batch of its own under a minted id ([`crate::counted`]). Its
+    /// `token` is checked by the same rule as a batch's events.
     pub(crate) async fn ingest_single(
         &self,
         ad_id: &str,
         user_id: &str,
+        token: Option<&str>,
         verdict: Verdict,
     ) -> Result<(), IngestError> {
         self.admit()?;
         let now = self.now_ms();
+        self.check_token(ad_id, token, now).map_err(|e| {
+            self.metrics.event_rejected(e.code());
+            IngestError::Event(e)
+        })?;
         let day = Day::from_epoch_ms(now).expect("the server clock is after 1970");
         let event = |kind| Event {
             id: "single".into(),
@@ -181,21 +195,16 @@ impl Edge {
         traffic
     }
 
-    /// With `--ad-signing-secret`, refuses an event without a valid token
-    /// for its ad; without it, lets every event through.
-    fn check_token<'a>(&self, event: Event<'a>, now_ms: i64) -> Result<Event<'a>, EventError> {
+    /// With `--ad-signing-secret`, refuses an event of `ad_id` without a
+    /// valid `token` for it; without it, lets every event through. The one
+    /// rule for batches and the single-impression form alike.
+    fn check_token(&self, ad_id: &str, token: Option<&str>, now_ms: i64) -> Result<(), EventError> {
         let Some(secret) = &self.rules.ad_signing_secret else {
-            return Ok(event);
+            return Ok(());
         };
         let now_secs = u64::try_from(now_ms.div_euclid(1000)).unwrap_or(0);
-        signing::verify(
-            secret.expose().as_bytes(),
-            &event.ad_id,
-            event.token.as_deref(),
-            now_secs,
-        )
-        .map_err(|why| EventError::new("invalid_token", why))?;
-        Ok(event)
+        signing::verify(secret.expose().as_bytes(), ad_id, token, now_secs)
+            .map_err(|why| EventError::new("invalid_token", why))
     }
 
     /// Counts one batch and logs it, in the segment of the generation that

