@@ -119,3 +119,41 @@ fn single_impression_requires_a_signed_ad_like_a_batch() {
         "one invalid_token rejection per refused event: {metrics}"
     );
 }
+
+#[test]
+fn loopback_only_judges_the_client_behind_a_trusted_proxy() {
+    let dir = tempfile::tempdir().unwrap();
+    // No keys: stats for loopback clients only. The test stands in for a
+    // same-host proxy: its peer address is 127.0.0.1, a trusted proxy.
+    let edge = Edge::start(dir.path(), &["--trusted-proxies", "127.0.0.1/32"]);
+    let (status, body) = edge
+        .get_raw("/v1/impression?ad_id=ad-private&user_id=u1")
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let routes = [
+        "/v1/ads",
+        "/v1/ads/ad-private/stats",
+        "/v1/ads/ad-private/unique-visitors?date=2026-01-01",
+        "/metrics",
+    ];
+    for route in routes {
+        let (status, body) = edge
+            .get_with_headers(route, &[("X-Forwarded-For", "203.0.113.9")])
+            .unwrap();
+        let code = error_code(status, &body, 403, route);
+        assert_eq!(code, "forbidden", "{route}");
+        assert!(!body.contains("ad-private"), "{route}: {body}");
+        // A client behind the proxy that claims loopback is still the
+        // address the proxy saw: the rightmost untrusted hop.
+        let (status, body) = edge
+            .get_with_headers(route, &[("X-Forwarded-For", "127.0.0.1, 203.0.113.9")])
+            .unwrap();
+        error_code(status, &body, 403, route);
+        // The proxy's own requests, and a client it forwards from loopback,
+        // are loopback clients.
+        for headers in [&[][..], &[("X-Forwarded-For", "127.0.0.1")][..]] {
+            let (status, body) = edge.get_with_headers(route, headers).unwrap();
+            assert_eq!(status, 200, "{route} {headers:?}: {body}");
+        }
+    }
+}
