@@ -103,6 +103,12 @@ pub struct Config {
     #[arg(long, env = "GLIMPSE_BODY_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub body_timeout: Duration,
 
+    /// Time a request's line and headers have to arrive in full (e.g. 10s);
+    /// a connection that is slower, or idle that long between requests, is
+    /// closed.
+    #[arg(long, env = "GLIMPSE_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
+    pub header_read_timeout: Duration,
+
     /// Serve `/metrics` on this address instead of the main one (there
     /// without a key: bind it to a private interface).
     #[arg(long, env = "GLIMPSE_METRICS_LISTEN")]
@@ -165,6 +171,15 @@ pub struct Config {
     pub count_automation: bool,
 }
 
+/// A duration of more than zero (`500ms`, `10s`).
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err("must be more than zero".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// `glimpse-server sign-ad`: prints a token for `data-ad-token`.
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -197,6 +212,12 @@ mod tests {
         assert_eq!(c.sync_interval, Duration::from_secs(5));
         assert!(c.api_keys.is_empty());
         assert_eq!(c.durability, Durability::Strict);
+        assert_eq!(c.header_read_timeout, Duration::from_secs(10));
+        for bad in ["0s", "never"] {
+            assert!(
+                Config::try_parse_from(["glimpse-server", "--header-read-timeout", bad]).is_err()
+            );
+        }
         let relaxed =
             Config::try_parse_from(["glimpse-server", "--durability", "relaxed"]).unwrap();
         assert_eq!(relaxed.durability, Durability::Relaxed);

@@ -45,7 +45,6 @@ mod traffic;
 mod wal;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -136,23 +135,17 @@ pub async fn run(
                 "glimpse-server metrics on http://{}",
                 metrics_listener.local_addr()?
             );
-            let serve = axum::serve(metrics_listener, metrics_app(Arc::clone(&http)));
-            Some(tokio::spawn(async move {
-                if let Err(e) = serve.await {
-                    tracing::error!(error = %e, "the metrics listener failed");
-                }
-            }))
+            let serve = http::serve(
+                metrics_listener,
+                metrics_app(Arc::clone(&http)),
+                config.header_read_timeout,
+                std::future::pending(),
+            );
+            Some(tokio::spawn(serve))
         }
     };
 
-    let router = app(http);
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .context("serving HTTP")?;
+    http::serve(listener, app(http), config.header_read_timeout, shutdown).await;
     if let Some(task) = metrics_task {
         task.abort();
     }

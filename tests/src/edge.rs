@@ -86,6 +86,7 @@ impl Edge {
             "GLIMPSE_TRUSTED_PROXIES",
             "GLIMPSE_MAX_CONCURRENT_REQUESTS",
             "GLIMPSE_BODY_TIMEOUT",
+            "GLIMPSE_HEADER_READ_TIMEOUT",
             "GLIMPSE_METRICS_LISTEN",
             "GLIMPSE_STORE",
             "GLIMPSE_REDIS_URL",

@@ -7,6 +7,7 @@ mod error;
 mod extract;
 mod guard;
 mod ingest;
+mod serve;
 mod stats;
 
 use std::path::PathBuf;
@@ -24,6 +25,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 pub use auth::Access;
 pub use guard::Guard;
+pub(crate) use serve::serve;
 
 use self::error::ApiError;
 use crate::config::Config;

@@ -3,8 +3,10 @@
 //! loopback-only rule behind a proxy, slow request heads, what an
 //! unauthenticated answer may show, and paging through the ads of a range.
 
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
 use std::process::Command;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use glimpse_tests::edge::{workspace_binary, Edge};
 use glimpse_wire::api::{ErrorBody, StatsResponse};
@@ -156,4 +158,67 @@ fn loopback_only_judges_the_client_behind_a_trusted_proxy() {
             assert_eq!(status, 200, "{route} {headers:?}: {body}");
         }
     }
+}
+
+/// Connections that send a request line, then one header byte a second,
+/// never finishing the head; answers when each was closed by the edge,
+/// counted from its first byte, or `None` if it was still open at `give_up`.
+fn trickle_headers(edge: &Edge, connections: usize, give_up: Duration) -> Vec<Option<Duration>> {
+    let addr = edge.base_url.trim_start_matches("http://").to_owned();
+    let threads: Vec<_> = (0..connections)
+        .map(|_| {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                let mut stream = TcpStream::connect(&addr).expect("connect to the edge");
+                // Reading is the pacing: each read waits up to a second for
+                // the edge to close the connection, then the next byte goes.
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(1)))
+                    .unwrap();
+                let started = Instant::now();
+                stream
+                    .write_all(b"GET /healthz HTTP/1.1\r\nHost: edge\r\nX-Slow: ")
+                    .unwrap();
+                let mut buf = [0u8; 1024];
+                while started.elapsed() < give_up {
+                    match stream.read(&mut buf) {
+                        // The edge closed it (perhaps after a last answer).
+                        Ok(0) => return Some(started.elapsed()),
+                        Ok(_) => continue,
+                        Err(e)
+                            if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+                        {
+                            if stream.write_all(b"a").is_err() {
+                                return Some(started.elapsed());
+                            }
+                        }
+                        Err(_) => return Some(started.elapsed()),
+                    }
+                }
+                None
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().unwrap()).collect()
+}
+
+#[test]
+fn slow_request_heads_are_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let edge = Edge::start(dir.path(), &["--header-read-timeout", "2s"]);
+    // Well past the bound; the connections of the edge before this rule
+    // stayed open for as long as the client liked.
+    let give_up = Duration::from_secs(15);
+    let closed = trickle_headers(&edge, 5, give_up);
+    for (i, at) in closed.iter().enumerate() {
+        let at = at.unwrap_or_else(|| panic!("connection {i} still open after {give_up:?}"));
+        // Not refused at once: it was cut off while trickling.
+        assert!(
+            at >= Duration::from_secs(1),
+            "connection {i} closed after {at:?}, before it had trickled anything"
+        );
+    }
+    // The edge still serves, and a request that arrives in time is answered.
+    let (status, _) = edge.get_raw("/healthz").unwrap();
+    assert_eq!(status, 200);
 }
