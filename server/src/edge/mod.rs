@@ -29,6 +29,12 @@ use crate::stats::{ad_stats, ad_summary};
 use crate::store::{Store, StoreError};
 use crate::wal::{Log, Wal};
 
+/// Why the edge takes no batches, in `/readyz`: the log has failed.
+const LOG_FAILED: &str = "the write-ahead log has failed; the edge's logs say why";
+/// Why the edge takes no batches, in `/readyz`: memory is at its bound.
+const PENDING_OVER_BOUND: &str =
+    "counts waiting for the store are over --max-pending-bytes until a sync lands";
+
 /// How long `/readyz` waits for the store to answer.
 const READINESS_PING_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -228,24 +234,34 @@ impl Edge {
 
     /// Whether the edge can do its work: the log has not failed, the store
     /// answers, and the pending counts are within their bound. `Err` says
-    /// why not.
-    pub(crate) async fn readiness(&self) -> Result<(), String> {
+    /// why not, in words fit for anyone who can reach `/readyz`: no paths,
+    /// no store error text; the detail goes to the logs.
+    pub(crate) async fn readiness(&self) -> Result<(), &'static str> {
         if let Some(e) = self.wal.as_ref().and_then(Wal::failure) {
-            return Err(e.to_string());
+            tracing::warn!(error = %e, "not ready: the write-ahead log has failed");
+            return Err(LOG_FAILED);
         }
         match tokio::time::timeout(READINESS_PING_TIMEOUT, self.store.ping()).await {
-            Err(_) => Err(format!(
-                "the store did not answer within {} s",
-                READINESS_PING_TIMEOUT.as_secs()
-            )),
-            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => {
+                tracing::warn!(
+                    timeout_secs = READINESS_PING_TIMEOUT.as_secs(),
+                    "not ready: the store did not answer the readiness ping in time"
+                );
+                Err("the store did not answer in time")
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "not ready: the store is unreachable");
+                Err("the store is unreachable; the edge's logs say why")
+            }
             Ok(Ok(())) => {
                 let pending = self.pending_bytes();
                 if pending > self.rules.max_pending_bytes {
-                    Err(format!(
-                        "{pending} bytes of counts wait for the store, over the bound of {}",
-                        self.rules.max_pending_bytes
-                    ))
+                    tracing::warn!(
+                        pending_bytes = pending,
+                        max = self.rules.max_pending_bytes,
+                        "not ready: pending counts over their bound"
+                    );
+                    Err(PENDING_OVER_BOUND)
                 } else {
                     Ok(())
                 }

@@ -43,10 +43,10 @@ pub enum ApiError {
     Overloaded,
     #[error("the edge holds too many counts not yet written to the store; retry in {retry_after_secs} s")]
     PendingOverBound { retry_after_secs: u64 },
-    #[error(
-        "the batch could not be made durable on this edge ({0}); retry it: it will count once"
-    )]
-    LogFailed(String),
+    /// The detail (a file, an OS error) is in the edge's logs, not here:
+    /// anyone may post.
+    #[error("the batch could not be made durable on this edge; retry it: it will count once")]
+    LogFailed,
 }
 
 impl From<IngestError> for ApiError {
@@ -55,7 +55,7 @@ impl From<IngestError> for ApiError {
             IngestError::PendingOverBound { .. } => ApiError::PendingOverBound {
                 retry_after_secs: OVERLOAD_RETRY_AFTER_SECS,
             },
-            IngestError::LogFailed(e) => ApiError::LogFailed(e.to_string()),
+            IngestError::LogFailed(_) => ApiError::LogFailed,
             IngestError::Batch(e) => ApiError::Batch(e),
             IngestError::Event(e) => ApiError::bad_request(e.code(), e.to_string()),
         }
@@ -93,7 +93,7 @@ impl ApiError {
             ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             ApiError::PendingOverBound { .. } => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
-            ApiError::LogFailed(_) => (StatusCode::SERVICE_UNAVAILABLE, "log_unavailable"),
+            ApiError::LogFailed => (StatusCode::SERVICE_UNAVAILABLE, "log_unavailable"),
         }
     }
 }

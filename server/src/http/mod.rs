@@ -220,7 +220,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
             let body = Readiness {
                 status: "degraded".into(),
                 store,
-                detail: Some(detail),
+                detail: Some(detail.to_owned()),
             };
             (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
         }

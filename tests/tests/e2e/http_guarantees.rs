@@ -8,7 +8,8 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use glimpse_tests::edge::{workspace_binary, Edge};
+use glimpse_tests::edge::{redis_flags, workspace_binary, Edge};
+use glimpse_tests::redis::RedisServer;
 use glimpse_wire::api::{ErrorBody, StatsResponse};
 use serde_json::json;
 
@@ -221,4 +222,79 @@ fn slow_request_heads_are_cut_off() {
     // The edge still serves, and a request that arrives in time is answered.
     let (status, _) = edge.get_raw("/healthz").unwrap();
     assert_eq!(status, 200);
+}
+
+/// Asserts that an answer anyone may get shows nothing of the edge's
+/// insides: no path of its data directory, no OS or store error text.
+fn assert_no_internals(body: &str, data_dir: &std::path::Path, what: &str) {
+    let dir = data_dir.display().to_string();
+    for leak in [
+        dir.as_str(),
+        "/wal",
+        ".wal",
+        "os error",
+        "No such file",
+        "refused",
+        "redis://",
+    ] {
+        assert!(!body.contains(leak), "{what} shows `{leak}`: {body}");
+    }
+}
+
+#[test]
+fn unauthenticated_answers_show_no_internals() {
+    let dir = tempfile::tempdir().unwrap();
+    let edge = Edge::start(dir.path(), &[] as &[&str]);
+    // The log's directory vanishes: the next segment cannot be created, and
+    // the error the edge logs names its path.
+    std::fs::remove_dir_all(dir.path().join("wal")).unwrap();
+    let batch = |id: &str| {
+        json!({"batch_id": id, "events": [
+            {"id": "e1", "ad_id": "ad-1", "user_id": "u1", "kind": "viewable", "ts": now_ms()}
+        ]})
+        .to_string()
+    };
+    for id in ["b-1", "b-2"] {
+        let (status, body) = edge.post_batch(&batch(id));
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["error"]["code"], "log_unavailable", "{body}");
+        assert_no_internals(&body.to_string(), dir.path(), "the 503 log_unavailable");
+    }
+    let (status, body) = edge
+        .get_raw("/v1/impression?ad_id=ad-1&user_id=u1")
+        .unwrap();
+    assert_eq!(
+        error_code(status, &body, 503, "single impression"),
+        "log_unavailable"
+    );
+    assert_no_internals(&body, dir.path(), "the single impression's 503");
+    let (status, body) = edge.get_raw("/readyz").unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert_no_internals(&body, dir.path(), "/readyz");
+}
+
+#[test]
+fn readiness_shows_no_store_error_text() {
+    let mut redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let edge = Edge::start(dir.path(), &redis_flags(&redis.url()));
+    redis.kill();
+    let port = redis.port().to_string();
+    let (_, body) = wait_for_store_down(&edge);
+    assert_no_internals(&body, dir.path(), "/readyz");
+    assert!(!body.contains(&port), "/readyz shows Redis's port: {body}");
+}
+
+/// Polls `/readyz` until it reports the store unreachable; its answer.
+fn wait_for_store_down(edge: &Edge) -> (u16, String) {
+    let mut last = (0, String::new());
+    edge.wait_until(
+        Duration::from_secs(30),
+        "/readyz reports the store down",
+        || {
+            last = edge.get_raw("/readyz").unwrap();
+            last.1.contains("\"degraded\"")
+        },
+    );
+    last
 }
