@@ -104,7 +104,7 @@ pub async fn run(
     let edge = Arc::new(Edge::new(EdgeParts {
         store,
         clock: Arc::new(SystemClock),
-        rules: IngestRules::from_config(&config),
+        rules: IngestRules::from_config(&config).map_err(anyhow::Error::msg)?,
         log: Some(log),
     }));
     for (what, dir) in [("demo site", &config.www_dir), ("SDK", &config.sdk_dir)] {

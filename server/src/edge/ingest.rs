@@ -12,7 +12,6 @@ use glimpse_wire::{Day, Kind};
 
 use super::Edge;
 use crate::counted::mint_batch_id;
-use crate::signing;
 use crate::traffic::{Traffic, Verdict};
 use crate::wal::{codec, Lsn, WalFailed};
 
@@ -199,11 +198,12 @@ impl Edge {
     /// valid `token` for it; without it, lets every event through. The one
     /// rule for batches and the single-impression form alike.
     fn check_token(&self, ad_id: &str, token: Option<&str>, now_ms: i64) -> Result<(), EventError> {
-        let Some(secret) = &self.rules.ad_signing_secret else {
+        let Some(secrets) = &self.rules.ad_signing else {
             return Ok(());
         };
         let now_secs = u64::try_from(now_ms.div_euclid(1000)).unwrap_or(0);
-        signing::verify(secret.expose().as_bytes(), ad_id, token, now_secs)
+        secrets
+            .verify(ad_id, token, now_secs)
             .map_err(|why| EventError::new("invalid_token", why))
     }
 

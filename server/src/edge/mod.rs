@@ -23,8 +23,8 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::counted::BatchClaims;
 use crate::counts::Delta;
-use crate::keys::Secret;
 use crate::metrics::{Gauges, Metrics};
+use crate::signing::SigningSecrets;
 use crate::stats::{ad_stats, ad_summary};
 use crate::store::{Store, StoreError};
 use crate::wal::{Log, Wal};
@@ -44,9 +44,9 @@ pub struct IngestRules {
     /// Ingest refuses batches while pending counts hold more memory than
     /// this (`--max-pending-bytes`).
     pub max_pending_bytes: usize,
-    /// When set, every event must carry a valid token for its ad
-    /// (`--ad-signing-secret`, see [`crate::signing`]).
-    pub ad_signing_secret: Option<Secret>,
+    /// When set, every event must carry a valid token for its ad under one
+    /// of these secrets (`--ad-signing-secret`, see [`crate::signing`]).
+    pub ad_signing: Option<SigningSecrets>,
     /// Automated browsers count as people (`--count-automation`, see
     /// `crate::traffic`).
     pub count_automation: bool,
@@ -57,19 +57,20 @@ impl Default for IngestRules {
     fn default() -> Self {
         IngestRules {
             max_pending_bytes: usize::MAX,
-            ad_signing_secret: None,
+            ad_signing: None,
             count_automation: false,
         }
     }
 }
 
 impl IngestRules {
-    pub fn from_config(config: &Config) -> Self {
-        IngestRules {
+    /// The rules the flags give; refuses what [`Config::validate`] refuses.
+    pub fn from_config(config: &Config) -> Result<Self, String> {
+        Ok(IngestRules {
             max_pending_bytes: usize::try_from(config.max_pending_bytes).unwrap_or(usize::MAX),
-            ad_signing_secret: config.ad_signing_secret.clone(),
+            ad_signing: config.ad_signing()?,
             count_automation: config.count_automation,
-        }
+        })
     }
 }
 

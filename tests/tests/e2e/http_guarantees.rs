@@ -298,3 +298,90 @@ fn wait_for_store_down(edge: &Edge) -> (u16, String) {
     );
     last
 }
+
+/// The secret a rotation replaces; it still verifies while listed.
+const OLD_SECRET: &str = "fedcba9876543210fedcba9876543210-previous";
+
+/// A single impression of `ad` with `token`: its status.
+fn single_signed(edge: &Edge, ad: &str, token: &str) -> u16 {
+    let path = format!("/v1/impression?ad_id={ad}&user_id=u1&token={token}");
+    edge.get_raw(&path).unwrap().0
+}
+
+#[test]
+fn signing_secrets_rotate_the_first_signs_all_verify() {
+    for flags in [
+        vec![
+            "--ad-signing-secret".to_owned(),
+            format!("{SECRET},{OLD_SECRET}"),
+        ],
+        vec![
+            "--ad-signing-secret".to_owned(),
+            SECRET.to_owned(),
+            "--ad-signing-secret".to_owned(),
+            OLD_SECRET.to_owned(),
+        ],
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let edge = Edge::start(dir.path(), &flags);
+        // sign-ad given the same list signs with the first secret.
+        let listed = sign_ad(&format!("{SECRET},{OLD_SECRET}"), "ad-rot");
+        assert_eq!(listed, sign_ad(SECRET, "ad-rot"), "{flags:?}");
+        assert_eq!(single_signed(&edge, "ad-rot", &listed), 200, "{flags:?}");
+        assert_eq!(
+            single_signed(&edge, "ad-rot", &sign_ad(OLD_SECRET, "ad-rot")),
+            200
+        );
+        let unknown = sign_ad("a-third-secret-that-this-edge-never-had", "ad-rot");
+        assert_eq!(single_signed(&edge, "ad-rot", &unknown), 400, "{flags:?}");
+        let s = stats(&edge, "ad-rot");
+        assert_eq!((s.impressions, s.measurable), (2, 2), "{flags:?}");
+    }
+}
+
+#[test]
+fn short_signing_secrets_are_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let short = "only-31-bytes-long-secret-12345";
+    assert_eq!(short.len(), 31);
+    for (args, flag) in [
+        (
+            vec![
+                "--listen".to_owned(),
+                "127.0.0.1:0".to_owned(),
+                "--data-dir".to_owned(),
+                dir.path().display().to_string(),
+                "--ad-signing-secret".to_owned(),
+                format!("{SECRET},{short}"),
+            ],
+            "--ad-signing-secret",
+        ),
+        (
+            ["sign-ad", "--secret", short, "--ad-id", "ad-1"]
+                .map(String::from)
+                .to_vec(),
+            "--secret",
+        ),
+    ] {
+        let out = Command::new(workspace_binary("glimpse-server"))
+            .args(&args)
+            .env_remove("GLIMPSE_AD_SIGNING_SECRET")
+            .output()
+            .expect("run glimpse-server");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{flag}: started with a short secret");
+        assert!(
+            out.stdout.is_empty(),
+            "{flag}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert!(
+            stderr.contains(flag) && stderr.contains("at least 32"),
+            "{flag}: {stderr}"
+        );
+        assert!(
+            !stderr.contains(short),
+            "{flag}: the error shows the secret: {stderr}"
+        );
+    }
+}
