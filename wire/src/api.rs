@@ -82,12 +82,16 @@ pub struct AdSummary {
     pub invalid: u64,
 }
 
-/// `GET /v1/ads?from=..&to=..`: the ads with any count in the range.
+/// `GET /v1/ads?from=..&to=..&limit=..&cursor=..`: one page of the ads with
+/// any count in the range, by ad id.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AdsResponse {
     pub from: Day,
     pub to: Day,
     pub ads: Vec<AdSummary>,
+    /// Pass as `cursor` for the next page; `null` on the last one.
+    #[serde(default)]
+    pub next_cursor: Option<String>,
 }
 
 /// `GET /v1/impression` (the single-impression form).

@@ -23,6 +23,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::counted::BatchClaims;
 use crate::counts::Delta;
+use crate::keys::Scope;
 use crate::metrics::{Gauges, Metrics};
 use crate::signing::SigningSecrets;
 use crate::stats::{ad_stats, ad_summary};
@@ -94,6 +95,15 @@ impl EdgeParts {
             log: None,
         }
     }
+}
+
+/// A page of [`Edge::ads`].
+#[derive(Debug)]
+pub(crate) struct AdsPage {
+    /// In ad id order.
+    pub ads: Vec<AdSummary>,
+    /// Whether ads sort after the last of this page.
+    pub more: bool,
 }
 
 /// The state an edge's routes and sync task share. See the module docs.
@@ -210,27 +220,40 @@ impl Edge {
         Ok(ad_stats(ad_id, range, stored, pending))
     }
 
-    /// One summary per ad with counts in `range` (stored or pending) for
-    /// which `visible` says yes, by ad id.
+    /// One page of the ads inside `scope` with counts in `range` (stored or
+    /// pending), by ad id: at most `limit` ads whose ids sort after `after`.
+    /// The scope is applied to the ids before any stats are read, and only
+    /// the page's stats are.
     pub(crate) async fn ads(
         &self,
         range: DayRange,
-        visible: impl Fn(&str) -> bool,
-    ) -> Result<Vec<AdSummary>, StoreError> {
+        scope: &Scope,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<AdsPage, StoreError> {
         let mut ids = self
             .store
-            .ads_in_range(range)
+            .ads_in_range(range, scope)
             .await
             .map_err(|e| self.read_failed(e))?;
-        ids.extend(self.aggregator.pending_ads(range));
-        ids.retain(|id| visible(id));
+        ids.extend(
+            self.aggregator
+                .pending_ads(range)
+                .into_iter()
+                .filter(|id| scope.allows(id)),
+        );
+        if let Some(after) = after {
+            ids.retain(|id| id.as_str() > after);
+        }
         ids.sort_unstable();
         ids.dedup();
+        let more = ids.len() > limit;
+        ids.truncate(limit);
         let mut ads = Vec::with_capacity(ids.len());
         for id in ids {
             ads.push(ad_summary(&self.stats(&id, range).await?));
         }
-        Ok(ads)
+        Ok(AdsPage { ads, more })
     }
 
     /// Whether the edge can do its work: the log has not failed, the store
