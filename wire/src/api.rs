@@ -104,9 +104,14 @@ pub struct ImpressionLogged {
 /// `GET /readyz`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Readiness {
-    /// `"ready"` or `"degraded"`.
+    /// `"ready"` (ingest is accepted) or `"degraded"` (it is not; `detail`
+    /// says why).
     pub status: String,
     pub store: String,
+    /// `"ok"`, `"unreachable"` or `"timeout"`: whether the store answered a
+    /// ping just now. An unreachable store leaves the edge ready.
+    #[serde(default)]
+    pub store_status: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
 }

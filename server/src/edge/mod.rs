@@ -36,7 +36,7 @@ const LOG_FAILED: &str = "the write-ahead log has failed; the edge's logs say wh
 const PENDING_OVER_BOUND: &str =
     "counts waiting for the store are over --max-pending-bytes until a sync lands";
 
-/// How long `/readyz` waits for the store to answer.
+/// How long `/readyz` and `/metrics` wait for the store to answer a ping.
 const READINESS_PING_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What ingest accepts and how it counts: the flags that shape it.
@@ -93,6 +93,28 @@ impl EdgeParts {
             clock,
             rules: IngestRules::default(),
             log: None,
+        }
+    }
+}
+
+/// The store's health as `/readyz` and `/metrics` show it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StoreHealth {
+    /// It answered a ping.
+    Up,
+    /// It refused or failed the ping.
+    Unreachable,
+    /// It did not answer within the readiness timeout.
+    Slow,
+}
+
+impl StoreHealth {
+    /// The word `/readyz` shows: `ok`, `unreachable` or `timeout`.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            StoreHealth::Up => "ok",
+            StoreHealth::Unreachable => "unreachable",
+            StoreHealth::Slow => "timeout",
         }
     }
 }
@@ -256,53 +278,61 @@ impl Edge {
         Ok(AdsPage { ads, more })
     }
 
-    /// Whether the edge can do its work: the log has not failed, the store
-    /// answers, and the pending counts are within their bound. `Err` says
-    /// why not, in words fit for anyone who can reach `/readyz`: no paths,
-    /// no store error text; the detail goes to the logs.
-    pub(crate) async fn readiness(&self) -> Result<(), &'static str> {
+    /// Whether the edge can accept ingest: its log has not failed and the
+    /// pending counts are within their bound. The store is not asked: while
+    /// it is down the edge keeps accepting, its counts wait in memory (up to
+    /// the bound), so a store outage must not take every edge out of
+    /// service. `Err` says why not, in words fit for anyone who can reach
+    /// `/readyz`: no paths, no error text; the detail goes to the logs.
+    pub(crate) fn can_ingest(&self) -> Result<(), &'static str> {
         if let Some(e) = self.wal.as_ref().and_then(Wal::failure) {
             tracing::warn!(error = %e, "not ready: the write-ahead log has failed");
             return Err(LOG_FAILED);
         }
+        let pending = self.pending_bytes();
+        if pending > self.rules.max_pending_bytes {
+            tracing::warn!(
+                pending_bytes = pending,
+                max = self.rules.max_pending_bytes,
+                "not ready: pending counts over their bound"
+            );
+            return Err(PENDING_OVER_BOUND);
+        }
+        Ok(())
+    }
+
+    /// Whether the store answers now, within [`READINESS_PING_TIMEOUT`]; a
+    /// failure is logged with its detail.
+    pub(crate) async fn store_health(&self) -> StoreHealth {
         match tokio::time::timeout(READINESS_PING_TIMEOUT, self.store.ping()).await {
+            Ok(Ok(())) => StoreHealth::Up,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "the store is unreachable");
+                StoreHealth::Unreachable
+            }
             Err(_) => {
                 tracing::warn!(
                     timeout_secs = READINESS_PING_TIMEOUT.as_secs(),
-                    "not ready: the store did not answer the readiness ping in time"
+                    "the store did not answer a ping in time"
                 );
-                Err("the store did not answer in time")
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "not ready: the store is unreachable");
-                Err("the store is unreachable; the edge's logs say why")
-            }
-            Ok(Ok(())) => {
-                let pending = self.pending_bytes();
-                if pending > self.rules.max_pending_bytes {
-                    tracing::warn!(
-                        pending_bytes = pending,
-                        max = self.rules.max_pending_bytes,
-                        "not ready: pending counts over their bound"
-                    );
-                    Err(PENDING_OVER_BOUND)
-                } else {
-                    Ok(())
-                }
+                StoreHealth::Slow
             }
         }
     }
 
-    /// The Prometheus text of every metric; the two figures only the HTTP
-    /// layer knows come from the caller.
-    pub(crate) fn render_metrics(
+    /// The Prometheus text of every metric, the store's health asked now;
+    /// the two figures only the HTTP layer knows come from the caller.
+    pub(crate) async fn render_metrics(
         &self,
         rate_limited_clients: usize,
         requests_in_flight: usize,
     ) -> String {
+        let store_up = self.store_health().await == StoreHealth::Up;
         let gauges = Gauges {
+            store_up,
             pending_keys: self.aggregator.pending_keys(),
             pending_bytes: self.aggregator.pending_bytes(),
+            max_pending_bytes: self.rules.max_pending_bytes,
             rate_limited_clients,
             requests_in_flight,
             wal: self.wal.as_ref().map(Wal::figures),

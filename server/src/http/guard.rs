@@ -178,7 +178,8 @@ pub async fn metrics_route(State(state): State<AppState>) -> Response {
         .map_or(0, RateLimiter::clients);
     let text = state
         .edge
-        .render_metrics(rate_limited_clients, state.guard.in_flight());
+        .render_metrics(rate_limited_clients, state.guard.in_flight())
+        .await;
     let mut response = text.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

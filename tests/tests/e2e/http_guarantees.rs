@@ -273,30 +273,71 @@ fn unauthenticated_answers_show_no_internals() {
     assert_no_internals(&body, dir.path(), "/readyz");
 }
 
-#[test]
-fn readiness_shows_no_store_error_text() {
-    let mut redis = RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let edge = Edge::start(dir.path(), &redis_flags(&redis.url()));
-    redis.kill();
-    let port = redis.port().to_string();
-    let (_, body) = wait_for_store_down(&edge);
-    assert_no_internals(&body, dir.path(), "/readyz");
-    assert!(!body.contains(&port), "/readyz shows Redis's port: {body}");
+/// The value of one `/metrics` series of the edge.
+fn metric(edge: &Edge, series: &str) -> String {
+    let (status, text) = edge.get_raw("/metrics").unwrap();
+    assert_eq!(status, 200, "{text}");
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ').map(str::to_owned))
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
 }
 
-/// Polls `/readyz` until it reports the store unreachable; its answer.
-fn wait_for_store_down(edge: &Edge) -> (u16, String) {
-    let mut last = (0, String::new());
+#[test]
+fn a_store_outage_leaves_the_edge_ready_and_shows_in_its_health() {
+    let mut redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut flags = redis_flags(&redis.url());
+    flags.extend(["--sync-interval", "200ms"].map(String::from));
+    let edge = Edge::start(dir.path(), &flags);
+    let (status, body) = edge.get_raw("/readyz").unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"store_status\":\"ok\""), "{body}");
+    assert_eq!(metric(&edge, "glimpse_store_up"), "1");
+
+    redis.kill();
+    let mut body = String::new();
     edge.wait_until(
         Duration::from_secs(30),
         "/readyz reports the store down",
         || {
-            last = edge.get_raw("/readyz").unwrap();
-            last.1.contains("\"degraded\"")
+            let (status, text) = edge.get_raw("/readyz").unwrap();
+            // Ready all along: the edge still takes batches.
+            assert_eq!(status, 200, "{text}");
+            body = text;
+            body.contains("\"store_status\":\"unreachable\"")
         },
     );
-    last
+    assert!(body.contains("\"status\":\"ready\""), "{body}");
+    assert_no_internals(&body, dir.path(), "/readyz");
+    assert!(
+        !body.contains(&redis.port().to_string()),
+        "/readyz shows Redis's port: {body}"
+    );
+    assert_eq!(metric(&edge, "glimpse_store_up"), "0");
+    let (status, answer) = edge.post_batch(
+        &json!({"batch_id": "b-outage", "events": [
+            {"id": "e1", "ad_id": "ad-outage", "user_id": "u1", "kind": "viewable", "ts": now_ms()}
+        ]})
+        .to_string(),
+    );
+    assert_eq!(
+        (status, answer["accepted"].clone()),
+        (202, json!(1)),
+        "{answer}"
+    );
+
+    redis.restart();
+    edge.wait_until(
+        Duration::from_secs(30),
+        "/readyz reports the store back",
+        || {
+            edge.get_raw("/readyz")
+                .unwrap()
+                .1
+                .contains("\"store_status\":\"ok\"")
+        },
+    );
+    assert_eq!(metric(&edge, "glimpse_store_up"), "1");
 }
 
 /// The secret a rotation replaces; it still verifies while listed.
