@@ -6,8 +6,8 @@
 // test): ?from=YYYY-MM-DD&to=YYYY-MM-DD&ad=<ad id>&live=0
 
 import {
-  ApiError, adsUrl, buildChartPath, chartScales, compareAdIds, daysOf, describeStats,
-  fetchJson, formatCount, formatDayLong, formatDayShort, formatRate, labelIndices,
+  ApiError, buildChartPath, chartScales, compareAdIds, daysOf, describeStats,
+  fetchJson, formatCount, listAllAds, formatDayLong, formatDayShort, formatRate, labelIndices,
   lastNDays, seriesPoints, statsUrl, totals, validateRange, verifiedShare,
 } from "./dashboard-lib.js";
 
@@ -171,9 +171,8 @@ async function refresh({ loading = false, fromKeyForm = false } = {}) {
   const { from, to, key } = state;
   if (loading || !state.ads) setLoading();
   try {
-    const list = await fetchJson(adsUrl(from, to), { key, signal: controller.signal });
-    if (!Array.isArray(list.ads)) throw new ApiError("bad-response", "The server's answer has no list of ads.");
-    const ads = [...list.ads].sort((a, b) => compareAdIds(String(a.ad_id), String(b.ad_id)));
+    const listed = await listAllAds(from, to, (url) => fetchJson(url, { key, signal: controller.signal }));
+    const ads = listed.sort((a, b) => compareAdIds(String(a.ad_id), String(b.ad_id)));
     if (state.autoSelect && !state.selected && ads.length) {
       state.selected = ads[0].ad_id;
       syncUrl();

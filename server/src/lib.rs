@@ -46,7 +46,6 @@ mod traffic;
 mod wal;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -106,7 +105,7 @@ pub async fn run(
     let edge = Arc::new(Edge::new(EdgeParts {
         store,
         clock: Arc::new(SystemClock),
-        rules: IngestRules::from_config(&config),
+        rules: IngestRules::from_config(&config).map_err(anyhow::Error::msg)?,
         log: Some(log),
     }));
     for (what, dir) in [("demo site", &config.www_dir), ("SDK", &config.sdk_dir)] {
@@ -137,23 +136,17 @@ pub async fn run(
                 "glimpse-server metrics on http://{}",
                 metrics_listener.local_addr()?
             );
-            let serve = axum::serve(metrics_listener, metrics_app(Arc::clone(&http)));
-            Some(tokio::spawn(async move {
-                if let Err(e) = serve.await {
-                    tracing::error!(error = %e, "the metrics listener failed");
-                }
-            }))
+            let serve = http::serve(
+                metrics_listener,
+                metrics_app(Arc::clone(&http)),
+                config.header_read_timeout,
+                std::future::pending(),
+            );
+            Some(tokio::spawn(serve))
         }
     };
 
-    let router = app(http);
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .context("serving HTTP")?;
+    http::serve(listener, app(http), config.header_read_timeout, shutdown).await;
     if let Some(task) = metrics_task {
         task.abort();
     }

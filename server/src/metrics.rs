@@ -66,8 +66,12 @@ impl Histogram {
 /// What only the scrape can measure: sizes read from other modules.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Gauges {
+    /// Whether the store answered a ping during this scrape.
+    pub store_up: bool,
     pub pending_keys: usize,
     pub pending_bytes: usize,
+    /// `--max-pending-bytes`: past it ingest answers 503.
+    pub max_pending_bytes: usize,
     pub rate_limited_clients: usize,
     pub requests_in_flight: usize,
     /// The write-ahead log's counters, when it runs.
@@ -284,6 +288,18 @@ impl Metrics {
         );
         gauge(
             &mut out,
+            "glimpse_pending_bytes_limit",
+            "--max-pending-bytes: past it ingest answers 503 until a sync lands.",
+            gauges.max_pending_bytes,
+        );
+        gauge(
+            &mut out,
+            "glimpse_store_up",
+            "1 if the store answered a ping during this scrape, else 0 (ingest goes on; counts wait in memory).",
+            usize::from(gauges.store_up),
+        );
+        gauge(
+            &mut out,
             "glimpse_rate_limit_clients",
             "Clients with a rate-limit bucket in memory.",
             gauges.rate_limited_clients,
@@ -352,8 +368,10 @@ mod tests {
         m.sync_finished(Duration::from_secs(60), false);
         m.store_error("apply");
         let text = m.render(&Gauges {
+            store_up: false,
             pending_keys: 7,
             pending_bytes: 1234,
+            max_pending_bytes: 4096,
             wal: Some(crate::wal::WalFigures {
                 fsyncs: 3,
                 records: 12,
@@ -395,6 +413,8 @@ mod tests {
         assert!(text.contains("glimpse_store_errors_total{operation=\"apply\"} 1"));
         assert!(text.contains("glimpse_pending_keys 7"));
         assert!(text.contains("glimpse_pending_bytes 1234"));
+        assert!(text.contains("glimpse_pending_bytes_limit 4096"));
+        assert!(text.contains("glimpse_store_up 0"));
         // Every sample line belongs to a declared metric.
         let mut declared = Vec::new();
         for l in text.lines() {

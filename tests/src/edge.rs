@@ -86,6 +86,7 @@ impl Edge {
             "GLIMPSE_TRUSTED_PROXIES",
             "GLIMPSE_MAX_CONCURRENT_REQUESTS",
             "GLIMPSE_BODY_TIMEOUT",
+            "GLIMPSE_HEADER_READ_TIMEOUT",
             "GLIMPSE_METRICS_LISTEN",
             "GLIMPSE_STORE",
             "GLIMPSE_REDIS_URL",
@@ -202,6 +203,20 @@ impl Edge {
     /// GET, any status; `Err` only when no answer came.
     pub fn get_raw(&self, path: &str) -> Result<(u16, String), String> {
         answer(agent().get(&self.url(path)).call())
+    }
+
+    /// GET with these extra headers, any status; `Err` only when no answer
+    /// came.
+    pub fn get_with_headers(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<(u16, String), String> {
+        let mut request = agent().get(&self.url(path));
+        for (name, value) in headers {
+            request = request.set(name, value);
+        }
+        answer(request.call())
     }
 
     /// GET expecting 200 and a JSON body.

@@ -90,12 +90,16 @@ pub struct AdSummary {
     pub verified: u64,
 }
 
-/// `GET /v1/ads?from=..&to=..`: the ads with any count in the range.
+/// `GET /v1/ads?from=..&to=..&limit=..&cursor=..`: one page of the ads with
+/// any count in the range, by ad id.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AdsResponse {
     pub from: Day,
     pub to: Day,
     pub ads: Vec<AdSummary>,
+    /// Pass as `cursor` for the next page; `null` on the last one.
+    #[serde(default)]
+    pub next_cursor: Option<String>,
 }
 
 /// `GET /v1/impression` (the single-impression form).
@@ -108,9 +112,14 @@ pub struct ImpressionLogged {
 /// `GET /readyz`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Readiness {
-    /// `"ready"` or `"degraded"`.
+    /// `"ready"` (ingest is accepted) or `"degraded"` (it is not; `detail`
+    /// says why).
     pub status: String,
     pub store: String,
+    /// `"ok"`, `"unreachable"` or `"timeout"`: whether the store answered a
+    /// ping just now. An unreachable store leaves the edge ready.
+    #[serde(default)]
+    pub store_status: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
 }

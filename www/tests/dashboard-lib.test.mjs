@@ -2,7 +2,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
-  ApiError, adsUrl, buildChartPath, chartScales, compareAdIds, daysOf, describeError,
+  ApiError, adsUrl, buildChartPath, listAllAds, chartScales, compareAdIds, daysOf, describeError,
   describeStats, fetchJson, formatCount, formatDayLong, formatDayShort, formatRate, isoDate,
   labelIndices, lastNDays, niceStep, niceTicks, parseIsoDate, rangeLength, seriesPoints,
   statsUrl, totals, validateRange, verifiedShare,
@@ -81,7 +81,8 @@ test("totals leave unique visitors out and rate is impressions / measurable", ()
 });
 
 test("URLs encode the ad id and the range", () => {
-  assert.equal(adsUrl("2025-01-01", "2025-01-07"), "/v1/ads?from=2025-01-01&to=2025-01-07");
+  assert.equal(adsUrl("2025-01-01", "2025-01-07"), "/v1/ads?from=2025-01-01&to=2025-01-07&limit=1000");
+  assert.equal(adsUrl("2025-01-01", "2025-01-07", "61"), "/v1/ads?from=2025-01-01&to=2025-01-07&limit=1000&cursor=61");
   assert.equal(statsUrl("acme:shoes.1", "2025-01-01", "2025-01-02"), "/v1/ads/acme%3Ashoes.1/stats?from=2025-01-01&to=2025-01-02");
 });
 
@@ -213,3 +214,21 @@ test("verifiedShare: verified over viewable impressions, null without impression
   assert.equal(verifiedShare(null), null);
 });
 
+test("listAllAds follows next_cursor to the last page", async () => {
+  const pages = {
+    "/v1/ads?from=d1&to=d2&limit=1000": { ads: [{ ad_id: "a" }, { ad_id: "b" }], next_cursor: "62" },
+    "/v1/ads?from=d1&to=d2&limit=1000&cursor=62": { ads: [{ ad_id: "c" }], next_cursor: null },
+  };
+  const asked = [];
+  const ads = await listAllAds("d1", "d2", async (url) => { asked.push(url); return pages[url]; });
+  assert.deepEqual(ads.map((a) => a.ad_id), ["a", "b", "c"]);
+  assert.deepEqual(asked, Object.keys(pages));
+  // An answer without next_cursor (an older edge) is one page.
+  assert.equal((await listAllAds("d1", "d2", async () => ({ ads: [{ ad_id: "x" }] }))).length, 1);
+});
+
+test("listAllAds refuses bad pages and pages that never end", async () => {
+  await assert.rejects(listAllAds("d1", "d2", async () => ({})), { kind: "bad-response" });
+  await assert.rejects(listAllAds("d1", "d2", async () => ({ ads: [], next_cursor: 7 })), { kind: "bad-response" });
+  await assert.rejects(listAllAds("d1", "d2", async () => ({ ads: [], next_cursor: "61" }), 3), { kind: "bad-response" });
+});

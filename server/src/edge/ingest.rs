@@ -10,7 +10,6 @@ use glimpse_wire::{Day, Kind};
 
 use super::Edge;
 use crate::counted::mint_batch_id;
-use crate::signing;
 use crate::traffic::{Traffic, Verdict};
 use crate::wal::{codec, Lsn, WalFailed};
 
@@ -31,6 +30,10 @@ pub(crate) enum IngestError {
     /// The batch breaks a rule that only its valid events can tell.
     #[error(transparent)]
     Batch(#[from] BatchError),
+    /// The single impression's event is refused (an unsigned or forged ad
+    /// on an edge that requires signed ads): it has no siblings to count.
+    #[error(transparent)]
+    Event(EventError),
 }
 
 impl Edge {
@@ -123,10 +126,11 @@ impl Edge {
         let mut events: Vec<Event<'_>> = Vec::with_capacity(batch.events.len());
         for (index, raw) in batch.events.iter().enumerate() {
             // The batch's own validation: it corrects for the client's clock.
-            match batch
-                .validate_event(raw, now)
-                .and_then(|e| self.check_token(e, now))
-            {
+            let checked = batch.validate_event(raw, now).and_then(|e| {
+                self.check_token(&e.ad_id, e.token.as_deref(), now)?;
+                Ok(e)
+            });
+            match checked {
                 Ok(event) if seen_ids.insert(event.id.clone()) => events.push(event),
                 Ok(_) => response.duplicates += 1,
                 Err(e) => {
@@ -168,15 +172,21 @@ impl Edge {
 
     /// The single-impression form: one measurable and one viewable
     /// impression of `ad_id` (an id already checked) by `user_id`, now, as
-    /// a batch of its own under a minted id ([`crate::counted`]).
+    /// a batch of its own under a minted id ([`crate::counted`]). Its
+    /// `token` is checked by the same rule as a batch's events.
     pub(crate) async fn ingest_single(
         &self,
         ad_id: &str,
         user_id: &str,
+        token: Option<&str>,
         verdict: Verdict,
     ) -> Result<(), IngestError> {
         self.admit()?;
         let now = self.now_ms();
+        self.check_token(ad_id, token, now).map_err(|e| {
+            self.metrics.event_rejected(e.code());
+            IngestError::Event(e)
+        })?;
         let day = Day::from_epoch_ms(now).expect("the server clock is after 1970");
         let event = |kind| Event {
             id: "single".into(),
@@ -212,21 +222,17 @@ impl Edge {
         traffic
     }
 
-    /// With `--ad-signing-secret`, refuses an event without a valid token
-    /// for its ad; without it, lets every event through.
-    fn check_token<'a>(&self, event: Event<'a>, now_ms: i64) -> Result<Event<'a>, EventError> {
-        let Some(secret) = &self.rules.ad_signing_secret else {
-            return Ok(event);
+    /// With `--ad-signing-secret`, refuses an event of `ad_id` without a
+    /// valid `token` for it; without it, lets every event through. The one
+    /// rule for batches and the single-impression form alike.
+    fn check_token(&self, ad_id: &str, token: Option<&str>, now_ms: i64) -> Result<(), EventError> {
+        let Some(secrets) = &self.rules.ad_signing else {
+            return Ok(());
         };
         let now_secs = u64::try_from(now_ms.div_euclid(1000)).unwrap_or(0);
-        signing::verify(
-            secret.expose().as_bytes(),
-            &event.ad_id,
-            event.token.as_deref(),
-            now_secs,
-        )
-        .map_err(|why| EventError::new("invalid_token", why))?;
-        Ok(event)
+        secrets
+            .verify(ad_id, token, now_secs)
+            .map_err(|why| EventError::new("invalid_token", why))
     }
 
     /// Counts one batch and logs it, in the segment of the generation that

@@ -23,13 +23,23 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::counted::BatchClaims;
 use crate::counts::Delta;
-use crate::keys::Secret;
+use crate::keys::Scope;
 use crate::metrics::{Gauges, Metrics};
+use crate::signing::SigningSecrets;
 use crate::stats::{ad_stats, ad_summary};
 use crate::store::{Store, StoreError};
 use crate::wal::{Log, Wal};
 
-/// How long `/readyz` waits for the store to answer.
+/// Why the edge takes no batches, in `/readyz`: the log has failed.
+const LOG_FAILED: &str = "the write-ahead log has failed; the edge's logs say why";
+/// Why the edge takes no batches, in `/readyz`: memory is at its bound.
+const PENDING_OVER_BOUND: &str =
+    "counts waiting for the store are over --max-pending-bytes until a sync lands";
+/// Why the edge takes no batches, in `/readyz`: the log is at its bound.
+const LOG_OVER_BOUND: &str =
+    "batches waiting for the store fill the log past --max-log-bytes until a sync lands";
+
+/// How long `/readyz` and `/metrics` wait for the store to answer a ping.
 const READINESS_PING_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What ingest accepts and how it counts: the flags that shape it.
@@ -41,9 +51,9 @@ pub struct IngestRules {
     /// Ingest refuses batches while the write-ahead log holds more bytes
     /// than this (`--max-log-bytes`).
     pub max_log_bytes: u64,
-    /// When set, every event must carry a valid token for its ad
-    /// (`--ad-signing-secret`, see [`crate::signing`]).
-    pub ad_signing_secret: Option<Secret>,
+    /// When set, every event must carry a valid token for its ad under one
+    /// of these secrets (`--ad-signing-secret`, see [`crate::signing`]).
+    pub ad_signing: Option<SigningSecrets>,
     /// Automated browsers count as people (`--count-automation`, see
     /// `crate::traffic`).
     pub count_automation: bool,
@@ -55,20 +65,21 @@ impl Default for IngestRules {
         IngestRules {
             max_pending_bytes: usize::MAX,
             max_log_bytes: u64::MAX,
-            ad_signing_secret: None,
+            ad_signing: None,
             count_automation: false,
         }
     }
 }
 
 impl IngestRules {
-    pub fn from_config(config: &Config) -> Self {
-        IngestRules {
+    /// The rules the flags give; refuses what [`Config::validate`] refuses.
+    pub fn from_config(config: &Config) -> Result<Self, String> {
+        Ok(IngestRules {
             max_pending_bytes: usize::try_from(config.max_pending_bytes).unwrap_or(usize::MAX),
             max_log_bytes: config.max_log_bytes,
-            ad_signing_secret: config.ad_signing_secret.clone(),
+            ad_signing: config.ad_signing()?,
             count_automation: config.count_automation,
-        }
+        })
     }
 }
 
@@ -92,6 +103,37 @@ impl EdgeParts {
             log: None,
         }
     }
+}
+
+/// The store's health as `/readyz` and `/metrics` show it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StoreHealth {
+    /// It answered a ping.
+    Up,
+    /// It refused or failed the ping.
+    Unreachable,
+    /// It did not answer within the readiness timeout.
+    Slow,
+}
+
+impl StoreHealth {
+    /// The word `/readyz` shows: `ok`, `unreachable` or `timeout`.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            StoreHealth::Up => "ok",
+            StoreHealth::Unreachable => "unreachable",
+            StoreHealth::Slow => "timeout",
+        }
+    }
+}
+
+/// A page of [`Edge::ads`].
+#[derive(Debug)]
+pub(crate) struct AdsPage {
+    /// In ad id order.
+    pub ads: Vec<AdSummary>,
+    /// Whether ads sort after the last of this page.
+    pub more: bool,
 }
 
 /// The state an edge's routes and sync task share. See the module docs.
@@ -208,56 +250,92 @@ impl Edge {
         Ok(ad_stats(ad_id, range, stored, pending))
     }
 
-    /// One summary per ad with counts in `range` (stored or pending) for
-    /// which `visible` says yes, by ad id.
+    /// One page of the ads inside `scope` with counts in `range` (stored or
+    /// pending), by ad id: at most `limit` ads whose ids sort after `after`.
+    /// The scope is applied to the ids before any stats are read, and only
+    /// the page's stats are.
     pub(crate) async fn ads(
         &self,
         range: DayRange,
-        visible: impl Fn(&str) -> bool,
-    ) -> Result<Vec<AdSummary>, StoreError> {
+        scope: &Scope,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<AdsPage, StoreError> {
         let mut ids = self
             .store
-            .ads_in_range(range)
+            .ads_in_range(range, scope)
             .await
             .map_err(|e| self.read_failed(e))?;
-        ids.extend(self.aggregator.pending_ads(range));
-        ids.retain(|id| visible(id));
+        ids.extend(
+            self.aggregator
+                .pending_ads(range)
+                .into_iter()
+                .filter(|id| scope.allows(id)),
+        );
+        if let Some(after) = after {
+            ids.retain(|id| id.as_str() > after);
+        }
         ids.sort_unstable();
         ids.dedup();
+        let more = ids.len() > limit;
+        ids.truncate(limit);
         let mut ads = Vec::with_capacity(ids.len());
         for id in ids {
             ads.push(ad_summary(&self.stats(&id, range).await?));
         }
-        Ok(ads)
+        Ok(AdsPage { ads, more })
     }
 
-    /// Whether the edge can do its work: the log has not failed, the store
-    /// answers, and ingest is within its bounds ([`Edge::admit`]). `Err`
-    /// says why not.
-    pub(crate) async fn readiness(&self) -> Result<(), String> {
-        if let Some(e) = self.wal.as_ref().and_then(Wal::failure) {
-            return Err(e.to_string());
-        }
+    /// Whether the edge can accept ingest: its log has not failed, and the
+    /// pending counts and the log are within their bounds ([`Edge::admit`]).
+    /// The store is not asked: while it is down the edge keeps accepting,
+    /// its counts wait in memory and in the log (up to the bounds), so a
+    /// store outage must not take every edge out of service. `Err` says why
+    /// not, in words fit for anyone who can reach `/readyz`: no paths, no
+    /// error text; `admit` logs the detail.
+    pub(crate) fn can_ingest(&self) -> Result<(), &'static str> {
+        self.admit().map_err(|e| match e {
+            IngestError::LogFailed(e) => {
+                tracing::warn!(error = %e, "not ready: the write-ahead log has failed");
+                LOG_FAILED
+            }
+            IngestError::LogOverBound { .. } => LOG_OVER_BOUND,
+            _ => PENDING_OVER_BOUND,
+        })
+    }
+
+    /// Whether the store answers now, within [`READINESS_PING_TIMEOUT`]; a
+    /// failure is logged with its detail.
+    pub(crate) async fn store_health(&self) -> StoreHealth {
         match tokio::time::timeout(READINESS_PING_TIMEOUT, self.store.ping()).await {
-            Err(_) => Err(format!(
-                "the store did not answer within {} s",
-                READINESS_PING_TIMEOUT.as_secs()
-            )),
-            Ok(Err(e)) => Err(e.to_string()),
-            Ok(Ok(())) => self.admit().map_err(|e| e.to_string()),
+            Ok(Ok(())) => StoreHealth::Up,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "the store is unreachable");
+                StoreHealth::Unreachable
+            }
+            Err(_) => {
+                tracing::warn!(
+                    timeout_secs = READINESS_PING_TIMEOUT.as_secs(),
+                    "the store did not answer a ping in time"
+                );
+                StoreHealth::Slow
+            }
         }
     }
 
-    /// The Prometheus text of every metric; the two figures only the HTTP
-    /// layer knows come from the caller.
-    pub(crate) fn render_metrics(
+    /// The Prometheus text of every metric, the store's health asked now;
+    /// the two figures only the HTTP layer knows come from the caller.
+    pub(crate) async fn render_metrics(
         &self,
         rate_limited_clients: usize,
         requests_in_flight: usize,
     ) -> String {
+        let store_up = self.store_health().await == StoreHealth::Up;
         let gauges = Gauges {
+            store_up,
             pending_keys: self.aggregator.pending_keys(),
             pending_bytes: self.aggregator.pending_bytes(),
+            max_pending_bytes: self.rules.max_pending_bytes,
             rate_limited_clients,
             requests_in_flight,
             wal: self.wal.as_ref().map(Wal::figures),

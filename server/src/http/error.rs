@@ -46,10 +46,10 @@ pub enum ApiError {
     PendingOverBound { retry_after_secs: u64 },
     #[error("the edge holds too many batches not yet written to the store; retry in {retry_after_secs} s")]
     LogOverBound { retry_after_secs: u64 },
-    #[error(
-        "the batch could not be made durable on this edge ({0}); retry it: it will count once"
-    )]
-    LogFailed(String),
+    /// The detail (a file, an OS error) is in the edge's logs, not here:
+    /// anyone may post.
+    #[error("the batch could not be made durable on this edge; retry it: it will count once")]
+    LogFailed,
 }
 
 impl From<IngestError> for ApiError {
@@ -61,8 +61,9 @@ impl From<IngestError> for ApiError {
             IngestError::LogOverBound { .. } => ApiError::LogOverBound {
                 retry_after_secs: OVERLOAD_RETRY_AFTER_SECS,
             },
-            IngestError::LogFailed(e) => ApiError::LogFailed(e.to_string()),
+            IngestError::LogFailed(_) => ApiError::LogFailed,
             IngestError::Batch(e) => ApiError::Batch(e),
+            IngestError::Event(e) => ApiError::bad_request(e.code(), e.to_string()),
         }
     }
 }
@@ -99,7 +100,7 @@ impl ApiError {
             ApiError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             ApiError::PendingOverBound { .. } => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             ApiError::LogOverBound { .. } => (StatusCode::SERVICE_UNAVAILABLE, "log_full"),
-            ApiError::LogFailed(_) => (StatusCode::SERVICE_UNAVAILABLE, "log_unavailable"),
+            ApiError::LogFailed => (StatusCode::SERVICE_UNAVAILABLE, "log_unavailable"),
         }
     }
 }

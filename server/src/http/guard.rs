@@ -2,7 +2,7 @@
 //! ingest, load shedding at the concurrency limit, counting error answers by
 //! code, and `/metrics`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -79,11 +79,24 @@ impl Guard {
 }
 
 /// The TCP peer of a request (the mock one in in-process tests).
-pub(super) fn peer_addr(extensions: &Extensions) -> Option<SocketAddr> {
+fn peer_addr(extensions: &Extensions) -> Option<SocketAddr> {
     extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0)
         .or_else(|| extensions.get::<MockConnectInfo<SocketAddr>>().map(|c| c.0))
+}
+
+/// The client of a request: its TCP peer, or the address behind it when the
+/// peer is a trusted proxy (see [`crate::proxies`]). The one answer the rate
+/// limit and the loopback-only rule both go by.
+pub(super) fn client_addr(guard: &Guard, request: &Request) -> Option<IpAddr> {
+    let peer = peer_addr(request.extensions())?;
+    let forwarded = request
+        .headers()
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    Some(client_ip(peer.ip(), forwarded, &guard.trusted_proxies))
 }
 
 /// Takes a token from the client's bucket, or answers 429 with
@@ -93,16 +106,10 @@ pub async fn rate_limit(
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    if let (Some(limiter), Some(peer)) = (
+    if let (Some(limiter), Some(client)) = (
         state.guard.rate_limiter.as_ref(),
-        peer_addr(request.extensions()),
+        client_addr(&state.guard, &request),
     ) {
-        let forwarded = request
-            .headers()
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok());
-        let client = client_ip(peer.ip(), forwarded, &state.guard.trusted_proxies);
         if let Err(retry_after_secs) = limiter.check(client, state.edge.now_ms()) {
             state.edge.metrics().rate_limited();
             return Err(ApiError::RateLimited { retry_after_secs });
@@ -171,7 +178,8 @@ pub async fn metrics_route(State(state): State<AppState>) -> Response {
         .map_or(0, RateLimiter::clients);
     let text = state
         .edge
-        .render_metrics(rate_limited_clients, state.guard.in_flight());
+        .render_metrics(rate_limited_clients, state.guard.in_flight())
+        .await;
     let mut response = text.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -90,10 +90,15 @@ pub async fn post_impressions(
 pub struct SingleImpression {
     ad_id: Option<String>,
     user_id: Option<String>,
+    /// The ad's signature, as in a batch's event; required only by an edge
+    /// run with `--ad-signing-secret`.
+    token: Option<String>,
 }
 
 /// The original single-impression form: one measurable and one viewable
-/// impression, now.
+/// impression, now. An edge that requires signed ads refuses it without a
+/// valid `token` for its ad (400 `invalid_token`), as it refuses such an
+/// event in a batch.
 pub async fn get_impression(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -114,7 +119,7 @@ pub async fn get_impression(
     let user_id = param("user_id", q.user_id)?;
     state
         .edge
-        .ingest_single(&ad_id, &user_id, judge(&headers, false))
+        .ingest_single(&ad_id, &user_id, q.token.as_deref(), judge(&headers, false))
         .await?;
     Ok(Json(ImpressionLogged {
         message: "impression logged".into(),

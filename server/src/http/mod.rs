@@ -7,6 +7,7 @@ mod error;
 mod extract;
 mod guard;
 mod ingest;
+mod serve;
 mod stats;
 
 use std::path::PathBuf;
@@ -24,6 +25,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 pub use auth::Access;
 pub use guard::Guard;
+pub(crate) use serve::serve;
 
 use self::error::ApiError;
 use crate::config::Config;
@@ -205,22 +207,26 @@ fn not_found_service() -> axum::routing::MethodRouter {
     axum::routing::any(not_found)
 }
 
+/// `GET /readyz`: 200 while the edge can accept ingest, 503 when it cannot
+/// (the log failed, or pending counts are over their bound). The store's
+/// health is in the body either way; a store outage alone leaves the edge
+/// ready, since ingest goes on without it.
 async fn readyz(State(state): State<AppState>) -> Response {
     let store = state.edge.store().kind().to_owned();
-    match state.edge.readiness().await {
-        Ok(()) => Json(Readiness {
-            status: "ready".into(),
-            store,
-            detail: None,
-        })
-        .into_response(),
-        Err(detail) => {
-            let body = Readiness {
-                status: "degraded".into(),
-                store,
-                detail: Some(detail),
-            };
-            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
-        }
-    }
+    let store_status = state.edge.store_health().await.as_str().to_owned();
+    let (status, code, detail) = match state.edge.can_ingest() {
+        Ok(()) => (StatusCode::OK, "ready", None),
+        Err(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "degraded",
+            Some(why.to_owned()),
+        ),
+    };
+    let body = Readiness {
+        status: code.into(),
+        store,
+        store_status,
+        detail,
+    };
+    (status, Json(body)).into_response()
 }

@@ -25,6 +25,7 @@ use redb::{Database, ReadableTable, TableDefinition, TableHandle};
 use super::seen::{self, SeenBatches};
 use super::{Store, StoreError};
 use crate::counts::{AdDays, Counters, DayCounts, Delta};
+use crate::keys::Scope;
 
 /// How [`COUNTS`] holds an (ad, day)'s counters.
 type StoredCounters = (u64, u64, u64, u64);
@@ -257,18 +258,35 @@ impl Store for EmbeddedStore {
         self.blocking(move |db| read_days(db, &ad_id, range)).await
     }
 
-    async fn ads_in_range(&self, range: DayRange) -> Result<Vec<String>, StoreError> {
+    async fn ads_in_range(
+        &self,
+        range: DayRange,
+        scope: &Scope,
+    ) -> Result<Vec<String>, StoreError> {
+        // Each prefix of the scope is a range of each day's keys; every ad
+        // is the empty prefix.
+        let prefixes: Vec<String> = match scope {
+            Scope::All => vec![String::new()],
+            Scope::Prefixes(prefixes) => prefixes.clone(),
+        };
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(unavailable)?;
             let table = txn.open_table(ADS_BY_DAY).map_err(unavailable)?;
-            let (from, to) = (
-                range.from().days_since_epoch(),
-                range.to().days_since_epoch(),
-            );
             let mut ads = Vec::new();
-            for entry in table.range((from, "")..(to + 1, "")).map_err(unavailable)? {
-                let (key, _) = entry.map_err(unavailable)?;
-                ads.push(key.value().1.to_owned());
+            for day in range.from().days_since_epoch()..=range.to().days_since_epoch() {
+                for prefix in &prefixes {
+                    let keys = table
+                        .range((day, prefix.as_str())..(day + 1, ""))
+                        .map_err(unavailable)?;
+                    for entry in keys {
+                        let (key, _) = entry.map_err(unavailable)?;
+                        let ad_id = key.value().1;
+                        if !ad_id.starts_with(prefix.as_str()) {
+                            break;
+                        }
+                        ads.push(ad_id.to_owned());
+                    }
+                }
             }
             ads.sort_unstable();
             ads.dedup();
@@ -359,7 +377,7 @@ mod tests {
         expected.insert(b"u2");
         assert_eq!(days[0].visitors, expected);
         assert_eq!(
-            store.ads_in_range(today()).await.unwrap(),
+            store.ads_in_range(today(), &Scope::All).await.unwrap(),
             vec!["ad-1", "ad-2"]
         );
         assert!(store.read_days("ad-3", today()).await.unwrap().is_empty());

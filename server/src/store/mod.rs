@@ -26,6 +26,7 @@ use self::embedded::EmbeddedStore;
 use self::redis::{RedisOptions, RedisStore};
 use crate::config::{Config, StoreKind};
 use crate::counts::{AdDays, Delta};
+use crate::keys::Scope;
 
 /// How long a batch id is remembered for de-duplication. The contract asks
 /// for at least 24 h; twice that covers the 48 h window of accepted events.
@@ -58,8 +59,11 @@ pub trait Store: Debug + Send + Sync + 'static {
     /// The counts of `ad_id` on the days of `range` on which it has data.
     async fn read_days(&self, ad_id: &str, range: DayRange) -> Result<AdDays, StoreError>;
 
-    /// Ids of the ads with data on any day of `range`, ascending.
-    async fn ads_in_range(&self, range: DayRange) -> Result<Vec<String>, StoreError>;
+    /// Ids of the ads inside `scope` with data on any day of `range`,
+    /// ascending. The scope is applied as the ids are read, so a key that
+    /// reads a few ads costs a few, wherever the store can.
+    async fn ads_in_range(&self, range: DayRange, scope: &Scope)
+        -> Result<Vec<String>, StoreError>;
 
     /// Whether a batch with this id has been counted already, as far as
     /// this edge knows: both stores answer from the batches this edge has

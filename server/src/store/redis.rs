@@ -45,6 +45,7 @@ use super::identity::MAX_SEQUENCE;
 use super::seen::SeenIndex;
 use super::{Store, StoreError, BATCH_ID_RETENTION_MS};
 use crate::counts::{AdDays, Counters, DayCounts, Delta};
+use crate::keys::Scope;
 
 /// Time allowed for one reply. A timeout leaves the outcome unknown, which
 /// the ledger makes harmless; a generous value just avoids needless retries.
@@ -562,8 +563,16 @@ impl Store for RedisStore {
         self.read_days_cached(ad_id, range).await
     }
 
-    async fn ads_in_range(&self, range: DayRange) -> Result<Vec<String>, StoreError> {
-        self.ads_in_range_cached(range).await
+    async fn ads_in_range(
+        &self,
+        range: DayRange,
+        scope: &Scope,
+    ) -> Result<Vec<String>, StoreError> {
+        // A day's ad set cannot be read by prefix: the (cached) list of the
+        // range is read whole, and only its ids are filtered.
+        let mut ads = self.ads_in_range_cached(range).await?;
+        ads.retain(|id| scope.allows(id));
+        Ok(ads)
     }
 
     async fn batch_seen(&self, batch_id: &str) -> Result<bool, StoreError> {

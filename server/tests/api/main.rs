@@ -4,6 +4,7 @@
 //! edge run in-process ([`replay`]).
 
 mod access;
+mod ads_pages;
 mod ingest;
 mod invalid_traffic;
 mod limits;

@@ -43,7 +43,10 @@ async fn health_and_readiness() {
     assert_eq!((status, body), (StatusCode::OK, json!({"status": "ok"})));
     let (status, body) = t.get("/readyz").await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body, json!({"status": "ready", "store": "embedded"}));
+    assert_eq!(
+        body,
+        json!({"status": "ready", "store": "embedded", "store_status": "ok"})
+    );
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use glimpse_server::keys::Secret;
-use glimpse_server::signing::issue;
+use glimpse_server::signing::{issue, SigningSecrets};
 use glimpse_server::Access;
 use serde_json::{json, Value};
 
@@ -17,21 +17,24 @@ fn signed(id: &str, ad: &str, token: &str) -> Value {
     e
 }
 
+/// A signing secret of the shortest length the edge takes.
+const SECRET: &str = "s3cret-s3cret-s3cret-s3cret-s3cr";
+
 fn signing_edge(secret: Option<&str>) -> TestEdge {
-    let secret = secret.map(Secret::new);
+    let secret = secret.map(|s| SigningSecrets::new(vec![Secret::new(s)]).unwrap());
     TestEdge::guarded(
         Arc::new(tempfile::tempdir().unwrap()),
         Access::LoopbackOnly,
-        |parts| parts.rules.ad_signing_secret = secret,
+        |parts| parts.rules.ad_signing = secret,
     )
 }
 
 #[tokio::test]
 async fn signed_ads_required_per_event() {
-    let t = signing_edge(Some("s3cret"));
+    let t = signing_edge(Some(SECRET));
     let now_secs = (NOW / 1000) as u64;
-    let good = issue(b"s3cret", "ad-1", now_secs + 3600);
-    let expired = issue(b"s3cret", "ad-1", now_secs - 1);
+    let good = issue(SECRET.as_bytes(), "ad-1", now_secs + 3600);
+    let expired = issue(SECRET.as_bytes(), "ad-1", now_secs - 1);
     let r = t
         .ingest(&batch(
             "b1",

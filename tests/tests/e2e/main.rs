@@ -7,6 +7,7 @@ mod dedup_state;
 mod deploy_manifests;
 mod edge_process;
 mod hll_vs_redis;
+mod http_guarantees;
 mod load;
 mod log_bound;
 mod pending_bound;

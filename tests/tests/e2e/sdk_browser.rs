@@ -207,14 +207,14 @@ glimpse_tests::in_every_engine! {
         let dir = tempfile::tempdir().unwrap();
         let edge = edge_with_sdk(
             dir.path(),
-            &["--ad-signing-secret", "e2e-secret", COUNT_AUTOMATION],
+            &["--ad-signing-secret", "e2e-secret-of-at-least-thirty-two-bytes", COUNT_AUTOMATION],
         );
         let sign = |ad: &str| {
             let out = std::process::Command::new(workspace_binary("glimpse-server"))
                 .args([
                     "sign-ad",
                     "--secret",
-                    "e2e-secret",
+                    "e2e-secret-of-at-least-thirty-two-bytes",
                     "--ad-id",
                     ad,
                     "--ttl",
