@@ -170,6 +170,8 @@ pub struct Engine {
     retired: Vec<Retired>,
     visible: bool,
     focused: bool,
+    /// A prerendered page nobody has seen yet: nothing counts.
+    prerendered: bool,
     next_id: SlotId,
 }
 
@@ -182,8 +184,33 @@ impl Engine {
             retired: Vec::new(),
             visible,
             focused,
+            prerendered: false,
             next_id: 1,
         }
+    }
+
+    /// The same engine for a page being prerendered: it follows its slots
+    /// but counts nothing until [`Engine::activate`].
+    pub fn while_prerendered(mut self) -> Self {
+        self.prerendered = true;
+        self
+    }
+
+    /// Whether the page is prerendered and not yet shown.
+    pub fn is_prerendered(&self) -> bool {
+        self.prerendered
+    }
+
+    /// The prerendered page is shown to the visitor: counting starts, from
+    /// what its slots last reported.
+    pub fn activate(&mut self, visible: bool, focused: bool, now: f64, out: &mut Vec<Impression>) {
+        self.prerendered = false;
+        self.set_page(visible, focused, now, out);
+    }
+
+    /// Whether the page is in front of the visitor.
+    fn in_front(&self) -> bool {
+        self.visible && self.focused && !self.prerendered
     }
 
     /// Starts following a slot showing `ad_id`; nothing is known of its
@@ -399,7 +426,7 @@ impl Engine {
     /// and so should be sampled ([`Engine::set_shown`]) while they are: not
     /// yet viewable, in view, on a page in front of the visitor.
     pub fn watched(&self) -> impl Iterator<Item = SlotId> + '_ {
-        let page = self.visible && self.focused;
+        let page = self.in_front();
         self.slots
             .iter()
             .filter(move |s| page && !s.viewed && s.in_view(&self.rule))
@@ -409,7 +436,10 @@ impl Engine {
     /// Brings every slot's measured flag and dwell start in line with the
     /// current state, then reports what completed (a zero dwell counts at once).
     fn reconcile(&mut self, now: f64, out: &mut Vec<Impression>) {
-        let page = self.visible && self.focused;
+        if self.prerendered {
+            return;
+        }
+        let page = self.in_front();
         for s in &mut self.slots {
             if s.laid_out() && !s.measured {
                 s.measured = true;
@@ -1177,5 +1207,28 @@ mod tests {
         assert!(!window_focused(true, true, Some(false)));
         // A cross-origin frame cannot tell: visibility alone decides.
         assert!(window_focused(false, true, None));
+    }
+
+    #[test]
+    fn a_prerendered_page_counts_nothing_until_shown() {
+        let mut e = Engine::new(Rule::default(), false, false).while_prerendered();
+        let mut out = Vec::new();
+        let s = e.add("a");
+        e.update(s, 1.0, SMALL, 0.0, &mut out);
+        e.resize(s, 2.0 * SMALL, 100.0, &mut out);
+        e.update(s, 1.0, 2.0 * SMALL, 116.0, &mut out);
+        e.set_page(true, true, 200.0, &mut out);
+        e.tick(60_000.0, &mut out);
+        assert!(out.is_empty());
+        assert!(e.is_prerendered());
+        assert_eq!(e.watched().count(), 0);
+        assert_eq!(e.next_deadline(), None);
+        e.activate(true, true, 60_000.0, &mut out);
+        assert_eq!(kinds(&out), [("a", Kind::Measurable)]);
+        e.tick(61_000.0, &mut out);
+        assert_eq!(
+            kinds(&out),
+            [("a", Kind::Measurable), ("a", Kind::Viewable)]
+        );
     }
 }

@@ -9,7 +9,7 @@
 use glimpse_wire::ingest::is_id_byte;
 use glimpse_wire::{MAX_BODY_BYTES, MAX_EVENTS_PER_BATCH};
 
-use crate::engine::Kind;
+use crate::engine::Impression;
 use crate::text::push_u64;
 
 /// Largest body the SDK forms. Half the 64 KiB quota that `sendBeacon` and
@@ -40,13 +40,13 @@ pub fn valid_id(s: &str, max: usize) -> bool {
     !s.is_empty() && s.len() <= max && s.bytes().all(is_id_byte)
 }
 
-/// Appends the wire JSON of one event. Every id, and the token of a signed ad
-/// when there is one, must be a valid wire id, so nothing needs escaping.
+/// Appends the wire JSON of one event: `imp` with its event `id`, the
+/// visitor, the time and the ad's token. Every id, and the token of a signed
+/// ad when there is one, must be a valid wire id, so nothing needs escaping.
 pub fn event_json(
     id: &str,
-    ad_id: &str,
+    imp: &Impression,
     user_id: &str,
-    kind: Kind,
     ts: u64,
     token: Option<&str>,
     out: &mut String,
@@ -54,17 +54,20 @@ pub fn event_json(
     out.push_str("{\"id\":\"");
     out.push_str(id);
     out.push_str("\",\"ad_id\":\"");
-    out.push_str(ad_id);
+    out.push_str(&imp.ad_id);
     out.push_str("\",\"user_id\":\"");
     out.push_str(user_id);
     out.push_str("\",\"kind\":\"");
-    out.push_str(kind.as_str());
+    out.push_str(imp.kind.as_str());
     out.push_str("\",\"ts\":");
     push_u64(out, ts);
     if let Some(token) = token {
         out.push_str(",\"token\":\"");
         out.push_str(token);
         out.push('"');
+    }
+    if imp.verified {
+        out.push_str(",\"verified\":true");
     }
     out.push('}');
 }
@@ -372,14 +375,23 @@ pub fn is_orphan(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::Kind;
+
+    fn imp(ad_id: &str, kind: Kind, verified: bool) -> Impression {
+        Impression {
+            slot: 1,
+            ad_id: ad_id.into(),
+            kind,
+            verified,
+        }
+    }
 
     fn ev(i: u64, user: &str) -> String {
         let mut s = String::new();
         event_json(
             &format!("e{i}"),
-            "ad-42",
+            &imp("ad-42", Kind::Viewable, false),
             user,
-            Kind::Viewable,
             1_764_000_000_000 + i,
             None,
             &mut s,
@@ -410,16 +422,30 @@ mod tests {
         assert_eq!(e.kind, glimpse_wire::Kind::Viewable);
         assert_eq!(e.ts, 1_764_000_000_002);
         let mut m = String::new();
-        event_json("x", "a", "u", Kind::Measurable, 0, None, &mut m);
+        event_json(
+            "x",
+            &imp("a", Kind::Measurable, false),
+            "u",
+            0,
+            None,
+            &mut m,
+        );
         assert_eq!(
             m,
             r#"{"id":"x","ad_id":"a","user_id":"u","kind":"measurable","ts":0}"#
         );
         m.clear();
-        event_json("x", "a", "u", Kind::Viewable, 0, Some("9.ab"), &mut m);
+        event_json(
+            "x",
+            &imp("a", Kind::Viewable, true),
+            "u",
+            0,
+            Some("9.ab"),
+            &mut m,
+        );
         assert_eq!(
             m,
-            r#"{"id":"x","ad_id":"a","user_id":"u","kind":"viewable","ts":0,"token":"9.ab"}"#
+            r#"{"id":"x","ad_id":"a","user_id":"u","kind":"viewable","ts":0,"token":"9.ab","verified":true}"#
         );
         let body = format!(r#"{{"batch_id":"b","events":[{m}]}}"#);
         let batch = glimpse_wire::ingest::decode_batch(body.as_bytes()).unwrap();

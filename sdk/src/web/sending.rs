@@ -212,9 +212,8 @@ impl Inner {
             let mut json = String::with_capacity(256);
             queue::event_json(
                 &id,
-                &imp.ad_id,
+                imp,
                 &self.user_id,
-                imp.kind,
                 js_sys::Date::now() as u64,
                 token.as_deref(),
                 &mut json,
