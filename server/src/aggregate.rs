@@ -583,6 +583,7 @@ mod tests {
             ts: day(d).start_ms(),
             day: day(d),
             token: None,
+            verified: false,
         }
     }
 

@@ -9,8 +9,8 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use glimpse_wire::api::{ImpressionLogged, IngestResponse, Rejection};
 use glimpse_wire::ingest::{
-    check_distinct_ads, check_id, decode_batch, validate_event, Event, EventError,
-    MAX_AD_OR_USER_ID_BYTES, MAX_BODY_BYTES,
+    check_distinct_ads, check_id, decode_batch, Event, EventError, MAX_AD_OR_USER_ID_BYTES,
+    MAX_BODY_BYTES,
 };
 use glimpse_wire::{Day, Kind};
 use serde::Deserialize;
@@ -177,7 +177,10 @@ pub async fn post_impressions(
     let mut seen_ids = HashSet::with_capacity(batch.events.len());
     let mut events: Vec<Event<'_>> = Vec::with_capacity(batch.events.len());
     for (index, raw) in batch.events.iter().enumerate() {
-        match validate_event(raw, now).and_then(|e| check_token(&state, e, now)) {
+        match batch
+            .validate_event(raw, now)
+            .and_then(|e| check_token(&state, e, now))
+        {
             Ok(event) if seen_ids.insert(event.id.clone()) => events.push(event),
             Ok(_) => response.duplicates += 1,
             Err(e) => {
@@ -253,6 +256,7 @@ pub async fn get_impression(
         kind,
         ts: now,
         token: None,
+        verified: false,
         day,
     };
     // Each call is its own batch, under an id no client can send (ids never

@@ -283,6 +283,7 @@ mod tests {
             ts: NOW,
             day: Day::from_epoch_ms(NOW).unwrap(),
             token: None,
+            verified: false,
         }
     }
 

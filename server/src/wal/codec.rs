@@ -202,6 +202,7 @@ fn decode_payload(p: &[u8]) -> Option<Record<'_>> {
             ts: day.start_ms(),
             day,
             token: None,
+            verified: false,
         });
     }
     (at == p.len()).then_some(Record {
@@ -304,6 +305,7 @@ mod tests {
             ts: day.start_ms(),
             day,
             token: None,
+            verified: false,
         }
     }
 

@@ -545,6 +545,7 @@ mod tests {
             ts: day.start_ms(),
             day,
             token: None,
+            verified: false,
         }
     }
 
