@@ -451,6 +451,7 @@ mod tests {
         let batch = glimpse_wire::ingest::decode_batch(body.as_bytes()).unwrap();
         let e = glimpse_wire::ingest::validate_event(batch.events[0], 0).unwrap();
         assert_eq!(e.token.as_deref(), Some("9.ab"));
+        assert!(e.verified);
     }
 
     #[test]

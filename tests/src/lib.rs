@@ -12,7 +12,9 @@
 //! - [`proxy`]: a loopback TCP proxy that can drop a reply after forwarding
 //!   the command, to provoke retries;
 //! - [`browser`]: a headless Chromium driven through `chromedriver`
-//!   (WebDriver), and the SDK built into `sdk/pkg`.
+//!   (WebDriver), and the SDK built into `sdk/pkg`;
+//! - [`sdk_page`]: an edge serving the SDK and its test pages, and the calls
+//!   the SDK's browser tests make into those pages.
 //!
 //! The tests themselves live in `tests/e2e/` (one integration-test binary,
 //! one module per area).
@@ -21,3 +23,4 @@ pub mod browser;
 pub mod edge;
 pub mod proxy;
 pub mod redis;
+pub mod sdk_page;

@@ -10,5 +10,6 @@ mod redis_cluster;
 mod redis_faults;
 mod redis_store;
 mod sdk_browser;
+mod sdk_counting;
 mod www_accessibility;
 mod www_demo;
