@@ -7,8 +7,11 @@
 //! Dwell waits (`pause`) are the behaviour under test (the 1 s rule);
 //! everything else is polled with a deadline.
 
-use glimpse_tests::browser::{self, Browser};
+use std::sync::MutexGuard;
+
+use glimpse_tests::browser::{self, Browser, Engine};
 use glimpse_tests::edge::{wait_until, Edge, COUNT_AUTOMATION};
+use glimpse_tests::in_every_engine;
 use glimpse_tests::sdk_page::{
     counts, edge_with_sdk, expect_counts, flush, pause, start_tracker, DELIVERY_DEADLINE,
 };
@@ -19,18 +22,28 @@ fn options() -> Value {
     json!({"endpoint": "/v1/impressions", "flushIntervalMs": 600000, "maxBatch": 500})
 }
 
-/// Runs `test` in every browser engine, each with its own edge.
-fn in_every_engine(test: impl Fn(&Browser, &Edge, &str)) {
-    let _one_at_a_time = browser::exclusive();
+/// One engine's browser and its own edge, for one test at a time.
+struct Session {
+    b: Browser,
+    edge: Edge,
+    _dir: tempfile::TempDir,
+    _one_at_a_time: MutexGuard<'static, ()>,
+}
+
+fn session(engine: Engine) -> Session {
+    let one_at_a_time = browser::exclusive();
     assert!(
-        browser::available(),
-        "the browser tests need Debian's chromium and chromium-driver"
+        engine.available(),
+        "the browser tests need {} and its WebDriver (cargo xtask test installs them)",
+        engine.name()
     );
-    for engine in ["chromium"] {
-        let dir = tempfile::tempdir().unwrap();
-        let edge = edge_with_sdk(dir.path(), &[COUNT_AUTOMATION]);
-        let b = Browser::start();
-        test(&b, &edge, engine);
+    let dir = tempfile::tempdir().unwrap();
+    let edge = edge_with_sdk(dir.path(), &[COUNT_AUTOMATION]);
+    Session {
+        b: Browser::start_in(engine),
+        edge,
+        _dir: dir,
+        _one_at_a_time: one_at_a_time,
     }
 }
 
@@ -45,9 +58,10 @@ fn counting_page(b: &Browser, edge: &Edge, setup: &str) -> f64 {
     height
 }
 
-#[test]
-fn slots_filled_emptied_or_resized_after_the_page_loads() {
-    in_every_engine(|b, edge, engine| {
+in_every_engine! {
+    fn slots_filled_emptied_or_resized_after_the_page_loads(engine) {
+        let s = session(engine);
+        let (b, edge, engine) = (&s.b, &s.edge, engine.name());
         counting_page(
             b,
             edge,
@@ -92,7 +106,7 @@ fn slots_filled_emptied_or_resized_after_the_page_loads() {
         pause(1400);
         flush(b);
         expect_counts(edge, "shrinks", (0, 1), engine);
-    });
+    }
 }
 
 /// Slots that CSS hides, each in view, and one shown in view as control.
@@ -113,9 +127,10 @@ const HIDDEN_BY_CSS: &str = "
     // Shown at first, hidden 300 ms into its dwell.
     at(place('hidden-later', 0, 300, 250), 640, 300);";
 
-#[test]
-fn ads_hidden_by_css_are_measurable_and_not_viewable() {
-    in_every_engine(|b, edge, engine| {
+in_every_engine! {
+    fn ads_hidden_by_css_are_measurable_and_not_viewable(engine) {
+        let s = session(engine);
+        let (b, edge, engine) = (&s.b, &s.edge, engine.name());
         for (variant, prefix, before) in [
             ("checkVisibility", "check", ""),
             // The fallback of browsers without it: computed styles.
@@ -161,12 +176,13 @@ fn ads_hidden_by_css_are_measurable_and_not_viewable() {
             expect_counts(edge, &ad("opacity-0"), (1, 1), &what);
             assert_eq!(counts(edge, &ad("visibility-hidden")), (0, 1), "{what}");
         }
-    });
+    }
 }
 
-#[test]
-fn a_covered_ad_is_viewable_and_only_an_uncovered_one_verified() {
-    in_every_engine(|b, edge, engine| {
+in_every_engine! {
+    fn a_covered_ad_is_viewable_and_only_an_uncovered_one_verified(engine) {
+        let s = session(engine);
+        let (b, edge, engine) = (&s.b, &s.edge, engine.name());
         counting_page(
             b,
             edge,
@@ -204,7 +220,7 @@ fn a_covered_ad_is_viewable_and_only_an_uncovered_one_verified() {
             engine == "chromium",
             "IntersectionObserver v2 in {engine}"
         );
-    });
+    }
 }
 
 /// The single-page app of `spa.html` (README's example), ready.
@@ -223,9 +239,10 @@ fn spa_flush(b: &Browser) {
     assert_eq!(r, json!("ok"));
 }
 
-#[test]
-fn a_single_page_app_counts_each_slot_once_per_page_view() {
-    in_every_engine(|b, edge, engine| {
+in_every_engine! {
+    fn a_single_page_app_counts_each_slot_once_per_page_view(engine) {
+        let s = session(engine);
+        let (b, edge, engine) = (&s.b, &s.edge, engine.name());
         spa(b, edge);
         pause(1400);
         spa_flush(b);
@@ -268,12 +285,13 @@ fn a_single_page_app_counts_each_slot_once_per_page_view() {
             (2, 2),
             "{engine}: the removed slot"
         );
-    });
+    }
 }
 
-#[test]
-fn remounts_count_once_and_a_refresh_counts_again() {
-    in_every_engine(|b, edge, engine| {
+in_every_engine! {
+    fn remounts_count_once_and_a_refresh_counts_again(engine) {
+        let s = session(engine);
+        let (b, edge, engine) = (&s.b, &s.edge, engine.name());
         spa(b, edge);
         pause(1400);
         spa_flush(b);
@@ -303,12 +321,13 @@ fn remounts_count_once_and_a_refresh_counts_again() {
         for ad in ["spa-strict", "spa-keyed", "spa-banner"] {
             assert_eq!(counts(edge, ad), (1, 1), "{engine}: {ad} was not refreshed");
         }
-    });
+    }
 }
 
-#[test]
-fn a_prerendered_page_counts_and_stores_nothing_until_shown() {
-    in_every_engine(|b, edge, engine| {
+in_every_engine! {
+    fn a_prerendered_page_counts_and_stores_nothing_until_shown(engine) {
+        let s = session(engine);
+        let (b, edge, engine) = (&s.b, &s.edge, engine.name());
         b.goto(&edge.url("/counting.html"));
         // A prerendered document (Chromium's speculation rules make one;
         // here the page stands in for it in every engine).
@@ -349,7 +368,7 @@ fn a_prerendered_page_counts_and_stores_nothing_until_shown() {
             json!(0),
             "{engine}: the visitor id is stored now"
         );
-    });
+    }
 }
 
 /// Loads `frame-host.html` with `frame.html?ad=AD` from `origin` in its
@@ -379,9 +398,10 @@ fn flush_frame(b: &Browser) {
     assert_eq!(r, json!("ok"));
 }
 
-#[test]
-fn inside_a_frame_the_tab_s_focus_decides() {
-    in_every_engine(|b, edge, engine| {
+in_every_engine! {
+    fn inside_a_frame_the_tab_s_focus_decides(engine) {
+        let s = session(engine);
+        let (b, edge, engine) = (&s.b, &s.edge, engine.name());
         // Same origin: the frame asks the top-level document for focus.
         framed(b, edge, "127.0.0.1", "same-origin");
         pause(1400);
@@ -406,5 +426,5 @@ fn inside_a_frame_the_tab_s_focus_decides() {
         pause(1400);
         flush_frame(b);
         expect_counts(edge, "cross-origin", (1, 1), engine);
-    });
+    }
 }
