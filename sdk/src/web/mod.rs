@@ -26,7 +26,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{Document, Element, Event, EventTarget, VisibilityState, Window};
 
-use crate::options::Options;
+use crate::options::{says_off, Options};
 
 use sending::Sending;
 use slots::Slots;
@@ -46,6 +46,11 @@ fn now() -> f64 {
         .and_then(|w| w.performance())
         .map(|p| p.now())
         .unwrap_or_else(js_sys::Date::now)
+}
+
+/// The client's clock, epoch ms (`Date.now()`).
+fn epoch_ms() -> u64 {
+    js_sys::Date::now() as u64
 }
 
 fn warn(msg: &str) {
@@ -158,14 +163,7 @@ fn read_options(o: &JsValue) -> Result<Options, JsError> {
             bad(&m)
         })
     };
-    let flag = |name: &str, default: bool| -> bool {
-        let v = get(o, name);
-        if v.is_undefined() || v.is_null() {
-            default
-        } else {
-            v.is_truthy() && v.as_string().is_none_or(|s| s != "false")
-        }
-    };
+    let flag = |name: &str, default: bool| flag(&get(o, name)).unwrap_or(default);
     opts.endpoint = string("endpoint")?.unwrap_or_default();
     opts.user_id = string("userId")?.filter(|s| !s.is_empty());
     if let Some(s) = string("selector")? {
@@ -183,6 +181,37 @@ fn read_options(o: &JsValue) -> Result<Options, JsError> {
     Ok(opts)
 }
 
+/// An on/off value: a string by [`says_off`], anything else by its
+/// truthiness; `None` when undefined or null.
+fn flag(v: &JsValue) -> Option<bool> {
+    if v.is_undefined() || v.is_null() {
+        return None;
+    }
+    Some(match v.as_string() {
+        Some(s) => !says_off(&s),
+        None => v.is_truthy(),
+    })
+}
+
+/// An `adId` argument: absent, a string, or a finite number as its string
+/// (`observe(el, 42)` means the ad `"42"`); `Err` for anything else.
+fn ad_id_arg(v: &JsValue) -> Result<Option<String>, ()> {
+    if v.is_undefined() || v.is_null() {
+        return Ok(None);
+    }
+    if let Some(s) = v.as_string() {
+        return Ok(Some(s));
+    }
+    match v.as_f64() {
+        Some(n) if n.is_finite() => Ok(v
+            .unchecked_ref::<js_sys::Number>()
+            .to_string_with_radix(10)
+            .ok()
+            .map(String::from)),
+        _ => Err(()),
+    }
+}
+
 /// Starts a tracker; throws a JavaScript `Error` when an option is wrong.
 #[wasm_bindgen]
 pub fn start(options: JsValue) -> Result<Tracker, JsError> {
@@ -190,7 +219,7 @@ pub fn start(options: JsValue) -> Result<Tracker, JsError> {
     let win = window().ok_or_else(|| bad("glimpse: no window"))?;
     let doc = win.document().ok_or_else(|| bad("glimpse: no document"))?;
     // A prerendered page stores nothing until it is shown (`activate`).
-    let prerendering = get(&doc, "prerendering").as_bool() == Some(true);
+    let prerendering = prerendering(&doc);
     // A page without consent keeps nothing and sends nothing.
     let store = Store::open(&win, opts.consent && !prerendering);
     let user_id = store.user_id(opts.user_id.as_deref());
@@ -228,19 +257,35 @@ thread_local! {
     static ACTIVE: RefCell<Vec<Rc<RefCell<Inner>>>> = const { RefCell::new(Vec::new()) };
 }
 
+// Every argument arrives as a `JsValue` and is checked here: a type that
+// wasm-bindgen would take on trust (`Option<String>` given a number) reads
+// the wrong memory.
 #[wasm_bindgen]
 impl Tracker {
-    /// Follows `element` as an ad slot; `adId` overrides its `data-ad-id`.
-    pub fn observe(&self, element: JsValue, ad_id: Option<String>) {
-        if let (Ok(mut i), Ok(el)) = (self.inner.try_borrow_mut(), element.dyn_into::<Element>()) {
-            i.track(&el, ad_id);
-            i.after();
+    /// Follows `element` as an ad slot; `adId` (a string, or a number taken
+    /// as its string) overrides its `data-ad-id`.
+    pub fn observe(&self, element: JsValue, ad_id: JsValue) {
+        let Ok(mut i) = self.inner.try_borrow_mut() else {
+            return;
+        };
+        let Some(el) = i.element_arg(element, "observe") else {
+            return;
+        };
+        match ad_id_arg(&ad_id) {
+            Ok(ad_id) => {
+                i.track(&el, ad_id);
+                i.after();
+            }
+            Err(()) => i.debug_warn("glimpse: observe(element, adId) needs a string adId; ignored"),
         }
     }
 
     /// Stops following `element`.
     pub fn unobserve(&self, element: JsValue) {
-        if let (Ok(mut i), Ok(el)) = (self.inner.try_borrow_mut(), element.dyn_into::<Element>()) {
+        let Ok(mut i) = self.inner.try_borrow_mut() else {
+            return;
+        };
+        if let Some(el) = i.element_arg(element, "unobserve") {
             i.untrack(&el);
             i.after();
         }
@@ -259,7 +304,10 @@ impl Tracker {
     /// The ad of `element` was refreshed in place under the same ad id: a
     /// new opportunity.
     pub fn refresh(&self, element: JsValue) {
-        if let (Ok(mut i), Ok(el)) = (self.inner.try_borrow_mut(), element.dyn_into::<Element>()) {
+        let Ok(mut i) = self.inner.try_borrow_mut() else {
+            return;
+        };
+        if let Some(el) = i.element_arg(element, "refresh") {
             if !i.stopped {
                 i.refresh_slot(&el);
             }
@@ -271,7 +319,8 @@ impl Tracker {
         let mut resolve = None;
         let promise = Promise::new(&mut |res, _| resolve = Some(res));
         if let (Ok(mut i), Some(res)) = (self.inner.try_borrow_mut(), resolve.clone()) {
-            if !i.stopped {
+            // Without consent nothing is sent: there is nothing to wait for.
+            if !i.stopped && i.opts.consent {
                 i.flush_now(res);
                 resolve = None;
             }
@@ -289,13 +338,32 @@ impl Tracker {
         }
     }
 
-    /// Stops, and forgets every event, batch and id the SDK stored.
+    /// Stops, and forgets every event, batch and id the SDK stored, with or
+    /// without consent.
     #[wasm_bindgen(js_name = optOut)]
     pub fn opt_out(&self) {
         if let Ok(mut i) = self.inner.try_borrow_mut() {
             i.sending.queue.clear();
             i.store.forget_all();
             i.shutdown();
+        }
+    }
+
+    /// Consent given (`true`: starts as `start` with consent would) or
+    /// withdrawn (`false`: stops sending and deletes what is stored).
+    #[wasm_bindgen(js_name = setConsent)]
+    pub fn set_consent(&self, consent: JsValue) {
+        let Ok(mut i) = self.inner.try_borrow_mut() else {
+            return;
+        };
+        // A boolean, or a string read as the tag's `data-consent`; a number
+        // or an object says nothing clear, and `NaN` must not withdraw.
+        let on = consent
+            .as_bool()
+            .or_else(|| consent.as_string().map(|s| !says_off(&s)));
+        match (on, window()) {
+            (Some(on), Some(win)) => i.set_consent(on, &win),
+            _ => i.debug_warn("glimpse: setConsent(consent) needs a boolean; ignored"),
         }
     }
 }
@@ -307,17 +375,59 @@ impl Inner {
         }
     }
 
+    fn debug_warn(&self, msg: &str) {
+        if self.opts.debug {
+            warn(msg);
+        }
+    }
+
+    /// `value` as an `Element`, or `None` with a debug warning.
+    fn element_arg(&self, value: JsValue, method: &str) -> Option<Element> {
+        let el = value.dyn_into::<Element>().ok();
+        if el.is_none() && self.opts.debug {
+            let mut m = String::from("glimpse: ");
+            m.push_str(method);
+            m.push_str("() needs an Element; ignored");
+            warn(&m);
+        }
+        el
+    }
+
+    fn set_consent(&mut self, on: bool, win: &Window) {
+        if self.stopped || on == self.opts.consent {
+            return;
+        }
+        self.opts.consent = on;
+        if on {
+            self.log("glimpse: consent given; starting");
+            // A prerendered page opens the store once it is shown.
+            if !self.slots.engine.is_prerendered() {
+                self.store = Store::open(win, true);
+                self.user_id = self.store.user_id(self.opts.user_id.as_deref());
+            }
+            self.boot(win);
+        } else {
+            self.log("glimpse: consent withdrawn; nothing more is sent, nothing is kept");
+            self.halt();
+            self.sending.queue.clear();
+            self.store.forget_all();
+        }
+    }
+
     /// Installs the observers, listeners and timers, and takes over batches
     /// left by closed tabs. A prerendered page only observes (and counts
     /// nothing) until it is shown.
     fn boot(&mut self, win: &Window) {
         self.install_observers(win);
-        if self.slots.engine.is_prerendered() {
+        if !self.slots.engine.is_prerendered() {
+            self.run(win);
+        } else if prerendering(&self.doc) {
             let doc: &EventTarget = self.doc.as_ref();
             self.listeners = vec![page_listener(&self.me, doc, "prerenderingchange", false)];
-            return;
+        } else {
+            // Shown while consent was off.
+            self.activate(win);
         }
-        self.run(win);
     }
 
     /// The prerendered page is shown: open the store, read the visitor id,
@@ -358,7 +468,7 @@ impl Inner {
         }
         if self.slots.engine.is_prerendered() {
             // `prerenderingchange`: the page is shown now.
-            if get(&self.doc, "prerendering").as_bool() != Some(true) {
+            if !prerendering(&self.doc) {
                 self.activate(&win);
             }
             return;
@@ -371,6 +481,20 @@ impl Inner {
         if !visible {
             self.beacon_all();
         }
+        if pagehide {
+            self.tabs.release();
+        } else {
+            self.hold_tab_lock();
+        }
+    }
+
+    /// Releases every observer, listener, timer and lock; resolves the
+    /// `flush()` promises still waiting.
+    fn halt(&mut self) {
+        self.slots.stop();
+        self.listeners.clear();
+        self.sending.stop();
+        self.tabs.stop();
     }
 
     fn shutdown(&mut self) {
@@ -382,10 +506,7 @@ impl Inner {
             self.persist();
         }
         self.stopped = true;
-        self.slots.stop();
-        self.listeners.clear();
-        self.sending.stop();
-        self.tabs.stop();
+        self.halt();
         let me = self.me.as_ptr();
         ACTIVE.with(|a| {
             if let Ok(mut a) = a.try_borrow_mut() {
@@ -395,17 +516,31 @@ impl Inner {
     }
 }
 
+/// Whether the document is being prerendered, not yet shown to anyone.
+fn prerendering(doc: &Document) -> bool {
+    get(doc, "prerendering").as_bool() == Some(true)
+}
+
 /// A new batch id.
 fn new_batch_id() -> String {
     crate::text::random_id(20, random)
 }
 
-/// `promise.then(f, f)`: `f` runs once, on either outcome.
+/// `promise.then(f, f)`: `f` runs once, on either outcome, so the promise
+/// never rejects unhandled.
 fn then_either(promise: &Promise, f: &JsValue) -> JsValue {
     get(promise, "then")
         .dyn_into::<Function>()
         .and_then(|then| then.call2(promise, f, f))
         .unwrap_or(JsValue::UNDEFINED)
+}
+
+/// Handles both outcomes of `promise`, whatever it is (the result of a
+/// JavaScript call), without waiting for it.
+fn ignore_outcome(promise: JsValue) {
+    if let Ok(p) = promise.dyn_into::<Promise>() {
+        then_either(&p, &Closure::once_into_js(|_: JsValue| {}));
+    }
 }
 
 /// Runs `f` on the tracker if it is alive and not busy.

@@ -3,13 +3,13 @@
 //! by `sendBeacon` as the page hides.
 
 use gloo_timers::callback::{Interval, Timeout};
-use js_sys::{Function, Reflect};
+use js_sys::{Array, Function, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use web_sys::{RequestCredentials, RequestInit, Response};
+use web_sys::{AbortController, RequestCredentials, RequestInit, Response};
 
-use super::{new_batch_id, now, random, then_either, warn, window, with, Inner};
-use crate::queue::{self, classify, parse_retry_after_seconds, Outcome, Queue};
+use super::{epoch_ms, get, new_batch_id, now, random, then_either, warn, window, with, Inner};
+use crate::queue::{self, classify, parse_retry_after_seconds, Outcome, Queue, REQUEST_TIMEOUT_MS};
 use crate::text::push_u64;
 
 /// The queue and the state of the pump that empties it.
@@ -54,9 +54,30 @@ impl Sending {
     }
 }
 
-/// Posts one body with `fetch(.., {keepalive: true})` and calls `done`
-/// with the outcome.
-fn post(endpoint: &str, body: &str, done: impl FnOnce(Outcome) + 'static) {
+/// Logs each event the edge rejected in an accepted batch (its 202's
+/// `rejected` list), with the reason. The batch is acknowledged all the
+/// same: a rejected event would be rejected again, so it is never resent.
+fn log_rejections(resp: &Response) {
+    let Ok(json) = resp.json() else { return };
+    let log = Closure::once_into_js(move |answer: JsValue| {
+        let Ok(rejected) = get(&answer, "rejected").dyn_into::<Array>() else {
+            return;
+        };
+        for r in rejected.iter() {
+            web_sys::console::log_3(
+                &JsValue::from_str("glimpse: the edge rejected an event (it is not resent):"),
+                &get(&r, "index"),
+                &get(&r, "error"),
+            );
+        }
+    });
+    then_either(&json, &log);
+}
+
+/// Posts one body with `fetch(.., {keepalive: true})`, aborted after
+/// [`REQUEST_TIMEOUT_MS`], and calls `done` with the outcome; in `debug`
+/// mode logs the events the edge rejected.
+fn post(endpoint: &str, body: &str, debug: bool, done: impl FnOnce(Outcome) + 'static) {
     let Some(win) = window() else {
         return done(Outcome::Retry(None));
     };
@@ -65,8 +86,14 @@ fn post(endpoint: &str, body: &str, done: impl FnOnce(Outcome) + 'static) {
     init.set_body(&JsValue::from_str(body));
     let _ = Reflect::set(&init, &JsValue::from_str("keepalive"), &JsValue::TRUE);
     init.set_credentials(RequestCredentials::Omit);
+    // A request that hangs would hold the pump (one send at a time) forever.
+    let timeout = AbortController::new().ok().map(|abort| {
+        init.set_signal(Some(&abort.signal()));
+        Timeout::new(REQUEST_TIMEOUT_MS, move || abort.abort())
+    });
     // One function for both outcomes, so it is called exactly once and freed.
     let settle = Closure::once_into_js(move |answer: JsValue| {
+        drop(timeout);
         let outcome = match answer.dyn_into::<Response>() {
             Ok(resp) => {
                 let retry_after = resp
@@ -80,7 +107,11 @@ fn post(endpoint: &str, body: &str, done: impl FnOnce(Outcome) + 'static) {
                             at.is_finite().then(|| at - js_sys::Date::now())
                         })
                     });
-                classify(Some(resp.status()), retry_after)
+                let outcome = classify(Some(resp.status()), retry_after);
+                if debug && outcome == Outcome::Ack {
+                    log_rejections(&resp);
+                }
+                outcome
             }
             Err(_) => Outcome::Retry(None),
         };
@@ -135,11 +166,12 @@ impl Inner {
             return;
         }
         self.check_ownership();
-        if let Some((id, body)) = self.sending.queue.take_due(now()) {
+        self.expire();
+        if let Some((id, body)) = self.sending.queue.take_due(now(), epoch_ms()) {
             self.sending.busy = true;
             let endpoint = self.opts.endpoint.clone();
             let m = self.me.clone();
-            post(&endpoint, &body, move |outcome| {
+            post(&endpoint, &body, self.opts.debug, move |outcome| {
                 with(&m, |i| {
                     i.sending.busy = false;
                     i.settle(&id, outcome);
@@ -155,12 +187,22 @@ impl Inner {
         }
     }
 
-    fn settle(&mut self, id: &str, outcome: Outcome) {
-        if outcome == Outcome::Drop {
-            warn("glimpse: the edge refused a batch; it is dropped");
+    /// Drops the batches too old for the edge to accept.
+    fn expire(&mut self) {
+        if self.sending.queue.expire(epoch_ms()) > 0 {
+            self.log("glimpse: dropped batches older than the edge accepts");
+            self.persist();
         }
-        if outcome != Outcome::Ack {
-            self.log("glimpse: a batch will be retried");
+    }
+
+    fn settle(&mut self, id: &str, outcome: Outcome) {
+        match outcome {
+            Outcome::Ack => {}
+            Outcome::Drop => warn("glimpse: the edge refused a batch; it is dropped"),
+            Outcome::Retry(Some(_)) => {
+                self.log("glimpse: the edge asked to wait (Retry-After); sending is paused")
+            }
+            Outcome::Retry(None) => self.log("glimpse: a batch will be retried"),
         }
         if self.sending.queue.settle(id, outcome, now(), random()) {
             self.persist();
@@ -178,16 +220,17 @@ impl Inner {
             self.persist();
         }
         self.check_ownership();
+        self.expire();
         let Some(win) = window() else { return };
         let nav = win.navigator();
-        for (id, body) in self.sending.queue.beacon_plan(now()) {
+        for (id, body) in self.sending.queue.beacon_plan(now(), epoch_ms()) {
             if nav.send_beacon_with_opt_str(&self.opts.endpoint, Some(&body)) == Ok(true) {
                 self.log("glimpse: batch handed to sendBeacon");
             } else {
                 // Refused: fetch with keepalive, settled normally if the page lives.
                 let endpoint = self.opts.endpoint.clone();
                 let m = self.me.clone();
-                post(&endpoint, &body, move |outcome| {
+                post(&endpoint, &body, self.opts.debug, move |outcome| {
                     with(&m, |i| i.settle(&id, outcome))
                 });
             }
@@ -214,7 +257,7 @@ impl Inner {
                 &id,
                 imp,
                 &self.user_id,
-                js_sys::Date::now() as u64,
+                epoch_ms(),
                 token.as_deref(),
                 &mut json,
             );
@@ -225,7 +268,7 @@ impl Inner {
                 m.push_str(&imp.ad_id);
                 self.log(&m);
             }
-            full |= self.sending.queue.push(json);
+            full |= self.sending.queue.push(json, &imp.ad_id);
         }
         // Keeps the buffer's capacity for the next callback.
         self.slots.out = out;

@@ -19,7 +19,7 @@ use std::cell::RefCell;
 use std::rc::Weak;
 
 use gloo_timers::callback::Timeout;
-use js_sys::{Array, Function, Object, Reflect};
+use js_sys::{Array, Object, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{
@@ -120,6 +120,15 @@ fn ad_token(el: &Element) -> Option<String> {
         .filter(|t| queue::valid_id(t, MAX_AD_OR_USER_ID_BYTES))
 }
 
+#[wasm_bindgen]
+extern "C" {
+    /// An element, for `checkVisibility(options)`, which web-sys lacks.
+    #[wasm_bindgen(extends = Element)]
+    type Checked;
+    #[wasm_bindgen(method, js_name = checkVisibility)]
+    fn check_visibility(this: &Checked, options: &JsValue) -> bool;
+}
+
 /// The area of `el`'s border box, as IntersectionObserver measures it.
 fn area(r: &web_sys::DomRectReadOnly) -> f64 {
     r.width().max(0.0) * r.height().max(0.0)
@@ -133,24 +142,23 @@ fn area(r: &web_sys::DomRectReadOnly) -> f64 {
 /// Firefox before 125, Safari before 17.4) the same is read from the
 /// computed styles of the element and its ancestors.
 fn rendered(win: &Window, el: &Element, check_options: &JsValue) -> bool {
-    let check = get(el, "checkVisibility").dyn_into::<Function>().ok();
+    let check = Reflect::has(el, &JsValue::from_str("checkVisibility")).unwrap_or(false);
     let mut at = Some(el.clone());
     let mut own = true;
     while let Some(e) = at {
         let Some(style) = win.get_computed_style(&e).ok().flatten() else {
             break;
         };
-        let is =
-            |name: &str, value: &str| get(&style, name).as_string().is_some_and(|v| v == value);
+        let is = |name: &str, value: &str| get(&style, name) == JsValue::from_str(value);
         if is("contentVisibility", "hidden")
-            || check.is_none() && (is("opacity", "0") || own && !is("visibility", "visible"))
+            || !check && (is("opacity", "0") || own && !is("visibility", "visible"))
         {
             return false;
         }
-        if let Some(check) = &check {
-            return check
-                .call1(el, check_options)
-                .map_or(true, |v| v.as_bool() != Some(false));
+        if check {
+            return el
+                .unchecked_ref::<Checked>()
+                .check_visibility(check_options);
         }
         own = false;
         at = e.parent_element();
@@ -265,7 +273,8 @@ impl Slots {
         }
     }
 
-    /// Disconnects the observers and forgets every slot.
+    /// Disconnects the observers and forgets every slot, in the engine too
+    /// (a dwell under way must not end in an event later).
     pub(super) fn stop(&mut self) {
         self.io = None;
         self.occlusion = None;
@@ -273,7 +282,10 @@ impl Slots {
         self.mo = None;
         self.listeners.clear();
         self.timer = None;
-        self.list.clear();
+        for slot in self.list.drain(..) {
+            self.engine.remove(slot.id);
+        }
+        self.out.clear();
     }
 }
 

@@ -3,7 +3,7 @@
 
 use web_sys::{Storage, Window};
 
-use super::{random, Inner};
+use super::{random, window, Inner};
 use crate::queue;
 use crate::text::random_id;
 use glimpse_wire::ingest::MAX_AD_OR_USER_ID_BYTES;
@@ -70,9 +70,12 @@ impl Store {
         }
     }
 
-    /// Deletes every key the SDK wrote and stops using storage.
+    /// Deletes every key the SDK wrote, by this page or any other (even
+    /// when this one has no consent to use storage), and stops using it.
     pub(super) fn forget_all(&mut self) {
-        if let Some(s) = self.storage.take() {
+        self.storage = None;
+        self.stored = false;
+        if let Some(s) = window().and_then(|w| w.local_storage().ok().flatten()) {
             for k in keys(&s, |k| k.starts_with(KEY_PREFIX)) {
                 let _ = s.remove_item(&k);
             }

@@ -12,7 +12,7 @@ use wasm_bindgen::JsCast;
 use web_sys::Window;
 
 use super::storage::{keys, tab_key, BEAT_PREFIX, QUEUE_PREFIX};
-use super::{get, now, random, then_either, with, Inner};
+use super::{get, ignore_outcome, now, random, then_either, window, with, Inner};
 use crate::queue;
 use crate::text::{parse_u64, push_u64, random_id};
 
@@ -56,16 +56,30 @@ impl Tabs {
         self.heartbeat = None;
         self.lock = None;
     }
+
+    /// Releases the lock as the page hides: nothing held across `pagehide`
+    /// may keep it out of the back/forward cache. Another tab may then take
+    /// this tab's stored batches over, which [`Inner::check_ownership`]
+    /// notices should the page come back.
+    pub(super) fn release(&mut self) {
+        self.lock = None;
+    }
+}
+
+/// `navigator.locks` and its `request` and `query`, where the browser has
+/// Web Locks.
+fn web_locks(win: &Window) -> Option<(JsValue, Function, Function)> {
+    let locks = get(&win.navigator(), "locks");
+    let request = get(&locks, "request").dyn_into::<Function>().ok()?;
+    let query = get(&locks, "query").dyn_into::<Function>().ok()?;
+    Some((locks, request, query))
 }
 
 impl Inner {
     /// Takes over the stored queues of tabs that are gone, under a Web Lock
     /// when the browser has them, else by heartbeat.
     pub(super) fn adopt_orphans(&mut self, win: &Window) {
-        let locks = get(&win.navigator(), "locks");
-        let request = get(&locks, "request").dyn_into::<Function>().ok();
-        let query = get(&locks, "query").dyn_into::<Function>().ok();
-        let (Some(request), Some(query)) = (request, query) else {
+        let Some((locks, request, query)) = web_locks(win) else {
             self.beat();
             let m = self.me.clone();
             self.tabs.heartbeat = Some(Interval::new(HEARTBEAT_EVERY_MS, move || {
@@ -74,18 +88,7 @@ impl Inner {
             self.take_orphans(None);
             return;
         };
-        // Hold a lock named after this tab for as long as the tracker runs.
-        let release = Rc::new(RefCell::new(None::<Function>));
-        let r = release.clone();
-        let hold = Closure::once_into_js(move |_lock: JsValue| -> JsValue {
-            Promise::new(&mut |resolve, _| {
-                *r.borrow_mut() = Some(resolve);
-            })
-            .into()
-        });
-        let name = tab_key(LOCK_PREFIX, &self.tabs.id);
-        let _ = request.call2(&locks, &JsValue::from_str(&name), &hold);
-        self.tabs.lock = Some(TabLock { release });
+        self.hold_tab_lock();
         // Adopt under one origin-wide lock, so two tabs never take the same queue.
         let m = self.me.clone();
         let l = locks.clone();
@@ -112,7 +115,38 @@ impl Inner {
             });
             then_either(&p, &take)
         });
-        let _ = request.call2(&locks, &JsValue::from_str("glimpse.adopt"), &adopt);
+        ignore_outcome(
+            request
+                .call2(&locks, &JsValue::from_str("glimpse.adopt"), &adopt)
+                .unwrap_or_default(),
+        );
+    }
+
+    /// Holds a lock named after this tab, for as long as the tracker runs
+    /// and the page is not hidden by `pagehide` (taken again when it comes
+    /// back from the back/forward cache); nothing without Web Locks.
+    pub(super) fn hold_tab_lock(&mut self) {
+        if self.tabs.lock.is_some() || self.stopped || !self.opts.consent {
+            return;
+        }
+        let Some((locks, request, _)) = window().as_ref().and_then(web_locks) else {
+            return;
+        };
+        let release = Rc::new(RefCell::new(None::<Function>));
+        let r = release.clone();
+        let hold = Closure::once_into_js(move |_lock: JsValue| -> JsValue {
+            Promise::new(&mut |resolve, _| {
+                *r.borrow_mut() = Some(resolve);
+            })
+            .into()
+        });
+        let name = tab_key(LOCK_PREFIX, &self.tabs.id);
+        ignore_outcome(
+            request
+                .call2(&locks, &JsValue::from_str(&name), &hold)
+                .unwrap_or_default(),
+        );
+        self.tabs.lock = Some(TabLock { release });
     }
 
     fn beat(&self) {
