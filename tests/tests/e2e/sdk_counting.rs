@@ -15,6 +15,7 @@ use glimpse_tests::in_every_engine;
 use glimpse_tests::sdk_page::{
     counts, edge_with_sdk, expect_counts, flush, pause, start_tracker, DELIVERY_DEADLINE,
 };
+use glimpse_wire::api::StatsResponse;
 use serde_json::{json, Value};
 
 /// Flushes only when a test says so, in batches that hold everything.
@@ -220,6 +221,11 @@ in_every_engine! {
             engine == "chromium",
             "IntersectionObserver v2 in {engine}"
         );
+        // The edge counts what the browser vouched for.
+        for (ad, want) in [("uncovered", u64::from(has_v2)), ("covered", 0)] {
+            let stats: StatsResponse = edge.get_json(&format!("/v1/ads/{ad}/stats"));
+            assert_eq!(stats.verified, want, "{engine}: {ad} verified");
+        }
     }
 }
 
