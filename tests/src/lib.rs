@@ -11,8 +11,9 @@
 //!   minimal synchronous RESP client with pipelining;
 //! - [`proxy`]: a loopback TCP proxy that can drop a reply after forwarding
 //!   the command, to provoke retries;
-//! - [`browser`]: a headless Chromium driven through `chromedriver`
-//!   (WebDriver), and the SDK built into `sdk/pkg`.
+//! - [`browser`]: real browsers of three engines (Chromium, Firefox,
+//!   WebKit) driven over WebDriver, [`in_every_engine!`] to run a test in
+//!   each, and the SDK built into `sdk/pkg`.
 //!
 //! The tests themselves live in `tests/e2e/` (one integration-test binary,
 //! one module per area).

@@ -1,6 +1,7 @@
 //! End-to-end tests with real processes, one module per area.
 
 mod bad_input;
+mod browser_engines;
 mod crash;
 mod deploy_manifests;
 mod edge_process;
