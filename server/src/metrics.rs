@@ -157,11 +157,6 @@ impl Metrics {
         self.store_errors.add(operation, 1);
     }
 
-    /// Accepted events so far (for tests and logs).
-    pub fn events_accepted(&self) -> u64 {
-        get(&self.events_accepted)
-    }
-
     /// The Prometheus text exposition (format 0.0.4) of every metric.
     pub fn render(&self, gauges: &Gauges) -> String {
         let mut out = String::with_capacity(4096);

@@ -47,7 +47,7 @@ fn unhex(hex: &[u8]) -> Option<Vec<u8>> {
 
 /// Checks `token` for `ad_id` at `now_secs` (Unix seconds). The error is the
 /// reason sent back to the client.
-pub fn verify(
+pub(crate) fn verify(
     secret: &[u8],
     ad_id: &str,
     token: Option<&str>,

@@ -5,7 +5,7 @@ import {
   ApiError, adsUrl, buildChartPath, chartScales, compareAdIds, daysOf, describeError,
   describeStats, fetchJson, formatCount, formatDayLong, formatDayShort, formatRate, isoDate,
   labelIndices, lastNDays, niceStep, niceTicks, parseIsoDate, rangeLength, seriesPoints,
-  statsUrl, totals, validateRange,
+  statsUrl, totals, validateRange, verifiedShare,
 } from "../dashboard-lib.js";
 
 test("lastNDays counts back in UTC, today included", () => {
@@ -203,3 +203,13 @@ test("describeStats summarises the range for the chart description", () => {
   assert.match(describeStats({ ...s, impressions: 0, unique_visitors: 0, days: [{ date: "2025-01-01", impressions: 0 }] }),
     /on Jan 1, 2025\. No impressions on any day\./);
 });
+
+test("verifiedShare: verified over viewable impressions, null without impressions", () => {
+  assert.equal(verifiedShare({ impressions: 8, verified: 6 }), 0.75);
+  assert.equal(formatRate(verifiedShare({ impressions: 3, verified: 1 })), "33.3%");
+  assert.equal(verifiedShare({ impressions: 5, verified: 0 }), 0);
+  assert.equal(verifiedShare({ impressions: 0, verified: 0 }), null);
+  assert.equal(verifiedShare({ impressions: 4 }), null, "an answer without the field");
+  assert.equal(verifiedShare(null), null);
+});
+

@@ -101,7 +101,7 @@ pub async fn require_access(
 }
 
 /// Handlers take the caller's scope as an extractor. A route without
-/// [`require_access`] in front has no scope and answers 403.
+/// `require_access` in front has no scope and answers 403.
 impl<S: Send + Sync> FromRequestParts<S> for Scope {
     type Rejection = ApiError;
 

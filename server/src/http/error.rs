@@ -7,7 +7,11 @@ use axum::Json;
 use glimpse_wire::api::{ErrorBody, ErrorDetail};
 use glimpse_wire::ingest::{BatchError, MAX_BODY_BYTES};
 
+use crate::edge::IngestError;
 use crate::store::StoreError;
+
+/// `Retry-After` of the 503 sent while pending counts are over their bound.
+pub const OVERLOAD_RETRY_AFTER_SECS: u64 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -30,7 +34,7 @@ pub enum ApiError {
     #[error("method not allowed on this route")]
     MethodNotAllowed,
     #[error("the store is unavailable; try again shortly")]
-    StoreUnavailable(#[source] StoreError),
+    StoreUnavailable(#[from] StoreError),
     #[error("this API key may not read ad `{0}`")]
     OutOfScope(String),
     #[error("too many requests from this client; retry in {retry_after_secs} s")]
@@ -43,6 +47,18 @@ pub enum ApiError {
         "the batch could not be made durable on this edge ({0}); retry it: it will count once"
     )]
     LogFailed(String),
+}
+
+impl From<IngestError> for ApiError {
+    fn from(e: IngestError) -> Self {
+        match e {
+            IngestError::PendingOverBound { .. } => ApiError::PendingOverBound {
+                retry_after_secs: OVERLOAD_RETRY_AFTER_SECS,
+            },
+            IngestError::LogFailed(e) => ApiError::LogFailed(e.to_string()),
+            IngestError::Batch(e) => ApiError::Batch(e),
+        }
+    }
 }
 
 /// The `code` of an error answer, left in the response's extensions so

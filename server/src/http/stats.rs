@@ -12,7 +12,6 @@ use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery};
 use super::AppState;
 use crate::keys::Scope;
-use crate::stats::{ad_stats, ad_summary};
 
 #[derive(Debug, Deserialize)]
 pub struct RangeQuery {
@@ -45,25 +44,6 @@ fn checked_ad_id(ad_id: &str) -> Result<(), ApiError> {
         .map_err(|why| ApiError::bad_request("invalid_ad_id", format!("`ad_id` {why}")))
 }
 
-fn store_failed(state: &AppState, e: crate::store::StoreError) -> ApiError {
-    state.metrics.store_error("read");
-    ApiError::StoreUnavailable(e)
-}
-
-async fn stats_of(
-    state: &AppState,
-    ad_id: &str,
-    range: DayRange,
-) -> Result<StatsResponse, ApiError> {
-    let stored = state
-        .store
-        .read_days(ad_id, range)
-        .await
-        .map_err(|e| store_failed(state, e))?;
-    let pending = state.aggregator.pending(ad_id, range);
-    Ok(ad_stats(ad_id, range, stored, pending))
-}
-
 pub async fn ad_stats_route(
     State(state): State<AppState>,
     scope: Scope,
@@ -72,8 +52,8 @@ pub async fn ad_stats_route(
 ) -> Result<Json<StatsResponse>, ApiError> {
     checked_ad_id(&ad_id)?;
     check_scope(&scope, &ad_id)?;
-    let range = q.range(state.today())?;
-    Ok(Json(stats_of(&state, &ad_id, range).await?))
+    let range = q.range(state.edge.today())?;
+    Ok(Json(state.edge.stats(&ad_id, range).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -96,12 +76,12 @@ pub async fn unique_visitors_route(
         )
     })?;
     let day = parse_day("date", &date)?;
-    let stats = stats_of(&state, &ad_id, DayRange::single(day)).await?;
+    let stats = state.edge.stats(&ad_id, DayRange::single(day)).await?;
     Ok(Json(UniqueVisitorsResponse {
         ad_id,
         date: day,
         unique_visitors: stats.unique_visitors,
-        source: state.store.kind().to_owned(),
+        source: state.edge.store().kind().to_owned(),
     }))
 }
 
@@ -111,20 +91,8 @@ pub async fn ads_route(
     scope: Scope,
     ApiQuery(q): ApiQuery<RangeQuery>,
 ) -> Result<Json<AdsResponse>, ApiError> {
-    let range = q.range(state.today())?;
-    let mut ids = state
-        .store
-        .ads_in_range(range)
-        .await
-        .map_err(|e| store_failed(&state, e))?;
-    ids.extend(state.aggregator.pending_ads(range));
-    ids.retain(|id| scope.allows(id));
-    ids.sort_unstable();
-    ids.dedup();
-    let mut ads = Vec::with_capacity(ids.len());
-    for id in ids {
-        ads.push(ad_summary(&stats_of(&state, &id, range).await?));
-    }
+    let range = q.range(state.edge.today())?;
+    let ads = state.edge.ads(range, |id| scope.allows(id)).await?;
     Ok(Json(AdsResponse {
         from: range.from(),
         to: range.to(),

@@ -1,28 +1,73 @@
-//! Batch ids that this edge has accepted but not yet synced.
+//! A batch counts once: the protocol, step by step, and the claims it
+//! keeps in memory. Every part that answers "has this batch counted?" is
+//! named here; each step's code is where its state lives.
 //!
-//! Ingest claims a batch id before counting it, so two copies of one batch
-//! arriving together (a beacon and its fetch fallback, a client's retry of a
-//! request that timed out) count once even before the store knows the id. A
-//! claim is released once the sync that carries the batch has landed: from
-//! then on the store answers for it.
+//! 1. **Claim** (ingest, [`BatchClaims::claim`]). Ingest claims a batch id
+//!    before it validates the batch, so two copies arriving together (a
+//!    beacon and its fetch fallback, a retry of a request that timed out)
+//!    count once. A claim is first *counting*; a second copy waits for it to
+//!    settle ([`BatchClaims::settled`]): if the first copy was counted, the
+//!    second is a duplicate whose answer must not come before the first
+//!    copy's log position is durable (or a crash could lose a batch the
+//!    second answer acknowledged); if the first was dropped (rejected, or
+//!    its request cancelled), the second is counted in its place. A
+//!    [`Claim`] dropped without being marked counted releases itself, so a
+//!    request cancelled mid-way never leaves an id claimed that nothing
+//!    will count.
+//! 2. **Seen index** (ingest, [`crate::store::Store::batch_seen`]). An id
+//!    that is not claimed may have been synced already: both stores answer
+//!    from the ids this edge has synced, kept on the edge for 48 h
+//!    (`store/seen.rs`), so ingest never waits on the network. If the index
+//!    cannot be read the batch is accepted and step 5 decides.
+//! 3. **Count and log** (ingest, `crate::edge`). The batch's events go into
+//!    the aggregator with a [`crate::counts::BatchRecord`] of its shares,
+//!    and its record into the write-ahead log under the same guard, in the
+//!    segment of the delta that counts it; the claim becomes *counted* with
+//!    the log position ([`Claim::counted`]), and with `--durability strict`
+//!    the answer waits for that position to be fsynced.
+//! 4. **Replay** (start). Batches replayed from the log are claimed as
+//!    counted ([`BatchClaims::claim_replayed`]) before the edge serves, so a
+//!    client retrying one is told it was counted, as before the crash.
+//! 5. **Sync** (`crate::sync`, then the store). A store applying a delta
+//!    leaves out the counters of every batch it has counted before
+//!    ([`crate::counts::Delta::updates`]): the embedded store by its seen
+//!    index, written in the same transaction as the counts; the Redis store
+//!    by batch claims in Redis, which also catch a copy another edge
+//!    counted, and then writes its seen index before `apply` returns.
+//! 6. **Release** (`Edge::synced`, after the store has the delta): the
+//!    aggregator drops the delta, the log may delete its segment, and only
+//!    then are its claims released ([`BatchClaims::release_synced`]): from
+//!    step 5 on the seen index answers for those ids, so there is no moment
+//!    when neither does.
 //!
-//! A claim is first *counting* (the copy that took it is still being
-//! validated) and then *counted*, with the log position that makes it
-//! durable. A second copy waits for the first to settle ([`BatchClaims::settled`]):
-//! if the first was counted, the second is a duplicate whose answer must not
-//! come before the first copy's log position is durable (or a crash could
-//! lose a batch the second answer acknowledged); if the first was dropped
-//! (rejected, or its request cancelled), the second is counted in its place.
-//!
-//! A [`Claim`] releases itself when dropped without being marked counted, so
-//! a request cancelled mid-way (the client hung up during an `await`) never
-//! leaves an id claimed that nothing will count.
+//! **The single-impression GET.** Each `GET /v1/impression` is a batch of
+//! its own under an id the edge mints ([`mint_batch_id`]). Minted ids
+//! contain `/`, which no client id may, so they are unique by construction:
+//! they are never claimed (steps 1, 4, and the Redis claims of step 5) and
+//! never looked up in the seen index (step 2), so the Redis store's index
+//! leaves them out. The embedded store's index still records them: there it
+//! is also what makes a delta replayed after it had landed (a crash between
+//! the store's commit and the log's delete) count nothing.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 
 use parking_lot::Mutex;
 use tokio::sync::Notify;
+
+use crate::counts::Delta;
+
+/// Whether a batch id takes part in de-duplication: every id but the ones
+/// the edge mints ([`mint_batch_id`]).
+pub fn needs_claim(batch_id: &str) -> bool {
+    !batch_id.contains('/')
+}
+
+/// A fresh id for the batch of one `GET /v1/impression`: `single/` and 128
+/// random bits, which no client can send (ids never contain `/`).
+pub fn mint_batch_id() -> String {
+    format!("single/{:032x}", rand::random::<u128>())
+}
 
 const SHARDS: usize = 16;
 
@@ -36,6 +81,7 @@ enum State {
     Counted(Option<u64>),
 }
 
+/// Batch ids this edge has accepted and not yet synced (steps 1, 3, 4, 6).
 #[derive(Debug)]
 pub struct BatchClaims {
     shards: Box<[Mutex<HashMap<String, State>>]>,
@@ -111,16 +157,35 @@ impl BatchClaims {
 
     /// Claims `id` as already counted and durable: a batch replayed from the
     /// log at start.
-    pub fn claim_counted(&self, id: &str) {
+    fn claim_counted(&self, id: &str) {
         self.shard(id)
             .lock()
             .insert(id.to_owned(), State::Counted(None));
     }
 
+    /// Step 4: claims every batch of `delta`, a delta replayed from the log,
+    /// as counted and durable.
+    pub fn claim_replayed(&self, delta: &Delta) {
+        for record in &delta.batches {
+            if needs_claim(&record.batch_id) {
+                self.claim_counted(&record.batch_id);
+            }
+        }
+    }
+
     /// Releases `id` (its batch is in the store now, or was not counted).
-    pub fn release(&self, id: &str) {
+    fn release(&self, id: &str) {
         self.shard(id).lock().remove(id);
         self.settled.notify_waiters();
+    }
+
+    /// Step 6: the store holds `delta`; its batches' claims go.
+    pub fn release_synced(&self, delta: &Delta) {
+        for record in &delta.batches {
+            if needs_claim(&record.batch_id) {
+                self.release(&record.batch_id);
+            }
+        }
     }
 
     /// Waits until the claim on `id` is no longer counting: `Some(position)`
@@ -197,5 +262,26 @@ mod tests {
 
         claims.claim_counted("b3");
         assert_eq!(claims.settled("b3").await, Some(None));
+    }
+
+    #[test]
+    fn minted_ids_need_no_claim_and_replayed_batches_are_claimed_until_synced() {
+        let minted = mint_batch_id();
+        assert!(minted.starts_with("single/") && !needs_claim(&minted));
+        assert_ne!(minted, mint_batch_id());
+        assert!(needs_claim("b-7f3a"));
+        let agg = crate::aggregate::Aggregator::new();
+        agg.record("b1", 0, crate::traffic::Traffic::Valid, &[]);
+        agg.record(&minted, 0, crate::traffic::Traffic::Valid, &[]);
+        let delta = agg.begin_sync().unwrap();
+        let claims = BatchClaims::default();
+        claims.claim_replayed(&delta);
+        assert!(claims.claim("b1").is_none(), "a replayed batch is claimed");
+        assert!(
+            !claims.shard(&minted).lock().contains_key(&minted),
+            "a minted one is not"
+        );
+        claims.release_synced(&delta);
+        assert!(claims.claim("b1").is_some(), "released once synced");
     }
 }

@@ -1,0 +1,272 @@
+//! The edge's core: the state every part shares and what can be done with
+//! it, as plain Rust values. No HTTP: the routes in `crate::http` and the
+//! sync task in `crate::sync` call in here.
+//!
+//! An [`Edge`] is built once, by [`Edge::new`], from its [`EdgeParts`]: the
+//! store, the clock, the [`IngestRules`] and the write-ahead log with what it
+//! replayed. It owns the aggregator of pending counts, the batch claims
+//! ([`crate::counted`]) and the metrics. The ingest pipeline is in
+//! [`ingest`]; stats, readiness and the sync hand-off are here.
+
+mod ingest;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use glimpse_wire::api::{AdSummary, StatsResponse};
+use glimpse_wire::{Day, DayRange};
+
+pub(crate) use ingest::IngestError;
+
+use crate::aggregate::Aggregator;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::counted::BatchClaims;
+use crate::counts::Delta;
+use crate::keys::Secret;
+use crate::metrics::{Gauges, Metrics};
+use crate::stats::{ad_stats, ad_summary};
+use crate::store::{Store, StoreError};
+use crate::wal::{Log, Wal};
+
+/// How long `/readyz` waits for the store to answer.
+const READINESS_PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What ingest accepts and how it counts: the flags that shape it.
+#[derive(Clone, Debug)]
+pub struct IngestRules {
+    /// Ingest refuses batches while pending counts hold more memory than
+    /// this (`--max-pending-bytes`).
+    pub max_pending_bytes: usize,
+    /// When set, every event must carry a valid token for its ad
+    /// (`--ad-signing-secret`, see [`crate::signing`]).
+    pub ad_signing_secret: Option<Secret>,
+    /// Automated browsers count as people (`--count-automation`, see
+    /// `crate::traffic`).
+    pub count_automation: bool,
+}
+
+impl Default for IngestRules {
+    /// No memory bound, no signing, automation counted as invalid.
+    fn default() -> Self {
+        IngestRules {
+            max_pending_bytes: usize::MAX,
+            ad_signing_secret: None,
+            count_automation: false,
+        }
+    }
+}
+
+impl IngestRules {
+    pub fn from_config(config: &Config) -> Self {
+        IngestRules {
+            max_pending_bytes: usize::try_from(config.max_pending_bytes).unwrap_or(usize::MAX),
+            ad_signing_secret: config.ad_signing_secret.clone(),
+            count_automation: config.count_automation,
+        }
+    }
+}
+
+/// What an edge is built from.
+#[derive(Debug)]
+pub struct EdgeParts {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub rules: IngestRules,
+    /// The write-ahead log; `None` runs without one (tests of the routes).
+    pub log: Option<Log>,
+}
+
+impl EdgeParts {
+    /// Default rules and no log.
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        EdgeParts {
+            store,
+            clock,
+            rules: IngestRules::default(),
+            log: None,
+        }
+    }
+}
+
+/// The state an edge's routes and sync task share. See the module docs.
+#[derive(Debug)]
+pub struct Edge {
+    aggregator: Aggregator,
+    claims: BatchClaims,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    wal: Option<Wal>,
+    rules: IngestRules,
+    metrics: Metrics,
+}
+
+impl Edge {
+    /// The edge of `parts`. The log's replayed deltas are pending again,
+    /// ahead of any new one, and their batches claimed as counted
+    /// (`crate::counted`, step 4).
+    pub fn new(parts: EdgeParts) -> Edge {
+        let claims = BatchClaims::default();
+        let (aggregator, wal) = match parts.log {
+            None => (Aggregator::new(), None),
+            Some(log) => {
+                for r in &log.replayed {
+                    claims.claim_replayed(&r.delta);
+                }
+                (
+                    Aggregator::with_recovered(log.first_seq, log.replayed),
+                    Some(log.wal),
+                )
+            }
+        };
+        Edge {
+            aggregator,
+            claims,
+            store: parts.store,
+            clock: parts.clock,
+            wal,
+            rules: parts.rules,
+            metrics: Metrics::default(),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Milliseconds since the epoch, by the edge's clock.
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// Today, UTC, by the edge's clock.
+    pub(crate) fn today(&self) -> Day {
+        Day::from_epoch_ms(self.now_ms()).expect("the server clock is after 1970")
+    }
+
+    /// Estimated heap bytes of the counts not yet in the store.
+    pub fn pending_bytes(&self) -> usize {
+        self.aggregator.pending_bytes()
+    }
+
+    /// Whether nothing waits to be synced.
+    pub fn is_idle(&self) -> bool {
+        self.aggregator.is_idle()
+    }
+
+    /// The delta to hand to the store now, if any (see [`Aggregator::begin_sync`]).
+    pub(crate) fn begin_sync(&self) -> Option<Arc<Delta>> {
+        self.aggregator.begin_sync()
+    }
+
+    /// Step 6 of [`crate::counted`], in its order: the store holds `delta`,
+    /// so it leaves memory, then its log segment (and any older) may go, then
+    /// its batches' claims are released.
+    pub(crate) fn synced(&self, delta: &Delta) {
+        self.aggregator.finish_sync();
+        if let Some(wal) = &self.wal {
+            wal.forget_through(delta.seq);
+        }
+        self.claims.release_synced(delta);
+    }
+
+    /// Writes what the log holds and stops its writer (at shutdown, after
+    /// the last sync).
+    pub(crate) fn close_log(&self) {
+        if let Some(wal) = &self.wal {
+            wal.close();
+        }
+    }
+
+    fn read_failed(&self, e: StoreError) -> StoreError {
+        self.metrics.store_error("read");
+        e
+    }
+
+    /// The stats of `ad_id` over `range`: the store's days merged with what
+    /// is pending here.
+    pub(crate) async fn stats(
+        &self,
+        ad_id: &str,
+        range: DayRange,
+    ) -> Result<StatsResponse, StoreError> {
+        let stored = self
+            .store
+            .read_days(ad_id, range)
+            .await
+            .map_err(|e| self.read_failed(e))?;
+        let pending = self.aggregator.pending(ad_id, range);
+        Ok(ad_stats(ad_id, range, stored, pending))
+    }
+
+    /// One summary per ad with counts in `range` (stored or pending) for
+    /// which `visible` says yes, by ad id.
+    pub(crate) async fn ads(
+        &self,
+        range: DayRange,
+        visible: impl Fn(&str) -> bool,
+    ) -> Result<Vec<AdSummary>, StoreError> {
+        let mut ids = self
+            .store
+            .ads_in_range(range)
+            .await
+            .map_err(|e| self.read_failed(e))?;
+        ids.extend(self.aggregator.pending_ads(range));
+        ids.retain(|id| visible(id));
+        ids.sort_unstable();
+        ids.dedup();
+        let mut ads = Vec::with_capacity(ids.len());
+        for id in ids {
+            ads.push(ad_summary(&self.stats(&id, range).await?));
+        }
+        Ok(ads)
+    }
+
+    /// Whether the edge can do its work: the log has not failed, the store
+    /// answers, and the pending counts are within their bound. `Err` says
+    /// why not.
+    pub(crate) async fn readiness(&self) -> Result<(), String> {
+        if let Some(e) = self.wal.as_ref().and_then(Wal::failure) {
+            return Err(e.to_string());
+        }
+        match tokio::time::timeout(READINESS_PING_TIMEOUT, self.store.ping()).await {
+            Err(_) => Err(format!(
+                "the store did not answer within {} s",
+                READINESS_PING_TIMEOUT.as_secs()
+            )),
+            Ok(Err(e)) => Err(e.to_string()),
+            Ok(Ok(())) => {
+                let pending = self.pending_bytes();
+                if pending > self.rules.max_pending_bytes {
+                    Err(format!(
+                        "{pending} bytes of counts wait for the store, over the bound of {}",
+                        self.rules.max_pending_bytes
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    /// The Prometheus text of every metric; the two figures only the HTTP
+    /// layer knows come from the caller.
+    pub(crate) fn render_metrics(
+        &self,
+        rate_limited_clients: usize,
+        requests_in_flight: usize,
+    ) -> String {
+        let gauges = Gauges {
+            pending_keys: self.aggregator.pending_keys(),
+            pending_bytes: self.aggregator.pending_bytes(),
+            rate_limited_clients,
+            requests_in_flight,
+            wal: self.wal.as_ref().map(Wal::figures),
+        };
+        self.metrics.render(&gauges)
+    }
+}
