@@ -19,8 +19,8 @@ use serde_json::Value;
 /// How long a server may take to start or stop before the test fails.
 const STARTUP_DEADLINE: Duration = Duration::from_secs(30);
 
-/// The flag for edges that browser tests talk to: the tests run a headless
-/// Chromium under chromedriver (`HeadlessChrome`, `navigator.webdriver`),
+/// The flag for edges that browser tests talk to: the tests drive browsers
+/// over WebDriver (`navigator.webdriver`, and Chromium's `HeadlessChrome`),
 /// which an edge otherwise counts as invalid traffic, not as impressions.
 pub const COUNT_AUTOMATION: &str = "--count-automation";
 
@@ -266,12 +266,41 @@ fn answer(result: Result<ureq::Response, ureq::Error>) -> Result<(u16, String), 
 
 /// Polls `done` every 20 ms until it holds, failing the test at `deadline`.
 pub fn wait_until(deadline: Duration, what: &str, done: &mut dyn FnMut() -> bool) {
+    assert!(
+        poll(deadline, done),
+        "timed out after {deadline:?} waiting until {what}"
+    );
+}
+
+/// Polls `read` every 20 ms until it answers `want`, failing the test at
+/// `deadline` with the last answer.
+pub fn wait_for_value<T: PartialEq + std::fmt::Debug>(
+    deadline: Duration,
+    what: &str,
+    want: &T,
+    read: &mut dyn FnMut() -> T,
+) {
+    let mut last = None;
+    let arrived = poll(deadline, &mut || {
+        let now = read();
+        let done = now == *want;
+        last = Some(now);
+        done
+    });
+    assert!(
+        arrived,
+        "timed out after {deadline:?} waiting for {what} to be {want:?}: last {last:?}"
+    );
+}
+
+/// Whether `done` held within `deadline`, asked every 20 ms.
+pub(crate) fn poll(deadline: Duration, done: &mut dyn FnMut() -> bool) -> bool {
     let started = Instant::now();
     while !done() {
-        assert!(
-            started.elapsed() < deadline,
-            "timed out after {deadline:?} waiting until {what}"
-        );
+        if started.elapsed() >= deadline {
+            return false;
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
+    true
 }
