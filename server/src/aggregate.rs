@@ -25,34 +25,45 @@
 //!
 //! The aggregator also keeps an estimate of the heap memory its pending data
 //! holds ([`Aggregator::pending_bytes`]), so ingest can refuse work instead of
-//! growing without bound while the store is unreachable.
+//! growing without bound while the store is unreachable: every allocation
+//! it makes (map slots, ids, B-tree leaves, sketches, batch records) and the
+//! claim each pending batch holds, sized by [`crate::heap`].
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::BuildHasher;
+use std::mem::size_of;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use glimpse_wire::ingest::Event;
-use glimpse_wire::DayRange;
+use glimpse_wire::{Day, DayRange};
 use parking_lot::{Mutex, RwLock};
 
+use crate::counted::BatchClaims;
 use crate::counts::{AdDays, BatchCount, BatchRecord, DayCounts, Delta};
+use crate::heap;
 use crate::traffic::Traffic;
 
 const SHARDS: usize = 32;
 
-/// Rough heap cost of one map entry (hash-map slot, `String` header,
-/// allocator rounding), beyond the bytes of its key.
-const ENTRY_OVERHEAD_BYTES: usize = 64;
-
+/// The heap one batch's record holds while pending: its place in the
+/// generation's list, its id, its shares, and the claim on its id
+/// ([`BatchClaims::heap_bytes`]), which lives as long as the record.
 fn record_heap_bytes(record: &BatchRecord) -> usize {
-    ENTRY_OVERHEAD_BYTES
-        + record.batch_id.len()
+    heap::vec_entry::<BatchRecord>()
+        + heap::allocation(record.batch_id.len())
+        + heap::allocation(record.counts.capacity() * size_of::<BatchCount>())
         + record
             .counts
             .iter()
-            .map(|c| std::mem::size_of::<BatchCount>() + c.ad_id.len())
+            .map(|c| heap::allocation(c.ad_id.len()))
             .sum::<usize>()
+        + BatchClaims::heap_bytes(&record.batch_id)
+}
+
+/// The heap of an ad's first entry in a shard: its slot and its id.
+fn ad_heap_bytes(ad_id: &str) -> usize {
+    heap::hash_entry::<(String, AdDays)>() + heap::allocation(ad_id.len())
 }
 
 #[derive(Debug, Default)]
@@ -103,15 +114,22 @@ impl Generation {
             let days = match shard.ads.get_mut(event.ad_id.as_ref()) {
                 Some(days) => days,
                 None => {
-                    bytes += ENTRY_OVERHEAD_BYTES + event.ad_id.len();
+                    bytes += ad_heap_bytes(&event.ad_id);
                     shard.ads.entry(event.ad_id.to_string()).or_default()
                 }
             };
+            let n_days = days.len();
             let day = days.entry(event.day).or_insert_with(|| {
-                bytes += ENTRY_OVERHEAD_BYTES;
+                // A leaf node holds 11 days; an ad rarely has more than 3
+                // (events are at most 48 h old).
+                if n_days % heap::BTREE_LEAF_CAPACITY == 0 {
+                    bytes += heap::btree_leaf::<Day, DayCounts>();
+                }
                 DayCounts::default()
             });
-            bytes += day.add(event, traffic);
+            let sketch_before = heap::allocation(day.visitors.heap_bytes());
+            day.add(event, traffic);
+            bytes += heap::allocation(day.visitors.heap_bytes()).saturating_sub(sketch_before);
         }
         let mut batches = self.batches.lock();
         batches.push(record);

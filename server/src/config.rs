@@ -146,6 +146,13 @@ pub struct Config {
     #[arg(long, env = "GLIMPSE_MAX_PENDING_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub max_pending_bytes: u64,
 
+    /// Ingest answers 503 with Retry-After while the write-ahead log holds
+    /// more than this many bytes on disk (batches not yet in the store, e.g.
+    /// while the store is down). The default leaves most of the shipped
+    /// 1 GiB data volume to the store's files.
+    #[arg(long, env = "GLIMPSE_MAX_LOG_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub max_log_bytes: u64,
+
     /// How long stats read from Redis are reused (0s turns the cache off).
     #[arg(long, env = "GLIMPSE_STATS_CACHE", default_value = "1s", value_parser = humantime::parse_duration)]
     pub stats_cache: Duration,
@@ -248,6 +255,7 @@ mod tests {
         assert_eq!(c.redis_prefix, "glimpse:");
         assert_eq!(c.retention_days, 400);
         assert_eq!(c.max_pending_bytes, 256 * 1024 * 1024);
+        assert_eq!(c.max_log_bytes, 256 * 1024 * 1024);
         assert_eq!(c.stats_cache, Duration::from_secs(1));
         let c = Config::try_parse_from([
             "glimpse-server",

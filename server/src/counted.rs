@@ -25,6 +25,10 @@
 //!    segment of the delta that counts it; the claim becomes *counted* with
 //!    the log position ([`Claim::counted`]), and with `--durability strict`
 //!    the answer waits for that position to be fsynced.
+//!    A batch with no valid event counts nothing and keeps no state: its
+//!    claim is dropped once it is validated, so it is never logged, synced,
+//!    indexed or claimed in Redis, and de-duplication state grows only with
+//!    batches that counted something.
 //! 4. **Replay** (start). Batches replayed from the log are claimed as
 //!    counted ([`BatchClaims::claim_replayed`]) before the edge serves, so a
 //!    client retrying one is told it was counted, as before the crash.
@@ -56,6 +60,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use crate::counts::Delta;
+use crate::heap;
 
 /// Whether a batch id takes part in de-duplication: every id but the ones
 /// the edge mints ([`mint_batch_id`]).
@@ -139,6 +144,17 @@ impl BatchClaims {
             *s = state;
         }
         self.settled.notify_waiters();
+    }
+
+    /// The heap one claim on `batch_id` holds until its batch is synced
+    /// (nothing for a minted id, which is never claimed): part of the
+    /// pending bytes ([`crate::aggregate::Aggregator::pending_bytes`]).
+    pub fn heap_bytes(batch_id: &str) -> usize {
+        if needs_claim(batch_id) {
+            heap::hash_entry::<(String, State)>() + heap::allocation(batch_id.len())
+        } else {
+            0
+        }
     }
 
     /// Claims `id` for counting; `None` when it is already claimed.

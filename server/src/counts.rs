@@ -89,18 +89,14 @@ pub struct DayCounts {
 }
 
 impl DayCounts {
-    /// Counts one event; returns how many heap bytes the sketch grew by.
-    /// An event adds its visitor exactly when it counts as an impression:
-    /// invalid traffic is no audience.
-    pub(crate) fn add(&mut self, event: &Event<'_>, traffic: Traffic) -> usize {
+    /// Counts one event. An event adds its visitor exactly when it counts
+    /// as an impression: invalid traffic is no audience.
+    pub(crate) fn add(&mut self, event: &Event<'_>, traffic: Traffic) {
         let one = Counters::of_event(event, traffic);
         self.counters += one;
-        if one.impressions == 0 {
-            return 0;
+        if one.impressions != 0 {
+            self.visitors.insert(event.user_id.as_bytes());
         }
-        let before = self.visitors.heap_bytes();
-        self.visitors.insert(event.user_id.as_bytes());
-        self.visitors.heap_bytes().saturating_sub(before)
     }
 
     /// Folds `other` into `self`.

@@ -32,6 +32,7 @@ pub mod config;
 mod counted;
 pub mod counts;
 mod edge;
+mod heap;
 mod http;
 pub mod keys;
 mod metrics;

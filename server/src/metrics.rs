@@ -279,7 +279,7 @@ impl Metrics {
         gauge(
             &mut out,
             "glimpse_pending_bytes",
-            "Approximate memory held by pending counts and batch records.",
+            "Heap bytes held by pending counts, their batch records and claims (estimated allocation by allocation).",
             gauges.pending_bytes,
         );
         gauge(

@@ -93,6 +93,7 @@ impl Edge {
             "GLIMPSE_REDIS_PREFIX",
             "GLIMPSE_STATS_CACHE",
             "GLIMPSE_MAX_PENDING_BYTES",
+            "GLIMPSE_MAX_LOG_BYTES",
             "GLIMPSE_RETENTION_DAYS",
             "GLIMPSE_COUNT_AUTOMATION",
             "GLIMPSE_DURABILITY",
@@ -148,6 +149,19 @@ impl Edge {
 
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
+    }
+
+    /// A memory figure of the process from `/proc/<pid>/status`, in bytes:
+    /// `VmRSS` (resident now) or `VmHWM` (the most it was ever resident).
+    pub fn memory_bytes(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc/<pid>/status");
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().strip_suffix("kB")?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc/<pid>/status"));
+        kib * 1024
     }
 
     /// Polls `done` every 20 ms until it holds, failing the test at `deadline`.

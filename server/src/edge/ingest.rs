@@ -21,6 +21,10 @@ pub(crate) enum IngestError {
     /// clear refusal beats losing data when memory runs out.
     #[error("{pending} bytes of counts wait for the store, over the bound of {max}")]
     PendingOverBound { pending: usize, max: usize },
+    /// The write-ahead log holds more than allowed: the store has not taken
+    /// its batches for a while (it is down), and the disk must not fill.
+    #[error("the write-ahead log holds {held} bytes of batches not yet in the store, over the bound of {max}")]
+    LogOverBound { held: u64, max: u64 },
     /// The write-ahead log has failed: nothing new can be made durable.
     #[error(transparent)]
     LogFailed(#[from] WalFailed),
@@ -30,8 +34,10 @@ pub(crate) enum IngestError {
 }
 
 impl Edge {
-    /// Refuses new work while pending counts are over their bound or the log
-    /// has failed. Ingest routes ask before they read a body.
+    /// Refuses new work while pending counts or the write-ahead log are over
+    /// their bounds, or the log has failed. Ingest routes ask before they
+    /// count, so each bound is passed by at most the batches admitted and
+    /// not yet counted.
     pub(crate) fn admit(&self) -> Result<(), IngestError> {
         let pending = self.aggregator.pending_bytes();
         if pending > self.rules.max_pending_bytes {
@@ -45,10 +51,25 @@ impl Edge {
                 max: self.rules.max_pending_bytes,
             });
         }
-        match self.wal.as_ref().and_then(|w| w.failure()) {
-            Some(e) => Err(IngestError::LogFailed(e)),
-            None => Ok(()),
+        let Some(wal) = &self.wal else {
+            return Ok(());
+        };
+        if let Some(e) = wal.failure() {
+            return Err(IngestError::LogFailed(e));
         }
+        let held = wal.held_bytes();
+        if held > self.rules.max_log_bytes {
+            tracing::warn!(
+                log_bytes = held,
+                max = self.rules.max_log_bytes,
+                "the write-ahead log is over its bound; refusing ingest until a sync lands"
+            );
+            return Err(IngestError::LogOverBound {
+                held,
+                max: self.rules.max_log_bytes,
+            });
+        }
+        Ok(())
     }
 
     /// Counts a batch [`Edge::admit`] let in, judged `verdict`, exactly once
@@ -120,6 +141,13 @@ impl Edge {
         }
         // On this error the claim is dropped, and so released.
         check_distinct_ads(&events)?;
+        if events.is_empty() {
+            // Nothing counted, so nothing to de-duplicate: no record, no log,
+            // and the claim is dropped, so the id reaches neither the seen
+            // index nor the store's claims ([`crate::counted`]). A copy sent
+            // again is validated again and counts only what is valid then.
+            return Ok(response);
+        }
         response.accepted = events.len() as u32;
         // The client is not told: a bot learns nothing from the answer.
         let traffic = self.traffic(verdict, response.accepted.into());

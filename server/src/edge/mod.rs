@@ -38,6 +38,9 @@ pub struct IngestRules {
     /// Ingest refuses batches while pending counts hold more memory than
     /// this (`--max-pending-bytes`).
     pub max_pending_bytes: usize,
+    /// Ingest refuses batches while the write-ahead log holds more bytes
+    /// than this (`--max-log-bytes`).
+    pub max_log_bytes: u64,
     /// When set, every event must carry a valid token for its ad
     /// (`--ad-signing-secret`, see [`crate::signing`]).
     pub ad_signing_secret: Option<Secret>,
@@ -47,10 +50,11 @@ pub struct IngestRules {
 }
 
 impl Default for IngestRules {
-    /// No memory bound, no signing, automation counted as invalid.
+    /// No memory or log bound, no signing, automation counted as invalid.
     fn default() -> Self {
         IngestRules {
             max_pending_bytes: usize::MAX,
+            max_log_bytes: u64::MAX,
             ad_signing_secret: None,
             count_automation: false,
         }
@@ -61,6 +65,7 @@ impl IngestRules {
     pub fn from_config(config: &Config) -> Self {
         IngestRules {
             max_pending_bytes: usize::try_from(config.max_pending_bytes).unwrap_or(usize::MAX),
+            max_log_bytes: config.max_log_bytes,
             ad_signing_secret: config.ad_signing_secret.clone(),
             count_automation: config.count_automation,
         }
@@ -227,8 +232,8 @@ impl Edge {
     }
 
     /// Whether the edge can do its work: the log has not failed, the store
-    /// answers, and the pending counts are within their bound. `Err` says
-    /// why not.
+    /// answers, and ingest is within its bounds ([`Edge::admit`]). `Err`
+    /// says why not.
     pub(crate) async fn readiness(&self) -> Result<(), String> {
         if let Some(e) = self.wal.as_ref().and_then(Wal::failure) {
             return Err(e.to_string());
@@ -239,17 +244,7 @@ impl Edge {
                 READINESS_PING_TIMEOUT.as_secs()
             )),
             Ok(Err(e)) => Err(e.to_string()),
-            Ok(Ok(())) => {
-                let pending = self.pending_bytes();
-                if pending > self.rules.max_pending_bytes {
-                    Err(format!(
-                        "{pending} bytes of counts wait for the store, over the bound of {}",
-                        self.rules.max_pending_bytes
-                    ))
-                } else {
-                    Ok(())
-                }
-            }
+            Ok(Ok(())) => self.admit().map_err(|e| e.to_string()),
         }
     }
 

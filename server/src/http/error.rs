@@ -10,7 +10,8 @@ use glimpse_wire::ingest::{BatchError, MAX_BODY_BYTES};
 use crate::edge::IngestError;
 use crate::store::StoreError;
 
-/// `Retry-After` of the 503 sent while pending counts are over their bound.
+/// `Retry-After` of the 503 sent while pending counts or the write-ahead log
+/// are over their bound.
 pub const OVERLOAD_RETRY_AFTER_SECS: u64 = 5;
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +44,8 @@ pub enum ApiError {
     Overloaded,
     #[error("the edge holds too many counts not yet written to the store; retry in {retry_after_secs} s")]
     PendingOverBound { retry_after_secs: u64 },
+    #[error("the edge holds too many batches not yet written to the store; retry in {retry_after_secs} s")]
+    LogOverBound { retry_after_secs: u64 },
     #[error(
         "the batch could not be made durable on this edge ({0}); retry it: it will count once"
     )]
@@ -53,6 +56,9 @@ impl From<IngestError> for ApiError {
     fn from(e: IngestError) -> Self {
         match e {
             IngestError::PendingOverBound { .. } => ApiError::PendingOverBound {
+                retry_after_secs: OVERLOAD_RETRY_AFTER_SECS,
+            },
+            IngestError::LogOverBound { .. } => ApiError::LogOverBound {
                 retry_after_secs: OVERLOAD_RETRY_AFTER_SECS,
             },
             IngestError::LogFailed(e) => ApiError::LogFailed(e.to_string()),
@@ -92,6 +98,7 @@ impl ApiError {
             ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             ApiError::PendingOverBound { .. } => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            ApiError::LogOverBound { .. } => (StatusCode::SERVICE_UNAVAILABLE, "log_full"),
             ApiError::LogFailed(_) => (StatusCode::SERVICE_UNAVAILABLE, "log_unavailable"),
         }
     }
@@ -126,7 +133,8 @@ impl IntoResponse for ApiError {
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
-            ApiError::PendingOverBound { retry_after_secs } => {
+            ApiError::PendingOverBound { retry_after_secs }
+            | ApiError::LogOverBound { retry_after_secs } => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));

@@ -75,8 +75,11 @@ pub async fn post_impressions(
     body: Body,
 ) -> Result<(StatusCode, Json<IngestResponse>), ApiError> {
     check_content_type(&headers)?;
-    state.edge.admit()?;
     let bytes = read_body(&headers, body, state.guard.body_timeout).await?;
+    // Refused after the body (at most 64 KiB) is read: answering before it
+    // closes the connection under a client still sending, which then sees
+    // a reset instead of the 503 and its Retry-After.
+    state.edge.admit()?;
     let batch = decode_batch(&bytes)?;
     let verdict = judge(&headers, batch.webdriver);
     let response = state.edge.ingest(&batch, verdict).await?;

@@ -239,10 +239,9 @@ impl Store for EmbeddedStore {
         "embedded"
     }
 
-    async fn apply(&self, delta: &Delta, now_ms: i64) -> Result<(), StoreError> {
-        // The delta is shared with stats readers while in flight; the
-        // blocking task needs its own handle.
-        let delta = delta.clone();
+    async fn apply(&self, delta: &Arc<Delta>, now_ms: i64) -> Result<(), StoreError> {
+        // The blocking task needs its own handle on the delta.
+        let delta = Arc::clone(delta);
         self.blocking(move |db| apply_delta(db, &delta, now_ms))
             .await
     }

@@ -49,8 +49,11 @@ pub trait Store: Debug + Send + Sync + 'static {
     /// Applies one delta atomically enough that applying it again after an
     /// error never counts anything twice. Counters of a batch the store has
     /// already counted are left out ([`Delta::updates`]); the batch ids are
-    /// remembered for [`BATCH_ID_RETENTION_MS`] from `now_ms`.
-    async fn apply(&self, delta: &Delta, now_ms: i64) -> Result<(), StoreError>;
+    /// remembered for [`BATCH_ID_RETENTION_MS`] from `now_ms`. The delta
+    /// is shared, so a store that works on it elsewhere (another thread)
+    /// takes a handle, never a copy: a copy would double the pending memory
+    /// while a sync runs.
+    async fn apply(&self, delta: &Arc<Delta>, now_ms: i64) -> Result<(), StoreError>;
 
     /// The counts of `ad_id` on the days of `range` on which it has data.
     async fn read_days(&self, ad_id: &str, range: DayRange) -> Result<AdDays, StoreError>;

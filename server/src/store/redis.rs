@@ -58,6 +58,8 @@ const CLAIMS_PER_PIPELINE: usize = 512;
 const READ_CONCURRENCY: usize = 64;
 /// Cached stats, counted in days of data, before the cache is emptied.
 const CACHE_MAX_DAYS: usize = 4096;
+/// (ad, day)s remembered as indexed: about 10 MB at most.
+const INDEXED_MAX_KEYS: usize = 100_000;
 
 /// How to reach Redis and name the keys.
 #[derive(Clone)]
@@ -233,7 +235,10 @@ pub struct RedisStore {
     ads_cache: ReadCache<(u32, u32), Vec<String>>,
     /// The batch ids this edge has synced, for ingest's duplicate check.
     seen: SeenIndex,
-    /// (ad, day)s known to be in their day's ad set.
+    /// (ad, day)s known to be in their day's ad set, at most
+    /// [`INDEXED_MAX_KEYS`]: past that an (ad, day) is added to its set
+    /// again at each sync (harmless), so the edge's memory does not grow
+    /// with the number of distinct ads.
     indexed: Mutex<HashSet<(String, Day)>>,
 }
 
@@ -445,7 +450,10 @@ impl RedisStore {
             .query_async(&mut conn)
             .await
             .map_err(|e| unavailable("indexing the day's ads", e))?;
-        self.indexed.lock().insert((ad_id, day));
+        let mut indexed = self.indexed.lock();
+        if indexed.len() < INDEXED_MAX_KEYS {
+            indexed.insert((ad_id, day));
+        }
         Ok(())
     }
 
@@ -540,7 +548,7 @@ impl Store for RedisStore {
         "redis"
     }
 
-    async fn apply(&self, delta: &Delta, now_ms: i64) -> Result<(), StoreError> {
+    async fn apply(&self, delta: &std::sync::Arc<Delta>, now_ms: i64) -> Result<(), StoreError> {
         let applied = self.apply_delta(delta, now_ms).await;
         if applied.is_err() {
             // Redis may have restarted and lost its ad index (without

@@ -1,7 +1,7 @@
 //! Replay at start: every segment left by the previous run, read in order
 //! and rebuilt into the deltas it logged, under their old numbers.
 
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::path::Path;
 
 use anyhow::Context;
@@ -17,13 +17,29 @@ pub fn recover(dir: &Path) -> anyhow::Result<Vec<Recovered>> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut recovered = Vec::new();
     for (seq, path) in list_segments(dir).with_context(|| format!("listing {}", dir.display()))? {
-        let bytes = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        let segment = codec::decode_segment(&bytes).map_err(|e| {
-            anyhow::anyhow!(
+        let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        // Streamed: whatever the segment's size, only one read buffer and
+        // one record are held besides the delta being rebuilt.
+        let rebuild = Rebuild::new(seq);
+        let mut batches = 0usize;
+        let segment = codec::read_segment(file, |record| {
+            batches += 1;
+            rebuild.record(
+                record.batch_id,
+                record.received_ms,
+                record.traffic,
+                &record.events,
+            );
+        })
+        .map_err(|e| match e {
+            codec::ReadError::Io(e) => {
+                anyhow::Error::new(e).context(format!("reading {}", path.display()))
+            }
+            codec::ReadError::Corrupt(e) => anyhow::anyhow!(
                 "the write-ahead log segment {} is damaged {e}; move it aside to start \
                  without the batches it holds",
                 path.display()
-            )
+            ),
         })?;
         if let Some(header_seq) = segment.seq.filter(|s| *s != seq) {
             anyhow::bail!(
@@ -37,16 +53,6 @@ pub fn recover(dir: &Path) -> anyhow::Result<Vec<Recovered>> {
                 offset = torn.offset,
                 reason = torn.reason,
                 "cutting a torn tail off the write-ahead log (a write the crash cut short, never acknowledged)"
-            );
-        }
-        let rebuild = Rebuild::new(seq);
-        let batches = segment.records.len();
-        for record in &segment.records {
-            rebuild.record(
-                record.batch_id,
-                record.received_ms,
-                record.traffic,
-                &record.events,
             );
         }
         let torn_at = segment.torn.map(|t| t.offset);

@@ -43,6 +43,8 @@ struct Counters {
     records: AtomicU64,
     bytes_written: AtomicU64,
     bytes_on_disk: AtomicU64,
+    /// Appended, not yet taken by the writer: on disk soon.
+    bytes_unwritten: AtomicU64,
 }
 
 /// A snapshot of the log's counters.
@@ -126,6 +128,10 @@ impl Wal {
             _ => pending.chunks.push((seq, record.to_vec(), 1)),
         }
         pending.appended += record.len() as u64;
+        self.shared
+            .counters
+            .bytes_unwritten
+            .fetch_add(record.len() as u64, Ordering::Relaxed);
         let lsn = pending.appended;
         drop(pending);
         self.shared.wake.notify_one();
@@ -168,6 +174,13 @@ impl Wal {
         pending.forget_through = pending.forget_through.max(Some(seq));
         drop(pending);
         self.shared.wake.notify_one();
+    }
+
+    /// The bytes the log holds or is about to: its segments on disk and
+    /// what is appended but not yet written. What `--max-log-bytes` bounds.
+    pub fn held_bytes(&self) -> u64 {
+        let c = &self.shared.counters;
+        c.bytes_on_disk.load(Ordering::Relaxed) + c.bytes_unwritten.load(Ordering::Relaxed)
     }
 
     pub fn figures(&self) -> WalFigures {
@@ -348,12 +361,11 @@ impl Writer {
         }
         self.written = end;
         let c = &self.shared.counters;
+        let bytes: u64 = chunks.iter().map(|c| c.1.len() as u64).sum();
         c.records
             .fetch_add(chunks.iter().map(|c| c.2).sum(), Ordering::Relaxed);
-        c.bytes_written.fetch_add(
-            chunks.iter().map(|c| c.1.len() as u64).sum(),
-            Ordering::Relaxed,
-        );
+        c.bytes_written.fetch_add(bytes, Ordering::Relaxed);
+        c.bytes_unwritten.fetch_sub(bytes, Ordering::Relaxed);
         Ok(())
     }
 

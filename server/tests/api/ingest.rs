@@ -391,6 +391,30 @@ async fn ingest_answers_503_with_retry_after_while_pending_memory_is_over_its_bo
 }
 
 #[tokio::test]
+async fn a_batch_that_counted_nothing_leaves_no_batch_id_behind() {
+    let t = TestEdge::new();
+    let rejected = batch(
+        "all-bad",
+        vec![
+            event("e1", "ad-1", "u1", "clicked"),
+            json!({"id": "e2", "ad_id": "ad-1", "user_id": "u2", "kind": "viewable", "ts": NOW - 49 * 3_600_000}),
+        ],
+    );
+    let r = t.ingest(&rejected).await;
+    assert_eq!((r.accepted, r.rejected.len()), (0, 2));
+    // Nothing pending, nothing claimed, nothing in the seen index.
+    assert!(t.edge.is_idle(), "a batch that counted nothing is pending");
+    sync::flush(&t.edge).await.unwrap();
+    assert!(!t.edge.store().batch_seen("all-bad").await.unwrap());
+    // So the same id, now with a valid event, counts that event.
+    let fixed = batch("all-bad", vec![event("e1", "ad-1", "u1", "viewable")]);
+    assert_eq!(t.ingest(&fixed).await.accepted, 1);
+    sync::flush(&t.edge).await.unwrap();
+    assert!(t.edge.store().batch_seen("all-bad").await.unwrap());
+    assert_eq!(t.stats("ad-1", "").await.impressions, 1);
+}
+
+#[tokio::test]
 async fn a_client_clock_that_is_off_is_corrected_by_sent_at() {
     let t = TestEdge::new();
     // A visitor whose clock is 50 h behind: its events look 50 h old.

@@ -3,10 +3,13 @@
 mod bad_input;
 mod browser_engines;
 mod crash;
+mod dedup_state;
 mod deploy_manifests;
 mod edge_process;
 mod hll_vs_redis;
 mod load;
+mod log_bound;
+mod pending_bound;
 mod redis_cluster;
 mod redis_faults;
 mod redis_store;
