@@ -19,8 +19,8 @@ use serde_json::Value;
 /// How long a server may take to start or stop before the test fails.
 const STARTUP_DEADLINE: Duration = Duration::from_secs(30);
 
-/// The flag for edges that browser tests talk to: the tests run a headless
-/// Chromium under chromedriver (`HeadlessChrome`, `navigator.webdriver`),
+/// The flag for edges that browser tests talk to: the tests drive browsers
+/// over WebDriver (`navigator.webdriver`, and Chromium's `HeadlessChrome`),
 /// which an edge otherwise counts as invalid traffic, not as impressions.
 pub const COUNT_AUTOMATION: &str = "--count-automation";
 

@@ -68,16 +68,13 @@ pub fn run() -> Result<()> {
     match npm_tool(&root, BINARYEN, "binaryen/bin/wasm-opt") {
         Some(opt) => {
             let tmp = pkg.join("glimpse_sdk_bg.opt.wasm");
-            // The producers and target-features sections only inform tools.
+            // The producers and target-features sections only inform tools;
+            // Rust puts its stack first, so no data lives below address 1024.
             status(
                 Command::new(&opt)
                     .arg(&out)
-                    .args([
-                        "-Oz",
-                        "--converge",
-                        "--strip-producers",
-                        "--strip-target-features",
-                    ])
+                    .args(["-Oz", "--converge", "--low-memory-unused"])
+                    .args(["--strip-producers", "--strip-target-features"])
                     .arg("-o")
                     .arg(&tmp),
             )?;

@@ -29,12 +29,12 @@ pub(super) fn tab_key(prefix: &str, tab: &str) -> String {
     k
 }
 
-/// Every key of `s` for which `keep` holds.
-pub(super) fn keys(s: &Storage, keep: impl Fn(&str) -> bool) -> Vec<String> {
+/// Every key of `s` the SDK wrote (by any tab).
+pub(super) fn sdk_keys(s: &Storage) -> Vec<String> {
     let len = s.length().unwrap_or(0);
     (0..len)
         .filter_map(|n| s.key(n).ok().flatten())
-        .filter(|k| keep(k))
+        .filter(|k| k.starts_with(KEY_PREFIX))
         .collect()
 }
 
@@ -76,7 +76,7 @@ impl Store {
         self.storage = None;
         self.stored = false;
         if let Some(s) = window().and_then(|w| w.local_storage().ok().flatten()) {
-            for k in keys(&s, |k| k.starts_with(KEY_PREFIX)) {
+            for k in sdk_keys(&s) {
                 let _ = s.remove_item(&k);
             }
         }

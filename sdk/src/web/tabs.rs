@@ -11,7 +11,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::Window;
 
-use super::storage::{keys, tab_key, BEAT_PREFIX, QUEUE_PREFIX};
+use super::storage::{sdk_keys, tab_key, BEAT_PREFIX, QUEUE_PREFIX};
 use super::{get, ignore_outcome, now, random, then_either, window, with, Inner};
 use crate::queue;
 use crate::text::{parse_u64, push_u64, random_id};
@@ -165,9 +165,7 @@ impl Inner {
         };
         let now_epoch = js_sys::Date::now();
         let mut adopted = 0;
-        for k in keys(&s, |k| {
-            k.starts_with(QUEUE_PREFIX) || k.starts_with(BEAT_PREFIX)
-        }) {
+        for k in sdk_keys(&s) {
             let (tab, is_queue) = match (k.strip_prefix(QUEUE_PREFIX), k.strip_prefix(BEAT_PREFIX))
             {
                 (Some(t), _) => (t, true),

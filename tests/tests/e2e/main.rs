@@ -15,6 +15,7 @@ mod redis_cluster;
 mod redis_faults;
 mod redis_store;
 mod sdk_browser;
+mod sdk_counting;
 mod sdk_delivery;
 mod www_accessibility;
 mod www_demo;
