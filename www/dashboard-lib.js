@@ -95,6 +95,16 @@ export function compareAdIds(a, b) {
   return a.localeCompare(b, "en", { numeric: true, sensitivity: "variant" });
 }
 
+/**
+ * The share of viewable impressions a browser confirmed were not covered:
+ * `verified / impressions` of an ad or a day, null when it had no impressions.
+ */
+export function verifiedShare(counts) {
+  const { impressions, verified } = counts || {};
+  if (typeof impressions !== "number" || typeof verified !== "number" || impressions <= 0) return null;
+  return verified / impressions;
+}
+
 /** Totals over the listed ads. Unique visitors are not additive across ads, so they are left out. */
 export function totals(ads) {
   const impressions = ads.reduce((s, a) => s + (a.impressions || 0), 0);

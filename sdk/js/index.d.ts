@@ -18,30 +18,39 @@ export interface GlimpseOptions {
   largeAdPixels?: number;
   /** Share of a large ad's pixels that must be in view, 0-1. Default 0.3. */
   largeAdRatio?: number;
-  /** `false`: store nothing and send nothing. Default true. */
+  /** `false`: store nothing and send nothing until {@link Tracker.setConsent}(true). Default true. */
   consent?: boolean;
   /** Log each decision to the console. Default false. */
   debug?: boolean;
 }
 
-/** A running tracker. No method throws. */
+/**
+ * A running tracker. No method throws, whatever it is given (a bad argument
+ * is ignored, with a warning in debug mode), and the methods work unbound
+ * (`const { observe } = tracker`).
+ */
 export interface Tracker {
-  /** Follow `element` as an ad slot; `adId` overrides its `data-ad-id`. Observing twice counts once. */
-  observe(element: Element, adId?: string): void;
+  /** Follow `element` as an ad slot; `adId` (a number is taken as its string) overrides its `data-ad-id`. Observing twice counts once. */
+  observe(element: Element, adId?: string | number): void;
   /** Stop following `element`; a dwell in progress is cancelled. */
   unobserve(element: Element): void;
   /** A new page view (single-page-app route change): every slot may count again. */
   pageview(): void;
-  /** Send every queued event now; resolves once each batch got an answer or was scheduled for retry. */
+  /** Send every queued event now; resolves (never rejects) once each batch got an answer or was scheduled for retry, and at once without consent. */
   flush(): Promise<void>;
   /** Stop observing and sending; unsent batches stay stored and go out on the next start. */
   stop(): void;
-  /** Stop, and delete everything the SDK stored (queue, visitor id). */
+  /** Stop, and delete everything the SDK stored on this origin (queues, visitor id), with or without consent. */
   optOut(): void;
+  /** `true`: start counting and sending (as `start` with consent). `false`: stop sending, send nothing more, delete what is stored. */
+  setConsent(consent: boolean): void;
 }
 
 /**
- * Load the wasm and start the page's tracker. Throws (rejects) on bad options.
+ * Load the wasm and start the page's tracker. Rejects only on bad options.
+ * When the wasm cannot load (a Content-Security-Policy without
+ * `'wasm-unsafe-eval'`, a blocked or missing file) it resolves to an inert
+ * tracker, whose methods do nothing, and warns once.
  * A second call returns the tracker already running.
  */
 export function start(options: GlimpseOptions): Promise<Tracker>;

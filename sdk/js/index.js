@@ -5,27 +5,48 @@ import init, { start as startWasm } from "./glimpse_sdk.js";
 // One tracker per page, whichever embedding (tag or import) starts first:
 // a second start (re-render, StrictMode, both embeddings) gets the first one.
 const KEY = Symbol.for("glimpse.tracker");
+const METHODS = ["observe", "unobserve", "pageview", "refresh", "flush", "stop", "optOut", "setConsent"];
 
-export async function start(options) {
+// The page's tracker: plain functions (they work unbound, as
+// `const { observe } = tracker`), none of which throws; `flush` always
+// resolves. Without the wasm (`wasm` null) each does nothing.
+function tracker(wasm, running) {
+  const t = {};
+  for (const name of METHODS) {
+    t[name] = (...args) => {
+      let result;
+      try {
+        result = wasm && wasm[name](...args);
+      } catch (e) {
+        console.warn("glimpse:", e);
+      }
+      if (name == "stop" || name == "optOut") {
+        if (globalThis[KEY] === running) delete globalThis[KEY];
+      }
+      if (name == "flush") return Promise.resolve(result).catch(() => {});
+    };
+  }
+  return Object.freeze(t);
+}
+
+export function start(options) {
   const g = globalThis;
   if (g[KEY]) return g[KEY];
   const running = (async () => {
-    await init();
-    const tracker = startWasm(options);
-    for (const name of ["stop", "optOut"]) {
-      const inner = tracker[name].bind(tracker);
-      tracker[name] = () => {
-        inner();
-        if (g[KEY] === running) delete g[KEY];
-      };
+    try {
+      await init();
+    } catch (e) {
+      // A Content-Security-Policy without 'wasm-unsafe-eval', a blocked or
+      // missing file: the page goes on, and nothing is counted.
+      console.warn("glimpse: the SDK could not load its wasm and does nothing on this page:", e);
+      return tracker(null, running);
     }
-    return tracker;
+    // Throws, and so rejects, for bad options only.
+    return tracker(startWasm(options), running);
   })();
   g[KEY] = running;
-  try {
-    return await running;
-  } catch (e) {
+  running.catch(() => {
     if (g[KEY] === running) delete g[KEY];
-    throw e;
-  }
+  });
+  return running;
 }

@@ -40,6 +40,17 @@ impl Default for Options {
     }
 }
 
+/// Whether the text of an on/off option (a `data-*` attribute of the tag,
+/// or a string passed for a flag) says off: `false`, `0`, `no` or `off`, in
+/// any case, around spaces. Anything else, the empty value of an attribute
+/// given without one included, says on.
+pub fn says_off(text: &str) -> bool {
+    let t = text.trim();
+    ["false", "0", "no", "off"]
+        .iter()
+        .any(|word| t.eq_ignore_ascii_case(word))
+}
+
 impl Options {
     /// The first thing wrong with the options, as the message of the
     /// JavaScript error `start` throws.
@@ -94,6 +105,18 @@ mod tests {
         Options {
             endpoint: "http://127.0.0.1:1/v1/impressions".into(),
             ..Options::default()
+        }
+    }
+
+    #[test]
+    fn off_words() {
+        for off in [
+            "false", "FALSE", "False", "0", "no", "No", "off", "OFF", " off ",
+        ] {
+            assert!(says_off(off), "{off:?}");
+        }
+        for on in ["", "true", "1", "yes", "on", "nope", "offline"] {
+            assert!(!says_off(on), "{on:?}");
         }
     }
 

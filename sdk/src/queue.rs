@@ -6,7 +6,7 @@
 //! as sent and resent whole until the edge acknowledges it, so the edge's
 //! `batch_id` dedup makes every retry safe.
 
-use glimpse_wire::ingest::is_id_byte;
+use glimpse_wire::ingest::{is_id_byte, MAX_AD_IDS_PER_BATCH, MAX_EVENT_AGE_MS};
 use glimpse_wire::{MAX_BODY_BYTES, MAX_EVENTS_PER_BATCH};
 
 use crate::engine::Kind;
@@ -17,6 +17,12 @@ use crate::text::push_u64;
 pub const MAX_BATCH_BYTES: usize = MAX_BODY_BYTES / 2;
 /// Most batches kept waiting (in memory and in storage); the oldest go first.
 pub const MAX_QUEUED_BATCHES: usize = 200;
+/// Most bytes of batch bodies kept waiting by one tab, stored in its
+/// origin's localStorage: far below the ~5 MB browsers give an origin, so
+/// the SDK never fills the publisher's own storage.
+pub const MAX_QUEUED_BYTES: usize = 256 * 1024;
+/// A request unanswered this long is aborted and retried.
+pub const REQUEST_TIMEOUT_MS: u32 = 20_000;
 /// The in-flight quota of beacons and keepalive fetches.
 pub const BEACON_QUOTA_BYTES: usize = MAX_BODY_BYTES;
 /// A batch handed to `sendBeacon` is resent (deduplicated by the edge) this
@@ -34,6 +40,12 @@ const BODY_HEAD: &str = "{\"batch_id\":\"";
 const WEBDRIVER_BODY_HEAD: &str = "{\"webdriver\":true,\"batch_id\":\"";
 const BODY_MID: &str = "\",\"events\":[";
 const BODY_TAIL: &str = "]}";
+/// Inserted at the start of a body as it is sent (at every attempt).
+const SENT_AT_HEAD: &str = "{\"sent_at\":";
+/// The key of an event's timestamp, as [`event_json`] writes it.
+const TS_KEY_QUOTED: &str = "\"ts\"";
+/// Longest `"sent_at":N,` (N a 13-digit epoch ms until the year 2286).
+const SENT_AT_BYTES: usize = SENT_AT_HEAD.len() + 13;
 
 /// Whether `s` is a valid wire id of at most `max` bytes.
 pub fn valid_id(s: &str, max: usize) -> bool {
@@ -80,6 +92,44 @@ pub struct Batch {
     pub due: f64,
     /// Being sent by `fetch` right now.
     pub in_flight: bool,
+    /// Handed to `sendBeacon` since it was last taken to be sent by `fetch`.
+    pub beaconed: bool,
+    /// The `ts` of its newest event (epoch ms by the client's clock).
+    pub newest_ts: u64,
+}
+
+/// The newest `ts` of the events in `body`, as [`event_json`] writes them
+/// (ids never hold `"` or `:`, so a piece between colons ending in `"ts"`
+/// is that key, and the next one starts with its value). Written so that
+/// nothing can panic: slicing a `str` would bring its panic messages into
+/// the wasm.
+fn newest_ts(body: &str) -> u64 {
+    let mut newest = 0;
+    let mut after_ts_key = false;
+    for piece in body.split(':') {
+        if after_ts_key {
+            let ts = piece
+                .bytes()
+                .take_while(u8::is_ascii_digit)
+                .try_fold(0u64, |n, b| {
+                    n.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+                });
+            newest = newest.max(ts.unwrap_or(0));
+        }
+        after_ts_key = piece.ends_with(TS_KEY_QUOTED);
+    }
+    newest
+}
+
+/// `body` as sent at `sent_at` (epoch ms by the client's clock): the same
+/// JSON object with `sent_at` first.
+pub fn stamped(body: &str, sent_at: u64) -> String {
+    let mut s = String::with_capacity(body.len() + SENT_AT_BYTES);
+    s.push_str(SENT_AT_HEAD);
+    push_u64(&mut s, sent_at);
+    s.push(',');
+    s.push_str(body.get(1..).unwrap_or_default());
+    s
 }
 
 impl Batch {
@@ -95,13 +145,19 @@ impl Batch {
             && body.ends_with(BODY_TAIL)
             && body.len() <= MAX_BODY_BYTES
             && !body.contains('\n');
-        ok.then(|| Batch {
-            id: id.into(),
-            body: body.into(),
+        ok.then(|| Batch::new(id.into(), body.into(), now))
+    }
+
+    fn new(id: String, body: String, now: f64) -> Batch {
+        Batch {
+            newest_ts: newest_ts(&body),
+            id,
+            body,
             attempts: 0,
             due: now,
             in_flight: false,
-        })
+            beaconed: false,
+        }
     }
 }
 
@@ -148,14 +204,24 @@ pub fn backoff(attempt: u32, retry_after_ms: Option<f64>, random: f64) -> f64 {
     }
 }
 
+/// One event waiting for a batch.
+#[derive(Debug)]
+struct Pending {
+    json: String,
+    ad_id: String,
+}
+
 /// The event queue and the formed batches of one tracker.
 #[derive(Debug)]
 pub struct Queue {
     max_events: usize,
     /// The head of every batch this queue forms.
     body_head: &'static str,
-    pending: Vec<String>,
+    pending: Vec<Pending>,
     batches: Vec<Batch>,
+    /// Nothing is sent before this time (monotonic ms): the edge's
+    /// `Retry-After` holds for every batch, not only the one it answered.
+    paused_until: f64,
 }
 
 impl Queue {
@@ -171,13 +237,17 @@ impl Queue {
             },
             pending: Vec::new(),
             batches: Vec::new(),
+            paused_until: f64::NEG_INFINITY,
         }
     }
 
-    /// Queues one event (its wire JSON); true when a batch is full and
-    /// should be formed and sent now.
-    pub fn push(&mut self, event_json: String) -> bool {
-        self.pending.push(event_json);
+    /// Queues one event (its wire JSON, made by [`event_json`], and its ad
+    /// id); true when a batch is full and should be formed and sent now.
+    pub fn push(&mut self, event_json: String, ad_id: &str) -> bool {
+        self.pending.push(Pending {
+            json: event_json,
+            ad_id: ad_id.into(),
+        });
         self.pending.len() >= self.max_events
     }
 
@@ -191,13 +261,15 @@ impl Queue {
         &self.batches
     }
 
-    /// Forms batches of every pending event, each within the event and byte
-    /// limits, with ids from `new_id`. Returns how many were formed. When
-    /// more than [`MAX_QUEUED_BATCHES`] wait, the oldest not in flight are
-    /// dropped.
+    /// Forms batches of every pending event, in order, each within the
+    /// event, byte and distinct-ad limits of the edge, with ids from
+    /// `new_id`. Returns how many were formed. When more than
+    /// [`MAX_QUEUED_BATCHES`] or [`MAX_QUEUED_BYTES`] wait, the oldest not
+    /// in flight are dropped.
     pub fn seal(&mut self, now: f64, mut new_id: impl FnMut() -> String) -> usize {
         let mut formed = 0;
-        let mut events = std::mem::take(&mut self.pending).into_iter().peekable();
+        let pending = std::mem::take(&mut self.pending);
+        let mut events = pending.iter().peekable();
         while events.peek().is_some() {
             let id = new_id();
             let mut body = String::with_capacity(1024);
@@ -205,28 +277,29 @@ impl Queue {
             body.push_str(&id);
             body.push_str(BODY_MID);
             let mut count = 0;
+            let mut ads: Vec<&str> = Vec::new();
             while let Some(next) = events.peek() {
-                let extra = next.len() + usize::from(count > 0);
+                let extra = next.json.len() + usize::from(count > 0);
+                let new_ad = !ads.contains(&next.ad_id.as_str());
                 let full = count >= self.max_events
-                    || (count > 0 && body.len() + extra + BODY_TAIL.len() > MAX_BATCH_BYTES);
+                    || (new_ad && ads.len() >= MAX_AD_IDS_PER_BATCH)
+                    || (count > 0
+                        && body.len() + extra + BODY_TAIL.len() + SENT_AT_BYTES > MAX_BATCH_BYTES);
                 if full {
                     break;
                 }
                 if count > 0 {
                     body.push(',');
                 }
-                body.push_str(next);
+                body.push_str(&next.json);
+                if new_ad {
+                    ads.push(&next.ad_id);
+                }
                 count += 1;
                 events.next();
             }
             body.push_str(BODY_TAIL);
-            self.batches.push(Batch {
-                id,
-                body,
-                attempts: 0,
-                due: now,
-                in_flight: false,
-            });
+            self.batches.push(Batch::new(id, body, now));
             formed += 1;
         }
         self.trim();
@@ -247,40 +320,63 @@ impl Queue {
     }
 
     fn trim(&mut self) {
-        while self.batches.len() > MAX_QUEUED_BATCHES {
+        let mut bytes: usize = self.batches.iter().map(|b| b.body.len()).sum();
+        while self.batches.len() > MAX_QUEUED_BATCHES || bytes > MAX_QUEUED_BYTES {
             match self.batches.iter().position(|b| !b.in_flight) {
-                Some(i) => {
-                    self.batches.remove(i);
-                }
+                Some(i) => bytes -= self.batches.remove(i).body.len(),
                 None => break,
             }
         }
     }
 
-    /// The next batch due by `now` and not in flight; marks it in flight.
-    pub fn take_due(&mut self, now: f64) -> Option<(String, String)> {
+    /// Drops the batches not in flight whose every event is older than the
+    /// edge accepts at `now_epoch_ms` (the client's clock, which is the one
+    /// the edge judges ages by once it corrected for `sent_at`); returns
+    /// how many.
+    pub fn expire(&mut self, now_epoch_ms: u64) -> usize {
+        let before = self.batches.len();
+        let oldest_accepted = now_epoch_ms.saturating_sub(MAX_EVENT_AGE_MS as u64);
+        self.batches
+            .retain(|b| b.in_flight || b.newest_ts >= oldest_accepted);
+        before - self.batches.len()
+    }
+
+    /// Whether a `Retry-After` holds every batch back at `now`.
+    fn paused(&self, now: f64) -> bool {
+        now < self.paused_until
+    }
+
+    /// The next batch due by `now` and not in flight, as sent at
+    /// `now_epoch_ms`; marks it in flight.
+    pub fn take_due(&mut self, now: f64, now_epoch_ms: u64) -> Option<(String, String)> {
+        if self.paused(now) {
+            return None;
+        }
         let b = self
             .batches
             .iter_mut()
             .find(|b| !b.in_flight && b.due <= now)?;
         b.in_flight = true;
-        Some((b.id.clone(), b.body.clone()))
+        b.beaconed = false;
+        Some((b.id.clone(), stamped(&b.body, now_epoch_ms)))
     }
 
-    /// Makes every waiting batch due at `now` (an explicit flush).
+    /// Makes every waiting batch due at `now` (an explicit flush); a
+    /// `Retry-After` still holds.
     pub fn hurry(&mut self, now: f64) {
         for b in &mut self.batches {
             b.due = b.due.min(now);
         }
     }
 
-    /// The earliest time a batch not in flight is due.
+    /// The earliest time a batch not in flight may be sent.
     pub fn next_due(&self) -> Option<f64> {
         self.batches
             .iter()
             .filter(|b| !b.in_flight)
             .map(|b| b.due)
             .reduce(f64::min)
+            .map(|due| due.max(self.paused_until))
     }
 
     /// Records what became of a send of `id`; returns true when the batch left
@@ -295,6 +391,10 @@ impl Queue {
                 true
             }
             Outcome::Retry(after) => {
+                if let Some(ms) = after.filter(|ms| ms.is_finite()) {
+                    let until = now + ms.clamp(0.0, RETRY_AFTER_CAP_MS);
+                    self.paused_until = self.paused_until.max(until);
+                }
                 let b = &mut self.batches[i];
                 b.in_flight = false;
                 b.attempts = b.attempts.saturating_add(1);
@@ -309,19 +409,30 @@ impl Queue {
         self.batches.retain(|b| b.id != id);
     }
 
-    /// The batches to hand to `sendBeacon` as the page hides: the waiting
-    /// ones, oldest first, while their bodies fit in the shared quota. They
-    /// are marked to be rechecked after [`BEACON_RECHECK_MS`].
-    pub fn beacon_plan(&mut self, now: f64) -> Vec<(String, String)> {
+    /// The batches to hand to `sendBeacon` as the page hides, as sent at
+    /// `now_epoch_ms`: the waiting ones not beaconed already (a
+    /// `visibilitychange` and the `pagehide` after it beacon each batch
+    /// once), oldest first, while they fit in the shared quota; none while a
+    /// `Retry-After` holds (they stay stored). They are marked to be
+    /// rechecked after [`BEACON_RECHECK_MS`].
+    pub fn beacon_plan(&mut self, now: f64, now_epoch_ms: u64) -> Vec<(String, String)> {
         let mut budget = BEACON_QUOTA_BYTES;
         let mut plan = Vec::new();
+        if self.paused(now) {
+            return plan;
+        }
         for b in &mut self.batches {
-            if b.in_flight || b.body.len() > budget {
+            if b.in_flight || b.beaconed {
                 continue;
             }
-            budget -= b.body.len();
+            let body = stamped(&b.body, now_epoch_ms);
+            if body.len() > budget {
+                continue;
+            }
+            budget -= body.len();
             b.due = now + BEACON_RECHECK_MS;
-            plan.push((b.id.clone(), b.body.clone()));
+            b.beaconed = true;
+            plan.push((b.id.clone(), body));
         }
         plan
     }
@@ -373,6 +484,9 @@ pub fn is_orphan(
 mod tests {
     use super::*;
 
+    /// The client's clock during these tests, epoch ms.
+    const T0: u64 = 1_764_000_100_000;
+
     fn ev(i: u64, user: &str) -> String {
         let mut s = String::new();
         event_json(
@@ -398,8 +512,8 @@ mod tests {
     #[test]
     fn bodies_are_the_wire_contract() {
         let mut q = Queue::new(50, false);
-        q.push(ev(1, "u1"));
-        q.push(ev(2, "u1"));
+        q.push(ev(1, "u1"), "ad-42");
+        q.push(ev(2, "u1"), "ad-42");
         assert_eq!(q.seal(0.0, ids()), 1);
         let body = &q.batches()[0].body;
         let batch = glimpse_wire::ingest::decode_batch(body.as_bytes()).unwrap();
@@ -430,8 +544,8 @@ mod tests {
     #[test]
     fn a_driven_browser_says_webdriver_in_every_body() {
         let mut q = Queue::new(1, true);
-        q.push(ev(1, "u1"));
-        q.push(ev(2, "u1"));
+        q.push(ev(1, "u1"), "ad-42");
+        q.push(ev(2, "u1"), "ad-42");
         assert_eq!(q.seal(0.0, ids()), 2);
         for b in q.batches() {
             assert!(
@@ -451,7 +565,7 @@ mod tests {
         assert_eq!(back[0].body, q.batches()[0].body);
         // A browser not driven by a program sends no such field.
         let mut q = Queue::new(50, false);
-        q.push(ev(1, "u1"));
+        q.push(ev(1, "u1"), "ad-42");
         q.seal(0.0, ids());
         let body = &q.batches()[0].body;
         assert!(!body.contains("webdriver"), "{body}");
@@ -465,9 +579,9 @@ mod tests {
     #[test]
     fn push_says_when_max_batch_is_reached() {
         let mut q = Queue::new(3, false);
-        assert!(!q.push(ev(1, "u")));
-        assert!(!q.push(ev(2, "u")));
-        assert!(q.push(ev(3, "u")));
+        assert!(!q.push(ev(1, "u"), "ad-42"));
+        assert!(!q.push(ev(2, "u"), "ad-42"));
+        assert!(q.push(ev(3, "u"), "ad-42"));
         assert_eq!(q.pending(), 3);
         q.seal(0.0, ids());
         assert_eq!(q.pending(), 0);
@@ -478,14 +592,14 @@ mod tests {
     fn batches_split_by_count_and_bytes() {
         let mut q = Queue::new(2, false);
         for i in 0..5 {
-            q.push(ev(i, "u"));
+            q.push(ev(i, "u"), "ad-42");
         }
         assert_eq!(q.seal(0.0, ids()), 3);
         // Big events: the byte limit splits before the count limit.
         let mut q = Queue::new(500, false);
         let user = "u".repeat(128);
         for i in 0..500 {
-            q.push(ev(i, &user));
+            q.push(ev(i, &user), "ad-42");
         }
         let formed = q.seal(0.0, ids());
         assert!(formed > 1);
@@ -503,25 +617,199 @@ mod tests {
     #[test]
     fn retries_resend_the_same_body_and_back_off() {
         let mut q = Queue::new(50, false);
-        q.push(ev(1, "u"));
+        q.push(ev(1, "u"), "ad-42");
         q.seal(0.0, ids());
-        let (id, body) = q.take_due(0.0).unwrap();
-        assert!(q.take_due(0.0).is_none(), "in flight");
+        let (id, body) = q.take_due(0.0, T0).unwrap();
+        assert!(q.take_due(0.0, T0).is_none(), "in flight");
         assert!(!q.settle(&id, Outcome::Retry(None), 100.0, 0.0));
         assert_eq!(q.next_due(), Some(600.0));
-        assert!(q.take_due(599.0).is_none());
-        let (id2, body2) = q.take_due(600.0).unwrap();
+        assert!(q.take_due(599.0, T0).is_none());
+        let (id2, body2) = q.take_due(600.0, T0).unwrap();
         assert_eq!((id2.as_str(), body2.as_str()), (id.as_str(), body.as_str()));
-        assert!(!q.settle(&id, Outcome::Retry(Some(30_000.0)), 1000.0, 1.0));
-        assert_eq!(q.next_due(), Some(31_000.0), "Retry-After wins");
-        q.hurry(2000.0);
-        let _ = q.take_due(2000.0).unwrap();
+        assert!(!q.settle(&id, Outcome::Retry(None), 1000.0, 1.0));
+        q.hurry(1500.0);
+        let _ = q.take_due(1500.0, T0).unwrap();
         assert!(q.settle(&id, Outcome::Ack, 2100.0, 0.5));
         assert!(q.batches().is_empty());
         assert!(
             !q.settle(&id, Outcome::Ack, 2100.0, 0.5),
             "unknown ids are ignored"
         );
+    }
+
+    /// Decodes a body as the edge would.
+    fn decoded(body: &str) -> (Option<i64>, usize) {
+        let b = glimpse_wire::ingest::decode_batch(body.as_bytes()).unwrap();
+        (b.sent_at, b.events.len())
+    }
+
+    #[test]
+    fn every_attempt_says_when_it_was_sent() {
+        let mut q = Queue::new(50, true);
+        q.push(ev(1, "u"), "ad-42");
+        q.seal(0.0, ids());
+        let stored = q.encode();
+        assert!(!stored.contains("sent_at"), "{stored}");
+        let (id, body) = q.take_due(0.0, T0).unwrap();
+        assert_eq!(decoded(&body), (Some(T0 as i64), 1));
+        assert!(body.starts_with(r#"{"sent_at":1764000100000,"webdriver":true,"batch_id":"b1""#));
+        q.settle(&id, Outcome::Retry(None), 0.0, 0.0);
+        // The retry, 7 s later by the client's clock.
+        let (_, again) = q.take_due(10_000.0, T0 + 7_000).unwrap();
+        assert_eq!(decoded(&again), (Some(T0 as i64 + 7_000), 1));
+        assert_eq!(q.encode(), stored, "what is stored never changes");
+        q.settle(&id, Outcome::Retry(None), 10_000.0, 0.0);
+        let plan = q.beacon_plan(10_000.0, T0 + 9_000);
+        assert_eq!(decoded(&plan[0].1), (Some(T0 as i64 + 9_000), 1));
+        // Read back from storage, a batch is the same.
+        let back = decode(&stored, 0.0);
+        assert_eq!(back[0].body, q.batches()[0].body);
+        assert_eq!(back[0].newest_ts, 1_764_000_000_001);
+    }
+
+    #[test]
+    fn retry_after_pauses_the_whole_queue() {
+        let mut q = Queue::new(1, false);
+        for i in 0..3 {
+            q.push(ev(i, "u"), "ad-42");
+        }
+        q.seal(0.0, ids());
+        let (id, _) = q.take_due(0.0, T0).unwrap();
+        assert!(!q.settle(&id, Outcome::Retry(Some(30_000.0)), 1_000.0, 0.0));
+        // The other batches were due, and wait too; a flush does not
+        // overrule the edge, nor does the page hiding.
+        q.hurry(2_000.0);
+        assert!(q.take_due(2_000.0, T0).is_none());
+        assert!(q.beacon_plan(2_000.0, T0).is_empty());
+        assert_eq!(q.next_due(), Some(31_000.0));
+        let (first, _) = q.take_due(31_000.0, T0).unwrap();
+        assert_eq!(first, "b1", "oldest first, as before the pause");
+        // Without Retry-After only the batch itself backs off.
+        assert!(!q.settle(&first, Outcome::Retry(None), 31_000.0, 0.0));
+        assert!(q.take_due(31_000.0, T0).is_some());
+        // A longer pause never shortens an earlier one.
+        let mut q = Queue::new(1, false);
+        q.push(ev(1, "u"), "ad-42");
+        q.push(ev(2, "u"), "ad-42");
+        q.seal(0.0, ids());
+        let (a, _) = q.take_due(0.0, T0).unwrap();
+        q.settle(&a, Outcome::Retry(Some(60_000.0)), 0.0, 0.0);
+        q.settle("b2", Outcome::Retry(Some(1_000.0)), 0.0, 0.0);
+        assert!(q.take_due(59_999.0, T0).is_none());
+    }
+
+    #[test]
+    fn a_batch_the_edge_would_refuse_as_too_old_is_dropped() {
+        let mut q = Queue::new(1, false);
+        q.push(ev(1, "u"), "ad-42"); // ts 1_764_000_000_001
+        q.push(ev(5, "u"), "ad-42"); // ts 1_764_000_000_005
+        q.seal(0.0, ids());
+        let max_age = MAX_EVENT_AGE_MS as u64;
+        assert_eq!(q.expire(1_764_000_000_001 + max_age), 0, "48 h old exactly");
+        assert_eq!(q.expire(1_764_000_000_002 + max_age), 1);
+        assert_eq!(q.batches().len(), 1);
+        assert_eq!(q.batches()[0].id, "b2");
+        // One in flight is left for its answer to settle.
+        let _ = q.take_due(0.0, T0).unwrap();
+        assert_eq!(q.expire(u64::MAX), 0);
+        // A batch is as young as its newest event.
+        let mut q = Queue::new(50, false);
+        q.push(ev(1, "u"), "ad-42");
+        q.push(ev(9, "u"), "ad-42");
+        q.seal(0.0, ids());
+        assert_eq!(q.batches()[0].newest_ts, 1_764_000_000_009);
+        assert_eq!(q.expire(1_764_000_000_008 + max_age), 0);
+    }
+
+    #[test]
+    fn a_batch_names_at_most_the_edge_limit_of_ads() {
+        let event = |i: usize, ad: &str| {
+            let mut s = String::new();
+            event_json(
+                &format!("e{i}"),
+                ad,
+                "u",
+                Kind::Viewable,
+                1_764_000_000_000,
+                None,
+                &mut s,
+            );
+            s
+        };
+        // 100 ads in view at once, each measurable and then viewable, in
+        // one flush of up to 500 events.
+        let mut q = Queue::new(500, false);
+        for kind in 0..2 {
+            for ad in 0..100 {
+                let ad = format!("ad-{ad}");
+                q.push(event(kind * 100 + 1, &ad), &ad);
+            }
+        }
+        assert_eq!(q.seal(0.0, ids()), 4);
+        let mut total = 0;
+        for b in q.batches() {
+            let batch = glimpse_wire::ingest::decode_batch(b.body.as_bytes()).unwrap();
+            let events: Vec<_> = batch
+                .events
+                .iter()
+                .map(|e| glimpse_wire::ingest::validate_event(e, 1_764_000_000_000).unwrap())
+                .collect();
+            glimpse_wire::ingest::check_distinct_ads(&events).unwrap();
+            assert_eq!(events.len(), MAX_AD_IDS_PER_BATCH);
+            total += events.len();
+        }
+        assert_eq!(total, 200);
+        // Events of ads already in the batch still join it.
+        let mut q = Queue::new(500, false);
+        for i in 0..300 {
+            let ad = format!("ad-{}", i % 50);
+            q.push(event(i, &ad), &ad);
+        }
+        assert_eq!(q.seal(0.0, ids()), 1);
+        q.push(event(300, "ad-50"), "ad-50");
+        q.push(event(301, "ad-0"), "ad-0");
+        assert_eq!(q.seal(0.0, ids()), 1, "a new batch for the 51st ad");
+    }
+
+    #[test]
+    fn the_queue_is_bounded_in_bytes() {
+        let mut q = Queue::new(500, false);
+        let user = "u".repeat(128);
+        for i in 0..3_000 {
+            q.push(ev(i, &user), "ad-42");
+        }
+        let formed = q.seal(0.0, ids());
+        let bytes: usize = q.batches().iter().map(|b| b.body.len()).sum();
+        assert!(bytes <= MAX_QUEUED_BYTES, "{bytes}");
+        assert!(q.batches().len() < formed, "the oldest went");
+        assert!(q.encode().len() <= MAX_QUEUED_BYTES + q.batches().len());
+        let last = &q.batches()[q.batches().len() - 1];
+        assert!(last.body.contains(r#""id":"e2999""#), "the newest stay");
+    }
+
+    #[test]
+    fn a_beaconed_batch_is_not_beaconed_again() {
+        let mut q = Queue::new(1, false);
+        let mut new_id = ids();
+        q.push(ev(1, "u"), "ad-42");
+        q.seal(0.0, &mut new_id);
+        // `visibilitychange` to hidden, then `pagehide`.
+        assert_eq!(q.beacon_plan(0.0, T0).len(), 1);
+        assert!(q.beacon_plan(5.0, T0).is_empty());
+        // A batch formed in between goes, alone.
+        q.push(ev(2, "u"), "ad-42");
+        q.seal(6.0, &mut new_id);
+        let plan = q.beacon_plan(7.0, T0);
+        assert_eq!(
+            plan.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(),
+            ["b2"]
+        );
+        // Should the page live on, the recheck sends it by fetch; hidden
+        // again later, it may be beaconed once more.
+        let (id, _) = q.take_due(BEACON_RECHECK_MS, T0).unwrap();
+        q.settle(&id, Outcome::Retry(None), BEACON_RECHECK_MS, 0.0);
+        let plan = q.beacon_plan(BEACON_RECHECK_MS + 1.0, T0);
+        assert!(plan.iter().any(|(p, _)| *p == id), "{plan:?}");
     }
 
     #[test]
@@ -566,8 +854,8 @@ mod tests {
     #[test]
     fn storage_round_trip_and_adoption() {
         let mut q = Queue::new(1, false);
-        q.push(ev(1, "u"));
-        q.push(ev(2, "u"));
+        q.push(ev(1, "u"), "ad-42");
+        q.push(ev(2, "u"), "ad-42");
         q.seal(0.0, ids());
         let stored = q.encode();
         let back = decode(
@@ -591,7 +879,7 @@ mod tests {
     fn the_queue_is_capped() {
         let mut q = Queue::new(1, false);
         for i in 0..(MAX_QUEUED_BATCHES as u64 + 10) {
-            q.push(ev(i, "u"));
+            q.push(ev(i, "u"), "ad-42");
         }
         q.seal(0.0, ids());
         assert_eq!(q.batches().len(), MAX_QUEUED_BATCHES);
@@ -603,12 +891,12 @@ mod tests {
         let mut q = Queue::new(500, false);
         let user = "u".repeat(128);
         for i in 0..1000 {
-            q.push(ev(i, &user));
+            q.push(ev(i, &user), "ad-42");
         }
         let formed = q.seal(0.0, ids());
         assert!(formed >= 3);
-        let _ = q.take_due(0.0).unwrap(); // one is in flight by fetch already
-        let plan = q.beacon_plan(10.0);
+        let _ = q.take_due(0.0, T0).unwrap(); // one is in flight by fetch already
+        let plan = q.beacon_plan(10.0, T0);
         let bytes: usize = plan.iter().map(|(_, b)| b.len()).sum();
         assert!(bytes <= BEACON_QUOTA_BYTES);
         assert!(!plan.is_empty());

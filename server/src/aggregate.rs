@@ -446,6 +446,7 @@ mod tests {
             ts: day(d).start_ms(),
             day: day(d),
             token: None,
+            verified: false,
         }
     }
 
@@ -507,6 +508,7 @@ mod tests {
                         impressions: 2,
                         measurable: 1,
                         invalid: 0,
+                        verified: 0,
                     },
                 },
                 BatchCount {
@@ -516,6 +518,7 @@ mod tests {
                         impressions: 0,
                         measurable: 1,
                         invalid: 0,
+                        verified: 0,
                     },
                 },
             ]
@@ -566,6 +569,7 @@ mod tests {
                         impressions: 0,
                         measurable: 0,
                         invalid: 2,
+                        verified: 0,
                     },
                 },
                 BatchCount {
@@ -575,6 +579,7 @@ mod tests {
                         impressions: 0,
                         measurable: 0,
                         invalid: 1,
+                        verified: 0,
                     },
                 },
             ]

@@ -28,11 +28,16 @@ pub struct Counters {
     pub measurable: u64,
     /// Events of either kind from invalid traffic (known bots).
     pub invalid: u64,
+    /// Viewable events of people that the browser vouched were neither
+    /// covered nor visually altered (IntersectionObserver v2): a part of
+    /// `impressions`.
+    pub verified: u64,
 }
 
 impl Counters {
     /// What one event adds, counted as `traffic` says (one verdict for its
-    /// whole batch): a known bot's events add to `invalid` only.
+    /// whole batch): a known bot's events add to `invalid` only, verified
+    /// or not.
     pub fn of_event(event: &Event<'_>, traffic: Traffic) -> Counters {
         match (traffic, event.kind) {
             (Traffic::Invalid, _) => Counters {
@@ -41,6 +46,7 @@ impl Counters {
             },
             (Traffic::Valid, Kind::Viewable) => Counters {
                 impressions: 1,
+                verified: u64::from(event.verified),
                 ..Counters::default()
             },
             (Traffic::Valid, Kind::Measurable) => Counters {
@@ -60,6 +66,7 @@ impl Counters {
             impressions: self.impressions.saturating_sub(other.impressions),
             measurable: self.measurable.saturating_sub(other.measurable),
             invalid: self.invalid.saturating_sub(other.invalid),
+            verified: self.verified.saturating_sub(other.verified),
         }
     }
 }
@@ -69,6 +76,7 @@ impl AddAssign for Counters {
         self.impressions += other.impressions;
         self.measurable += other.measurable;
         self.invalid += other.invalid;
+        self.verified += other.verified;
     }
 }
 
@@ -251,6 +259,7 @@ mod tests {
             ts: day.start_ms(),
             day,
             token: None,
+            verified: false,
         }
     }
 
@@ -273,48 +282,58 @@ mod tests {
         delta
     }
 
-    #[test]
-    fn an_event_adds_to_one_counter_and_only_impressions_add_visitors() {
-        let view = ev("ad-1", "u1", Kind::Viewable);
-        let measured = ev("ad-1", "u1", Kind::Measurable);
-        let one = |impressions, measurable, invalid| Counters {
+    fn counters(impressions: u64, measurable: u64, invalid: u64, verified: u64) -> Counters {
+        Counters {
             impressions,
             measurable,
             invalid,
+            verified,
+        }
+    }
+
+    #[test]
+    fn what_an_event_adds_and_only_impressions_add_visitors() {
+        let view = ev("ad-1", "u1", Kind::Viewable);
+        let verified = Event {
+            verified: true,
+            ..view.clone()
         };
-        assert_eq!(Counters::of_event(&view, Traffic::Valid), one(1, 0, 0));
-        assert_eq!(Counters::of_event(&measured, Traffic::Valid), one(0, 1, 0));
-        assert_eq!(Counters::of_event(&view, Traffic::Invalid), one(0, 0, 1));
-        assert_eq!(
-            Counters::of_event(&measured, Traffic::Invalid),
-            one(0, 0, 1)
-        );
+        let measured = ev("ad-1", "u1", Kind::Measurable);
+        let of = Counters::of_event;
+        assert_eq!(of(&view, Traffic::Valid), counters(1, 0, 0, 0));
+        assert_eq!(of(&verified, Traffic::Valid), counters(1, 0, 0, 1));
+        assert_eq!(of(&measured, Traffic::Valid), counters(0, 1, 0, 0));
+        assert_eq!(of(&view, Traffic::Invalid), counters(0, 0, 1, 0));
+        assert_eq!(of(&verified, Traffic::Invalid), counters(0, 0, 1, 0));
+        assert_eq!(of(&measured, Traffic::Invalid), counters(0, 0, 1, 0));
         let mut day = DayCounts::default();
         day.add(&measured, Traffic::Valid);
-        day.add(&view, Traffic::Invalid);
+        day.add(&verified, Traffic::Invalid);
         assert!(day.visitors.is_empty());
         day.add(&view, Traffic::Valid);
-        assert_eq!(day.counters, one(1, 1, 1));
+        day.add(&verified, Traffic::Valid);
+        assert_eq!(day.counters, counters(2, 1, 1, 1));
         assert_eq!(day.visitors.estimate(), 1);
     }
 
     #[test]
     fn updates_leave_out_batches_not_counted_and_a_repeated_id_once() {
+        let verified = |ad, user| Event {
+            verified: true,
+            ..ev(ad, user, Kind::Viewable)
+        };
         let d = delta(&[
             (
                 "b1",
                 Traffic::Valid,
-                vec![
-                    ev("ad-1", "u1", Kind::Viewable),
-                    ev("ad-2", "u1", Kind::Measurable),
-                ],
+                vec![verified("ad-1", "u1"), ev("ad-2", "u1", Kind::Measurable)],
             ),
             (
                 "bot",
                 Traffic::Invalid,
                 vec![ev("ad-1", "u9", Kind::Viewable)],
             ),
-            ("b2", Traffic::Valid, vec![ev("ad-1", "u2", Kind::Viewable)]),
+            ("b2", Traffic::Valid, vec![verified("ad-1", "u2")]),
             // b1 again in the same delta: counts once.
             ("b1", Traffic::Valid, vec![ev("ad-1", "u1", Kind::Viewable)]),
         ]);
@@ -326,14 +345,14 @@ mod tests {
             })
             .unwrap();
         assert_eq!(asked, ["b1", "bot", "b2"], "never asked twice for b1");
-        let keys: Vec<(&str, u64, u64, u64)> = updates
-            .iter()
-            .map(|u| {
-                let c = u.counters;
-                (u.ad_id, c.impressions, c.measurable, c.invalid)
-            })
-            .collect();
-        assert_eq!(keys, [("ad-1", 1, 0, 1), ("ad-2", 0, 1, 0)]);
+        let keys: Vec<(&str, Counters)> = updates.iter().map(|u| (u.ad_id, u.counters)).collect();
+        assert_eq!(
+            keys,
+            [
+                ("ad-1", counters(1, 0, 1, 1)),
+                ("ad-2", counters(0, 1, 0, 0))
+            ]
+        );
         // Sketches go whole, left-out batches included.
         assert_eq!(updates[0].visitors.estimate(), 2);
 

@@ -17,6 +17,7 @@ fn day_stats(date: Day, counts: &DayCounts) -> DayStats {
         measurable: c.measurable,
         unique_visitors: counts.visitors.estimate(),
         invalid: c.invalid,
+        verified: c.verified,
     }
 }
 
@@ -53,6 +54,7 @@ pub(crate) fn ad_stats(
         unique_visitors: union.estimate(),
         viewability_rate: viewability_rate(total.impressions, total.measurable),
         invalid: total.invalid,
+        verified: total.verified,
         days: per_day,
     }
 }
@@ -66,6 +68,7 @@ pub(crate) fn ad_summary(stats: &StatsResponse) -> AdSummary {
         unique_visitors: stats.unique_visitors,
         viewability_rate: stats.viewability_rate,
         invalid: stats.invalid,
+        verified: stats.verified,
     }
 }
 
@@ -88,19 +91,23 @@ mod tests {
     #[test]
     fn every_day_listed_and_uniques_are_a_union() {
         let range = DayRange::new(day("2026-11-23"), day("2026-11-25")).unwrap();
-        let counts = |impressions, measurable, invalid, visitors| DayCounts {
+        let counts = |impressions, measurable, invalid, verified, visitors| DayCounts {
             counters: Counters {
                 impressions,
                 measurable,
                 invalid,
+                verified,
             },
             visitors,
         };
         let mut stored = AdDays::new();
-        stored.insert(day("2026-11-23"), counts(2, 4, 5, sketch(&["a", "b"])));
+        stored.insert(day("2026-11-23"), counts(2, 4, 5, 1, sketch(&["a", "b"])));
         let mut pending = AdDays::new();
-        pending.insert(day("2026-11-23"), counts(1, 1, 2, sketch(&["c"])));
-        pending.insert(day("2026-11-25"), counts(3, 3, 0, sketch(&["a", "b", "c"])));
+        pending.insert(day("2026-11-23"), counts(1, 1, 2, 1, sketch(&["c"])));
+        pending.insert(
+            day("2026-11-25"),
+            counts(3, 3, 0, 2, sketch(&["a", "b", "c"])),
+        );
         let s = ad_stats("ad-1", range, stored, pending);
         assert_eq!(s.days.len(), 3);
         assert_eq!(
@@ -128,8 +135,15 @@ mod tests {
             Some(0.75),
             "invalid events change no rate"
         );
+        assert_eq!(
+            s.days.iter().map(|d| d.verified).collect::<Vec<_>>(),
+            [2, 0, 2],
+            "verified per day: stored plus pending"
+        );
+        assert_eq!(s.verified, 4);
         let summary = ad_summary(&s);
         assert_eq!((summary.impressions, summary.invalid), (6, 7));
+        assert_eq!(summary.verified, 4);
     }
 
     #[test]
@@ -145,6 +159,13 @@ mod tests {
         assert!(json["viewability_rate"].is_null());
         assert_eq!(json["days"][0]["date"], "2026-11-25");
         assert_eq!(json["invalid"], 0);
+        assert_eq!(
+            (
+                json["verified"].as_u64(),
+                json["days"][0]["verified"].as_u64()
+            ),
+            (Some(0), Some(0))
+        );
         assert_eq!(json["days"][0]["invalid"], 0);
     }
 }

@@ -41,6 +41,9 @@ pub struct DayStats {
     /// Events from known bots (viewable or measurable), counted here
     /// instead of in `impressions` and `measurable`.
     pub invalid: u64,
+    /// The `impressions` the browser vouched were neither covered nor
+    /// visually altered (IntersectionObserver v2).
+    pub verified: u64,
 }
 
 /// `GET /v1/ads/{ad_id}/stats`.
@@ -57,6 +60,9 @@ pub struct StatsResponse {
     pub viewability_rate: Option<f64>,
     /// Events from known bots over the range, not in the counts above.
     pub invalid: u64,
+    /// The `impressions` the browser vouched were neither covered nor
+    /// visually altered, over the range.
+    pub verified: u64,
     pub days: Vec<DayStats>,
 }
 
@@ -80,6 +86,8 @@ pub struct AdSummary {
     pub viewability_rate: Option<f64>,
     /// Events from known bots over the range.
     pub invalid: u64,
+    /// Verified `impressions` over the range.
+    pub verified: u64,
 }
 
 /// `GET /v1/ads?from=..&to=..&limit=..&cursor=..`: one page of the ads with

@@ -31,6 +31,14 @@ pub const MAX_BATCH_OR_EVENT_ID_BYTES: usize = 64;
 pub const MAX_EVENT_AGE_MS: i64 = 48 * 3_600_000;
 /// An event may be at most this far ahead of the server's clock.
 pub const MAX_EVENT_LEAD_MS: i64 = 5 * 60_000;
+/// A batch's `sent_at` and the edge's clock that differ by at most this much
+/// are taken to agree, and its events keep their `ts`. The difference is the
+/// client's clock error plus the request's time in transit (the SDK sets
+/// `sent_at` at each attempt, so time spent queued offline is not in it):
+/// 30 s is above the transit time of all but the worst requests, so a right
+/// clock is never "corrected" by its latency, and far below the 5 min an
+/// event may lead the edge, so an uncorrected clock still counts.
+pub const CLOCK_TOLERANCE_MS: i64 = 30_000;
 
 /// What an event reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -59,6 +67,8 @@ pub enum BatchError {
     TooManyAds(usize),
     /// `webdriver` is present but not `true` or `false`.
     Webdriver,
+    /// `sent_at` is present but not a whole number of milliseconds >= 0.
+    SentAt,
 }
 
 impl BatchError {
@@ -72,6 +82,7 @@ impl BatchError {
             BatchError::TooManyEvents(_) => "too_many_events",
             BatchError::TooManyAds(_) => "too_many_ads",
             BatchError::Webdriver => "invalid_webdriver",
+            BatchError::SentAt => "invalid_sent_at",
         }
     }
 }
@@ -92,6 +103,9 @@ impl fmt::Display for BatchError {
                 "the valid events name {n} distinct `ad_id`s; at most {MAX_AD_IDS_PER_BATCH} are allowed per batch"
             ),
             BatchError::Webdriver => f.write_str("`webdriver` must be true or false when present"),
+            BatchError::SentAt => f.write_str(
+                "`sent_at` must be a whole number of epoch milliseconds (>= 0) when present",
+            ),
         }
     }
 }
@@ -106,6 +120,41 @@ pub struct Batch<'a> {
     /// The page's `navigator.webdriver`, as the SDK reported it: the browser
     /// is driven by a program. `false` when the field is absent.
     pub webdriver: bool,
+    /// The client's clock (epoch ms) when it sent this body, when it said.
+    pub sent_at: Option<i64>,
+}
+
+impl Batch<'_> {
+    /// How much this batch's timestamps are shifted at the edge's time
+    /// `now_ms` (see [`clock_offset`]).
+    pub fn clock_offset(&self, now_ms: i64) -> i64 {
+        clock_offset(self.sent_at, now_ms)
+    }
+
+    /// Validates one of this batch's events at the edge's time `now_ms`,
+    /// its `ts` first corrected by the batch's [`clock_offset`](Self::clock_offset).
+    pub fn validate_event<'e>(
+        &self,
+        raw: &'e RawValue,
+        now_ms: i64,
+    ) -> Result<Event<'e>, EventError> {
+        validate_event_shifted(raw, now_ms, self.clock_offset(now_ms))
+    }
+}
+
+/// The correction for a client clock: `now_ms - sent_at` when the two
+/// clocks differ by more than [`CLOCK_TOLERANCE_MS`], else 0 (and 0 without
+/// a `sent_at`). Added to each event's `ts`, it turns a time read on the
+/// client's clock into one on the edge's, so an event's age is the one the
+/// client measured, whatever its clock says.
+pub fn clock_offset(sent_at: Option<i64>, now_ms: i64) -> i64 {
+    let Some(sent_at) = sent_at else { return 0 };
+    let offset = now_ms.saturating_sub(sent_at);
+    if offset.saturating_abs() > CLOCK_TOLERANCE_MS {
+        offset
+    } else {
+        0
+    }
 }
 
 #[derive(Deserialize)]
@@ -116,6 +165,73 @@ struct Envelope<'a> {
     events: Option<Events<'a>>,
     #[serde(default)]
     webdriver: Flag,
+    #[serde(default)]
+    sent_at: Millis,
+}
+
+/// An optional member holding a whole number >= 0 that fits an `i64`, read
+/// like [`Flag`]: anything else (`null`, `1.5`, `-1`, `"1"`) is noted, to be
+/// refused.
+#[derive(Default)]
+enum Millis {
+    #[default]
+    Absent,
+    Ms(i64),
+    Invalid,
+}
+
+impl<'de> Deserialize<'de> for Millis {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(MillisVisitor)
+    }
+}
+
+struct MillisVisitor;
+
+impl<'de> Visitor<'de> for MillisVisitor {
+    type Value = Millis;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a whole number of milliseconds")
+    }
+
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Self::Value, E> {
+        Ok(i64::try_from(n).map_or(Millis::Invalid, Millis::Ms))
+    }
+
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<Self::Value, E> {
+        Ok(if n >= 0 {
+            Millis::Ms(n)
+        } else {
+            Millis::Invalid
+        })
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Millis::Invalid)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Millis::Invalid)
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Millis::Invalid)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Millis::Invalid)
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Millis::Invalid)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Millis::Invalid)
+    }
 }
 
 /// An optional boolean member, read in the same pass as the rest of the
@@ -277,10 +393,16 @@ pub fn decode_batch(body: &[u8]) -> Result<Batch<'_>, BatchError> {
         Flag::Bool(b) => b,
         Flag::NotABool => return Err(BatchError::Webdriver),
     };
+    let sent_at = match envelope.sent_at {
+        Millis::Absent => None,
+        Millis::Ms(ms) => Some(ms),
+        Millis::Invalid => return Err(BatchError::SentAt),
+    };
     Ok(Batch {
         batch_id,
         events,
         webdriver,
+        sent_at,
     })
 }
 
@@ -300,6 +422,10 @@ pub struct Event<'a> {
     /// The ad's signature (`data-ad-token`), when the client sent one; only
     /// an edge that requires signed ads looks at it.
     pub token: Option<Cow<'a, str>>,
+    /// The browser vouched that the ad was neither covered nor visually
+    /// altered while it was in view (IntersectionObserver v2). Only ever
+    /// true on a viewable event: on a measurable one it is read as false.
+    pub verified: bool,
 }
 
 /// Refuses a batch whose valid events name more than
@@ -361,10 +487,23 @@ struct EventFields<'a> {
     ts: i64,
     #[serde(borrow, default)]
     token: Option<Cow<'a, str>>,
+    #[serde(default)]
+    verified: bool,
 }
 
-/// Validates one raw event against the contract; `now_ms` is the server clock.
+/// Validates one raw event against the contract; `now_ms` is the server
+/// clock. An event of a batch goes through [`Batch::validate_event`]
+/// instead, which corrects for the client's clock.
 pub fn validate_event(raw: &RawValue, now_ms: i64) -> Result<Event<'_>, EventError> {
+    validate_event_shifted(raw, now_ms, 0)
+}
+
+/// [`validate_event`] with the event's `ts` first shifted by `offset_ms`.
+fn validate_event_shifted(
+    raw: &RawValue,
+    now_ms: i64,
+    offset_ms: i64,
+) -> Result<Event<'_>, EventError> {
     let fields: EventFields<'_> = serde_json::from_str(raw.get()).map_err(|e| {
         let msg = e.to_string();
         // serde_json appends the position inside the event, which means
@@ -378,15 +517,28 @@ pub fn validate_event(raw: &RawValue, now_ms: i64) -> Result<Event<'_>, EventErr
     field("id", &fields.id, MAX_BATCH_OR_EVENT_ID_BYTES)?;
     field("ad_id", &fields.ad_id, MAX_AD_OR_USER_ID_BYTES)?;
     field("user_id", &fields.user_id, MAX_AD_OR_USER_ID_BYTES)?;
-    let day = day_bucket(fields.ts, now_ms)?;
+    let ts = fields.ts.saturating_add(offset_ms);
+    let day = day_bucket(ts, now_ms).map_err(|e| {
+        if offset_ms == 0 {
+            return e;
+        }
+        EventError::new(
+            e.code,
+            format!(
+                "{e} (the `ts` sent, {}, corrected by {offset_ms} ms for the client's clock by `sent_at`)",
+                fields.ts
+            ),
+        )
+    })?;
     Ok(Event {
         id: fields.id,
         ad_id: fields.ad_id,
         user_id: fields.user_id,
         kind: fields.kind,
-        ts: fields.ts,
+        ts,
         day,
         token: fields.token,
+        verified: fields.verified && fields.kind == Kind::Viewable,
     })
 }
 
@@ -693,6 +845,7 @@ mod tests {
                     ts: NOW,
                     day: Day::from_epoch_ms(NOW).unwrap(),
                     token: None,
+                    verified: false,
                 })
                 .collect()
         };
@@ -733,6 +886,194 @@ mod tests {
         );
         assert!(day_bucket(i64::MIN, NOW).is_err());
         assert!(day_bucket(i64::MAX, NOW).is_err());
+    }
+
+    #[test]
+    fn sent_at_is_an_optional_whole_number() {
+        let body = |extra: &str| format!(r#"{{"batch_id":"b","events":[{{}}]{extra}}}"#);
+        assert_eq!(decode_batch(body("").as_bytes()).unwrap().sent_at, None);
+        let at = body(&format!(r#","sent_at":{NOW}"#));
+        assert_eq!(decode_batch(at.as_bytes()).unwrap().sent_at, Some(NOW));
+        let zero = body(r#","sent_at":0"#);
+        assert_eq!(decode_batch(zero.as_bytes()).unwrap().sent_at, Some(0));
+        // Beside `webdriver`, first in the body, as the SDK sends it.
+        let first =
+            format!(r#"{{"webdriver":true,"sent_at":{NOW},"batch_id":"b","events":[{{}}]}}"#);
+        let batch = decode_batch(first.as_bytes()).unwrap();
+        assert_eq!((batch.webdriver, batch.sent_at), (true, Some(NOW)));
+        for bad in [
+            "null",
+            "-1",
+            "1.5",
+            "1e12",
+            "\"1764000000000\"",
+            "true",
+            "[1]",
+            r#"{"ms":1}"#,
+            "9223372036854775808",
+        ] {
+            let err = decode_batch(body(&format!(r#","sent_at":{bad}"#)).as_bytes()).unwrap_err();
+            assert_eq!(err, BatchError::SentAt, "{bad}");
+            assert_eq!(err.code(), "invalid_sent_at");
+            assert!(err.to_string().contains("`sent_at`"), "{err}");
+        }
+    }
+
+    #[test]
+    fn clock_offset_applies_beyond_the_tolerance_only() {
+        assert_eq!(clock_offset(None, NOW), 0);
+        assert_eq!(clock_offset(Some(NOW), NOW), 0);
+        assert_eq!(clock_offset(Some(NOW - CLOCK_TOLERANCE_MS), NOW), 0);
+        assert_eq!(clock_offset(Some(NOW + CLOCK_TOLERANCE_MS), NOW), 0);
+        assert_eq!(
+            clock_offset(Some(NOW - CLOCK_TOLERANCE_MS - 1), NOW),
+            CLOCK_TOLERANCE_MS + 1
+        );
+        // A client 10 minutes fast, and one 3 hours slow.
+        assert_eq!(clock_offset(Some(NOW + 600_000), NOW), -600_000);
+        assert_eq!(clock_offset(Some(NOW - 3 * 3_600_000), NOW), 3 * 3_600_000);
+        // Extremes saturate instead of overflowing.
+        assert_eq!(clock_offset(Some(0), i64::MIN), i64::MIN);
+        assert_eq!(clock_offset(Some(i64::MAX), i64::MIN), i64::MIN);
+        assert_eq!(clock_offset(Some(0), i64::MAX), i64::MAX);
+    }
+
+    /// A batch formed by a client whose clock is `skew_ms` off, holding one
+    /// event `age_ms` old at sending, read by the edge `transit_ms` later.
+    /// Returns the edge's time and the event as validated there.
+    fn skewed(
+        skew_ms: i64,
+        age_ms: i64,
+        transit_ms: i64,
+        sent_at: bool,
+    ) -> (i64, Result<Event<'static>, EventError>) {
+        let sent = NOW + skew_ms;
+        let sent_at = if sent_at {
+            format!(r#","sent_at":{sent}"#)
+        } else {
+            String::new()
+        };
+        let body = format!(
+            r#"{{"batch_id":"b"{sent_at},"events":[{{"id":"e","ad_id":"a","user_id":"u","kind":"viewable","ts":{}}}]}}"#,
+            sent - age_ms
+        );
+        let body: &'static str = Box::leak(body.into_boxed_str());
+        let batch = decode_batch(body.as_bytes()).unwrap();
+        let now = NOW + transit_ms;
+        (now, batch.validate_event(batch.events[0], now))
+    }
+
+    #[test]
+    fn a_skewed_clock_counts_as_if_it_were_right() {
+        // 10 minutes fast and 3 hours slow both count, with their true time.
+        for skew in [600_000, -3 * 3_600_000] {
+            let (now, e) = skewed(skew, 2_000, 150, true);
+            let e = e.unwrap();
+            assert_eq!(e.ts, NOW - 2_000 + 150, "{skew}");
+            assert_eq!(e.day, Day::from_epoch_ms(now - 2_000).unwrap());
+        }
+        // Without `sent_at` the fast clock's event is ahead of the window and
+        // the slow clock's counts 3 hours early (on another day, near midnight).
+        let (_, e) = skewed(600_000, 2_000, 150, false);
+        assert_eq!(e.unwrap_err().code(), "ts_out_of_window");
+        let (_, e) = skewed(-3 * 3_600_000, 2_000, 150, false);
+        assert_eq!(e.unwrap().ts, NOW - 3 * 3_600_000 - 2_000);
+        // Within the tolerance the event keeps the `ts` it was sent with.
+        let (_, e) = skewed(10_000, 0, 100, true);
+        assert_eq!(e.unwrap().ts, NOW + 10_000);
+        // The window is judged on the corrected `ts`, and says so.
+        let (_, e) = skewed(-3 * 3_600_000, MAX_EVENT_AGE_MS + 1, 0, true);
+        let err = e.unwrap_err();
+        assert_eq!(err.code(), "ts_out_of_window");
+        assert!(err.to_string().contains("more than 48 h before"), "{err}");
+        assert!(
+            err.to_string().contains("corrected by 10800000 ms"),
+            "{err}"
+        );
+        // A plain `validate_event` knows no batch and corrects nothing.
+        let raw = event_json(&good().replace(&NOW.to_string(), &(NOW + 600_000).to_string()));
+        assert_eq!(
+            validate_event(&raw, NOW).unwrap_err().code(),
+            "ts_out_of_window"
+        );
+    }
+
+    /// Numbers spread over `lo..=hi`, with both ends, from a fixed seed.
+    fn spread(seed: &mut u64, lo: i64, hi: i64, n: usize) -> Vec<i64> {
+        let mut v = vec![lo, hi];
+        let span = (hi - lo) as u64 + 1;
+        for _ in 0..n {
+            // splitmix64
+            *seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = *seed;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            v.push(lo + (z % span) as i64);
+        }
+        v
+    }
+
+    #[test]
+    fn property_any_skew_counts_every_event_young_enough() {
+        let mut seed = 7;
+        let skews = spread(&mut seed, -366 * 86_400_000, 366 * 86_400_000, 60);
+        let ages = spread(&mut seed, 0, MAX_EVENT_AGE_MS - CLOCK_TOLERANCE_MS, 20);
+        let transits = spread(&mut seed, 0, 10_000, 5);
+        for &skew in &skews {
+            for &age in &ages {
+                for &transit in &transits {
+                    let (now, e) = skewed(skew, age, transit, true);
+                    let e = e.unwrap_or_else(|err| panic!("{skew} {age} {transit}: {err}"));
+                    // The edge's reading of the event's time is off by no
+                    // more than the tolerance and the transit time.
+                    let truth = NOW - age;
+                    assert!(
+                        (e.ts - truth).abs() <= CLOCK_TOLERANCE_MS + transit,
+                        "{skew} {age} {transit}: {} vs {truth}",
+                        e.ts
+                    );
+                    assert!(e.ts <= now + CLOCK_TOLERANCE_MS);
+                    assert_eq!(Some(e.day), Day::from_epoch_ms(e.ts));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn property_a_right_clock_is_never_corrected() {
+        let mut seed = 11;
+        for skew in spread(
+            &mut seed,
+            -CLOCK_TOLERANCE_MS / 2,
+            CLOCK_TOLERANCE_MS / 2,
+            200,
+        ) {
+            for transit in spread(&mut seed, 0, CLOCK_TOLERANCE_MS / 2, 5) {
+                let (_, e) = skewed(skew, 1_000, transit, true);
+                assert_eq!(e.unwrap().ts, NOW + skew - 1_000, "{skew} {transit}");
+            }
+        }
+    }
+
+    #[test]
+    fn verified_is_an_optional_boolean_of_viewable_events() {
+        let read = |fields: String| {
+            validate_event(&event_json(&fields), NOW).map(|e| (e.kind, e.verified))
+        };
+        assert_eq!(read(good()), Ok((Kind::Viewable, false)));
+        let on = good() + r#","verified":true"#;
+        assert_eq!(read(on), Ok((Kind::Viewable, true)));
+        let off = good() + r#","verified":false"#;
+        assert_eq!(read(off), Ok((Kind::Viewable, false)));
+        // Only a viewable impression can be vouched for.
+        let measurable = good().replace("viewable", "measurable") + r#","verified":true"#;
+        assert_eq!(read(measurable), Ok((Kind::Measurable, false)));
+        for bad in ["null", "1", "\"true\"", "[true]"] {
+            let err = read(good() + &format!(r#","verified":{bad}"#)).unwrap_err();
+            assert_eq!(err.code(), "invalid_event", "{bad}");
+            assert!(err.to_string().contains("invalid type"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@ import {
   ApiError, adsUrl, buildChartPath, listAllAds, chartScales, compareAdIds, daysOf, describeError,
   describeStats, fetchJson, formatCount, formatDayLong, formatDayShort, formatRate, isoDate,
   labelIndices, lastNDays, niceStep, niceTicks, parseIsoDate, rangeLength, seriesPoints,
-  statsUrl, totals, validateRange,
+  statsUrl, totals, validateRange, verifiedShare,
 } from "../dashboard-lib.js";
 
 test("lastNDays counts back in UTC, today included", () => {
@@ -223,3 +223,13 @@ test("listAllAds refuses bad pages and pages that never end", async () => {
   await assert.rejects(listAllAds("d1", "d2", async () => ({ ads: [], next_cursor: 7 })), { kind: "bad-response" });
   await assert.rejects(listAllAds("d1", "d2", async () => ({ ads: [], next_cursor: "61" }), 3), { kind: "bad-response" });
 });
+
+test("verifiedShare: verified over viewable impressions, null without impressions", () => {
+  assert.equal(verifiedShare({ impressions: 8, verified: 6 }), 0.75);
+  assert.equal(formatRate(verifiedShare({ impressions: 3, verified: 1 })), "33.3%");
+  assert.equal(verifiedShare({ impressions: 5, verified: 0 }), 0);
+  assert.equal(verifiedShare({ impressions: 0, verified: 0 }), null);
+  assert.equal(verifiedShare({ impressions: 4 }), null, "an answer without the field");
+  assert.equal(verifiedShare(null), null);
+});
+

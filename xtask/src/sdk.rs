@@ -4,11 +4,15 @@
 //! 2. `cargo build -p glimpse-sdk --target wasm32-unknown-unknown --profile wasm`;
 //! 3. `wasm-bindgen --target web` (the CLI is installed at the exact version of
 //!    the `wasm-bindgen` crate in Cargo.lock when the one on PATH differs);
-//! 4. `wasm-opt -Oz` from the npm package `binaryen@132`, installed under
-//!    `target/tools` (Debian's binaryen breaks current wasm-bindgen output, so
-//!    it is never used); skipped with a warning when npm is unavailable;
+//! 4. `wasm-opt -Oz --converge` from the npm package `binaryen@132`,
+//!    installed under `target/tools` (Debian's binaryen breaks current
+//!    wasm-bindgen output, so it is never used); skipped with a warning when
+//!    npm is unavailable;
 //! 5. the JS wrapper (`index.js` module, `glimpse.js` tag), `index.d.ts` and
-//!    `package.json` from `sdk/js/`.
+//!    `package.json` from `sdk/js/`;
+//! 6. every JS file minified by `terser` from npm (installed under
+//!    `target/tools` too; skipped with a warning when npm is unavailable):
+//!    it takes a third off the JS, gzip -9, the wasm-bindgen glue included.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -21,6 +25,7 @@ use crate::tools::{output, status, workspace_root};
 const TARGET: &str = "wasm32-unknown-unknown";
 const PROFILE: &str = "wasm";
 const BINARYEN: &str = "binaryen@132";
+const TERSER: &str = "terser@5.51.4";
 /// The budget of wasm + JS, gzip -9, from the SDK issue.
 pub const BUDGET_GZIP_BYTES: u64 = 40_960;
 
@@ -60,10 +65,22 @@ pub fn run() -> Result<()> {
     )?;
 
     let out = pkg.join("glimpse_sdk_bg.wasm");
-    match wasm_opt(&root) {
+    match npm_tool(&root, BINARYEN, "binaryen/bin/wasm-opt") {
         Some(opt) => {
             let tmp = pkg.join("glimpse_sdk_bg.opt.wasm");
-            status(Command::new(&opt).arg(&out).args(["-Oz", "-o"]).arg(&tmp))?;
+            // The producers and target-features sections only inform tools.
+            status(
+                Command::new(&opt)
+                    .arg(&out)
+                    .args([
+                        "-Oz",
+                        "--converge",
+                        "--strip-producers",
+                        "--strip-target-features",
+                    ])
+                    .arg("-o")
+                    .arg(&tmp),
+            )?;
             fs::rename(&tmp, &out)?;
         }
         None => eprintln!(
@@ -78,6 +95,28 @@ pub fn run() -> Result<()> {
     let manifest = fs::read_to_string(js.join("package.json"))?
         .replace("@VERSION@", env!("CARGO_PKG_VERSION"));
     fs::write(pkg.join("package.json"), manifest)?;
+    match npm_tool(&root, TERSER, "terser/bin/terser") {
+        Some(terser) => {
+            // The tag is a classic script; the others are ES modules.
+            for (name, module) in [
+                ("glimpse_sdk.js", true),
+                ("index.js", true),
+                ("glimpse.js", false),
+            ] {
+                let path = pkg.join(name);
+                let mut minify = Command::new(&terser);
+                minify
+                    .arg(&path)
+                    .args(["--compress", "--mangle", "-o"])
+                    .arg(&path);
+                if module {
+                    minify.arg("--module");
+                }
+                status(&mut minify)?;
+            }
+        }
+        None => eprintln!("xtask sdk: no usable terser (npm {TERSER}); the JS is not minified"),
+    }
 
     let mut total = 0;
     for name in [
@@ -147,19 +186,17 @@ fn ensure_wasm_bindgen(root: &Path, cargo: &str) -> Result<PathBuf> {
         .unwrap_or_else(|| PathBuf::from("wasm-bindgen")))
 }
 
-/// `wasm-opt` from npm's binaryen, installed under target/tools on first use.
-fn wasm_opt(root: &Path) -> Option<PathBuf> {
+/// The program `bin` (a path under `node_modules`) of the npm `package`,
+/// installed under target/tools on first use.
+fn npm_tool(root: &Path, package: &str, bin: &str) -> Option<PathBuf> {
     let prefix = root.join("target/tools");
-    let bin = prefix.join("node_modules/binaryen/bin/wasm-opt");
+    let bin = prefix.join("node_modules").join(bin);
     if !bin.exists() {
-        eprintln!(
-            "xtask sdk: installing {BINARYEN} under {}",
-            prefix.display()
-        );
+        eprintln!("xtask sdk: installing {package} under {}", prefix.display());
         let ok = Command::new("npm")
             .args(["install", "--no-audit", "--no-fund", "--prefix"])
             .arg(&prefix)
-            .arg(BINARYEN)
+            .arg(package)
             .status()
             .is_ok_and(|s| s.success());
         if !ok {

@@ -5,9 +5,7 @@
 use std::collections::HashSet;
 
 use glimpse_wire::api::{IngestResponse, Rejection};
-use glimpse_wire::ingest::{
-    check_distinct_ads, validate_event, Batch, BatchError, Event, EventError,
-};
+use glimpse_wire::ingest::{check_distinct_ads, Batch, BatchError, Event, EventError};
 use glimpse_wire::{Day, Kind};
 
 use super::Edge;
@@ -106,7 +104,8 @@ impl Edge {
         let mut seen_ids = HashSet::with_capacity(batch.events.len());
         let mut events: Vec<Event<'_>> = Vec::with_capacity(batch.events.len());
         for (index, raw) in batch.events.iter().enumerate() {
-            let checked = validate_event(raw, now).and_then(|e| {
+            // The batch's own validation: it corrects for the client's clock.
+            let checked = batch.validate_event(raw, now).and_then(|e| {
                 self.check_token(&e.ad_id, e.token.as_deref(), now)?;
                 Ok(e)
             });
@@ -168,6 +167,7 @@ impl Edge {
             kind,
             ts: now,
             token: None,
+            verified: false,
             day,
         };
         let traffic = self.traffic(verdict, 2);

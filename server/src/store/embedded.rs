@@ -1,9 +1,11 @@
 //! The embedded store: one redb database file in the data directory.
 //!
 //! Tables (keys are `(ad_id, days since epoch)` unless said otherwise):
-//! - `counts_v2`: `(impressions, measurable, invalid)`; it replaced `counts`,
-//!   `(impressions, measurable)`, which [`EmbeddedStore::open`] migrates (redb
-//!   tables have a fixed value type, hence the new name);
+//! - `counts_v3`: `(impressions, measurable, invalid, verified)`; it
+//!   replaced `counts_v2`, `(impressions, measurable, invalid)`, which had
+//!   replaced `counts`, `(impressions, measurable)`: [`EmbeddedStore::open`]
+//!   migrates either (redb tables have a fixed value type, hence the new
+//!   names);
 //! - `visitors`: the day's sketch in Redis's byte format;
 //! - `ads_by_day`: `(day, ad_id) -> ()`, to list the ads of a date range;
 //! - `batches` and `batches_by_time`: the batch ids counted here, kept
@@ -26,24 +28,28 @@ use crate::counts::{AdDays, Counters, DayCounts, Delta};
 use crate::keys::Scope;
 
 /// How [`COUNTS`] holds an (ad, day)'s counters.
-type StoredCounters = (u64, u64, u64);
+type StoredCounters = (u64, u64, u64, u64);
 
 fn encode(c: Counters) -> StoredCounters {
-    (c.impressions, c.measurable, c.invalid)
+    (c.impressions, c.measurable, c.invalid, c.verified)
 }
 
-fn decode((impressions, measurable, invalid): StoredCounters) -> Counters {
+fn decode((impressions, measurable, invalid, verified): StoredCounters) -> Counters {
     Counters {
         impressions,
         measurable,
         invalid,
+        verified,
     }
 }
 
-const COUNTS: TableDefinition<(&str, u32), StoredCounters> = TableDefinition::new("counts_v2");
+const COUNTS: TableDefinition<(&str, u32), StoredCounters> = TableDefinition::new("counts_v3");
 /// The counts of data directories written before invalid traffic was
 /// counted; migrated into [`COUNTS`] at open.
 const LEGACY_COUNTS: TableDefinition<(&str, u32), (u64, u64)> = TableDefinition::new("counts");
+/// The counts of data directories written before verified impressions were
+/// counted; migrated into [`COUNTS`] at open.
+const COUNTS_V2: TableDefinition<(&str, u32), (u64, u64, u64)> = TableDefinition::new("counts_v2");
 const VISITORS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("visitors");
 const ADS_BY_DAY: TableDefinition<(u32, &str), ()> = TableDefinition::new("ads_by_day");
 
@@ -76,7 +82,19 @@ impl EmbeddedStore {
         // Create every table up front so readers never meet a missing one,
         // in the same transaction as the migration: all of it or none.
         let txn = db.begin_write().map_err(unavailable)?;
-        migrate_legacy_counts(&txn)?;
+        migrate_counts(&txn, LEGACY_COUNTS, |(impressions, measurable)| Counters {
+            impressions,
+            measurable,
+            ..Counters::default()
+        })?;
+        migrate_counts(&txn, COUNTS_V2, |(impressions, measurable, invalid)| {
+            Counters {
+                impressions,
+                measurable,
+                invalid,
+                ..Counters::default()
+            }
+        })?;
         {
             txn.open_table(COUNTS).map_err(unavailable)?;
             txn.open_table(VISITORS).map_err(unavailable)?;
@@ -98,36 +116,45 @@ impl EmbeddedStore {
     }
 }
 
-/// Moves the rows of [`LEGACY_COUNTS`], if that table exists, into
-/// [`COUNTS`] with no invalid events, and drops it.
-fn migrate_legacy_counts(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
-    let legacy = txn
+/// Adds the rows of `old`, a counts table of an earlier version, if it
+/// exists, into [`COUNTS`] (the counters it did not have are 0), and drops
+/// it.
+fn migrate_counts<V: redb::Value + 'static>(
+    txn: &redb::WriteTransaction,
+    old: TableDefinition<(&str, u32), V>,
+    to_counters: impl for<'a> Fn(V::SelfType<'a>) -> Counters,
+) -> Result<(), StoreError> {
+    let exists = txn
         .list_tables()
         .map_err(unavailable)?
-        .any(|t| t.name() == LEGACY_COUNTS.name());
-    if !legacy {
+        .any(|t| t.name() == old.name());
+    if !exists {
         return Ok(());
     }
     let mut rows = 0usize;
     {
-        let old = txn.open_table(LEGACY_COUNTS).map_err(unavailable)?;
+        let legacy = txn.open_table(old).map_err(unavailable)?;
         let mut counts = txn.open_table(COUNTS).map_err(unavailable)?;
-        for entry in old.iter().map_err(unavailable)? {
+        for entry in legacy.iter().map_err(unavailable)? {
             let (key, value) = entry.map_err(unavailable)?;
-            let (impressions, measurable) = value.value();
-            let migrated = Counters {
-                impressions,
-                measurable,
-                ..Counters::default()
-            };
-            counts
-                .insert(key.value(), encode(migrated))
-                .map_err(unavailable)?;
+            let key = key.value();
+            let mut stored = counts
+                .get(key)
+                .map_err(unavailable)?
+                .map(|v| decode(v.value()))
+                .unwrap_or_default();
+            stored += to_counters(value.value());
+            counts.insert(key, encode(stored)).map_err(unavailable)?;
             rows += 1;
         }
     }
-    txn.delete_table(LEGACY_COUNTS).map_err(unavailable)?;
-    tracing::info!(rows, "migrated the embedded store's counts to counts_v2");
+    txn.delete_table(old).map_err(unavailable)?;
+    tracing::info!(
+        rows,
+        from = old.name(),
+        to = COUNTS.name(),
+        "migrated the embedded store's counts"
+    );
     Ok(())
 }
 
@@ -302,6 +329,7 @@ mod tests {
             ts: NOW,
             day: Day::from_epoch_ms(NOW).unwrap(),
             token: None,
+            verified: false,
         }
     }
 
@@ -525,5 +553,66 @@ mod tests {
                 .impressions,
             1
         );
+    }
+
+    #[tokio::test]
+    async fn a_data_dir_from_before_verified_opens_with_its_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let day = day_of(NOW).days_since_epoch();
+        {
+            // The schema before verified impressions: `counts_v2`.
+            let db = Database::create(dir.path().join(FILE_NAME)).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(COUNTS_V2)
+                .unwrap()
+                .insert(("ad-1", day), (3, 4, 5))
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let want = Counters {
+            impressions: 3,
+            measurable: 4,
+            invalid: 5,
+            verified: 0,
+        };
+        let days = store.read_days("ad-1", today()).await.unwrap();
+        assert_eq!(days[&day_of(NOW)].counters, want);
+        assert!(
+            !store
+                .db
+                .begin_read()
+                .unwrap()
+                .list_tables()
+                .unwrap()
+                .any(|t| t.name() == COUNTS_V2.name()),
+            "the old table is gone once migrated"
+        );
+        drop(store);
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let days = store.read_days("ad-1", today()).await.unwrap();
+        assert_eq!(days[&day_of(NOW)].counters, want, "migrated once");
+    }
+
+    #[tokio::test]
+    async fn verified_impressions_count_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let agg = Aggregator::new();
+        let verified = Event {
+            verified: true,
+            ..event("1", "ad-1", "u1", Kind::Viewable)
+        };
+        let batch = [verified, event("2", "ad-1", "u2", Kind::Viewable)];
+        agg.record("b1", NOW, Traffic::Valid, &batch);
+        let first = agg.begin_sync().unwrap();
+        store.apply(&first, NOW).await.unwrap();
+        // A retry of the same delta, then the batch again in a later one.
+        store.apply(&first, NOW).await.unwrap();
+        agg.finish_sync();
+        agg.record("b1", NOW, Traffic::Valid, &batch);
+        store.apply(&agg.begin_sync().unwrap(), NOW).await.unwrap();
+        let c = store.read_days("ad-1", today()).await.unwrap()[&day_of(NOW)].counters;
+        assert_eq!((c.impressions, c.verified), (2, 1));
     }
 }

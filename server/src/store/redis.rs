@@ -492,25 +492,28 @@ impl RedisStore {
 }
 
 /// The fields of an (ad, day)'s counters hash, `n:{…}`.
-const COUNTER_FIELDS: [&str; 3] = ["imp", "meas", "invalid"];
+const COUNTER_FIELDS: [&str; 4] = ["imp", "meas", "invalid", "verified"];
 
 /// The counters as the hash's fields, in [`COUNTER_FIELDS`] order.
 fn counter_fields(c: Counters) -> [(&'static str, u64); COUNTER_FIELDS.len()] {
-    let [imp, meas, invalid] = COUNTER_FIELDS;
+    let [imp, meas, invalid, verified] = COUNTER_FIELDS;
     [
         (imp, c.impressions),
         (meas, c.measurable),
         (invalid, c.invalid),
+        (verified, c.verified),
     ]
 }
 
-/// The counters of an `HMGET` of [`COUNTER_FIELDS`]; an absent field is 0.
+/// The counters of an `HMGET` of [`COUNTER_FIELDS`]; an absent field is 0
+/// (a day written before the field existed has none).
 fn counters_of_fields(fields: [Option<u64>; COUNTER_FIELDS.len()]) -> Counters {
-    let [impressions, measurable, invalid] = fields.map(|f| f.unwrap_or(0));
+    let [impressions, measurable, invalid, verified] = fields.map(|f| f.unwrap_or(0));
     Counters {
         impressions,
         measurable,
         invalid,
+        verified,
     }
 }
 

@@ -6,15 +6,19 @@
 //! header  (24 bytes): magic "GLMPSWAL" | version u32 = 1 | seq u64 | crc32 u32 of the 20 bytes before
 //! record:             len u32 | crc32 u32 of (len bytes ++ payload) | payload (len bytes)
 //! payload:            flags u8 | received_ms i64 | batch_id str | events u32 | event*
-//! event:              kind u8 (0 viewable, 1 measurable) | day u32 (days since 1970-01-01) | ad_id str | user_id str
+//! event:              kind u8 (0 viewable, 1 measurable, 2 viewable and verified) | day u32 (days since 1970-01-01) | ad_id str | user_id str
 //! str:                len u16 | UTF-8 bytes
 //! ```
 //!
 //! All integers are little-endian. A record holds exactly what
 //! [`crate::aggregate::Aggregator::record`] needs to rebuild the same counts
 //! and sketch: the accepted events (after validation and de-duplication) in
-//! their order, the batch id, the time it was accepted, and a flags byte
-//! (bit 0: the batch was judged invalid traffic; other bits must be 0).
+//! their order, each with whether the browser verified it, the batch id, the
+//! time it was accepted, and a flags byte (bit 0: the batch was judged
+//! invalid traffic; other bits must be 0). Kind 2 came with the verified
+//! counter: segments written before it hold 0 and 1 only and read the same,
+//! and an edge from before it refuses a segment holding a 2 (a record that
+//! does not parse) rather than count it wrong.
 //!
 //! Reading tolerates a torn tail (the last group commit cut short by a crash:
 //! a partial record, a record whose CRC fails, zeroed pages) and reports it so
@@ -41,6 +45,10 @@ pub const RECORD_HEADER_LEN: usize = 8;
 pub const MAX_PAYLOAD_LEN: usize = 1 << 20;
 /// Flags bit 0: the batch was judged invalid traffic.
 const FLAG_INVALID_TRAFFIC: u8 = 1;
+/// The kind byte of an event.
+const KIND_VIEWABLE: u8 = 0;
+const KIND_MEASURABLE: u8 = 1;
+const KIND_VIEWABLE_VERIFIED: u8 = 2;
 
 /// The header that starts a segment of `seq`.
 pub fn header(seq: u64) -> [u8; HEADER_LEN] {
@@ -78,9 +86,11 @@ pub fn encode_record(
     put_str(out, batch_id);
     out.extend_from_slice(&(events.len() as u32).to_le_bytes());
     for e in events {
-        out.push(match e.kind {
-            Kind::Viewable => 0,
-            Kind::Measurable => 1,
+        out.push(match (e.kind, e.verified) {
+            (Kind::Viewable, false) => KIND_VIEWABLE,
+            (Kind::Viewable, true) => KIND_VIEWABLE_VERIFIED,
+            // The wire never marks a measurable event verified.
+            (Kind::Measurable, _) => KIND_MEASURABLE,
         });
         out.extend_from_slice(&e.day.days_since_epoch().to_le_bytes());
         put_str(out, &e.ad_id);
@@ -185,9 +195,10 @@ fn decode_payload(p: &[u8]) -> Option<Record<'_>> {
     // Each event takes at least 9 bytes: a count beyond that is damage.
     let mut events = Vec::with_capacity(n.min(p.len() / 9));
     for _ in 0..n {
-        let kind = match *p.get(at)? {
-            0 => Kind::Viewable,
-            1 => Kind::Measurable,
+        let (kind, verified) = match *p.get(at)? {
+            KIND_VIEWABLE => (Kind::Viewable, false),
+            KIND_MEASURABLE => (Kind::Measurable, false),
+            KIND_VIEWABLE_VERIFIED => (Kind::Viewable, true),
             _ => return None,
         };
         let day = Day::from_days_since_epoch(u32_at(p, at + 1)?);
@@ -202,6 +213,7 @@ fn decode_payload(p: &[u8]) -> Option<Record<'_>> {
             ts: day.start_ms(),
             day,
             token: None,
+            verified,
         });
     }
     (at == p.len()).then_some(Record {
@@ -304,6 +316,7 @@ mod tests {
             ts: day.start_ms(),
             day,
             token: None,
+            verified: false,
         }
     }
 
@@ -419,5 +432,33 @@ mod tests {
         h[8] = 2;
         let err = decode_segment(&h).unwrap_err();
         assert!(err.reason.contains("version 2"), "{err}");
+    }
+
+    #[test]
+    fn verified_events_round_trip_and_an_unknown_kind_is_refused() {
+        let verified = Event {
+            verified: true,
+            ..ev("ad-1", "u1", Kind::Viewable, 20_417)
+        };
+        let events = vec![verified, ev("ad-1", "u2", Kind::Viewable, 20_417)];
+        let mut bytes = header(3).to_vec();
+        encode_record(&mut bytes, Traffic::Valid, "b-v", 9, &events);
+        let segment = decode_segment(&bytes).unwrap();
+        assert_eq!(segment.records[0].events, events);
+
+        // A kind byte no version writes, under a valid checksum: refused.
+        let mut bytes = header(3).to_vec();
+        encode_record(&mut bytes, Traffic::Valid, "b-x", 9, &events[..1]);
+        let kind_at = HEADER_LEN + RECORD_HEADER_LEN + 1 + 8 + 2 + "b-x".len() + 4;
+        assert_eq!(bytes[kind_at], KIND_VIEWABLE_VERIFIED);
+        bytes[kind_at] = 3;
+        let payload = &bytes[HEADER_LEN + RECORD_HEADER_LEN..];
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&(payload.len() as u32).to_le_bytes());
+        crc.update(payload);
+        let crc = crc.finalize().to_le_bytes();
+        bytes[HEADER_LEN + 4..HEADER_LEN + 8].copy_from_slice(&crc);
+        let err = decode_segment(&bytes).unwrap_err();
+        assert!(err.reason.contains("does not parse"), "{err}");
     }
 }

@@ -153,6 +153,7 @@ mod tests {
             ts: day.start_ms(),
             day,
             token: None,
+            verified: false,
         }
     }
 

@@ -389,3 +389,23 @@ async fn ingest_answers_503_with_retry_after_while_pending_memory_is_over_its_bo
     assert_eq!(t.ingest(&batch("b2", events)).await.accepted, 200);
     assert_eq!(t.stats("ad-1", "").await.impressions, 400);
 }
+
+#[tokio::test]
+async fn a_client_clock_that_is_off_is_corrected_by_sent_at() {
+    let t = TestEdge::new();
+    // A visitor whose clock is 50 h behind: its events look 50 h old.
+    let behind = 50 * 3_600_000;
+    let mut e = event("e1", "ad-1", "u1", "viewable");
+    e["ts"] = json!(NOW - behind - 1_000);
+    let mut late = batch("b1", vec![e.clone()]);
+    late["sent_at"] = json!(NOW - behind);
+    assert_eq!(t.ingest(&late).await.accepted, 1);
+    // Without `sent_at` the same event is out of the window.
+    let r = t.ingest(&batch("b2", vec![e])).await;
+    assert_eq!((r.accepted, r.rejected.len()), (0, 1));
+    let s = t.stats("ad-1", "").await;
+    assert_eq!(
+        (s.impressions, s.days[0].date.to_string()),
+        (1, TODAY.to_owned())
+    );
+}

@@ -14,3 +14,4 @@ mod routes;
 mod signed_ads;
 mod stats;
 mod support;
+mod verified;

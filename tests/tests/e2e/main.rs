@@ -11,5 +11,6 @@ mod redis_cluster;
 mod redis_faults;
 mod redis_store;
 mod sdk_browser;
+mod sdk_delivery;
 mod www_accessibility;
 mod www_demo;

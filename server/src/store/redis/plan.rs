@@ -146,6 +146,7 @@ mod tests {
             ts: 0,
             day: day("2026-11-25"),
             token: None,
+            verified: false,
         }
     }
 

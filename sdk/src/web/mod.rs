@@ -1,0 +1,486 @@
+//! The browser glue around the pure [`Engine`](crate::engine::Engine) and
+//! [`Queue`](crate::queue::Queue), one module per concern:
+//! - `slots`: the ad elements, the observers that watch them and what they
+//!   report to the engine;
+//! - `sending`: events into batches, the send pump, fetch and sendBeacon;
+//! - `storage`: what the SDK keeps in localStorage, and the visitor id;
+//! - `tabs`: the tab's lock or heartbeat, and adopting closed tabs' queues.
+//!
+//! This module holds the [`Tracker`], `start` and the public methods.
+//!
+//! Every JavaScript resource (observer, listener, timer, lock) is owned by a
+//! Rust value and released when that value drops. Callbacks reach the tracker
+//! through a `Weak`, borrow it with `try_borrow_mut` and never panic, so
+//! nothing throws into the host page once `start` has returned.
+
+mod sending;
+mod slots;
+mod storage;
+mod tabs;
+
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
+
+use js_sys::{Function, Promise, Reflect};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use web_sys::{Document, Element, Event, EventTarget, VisibilityState, Window};
+
+use crate::options::{says_off, Options};
+
+use sending::Sending;
+use slots::Slots;
+use storage::Store;
+use tabs::Tabs;
+
+fn random() -> f64 {
+    js_sys::Math::random()
+}
+
+fn window() -> Option<Window> {
+    web_sys::window()
+}
+
+fn now() -> f64 {
+    window()
+        .and_then(|w| w.performance())
+        .map(|p| p.now())
+        .unwrap_or_else(js_sys::Date::now)
+}
+
+/// The client's clock, epoch ms (`Date.now()`).
+fn epoch_ms() -> u64 {
+    js_sys::Date::now() as u64
+}
+
+fn warn(msg: &str) {
+    web_sys::console::warn_1(&JsValue::from_str(msg));
+}
+
+fn get(obj: &JsValue, key: &str) -> JsValue {
+    Reflect::get(obj, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+}
+
+/// An event listener, removed on drop.
+struct Listener {
+    target: EventTarget,
+    name: &'static str,
+    cb: Closure<dyn FnMut(Event)>,
+}
+
+impl Listener {
+    fn new(target: &EventTarget, name: &'static str, f: impl FnMut(Event) + 'static) -> Listener {
+        let cb = Closure::<dyn FnMut(Event)>::new(f);
+        let _ = target.add_event_listener_with_callback(name, cb.as_ref().unchecked_ref());
+        Listener {
+            target: target.clone(),
+            name,
+            cb,
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = self
+            .target
+            .remove_event_listener_with_callback(self.name, self.cb.as_ref().unchecked_ref());
+    }
+}
+
+/// One running tracker: the options, and one part per concern.
+struct Inner {
+    opts: Options,
+    doc: Document,
+    user_id: String,
+    stopped: bool,
+    slots: Slots,
+    sending: Sending,
+    store: Store,
+    tabs: Tabs,
+    /// The page's visibility, focus and lifecycle listeners.
+    listeners: Vec<Listener>,
+    me: Weak<RefCell<Inner>>,
+}
+
+/// A running tracker (see `index.d.ts` for the documented API).
+#[wasm_bindgen]
+pub struct Tracker {
+    inner: Rc<RefCell<Inner>>,
+}
+
+impl std::fmt::Debug for Tracker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tracker")
+    }
+}
+
+fn bad(msg: &str) -> JsError {
+    JsError::new(msg)
+}
+
+fn read_options(o: &JsValue) -> Result<Options, JsError> {
+    if !o.is_object() {
+        return Err(bad(
+            "glimpse: start(options) needs an options object with an `endpoint`",
+        ));
+    }
+    let mut opts = Options::default();
+    let string = |name: &str| -> Result<Option<String>, JsError> {
+        let v = get(o, name);
+        if v.is_undefined() || v.is_null() {
+            return Ok(None);
+        }
+        v.as_string().map(Some).ok_or_else(|| {
+            let mut m = String::from("glimpse: option `");
+            m.push_str(name);
+            m.push_str("` must be a string");
+            bad(&m)
+        })
+    };
+    let number = |name: &str, default: f64| -> Result<f64, JsError> {
+        let v = get(o, name);
+        if v.is_undefined() || v.is_null() {
+            return Ok(default);
+        }
+        v.as_f64().ok_or_else(|| {
+            let mut m = String::from("glimpse: option `");
+            m.push_str(name);
+            m.push_str("` must be a number");
+            bad(&m)
+        })
+    };
+    let flag = |name: &str, default: bool| flag(&get(o, name)).unwrap_or(default);
+    opts.endpoint = string("endpoint")?.unwrap_or_default();
+    opts.user_id = string("userId")?.filter(|s| !s.is_empty());
+    if let Some(s) = string("selector")? {
+        opts.selector = s;
+    }
+    opts.flush_interval_ms = number("flushIntervalMs", opts.flush_interval_ms)?;
+    opts.max_batch = number("maxBatch", opts.max_batch)?;
+    opts.rule.min_ratio = number("minVisibleRatio", opts.rule.min_ratio)?;
+    opts.rule.min_visible_ms = number("minVisibleMs", opts.rule.min_visible_ms)?;
+    opts.rule.large_pixels = number("largeAdPixels", opts.rule.large_pixels)?;
+    opts.rule.large_ratio = number("largeAdRatio", opts.rule.large_ratio)?;
+    opts.consent = flag("consent", true);
+    opts.debug = flag("debug", false);
+    opts.check().map_err(bad)?;
+    Ok(opts)
+}
+
+/// An on/off value: a string by [`says_off`], anything else by its
+/// truthiness; `None` when undefined or null.
+fn flag(v: &JsValue) -> Option<bool> {
+    if v.is_undefined() || v.is_null() {
+        return None;
+    }
+    Some(match v.as_string() {
+        Some(s) => !says_off(&s),
+        None => v.is_truthy(),
+    })
+}
+
+/// An `adId` argument: absent, a string, or a finite number as its string
+/// (`observe(el, 42)` means the ad `"42"`); `Err` for anything else.
+fn ad_id_arg(v: &JsValue) -> Result<Option<String>, ()> {
+    if v.is_undefined() || v.is_null() {
+        return Ok(None);
+    }
+    if let Some(s) = v.as_string() {
+        return Ok(Some(s));
+    }
+    match v.as_f64() {
+        Some(n) if n.is_finite() => Ok(v
+            .unchecked_ref::<js_sys::Number>()
+            .to_string_with_radix(10)
+            .ok()
+            .map(String::from)),
+        _ => Err(()),
+    }
+}
+
+/// Starts a tracker; throws a JavaScript `Error` when an option is wrong.
+#[wasm_bindgen]
+pub fn start(options: JsValue) -> Result<Tracker, JsError> {
+    let opts = read_options(&options)?;
+    let win = window().ok_or_else(|| bad("glimpse: no window"))?;
+    let doc = win.document().ok_or_else(|| bad("glimpse: no document"))?;
+    // A page without consent keeps nothing and sends nothing.
+    let store = Store::open(&win, opts.consent);
+    let user_id = store.user_id(opts.user_id.as_deref());
+    let visible = doc.visibility_state() == VisibilityState::Visible;
+    let focused = doc.has_focus().unwrap_or(true);
+    // Read once: a page does not stop being driven by a program.
+    let webdriver = get(&win.navigator(), "webdriver").as_bool() == Some(true);
+    let inner = Rc::new_cyclic(|me| {
+        RefCell::new(Inner {
+            slots: Slots::new(opts.rule, visible, focused),
+            sending: Sending::new(opts.max_batch as usize, webdriver),
+            opts,
+            doc,
+            user_id,
+            stopped: false,
+            store,
+            tabs: Tabs::new(),
+            listeners: Vec::new(),
+            me: me.clone(),
+        })
+    });
+    if let Ok(mut i) = inner.try_borrow_mut() {
+        if i.opts.consent {
+            i.boot(&win);
+        } else {
+            i.log("glimpse: no consent; nothing is stored or sent");
+        }
+    }
+    ACTIVE.with(|a| a.borrow_mut().push(inner.clone()));
+    Ok(Tracker { inner })
+}
+
+thread_local! {
+    /// Running trackers stay alive even when the page drops its handle.
+    static ACTIVE: RefCell<Vec<Rc<RefCell<Inner>>>> = const { RefCell::new(Vec::new()) };
+}
+
+// Every argument arrives as a `JsValue` and is checked here: a type that
+// wasm-bindgen would take on trust (`Option<String>` given a number) reads
+// the wrong memory.
+#[wasm_bindgen]
+impl Tracker {
+    /// Follows `element` as an ad slot; `adId` (a string, or a number taken
+    /// as its string) overrides its `data-ad-id`.
+    pub fn observe(&self, element: JsValue, ad_id: JsValue) {
+        let Ok(mut i) = self.inner.try_borrow_mut() else {
+            return;
+        };
+        let Some(el) = i.element_arg(element, "observe") else {
+            return;
+        };
+        match ad_id_arg(&ad_id) {
+            Ok(ad_id) => {
+                i.track(&el, ad_id);
+                i.after();
+            }
+            Err(()) => i.debug_warn("glimpse: observe(element, adId) needs a string adId; ignored"),
+        }
+    }
+
+    /// Stops following `element`.
+    pub fn unobserve(&self, element: JsValue) {
+        let Ok(mut i) = self.inner.try_borrow_mut() else {
+            return;
+        };
+        if let Some(el) = i.element_arg(element, "unobserve") {
+            i.untrack(&el);
+            i.after();
+        }
+    }
+
+    /// Starts a new page view (single-page apps): every slot may count again.
+    pub fn pageview(&self) {
+        if let Ok(mut i) = self.inner.try_borrow_mut() {
+            if !i.stopped {
+                let s = &mut i.slots;
+                s.engine.pageview(now(), &mut s.out);
+                i.after();
+            }
+        }
+    }
+
+    /// Sends every queued event now; resolves once each batch got an answer.
+    pub fn flush(&self) -> Promise {
+        let mut resolve = None;
+        let promise = Promise::new(&mut |res, _| resolve = Some(res));
+        if let (Ok(mut i), Some(res)) = (self.inner.try_borrow_mut(), resolve.clone()) {
+            // Without consent nothing is sent: there is nothing to wait for.
+            if !i.stopped && i.opts.consent {
+                i.flush_now(res);
+                resolve = None;
+            }
+        }
+        if let Some(res) = resolve {
+            let _ = res.call0(&JsValue::UNDEFINED);
+        }
+        promise
+    }
+
+    /// Stops observing and sending; unsent batches stay stored for the next start.
+    pub fn stop(&self) {
+        if let Ok(mut i) = self.inner.try_borrow_mut() {
+            i.shutdown();
+        }
+    }
+
+    /// Stops, and forgets every event, batch and id the SDK stored, with or
+    /// without consent.
+    #[wasm_bindgen(js_name = optOut)]
+    pub fn opt_out(&self) {
+        if let Ok(mut i) = self.inner.try_borrow_mut() {
+            i.sending.queue.clear();
+            i.store.forget_all();
+            i.shutdown();
+        }
+    }
+
+    /// Consent given (`true`: starts as `start` with consent would) or
+    /// withdrawn (`false`: stops sending and deletes what is stored).
+    #[wasm_bindgen(js_name = setConsent)]
+    pub fn set_consent(&self, consent: JsValue) {
+        let Ok(mut i) = self.inner.try_borrow_mut() else {
+            return;
+        };
+        // A boolean, or a string read as the tag's `data-consent`; a number
+        // or an object says nothing clear, and `NaN` must not withdraw.
+        let on = consent
+            .as_bool()
+            .or_else(|| consent.as_string().map(|s| !says_off(&s)));
+        match (on, window()) {
+            (Some(on), Some(win)) => i.set_consent(on, &win),
+            _ => i.debug_warn("glimpse: setConsent(consent) needs a boolean; ignored"),
+        }
+    }
+}
+
+impl Inner {
+    fn log(&self, msg: &str) {
+        if self.opts.debug {
+            web_sys::console::log_1(&JsValue::from_str(msg));
+        }
+    }
+
+    fn debug_warn(&self, msg: &str) {
+        if self.opts.debug {
+            warn(msg);
+        }
+    }
+
+    /// `value` as an `Element`, or `None` with a debug warning.
+    fn element_arg(&self, value: JsValue, method: &str) -> Option<Element> {
+        let el = value.dyn_into::<Element>().ok();
+        if el.is_none() && self.opts.debug {
+            let mut m = String::from("glimpse: ");
+            m.push_str(method);
+            m.push_str("() needs an Element; ignored");
+            warn(&m);
+        }
+        el
+    }
+
+    fn set_consent(&mut self, on: bool, win: &Window) {
+        if self.stopped || on == self.opts.consent {
+            return;
+        }
+        self.opts.consent = on;
+        if on {
+            self.log("glimpse: consent given; starting");
+            self.store = Store::open(win, true);
+            self.user_id = self.store.user_id(self.opts.user_id.as_deref());
+            self.boot(win);
+        } else {
+            self.log("glimpse: consent withdrawn; nothing more is sent, nothing is kept");
+            self.halt();
+            self.sending.queue.clear();
+            self.store.forget_all();
+        }
+    }
+
+    /// Installs the observers, listeners and timers, and takes over batches
+    /// left by closed tabs.
+    fn boot(&mut self, win: &Window) {
+        self.install_observers(win);
+        let me = self.me.clone();
+        let doc: &EventTarget = self.doc.as_ref();
+        let page: &EventTarget = win.as_ref();
+        let on_page = |me: &Weak<RefCell<Inner>>, hide: bool| {
+            let m = me.clone();
+            move |_: Event| with(&m, |i| i.on_page(hide))
+        };
+        self.listeners = vec![
+            Listener::new(doc, "visibilitychange", on_page(&me, false)),
+            Listener::new(page, "pagehide", on_page(&me, true)),
+            Listener::new(page, "pageshow", on_page(&me, false)),
+            Listener::new(page, "focus", on_page(&me, false)),
+            Listener::new(page, "blur", on_page(&me, false)),
+        ];
+        self.start_flush_interval();
+        self.adopt_orphans(win);
+    }
+
+    /// The page hid, showed, or lost or gained focus.
+    fn on_page(&mut self, pagehide: bool) {
+        if self.stopped {
+            return;
+        }
+        let visible = !pagehide && self.doc.visibility_state() == VisibilityState::Visible;
+        let focused = self.doc.has_focus().unwrap_or(true);
+        let s = &mut self.slots;
+        s.engine.set_page(visible, focused, now(), &mut s.out);
+        self.after();
+        if !visible {
+            self.beacon_all();
+        }
+        if pagehide {
+            self.tabs.release();
+        } else {
+            self.hold_tab_lock();
+        }
+    }
+
+    /// Releases every observer, listener, timer and lock; resolves the
+    /// `flush()` promises still waiting.
+    fn halt(&mut self) {
+        self.slots.stop();
+        self.listeners.clear();
+        self.sending.stop();
+        self.tabs.stop();
+    }
+
+    fn shutdown(&mut self) {
+        if self.stopped {
+            return;
+        }
+        if self.opts.consent && self.sending.queue.pending() > 0 {
+            self.sending.queue.seal(now(), new_batch_id);
+            self.persist();
+        }
+        self.stopped = true;
+        self.halt();
+        let me = self.me.as_ptr();
+        ACTIVE.with(|a| {
+            if let Ok(mut a) = a.try_borrow_mut() {
+                a.retain(|rc| !std::ptr::eq(Rc::as_ptr(rc), me));
+            }
+        });
+    }
+}
+
+/// A new batch id.
+fn new_batch_id() -> String {
+    crate::text::random_id(20, random)
+}
+
+/// `promise.then(f, f)`: `f` runs once, on either outcome, so the promise
+/// never rejects unhandled.
+fn then_either(promise: &Promise, f: &JsValue) -> JsValue {
+    get(promise, "then")
+        .dyn_into::<Function>()
+        .and_then(|then| then.call2(promise, f, f))
+        .unwrap_or(JsValue::UNDEFINED)
+}
+
+/// Handles both outcomes of `promise`, whatever it is (the result of a
+/// JavaScript call), without waiting for it.
+fn ignore_outcome(promise: JsValue) {
+    if let Ok(p) = promise.dyn_into::<Promise>() {
+        then_either(&p, &Closure::once_into_js(|_: JsValue| {}));
+    }
+}
+
+/// Runs `f` on the tracker if it is alive and not busy.
+fn with(me: &Weak<RefCell<Inner>>, f: impl FnOnce(&mut Inner)) {
+    if let Some(rc) = me.upgrade() {
+        if let Ok(mut i) = rc.try_borrow_mut() {
+            f(&mut i);
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! Sending: the engine's impressions become queued events, events become
+//! batches, and the pump sends them one at a time by `fetch`, or all at once
+//! by `sendBeacon` as the page hides.
+
+use gloo_timers::callback::{Interval, Timeout};
+use js_sys::{Array, Function, Reflect};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use web_sys::{AbortController, RequestCredentials, RequestInit, Response};
+
+use super::{epoch_ms, get, new_batch_id, now, random, then_either, warn, window, with, Inner};
+use crate::queue::{self, classify, parse_retry_after_seconds, Outcome, Queue, REQUEST_TIMEOUT_MS};
+use crate::text::push_u64;
+
+/// The queue and the state of the pump that empties it.
+pub(super) struct Sending {
+    pub(super) queue: Queue,
+    /// The number of the last event formed (event ids are the tab's id and
+    /// this number).
+    seq: u32,
+    /// A `fetch` is on its way; it calls the pump again when it settles.
+    busy: bool,
+    /// `flush()` promises to resolve once nothing is due.
+    waiters: Vec<Function>,
+    /// Fires when the next batch is due.
+    retry: Option<Timeout>,
+    /// The periodic flush.
+    interval: Option<Interval>,
+}
+
+impl Sending {
+    pub(super) fn new(max_batch: usize, webdriver: bool) -> Sending {
+        Sending {
+            queue: Queue::new(max_batch, webdriver),
+            seq: 0,
+            busy: false,
+            waiters: Vec::new(),
+            retry: None,
+            interval: None,
+        }
+    }
+
+    /// Stops the timers and resolves every `flush()` still waiting.
+    pub(super) fn stop(&mut self) {
+        self.retry = None;
+        self.interval = None;
+        self.resolve_waiters();
+    }
+
+    fn resolve_waiters(&mut self) {
+        for w in self.waiters.drain(..) {
+            let _ = w.call0(&JsValue::UNDEFINED);
+        }
+    }
+}
+
+/// Logs each event the edge rejected in an accepted batch (its 202's
+/// `rejected` list), with the reason. The batch is acknowledged all the
+/// same: a rejected event would be rejected again, so it is never resent.
+fn log_rejections(resp: &Response) {
+    let Ok(json) = resp.json() else { return };
+    let log = Closure::once_into_js(move |answer: JsValue| {
+        let Ok(rejected) = get(&answer, "rejected").dyn_into::<Array>() else {
+            return;
+        };
+        for r in rejected.iter() {
+            web_sys::console::log_3(
+                &JsValue::from_str("glimpse: the edge rejected an event (it is not resent):"),
+                &get(&r, "index"),
+                &get(&r, "error"),
+            );
+        }
+    });
+    then_either(&json, &log);
+}
+
+/// Posts one body with `fetch(.., {keepalive: true})`, aborted after
+/// [`REQUEST_TIMEOUT_MS`], and calls `done` with the outcome; in `debug`
+/// mode logs the events the edge rejected.
+fn post(endpoint: &str, body: &str, debug: bool, done: impl FnOnce(Outcome) + 'static) {
+    let Some(win) = window() else {
+        return done(Outcome::Retry(None));
+    };
+    let init = RequestInit::new();
+    init.set_method("POST");
+    init.set_body(&JsValue::from_str(body));
+    let _ = Reflect::set(&init, &JsValue::from_str("keepalive"), &JsValue::TRUE);
+    init.set_credentials(RequestCredentials::Omit);
+    // A request that hangs would hold the pump (one send at a time) forever.
+    let timeout = AbortController::new().ok().map(|abort| {
+        init.set_signal(Some(&abort.signal()));
+        Timeout::new(REQUEST_TIMEOUT_MS, move || abort.abort())
+    });
+    // One function for both outcomes, so it is called exactly once and freed.
+    let settle = Closure::once_into_js(move |answer: JsValue| {
+        drop(timeout);
+        let outcome = match answer.dyn_into::<Response>() {
+            Ok(resp) => {
+                let retry_after = resp
+                    .headers()
+                    .get("retry-after")
+                    .ok()
+                    .flatten()
+                    .and_then(|v| {
+                        parse_retry_after_seconds(&v).or_else(|| {
+                            let at = js_sys::Date::parse(&v);
+                            at.is_finite().then(|| at - js_sys::Date::now())
+                        })
+                    });
+                let outcome = classify(Some(resp.status()), retry_after);
+                if debug && outcome == Outcome::Ack {
+                    log_rejections(&resp);
+                }
+                outcome
+            }
+            Err(_) => Outcome::Retry(None),
+        };
+        done(outcome);
+    });
+    then_either(&win.fetch_with_str_and_init(endpoint, &init), &settle);
+}
+
+impl Inner {
+    /// Starts the periodic flush, unless `flushIntervalMs` is 0.
+    pub(super) fn start_flush_interval(&mut self) {
+        let ms = self.opts.flush_interval_ms;
+        if ms > 0.0 {
+            let m = self.me.clone();
+            self.sending.interval = Some(Interval::new(ms.min(2e9) as u32, move || {
+                with(&m, |i| i.seal());
+            }));
+        }
+    }
+
+    /// `flush()`: batches what is pending, makes every batch due and sends;
+    /// `resolve` is called once nothing is due.
+    pub(super) fn flush_now(&mut self, resolve: Function) {
+        self.sending.waiters.push(resolve);
+        if self.sending.queue.pending() > 0 {
+            self.sending.queue.seal(now(), new_batch_id);
+            self.persist();
+        }
+        self.sending.queue.hurry(now());
+        self.pump();
+    }
+
+    /// Forms batches of the pending events, stores them and sends.
+    fn seal(&mut self) {
+        if self.stopped {
+            return;
+        }
+        if self.sending.queue.pending() > 0 {
+            let n = self.sending.queue.seal(now(), new_batch_id);
+            if n > 0 {
+                self.persist();
+            }
+        }
+        self.pump();
+    }
+
+    /// Sends the next due batch unless one is on its way; arms the retry timer.
+    fn pump(&mut self) {
+        self.sending.retry = None;
+        // A send on its way calls pump again when it settles.
+        if self.stopped || !self.opts.consent || self.sending.busy {
+            return;
+        }
+        self.check_ownership();
+        self.expire();
+        if let Some((id, body)) = self.sending.queue.take_due(now(), epoch_ms()) {
+            self.sending.busy = true;
+            let endpoint = self.opts.endpoint.clone();
+            let m = self.me.clone();
+            post(&endpoint, &body, self.opts.debug, move |outcome| {
+                with(&m, |i| {
+                    i.sending.busy = false;
+                    i.settle(&id, outcome);
+                })
+            });
+            return;
+        }
+        self.sending.resolve_waiters();
+        if let Some(due) = self.sending.queue.next_due() {
+            let m = self.me.clone();
+            let wait = (due - now()).clamp(0.0, 3_600_000.0) as u32 + 1;
+            self.sending.retry = Some(Timeout::new(wait, move || with(&m, |i| i.pump())));
+        }
+    }
+
+    /// Drops the batches too old for the edge to accept.
+    fn expire(&mut self) {
+        if self.sending.queue.expire(epoch_ms()) > 0 {
+            self.log("glimpse: dropped batches older than the edge accepts");
+            self.persist();
+        }
+    }
+
+    fn settle(&mut self, id: &str, outcome: Outcome) {
+        match outcome {
+            Outcome::Ack => {}
+            Outcome::Drop => warn("glimpse: the edge refused a batch; it is dropped"),
+            Outcome::Retry(Some(_)) => {
+                self.log("glimpse: the edge asked to wait (Retry-After); sending is paused")
+            }
+            Outcome::Retry(None) => self.log("glimpse: a batch will be retried"),
+        }
+        if self.sending.queue.settle(id, outcome, now(), random()) {
+            self.persist();
+        }
+        self.pump();
+    }
+
+    /// The page is hiding and may never come back: beacon everything.
+    pub(super) fn beacon_all(&mut self) {
+        if !self.opts.consent {
+            return;
+        }
+        if self.sending.queue.pending() > 0 {
+            self.sending.queue.seal(now(), new_batch_id);
+            self.persist();
+        }
+        self.check_ownership();
+        self.expire();
+        let Some(win) = window() else { return };
+        let nav = win.navigator();
+        for (id, body) in self.sending.queue.beacon_plan(now(), epoch_ms()) {
+            if nav.send_beacon_with_opt_str(&self.opts.endpoint, Some(&body)) == Ok(true) {
+                self.log("glimpse: batch handed to sendBeacon");
+            } else {
+                // Refused: fetch with keepalive, settled normally if the page lives.
+                let endpoint = self.opts.endpoint.clone();
+                let m = self.me.clone();
+                post(&endpoint, &body, self.opts.debug, move |outcome| {
+                    with(&m, |i| i.settle(&id, outcome))
+                });
+            }
+        }
+    }
+
+    /// Turns the engine's impressions so far into queued events, each with
+    /// its slot's token; seals the batch when it is full.
+    pub(super) fn queue_out(&mut self) {
+        if self.stopped {
+            return;
+        }
+        let out = std::mem::take(&mut self.slots.out);
+        let mut full = false;
+        for imp in &out {
+            let s = &mut self.sending;
+            s.seq = s.seq.wrapping_add(1);
+            let mut id = self.tabs.id.clone();
+            id.push('-');
+            push_u64(&mut id, u64::from(s.seq));
+            let token = self.slots.token(imp.slot);
+            let mut json = String::with_capacity(256);
+            queue::event_json(
+                &id,
+                &imp.ad_id,
+                &self.user_id,
+                imp.kind,
+                epoch_ms(),
+                token.as_deref(),
+                &mut json,
+            );
+            if self.opts.debug {
+                let mut m = String::from("glimpse: ");
+                m.push_str(imp.kind.as_str());
+                m.push(' ');
+                m.push_str(&imp.ad_id);
+                self.log(&m);
+            }
+            full |= self.sending.queue.push(json, &imp.ad_id);
+        }
+        // Keeps the buffer's capacity for the next callback.
+        self.slots.out = out;
+        self.slots.out.clear();
+        if full {
+            self.seal();
+        }
+    }
+}

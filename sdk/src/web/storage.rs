@@ -1,0 +1,125 @@
+//! What the SDK keeps in localStorage: the visitor id, each tab's queue of
+//! batches and heartbeat, all under keys starting `glimpse.`.
+
+use web_sys::{Storage, Window};
+
+use super::{random, window, Inner};
+use crate::queue;
+use crate::text::random_id;
+use glimpse_wire::ingest::MAX_AD_OR_USER_ID_BYTES;
+
+const KEY_PREFIX: &str = "glimpse.";
+/// A tab's queue: this prefix and the tab's id.
+pub(super) const QUEUE_PREFIX: &str = "glimpse.q.";
+/// A tab's last heartbeat (epoch ms): this prefix and the tab's id.
+pub(super) const BEAT_PREFIX: &str = "glimpse.h.";
+const USER_KEY: &str = "glimpse.uid";
+
+/// The origin's localStorage, when the SDK may use it.
+pub(super) struct Store {
+    pub(super) storage: Option<Storage>,
+    /// Whether our queue key was written with batches in it.
+    stored: bool,
+}
+
+/// `prefix` followed by `tab`.
+pub(super) fn tab_key(prefix: &str, tab: &str) -> String {
+    let mut k = String::from(prefix);
+    k.push_str(tab);
+    k
+}
+
+/// Every key of `s` for which `keep` holds.
+pub(super) fn keys(s: &Storage, keep: impl Fn(&str) -> bool) -> Vec<String> {
+    let len = s.length().unwrap_or(0);
+    (0..len)
+        .filter_map(|n| s.key(n).ok().flatten())
+        .filter(|k| keep(k))
+        .collect()
+}
+
+impl Store {
+    /// localStorage with consent; without it nothing is kept.
+    pub(super) fn open(win: &Window, consent: bool) -> Store {
+        Store {
+            storage: if consent {
+                win.local_storage().ok().flatten()
+            } else {
+                None
+            },
+            stored: false,
+        }
+    }
+
+    /// The visitor id: `given`, else the stored one, else a new one (stored
+    /// when storage is there).
+    pub(super) fn user_id(&self, given: Option<&str>) -> String {
+        if let Some(id) = given {
+            return id.into();
+        }
+        let Some(s) = &self.storage else {
+            return random_id(22, random);
+        };
+        match s.get_item(USER_KEY).ok().flatten() {
+            Some(id) if queue::valid_id(&id, MAX_AD_OR_USER_ID_BYTES) => id,
+            _ => {
+                let id = random_id(22, random);
+                let _ = s.set_item(USER_KEY, &id);
+                id
+            }
+        }
+    }
+
+    /// Deletes every key the SDK wrote, by this page or any other (even
+    /// when this one has no consent to use storage), and stops using it.
+    pub(super) fn forget_all(&mut self) {
+        self.storage = None;
+        self.stored = false;
+        if let Some(s) = window().and_then(|w| w.local_storage().ok().flatten()) {
+            for k in keys(&s, |k| k.starts_with(KEY_PREFIX)) {
+                let _ = s.remove_item(&k);
+            }
+        }
+    }
+}
+
+impl Inner {
+    fn queue_key(&self) -> String {
+        tab_key(QUEUE_PREFIX, &self.tabs.id)
+    }
+
+    /// Forgets the batches we hold when they are no longer ours: another
+    /// tab took them over if our stored queue vanished.
+    pub(super) fn check_ownership(&mut self) {
+        if let (true, Some(s)) = (self.store.stored, &self.store.storage) {
+            if s.get_item(&self.queue_key()).ok().flatten().is_none() {
+                self.log("glimpse: another tab took over this tab's batches");
+                let ids: Vec<String> = self
+                    .sending
+                    .queue
+                    .batches()
+                    .iter()
+                    .map(|b| b.id.clone())
+                    .collect();
+                for id in ids {
+                    self.sending.queue.forget(&id);
+                }
+                self.store.stored = false;
+            }
+        }
+    }
+
+    /// Writes the queue's batches to storage (or removes the key when none).
+    pub(super) fn persist(&mut self) {
+        self.check_ownership();
+        let Some(s) = &self.store.storage else { return };
+        let key = self.queue_key();
+        let v = self.sending.queue.encode();
+        if v.is_empty() {
+            let _ = s.remove_item(&key);
+            self.store.stored = false;
+        } else {
+            self.store.stored = s.set_item(&key, &v).is_ok();
+        }
+    }
+}
