@@ -371,7 +371,13 @@ fn rejected_events_are_logged_and_never_resent() {
     let _one_at_a_time = browser::exclusive();
     in_each_engine(|b, engine| {
         let dir = tempfile::tempdir().unwrap();
-        let edge = edge_with_sdk(dir.path(), &["--ad-signing-secret", "e2e-secret"]);
+        let edge = edge_with_sdk(
+            dir.path(),
+            &[
+                "--ad-signing-secret",
+                "e2e-secret-of-at-least-thirty-two-bytes",
+            ],
+        );
         b.goto(&edge.url("/ads.html"));
         watch_console(b);
         // A token of the right form that the edge's secret did not sign.
