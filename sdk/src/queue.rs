@@ -9,7 +9,7 @@
 use glimpse_wire::ingest::{is_id_byte, MAX_AD_IDS_PER_BATCH, MAX_EVENT_AGE_MS};
 use glimpse_wire::{MAX_BODY_BYTES, MAX_EVENTS_PER_BATCH};
 
-use crate::engine::Kind;
+use crate::engine::Impression;
 use crate::text::push_u64;
 
 /// Largest body the SDK forms. Half the 64 KiB quota that `sendBeacon` and
@@ -52,13 +52,13 @@ pub fn valid_id(s: &str, max: usize) -> bool {
     !s.is_empty() && s.len() <= max && s.bytes().all(is_id_byte)
 }
 
-/// Appends the wire JSON of one event. Every id, and the token of a signed ad
-/// when there is one, must be a valid wire id, so nothing needs escaping.
+/// Appends the wire JSON of one event: `imp` with its event `id`, the
+/// visitor, the time and the ad's token. Every id, and the token of a signed
+/// ad when there is one, must be a valid wire id, so nothing needs escaping.
 pub fn event_json(
     id: &str,
-    ad_id: &str,
+    imp: &Impression,
     user_id: &str,
-    kind: Kind,
     ts: u64,
     token: Option<&str>,
     out: &mut String,
@@ -66,17 +66,20 @@ pub fn event_json(
     out.push_str("{\"id\":\"");
     out.push_str(id);
     out.push_str("\",\"ad_id\":\"");
-    out.push_str(ad_id);
+    out.push_str(&imp.ad_id);
     out.push_str("\",\"user_id\":\"");
     out.push_str(user_id);
     out.push_str("\",\"kind\":\"");
-    out.push_str(kind.as_str());
+    out.push_str(imp.kind.as_str());
     out.push_str("\",\"ts\":");
     push_u64(out, ts);
     if let Some(token) = token {
         out.push_str(",\"token\":\"");
         out.push_str(token);
         out.push('"');
+    }
+    if imp.verified {
+        out.push_str(",\"verified\":true");
     }
     out.push('}');
 }
@@ -483,6 +486,16 @@ pub fn is_orphan(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::Kind;
+
+    fn imp(ad_id: &str, kind: Kind, verified: bool) -> Impression {
+        Impression {
+            slot: 1,
+            ad_id: ad_id.into(),
+            kind,
+            verified,
+        }
+    }
 
     /// The client's clock during these tests, epoch ms.
     const T0: u64 = 1_764_000_100_000;
@@ -491,9 +504,8 @@ mod tests {
         let mut s = String::new();
         event_json(
             &format!("e{i}"),
-            "ad-42",
+            &imp("ad-42", Kind::Viewable, false),
             user,
-            Kind::Viewable,
             1_764_000_000_000 + i,
             None,
             &mut s,
@@ -524,21 +536,36 @@ mod tests {
         assert_eq!(e.kind, glimpse_wire::Kind::Viewable);
         assert_eq!(e.ts, 1_764_000_000_002);
         let mut m = String::new();
-        event_json("x", "a", "u", Kind::Measurable, 0, None, &mut m);
+        event_json(
+            "x",
+            &imp("a", Kind::Measurable, false),
+            "u",
+            0,
+            None,
+            &mut m,
+        );
         assert_eq!(
             m,
             r#"{"id":"x","ad_id":"a","user_id":"u","kind":"measurable","ts":0}"#
         );
         m.clear();
-        event_json("x", "a", "u", Kind::Viewable, 0, Some("9.ab"), &mut m);
+        event_json(
+            "x",
+            &imp("a", Kind::Viewable, true),
+            "u",
+            0,
+            Some("9.ab"),
+            &mut m,
+        );
         assert_eq!(
             m,
-            r#"{"id":"x","ad_id":"a","user_id":"u","kind":"viewable","ts":0,"token":"9.ab"}"#
+            r#"{"id":"x","ad_id":"a","user_id":"u","kind":"viewable","ts":0,"token":"9.ab","verified":true}"#
         );
         let body = format!(r#"{{"batch_id":"b","events":[{m}]}}"#);
         let batch = glimpse_wire::ingest::decode_batch(body.as_bytes()).unwrap();
         let e = glimpse_wire::ingest::validate_event(batch.events[0], 0).unwrap();
         assert_eq!(e.token.as_deref(), Some("9.ab"));
+        assert!(e.verified);
     }
 
     #[test]
@@ -727,9 +754,8 @@ mod tests {
             let mut s = String::new();
             event_json(
                 &format!("e{i}"),
-                ad,
+                &imp(ad, Kind::Viewable, false),
                 "u",
-                Kind::Viewable,
                 1_764_000_000_000,
                 None,
                 &mut s,

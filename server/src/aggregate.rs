@@ -1,10 +1,11 @@
 //! In-memory aggregation of accepted impressions, between syncs.
 //!
 //! Ingest only ever touches this module: each accepted batch adds its events
-//! to per-(ad, day) deltas (three counters and a visitor sketch) in a sharded
-//! map, as impressions or, for a batch from a known bot, as `invalid`,
-//! and leaves a [`BatchRecord`] of what it contributed, so a store can drop
-//! the counters of a batch that turns out to be a duplicate at sync time.
+//! to per-(ad, day) [`DayCounts`] (counters and a visitor sketch) in a
+//! sharded map, as impressions or, for a batch from a known bot, as
+//! `invalid`, and leaves a [`BatchRecord`] of what it contributed, so a
+//! store can drop the counters of a batch that turns out to be a duplicate
+//! at sync time. The types are in [`crate::counts`].
 //!
 //! A sync takes the whole current generation at once ([`Aggregator::begin_sync`])
 //! and hands it to the store as one [`Delta`]. Until [`Aggregator::finish_sync`]
@@ -24,147 +25,45 @@
 //!
 //! The aggregator also keeps an estimate of the heap memory its pending data
 //! holds ([`Aggregator::pending_bytes`]), so ingest can refuse work instead of
-//! growing without bound while the store is unreachable.
+//! growing without bound while the store is unreachable: every allocation
+//! it makes (map slots, ids, B-tree leaves, sketches, batch records) and the
+//! claim each pending batch holds, sized by [`crate::heap`].
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::BuildHasher;
+use std::mem::size_of;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use glimpse_hll::Sketch;
 use glimpse_wire::ingest::Event;
-use glimpse_wire::{Day, DayRange, Kind};
+use glimpse_wire::{Day, DayRange};
 use parking_lot::{Mutex, RwLock};
 
+use crate::counted::BatchClaims;
+use crate::counts::{AdDays, BatchCount, BatchRecord, DayCounts, Delta};
+use crate::heap;
 use crate::traffic::Traffic;
 
 const SHARDS: usize = 32;
 
-/// Rough heap cost of one map entry (hash-map slot, `String` header,
-/// allocator rounding), beyond the bytes of its key.
-const ENTRY_OVERHEAD_BYTES: usize = 64;
-
-/// Counters and visitors of one (ad, day).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct DayDelta {
-    /// Viewable events.
-    pub impressions: u64,
-    /// Measurable events.
-    pub measurable: u64,
-    /// Events of either kind from invalid traffic (known bots).
-    pub invalid: u64,
-    /// Visitors of viewable events.
-    pub visitors: Sketch,
-}
-
-/// The counter one event adds 1 to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Counter {
-    Impressions,
-    Measurable,
-    Invalid,
-}
-
-impl Counter {
-    fn of(kind: Kind, traffic: Traffic) -> Counter {
-        match (traffic, kind) {
-            (Traffic::Invalid, _) => Counter::Invalid,
-            (Traffic::Valid, Kind::Viewable) => Counter::Impressions,
-            (Traffic::Valid, Kind::Measurable) => Counter::Measurable,
-        }
-    }
-}
-
-impl DayDelta {
-    /// Counts one event; returns how many heap bytes the sketch grew by.
-    /// Only impressions add their visitor: invalid traffic is no audience.
-    fn add(&mut self, counter: Counter, user_id: &str) -> usize {
-        match counter {
-            Counter::Invalid => {
-                self.invalid += 1;
-                0
-            }
-            Counter::Impressions => {
-                self.impressions += 1;
-                let before = self.visitors.heap_bytes();
-                self.visitors.insert(user_id.as_bytes());
-                self.visitors.heap_bytes().saturating_sub(before)
-            }
-            Counter::Measurable => {
-                self.measurable += 1;
-                0
-            }
-        }
-    }
-
-    /// Folds `other` into `self`.
-    pub fn merge(&mut self, other: &DayDelta) {
-        self.impressions += other.impressions;
-        self.measurable += other.measurable;
-        self.invalid += other.invalid;
-        self.visitors.merge(&other.visitors);
-    }
-}
-
-/// Deltas of one ad, by day.
-pub type AdDays = BTreeMap<Day, DayDelta>;
-
-/// What one batch added to the counters, kept so that a store can leave out a
-/// batch that another edge already counted.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BatchRecord {
-    pub batch_id: String,
-    /// Server time when the batch was accepted, epoch ms.
-    pub received_ms: i64,
-    /// What the batch added to each (ad, day) it touched.
-    pub counts: Vec<BatchCount>,
-}
-
-/// One (ad, day) share of a batch.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BatchCount {
-    pub ad_id: String,
-    pub day: Day,
-    pub impressions: u64,
-    pub measurable: u64,
-    pub invalid: u64,
-}
-
-impl BatchRecord {
-    fn heap_bytes(&self) -> usize {
-        ENTRY_OVERHEAD_BYTES
-            + self.batch_id.len()
-            + self
-                .counts
-                .iter()
-                .map(|c| std::mem::size_of::<BatchCount>() + c.ad_id.len())
-                .sum::<usize>()
-    }
-}
-
-/// Everything accepted since the previous sync: what a store applies.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Delta {
-    /// This delta's place in the aggregator's order: the number the
-    /// aggregator was started at for the first delta, then increasing by
-    /// one. A retried delta keeps its number, and so does a delta rebuilt
-    /// from the write-ahead log after a crash.
-    pub seq: u64,
-    pub ads: HashMap<String, AdDays>,
-    pub batches: Vec<BatchRecord>,
-}
-
-impl Delta {
-    pub fn is_empty(&self) -> bool {
-        self.ads.is_empty() && self.batches.is_empty()
-    }
-
-    /// `(ad_id, day, delta)` for every key, in no particular order.
-    pub fn keys(&self) -> impl Iterator<Item = (&str, Day, &DayDelta)> {
-        self.ads
+/// The heap one batch's record holds while pending: its place in the
+/// generation's list, its id, its shares, and the claim on its id
+/// ([`BatchClaims::heap_bytes`]), which lives as long as the record.
+fn record_heap_bytes(record: &BatchRecord) -> usize {
+    heap::vec_entry::<BatchRecord>()
+        + heap::allocation(record.batch_id.len())
+        + heap::allocation(record.counts.capacity() * size_of::<BatchCount>())
+        + record
+            .counts
             .iter()
-            .flat_map(|(ad, days)| days.iter().map(move |(day, d)| (ad.as_str(), *day, d)))
-    }
+            .map(|c| heap::allocation(c.ad_id.len()))
+            .sum::<usize>()
+        + BatchClaims::heap_bytes(&record.batch_id)
+}
+
+/// The heap of an ad's first entry in a shard: its slot and its id.
+fn ad_heap_bytes(ad_id: &str) -> usize {
+    heap::hash_entry::<(String, AdDays)>() + heap::allocation(ad_id.len())
 }
 
 #[derive(Debug, Default)]
@@ -208,51 +107,29 @@ impl Generation {
         events: &[Event<'_>],
         under_lock: impl FnOnce(u64) -> R,
     ) -> R {
-        let mut counts: Vec<BatchCount> = Vec::new();
-        for event in events {
-            let at = match counts
-                .iter()
-                .position(|c| c.day == event.day && c.ad_id == event.ad_id)
-            {
-                Some(at) => at,
-                None => {
-                    counts.push(BatchCount {
-                        ad_id: event.ad_id.to_string(),
-                        day: event.day,
-                        impressions: 0,
-                        measurable: 0,
-                        invalid: 0,
-                    });
-                    counts.len() - 1
-                }
-            };
-            let count = &mut counts[at];
-            match Counter::of(event.kind, traffic) {
-                Counter::Impressions => count.impressions += 1,
-                Counter::Measurable => count.measurable += 1,
-                Counter::Invalid => count.invalid += 1,
-            }
-        }
-        let record = BatchRecord {
-            batch_id: batch_id.to_owned(),
-            received_ms,
-            counts,
-        };
-        let mut bytes = record.heap_bytes();
+        let record = BatchRecord::new(batch_id, received_ms, traffic, events);
+        let mut bytes = record_heap_bytes(&record);
         for event in events {
             let mut shard = self.shards[shard_of(&event.ad_id)].lock();
             let days = match shard.ads.get_mut(event.ad_id.as_ref()) {
                 Some(days) => days,
                 None => {
-                    bytes += ENTRY_OVERHEAD_BYTES + event.ad_id.len();
+                    bytes += ad_heap_bytes(&event.ad_id);
                     shard.ads.entry(event.ad_id.to_string()).or_default()
                 }
             };
+            let n_days = days.len();
             let day = days.entry(event.day).or_insert_with(|| {
-                bytes += ENTRY_OVERHEAD_BYTES;
-                DayDelta::default()
+                // A leaf node holds 11 days; an ad rarely has more than 3
+                // (events are at most 48 h old).
+                if n_days % heap::BTREE_LEAF_CAPACITY == 0 {
+                    bytes += heap::btree_leaf::<Day, DayCounts>();
+                }
+                DayCounts::default()
             });
-            bytes += day.add(Counter::of(event.kind, traffic), &event.user_id);
+            let sketch_before = heap::allocation(day.visitors.heap_bytes());
+            day.add(event, traffic);
+            bytes += heap::allocation(day.visitors.heap_bytes()).saturating_sub(sketch_before);
         }
         let mut batches = self.batches.lock();
         batches.push(record);
@@ -422,6 +299,7 @@ impl Aggregator {
     }
 
     /// The number the delta of the current generation will carry.
+    #[cfg(test)]
     pub fn current_seq(&self) -> u64 {
         self.current.read().seq
     }
@@ -568,7 +446,10 @@ impl Aggregator {
 mod tests {
     use std::borrow::Cow;
 
+    use glimpse_wire::{Day, Kind};
+
     use super::*;
+    use crate::counts::Counters;
 
     fn day(s: &str) -> Day {
         s.parse().unwrap()
@@ -605,12 +486,12 @@ mod tests {
         );
         let range = DayRange::new(day(d1), day(d2)).unwrap();
         let p = agg.pending("ad-1", range);
-        assert_eq!(p[&day(d1)].impressions, 1);
-        assert_eq!(p[&day(d1)].measurable, 1);
-        assert_eq!(p[&day(d2)].impressions, 1);
+        assert_eq!(p[&day(d1)].counters.impressions, 1);
+        assert_eq!(p[&day(d1)].counters.measurable, 1);
+        assert_eq!(p[&day(d2)].counters.impressions, 1);
         assert!(!p[&day(d2)].visitors.is_empty());
-        assert_eq!(agg.pending("ad-2", range)[&day(d2)].measurable, 1);
-        assert_eq!(agg.pending("ad-2", range)[&day(d2)].impressions, 0);
+        assert_eq!(agg.pending("ad-2", range)[&day(d2)].counters.measurable, 1);
+        assert_eq!(agg.pending("ad-2", range)[&day(d2)].counters.impressions, 0);
         assert!(agg.pending("ad-2", DayRange::single(day(d1))).is_empty());
         assert_eq!(agg.pending_ads(range), vec!["ad-1", "ad-2"]);
         assert_eq!(agg.pending_ads(DayRange::single(day(d1))), vec!["ad-1"]);
@@ -641,16 +522,22 @@ mod tests {
                 BatchCount {
                     ad_id: "ad-1".into(),
                     day: day(d),
-                    impressions: 2,
-                    measurable: 1,
-                    invalid: 0,
+                    counters: Counters {
+                        impressions: 2,
+                        measurable: 1,
+                        invalid: 0,
+                        verified: 0,
+                    },
                 },
                 BatchCount {
                     ad_id: "ad-2".into(),
                     day: day(d),
-                    impressions: 0,
-                    measurable: 1,
-                    invalid: 0,
+                    counters: Counters {
+                        impressions: 0,
+                        measurable: 1,
+                        invalid: 0,
+                        verified: 0,
+                    },
                 },
             ]
         );
@@ -678,7 +565,14 @@ mod tests {
         );
         let range = DayRange::single(day(d));
         let p = &agg.pending("ad-1", range)[&day(d)];
-        assert_eq!((p.impressions, p.measurable, p.invalid), (1, 0, 2));
+        assert_eq!(
+            (
+                p.counters.impressions,
+                p.counters.measurable,
+                p.counters.invalid
+            ),
+            (1, 0, 2)
+        );
         assert_eq!(p.visitors.estimate(), 1, "only the person is a visitor");
         // An ad seen only by bots is still listed, so its invalid count shows.
         assert_eq!(agg.pending_ads(range), ["ad-1", "ad-9"]);
@@ -689,16 +583,22 @@ mod tests {
                 BatchCount {
                     ad_id: "ad-1".into(),
                     day: day(d),
-                    impressions: 0,
-                    measurable: 0,
-                    invalid: 2,
+                    counters: Counters {
+                        impressions: 0,
+                        measurable: 0,
+                        invalid: 2,
+                        verified: 0,
+                    },
                 },
                 BatchCount {
                     ad_id: "ad-9".into(),
                     day: day(d),
-                    impressions: 0,
-                    measurable: 0,
-                    invalid: 1,
+                    counters: Counters {
+                        impressions: 0,
+                        measurable: 0,
+                        invalid: 1,
+                        verified: 0,
+                    },
                 },
             ]
         );
@@ -725,11 +625,11 @@ mod tests {
             Traffic::Valid,
             &[ev("ad-1", "u2", Kind::Viewable, d)],
         );
-        assert_eq!(agg.pending("ad-1", range)[&day(d)].impressions, 2);
+        assert_eq!(agg.pending("ad-1", range)[&day(d)].counters.impressions, 2);
         let retry = agg.begin_sync().unwrap();
         assert!(Arc::ptr_eq(&first, &retry));
         agg.finish_sync();
-        assert_eq!(agg.pending("ad-1", range)[&day(d)].impressions, 1);
+        assert_eq!(agg.pending("ad-1", range)[&day(d)].counters.impressions, 1);
         let second = agg.begin_sync().unwrap();
         assert_eq!(second.batches[0].batch_id, "b2");
         agg.finish_sync();
@@ -827,12 +727,12 @@ mod tests {
         let mut batches = 0;
         for delta in &synced {
             // A delta holds whole batches: its counters equal its records.
-            let from_keys: u64 = delta.keys().map(|(_, _, d)| d.impressions).sum();
+            let from_keys: u64 = delta.keys().map(|(_, _, d)| d.counters.impressions).sum();
             let from_records: u64 = delta
                 .batches
                 .iter()
                 .flat_map(|b| &b.counts)
-                .map(|c| c.impressions)
+                .map(|c| c.counters.impressions)
                 .sum();
             assert_eq!(from_keys, from_records);
             impressions += from_keys;
@@ -940,7 +840,7 @@ mod tests {
             Traffic::Valid,
             &[ev("ad-1", "u7", Kind::Viewable, d)],
         );
-        assert_eq!(agg.pending("ad-1", range)[&day(d)].impressions, 3);
+        assert_eq!(agg.pending("ad-1", range)[&day(d)].counters.impressions, 3);
         assert_eq!(agg.pending_ads(range), vec!["ad-1"]);
         assert_eq!(agg.pending_keys(), 3);
         let bytes = agg.pending_bytes();
@@ -951,7 +851,7 @@ mod tests {
         );
         // A failed sync retries the same recovered delta.
         assert!(Arc::ptr_eq(&first, &agg.begin_sync().unwrap()));
-        assert_eq!(agg.pending("ad-1", range)[&day(d)].impressions, 3);
+        assert_eq!(agg.pending("ad-1", range)[&day(d)].counters.impressions, 3);
         assert_eq!(agg.pending_bytes(), bytes);
         agg.finish_sync();
         assert_eq!(agg.begin_sync().unwrap().seq, (1 << 32) | 6);

@@ -31,6 +31,7 @@ pub enum Durability {
 use crate::keys::Secret;
 use crate::proxies::Cidr;
 use crate::ratelimit::Rate;
+use crate::signing::SigningSecrets;
 
 /// The glimpse edge server: accepts impression batches, counts them, serves
 /// the counts.
@@ -103,6 +104,12 @@ pub struct Config {
     #[arg(long, env = "GLIMPSE_BODY_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub body_timeout: Duration,
 
+    /// Time a request's line and headers have to arrive in full (e.g. 10s);
+    /// a connection that is slower, or idle that long between requests, is
+    /// closed.
+    #[arg(long, env = "GLIMPSE_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
+    pub header_read_timeout: Duration,
+
     /// Serve `/metrics` on this address instead of the main one (there
     /// without a key: bind it to a private interface).
     #[arg(long, env = "GLIMPSE_METRICS_LISTEN")]
@@ -146,15 +153,29 @@ pub struct Config {
     #[arg(long, env = "GLIMPSE_MAX_PENDING_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub max_pending_bytes: u64,
 
+    /// Ingest answers 503 with Retry-After while the write-ahead log holds
+    /// more than this many bytes on disk (batches not yet in the store, e.g.
+    /// while the store is down). The default leaves most of the shipped
+    /// 1 GiB data volume to the store's files.
+    #[arg(long, env = "GLIMPSE_MAX_LOG_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub max_log_bytes: u64,
+
     /// How long stats read from Redis are reused (0s turns the cache off).
     #[arg(long, env = "GLIMPSE_STATS_CACHE", default_value = "1s", value_parser = humantime::parse_duration)]
     pub stats_cache: Duration,
 
     /// Require signed ads: every event must carry a token
     /// (`<expiry>.<hex HMAC-SHA256(secret, ad_id + "." + expiry)>`) issued
-    /// with this secret; `glimpse-server sign-ad` issues one. Off when not given.
-    #[arg(long, env = "GLIMPSE_AD_SIGNING_SECRET", hide_env_values = true)]
-    pub ad_signing_secret: Option<Secret>,
+    /// with one of these secrets; `glimpse-server sign-ad` issues one. Repeat
+    /// the flag or separate secrets with commas to rotate: the first signs,
+    /// all verify. Each is at least 32 bytes. Off when not given.
+    #[arg(
+        long,
+        env = "GLIMPSE_AD_SIGNING_SECRET",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub ad_signing_secret: Vec<Secret>,
 
     /// Count events from automated browsers (HeadlessChrome, WebDriver) as
     /// impressions instead of as invalid traffic, for test suites that run
@@ -165,6 +186,29 @@ pub struct Config {
     pub count_automation: bool,
 }
 
+impl Config {
+    /// The rules between flags that clap cannot check on its own; the error
+    /// names the flag and never shows a secret.
+    pub fn validate(&self) -> Result<(), String> {
+        self.ad_signing().map(drop)
+    }
+
+    /// The secrets of `--ad-signing-secret`, `None` without the flag.
+    pub fn ad_signing(&self) -> Result<Option<SigningSecrets>, String> {
+        SigningSecrets::from_flag(&self.ad_signing_secret)
+            .map_err(|e| format!("--ad-signing-secret: {e}"))
+    }
+}
+
+/// A duration of more than zero (`500ms`, `10s`).
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err("must be more than zero".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// `glimpse-server sign-ad`: prints a token for `data-ad-token`.
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -173,9 +217,16 @@ pub struct Config {
     about = "Prints a token for an ad slot's `data-ad-token`, for an edge run with --ad-signing-secret."
 )]
 pub struct SignAd {
-    /// The edge's `--ad-signing-secret`.
-    #[arg(long, env = "GLIMPSE_AD_SIGNING_SECRET", hide_env_values = true)]
-    pub secret: Secret,
+    /// The edge's `--ad-signing-secret`: with several (comma separated),
+    /// the first signs.
+    #[arg(
+        long,
+        env = "GLIMPSE_AD_SIGNING_SECRET",
+        value_delimiter = ',',
+        hide_env_values = true,
+        required = true
+    )]
+    pub secret: Vec<Secret>,
 
     /// The ad id the token is for (the slot's `data-ad-id`).
     #[arg(long)]
@@ -197,6 +248,12 @@ mod tests {
         assert_eq!(c.sync_interval, Duration::from_secs(5));
         assert!(c.api_keys.is_empty());
         assert_eq!(c.durability, Durability::Strict);
+        assert_eq!(c.header_read_timeout, Duration::from_secs(10));
+        for bad in ["0s", "never"] {
+            assert!(
+                Config::try_parse_from(["glimpse-server", "--header-read-timeout", bad]).is_err()
+            );
+        }
         let relaxed =
             Config::try_parse_from(["glimpse-server", "--durability", "relaxed"]).unwrap();
         assert_eq!(relaxed.durability, Durability::Relaxed);
@@ -217,18 +274,44 @@ mod tests {
 
     #[test]
     fn signing_flags() {
+        let new = "n".repeat(32);
+        let old = "o".repeat(40);
         let c = Config::try_parse_from(["glimpse-server"]).unwrap();
-        assert!(c.ad_signing_secret.is_none());
-        let c = Config::try_parse_from(["glimpse-server", "--ad-signing-secret", "s3"]).unwrap();
-        assert_eq!(c.ad_signing_secret, Some(Secret::new("s3")));
-        assert!(!format!("{c:?}").contains("s3"));
+        assert!(c.ad_signing_secret.is_empty());
+        assert_eq!(c.validate(), Ok(()));
+        let listed = format!("{new},{old}");
+        let repeated = [
+            "glimpse-server",
+            "--ad-signing-secret",
+            &new,
+            "--ad-signing-secret",
+            &old,
+        ];
+        for c in [
+            Config::try_parse_from(["glimpse-server", "--ad-signing-secret", &listed]).unwrap(),
+            Config::try_parse_from(repeated).unwrap(),
+        ] {
+            assert_eq!(
+                c.ad_signing_secret,
+                [Secret::new(new.as_str()), Secret::new(old.as_str())]
+            );
+            assert_eq!(c.validate(), Ok(()));
+            assert!(!format!("{c:?}").contains(&new));
+        }
+        let short =
+            Config::try_parse_from(["glimpse-server", "--ad-signing-secret", "s3"]).unwrap();
+        let e = short.validate().unwrap_err();
+        assert!(
+            e.starts_with("--ad-signing-secret: signing secret 1 of 1 is 2 bytes"),
+            "{e}"
+        );
         let s = SignAd::try_parse_from([
-            "sign-ad", "--secret", "s3", "--ad-id", "ad-1", "--ttl", "1h",
+            "sign-ad", "--secret", &listed, "--ad-id", "ad-1", "--ttl", "1h",
         ])
         .unwrap();
         assert_eq!(
-            (s.ad_id.as_str(), s.ttl),
-            ("ad-1", Duration::from_secs(3600))
+            (s.ad_id.as_str(), s.ttl, s.secret.len()),
+            ("ad-1", Duration::from_secs(3600), 2)
         );
         assert!(SignAd::try_parse_from(["sign-ad", "--secret", "s3", "--ttl", "1h"]).is_err());
     }
@@ -248,6 +331,7 @@ mod tests {
         assert_eq!(c.redis_prefix, "glimpse:");
         assert_eq!(c.retention_days, 400);
         assert_eq!(c.max_pending_bytes, 256 * 1024 * 1024);
+        assert_eq!(c.max_log_bytes, 256 * 1024 * 1024);
         assert_eq!(c.stats_cache, Duration::from_secs(1));
         let c = Config::try_parse_from([
             "glimpse-server",

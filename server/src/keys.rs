@@ -26,9 +26,9 @@ use std::fmt;
 use glimpse_wire::ingest::{is_id_byte, MAX_AD_OR_USER_ID_BYTES};
 
 /// Shortest key accepted from the keys file.
-pub const MIN_FILE_KEY_BYTES: usize = 16;
+pub(crate) const MIN_FILE_KEY_BYTES: usize = 16;
 /// Longest key accepted anywhere.
-pub const MAX_KEY_BYTES: usize = 256;
+pub(crate) const MAX_KEY_BYTES: usize = 256;
 
 /// The ad ids a key may read.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -130,7 +130,7 @@ pub fn parse_keys_file(text: &str) -> Result<Vec<ApiKey>, KeysFileError> {
 
 /// Checks a key's length and alphabet (printable ASCII, no spaces). The
 /// message never contains the key.
-pub fn check_key(key: &str, min_len: usize) -> Result<(), String> {
+pub(crate) fn check_key(key: &str, min_len: usize) -> Result<(), String> {
     if key.len() < min_len {
         return Err(format!(
             "the key is {} bytes long; keys must be at least {min_len}",
@@ -184,7 +184,7 @@ fn parse_scope(text: &str) -> Result<Scope, String> {
 
 /// Byte equality whose running time depends on the lengths only, never on
 /// where the first difference is.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

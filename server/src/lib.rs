@@ -1,97 +1,63 @@
-//! The glimpse edge server.
+//! The glimpse edge server: a library, so tests can run a whole edge
+//! in-process, and a thin binary (`main.rs`).
 //!
-//! Data flows through the modules in this order:
+//! A batch flows through the modules in this order:
 //!
-//! - [`http`]: routes, limits, auth and static files; the only module that
-//!   speaks HTTP. Ingest validates a batch with `glimpse_wire`, claims its id
-//!   ([`claims`]) and records its events in the [`aggregate::Aggregator`];
-//!   with `--ad-signing-secret` each event's token is checked by [`signing`],
-//!   and [`traffic`] judges whether the batch comes from a known bot.
-//! - [`aggregate`]: per-(ad, day) deltas in memory; no I/O.
-//! - [`wal`]: the write-ahead log: each accepted batch is appended (group
+//! - `http`: routes, extractors, auth, the guard layers (rate limit, load
+//!   shedding, body timeout), static files, and the mapping of errors to
+//!   JSON answers; the only module that knows HTTP. Each route calls the core.
+//! - `edge`: the core, [`Edge`]: the state everything shares (aggregator,
+//!   batch claims, log, store, clock, ingest rules, metrics) and the ingest
+//!   pipeline, as plain Rust. Ingest validates events with `glimpse_wire`,
+//!   checks signed ads ([`signing`]), judges the traffic (`traffic`), and
+//!   counts each batch once by the protocol in `counted`.
+//! - `aggregate`: pending [`counts`] per (ad, day), in memory; no I/O.
+//! - `wal`: the write-ahead log: each accepted batch is appended (group
 //!   commit) before ingest answers, replayed at start, truncated once the
 //!   store has it; the only module that touches `<data-dir>/wal/`.
 //! - [`sync`]: the background task that hands deltas to the store.
 //! - [`store`]: the [`store::Store`] trait and its implementations (the
 //!   embedded redb store, the default, and the Redis / Redis Cluster store,
-//!   whose key schema and sync protocol are in `docs/redis.md`) and the
-//!   edge's identity; with [`wal`], the only modules that touch persistent
-//!   state.
-//! - [`stats`]: stored days merged with pending deltas; no I/O.
+//!   whose key schema and sync protocol are in `docs/redis.md`), the local
+//!   index of synced batch ids and the edge's identity; with `wal`, the only
+//!   modules that touch persistent state.
+//! - `stats`: stored days merged with pending ones into the answers; no I/O.
 //!
 //! [`run`] ties them together on a listener the caller owns and stops when the
-//! caller's shutdown future resolves, so tests can run a whole edge in-process.
+//! caller's shutdown future resolves.
 
-pub mod aggregate;
-pub mod claims;
+mod aggregate;
 pub mod clock;
 pub mod config;
-pub mod http;
+mod counted;
+pub mod counts;
+mod edge;
+mod heap;
+mod http;
 pub mod keys;
-pub mod metrics;
-pub mod proxies;
-pub mod ratelimit;
+mod metrics;
+mod proxies;
+mod ratelimit;
 pub mod signing;
-pub mod stats;
+mod stats;
 pub mod store;
 pub mod sync;
-pub mod traffic;
-pub mod wal;
+mod traffic;
+mod wal;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
 
 pub use config::Config;
-pub use http::{app, metrics_app, Access, Edge, Guard};
+pub use edge::{Edge, EdgeParts, IngestRules};
+pub use http::{app, metrics_app, Access, Guard, HttpParts, HttpState};
 
-use crate::aggregate::Aggregator;
 use crate::clock::SystemClock;
-use crate::config::StoreKind;
-use crate::store::embedded::EmbeddedStore;
 use crate::store::identity::EdgeIdentity;
-use crate::store::redis::{RedisOptions, RedisStore};
-use crate::store::Store;
-use crate::wal::{SyncPolicy, Wal};
-
-/// Opens the store the configuration names, for the edge `edge_id`. The
-/// Redis store does not wait for Redis: it connects on first use and
-/// reconnects on its own.
-pub fn open_store(config: &Config, edge_id: &str) -> anyhow::Result<Arc<dyn Store>> {
-    match config.store {
-        StoreKind::Embedded => {
-            let store = EmbeddedStore::open(&config.data_dir).with_context(|| {
-                format!(
-                    "opening the embedded store in {}",
-                    config.data_dir.display()
-                )
-            })?;
-            Ok(Arc::new(store))
-        }
-        StoreKind::Redis => {
-            if config.redis_url.is_none() && config.redis_cluster_nodes.is_empty() {
-                anyhow::bail!("--store redis needs --redis-url or --redis-cluster-nodes");
-            }
-            // rediss:// needs a TLS provider; installing it twice is harmless.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            let store = RedisStore::open(RedisOptions {
-                url: config.redis_url.clone(),
-                cluster_nodes: config.redis_cluster_nodes.clone(),
-                prefix: config.redis_prefix.clone(),
-                retention_days: config.retention_days,
-                stats_cache: config.stats_cache,
-                edge_id: edge_id.to_owned(),
-                data_dir: config.data_dir.clone(),
-            })
-            .context("setting up the Redis store")?;
-            Ok(Arc::new(store))
-        }
-    }
-}
+use crate::wal::Log;
 
 /// The access rule from `--api-keys` and `--api-keys-file`; a keys file that
 /// cannot be read or parsed stops the start with the line at fault.
@@ -111,38 +77,8 @@ pub fn load_access(config: &Config) -> anyhow::Result<Access> {
 }
 
 /// The write-ahead log's directory inside the data directory.
-/// How often `--durability relaxed` fsyncs the log: a machine crash loses
-/// at most this much of acknowledged batches, and fsyncs stay few under load.
-pub const RELAXED_FSYNC_INTERVAL: Duration = Duration::from_millis(100);
-
-pub fn wal_dir(config: &Config) -> std::path::PathBuf {
+fn wal_dir(config: &Config) -> std::path::PathBuf {
     config.data_dir.join("wal")
-}
-
-/// The aggregator of this run: the deltas of the batches a previous run
-/// logged but did not sync, under their old numbers, then this run's own.
-fn recover(config: &Config, identity: &EdgeIdentity) -> anyhow::Result<(Aggregator, Vec<String>)> {
-    let recovered = wal::recover(&wal_dir(config)).context("replaying the write-ahead log")?;
-    let first_seq = identity.first_sequence();
-    if let Some(r) = recovered.iter().find(|r| r.delta.seq >= first_seq) {
-        anyhow::bail!(
-            "the write-ahead log holds segment {} but this run numbers its deltas from {first_seq}:              was edge-boots in {} replaced?",
-            r.delta.seq,
-            config.data_dir.display()
-        );
-    }
-    let batch_ids: Vec<String> = recovered
-        .iter()
-        .flat_map(|r| r.delta.batches.iter().map(|b| b.batch_id.clone()))
-        .collect();
-    if !recovered.is_empty() {
-        tracing::warn!(
-            deltas = recovered.len(),
-            batches = batch_ids.len(),
-            "the previous run stopped without syncing; its logged batches are pending again"
-        );
-    }
-    Ok((Aggregator::with_recovered(first_seq, recovered), batch_ids))
 }
 
 /// Runs an edge on `listener` until `shutdown` resolves, then flushes every
@@ -155,42 +91,32 @@ pub async fn run(
     // Held (with the directory's lock) until the run ends.
     let identity = EdgeIdentity::load(&config.data_dir).context("loading the edge identity")?;
     tracing::info!(edge_id = %identity.id, boot = identity.boot, "edge identity");
-    let store = open_store(&config, &identity.id)?;
-    let (aggregator, replayed) = recover(&config, &identity)?;
-    let sync_policy = match config.durability {
-        config::Durability::Strict => SyncPolicy::EveryGroup,
-        config::Durability::Relaxed => SyncPolicy::AtMostEvery(RELAXED_FSYNC_INTERVAL),
-    };
-    let wal = Wal::start(&wal_dir(&config), sync_policy)?;
+    let store = store::open(&config, &identity.id)?;
+    let log = Log::open(&wal_dir(&config), config.durability, &identity)?;
     let access = load_access(&config)?;
     if matches!(access, Access::LoopbackOnly) {
         tracing::warn!(
             "no API keys configured (--api-keys, --api-keys-file): stats routes answer loopback clients only"
         );
     }
-    let mut edge = Edge::new(store, Arc::new(SystemClock), access);
-    edge.aggregator = aggregator;
-    // A client retrying a replayed batch gets "duplicate", as before the crash.
-    for id in &replayed {
-        edge.claims.claim_counted(id);
-    }
-    edge.wal = Some(wal);
-    edge.durability = config.durability;
     if config.durability == config::Durability::Relaxed {
         tracing::warn!("--durability relaxed: ingest answers before its batch is fsynced; a crash loses the last moments of accepted batches");
     }
-    edge.max_pending_bytes = usize::try_from(config.max_pending_bytes).unwrap_or(usize::MAX);
-    edge.www_dir = Some(config.www_dir.clone());
-    edge.sdk_dir = Some(config.sdk_dir.clone());
-    edge.guard = Guard::from_config(&config);
-    edge.ad_signing_secret = config.ad_signing_secret.clone();
-    edge.count_automation = config.count_automation;
+    let edge = Arc::new(Edge::new(EdgeParts {
+        store,
+        clock: Arc::new(SystemClock),
+        rules: IngestRules::from_config(&config).map_err(anyhow::Error::msg)?,
+        log: Some(log),
+    }));
     for (what, dir) in [("demo site", &config.www_dir), ("SDK", &config.sdk_dir)] {
         if !dir.is_dir() {
             tracing::info!(dir = %dir.display(), "{what} directory not found; not serving it");
         }
     }
-    let edge = Arc::new(edge);
+    let http = Arc::new(HttpState::new(
+        Arc::clone(&edge),
+        HttpParts::from_config(&config, access),
+    ));
 
     let (stop_sync, sync_stopped) = tokio::sync::watch::channel(false);
     let sync_task = {
@@ -210,23 +136,17 @@ pub async fn run(
                 "glimpse-server metrics on http://{}",
                 metrics_listener.local_addr()?
             );
-            let serve = axum::serve(metrics_listener, metrics_app(Arc::clone(&edge)));
-            Some(tokio::spawn(async move {
-                if let Err(e) = serve.await {
-                    tracing::error!(error = %e, "the metrics listener failed");
-                }
-            }))
+            let serve = http::serve(
+                metrics_listener,
+                metrics_app(Arc::clone(&http)),
+                config.header_read_timeout,
+                std::future::pending(),
+            );
+            Some(tokio::spawn(serve))
         }
     };
 
-    let router = app(Arc::clone(&edge));
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .context("serving HTTP")?;
+    http::serve(listener, app(http), config.header_read_timeout, shutdown).await;
     if let Some(task) = metrics_task {
         task.abort();
     }
@@ -237,9 +157,7 @@ pub async fn run(
     sync::flush(&edge)
         .await
         .context("flushing pending counts at shutdown")?;
-    if let Some(wal) = &edge.wal {
-        wal.close();
-    }
+    edge.close_log();
     tracing::info!("all pending counts are in the store");
     drop(identity);
     Ok(())

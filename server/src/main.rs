@@ -1,7 +1,9 @@
 //! `glimpse-server`: parses flags, binds, runs until SIGINT or SIGTERM.
 
-use clap::Parser;
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
 use glimpse_server::config::SignAd;
+use glimpse_server::signing::SigningSecrets;
 use glimpse_server::Config;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -17,6 +19,11 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let config = Config::parse();
+    if let Err(e) = config.validate() {
+        Config::command()
+            .error(ErrorKind::ValueValidation, e)
+            .exit();
+    }
     let shutdown = shutdown_signal()?;
     let listener = TcpListener::bind(config.listen)
         .await
@@ -34,8 +41,13 @@ fn sign_ad(args: SignAd) -> anyhow::Result<()> {
         .map_err(|why| anyhow::anyhow!("--ad-id {why}"))?;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
     let expiry = now.saturating_add(args.ttl).as_secs();
+    let secrets = SigningSecrets::new(args.secret).unwrap_or_else(|e| {
+        SignAd::command()
+            .error(ErrorKind::ValueValidation, format!("--secret: {e}"))
+            .exit()
+    });
     let token =
-        glimpse_server::signing::issue(args.secret.expose().as_bytes(), &args.ad_id, expiry);
+        glimpse_server::signing::issue(secrets.signing().expose().as_bytes(), &args.ad_id, expiry);
     println!("{token}");
     Ok(())
 }

@@ -66,8 +66,12 @@ impl Histogram {
 /// What only the scrape can measure: sizes read from other modules.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Gauges {
+    /// Whether the store answered a ping during this scrape.
+    pub store_up: bool,
     pub pending_keys: usize,
     pub pending_bytes: usize,
+    /// `--max-pending-bytes`: past it ingest answers 503.
+    pub max_pending_bytes: usize,
     pub rate_limited_clients: usize,
     pub requests_in_flight: usize,
     /// The write-ahead log's counters, when it runs.
@@ -155,11 +159,6 @@ impl Metrics {
     /// A store operation failed: `apply`, `read` or `batch_seen`.
     pub fn store_error(&self, operation: &'static str) {
         self.store_errors.add(operation, 1);
-    }
-
-    /// Accepted events so far (for tests and logs).
-    pub fn events_accepted(&self) -> u64 {
-        get(&self.events_accepted)
     }
 
     /// The Prometheus text exposition (format 0.0.4) of every metric.
@@ -284,8 +283,20 @@ impl Metrics {
         gauge(
             &mut out,
             "glimpse_pending_bytes",
-            "Approximate memory held by pending counts and batch records.",
+            "Heap bytes held by pending counts, their batch records and claims (estimated allocation by allocation).",
             gauges.pending_bytes,
+        );
+        gauge(
+            &mut out,
+            "glimpse_pending_bytes_limit",
+            "--max-pending-bytes: past it ingest answers 503 until a sync lands.",
+            gauges.max_pending_bytes,
+        );
+        gauge(
+            &mut out,
+            "glimpse_store_up",
+            "1 if the store answered a ping during this scrape, else 0 (ingest goes on; counts wait in memory).",
+            usize::from(gauges.store_up),
         );
         gauge(
             &mut out,
@@ -357,8 +368,10 @@ mod tests {
         m.sync_finished(Duration::from_secs(60), false);
         m.store_error("apply");
         let text = m.render(&Gauges {
+            store_up: false,
             pending_keys: 7,
             pending_bytes: 1234,
+            max_pending_bytes: 4096,
             wal: Some(crate::wal::WalFigures {
                 fsyncs: 3,
                 records: 12,
@@ -400,6 +413,8 @@ mod tests {
         assert!(text.contains("glimpse_store_errors_total{operation=\"apply\"} 1"));
         assert!(text.contains("glimpse_pending_keys 7"));
         assert!(text.contains("glimpse_pending_bytes 1234"));
+        assert!(text.contains("glimpse_pending_bytes_limit 4096"));
+        assert!(text.contains("glimpse_store_up 0"));
         // Every sample line belongs to a declared metric.
         let mut declared = Vec::new();
         for l in text.lines() {

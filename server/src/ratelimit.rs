@@ -127,10 +127,6 @@ impl RateLimiter {
         }
     }
 
-    pub fn rate(&self) -> Rate {
-        self.rate
-    }
-
     /// Takes a token for `ip` at `now_ms`, or answers how many whole seconds
     /// (at least 1) until one is available.
     pub fn check(&self, ip: IpAddr, now_ms: i64) -> Result<(), u64> {

@@ -1,10 +1,12 @@
-//! The background task that folds pending deltas into the store.
+//! The background task that folds pending deltas into the store: when to
+//! sync, and how to back off. What a sync hands over, and in which order, is
+//! step 5 and 6 of `crate::counted`.
 
 use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::http::Edge;
+use crate::edge::Edge;
 use crate::store::StoreError;
 
 /// Longest wait between two failed attempts.
@@ -12,32 +14,24 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Syncs what is pending once. Returns whether anything was written.
 pub async fn sync_once(edge: &Edge) -> Result<bool, StoreError> {
-    let Some(delta) = edge.aggregator.begin_sync() else {
+    let Some(delta) = edge.begin_sync() else {
         return Ok(false);
     };
     let started = std::time::Instant::now();
-    let applied = edge.store.apply(&delta, edge.clock.now_ms()).await;
-    edge.metrics
-        .sync_finished(started.elapsed(), applied.is_ok());
+    let applied = edge.store().apply(&delta, edge.now_ms()).await;
+    let metrics = edge.metrics();
+    metrics.sync_finished(started.elapsed(), applied.is_ok());
     if applied.is_err() {
-        edge.metrics.store_error("apply");
+        metrics.store_error("apply");
     }
     applied?;
-    edge.aggregator.finish_sync();
-    // The store holds the delta: its log segment (and any older) can go.
-    if let Some(wal) = &edge.wal {
-        wal.forget_through(delta.seq);
-    }
-    // Only now does the store answer for these ids.
-    for record in &delta.batches {
-        edge.claims.release(&record.batch_id);
-    }
+    edge.synced(&delta);
     Ok(true)
 }
 
 /// Waits before the attempt that follows `failures` failed ones: doubling
 /// from `base`, capped, with full jitter so many edges do not retry in step.
-pub fn backoff(base: Duration, failures: u32, unit_random: f64) -> Duration {
+pub(crate) fn backoff(base: Duration, failures: u32, unit_random: f64) -> Duration {
     let exp = base
         .saturating_mul(1u32 << failures.min(16))
         .min(MAX_BACKOFF);

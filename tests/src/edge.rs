@@ -19,8 +19,8 @@ use serde_json::Value;
 /// How long a server may take to start or stop before the test fails.
 const STARTUP_DEADLINE: Duration = Duration::from_secs(30);
 
-/// The flag for edges that browser tests talk to: the tests run a headless
-/// Chromium under chromedriver (`HeadlessChrome`, `navigator.webdriver`),
+/// The flag for edges that browser tests talk to: the tests drive browsers
+/// over WebDriver (`navigator.webdriver`, and Chromium's `HeadlessChrome`),
 /// which an edge otherwise counts as invalid traffic, not as impressions.
 pub const COUNT_AUTOMATION: &str = "--count-automation";
 
@@ -86,6 +86,7 @@ impl Edge {
             "GLIMPSE_TRUSTED_PROXIES",
             "GLIMPSE_MAX_CONCURRENT_REQUESTS",
             "GLIMPSE_BODY_TIMEOUT",
+            "GLIMPSE_HEADER_READ_TIMEOUT",
             "GLIMPSE_METRICS_LISTEN",
             "GLIMPSE_STORE",
             "GLIMPSE_REDIS_URL",
@@ -93,6 +94,7 @@ impl Edge {
             "GLIMPSE_REDIS_PREFIX",
             "GLIMPSE_STATS_CACHE",
             "GLIMPSE_MAX_PENDING_BYTES",
+            "GLIMPSE_MAX_LOG_BYTES",
             "GLIMPSE_RETENTION_DAYS",
             "GLIMPSE_COUNT_AUTOMATION",
             "GLIMPSE_DURABILITY",
@@ -150,6 +152,19 @@ impl Edge {
         self.child.as_ref().expect("running").id()
     }
 
+    /// A memory figure of the process from `/proc/<pid>/status`, in bytes:
+    /// `VmRSS` (resident now) or `VmHWM` (the most it was ever resident).
+    pub fn memory_bytes(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc/<pid>/status");
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().strip_suffix("kB")?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc/<pid>/status"));
+        kib * 1024
+    }
+
     /// Polls `done` every 20 ms until it holds, failing the test at `deadline`.
     pub fn wait_until(&self, deadline: Duration, what: &str, mut done: impl FnMut() -> bool) {
         wait_until(deadline, what, &mut done)
@@ -188,6 +203,20 @@ impl Edge {
     /// GET, any status; `Err` only when no answer came.
     pub fn get_raw(&self, path: &str) -> Result<(u16, String), String> {
         answer(agent().get(&self.url(path)).call())
+    }
+
+    /// GET with these extra headers, any status; `Err` only when no answer
+    /// came.
+    pub fn get_with_headers(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<(u16, String), String> {
+        let mut request = agent().get(&self.url(path));
+        for (name, value) in headers {
+            request = request.set(name, value);
+        }
+        answer(request.call())
     }
 
     /// GET expecting 200 and a JSON body.
@@ -266,12 +295,41 @@ fn answer(result: Result<ureq::Response, ureq::Error>) -> Result<(u16, String), 
 
 /// Polls `done` every 20 ms until it holds, failing the test at `deadline`.
 pub fn wait_until(deadline: Duration, what: &str, done: &mut dyn FnMut() -> bool) {
+    assert!(
+        poll(deadline, done),
+        "timed out after {deadline:?} waiting until {what}"
+    );
+}
+
+/// Polls `read` every 20 ms until it answers `want`, failing the test at
+/// `deadline` with the last answer.
+pub fn wait_for_value<T: PartialEq + std::fmt::Debug>(
+    deadline: Duration,
+    what: &str,
+    want: &T,
+    read: &mut dyn FnMut() -> T,
+) {
+    let mut last = None;
+    let arrived = poll(deadline, &mut || {
+        let now = read();
+        let done = now == *want;
+        last = Some(now);
+        done
+    });
+    assert!(
+        arrived,
+        "timed out after {deadline:?} waiting for {what} to be {want:?}: last {last:?}"
+    );
+}
+
+/// Whether `done` held within `deadline`, asked every 20 ms.
+pub(crate) fn poll(deadline: Duration, done: &mut dyn FnMut() -> bool) -> bool {
     let started = Instant::now();
     while !done() {
-        assert!(
-            started.elapsed() < deadline,
-            "timed out after {deadline:?} waiting until {what}"
-        );
+        if started.elapsed() >= deadline {
+            return false;
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
+    true
 }

@@ -13,7 +13,9 @@
 //!   the command, to provoke retries;
 //! - [`browser`]: real browsers of three engines (Chromium, Firefox,
 //!   WebKit) driven over WebDriver, [`in_every_engine!`] to run a test in
-//!   each, and the SDK built into `sdk/pkg`.
+//!   each, and the SDK built into `sdk/pkg`;
+//! - [`sdk_page`]: an edge serving the SDK and its test pages, and the calls
+//!   the SDK's browser tests make into those pages.
 //!
 //! The tests themselves live in `tests/e2e/` (one integration-test binary,
 //! one module per area).
@@ -22,3 +24,4 @@ pub mod browser;
 pub mod edge;
 pub mod proxy;
 pub mod redis;
+pub mod sdk_page;

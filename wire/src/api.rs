@@ -41,6 +41,9 @@ pub struct DayStats {
     /// Events from known bots (viewable or measurable), counted here
     /// instead of in `impressions` and `measurable`.
     pub invalid: u64,
+    /// The `impressions` the browser vouched were neither covered nor
+    /// visually altered (IntersectionObserver v2).
+    pub verified: u64,
 }
 
 /// `GET /v1/ads/{ad_id}/stats`.
@@ -57,6 +60,9 @@ pub struct StatsResponse {
     pub viewability_rate: Option<f64>,
     /// Events from known bots over the range, not in the counts above.
     pub invalid: u64,
+    /// The `impressions` the browser vouched were neither covered nor
+    /// visually altered, over the range.
+    pub verified: u64,
     pub days: Vec<DayStats>,
 }
 
@@ -80,14 +86,20 @@ pub struct AdSummary {
     pub viewability_rate: Option<f64>,
     /// Events from known bots over the range.
     pub invalid: u64,
+    /// Verified `impressions` over the range.
+    pub verified: u64,
 }
 
-/// `GET /v1/ads?from=..&to=..`: the ads with any count in the range.
+/// `GET /v1/ads?from=..&to=..&limit=..&cursor=..`: one page of the ads with
+/// any count in the range, by ad id.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AdsResponse {
     pub from: Day,
     pub to: Day,
     pub ads: Vec<AdSummary>,
+    /// Pass as `cursor` for the next page; `null` on the last one.
+    #[serde(default)]
+    pub next_cursor: Option<String>,
 }
 
 /// `GET /v1/impression` (the single-impression form).
@@ -100,9 +112,14 @@ pub struct ImpressionLogged {
 /// `GET /readyz`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Readiness {
-    /// `"ready"` or `"degraded"`.
+    /// `"ready"` (ingest is accepted) or `"degraded"` (it is not; `detail`
+    /// says why).
     pub status: String,
     pub store: String,
+    /// `"ok"`, `"unreachable"` or `"timeout"`: whether the store answered a
+    /// ping just now. An unreachable store leaves the edge ready.
+    #[serde(default)]
+    pub store_status: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
 }

@@ -2,10 +2,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
-  ApiError, adsUrl, buildChartPath, chartScales, compareAdIds, daysOf, describeError,
+  ApiError, adsUrl, buildChartPath, listAllAds, chartScales, compareAdIds, daysOf, describeError,
   describeStats, fetchJson, formatCount, formatDayLong, formatDayShort, formatRate, isoDate,
   labelIndices, lastNDays, niceStep, niceTicks, parseIsoDate, rangeLength, seriesPoints,
-  statsUrl, totals, validateRange,
+  statsUrl, totals, validateRange, verifiedShare,
 } from "../dashboard-lib.js";
 
 test("lastNDays counts back in UTC, today included", () => {
@@ -81,7 +81,8 @@ test("totals leave unique visitors out and rate is impressions / measurable", ()
 });
 
 test("URLs encode the ad id and the range", () => {
-  assert.equal(adsUrl("2025-01-01", "2025-01-07"), "/v1/ads?from=2025-01-01&to=2025-01-07");
+  assert.equal(adsUrl("2025-01-01", "2025-01-07"), "/v1/ads?from=2025-01-01&to=2025-01-07&limit=1000");
+  assert.equal(adsUrl("2025-01-01", "2025-01-07", "61"), "/v1/ads?from=2025-01-01&to=2025-01-07&limit=1000&cursor=61");
   assert.equal(statsUrl("acme:shoes.1", "2025-01-01", "2025-01-02"), "/v1/ads/acme%3Ashoes.1/stats?from=2025-01-01&to=2025-01-02");
 });
 
@@ -202,4 +203,32 @@ test("describeStats summarises the range for the chart description", () => {
     "5 viewable impressions and 3 unique visitors from Jan 1, 2025 to Jan 2, 2025. Busiest day: Jan 2, 2025 with 4 impressions.");
   assert.match(describeStats({ ...s, impressions: 0, unique_visitors: 0, days: [{ date: "2025-01-01", impressions: 0 }] }),
     /on Jan 1, 2025\. No impressions on any day\./);
+});
+
+test("verifiedShare: verified over viewable impressions, null without impressions", () => {
+  assert.equal(verifiedShare({ impressions: 8, verified: 6 }), 0.75);
+  assert.equal(formatRate(verifiedShare({ impressions: 3, verified: 1 })), "33.3%");
+  assert.equal(verifiedShare({ impressions: 5, verified: 0 }), 0);
+  assert.equal(verifiedShare({ impressions: 0, verified: 0 }), null);
+  assert.equal(verifiedShare({ impressions: 4 }), null, "an answer without the field");
+  assert.equal(verifiedShare(null), null);
+});
+
+test("listAllAds follows next_cursor to the last page", async () => {
+  const pages = {
+    "/v1/ads?from=d1&to=d2&limit=1000": { ads: [{ ad_id: "a" }, { ad_id: "b" }], next_cursor: "62" },
+    "/v1/ads?from=d1&to=d2&limit=1000&cursor=62": { ads: [{ ad_id: "c" }], next_cursor: null },
+  };
+  const asked = [];
+  const ads = await listAllAds("d1", "d2", async (url) => { asked.push(url); return pages[url]; });
+  assert.deepEqual(ads.map((a) => a.ad_id), ["a", "b", "c"]);
+  assert.deepEqual(asked, Object.keys(pages));
+  // An answer without next_cursor (an older edge) is one page.
+  assert.equal((await listAllAds("d1", "d2", async () => ({ ads: [{ ad_id: "x" }] }))).length, 1);
+});
+
+test("listAllAds refuses bad pages and pages that never end", async () => {
+  await assert.rejects(listAllAds("d1", "d2", async () => ({})), { kind: "bad-response" });
+  await assert.rejects(listAllAds("d1", "d2", async () => ({ ads: [], next_cursor: 7 })), { kind: "bad-response" });
+  await assert.rejects(listAllAds("d1", "d2", async () => ({ ads: [], next_cursor: "61" }), 3), { kind: "bad-response" });
 });

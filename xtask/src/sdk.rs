@@ -174,10 +174,7 @@ fn ensure_wasm_bindgen(root: &Path, cargo: &str) -> Result<PathBuf> {
     eprintln!("xtask sdk: installing wasm-bindgen-cli {want} (found {have:?})");
     // Not --locked: the CLI's own lockfile pins crates the registry mirror may lack.
     status(Command::new(cargo).args(["install", "wasm-bindgen-cli", "--version", &want]))?;
-    let home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
-    Ok(home
+    Ok(crate::tools::cargo_home()
         .map(|h| h.join("bin/wasm-bindgen"))
         .filter(|p| p.exists())
         .unwrap_or_else(|| PathBuf::from("wasm-bindgen")))

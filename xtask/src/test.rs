@@ -1,9 +1,11 @@
 //! `cargo xtask test`: every check and test of the project, in one command
 //! that a fresh machine can run.
 //!
-//! It installs what is missing (Debian's `redis-server`, `chromium` and
-//! `chromium-driver`; the wasm target and the wasm-bindgen CLI through
-//! [`crate::sdk`]), then runs, stopping at the first failure:
+//! It installs what is missing (Debian's `redis-server`, `chromium`,
+//! `chromium-driver`, `firefox-esr`, `webkit2gtk-driver`, `xvfb` and
+//! `xauth`; `geckodriver` from crates.io into `~/.cache/glimpse/tools`; the
+//! wasm target and the wasm-bindgen CLI through [`crate::sdk`]), then runs,
+//! stopping at the first failure:
 //! formatting, clippy, the SDK build, the demo site's unit tests, the deploy
 //! manifest checks, and `cargo test --workspace` (unit, router and
 //! end-to-end tests with real processes) last.
@@ -24,8 +26,16 @@ pub fn run() -> Result<()> {
         ("chromedriver", "chromium-driver"),
         ("node", "nodejs"),
         ("python3", "python3"),
+        // The browser tests' other two engines: Firefox and WebKit, whose
+        // MiniBrowser needs an X server (xauth is for running it by hand
+        // under xvfb-run).
+        ("firefox-esr", "firefox-esr"),
+        ("WebKitWebDriver", "webkit2gtk-driver"),
+        ("Xvfb", "xvfb"),
+        ("xauth", "xauth"),
     ])?;
     let cargo = tools::cargo();
+    tools::ensure_geckodriver(&cargo)?;
     let step = |name: &str| eprintln!("\n==> xtask test: {name}");
 
     step("cargo fmt --check");

@@ -82,3 +82,56 @@ pub fn ensure_debian_packages(wanted: &[(&str, &str)]) -> Result<()> {
     install.args(&missing);
     status(&mut install).with_context(|| format!("installing {missing:?}"))
 }
+
+/// Cargo's home (`$CARGO_HOME`, else `~/.cargo`), where `cargo install`
+/// puts programs by default.
+pub fn cargo_home() -> Option<PathBuf> {
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+}
+
+/// Where `cargo xtask test` installs programs it builds itself: under
+/// `~/.cache`, which CI keeps between runs on a machine.
+fn tools_cache() -> Option<PathBuf> {
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/glimpse/tools"))
+}
+
+/// The geckodriver version that `cargo xtask test` installs when none is
+/// found (the Firefox tests were checked with it).
+const GECKODRIVER: &str = "0.37.1";
+
+/// Installs `geckodriver` (Firefox's WebDriver server, built from crates.io)
+/// into the tools cache unless it is on PATH, in `$CARGO_HOME/bin` or in the
+/// cache already: the places the browser tests look for it.
+pub fn ensure_geckodriver(cargo: &str) -> Result<()> {
+    let found = on_path("geckodriver")
+        || [cargo_home(), tools_cache()]
+            .into_iter()
+            .flatten()
+            .any(|dir| dir.join("bin/geckodriver").is_file());
+    if found {
+        return Ok(());
+    }
+    let root = tools_cache().context("no HOME to keep geckodriver in")?;
+    eprintln!(
+        "xtask: installing geckodriver {GECKODRIVER} into {} (about 3 minutes on 2 cores, once)",
+        root.display()
+    );
+    let install = |locked: bool| {
+        let mut cmd = Command::new(cargo);
+        cmd.args(["install", "geckodriver", "--version", GECKODRIVER, "--root"])
+            .arg(&root);
+        if locked {
+            cmd.arg("--locked");
+        }
+        status(&mut cmd)
+    };
+    // --locked builds what geckodriver was released with; a registry
+    // mirror may lack one of those exact versions, and then only a fresh
+    // resolution builds.
+    install(true).or_else(|e| {
+        eprintln!("xtask: geckodriver --locked failed ({e:#}); trying without --locked");
+        install(false)
+    })
+}

@@ -88,6 +88,19 @@ impl Drop for Listener {
     }
 }
 
+/// A listener telling the tracker that the page may have changed
+/// ([`Inner::on_page`]). Every such listener shares this one closure type,
+/// since each closure type costs its own glue in the wasm.
+fn page_listener(
+    me: &Weak<RefCell<Inner>>,
+    target: &EventTarget,
+    name: &'static str,
+    hide: bool,
+) -> Listener {
+    let m = me.clone();
+    Listener::new(target, name, move |_: Event| with(&m, |i| i.on_page(hide)))
+}
+
 /// One running tracker: the options, and one part per concern.
 struct Inner {
     opts: Options,
@@ -205,16 +218,18 @@ pub fn start(options: JsValue) -> Result<Tracker, JsError> {
     let opts = read_options(&options)?;
     let win = window().ok_or_else(|| bad("glimpse: no window"))?;
     let doc = win.document().ok_or_else(|| bad("glimpse: no document"))?;
+    // A prerendered page stores nothing until it is shown (`activate`).
+    let prerendering = prerendering(&doc);
     // A page without consent keeps nothing and sends nothing.
-    let store = Store::open(&win, opts.consent);
+    let store = Store::open(&win, opts.consent && !prerendering);
     let user_id = store.user_id(opts.user_id.as_deref());
     let visible = doc.visibility_state() == VisibilityState::Visible;
-    let focused = doc.has_focus().unwrap_or(true);
+    let focused = slots::page_focused(&win, &doc);
     // Read once: a page does not stop being driven by a program.
     let webdriver = get(&win.navigator(), "webdriver").as_bool() == Some(true);
     let inner = Rc::new_cyclic(|me| {
         RefCell::new(Inner {
-            slots: Slots::new(opts.rule, visible, focused),
+            slots: Slots::new(opts.rule, visible, focused, prerendering),
             sending: Sending::new(opts.max_batch as usize, webdriver),
             opts,
             doc,
@@ -276,13 +291,25 @@ impl Tracker {
         }
     }
 
-    /// Starts a new page view (single-page apps): every slot may count again.
+    /// Starts a new page view (single-page apps): each slot present in it
+    /// counts once more; one the route change removes does not.
     pub fn pageview(&self) {
         if let Ok(mut i) = self.inner.try_borrow_mut() {
             if !i.stopped {
-                let s = &mut i.slots;
-                s.engine.pageview(now(), &mut s.out);
-                i.after();
+                i.new_page_view();
+            }
+        }
+    }
+
+    /// The ad of `element` was refreshed in place under the same ad id: a
+    /// new opportunity.
+    pub fn refresh(&self, element: JsValue) {
+        let Ok(mut i) = self.inner.try_borrow_mut() else {
+            return;
+        };
+        if let Some(el) = i.element_arg(element, "refresh") {
+            if !i.stopped {
+                i.refresh_slot(&el);
             }
         }
     }
@@ -373,8 +400,11 @@ impl Inner {
         self.opts.consent = on;
         if on {
             self.log("glimpse: consent given; starting");
-            self.store = Store::open(win, true);
-            self.user_id = self.store.user_id(self.opts.user_id.as_deref());
+            // A prerendered page opens the store once it is shown.
+            if !self.slots.engine.is_prerendered() {
+                self.store = Store::open(win, true);
+                self.user_id = self.store.user_id(self.opts.user_id.as_deref());
+            }
             self.boot(win);
         } else {
             self.log("glimpse: consent withdrawn; nothing more is sent, nothing is kept");
@@ -385,22 +415,46 @@ impl Inner {
     }
 
     /// Installs the observers, listeners and timers, and takes over batches
-    /// left by closed tabs.
+    /// left by closed tabs. A prerendered page only observes (and counts
+    /// nothing) until it is shown.
     fn boot(&mut self, win: &Window) {
         self.install_observers(win);
-        let me = self.me.clone();
+        if !self.slots.engine.is_prerendered() {
+            self.run(win);
+        } else if prerendering(&self.doc) {
+            let doc: &EventTarget = self.doc.as_ref();
+            self.listeners = vec![page_listener(&self.me, doc, "prerenderingchange", false)];
+        } else {
+            // Shown while consent was off.
+            self.activate(win);
+        }
+    }
+
+    /// The prerendered page is shown: open the store, read the visitor id,
+    /// and start counting and sending.
+    fn activate(&mut self, win: &Window) {
+        self.store = Store::open(win, self.opts.consent);
+        self.user_id = self.store.user_id(self.opts.user_id.as_deref());
+        let visible = self.doc.visibility_state() == VisibilityState::Visible;
+        let focused = slots::page_focused(win, &self.doc);
+        let s = &mut self.slots;
+        s.engine.activate(visible, focused, now(), &mut s.out);
+        self.run(win);
+        self.after();
+    }
+
+    /// The page's listeners, the periodic flush, and adopting the batches
+    /// of closed tabs.
+    fn run(&mut self, win: &Window) {
+        let me = &self.me;
         let doc: &EventTarget = self.doc.as_ref();
         let page: &EventTarget = win.as_ref();
-        let on_page = |me: &Weak<RefCell<Inner>>, hide: bool| {
-            let m = me.clone();
-            move |_: Event| with(&m, |i| i.on_page(hide))
-        };
         self.listeners = vec![
-            Listener::new(doc, "visibilitychange", on_page(&me, false)),
-            Listener::new(page, "pagehide", on_page(&me, true)),
-            Listener::new(page, "pageshow", on_page(&me, false)),
-            Listener::new(page, "focus", on_page(&me, false)),
-            Listener::new(page, "blur", on_page(&me, false)),
+            page_listener(me, doc, "visibilitychange", false),
+            page_listener(me, page, "pagehide", true),
+            page_listener(me, page, "pageshow", false),
+            page_listener(me, page, "focus", false),
+            page_listener(me, page, "blur", false),
             // Firefox keeps a page that holds a Web Lock when it decides on
             // the back/forward cache out of it, and decides before
             // `pagehide`: the lock goes as the page starts to leave.
@@ -415,11 +469,19 @@ impl Inner {
 
     /// The page hid, showed, or lost or gained focus.
     fn on_page(&mut self, pagehide: bool) {
+        let Some(win) = window() else { return };
         if self.stopped {
             return;
         }
+        if self.slots.engine.is_prerendered() {
+            // `prerenderingchange`: the page is shown now.
+            if !prerendering(&self.doc) {
+                self.activate(&win);
+            }
+            return;
+        }
         let visible = !pagehide && self.doc.visibility_state() == VisibilityState::Visible;
-        let focused = self.doc.has_focus().unwrap_or(true);
+        let focused = slots::page_focused(&win, &self.doc);
         let s = &mut self.slots;
         s.engine.set_page(visible, focused, now(), &mut s.out);
         self.after();
@@ -462,6 +524,11 @@ impl Inner {
             }
         });
     }
+}
+
+/// Whether the document is being prerendered, not yet shown to anyone.
+fn prerendering(doc: &Document) -> bool {
+    get(doc, "prerendering").as_bool() == Some(true)
 }
 
 /// A new batch id.

@@ -255,9 +255,8 @@ impl Inner {
             let mut json = String::with_capacity(256);
             queue::event_json(
                 &id,
-                &imp.ad_id,
+                imp,
                 &self.user_id,
-                imp.kind,
                 epoch_ms(),
                 token.as_deref(),
                 &mut json,

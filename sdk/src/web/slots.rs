@@ -1,21 +1,72 @@
-//! Ad slots: the elements followed, the IntersectionObserver and
-//! MutationObserver that watch them, and what they report to the engine.
+//! Ad slots: the elements followed, the observers that watch them, and what
+//! they report to the engine.
+//!
+//! - An IntersectionObserver reports each slot's share in view and box.
+//! - A ResizeObserver reports a slot that gets, changes or loses its box
+//!   (an ad server filling an empty `div`). The IntersectionObserver sends
+//!   nothing then unless a threshold is crossed, so the slot is observed
+//!   again, which makes it report at the next frame.
+//! - Whether CSS renders a slot visibly (`visibility`, `opacity`,
+//!   `content-visibility`) fires no observer: it is sampled at each
+//!   intersection report and, while a slot in view is not yet viewable,
+//!   every [`SAMPLE_EVERY_MS`] and at the dwell deadline.
+//! - Where the browser has IntersectionObserver v2 (`trackVisibility`), a
+//!   second one reports whether each slot is covered or visually altered;
+//!   that decides the `verified` flag only.
+//! - A MutationObserver follows slots added and removed, and `data-ad-id`.
+
+use std::cell::RefCell;
+use std::rc::Weak;
 
 use gloo_timers::callback::Timeout;
-use js_sys::{Array, Reflect};
+use js_sys::{Array, Object, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{
-    Element, IntersectionObserver, IntersectionObserverEntry, IntersectionObserverInit,
-    MutationObserver, MutationObserverInit, MutationRecord, Node, Window,
+    Document, Element, IntersectionObserver, IntersectionObserverEntry, IntersectionObserverInit,
+    MutationObserver, MutationObserverInit, MutationRecord, Node, ResizeObserver,
+    ResizeObserverEntry, Window,
 };
 
-use super::{now, warn, with, Inner};
-use crate::engine::{Engine, Impression, Rule, SlotId};
+use super::{get, now, page_listener, warn, window, with, Inner, Listener};
+use crate::engine::{window_focused, Engine, Impression, Rule, SlotId, OCCLUSION_DELAY_MS};
 use crate::queue;
 use glimpse_wire::ingest::MAX_AD_OR_USER_ID_BYTES;
 
-/// The IntersectionObserver, disconnected on drop.
+/// How often the CSS visibility of a slot in view, not yet viewable, is
+/// sampled: five samples in the one-second dwell.
+const SAMPLE_EVERY_MS: f64 = 200.0;
+
+/// What an observer reports.
+#[derive(Clone, Copy)]
+enum Report {
+    Intersections,
+    Occlusion,
+    Resizes,
+    Mutations,
+}
+
+/// The callback of every observer: one closure type, since each closure
+/// type costs its own glue in the wasm.
+fn observer_callback(me: &Weak<RefCell<Inner>>, report: Report) -> Closure<dyn FnMut(Array)> {
+    let m = me.clone();
+    Closure::new(move |entries: Array| {
+        with(&m, |i| {
+            if i.stopped {
+                return;
+            }
+            match report {
+                Report::Intersections => i.on_intersections(&entries),
+                Report::Occlusion => i.on_occlusion(&entries),
+                Report::Resizes => i.on_resizes(&entries),
+                Report::Mutations => i.on_mutations(&entries),
+            }
+            i.after();
+        })
+    })
+}
+
+/// An IntersectionObserver, disconnected on drop.
 struct Io {
     io: IntersectionObserver,
     _cb: Closure<dyn FnMut(Array)>,
@@ -24,6 +75,18 @@ struct Io {
 impl Drop for Io {
     fn drop(&mut self) {
         self.io.disconnect();
+    }
+}
+
+/// The ResizeObserver, disconnected on drop.
+struct Ro {
+    ro: ResizeObserver,
+    _cb: Closure<dyn FnMut(Array)>,
+}
+
+impl Drop for Ro {
+    fn drop(&mut self) {
+        self.ro.disconnect();
     }
 }
 
@@ -57,6 +120,90 @@ fn ad_token(el: &Element) -> Option<String> {
         .filter(|t| queue::valid_id(t, MAX_AD_OR_USER_ID_BYTES))
 }
 
+#[wasm_bindgen]
+extern "C" {
+    /// An element, for `checkVisibility(options)`, which web-sys lacks.
+    #[wasm_bindgen(extends = Element)]
+    type Checked;
+    #[wasm_bindgen(method, js_name = checkVisibility)]
+    fn check_visibility(this: &Checked, options: &JsValue) -> bool;
+}
+
+/// The area of `el`'s border box, as IntersectionObserver measures it.
+fn area(r: &web_sys::DomRectReadOnly) -> f64 {
+    r.width().max(0.0) * r.height().max(0.0)
+}
+
+/// Whether CSS renders `el` visibly. `checkVisibility` with the opacity and
+/// visibility checks covers `visibility`, `opacity: 0` (the element's or an
+/// ancestor's) and `content-visibility: hidden` ancestors; the element's own
+/// `content-visibility: hidden` (its content is not painted) is read from
+/// its computed style. Without `checkVisibility` (Chromium before 121,
+/// Firefox before 125, Safari before 17.4) the same is read from the
+/// computed styles of the element and its ancestors.
+fn rendered(win: &Window, el: &Element, check_options: &JsValue) -> bool {
+    let check = Reflect::has(el, &JsValue::from_str("checkVisibility")).unwrap_or(false);
+    let mut at = Some(el.clone());
+    let mut own = true;
+    while let Some(e) = at {
+        let Some(style) = win.get_computed_style(&e).ok().flatten() else {
+            break;
+        };
+        let is = |name: &str, value: &str| get(&style, name) == JsValue::from_str(value);
+        if is("contentVisibility", "hidden")
+            || !check && (is("opacity", "0") || own && !is("visibility", "visible"))
+        {
+            return false;
+        }
+        if check {
+            return el
+                .unchecked_ref::<Checked>()
+                .check_visibility(check_options);
+        }
+        own = false;
+        at = e.parent_element();
+    }
+    true
+}
+
+/// Where this document is: the top-level one, or in a frame that can or
+/// cannot reach the top-level window.
+enum Frame {
+    Top,
+    /// Same origin as the top-level document.
+    Reaches(Window),
+    /// Another origin: the top-level document is out of reach.
+    Isolated,
+}
+
+fn frame(win: &Window) -> Frame {
+    let top = get(win, "top");
+    if top == JsValue::from(win) {
+        return Frame::Top;
+    }
+    // Reading another origin's `document` throws, which `get` turns into
+    // `undefined`.
+    if get(&top, "document").is_object() {
+        Frame::Reaches(top.unchecked_into())
+    } else {
+        Frame::Isolated
+    }
+}
+
+/// Whether the window counts as focused ([`window_focused`]).
+pub(super) fn page_focused(win: &Window, doc: &Document) -> bool {
+    let own = doc.has_focus().unwrap_or(true);
+    let top = match frame(win) {
+        Frame::Top => return own,
+        Frame::Reaches(top) => get(&top, "document")
+            .unchecked_into::<Document>()
+            .has_focus()
+            .ok(),
+        Frame::Isolated => None,
+    };
+    window_focused(own, true, top)
+}
+
 /// The followed slots, their observers and the engine that judges them.
 pub(super) struct Slots {
     pub(super) engine: Engine,
@@ -64,20 +211,44 @@ pub(super) struct Slots {
     pub(super) out: Vec<Impression>,
     list: Vec<Slot>,
     io: Option<Io>,
+    /// IntersectionObserver v2, where the browser has it.
+    occlusion: Option<Io>,
+    ro: Option<Ro>,
     mo: Option<Mo>,
-    /// Fires at the engine's next dwell deadline.
-    dwell: Option<Timeout>,
+    /// `{opacityProperty: true, visibilityProperty: true}` for `checkVisibility`.
+    check_options: JsValue,
+    /// The top-level window's focus and blur, in a same-origin frame.
+    listeners: Vec<Listener>,
+    /// Fires at the engine's next dwell deadline, or sooner for the next
+    /// sample while the engine watches a slot.
+    timer: Option<Timeout>,
+    /// When `timer` fires.
+    timer_at: f64,
 }
 
 impl Slots {
-    pub(super) fn new(rule: Rule, visible: bool, focused: bool) -> Slots {
+    pub(super) fn new(rule: Rule, visible: bool, focused: bool, prerendered: bool) -> Slots {
+        let check_options = Object::new();
+        for name in ["opacityProperty", "visibilityProperty"] {
+            let _ = Reflect::set(&check_options, &JsValue::from_str(name), &JsValue::TRUE);
+        }
+        let engine = Engine::new(rule, visible, focused);
         Slots {
-            engine: Engine::new(rule, visible, focused),
+            engine: if prerendered {
+                engine.while_prerendered()
+            } else {
+                engine
+            },
             out: Vec::new(),
             list: Vec::new(),
             io: None,
+            occlusion: None,
+            ro: None,
             mo: None,
-            dwell: None,
+            check_options: check_options.into(),
+            listeners: Vec::new(),
+            timer: None,
+            timer_at: 0.0,
         }
     }
 
@@ -89,12 +260,28 @@ impl Slots {
             .and_then(|s| s.token.clone())
     }
 
+    fn id_of(&self, el: &Element) -> Option<SlotId> {
+        self.list.iter().find(|s| &s.el == el).map(|s| s.id)
+    }
+
+    /// Asks the IntersectionObserver for a fresh report on `el`: a target
+    /// observed again is reported at the next frame.
+    fn report_again(&self, el: &Element) {
+        if let Some(io) = &self.io {
+            io.io.unobserve(el);
+            io.io.observe(el);
+        }
+    }
+
     /// Disconnects the observers and forgets every slot, in the engine too
     /// (a dwell under way must not end in an event later).
     pub(super) fn stop(&mut self) {
         self.io = None;
+        self.occlusion = None;
+        self.ro = None;
         self.mo = None;
-        self.dwell = None;
+        self.listeners.clear();
+        self.timer = None;
         for slot in self.list.drain(..) {
             self.engine.remove(slot.id);
         }
@@ -106,33 +293,59 @@ impl Inner {
     /// Creates the observers and tracks the slots already on the page.
     pub(super) fn install_observers(&mut self, win: &Window) {
         let me = self.me.clone();
-        if Reflect::has(win, &JsValue::from_str("IntersectionObserver")).unwrap_or(false) {
-            let m = me.clone();
-            let cb = Closure::<dyn FnMut(Array)>::new(move |entries: Array| {
-                with(&m, |i| i.on_intersections(&entries));
-            });
-            let init = IntersectionObserverInit::new();
-            let mut t = vec![
-                0.0,
-                self.opts.rule.min_ratio,
-                self.opts.rule.large_ratio,
-                1.0,
-            ];
-            t.sort_by(f64::total_cmp);
-            t.dedup();
-            let thresholds: Array = t.into_iter().map(JsValue::from_f64).collect();
-            init.set_threshold(&thresholds);
-            if let Ok(io) =
-                IntersectionObserver::new_with_options(cb.as_ref().unchecked_ref(), &init)
-            {
-                self.slots.io = Some(Io { io, _cb: cb });
-            }
-        } else {
+        let has = |name: &str| Reflect::has(win, &JsValue::from_str(name)).unwrap_or(false);
+        if !has("IntersectionObserver") {
             self.log("glimpse: no IntersectionObserver; nothing is measurable");
-        }
-        if self.slots.io.is_none() {
             return;
         }
+        let cb = observer_callback(&me, Report::Intersections);
+        let init = IntersectionObserverInit::new();
+        let mut t = vec![
+            0.0,
+            self.opts.rule.min_ratio,
+            self.opts.rule.large_ratio,
+            1.0,
+        ];
+        t.sort_by(f64::total_cmp);
+        t.dedup();
+        let thresholds: Array = t.into_iter().map(JsValue::from_f64).collect();
+        init.set_threshold(&thresholds);
+        let Ok(io) = IntersectionObserver::new_with_options(cb.as_ref().unchecked_ref(), &init)
+        else {
+            return;
+        };
+        self.slots.io = Some(Io { io, _cb: cb });
+
+        let cb = observer_callback(&me, Report::Occlusion);
+        let init = IntersectionObserverInit::new();
+        let _ = Reflect::set(&init, &JsValue::from_str("trackVisibility"), &JsValue::TRUE);
+        let _ = Reflect::set(
+            &init,
+            &JsValue::from_str("delay"),
+            &JsValue::from_f64(OCCLUSION_DELAY_MS),
+        );
+        if let Ok(io) = IntersectionObserver::new_with_options(cb.as_ref().unchecked_ref(), &init) {
+            // A browser without v2 ignores the option.
+            if get(&io, "trackVisibility").as_bool() == Some(true) {
+                self.slots.occlusion = Some(Io { io, _cb: cb });
+            }
+        }
+
+        if has("ResizeObserver") {
+            let cb = observer_callback(&me, Report::Resizes);
+            if let Ok(ro) = ResizeObserver::new(cb.as_ref().unchecked_ref()) {
+                self.slots.ro = Some(Ro { ro, _cb: cb });
+            }
+        }
+
+        if let Frame::Reaches(top) = frame(win) {
+            let top: &web_sys::EventTarget = top.as_ref();
+            self.slots.listeners = vec![
+                page_listener(&me, top, "focus", false),
+                page_listener(&me, top, "blur", false),
+            ];
+        }
+
         if let Ok(list) = self.doc.query_selector_all(&self.opts.selector) {
             for n in 0..list.length() {
                 if let Some(el) = list.item(n).and_then(|n| n.dyn_into::<Element>().ok()) {
@@ -140,10 +353,7 @@ impl Inner {
                 }
             }
         }
-        let m = me.clone();
-        let cb = Closure::<dyn FnMut(Array)>::new(move |records: Array| {
-            with(&m, |i| i.on_mutations(&records));
-        });
+        let cb = observer_callback(&me, Report::Mutations);
         if let Ok(mo) = MutationObserver::new(cb.as_ref().unchecked_ref()) {
             let init = MutationObserverInit::new();
             init.set_child_list(true);
@@ -160,33 +370,109 @@ impl Inner {
     }
 
     fn on_intersections(&mut self, entries: &Array) {
-        if self.stopped {
-            return;
-        }
+        let Some(win) = window() else { return };
         let s = &mut self.slots;
         for e in entries.iter() {
             let e: IntersectionObserverEntry = e.unchecked_into();
             let target = e.target();
-            let Some(slot) = s.list.iter().find(|s| s.el == target) else {
+            let Some(id) = s.id_of(&target) else {
                 continue;
             };
-            let r = e.bounding_client_rect();
-            let area = r.width().max(0.0) * r.height().max(0.0);
             let ratio = if e.is_intersecting() {
                 e.intersection_ratio()
             } else {
                 0.0
             };
-            s.engine.update(slot.id, ratio, area, e.time(), &mut s.out);
+            let shown = rendered(&win, &target, &s.check_options);
+            s.engine.set_shown(id, shown, e.time(), &mut s.out);
+            let area = area(&e.bounding_client_rect());
+            s.engine.update(id, ratio, area, e.time(), &mut s.out);
+        }
+    }
+
+    /// IntersectionObserver v2: whether each slot is covered or altered.
+    fn on_occlusion(&mut self, entries: &Array) {
+        let s = &mut self.slots;
+        for e in entries.iter() {
+            let visible = get(&e, "isVisible").as_bool() == Some(true);
+            let e: IntersectionObserverEntry = e.unchecked_into();
+            if let Some(id) = s.id_of(&e.target()) {
+                s.engine.set_unoccluded(id, visible, e.time(), &mut s.out);
+            }
+        }
+    }
+
+    /// Slots whose box appeared, changed or went: the engine learns the new
+    /// area now, and the share in view from the report asked for.
+    fn on_resizes(&mut self, entries: &Array) {
+        let s = &mut self.slots;
+        for e in entries.iter() {
+            let el = e.unchecked_into::<ResizeObserverEntry>().target();
+            let Some(id) = s.id_of(&el) else { continue };
+            let area = area(&el.get_bounding_client_rect());
+            if s.engine.resize(id, area, now(), &mut s.out) {
+                s.report_again(&el);
+            }
+        }
+    }
+
+    /// Samples whether CSS renders the slots the engine watches visibly.
+    fn sample(&mut self) {
+        let Some(win) = window() else { return };
+        let s = &mut self.slots;
+        let t = now();
+        let watched: Vec<SlotId> = s.engine.watched().collect();
+        for slot in s.list.iter().filter(|x| watched.contains(&x.id)) {
+            let shown = rendered(&win, &slot.el, &s.check_options);
+            s.engine.set_shown(slot.id, shown, t, &mut s.out);
+        }
+    }
+
+    /// A new page view: the engine counts each slot again at its next
+    /// report, asked for now; the route change removes its slots before.
+    pub(super) fn new_page_view(&mut self) {
+        let s = &mut self.slots;
+        s.engine.pageview(now(), &mut s.out);
+        for slot in &s.list {
+            s.report_again(&slot.el);
         }
         self.after();
     }
 
-    fn on_mutations(&mut self, records: &Array) {
-        if self.stopped {
+    /// `refresh(el)`: the ad of `el` was refreshed in place, a new
+    /// opportunity under the same ad id.
+    pub(super) fn refresh_slot(&mut self, el: &Element) {
+        let Some(id) = self.slots.id_of(el) else {
+            self.log("glimpse: refresh() of an element that is not observed is ignored");
             return;
+        };
+        self.before_ad_change(el);
+        let s = &mut self.slots;
+        s.engine.refresh(id, now(), &mut s.out);
+        self.after();
+    }
+
+    fn on_mutations(&mut self, records: &Array) {
+        // Removals first: a slot replaced by one of the same ad (a keyed
+        // remount) hands over what it earned.
+        let removed = records.iter().any(|r| {
+            r.unchecked_into::<MutationRecord>()
+                .removed_nodes()
+                .length()
+                > 0
+        });
+        if removed {
+            let gone: Vec<Element> = self
+                .slots
+                .list
+                .iter()
+                .filter(|s| !s.el.is_connected())
+                .map(|s| s.el.clone())
+                .collect();
+            for el in gone {
+                self.untrack(&el);
+            }
         }
-        let mut removed = false;
         for r in records.iter() {
             let r: MutationRecord = r.unchecked_into();
             if r.type_() == "attributes" {
@@ -205,26 +491,13 @@ impl Inner {
                     self.scan(&node);
                 }
             }
-            removed |= r.removed_nodes().length() > 0;
         }
-        if removed {
-            let gone: Vec<Element> = self
-                .slots
-                .list
-                .iter()
-                .filter(|s| !s.el.is_connected())
-                .map(|s| s.el.clone())
-                .collect();
-            for el in gone {
-                self.untrack(&el);
-            }
-        }
-        self.after();
     }
 
     /// Tracks `node` and its descendants that match the selector.
     fn scan(&mut self, node: &Node) {
-        let Some(el) = node.dyn_ref::<Element>() else {
+        // Added and removed again before this callback: nothing to follow.
+        let Some(el) = node.dyn_ref::<Element>().filter(|el| el.is_connected()) else {
             return;
         };
         if el.matches(&self.opts.selector).unwrap_or(false) {
@@ -288,6 +561,12 @@ impl Inner {
         let Some(io) = &s.io else { return };
         let id = s.engine.add(&ad);
         io.io.observe(el);
+        if let Some(o) = &s.occlusion {
+            o.io.observe(el);
+        }
+        if let Some(ro) = &s.ro {
+            ro.ro.observe(el);
+        }
         s.list.push(Slot {
             el: el.clone(),
             id,
@@ -299,8 +578,11 @@ impl Inner {
     pub(super) fn untrack(&mut self, el: &Element) {
         if let Some(pos) = self.slots.list.iter().position(|s| &s.el == el) {
             let s = &mut self.slots;
-            if let Some(io) = &s.io {
+            for io in [&s.io, &s.occlusion].into_iter().flatten() {
                 io.io.unobserve(el);
+            }
+            if let Some(ro) = &s.ro {
+                ro.ro.unobserve(el);
             }
             s.engine.tick(now(), &mut s.out);
             // Queued while the slot, and so its token, is still known.
@@ -323,24 +605,40 @@ impl Inner {
         }
     }
 
-    /// Turns the engine's impressions into queued events and re-arms the
-    /// dwell timer.
+    /// Turns the engine's impressions into queued events and arms the
+    /// timer for the next dwell deadline, or the next sample while the
+    /// engine watches a slot; a timer due sooner is kept. The timer samples
+    /// CSS visibility before it credits a dwell.
     pub(super) fn after(&mut self) {
         if self.stopped {
             return;
         }
         self.queue_out();
-        self.slots.dwell = None;
-        if let Some(deadline) = self.slots.engine.next_deadline() {
-            let m = self.me.clone();
-            let wait = (deadline - now()).clamp(0.0, 3_600_000.0).ceil() as u32 + 1;
-            self.slots.dwell = Some(Timeout::new(wait, move || {
-                with(&m, |i| {
-                    let s = &mut i.slots;
-                    s.engine.tick(now(), &mut s.out);
-                    i.after();
-                })
-            }));
+        let t = now();
+        let s = &mut self.slots;
+        let sample = s.engine.watched().next().map(|_| t + SAMPLE_EVERY_MS);
+        let Some(due) = [s.engine.next_deadline(), sample]
+            .into_iter()
+            .flatten()
+            .reduce(f64::min)
+        else {
+            s.timer = None;
+            return;
+        };
+        if s.timer.is_some() && s.timer_at <= due {
+            return;
         }
+        let m = self.me.clone();
+        let wait = (due - t).clamp(0.0, 3_600_000.0).ceil() as u32 + 1;
+        s.timer_at = due;
+        s.timer = Some(Timeout::new(wait, move || {
+            with(&m, |i| {
+                i.slots.timer = None;
+                i.sample();
+                let s = &mut i.slots;
+                s.engine.tick(now(), &mut s.out);
+                i.after();
+            })
+        }));
     }
 }

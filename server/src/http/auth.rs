@@ -1,11 +1,13 @@
 //! Who may read stats: holders of a configured API key, each limited to the
 //! ad ids of its scope, or, when no key is configured, clients on the
-//! loopback interface only (with every ad in scope).
+//! loopback interface only (with every ad in scope). The client is the
+//! address behind any trusted proxies, not the TCP peer: a same-host reverse
+//! proxy or sidecar is a loopback peer for every client it forwards.
 //!
 //! [`require_access`] checks a request and leaves the matched [`Scope`] in
 //! its extensions; handlers take it as an extractor and check each ad id.
 
-use std::net::SocketAddr;
+use std::net::IpAddr;
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::header::AUTHORIZATION;
@@ -53,16 +55,17 @@ impl Access {
         }
     }
 
-    /// Checks one request's `Authorization` header and peer address, and
-    /// answers with the scope the caller may read.
-    pub fn check(
+    /// Checks one request's `Authorization` header and client address (the
+    /// one behind trusted proxies), and answers with the scope the caller
+    /// may read.
+    pub(crate) fn check(
         &self,
         authorization: Option<&[u8]>,
-        peer: Option<SocketAddr>,
+        client: Option<IpAddr>,
     ) -> Result<Scope, ApiError> {
         match self {
-            Access::LoopbackOnly => match peer {
-                Some(addr) if addr.ip().is_loopback() => Ok(Scope::All),
+            Access::LoopbackOnly => match client {
+                Some(ip) if ip.is_loopback() => Ok(Scope::All),
                 _ => Err(ApiError::Forbidden(
                     "no API keys are configured, so stats are served to loopback clients only",
                 )),
@@ -93,15 +96,15 @@ pub async fn require_access(
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let peer = super::guard::peer_addr(request.extensions());
+    let client = super::guard::client_addr(&state.guard, &request);
     let authorization = request.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
-    let scope = state.access.check(authorization, peer)?;
+    let scope = state.access.check(authorization, client)?;
     request.extensions_mut().insert(scope);
     Ok(next.run(request).await)
 }
 
 /// Handlers take the caller's scope as an extractor. A route without
-/// [`require_access`] in front has no scope and answers 403.
+/// `require_access` in front has no scope and answers 403.
 impl<S: Send + Sync> FromRequestParts<S> for Scope {
     type Rejection = ApiError;
 
@@ -128,20 +131,17 @@ mod tests {
     use super::*;
     use crate::keys::parse_keys_file;
 
-    fn addr(s: &str) -> Option<SocketAddr> {
+    fn addr(s: &str) -> Option<IpAddr> {
         Some(s.parse().unwrap())
     }
 
     #[test]
     fn loopback_only_without_keys() {
         let access = Access::from_keys(&[" ".into()]);
-        assert_eq!(
-            access.check(None, addr("127.0.0.1:5000")).unwrap(),
-            Scope::All
-        );
-        assert!(access.check(None, addr("[::1]:5000")).is_ok());
+        assert_eq!(access.check(None, addr("127.0.0.1")).unwrap(), Scope::All);
+        assert!(access.check(None, addr("::1")).is_ok());
         assert!(matches!(
-            access.check(None, addr("10.0.0.1:5000")),
+            access.check(None, addr("10.0.0.1")),
             Err(ApiError::Forbidden(_))
         ));
         assert!(access.check(None, None).is_err());
@@ -150,7 +150,7 @@ mod tests {
     #[test]
     fn keys_are_required_from_everyone() {
         let access = Access::from_keys(&["k1".into(), "secret-2".into()]);
-        let local = addr("127.0.0.1:1");
+        let local = addr("127.0.0.1");
         assert!(matches!(
             access.check(None, local),
             Err(ApiError::Unauthorized)
@@ -168,7 +168,7 @@ mod tests {
             Err(ApiError::Unauthorized)
         ));
         assert!(access
-            .check(Some(b"Bearer secret-2"), addr("10.0.0.1:1"))
+            .check(Some(b"Bearer secret-2"), addr("10.0.0.1"))
             .is_ok());
         assert_eq!(access.check(Some(b"Bearer k1"), local).unwrap(), Scope::All);
     }

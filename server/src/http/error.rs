@@ -7,7 +7,12 @@ use axum::Json;
 use glimpse_wire::api::{ErrorBody, ErrorDetail};
 use glimpse_wire::ingest::{BatchError, MAX_BODY_BYTES};
 
+use crate::edge::IngestError;
 use crate::store::StoreError;
+
+/// `Retry-After` of the 503 sent while pending counts or the write-ahead log
+/// are over their bound.
+pub const OVERLOAD_RETRY_AFTER_SECS: u64 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -30,7 +35,7 @@ pub enum ApiError {
     #[error("method not allowed on this route")]
     MethodNotAllowed,
     #[error("the store is unavailable; try again shortly")]
-    StoreUnavailable(#[source] StoreError),
+    StoreUnavailable(#[from] StoreError),
     #[error("this API key may not read ad `{0}`")]
     OutOfScope(String),
     #[error("too many requests from this client; retry in {retry_after_secs} s")]
@@ -39,10 +44,28 @@ pub enum ApiError {
     Overloaded,
     #[error("the edge holds too many counts not yet written to the store; retry in {retry_after_secs} s")]
     PendingOverBound { retry_after_secs: u64 },
-    #[error(
-        "the batch could not be made durable on this edge ({0}); retry it: it will count once"
-    )]
-    LogFailed(String),
+    #[error("the edge holds too many batches not yet written to the store; retry in {retry_after_secs} s")]
+    LogOverBound { retry_after_secs: u64 },
+    /// The detail (a file, an OS error) is in the edge's logs, not here:
+    /// anyone may post.
+    #[error("the batch could not be made durable on this edge; retry it: it will count once")]
+    LogFailed,
+}
+
+impl From<IngestError> for ApiError {
+    fn from(e: IngestError) -> Self {
+        match e {
+            IngestError::PendingOverBound { .. } => ApiError::PendingOverBound {
+                retry_after_secs: OVERLOAD_RETRY_AFTER_SECS,
+            },
+            IngestError::LogOverBound { .. } => ApiError::LogOverBound {
+                retry_after_secs: OVERLOAD_RETRY_AFTER_SECS,
+            },
+            IngestError::LogFailed(_) => ApiError::LogFailed,
+            IngestError::Batch(e) => ApiError::Batch(e),
+            IngestError::Event(e) => ApiError::bad_request(e.code(), e.to_string()),
+        }
+    }
 }
 
 /// The `code` of an error answer, left in the response's extensions so
@@ -76,7 +99,8 @@ impl ApiError {
             ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             ApiError::PendingOverBound { .. } => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
-            ApiError::LogFailed(_) => (StatusCode::SERVICE_UNAVAILABLE, "log_unavailable"),
+            ApiError::LogOverBound { .. } => (StatusCode::SERVICE_UNAVAILABLE, "log_full"),
+            ApiError::LogFailed => (StatusCode::SERVICE_UNAVAILABLE, "log_unavailable"),
         }
     }
 }
@@ -110,7 +134,8 @@ impl IntoResponse for ApiError {
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
-            ApiError::PendingOverBound { retry_after_secs } => {
+            ApiError::PendingOverBound { retry_after_secs }
+            | ApiError::LogOverBound { retry_after_secs } => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));

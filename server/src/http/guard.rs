@@ -2,7 +2,7 @@
 //! ingest, load shedding at the concurrency limit, counting error answers by
 //! code, and `/metrics`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +16,6 @@ use tokio::sync::Semaphore;
 use super::error::{ApiError, ErrorCode};
 use super::AppState;
 use crate::keys::Scope;
-use crate::metrics::Gauges;
 use crate::proxies::{client_ip, Cidr};
 use crate::ratelimit::{RateLimiter, DEFAULT_MAX_CLIENTS};
 use crate::Config;
@@ -29,16 +28,16 @@ pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct Guard {
     /// Per-client token buckets on the ingest routes.
-    pub rate_limiter: Option<RateLimiter>,
+    rate_limiter: Option<RateLimiter>,
     /// Peers whose `X-Forwarded-For` is believed.
-    pub trusted_proxies: Vec<Cidr>,
+    trusted_proxies: Vec<Cidr>,
     /// Permits for requests in flight; none left means 503 at once.
-    pub concurrency: Option<(Arc<Semaphore>, usize)>,
+    concurrency: Option<(Arc<Semaphore>, usize)>,
     /// A request body must arrive within this time.
-    pub body_timeout: Duration,
+    pub(super) body_timeout: Duration,
     /// Whether `/metrics` is served on the main listener (with a wildcard
     /// key, or from loopback without keys) rather than on its own.
-    pub metrics_on_main: bool,
+    pub(super) metrics_on_main: bool,
 }
 
 impl Default for Guard {
@@ -67,7 +66,7 @@ impl Guard {
     }
 
     /// A limit of `max` requests in flight (0 means no limit).
-    pub fn concurrency_limit(max: usize) -> Option<(Arc<Semaphore>, usize)> {
+    fn concurrency_limit(max: usize) -> Option<(Arc<Semaphore>, usize)> {
         (max > 0).then(|| (Arc::new(Semaphore::new(max)), max))
     }
 
@@ -80,11 +79,24 @@ impl Guard {
 }
 
 /// The TCP peer of a request (the mock one in in-process tests).
-pub(super) fn peer_addr(extensions: &Extensions) -> Option<SocketAddr> {
+fn peer_addr(extensions: &Extensions) -> Option<SocketAddr> {
     extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0)
         .or_else(|| extensions.get::<MockConnectInfo<SocketAddr>>().map(|c| c.0))
+}
+
+/// The client of a request: its TCP peer, or the address behind it when the
+/// peer is a trusted proxy (see [`crate::proxies`]). The one answer the rate
+/// limit and the loopback-only rule both go by.
+pub(super) fn client_addr(guard: &Guard, request: &Request) -> Option<IpAddr> {
+    let peer = peer_addr(request.extensions())?;
+    let forwarded = request
+        .headers()
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    Some(client_ip(peer.ip(), forwarded, &guard.trusted_proxies))
 }
 
 /// Takes a token from the client's bucket, or answers 429 with
@@ -94,18 +106,12 @@ pub async fn rate_limit(
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    if let (Some(limiter), Some(peer)) = (
+    if let (Some(limiter), Some(client)) = (
         state.guard.rate_limiter.as_ref(),
-        peer_addr(request.extensions()),
+        client_addr(&state.guard, &request),
     ) {
-        let forwarded = request
-            .headers()
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok());
-        let client = client_ip(peer.ip(), forwarded, &state.guard.trusted_proxies);
-        if let Err(retry_after_secs) = limiter.check(client, state.clock.now_ms()) {
-            state.metrics.rate_limited();
+        if let Err(retry_after_secs) = limiter.check(client, state.edge.now_ms()) {
+            state.edge.metrics().rate_limited();
             return Err(ApiError::RateLimited { retry_after_secs });
         }
     }
@@ -134,7 +140,7 @@ pub async fn shed_load(State(state): State<AppState>, request: Request, next: Ne
             response
         }
         Err(_) => {
-            state.metrics.load_shed();
+            state.edge.metrics().load_shed();
             ApiError::Overloaded.into_response()
         }
     }
@@ -146,9 +152,9 @@ pub async fn count_errors(State(state): State<AppState>, request: Request, next:
     let ingest = request.uri().path() == "/v1/impressions";
     let response = next.run(request).await;
     if let Some(ErrorCode(code)) = response.extensions().get::<ErrorCode>().copied() {
-        state.metrics.http_error(code);
+        state.edge.metrics().http_error(code);
         if ingest {
-            state.metrics.batch_rejected(code);
+            state.edge.metrics().batch_rejected(code);
         }
     }
     response
@@ -165,18 +171,16 @@ pub async fn metrics_guarded(State(state): State<AppState>, scope: Scope) -> Res
 
 /// `GET /metrics`: the Prometheus text exposition.
 pub async fn metrics_route(State(state): State<AppState>) -> Response {
-    let gauges = Gauges {
-        pending_keys: state.aggregator.pending_keys(),
-        pending_bytes: state.aggregator.pending_bytes(),
-        rate_limited_clients: state
-            .guard
-            .rate_limiter
-            .as_ref()
-            .map_or(0, RateLimiter::clients),
-        requests_in_flight: state.guard.in_flight(),
-        wal: state.wal.as_ref().map(crate::wal::Wal::figures),
-    };
-    let mut response = state.metrics.render(&gauges).into_response();
+    let rate_limited_clients = state
+        .guard
+        .rate_limiter
+        .as_ref()
+        .map_or(0, RateLimiter::clients);
+    let text = state
+        .edge
+        .render_metrics(rate_limited_clients, state.guard.in_flight())
+        .await;
+    let mut response = text.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

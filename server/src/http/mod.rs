@@ -1,11 +1,13 @@
-//! The HTTP layer: routes, limits and static files. This module and
-//! [`crate::serve`] are the only places that know about HTTP.
+//! The HTTP layer: routes, extractors, auth, the guard layers, static files
+//! and the mapping of errors to answers. The only module that knows HTTP;
+//! every route calls the edge's core ([`crate::edge`]) for the work.
 
 mod auth;
 mod error;
 mod extract;
 mod guard;
 mod ingest;
+mod serve;
 mod stats;
 
 use std::path::PathBuf;
@@ -17,133 +19,80 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{middleware, Json, Router};
 use glimpse_wire::api::Readiness;
-use glimpse_wire::Day;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::services::{ServeDir, ServeFile};
 use tower_http::set_header::SetResponseHeaderLayer;
 
 pub use auth::Access;
-pub use error::ApiError;
 pub use guard::Guard;
+pub(crate) use serve::serve;
 
-use crate::aggregate::Aggregator;
-use crate::claims::BatchClaims;
-use crate::clock::Clock;
-use crate::config::Durability;
-use crate::keys::Secret;
-use crate::metrics::Metrics;
-use crate::store::Store;
-use crate::traffic::Traffic;
-use crate::wal::{codec, Lsn, Wal};
+use self::error::ApiError;
+use crate::config::Config;
+use crate::edge::Edge;
 
-/// Everything the handlers share.
+/// What only the HTTP layer needs, besides the core.
 #[derive(Debug)]
-pub struct Edge {
-    pub aggregator: Aggregator,
-    pub claims: BatchClaims,
-    pub store: Arc<dyn Store>,
-    pub clock: Arc<dyn Clock>,
+pub struct HttpParts {
+    /// Who may read stats.
     pub access: Access,
+    /// Rate limit, concurrency limit, body timeout, where `/metrics` is.
+    pub guard: Guard,
     /// The demo site, served at `/` when present.
     pub www_dir: Option<PathBuf>,
     /// The built SDK, served at `/sdk/` when present.
     pub sdk_dir: Option<PathBuf>,
-    /// Rate limit, concurrency limit, body timeout.
-    pub guard: Guard,
-    pub metrics: Metrics,
-    /// Ingest refuses batches (503) while pending counts hold more memory
-    /// than this.
-    pub max_pending_bytes: usize,
-    /// When set, every event must carry a valid token for its ad
-    /// (see [`crate::signing`]).
-    pub ad_signing_secret: Option<Secret>,
-    /// `--count-automation`: automated browsers count as people
-    /// (see [`crate::traffic`]).
-    pub count_automation: bool,
-    /// The write-ahead log; `None` in tests that run without one.
-    pub wal: Option<Wal>,
-    /// Whether ingest waits for the log's fsync before answering.
-    pub durability: Durability,
 }
 
-impl Edge {
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, access: Access) -> Self {
-        Edge {
-            aggregator: Aggregator::new(),
-            claims: BatchClaims::default(),
-            store,
-            clock,
+impl HttpParts {
+    /// `access`, the default guard and no static files.
+    pub fn new(access: Access) -> Self {
+        HttpParts {
             access,
+            guard: Guard::default(),
             www_dir: None,
             sdk_dir: None,
-            guard: Guard::default(),
-            metrics: Metrics::default(),
-            max_pending_bytes: usize::MAX,
-            ad_signing_secret: None,
-            count_automation: false,
-            wal: None,
-            durability: Durability::Strict,
         }
     }
 
-    /// Counts one batch and logs it (in the segment of the generation that
-    /// counts it). Answers the log position to wait on before acknowledging
-    /// it; `None` when there is nothing to wait for (no log, or relaxed).
-    pub fn record_batch(
-        &self,
-        batch_id: &str,
-        received_ms: i64,
-        traffic: Traffic,
-        events: &[glimpse_wire::ingest::Event<'_>],
-    ) -> Option<Lsn> {
-        let Some(wal) = &self.wal else {
-            self.aggregator
-                .record(batch_id, received_ms, traffic, events);
-            return None;
-        };
-        // Encoded before the guard is taken: under it, only a copy.
-        let mut record = Vec::with_capacity(32 + events.len() * 64);
-        codec::encode_record(&mut record, traffic, batch_id, received_ms, events);
-        let lsn = self
-            .aggregator
-            .record_then(batch_id, received_ms, traffic, events, |seq| {
-                wal.append(seq, &record)
-            });
-        self.wait_for_log().then_some(lsn)
-    }
-
-    /// Whether answers wait for the log.
-    pub fn wait_for_log(&self) -> bool {
-        self.wal.is_some() && self.durability == Durability::Strict
-    }
-
-    /// Waits until the log holds everything up to `lsn`.
-    pub async fn logged(&self, lsn: Lsn) -> Result<(), ApiError> {
-        match &self.wal {
-            None => Ok(()),
-            Some(wal) => wal.durable(lsn).await.map_err(|e| {
-                tracing::error!(error = %e, "a batch could not be made durable; answering 503");
-                ApiError::LogFailed(e.to_string())
-            }),
+    /// `access` and what the flags say.
+    pub fn from_config(config: &Config, access: Access) -> Self {
+        HttpParts {
+            access,
+            guard: Guard::from_config(config),
+            www_dir: Some(config.www_dir.clone()),
+            sdk_dir: Some(config.sdk_dir.clone()),
         }
-    }
-
-    /// Refuses work once the log has failed: nothing new could be made
-    /// durable.
-    pub fn check_log(&self) -> Result<(), ApiError> {
-        match self.wal.as_ref().and_then(Wal::failure) {
-            Some(e) => Err(ApiError::LogFailed(e.to_string())),
-            None => Ok(()),
-        }
-    }
-
-    /// Today, UTC, by the edge's clock.
-    pub fn today(&self) -> Day {
-        Day::from_epoch_ms(self.clock.now_ms()).expect("the server clock is after 1970")
     }
 }
 
-pub type AppState = Arc<Edge>;
+/// Everything the handlers share: the core and the HTTP parts.
+#[derive(Debug)]
+pub struct HttpState {
+    edge: Arc<Edge>,
+    access: Access,
+    guard: Guard,
+    www_dir: Option<PathBuf>,
+    sdk_dir: Option<PathBuf>,
+}
+
+impl HttpState {
+    pub fn new(edge: Arc<Edge>, parts: HttpParts) -> Self {
+        HttpState {
+            edge,
+            access: parts.access,
+            guard: parts.guard,
+            www_dir: parts.www_dir,
+            sdk_dir: parts.sdk_dir,
+        }
+    }
+
+    pub fn guard(&self) -> &Guard {
+        &self.guard
+    }
+}
+
+pub type AppState = Arc<HttpState>;
 
 /// The whole application as a router; `serve` adds the connection info.
 pub fn app(state: AppState) -> Router {
@@ -258,41 +207,26 @@ fn not_found_service() -> axum::routing::MethodRouter {
     axum::routing::any(not_found)
 }
 
+/// `GET /readyz`: 200 while the edge can accept ingest, 503 when it cannot
+/// (the log failed, or pending counts are over their bound). The store's
+/// health is in the body either way; a store outage alone leaves the edge
+/// ready, since ingest goes on without it.
 async fn readyz(State(state): State<AppState>) -> Response {
-    let store = state.store.kind().to_owned();
-    let ping = tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping()).await;
-    let pending = state.aggregator.pending_bytes();
-    let log_failed = state.wal.as_ref().and_then(Wal::failure);
-    let (status, detail) = match ping {
-        _ if log_failed.is_some() => (
+    let store = state.edge.store().kind().to_owned();
+    let store_status = state.edge.store_health().await.as_str().to_owned();
+    let (status, code, detail) = match state.edge.can_ingest() {
+        Ok(()) => (StatusCode::OK, "ready", None),
+        Err(why) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            log_failed.map(|e| e.to_string()).unwrap_or_default(),
-        ),
-        Ok(Ok(())) if pending > state.max_pending_bytes => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "{pending} bytes of counts wait for the store, over the bound of {}",
-                state.max_pending_bytes
-            ),
-        ),
-        Ok(Ok(())) => {
-            return Json(Readiness {
-                status: "ready".into(),
-                store,
-                detail: None,
-            })
-            .into_response()
-        }
-        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the store did not answer within 2 s".to_owned(),
+            "degraded",
+            Some(why.to_owned()),
         ),
     };
     let body = Readiness {
-        status: "degraded".into(),
+        status: code.into(),
         store,
-        detail: Some(detail),
+        store_status,
+        detail,
     };
     (status, Json(body)).into_response()
 }

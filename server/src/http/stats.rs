@@ -12,7 +12,6 @@ use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery};
 use super::AppState;
 use crate::keys::Scope;
-use crate::stats::{ad_stats, ad_summary};
 
 #[derive(Debug, Deserialize)]
 pub struct RangeQuery {
@@ -45,25 +44,6 @@ fn checked_ad_id(ad_id: &str) -> Result<(), ApiError> {
         .map_err(|why| ApiError::bad_request("invalid_ad_id", format!("`ad_id` {why}")))
 }
 
-fn store_failed(state: &AppState, e: crate::store::StoreError) -> ApiError {
-    state.metrics.store_error("read");
-    ApiError::StoreUnavailable(e)
-}
-
-async fn stats_of(
-    state: &AppState,
-    ad_id: &str,
-    range: DayRange,
-) -> Result<StatsResponse, ApiError> {
-    let stored = state
-        .store
-        .read_days(ad_id, range)
-        .await
-        .map_err(|e| store_failed(state, e))?;
-    let pending = state.aggregator.pending(ad_id, range);
-    Ok(ad_stats(ad_id, range, stored, pending))
-}
-
 pub async fn ad_stats_route(
     State(state): State<AppState>,
     scope: Scope,
@@ -72,8 +52,8 @@ pub async fn ad_stats_route(
 ) -> Result<Json<StatsResponse>, ApiError> {
     checked_ad_id(&ad_id)?;
     check_scope(&scope, &ad_id)?;
-    let range = q.range(state.today())?;
-    Ok(Json(stats_of(&state, &ad_id, range).await?))
+    let range = q.range(state.edge.today())?;
+    Ok(Json(state.edge.stats(&ad_id, range).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -96,38 +76,122 @@ pub async fn unique_visitors_route(
         )
     })?;
     let day = parse_day("date", &date)?;
-    let stats = stats_of(&state, &ad_id, DayRange::single(day)).await?;
+    let stats = state.edge.stats(&ad_id, DayRange::single(day)).await?;
     Ok(Json(UniqueVisitorsResponse {
         ad_id,
         date: day,
         unique_visitors: stats.unique_visitors,
-        source: state.store.kind().to_owned(),
+        source: state.edge.store().kind().to_owned(),
     }))
 }
 
-/// The ads with counts in the range, only those inside the caller's scope.
+/// Ads per page of `GET /v1/ads` when `limit` is not given.
+pub(crate) const DEFAULT_ADS_PAGE: usize = 100;
+/// The largest `limit` of `GET /v1/ads`.
+pub(crate) const MAX_ADS_PAGE: usize = 1000;
+
+#[derive(Debug, Deserialize)]
+pub struct AdsQuery {
+    #[serde(flatten)]
+    range: RangeQuery,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// A cursor names the last ad id of a page; it is opaque to clients (hex,
+/// so that nobody builds one from an id by hand and relies on it).
+fn encode_cursor(ad_id: &str) -> String {
+    ad_id.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
+    let invalid = || {
+        ApiError::bad_request(
+            "invalid_cursor",
+            "`cursor` is not one this edge gave: pass `next_cursor` back unchanged",
+        )
+    };
+    let bytes = cursor.as_bytes();
+    if bytes.is_empty() || bytes.len() % 2 != 0 {
+        return Err(invalid());
+    }
+    let ad_id: Vec<u8> = bytes
+        .chunks(2)
+        .map(|pair| {
+            std::str::from_utf8(pair)
+                .ok()
+                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+        })
+        .collect::<Option<_>>()
+        .ok_or_else(invalid)?;
+    let ad_id = String::from_utf8(ad_id).map_err(|_| invalid())?;
+    check_id(&ad_id, MAX_AD_OR_USER_ID_BYTES).map_err(|_| invalid())?;
+    Ok(ad_id)
+}
+
+fn page_limit(limit: Option<&str>) -> Result<usize, ApiError> {
+    let Some(limit) = limit else {
+        return Ok(DEFAULT_ADS_PAGE);
+    };
+    limit
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=MAX_ADS_PAGE).contains(n))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_limit",
+                format!("`limit` must be a whole number from 1 to {MAX_ADS_PAGE}"),
+            )
+        })
+}
+
+/// One page of the ads with counts in the range, only those inside the
+/// caller's scope, by ad id; `next_cursor` leads to the next page.
 pub async fn ads_route(
     State(state): State<AppState>,
     scope: Scope,
-    ApiQuery(q): ApiQuery<RangeQuery>,
+    ApiQuery(q): ApiQuery<AdsQuery>,
 ) -> Result<Json<AdsResponse>, ApiError> {
-    let range = q.range(state.today())?;
-    let mut ids = state
-        .store
-        .ads_in_range(range)
-        .await
-        .map_err(|e| store_failed(&state, e))?;
-    ids.extend(state.aggregator.pending_ads(range));
-    ids.retain(|id| scope.allows(id));
-    ids.sort_unstable();
-    ids.dedup();
-    let mut ads = Vec::with_capacity(ids.len());
-    for id in ids {
-        ads.push(ad_summary(&stats_of(&state, &id, range).await?));
-    }
+    let range = q.range.range(state.edge.today())?;
+    let limit = page_limit(q.limit.as_deref())?;
+    let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
+    let page = state
+        .edge
+        .ads(range, &scope, after.as_deref(), limit)
+        .await?;
+    let next_cursor = page
+        .more
+        .then(|| page.ads.last().map(|ad| encode_cursor(&ad.ad_id)))
+        .flatten();
     Ok(Json(AdsResponse {
         from: range.from(),
         to: range.to(),
-        ads,
+        ads: page.ads,
+        next_cursor,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_refuse_what_no_page_gave() {
+        for id in ["a", "acme-1", "Z.9:_-x"] {
+            assert_eq!(decode_cursor(&encode_cursor(id)).unwrap(), id);
+        }
+        for bad in ["", "6", "zz", "6120", "7b7d", &"61".repeat(129)] {
+            assert!(decode_cursor(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn limits() {
+        assert_eq!(page_limit(None).unwrap(), DEFAULT_ADS_PAGE);
+        assert_eq!(page_limit(Some("1")).unwrap(), 1);
+        assert_eq!(page_limit(Some("1000")).unwrap(), MAX_ADS_PAGE);
+        for bad in ["0", "1001", "-1", "ten", ""] {
+            assert!(page_limit(Some(bad)).is_err(), "{bad}");
+        }
+    }
 }

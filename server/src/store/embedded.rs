@@ -1,18 +1,19 @@
 //! The embedded store: one redb database file in the data directory.
 //!
 //! Tables (keys are `(ad_id, days since epoch)` unless said otherwise):
-//! - `counts_v2`: `(impressions, measurable, invalid)`; it replaced `counts`,
-//!   `(impressions, measurable)`, which [`EmbeddedStore::open`] migrates (redb
-//!   tables have a fixed value type, hence the new name);
+//! - `counts_v3`: `(impressions, measurable, invalid, verified)`; it
+//!   replaced `counts_v2`, `(impressions, measurable, invalid)`, which had
+//!   replaced `counts`, `(impressions, measurable)`: [`EmbeddedStore::open`]
+//!   migrates either (redb tables have a fixed value type, hence the new
+//!   names);
 //! - `visitors`: the day's sketch in Redis's byte format;
 //! - `ads_by_day`: `(day, ad_id) -> ()`, to list the ads of a date range;
 //! - `batches` and `batches_by_time`: the batch ids counted here, kept
-//!   48 h ([`super::seen`], shared with the Redis store's local index).
+//!   48 h (`super::seen`, shared with the Redis store's local index).
 //!
 //! A delta is applied in one write transaction, so a crash or error leaves
 //! either all of it or none of it, and a retry cannot count twice.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -22,13 +23,33 @@ use glimpse_wire::{Day, DayRange};
 use redb::{Database, ReadableTable, TableDefinition, TableHandle};
 
 use super::seen::{self, SeenBatches};
-use super::{Store, StoreError, StoredDay};
-use crate::aggregate::Delta;
+use super::{Store, StoreError};
+use crate::counts::{AdDays, Counters, DayCounts, Delta};
+use crate::keys::Scope;
 
-const COUNTS: TableDefinition<(&str, u32), (u64, u64, u64)> = TableDefinition::new("counts_v2");
+/// How [`COUNTS`] holds an (ad, day)'s counters.
+type StoredCounters = (u64, u64, u64, u64);
+
+fn encode(c: Counters) -> StoredCounters {
+    (c.impressions, c.measurable, c.invalid, c.verified)
+}
+
+fn decode((impressions, measurable, invalid, verified): StoredCounters) -> Counters {
+    Counters {
+        impressions,
+        measurable,
+        invalid,
+        verified,
+    }
+}
+
+const COUNTS: TableDefinition<(&str, u32), StoredCounters> = TableDefinition::new("counts_v3");
 /// The counts of data directories written before invalid traffic was
 /// counted; migrated into [`COUNTS`] at open.
 const LEGACY_COUNTS: TableDefinition<(&str, u32), (u64, u64)> = TableDefinition::new("counts");
+/// The counts of data directories written before verified impressions were
+/// counted; migrated into [`COUNTS`] at open.
+const COUNTS_V2: TableDefinition<(&str, u32), (u64, u64, u64)> = TableDefinition::new("counts_v2");
 const VISITORS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("visitors");
 const ADS_BY_DAY: TableDefinition<(u32, &str), ()> = TableDefinition::new("ads_by_day");
 
@@ -36,7 +57,7 @@ const ADS_BY_DAY: TableDefinition<(u32, &str), ()> = TableDefinition::new("ads_b
 const INLINE_READ_MAX_DAYS: usize = 7;
 
 /// The database file inside the data directory.
-pub const FILE_NAME: &str = "glimpse.redb";
+pub(crate) const FILE_NAME: &str = "glimpse.redb";
 
 #[derive(Debug, Clone)]
 pub struct EmbeddedStore {
@@ -61,7 +82,19 @@ impl EmbeddedStore {
         // Create every table up front so readers never meet a missing one,
         // in the same transaction as the migration: all of it or none.
         let txn = db.begin_write().map_err(unavailable)?;
-        migrate_legacy_counts(&txn)?;
+        migrate_counts(&txn, LEGACY_COUNTS, |(impressions, measurable)| Counters {
+            impressions,
+            measurable,
+            ..Counters::default()
+        })?;
+        migrate_counts(&txn, COUNTS_V2, |(impressions, measurable, invalid)| {
+            Counters {
+                impressions,
+                measurable,
+                invalid,
+                ..Counters::default()
+            }
+        })?;
         {
             txn.open_table(COUNTS).map_err(unavailable)?;
             txn.open_table(VISITORS).map_err(unavailable)?;
@@ -83,31 +116,45 @@ impl EmbeddedStore {
     }
 }
 
-/// Moves the rows of [`LEGACY_COUNTS`], if that table exists, into
-/// [`COUNTS`] with no invalid events, and drops it.
-fn migrate_legacy_counts(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
-    let legacy = txn
+/// Adds the rows of `old`, a counts table of an earlier version, if it
+/// exists, into [`COUNTS`] (the counters it did not have are 0), and drops
+/// it.
+fn migrate_counts<V: redb::Value + 'static>(
+    txn: &redb::WriteTransaction,
+    old: TableDefinition<(&str, u32), V>,
+    to_counters: impl for<'a> Fn(V::SelfType<'a>) -> Counters,
+) -> Result<(), StoreError> {
+    let exists = txn
         .list_tables()
         .map_err(unavailable)?
-        .any(|t| t.name() == LEGACY_COUNTS.name());
-    if !legacy {
+        .any(|t| t.name() == old.name());
+    if !exists {
         return Ok(());
     }
     let mut rows = 0usize;
     {
-        let old = txn.open_table(LEGACY_COUNTS).map_err(unavailable)?;
+        let legacy = txn.open_table(old).map_err(unavailable)?;
         let mut counts = txn.open_table(COUNTS).map_err(unavailable)?;
-        for entry in old.iter().map_err(unavailable)? {
+        for entry in legacy.iter().map_err(unavailable)? {
             let (key, value) = entry.map_err(unavailable)?;
-            let (impressions, measurable) = value.value();
-            counts
-                .insert(key.value(), (impressions, measurable, 0))
-                .map_err(unavailable)?;
+            let key = key.value();
+            let mut stored = counts
+                .get(key)
+                .map_err(unavailable)?
+                .map(|v| decode(v.value()))
+                .unwrap_or_default();
+            stored += to_counters(value.value());
+            counts.insert(key, encode(stored)).map_err(unavailable)?;
             rows += 1;
         }
     }
-    txn.delete_table(LEGACY_COUNTS).map_err(unavailable)?;
-    tracing::info!(rows, "migrated the embedded store's counts to counts_v2");
+    txn.delete_table(old).map_err(unavailable)?;
+    tracing::info!(
+        rows,
+        from = old.name(),
+        to = COUNTS.name(),
+        "migrated the embedded store's counts"
+    );
     Ok(())
 }
 
@@ -115,50 +162,33 @@ fn apply_delta(db: &Database, delta: &Delta, now_ms: i64) -> Result<(), StoreErr
     let txn = db.begin_write().map_err(unavailable)?;
     {
         let mut seen = SeenBatches::open(&txn)?;
-        // Counters of batches counted before (a retry that reached this edge
-        // after its first copy was synced) are taken back out of the delta.
-        let mut already: HashMap<(&str, Day), (u64, u64, u64)> = HashMap::new();
-        for record in &delta.batches {
-            if seen.insert(&record.batch_id, record.received_ms)? {
-                continue;
-            }
-            for c in &record.counts {
-                let e = already.entry((c.ad_id.as_str(), c.day)).or_default();
-                e.0 += c.impressions;
-                e.1 += c.measurable;
-                e.2 += c.invalid;
-            }
-        }
+        // A batch counted before (a retry that reached this edge after its
+        // first copy was synced, or a delta replayed from the log after it
+        // landed) is already in the index: its counters are left out. The
+        // index is written in this transaction, so it holds an id exactly
+        // when the id's counts are stored.
+        let updates = delta.updates(|record| seen.insert(&record.batch_id, record.received_ms))?;
         let mut counts = txn.open_table(COUNTS).map_err(unavailable)?;
         let mut visitors = txn.open_table(VISITORS).map_err(unavailable)?;
         let mut ads_by_day = txn.open_table(ADS_BY_DAY).map_err(unavailable)?;
-        for (ad_id, day, d) in delta.keys() {
+        for update in updates {
+            let (ad_id, day) = (update.ad_id, update.day);
             let key = (ad_id, day.days_since_epoch());
-            let (skip_imp, skip_meas, skip_inv) =
-                already.get(&(ad_id, day)).copied().unwrap_or_default();
-            let (imp, meas, inv) = counts
+            let mut stored = counts
                 .get(key)
                 .map_err(unavailable)?
-                .map(|v| v.value())
+                .map(|v| decode(v.value()))
                 .unwrap_or_default();
-            counts
-                .insert(
-                    key,
-                    (
-                        imp + d.impressions.saturating_sub(skip_imp),
-                        meas + d.measurable.saturating_sub(skip_meas),
-                        inv + d.invalid.saturating_sub(skip_inv),
-                    ),
-                )
-                .map_err(unavailable)?;
-            if !d.visitors.is_empty() {
+            stored += update.counters;
+            counts.insert(key, encode(stored)).map_err(unavailable)?;
+            if !update.visitors.is_empty() {
                 let mut sketch = match visitors.get(key).map_err(unavailable)? {
                     Some(bytes) => Sketch::from_redis_bytes(bytes.value()).map_err(|e| {
                         StoreError::Corrupt(format!("sketch of {ad_id} {day}: {e}"))
                     })?,
                     None => Sketch::new(),
                 };
-                sketch.merge(&d.visitors);
+                sketch.merge(update.visitors);
                 visitors
                     .insert(key, sketch.to_redis_bytes().as_slice())
                     .map_err(unavailable)?;
@@ -172,7 +202,7 @@ fn apply_delta(db: &Database, delta: &Delta, now_ms: i64) -> Result<(), StoreErr
     txn.commit().map_err(unavailable)
 }
 
-fn read_days(db: &Database, ad_id: &str, range: DayRange) -> Result<Vec<StoredDay>, StoreError> {
+fn read_days(db: &Database, ad_id: &str, range: DayRange) -> Result<AdDays, StoreError> {
     let txn = db.begin_read().map_err(unavailable)?;
     let counts = txn.open_table(COUNTS).map_err(unavailable)?;
     let visitors = txn.open_table(VISITORS).map_err(unavailable)?;
@@ -180,7 +210,7 @@ fn read_days(db: &Database, ad_id: &str, range: DayRange) -> Result<Vec<StoredDa
         range.from().days_since_epoch(),
         range.to().days_since_epoch(),
     );
-    let mut days = Vec::new();
+    let mut days = AdDays::new();
     for entry in counts
         .range((ad_id, from)..=(ad_id, to))
         .map_err(unavailable)?
@@ -188,19 +218,18 @@ fn read_days(db: &Database, ad_id: &str, range: DayRange) -> Result<Vec<StoredDa
         let (key, value) = entry.map_err(unavailable)?;
         let (ad, n) = key.value();
         let day = Day::from_days_since_epoch(n);
-        let (impressions, measurable, invalid) = value.value();
         let sketch = match visitors.get((ad, n)).map_err(unavailable)? {
             Some(bytes) => Sketch::from_redis_bytes(bytes.value())
                 .map_err(|e| StoreError::Corrupt(format!("sketch of {ad} {day}: {e}")))?,
             None => Sketch::new(),
         };
-        days.push(StoredDay {
+        days.insert(
             day,
-            impressions,
-            measurable,
-            invalid,
-            visitors: sketch,
-        });
+            DayCounts {
+                counters: decode(value.value()),
+                visitors: sketch,
+            },
+        );
     }
     Ok(days)
 }
@@ -211,15 +240,14 @@ impl Store for EmbeddedStore {
         "embedded"
     }
 
-    async fn apply(&self, delta: &Delta, now_ms: i64) -> Result<(), StoreError> {
-        // The delta is shared with stats readers while in flight; the
-        // blocking task needs its own handle.
-        let delta = delta.clone();
+    async fn apply(&self, delta: &Arc<Delta>, now_ms: i64) -> Result<(), StoreError> {
+        // The blocking task needs its own handle on the delta.
+        let delta = Arc::clone(delta);
         self.blocking(move |db| apply_delta(db, &delta, now_ms))
             .await
     }
 
-    async fn read_days(&self, ad_id: &str, range: DayRange) -> Result<Vec<StoredDay>, StoreError> {
+    async fn read_days(&self, ad_id: &str, range: DayRange) -> Result<AdDays, StoreError> {
         // A week of days is a few cached page reads and sketch decodes (tens
         // of microseconds): cheaper inline than a hop to the blocking pool,
         // which longer ranges still take.
@@ -230,18 +258,35 @@ impl Store for EmbeddedStore {
         self.blocking(move |db| read_days(db, &ad_id, range)).await
     }
 
-    async fn ads_in_range(&self, range: DayRange) -> Result<Vec<String>, StoreError> {
+    async fn ads_in_range(
+        &self,
+        range: DayRange,
+        scope: &Scope,
+    ) -> Result<Vec<String>, StoreError> {
+        // Each prefix of the scope is a range of each day's keys; every ad
+        // is the empty prefix.
+        let prefixes: Vec<String> = match scope {
+            Scope::All => vec![String::new()],
+            Scope::Prefixes(prefixes) => prefixes.clone(),
+        };
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(unavailable)?;
             let table = txn.open_table(ADS_BY_DAY).map_err(unavailable)?;
-            let (from, to) = (
-                range.from().days_since_epoch(),
-                range.to().days_since_epoch(),
-            );
             let mut ads = Vec::new();
-            for entry in table.range((from, "")..(to + 1, "")).map_err(unavailable)? {
-                let (key, _) = entry.map_err(unavailable)?;
-                ads.push(key.value().1.to_owned());
+            for day in range.from().days_since_epoch()..=range.to().days_since_epoch() {
+                for prefix in &prefixes {
+                    let keys = table
+                        .range((day, prefix.as_str())..(day + 1, ""))
+                        .map_err(unavailable)?;
+                    for entry in keys {
+                        let (key, _) = entry.map_err(unavailable)?;
+                        let ad_id = key.value().1;
+                        if !ad_id.starts_with(prefix.as_str()) {
+                            break;
+                        }
+                        ads.push(ad_id.to_owned());
+                    }
+                }
             }
             ads.sort_unstable();
             ads.dedup();
@@ -287,6 +332,15 @@ mod tests {
         }
     }
 
+    fn day_of(ms: i64) -> Day {
+        Day::from_epoch_ms(ms).unwrap()
+    }
+
+    /// The stored days, in order.
+    fn values(days: AdDays) -> Vec<DayCounts> {
+        days.into_values().collect()
+    }
+
     fn today() -> DayRange {
         DayRange::single(Day::from_epoch_ms(NOW).unwrap())
     }
@@ -312,15 +366,18 @@ mod tests {
             assert!(store.batch_seen("b1").await.unwrap());
         }
         let store = EmbeddedStore::open(dir.path()).unwrap();
-        let days = store.read_days("ad-1", today()).await.unwrap();
+        let days = values(store.read_days("ad-1", today()).await.unwrap());
         assert_eq!(days.len(), 1);
-        assert_eq!((days[0].impressions, days[0].measurable), (2, 1));
+        assert_eq!(
+            (days[0].counters.impressions, days[0].counters.measurable),
+            (2, 1)
+        );
         let mut expected = Sketch::new();
         expected.insert(b"u1");
         expected.insert(b"u2");
         assert_eq!(days[0].visitors, expected);
         assert_eq!(
-            store.ads_in_range(today()).await.unwrap(),
+            store.ads_in_range(today(), &Scope::All).await.unwrap(),
             vec!["ad-1", "ad-2"]
         );
         assert!(store.read_days("ad-3", today()).await.unwrap().is_empty());
@@ -357,8 +414,8 @@ mod tests {
             &[event("1", "ad-1", "u3", Kind::Viewable)],
         );
         store.apply(&agg.begin_sync().unwrap(), NOW).await.unwrap();
-        let days = store.read_days("ad-1", today()).await.unwrap();
-        assert_eq!(days[0].impressions, 2);
+        let days = values(store.read_days("ad-1", today()).await.unwrap());
+        assert_eq!(days[0].counters.impressions, 2);
         assert_eq!(days[0].visitors.estimate(), 2);
     }
 
@@ -385,9 +442,13 @@ mod tests {
         // The bot's batch again, in a later delta: already counted.
         agg.record("bot", NOW, Traffic::Invalid, &bot_batch);
         store.apply(&agg.begin_sync().unwrap(), NOW).await.unwrap();
-        let days = store.read_days("ad-1", today()).await.unwrap();
+        let days = values(store.read_days("ad-1", today()).await.unwrap());
         assert_eq!(
-            (days[0].impressions, days[0].measurable, days[0].invalid),
+            (
+                days[0].counters.impressions,
+                days[0].counters.measurable,
+                days[0].counters.invalid
+            ),
             (1, 0, 2)
         );
         assert_eq!(days[0].visitors.estimate(), 1, "bots are no visitors");
@@ -414,17 +475,26 @@ mod tests {
         }
         for _ in 0..2 {
             let store = EmbeddedStore::open(dir.path()).unwrap();
-            let days = store.read_days("ad-1", today()).await.unwrap();
+            let days = values(store.read_days("ad-1", today()).await.unwrap());
             assert_eq!(
-                (days[0].impressions, days[0].measurable, days[0].invalid),
+                (
+                    days[0].counters.impressions,
+                    days[0].counters.measurable,
+                    days[0].counters.invalid
+                ),
                 (3, 4, 0)
             );
             let yesterday = Day::from_days_since_epoch(day - 1);
-            let days = store
-                .read_days("ad-2", DayRange::single(yesterday))
-                .await
-                .unwrap();
-            assert_eq!((days[0].measurable, days[0].invalid), (9, 0));
+            let days = values(
+                store
+                    .read_days("ad-2", DayRange::single(yesterday))
+                    .await
+                    .unwrap(),
+            );
+            assert_eq!(
+                (days[0].counters.measurable, days[0].counters.invalid),
+                (9, 0)
+            );
             let txn = store.db.begin_read().unwrap();
             assert!(
                 !txn.list_tables()
@@ -443,9 +513,13 @@ mod tests {
             &[event("1", "ad-1", "u1", Kind::Viewable)],
         );
         store.apply(&agg.begin_sync().unwrap(), NOW).await.unwrap();
-        let days = store.read_days("ad-1", today()).await.unwrap();
+        let days = values(store.read_days("ad-1", today()).await.unwrap());
         assert_eq!(
-            (days[0].impressions, days[0].measurable, days[0].invalid),
+            (
+                days[0].counters.impressions,
+                days[0].counters.measurable,
+                days[0].counters.invalid
+            ),
             (3, 4, 1)
         );
     }
@@ -473,8 +547,71 @@ mod tests {
         assert!(store.batch_seen("new").await.unwrap());
         // Counts stay; only the de-duplication memory is bounded.
         assert_eq!(
-            store.read_days("ad-1", today()).await.unwrap()[0].impressions,
+            store.read_days("ad-1", today()).await.unwrap()[&day_of(NOW)]
+                .counters
+                .impressions,
             1
         );
+    }
+
+    #[tokio::test]
+    async fn a_data_dir_from_before_verified_opens_with_its_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let day = day_of(NOW).days_since_epoch();
+        {
+            // The schema before verified impressions: `counts_v2`.
+            let db = Database::create(dir.path().join(FILE_NAME)).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(COUNTS_V2)
+                .unwrap()
+                .insert(("ad-1", day), (3, 4, 5))
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let want = Counters {
+            impressions: 3,
+            measurable: 4,
+            invalid: 5,
+            verified: 0,
+        };
+        let days = store.read_days("ad-1", today()).await.unwrap();
+        assert_eq!(days[&day_of(NOW)].counters, want);
+        assert!(
+            !store
+                .db
+                .begin_read()
+                .unwrap()
+                .list_tables()
+                .unwrap()
+                .any(|t| t.name() == COUNTS_V2.name()),
+            "the old table is gone once migrated"
+        );
+        drop(store);
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let days = store.read_days("ad-1", today()).await.unwrap();
+        assert_eq!(days[&day_of(NOW)].counters, want, "migrated once");
+    }
+
+    #[tokio::test]
+    async fn verified_impressions_count_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let agg = Aggregator::new();
+        let verified = Event {
+            verified: true,
+            ..event("1", "ad-1", "u1", Kind::Viewable)
+        };
+        let batch = [verified, event("2", "ad-1", "u2", Kind::Viewable)];
+        agg.record("b1", NOW, Traffic::Valid, &batch);
+        let first = agg.begin_sync().unwrap();
+        store.apply(&first, NOW).await.unwrap();
+        // A retry of the same delta, then the batch again in a later one.
+        store.apply(&first, NOW).await.unwrap();
+        agg.finish_sync();
+        agg.record("b1", NOW, Traffic::Valid, &batch);
+        store.apply(&agg.begin_sync().unwrap(), NOW).await.unwrap();
+        let c = store.read_days("ad-1", today()).await.unwrap()[&day_of(NOW)].counters;
+        assert_eq!((c.impressions, c.verified), (2, 1));
     }
 }

@@ -1,40 +1,36 @@
 //! Where synced counts live. The edge talks to a store only through [`Store`]:
 //! the sync task applies [`Delta`]s, the stats routes read days, and ingest
-//! asks whether a batch id was already counted.
+//! asks whether a batch id was already counted. `open` opens the one the
+//! flags name.
 //!
 //! - [`embedded`]: the default, a redb database in the data directory.
-//! - [`redis`]: a Redis or Redis Cluster shared by many edges.
+//! - `redis`: a Redis or Redis Cluster shared by many edges.
 //!
-//! [`identity`] is the edge's id and boot counter in the data directory,
-//! which number the deltas of both; [`seen`] the batch ids an edge has
+//! `identity` is the edge's id and boot counter in the data directory,
+//! which number the deltas of both; `seen` the batch ids an edge has
 //! handed to its store, which both keep on the edge for ingest to read.
 
 pub mod embedded;
-pub mod identity;
-pub mod redis;
-pub mod seen;
+pub(crate) mod identity;
+pub(crate) mod redis;
+pub(crate) mod seen;
 
 use std::fmt::Debug;
+use std::sync::Arc;
 
+use anyhow::Context;
 use async_trait::async_trait;
-use glimpse_hll::Sketch;
-use glimpse_wire::{Day, DayRange};
+use glimpse_wire::DayRange;
 
-use crate::aggregate::Delta;
+use self::embedded::EmbeddedStore;
+use self::redis::{RedisOptions, RedisStore};
+use crate::config::{Config, StoreKind};
+use crate::counts::{AdDays, Delta};
+use crate::keys::Scope;
 
 /// How long a batch id is remembered for de-duplication. The contract asks
 /// for at least 24 h; twice that covers the 48 h window of accepted events.
 pub const BATCH_ID_RETENTION_MS: i64 = 48 * 3_600_000;
-
-/// Counts of one (ad, day) as the store holds them.
-#[derive(Clone, Debug, PartialEq)]
-pub struct StoredDay {
-    pub day: Day,
-    pub impressions: u64,
-    pub measurable: u64,
-    pub invalid: u64,
-    pub visitors: Sketch,
-}
 
 /// A store failure. The message is for logs and `/readyz`; it never holds
 /// client data.
@@ -52,24 +48,65 @@ pub trait Store: Debug + Send + Sync + 'static {
     fn kind(&self) -> &'static str;
 
     /// Applies one delta atomically enough that applying it again after an
-    /// error never counts anything twice. Counters of a batch whose id the
-    /// store has already seen are left out; the batch ids are remembered for
-    /// [`BATCH_ID_RETENTION_MS`] from `now_ms`.
-    async fn apply(&self, delta: &Delta, now_ms: i64) -> Result<(), StoreError>;
+    /// error never counts anything twice. Counters of a batch the store has
+    /// already counted are left out ([`Delta::updates`]); the batch ids are
+    /// remembered for [`BATCH_ID_RETENTION_MS`] from `now_ms`. The delta
+    /// is shared, so a store that works on it elsewhere (another thread)
+    /// takes a handle, never a copy: a copy would double the pending memory
+    /// while a sync runs.
+    async fn apply(&self, delta: &Arc<Delta>, now_ms: i64) -> Result<(), StoreError>;
 
-    /// The days of `range` on which `ad_id` has data, ascending.
-    async fn read_days(&self, ad_id: &str, range: DayRange) -> Result<Vec<StoredDay>, StoreError>;
+    /// The counts of `ad_id` on the days of `range` on which it has data.
+    async fn read_days(&self, ad_id: &str, range: DayRange) -> Result<AdDays, StoreError>;
 
-    /// Ids of the ads with data on any day of `range`, ascending.
-    async fn ads_in_range(&self, range: DayRange) -> Result<Vec<String>, StoreError>;
+    /// Ids of the ads inside `scope` with data on any day of `range`,
+    /// ascending. The scope is applied as the ids are read, so a key that
+    /// reads a few ads costs a few, wherever the store can.
+    async fn ads_in_range(&self, range: DayRange, scope: &Scope)
+        -> Result<Vec<String>, StoreError>;
 
     /// Whether a batch with this id has been counted already, as far as
     /// this edge knows: both stores answer from the batches this edge has
-    /// synced, kept on the edge ([`seen`]), so ingest never waits on the
+    /// synced, kept on the edge (`seen`), so ingest never waits on the
     /// network. (A batch that only another edge counted is left out at this
     /// edge's next sync instead.)
     async fn batch_seen(&self, batch_id: &str) -> Result<bool, StoreError>;
 
     /// Answers when the store can be reached.
     async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Opens the store the configuration names, for the edge `edge_id`. The
+/// Redis store does not wait for Redis: it connects on first use and
+/// reconnects on its own.
+pub(crate) fn open(config: &Config, edge_id: &str) -> anyhow::Result<Arc<dyn Store>> {
+    match config.store {
+        StoreKind::Embedded => {
+            let store = EmbeddedStore::open(&config.data_dir).with_context(|| {
+                format!(
+                    "opening the embedded store in {}",
+                    config.data_dir.display()
+                )
+            })?;
+            Ok(Arc::new(store))
+        }
+        StoreKind::Redis => {
+            if config.redis_url.is_none() && config.redis_cluster_nodes.is_empty() {
+                anyhow::bail!("--store redis needs --redis-url or --redis-cluster-nodes");
+            }
+            // rediss:// needs a TLS provider; installing it twice is harmless.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let store = RedisStore::open(RedisOptions {
+                url: config.redis_url.clone(),
+                cluster_nodes: config.redis_cluster_nodes.clone(),
+                prefix: config.redis_prefix.clone(),
+                retention_days: config.retention_days,
+                stats_cache: config.stats_cache,
+                edge_id: edge_id.to_owned(),
+                data_dir: config.data_dir.clone(),
+            })
+            .context("setting up the Redis store")?;
+            Ok(Arc::new(store))
+        }
+    }
 }

@@ -43,8 +43,9 @@ use self::keys::Keys;
 use self::plan::{KeyPlan, StepId};
 use super::identity::MAX_SEQUENCE;
 use super::seen::SeenIndex;
-use super::{Store, StoreError, StoredDay, BATCH_ID_RETENTION_MS};
-use crate::aggregate::Delta;
+use super::{Store, StoreError, BATCH_ID_RETENTION_MS};
+use crate::counts::{AdDays, Counters, DayCounts, Delta};
+use crate::keys::Scope;
 
 /// Time allowed for one reply. A timeout leaves the outcome unknown, which
 /// the ledger makes harmless; a generous value just avoids needless retries.
@@ -58,6 +59,8 @@ const CLAIMS_PER_PIPELINE: usize = 512;
 const READ_CONCURRENCY: usize = 64;
 /// Cached stats, counted in days of data, before the cache is emptied.
 const CACHE_MAX_DAYS: usize = 4096;
+/// (ad, day)s remembered as indexed: about 10 MB at most.
+const INDEXED_MAX_KEYS: usize = 100_000;
 
 /// How to reach Redis and name the keys.
 #[derive(Clone)]
@@ -229,11 +232,14 @@ pub struct RedisStore {
     script: Script,
     retention_days: u32,
     target: String,
-    days_cache: ReadCache<(String, u32, u32), Vec<StoredDay>>,
+    days_cache: ReadCache<(String, u32, u32), AdDays>,
     ads_cache: ReadCache<(u32, u32), Vec<String>>,
     /// The batch ids this edge has synced, for ingest's duplicate check.
     seen: SeenIndex,
-    /// (ad, day)s known to be in their day's ad set.
+    /// (ad, day)s known to be in their day's ad set, at most
+    /// [`INDEXED_MAX_KEYS`]: past that an (ad, day) is added to its set
+    /// again at each sync (harmless), so the edge's memory does not grow
+    /// with the number of distinct ads.
     indexed: Mutex<HashSet<(String, Day)>>,
 }
 
@@ -310,11 +316,6 @@ impl RedisStore {
         })
     }
 
-    /// The edge id this store writes its ledger entries under.
-    pub fn edge_id(&self) -> &str {
-        &self.edge_id
-    }
-
     async fn query<T: redis::FromRedisValue>(
         &self,
         what: &str,
@@ -340,16 +341,14 @@ impl RedisStore {
             .arg(&self.edge_field)
             .arg(id.seq)
             .arg(id.chunk);
-        if plan.with_sketch {
-            call.arg(plan.delta.visitors.to_redis_bytes());
-        } else {
-            call.arg("");
+        match plan.visitors {
+            Some(sketch) => call.arg(sketch.to_redis_bytes()),
+            None => call.arg(""),
+        };
+        call.arg(expiry).arg(BATCH_ID_RETENTION_MS);
+        for (field, n) in counter_fields(plan.counters) {
+            call.arg(field).arg(n);
         }
-        call.arg(expiry)
-            .arg(BATCH_ID_RETENTION_MS)
-            .arg(plan.impressions)
-            .arg(plan.measurable)
-            .arg(plan.invalid);
         let reply: Vec<i64> = call.invoke_async(&mut conn).await.map_err(|e| {
             unavailable(&format!("sync step {id} of {} {}", plan.ad_id, plan.day), e)
         })?;
@@ -452,7 +451,10 @@ impl RedisStore {
             .query_async(&mut conn)
             .await
             .map_err(|e| unavailable("indexing the day's ads", e))?;
-        self.indexed.lock().insert((ad_id, day));
+        let mut indexed = self.indexed.lock();
+        if indexed.len() < INDEXED_MAX_KEYS {
+            indexed.insert((ad_id, day));
+        }
         Ok(())
     }
 
@@ -461,21 +463,27 @@ impl RedisStore {
         self.query("listing the day's ads", &cmd).await
     }
 
-    async fn read_day(&self, ad_id: &str, day: Day) -> Result<Option<StoredDay>, StoreError> {
+    async fn read_day(&self, ad_id: &str, day: Day) -> Result<Option<DayCounts>, StoreError> {
         let mut pipe = redis::pipe();
         pipe.get(self.keys.visitors(ad_id, day))
             .cmd("HMGET")
             .arg(self.keys.counters(ad_id, day))
-            .arg("imp")
-            .arg("meas")
-            .arg("invalid");
+            .arg(&COUNTER_FIELDS);
         let mut conn = self.conn.clone();
-        type DayReply = (Option<Vec<u8>>, (Option<u64>, Option<u64>, Option<u64>));
-        let (sketch, (imp, meas, invalid)): DayReply = pipe
+        type DayReply = (Option<Vec<u8>>, Vec<Option<u64>>);
+        let (sketch, fields): DayReply = pipe
             .query_async(&mut conn)
             .await
             .map_err(|e| unavailable(&format!("reading {ad_id} {day}"), e))?;
-        if sketch.is_none() && imp.is_none() && meas.is_none() && invalid.is_none() {
+        let fields: [Option<u64>; COUNTER_FIELDS.len()] =
+            fields.try_into().map_err(|f: Vec<_>| {
+                StoreError::Corrupt(format!(
+                    "HMGET of {} fields answered {}",
+                    COUNTER_FIELDS.len(),
+                    f.len()
+                ))
+            })?;
+        if sketch.is_none() && fields.iter().all(Option::is_none) {
             return Ok(None);
         }
         let visitors = match sketch {
@@ -484,13 +492,36 @@ impl RedisStore {
             })?,
             None => Sketch::new(),
         };
-        Ok(Some(StoredDay {
-            day,
-            impressions: imp.unwrap_or(0),
-            measurable: meas.unwrap_or(0),
-            invalid: invalid.unwrap_or(0),
+        Ok(Some(DayCounts {
+            counters: counters_of_fields(fields),
             visitors,
         }))
+    }
+}
+
+/// The fields of an (ad, day)'s counters hash, `n:{…}`.
+const COUNTER_FIELDS: [&str; 4] = ["imp", "meas", "invalid", "verified"];
+
+/// The counters as the hash's fields, in [`COUNTER_FIELDS`] order.
+fn counter_fields(c: Counters) -> [(&'static str, u64); COUNTER_FIELDS.len()] {
+    let [imp, meas, invalid, verified] = COUNTER_FIELDS;
+    [
+        (imp, c.impressions),
+        (meas, c.measurable),
+        (invalid, c.invalid),
+        (verified, c.verified),
+    ]
+}
+
+/// The counters of an `HMGET` of [`COUNTER_FIELDS`]; an absent field is 0
+/// (a day written before the field existed has none).
+fn counters_of_fields(fields: [Option<u64>; COUNTER_FIELDS.len()]) -> Counters {
+    let [impressions, measurable, invalid, verified] = fields.map(|f| f.unwrap_or(0));
+    Counters {
+        impressions,
+        measurable,
+        invalid,
+        verified,
     }
 }
 
@@ -518,7 +549,7 @@ impl Store for RedisStore {
         "redis"
     }
 
-    async fn apply(&self, delta: &Delta, now_ms: i64) -> Result<(), StoreError> {
+    async fn apply(&self, delta: &std::sync::Arc<Delta>, now_ms: i64) -> Result<(), StoreError> {
         let applied = self.apply_delta(delta, now_ms).await;
         if applied.is_err() {
             // Redis may have restarted and lost its ad index (without
@@ -528,12 +559,20 @@ impl Store for RedisStore {
         applied
     }
 
-    async fn read_days(&self, ad_id: &str, range: DayRange) -> Result<Vec<StoredDay>, StoreError> {
+    async fn read_days(&self, ad_id: &str, range: DayRange) -> Result<AdDays, StoreError> {
         self.read_days_cached(ad_id, range).await
     }
 
-    async fn ads_in_range(&self, range: DayRange) -> Result<Vec<String>, StoreError> {
-        self.ads_in_range_cached(range).await
+    async fn ads_in_range(
+        &self,
+        range: DayRange,
+        scope: &Scope,
+    ) -> Result<Vec<String>, StoreError> {
+        // A day's ad set cannot be read by prefix: the (cached) list of the
+        // range is read whole, and only its ids are filtered.
+        let mut ads = self.ads_in_range_cached(range).await?;
+        ads.retain(|id| scope.allows(id));
+        Ok(ads)
     }
 
     async fn batch_seen(&self, batch_id: &str) -> Result<bool, StoreError> {
@@ -610,21 +649,17 @@ impl RedisStore {
         Ok(())
     }
 
-    async fn read_days_cached(
-        &self,
-        ad_id: &str,
-        range: DayRange,
-    ) -> Result<Vec<StoredDay>, StoreError> {
+    async fn read_days_cached(&self, ad_id: &str, range: DayRange) -> Result<AdDays, StoreError> {
         let (from, to) = range_key(range);
         let cache_key = (ad_id.to_owned(), from, to);
         if let Some(days) = self.days_cache.get(&cache_key) {
             return Ok(days);
         }
         let generation = self.days_cache.generation();
-        let days: Vec<StoredDay> = futures_util::stream::iter(range.days())
-            .map(|day| self.read_day(ad_id, day))
+        let days: AdDays = futures_util::stream::iter(range.days())
+            .map(|day| async move { Ok((day, self.read_day(ad_id, day).await?)) })
             .buffered(READ_CONCURRENCY)
-            .try_filter_map(|d| async move { Ok(d) })
+            .try_filter_map(|(day, d)| async move { Ok(d.map(|d| (day, d))) })
             .try_collect()
             .await?;
         self.days_cache

@@ -16,7 +16,8 @@ use std::sync::Arc;
 use redb::{Database, ReadableTable, Table, TableDefinition, WriteTransaction};
 
 use super::{StoreError, BATCH_ID_RETENTION_MS};
-use crate::aggregate::Delta;
+use crate::counted::needs_claim;
+use crate::counts::Delta;
 
 const BATCHES: TableDefinition<&str, i64> = TableDefinition::new("batches");
 const BATCHES_BY_TIME: TableDefinition<(i64, &str), ()> = TableDefinition::new("batches_by_time");
@@ -124,12 +125,14 @@ impl SeenIndex {
     }
 
     /// Records every batch of `delta` (owned or not: each is counted
-    /// somewhere) and forgets old ids, in one transaction made durable
-    /// before it returns, on the blocking pool.
+    /// somewhere) but the ones the edge minted, which ingest never looks up
+    /// ([`crate::counted`]), and forgets old ids, in one transaction made
+    /// durable before it returns, on the blocking pool.
     pub async fn record(&self, delta: &Delta, now_ms: i64) -> Result<(), StoreError> {
         let ids: Vec<(String, i64)> = delta
             .batches
             .iter()
+            .filter(|b| needs_claim(&b.batch_id))
             .map(|b| (b.batch_id.clone(), b.received_ms))
             .collect();
         let db = Arc::clone(&self.db);
@@ -183,5 +186,18 @@ mod tests {
             .unwrap();
         assert!(!index.contains("old").unwrap() && !index.contains("bot").unwrap());
         assert!(index.contains("new").unwrap());
+    }
+
+    #[tokio::test]
+    async fn minted_ids_are_not_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let agg = Aggregator::new();
+        let minted = crate::counted::mint_batch_id();
+        agg.record(&minted, NOW, Traffic::Valid, &[]);
+        agg.record("client", NOW, Traffic::Valid, &[]);
+        let index = SeenIndex::open(dir.path()).unwrap();
+        index.record(&agg.begin_sync().unwrap(), NOW).await.unwrap();
+        assert!(index.contains("client").unwrap());
+        assert!(!index.contains(&minted).unwrap());
     }
 }

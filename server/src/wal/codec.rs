@@ -6,15 +6,19 @@
 //! header  (24 bytes): magic "GLMPSWAL" | version u32 = 1 | seq u64 | crc32 u32 of the 20 bytes before
 //! record:             len u32 | crc32 u32 of (len bytes ++ payload) | payload (len bytes)
 //! payload:            flags u8 | received_ms i64 | batch_id str | events u32 | event*
-//! event:              kind u8 (0 viewable, 1 measurable) | day u32 (days since 1970-01-01) | ad_id str | user_id str
+//! event:              kind u8 (0 viewable, 1 measurable, 2 viewable and verified) | day u32 (days since 1970-01-01) | ad_id str | user_id str
 //! str:                len u16 | UTF-8 bytes
 //! ```
 //!
 //! All integers are little-endian. A record holds exactly what
 //! [`crate::aggregate::Aggregator::record`] needs to rebuild the same counts
 //! and sketch: the accepted events (after validation and de-duplication) in
-//! their order, the batch id, the time it was accepted, and a flags byte
-//! (bit 0: the batch was judged invalid traffic; other bits must be 0).
+//! their order, each with whether the browser verified it, the batch id, the
+//! time it was accepted, and a flags byte (bit 0: the batch was judged
+//! invalid traffic; other bits must be 0). Kind 2 came with the verified
+//! counter: segments written before it hold 0 and 1 only and read the same,
+//! and an edge from before it refuses a segment holding a 2 (a record that
+//! does not parse) rather than count it wrong.
 //!
 //! Reading tolerates a torn tail (the last group commit cut short by a crash:
 //! a partial record, a record whose CRC fails, zeroed pages) and reports it so
@@ -24,6 +28,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::io::Read;
 
 use glimpse_wire::ingest::Event;
 use glimpse_wire::{Day, Kind};
@@ -41,6 +46,10 @@ pub const RECORD_HEADER_LEN: usize = 8;
 pub const MAX_PAYLOAD_LEN: usize = 1 << 20;
 /// Flags bit 0: the batch was judged invalid traffic.
 const FLAG_INVALID_TRAFFIC: u8 = 1;
+/// The kind byte of an event.
+const KIND_VIEWABLE: u8 = 0;
+const KIND_MEASURABLE: u8 = 1;
+const KIND_VIEWABLE_VERIFIED: u8 = 2;
 
 /// The header that starts a segment of `seq`.
 pub fn header(seq: u64) -> [u8; HEADER_LEN] {
@@ -78,9 +87,11 @@ pub fn encode_record(
     put_str(out, batch_id);
     out.extend_from_slice(&(events.len() as u32).to_le_bytes());
     for e in events {
-        out.push(match e.kind {
-            Kind::Viewable => 0,
-            Kind::Measurable => 1,
+        out.push(match (e.kind, e.verified) {
+            (Kind::Viewable, false) => KIND_VIEWABLE,
+            (Kind::Viewable, true) => KIND_VIEWABLE_VERIFIED,
+            // The wire never marks a measurable event verified.
+            (Kind::Measurable, _) => KIND_MEASURABLE,
         });
         out.extend_from_slice(&e.day.days_since_epoch().to_le_bytes());
         put_str(out, &e.ad_id);
@@ -113,13 +124,13 @@ pub struct Torn {
     pub reason: &'static str,
 }
 
-/// A decoded segment.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Segment<'a> {
+/// How a segment ended: its number, and where its readable part stops if
+/// the tail was torn.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentEnd {
     /// From the header; `None` when the file ends inside its header (a crash
     /// right after creating it).
     pub seq: Option<u64>,
-    pub records: Vec<Record<'a>>,
     /// Set when the tail was torn; the file is valid up to `offset`.
     pub torn: Option<Torn>,
 }
@@ -135,6 +146,15 @@ impl fmt::Display for Corrupt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "at byte offset {}: {}", self.offset, self.reason)
     }
+}
+
+/// Why [`read_segment`] stopped before the end.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Corrupt(Corrupt),
 }
 
 fn u16_at(b: &[u8], at: usize) -> Option<u16> {
@@ -185,9 +205,10 @@ fn decode_payload(p: &[u8]) -> Option<Record<'_>> {
     // Each event takes at least 9 bytes: a count beyond that is damage.
     let mut events = Vec::with_capacity(n.min(p.len() / 9));
     for _ in 0..n {
-        let kind = match *p.get(at)? {
-            0 => Kind::Viewable,
-            1 => Kind::Measurable,
+        let (kind, verified) = match *p.get(at)? {
+            KIND_VIEWABLE => (Kind::Viewable, false),
+            KIND_MEASURABLE => (Kind::Measurable, false),
+            KIND_VIEWABLE_VERIFIED => (Kind::Viewable, true),
             _ => return None,
         };
         let day = Day::from_days_since_epoch(u32_at(p, at + 1)?);
@@ -202,7 +223,7 @@ fn decode_payload(p: &[u8]) -> Option<Record<'_>> {
             ts: day.start_ms(),
             day,
             token: None,
-            verified: false,
+            verified,
         });
     }
     (at == p.len()).then_some(Record {
@@ -213,82 +234,177 @@ fn decode_payload(p: &[u8]) -> Option<Record<'_>> {
     })
 }
 
-/// Decodes a whole segment file. A torn tail ends the records and is
-/// reported in [`Segment::torn`]; damage with a valid record after it, a
-/// foreign or future header, or a record that passes its CRC but does not
-/// parse is [`Corrupt`].
-pub fn decode_segment(bytes: &[u8]) -> Result<Segment<'_>, Corrupt> {
-    let corrupt = |offset, reason: &str| Corrupt {
-        offset,
-        reason: reason.to_owned(),
+/// Bytes read from a segment and not yet consumed: at most one read chunk
+/// and one record, whatever the file's size.
+struct Window<R> {
+    input: R,
+    buf: Vec<u8>,
+    /// Bytes of `buf` already consumed.
+    start: usize,
+    /// The file offset of `buf[0]`.
+    base: usize,
+    eof: bool,
+}
+
+/// How much one read asks for. Replay's memory is this plus one record.
+const READ_CHUNK: usize = 256 * 1024;
+
+impl<R: Read> Window<R> {
+    fn available(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    /// The file offset of `available()[0]`.
+    fn offset(&self) -> usize {
+        self.base + self.start
+    }
+
+    fn advance(&mut self, n: usize) {
+        self.start += n;
+    }
+
+    /// Reads until at least `want` bytes are available, or the input ends.
+    fn fill(&mut self, want: usize) -> std::io::Result<()> {
+        if self.available().len() >= want || self.eof {
+            return Ok(());
+        }
+        self.buf.drain(..self.start);
+        self.base += self.start;
+        self.start = 0;
+        while self.buf.len() < want && !self.eof {
+            let have = self.buf.len();
+            self.buf.resize(have + READ_CHUNK.max(want - have), 0);
+            match self.input.read(&mut self.buf[have..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    self.buf.truncate(have);
+                }
+                Ok(n) => self.buf.truncate(have + n),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => self.buf.truncate(have),
+                Err(e) => {
+                    self.buf.truncate(have);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The offset of the first whole record with a good CRC at or after
+    /// the current position, reading (and dropping) the input up to it.
+    fn find_valid_record(&mut self) -> std::io::Result<Option<usize>> {
+        loop {
+            // Every position among the first READ_CHUNK bytes has a whole
+            // record's worth of bytes after it (or the end of the input).
+            self.fill(READ_CHUNK + RECORD_HEADER_LEN + MAX_PAYLOAD_LEN)?;
+            let available = self.available();
+            if available.is_empty() {
+                return Ok(None);
+            }
+            let span = available.len().min(READ_CHUNK);
+            if let Some(at) = (0..span).find(|p| framed_at(available, *p).is_some()) {
+                return Ok(Some(self.offset() + at));
+            }
+            self.advance(span);
+        }
+    }
+}
+
+/// Reads a segment from `input`, handing each whole record to `each` in
+/// order, in bounded memory ([`READ_CHUNK`] and one record at a time). A
+/// torn tail ends the records and is reported in [`SegmentEnd::torn`];
+/// damage with a valid record after it, a foreign or future header, or a
+/// record that passes its CRC but does not parse is [`ReadError::Corrupt`].
+pub fn read_segment<R: Read>(
+    input: R,
+    mut each: impl FnMut(&Record<'_>),
+) -> Result<SegmentEnd, ReadError> {
+    let corrupt = |offset, reason: &str| {
+        ReadError::Corrupt(Corrupt {
+            offset,
+            reason: reason.to_owned(),
+        })
     };
-    if bytes.len() < HEADER_LEN || bytes[..HEADER_LEN].iter().all(|b| *b == 0) {
+    let mut window = Window {
+        input,
+        buf: Vec::new(),
+        start: 0,
+        base: 0,
+        eof: false,
+    };
+    window.fill(HEADER_LEN)?;
+    let head = window.available();
+    if head.len() < HEADER_LEN || head[..HEADER_LEN].iter().all(|b| *b == 0) {
         // Created, then the crash came before its header was on disk.
-        return Ok(Segment {
+        return Ok(SegmentEnd {
             seq: None,
-            records: Vec::new(),
-            torn: (!bytes.is_empty()).then_some(Torn {
+            torn: (!head.is_empty()).then_some(Torn {
                 offset: 0,
                 reason: "the file ends inside its header",
             }),
         });
     }
-    if bytes[..8] != MAGIC {
+    if head[..8] != MAGIC {
         return Err(corrupt(0, "not a glimpse write-ahead log segment"));
     }
-    let version = u32_at(bytes, 8).unwrap_or_default();
+    let version = u32_at(head, 8).unwrap_or_default();
     if version != VERSION {
         return Err(corrupt(
             8,
             &format!("format version {version}; this edge reads version {VERSION}"),
         ));
     }
-    if crc32fast::hash(&bytes[..20]).to_le_bytes() != bytes[20..24] {
+    if crc32fast::hash(&head[..20]).to_le_bytes() != head[20..24] {
         return Err(corrupt(0, "the header's checksum does not match"));
     }
-    let seq = u64_at(bytes, 12);
-    let mut records = Vec::new();
-    let mut at = HEADER_LEN;
-    while at < bytes.len() {
-        let Some(payload) = framed_at(bytes, at) else {
-            // Damage. It is a torn tail only if nothing valid follows: a
-            // crash can only cut the last, not yet durable, group short.
-            if let Some(next) = (at + 1..bytes.len()).find(|p| framed_at(bytes, *p).is_some()) {
-                return Err(corrupt(
+    let seq = u64_at(head, 12);
+    window.advance(HEADER_LEN);
+    loop {
+        window.fill(RECORD_HEADER_LEN)?;
+        if window.available().is_empty() {
+            return Ok(SegmentEnd { seq, torn: None });
+        }
+        let len = (window.available().len() >= RECORD_HEADER_LEN)
+            .then(|| u32_at(window.available(), 0).map(|l| l as usize))
+            .flatten();
+        if let Some(len) = len.filter(|l| *l <= MAX_PAYLOAD_LEN) {
+            window.fill(RECORD_HEADER_LEN + len)?;
+        }
+        let at = window.offset();
+        let available = window.available();
+        if let Some(payload) = framed_at(available, 0) {
+            let record = decode_payload(payload).ok_or_else(|| {
+                corrupt(
                     at,
-                    &format!("a damaged record, followed by a valid one at offset {next}"),
-                ));
-            }
-            let reason = if at + RECORD_HEADER_LEN > bytes.len() {
-                "a partial record header"
-            } else if u32_at(bytes, at).is_some_and(|len| {
-                at + RECORD_HEADER_LEN + len as usize > bytes.len()
-                    && (len as usize) <= MAX_PAYLOAD_LEN
-            }) {
+                    "a record with a valid checksum that does not parse (written by another version?)",
+                )
+            })?;
+            each(&record);
+            let consumed = RECORD_HEADER_LEN + payload.len();
+            window.advance(consumed);
+            continue;
+        }
+        // Damage. It is a torn tail only if nothing valid follows: a crash
+        // can only cut the last, not yet durable, group short.
+        let reason = match len {
+            None => "a partial record header",
+            Some(len) if len <= MAX_PAYLOAD_LEN && RECORD_HEADER_LEN + len > available.len() => {
                 "a partial record"
-            } else {
-                "a record whose checksum does not match"
-            };
-            return Ok(Segment {
-                seq,
-                records,
-                torn: Some(Torn { offset: at, reason }),
-            });
+            }
+            Some(_) => "a record whose checksum does not match",
         };
-        let record = decode_payload(payload).ok_or_else(|| {
-            corrupt(
+        window.advance(1);
+        if let Some(next) = window.find_valid_record()? {
+            return Err(corrupt(
                 at,
-                "a record with a valid checksum that does not parse (written by another version?)",
-            )
-        })?;
-        records.push(record);
-        at += RECORD_HEADER_LEN + payload.len();
+                &format!("a damaged record, followed by a valid one at offset {next}"),
+            ));
+        }
+        return Ok(SegmentEnd {
+            seq,
+            torn: Some(Torn { offset: at, reason }),
+        });
     }
-    Ok(Segment {
-        seq,
-        records,
-        torn: None,
-    })
 }
 
 #[cfg(test)]
@@ -344,36 +460,54 @@ mod tests {
         (bytes, starts, records)
     }
 
+    /// Reads `bytes` whole: how the segment ended, and its records (as
+    /// their debug text, since they borrow the reader's buffer).
+    fn decode(bytes: &[u8]) -> Result<(SegmentEnd, Vec<String>), ReadError> {
+        let mut records = Vec::new();
+        let end = read_segment(bytes, |r| records.push(format!("{r:?}")))?;
+        Ok((end, records))
+    }
+
+    fn texts(records: &[Record<'_>]) -> Vec<String> {
+        records.iter().map(|r| format!("{r:?}")).collect()
+    }
+
+    fn corrupt_offset(e: ReadError) -> usize {
+        match e {
+            ReadError::Corrupt(c) => c.offset,
+            ReadError::Io(e) => panic!("a slice cannot fail to read: {e}"),
+        }
+    }
+
     #[test]
     fn round_trip() {
         let (bytes, _, records) = sample();
-        let segment = decode_segment(&bytes).unwrap();
-        assert_eq!(segment.seq, Some(42));
-        assert_eq!(segment.torn, None);
-        assert_eq!(segment.records, records);
+        let (end, got) = decode(&bytes).unwrap();
+        assert_eq!(end.seq, Some(42));
+        assert_eq!(end.torn, None);
+        assert_eq!(got, texts(&records));
         // A header alone is an empty segment.
         let empty = header(7);
-        let segment = decode_segment(&empty).unwrap();
-        assert_eq!((segment.seq, segment.records.len()), (Some(7), 0));
+        let (end, got) = decode(&empty).unwrap();
+        assert_eq!((end.seq, got.len()), (Some(7), 0));
     }
 
     #[test]
     fn a_tail_torn_at_any_byte_keeps_every_whole_record_before_it() {
         let (bytes, starts, records) = sample();
         for cut in 0..bytes.len() {
-            let segment =
-                decode_segment(&bytes[..cut]).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
+            let (end, got) = decode(&bytes[..cut]).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
             let whole = starts
                 .iter()
                 .enumerate()
                 .filter(|(i, _)| starts.get(i + 1).copied().unwrap_or(bytes.len()) <= cut)
                 .count();
-            assert_eq!(segment.records, records[..whole], "cut at {cut}");
+            assert_eq!(got, texts(&records[..whole]), "cut at {cut}");
             if cut < HEADER_LEN {
-                assert_eq!(segment.seq, None);
+                assert_eq!(end.seq, None);
             } else {
                 let torn_at = starts.get(whole).copied().filter(|s| *s < cut);
-                assert_eq!(segment.torn.map(|t| t.offset), torn_at, "cut at {cut}");
+                assert_eq!(end.torn.map(|t| t.offset), torn_at, "cut at {cut}");
             }
         }
     }
@@ -385,23 +519,65 @@ mod tests {
             for bit in 0..8 {
                 let mut damaged = bytes.clone();
                 damaged[byte] ^= 1 << bit;
-                let result = decode_segment(&damaged);
+                let result = decode(&damaged);
                 let record = starts.iter().rposition(|s| *s <= byte).unwrap();
                 if record == records.len() - 1 {
-                    let segment = result.unwrap_or_else(|e| panic!("byte {byte}: {e}"));
-                    assert_eq!(segment.records, records[..record]);
-                    assert_eq!(segment.torn.unwrap().offset, starts[record]);
+                    let (end, got) = result.unwrap_or_else(|e| panic!("byte {byte}: {e}"));
+                    assert_eq!(got, texts(&records[..record]));
+                    assert_eq!(end.torn.unwrap().offset, starts[record]);
                 } else {
                     let err = result.expect_err(&format!("byte {byte} bit {bit}"));
-                    assert_eq!(err.offset, starts[record], "byte {byte} bit {bit}");
+                    assert_eq!(corrupt_offset(err), starts[record], "byte {byte} bit {bit}");
                 }
             }
         }
         for byte in 0..HEADER_LEN {
             let mut damaged = bytes.clone();
             damaged[byte] ^= 0x10;
-            assert!(decode_segment(&damaged).is_err(), "header byte {byte}");
+            assert!(decode(&damaged).is_err(), "header byte {byte}");
         }
+    }
+
+    #[test]
+    fn a_segment_longer_than_many_reads_streams_whole_and_damage_far_before_a_valid_record_is_found(
+    ) {
+        // Records of 500 events each, together several times READ_CHUNK.
+        let users: Vec<String> = (0..500).map(|i| format!("visitor-{i}")).collect();
+        let events: Vec<Event<'_>> = users
+            .iter()
+            .map(|u| ev("ad-1", u, Kind::Viewable, 20_417))
+            .collect();
+        let mut bytes = header(9).to_vec();
+        let mut starts = Vec::new();
+        while bytes.len() < 4 * READ_CHUNK {
+            starts.push(bytes.len());
+            let id = format!("b{}", starts.len());
+            encode_record(&mut bytes, Traffic::Valid, &id, 1, &events);
+        }
+        let n = starts.len();
+        let mut count = 0;
+        let end = read_segment(bytes.as_slice(), |r| {
+            count += 1;
+            assert_eq!(r.batch_id, format!("b{count}"));
+            assert_eq!(r.events.len(), 500);
+        })
+        .unwrap();
+        assert_eq!((end.seq, end.torn, count), (Some(9), None, n));
+
+        // Damage in the second record: the next valid one is found, and
+        // that is corruption, not a tail.
+        let mut damaged = bytes.clone();
+        damaged[starts[1] + RECORD_HEADER_LEN + 3] ^= 1;
+        let err = read_segment(damaged.as_slice(), |_| {}).unwrap_err();
+        assert_eq!(corrupt_offset(err), starts[1]);
+        // Damage in the last one, beyond the first reads: a torn tail.
+        let mut damaged = bytes.clone();
+        damaged[starts[n - 1] + RECORD_HEADER_LEN + 3] ^= 1;
+        let (end, got) = decode(&damaged).unwrap();
+        assert_eq!(
+            (end.torn.unwrap().offset, got.len()),
+            (starts[n - 1], n - 1)
+        );
     }
 
     #[test]
@@ -409,17 +585,46 @@ mod tests {
         let (mut bytes, starts, records) = sample();
         bytes.truncate(starts[2]);
         bytes.extend_from_slice(&[0; 4096]);
-        let segment = decode_segment(&bytes).unwrap();
-        assert_eq!(segment.records, records[..2]);
-        assert_eq!(segment.torn.unwrap().offset, starts[2]);
+        let (end, got) = decode(&bytes).unwrap();
+        assert_eq!(got, texts(&records[..2]));
+        assert_eq!(end.torn.unwrap().offset, starts[2]);
     }
 
     #[test]
     fn foreign_files_and_future_versions_are_refused() {
-        assert!(decode_segment(b"not a wal segment at all, no").is_err());
+        assert!(decode(b"not a wal segment at all, no").is_err());
         let mut h = header(1);
         h[8] = 2;
-        let err = decode_segment(&h).unwrap_err();
-        assert!(err.reason.contains("version 2"), "{err}");
+        let err = decode(&h).unwrap_err();
+        assert!(err.to_string().contains("version 2"), "{err}");
+    }
+
+    #[test]
+    fn verified_events_round_trip_and_an_unknown_kind_is_refused() {
+        let verified = Event {
+            verified: true,
+            ..ev("ad-1", "u1", Kind::Viewable, 20_417)
+        };
+        let events = vec![verified, ev("ad-1", "u2", Kind::Viewable, 20_417)];
+        let mut bytes = header(3).to_vec();
+        encode_record(&mut bytes, Traffic::Valid, "b-v", 9, &events);
+        let mut decoded = Vec::new();
+        read_segment(bytes.as_slice(), |r| decoded.push(r.events == events)).unwrap();
+        assert_eq!(decoded, [true]);
+
+        // A kind byte no version writes, under a valid checksum: refused.
+        let mut bytes = header(3).to_vec();
+        encode_record(&mut bytes, Traffic::Valid, "b-x", 9, &events[..1]);
+        let kind_at = HEADER_LEN + RECORD_HEADER_LEN + 1 + 8 + 2 + "b-x".len() + 4;
+        assert_eq!(bytes[kind_at], KIND_VIEWABLE_VERIFIED);
+        bytes[kind_at] = 3;
+        let payload = &bytes[HEADER_LEN + RECORD_HEADER_LEN..];
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&(payload.len() as u32).to_le_bytes());
+        crc.update(payload);
+        let crc = crc.finalize().to_le_bytes();
+        bytes[HEADER_LEN + 4..HEADER_LEN + 8].copy_from_slice(&crc);
+        let err = decode(&bytes).unwrap_err();
+        assert!(err.to_string().contains("does not parse"), "{err}");
     }
 }

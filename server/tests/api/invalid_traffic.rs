@@ -4,45 +4,20 @@
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use glimpse_server::sync;
-use glimpse_wire::api::{AdsResponse, IngestResponse, StatsResponse};
+use glimpse_wire::api::StatsResponse;
 use serde_json::{json, Value};
 
-use super::{assert_error, batch, event, metric, TestEdge, TODAY};
+use crate::support::{assert_error, batch, event, metric, TestEdge, TODAY};
 
 const CHROME_DESKTOP: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36";
 const GOOGLEBOT: &str = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
 const HEADLESS_CHROME: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/131.0.0.0 Safari/537.36";
 
-impl TestEdge {
-    /// POSTs `body` with this `User-Agent`; answers status and JSON.
-    async fn post_as(&self, user_agent: &str, body: &Value) -> (StatusCode, Value) {
-        let request = Request::post("/v1/impressions")
-            .header(header::CONTENT_TYPE, "text/plain;charset=UTF-8")
-            .header(header::USER_AGENT, user_agent)
-            .body(Body::from(body.to_string()))
-            .unwrap();
-        let (status, _, body) = self.send(request).await;
-        (status, body)
-    }
-
-    async fn ingest_as(&self, user_agent: &str, body: &Value) -> IngestResponse {
-        let (status, body) = self.post_as(user_agent, body).await;
-        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-        serde_json::from_value(body).unwrap()
-    }
-
-    async fn ads(&self) -> AdsResponse {
-        let (status, body) = self.get("/v1/ads").await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        serde_json::from_value(body).unwrap()
-    }
-}
-
 fn counting_automation() -> TestEdge {
     TestEdge::guarded(
         std::sync::Arc::new(tempfile::tempdir().unwrap()),
         glimpse_server::Access::LoopbackOnly,
-        |edge| edge.count_automation = true,
+        |parts| parts.rules.count_automation = true,
     )
 }
 

@@ -147,7 +147,11 @@ fn a_restarted_run_replays_what_it_acknowledged() {
         .unwrap()
         .block_on(store.read_days("ad-replay", DayRange::single(day)))
         .unwrap();
-    assert_eq!((days[0].impressions, days[0].measurable), (41, 1));
+    let counts = &days[&day];
+    assert_eq!(
+        (counts.counters.impressions, counts.counters.measurable),
+        (41, 1)
+    );
     let mut reference = glimpse_hll::Sketch::new();
     for u in (0..30)
         .map(|u| format!("u{u}"))
@@ -155,5 +159,39 @@ fn a_restarted_run_replays_what_it_acknowledged() {
     {
         reference.insert(u.as_bytes());
     }
-    assert_eq!(days[0].visitors, reference);
+    assert_eq!(counts.visitors, reference);
+}
+
+#[test]
+fn verified_impressions_come_back_from_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let ts = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let events: Vec<Value> = (0..10)
+        .map(|u| json!({"id": format!("e{u}"), "ad_id": "ad-verified", "user_id": format!("u{u}"), "kind": "viewable", "ts": ts, "verified": u < 6}))
+        .collect();
+    let body = json!({"batch_id": "v1", "events": events}).to_string();
+    let (rt, addr, _stop, _run) = start(dir.path());
+    let (status, answer) = http(&addr, "POST", "/v1/impressions", &body);
+    assert_eq!(status, 202, "{answer}");
+    // The end of the process without its flush.
+    rt.shutdown_timeout(Duration::from_secs(10));
+
+    let (rt, addr, stop, run) = start(dir.path());
+    let (status, answer) = http(&addr, "GET", "/v1/ads/ad-verified/stats", "");
+    assert_eq!(status, 200, "{answer}");
+    let stats: StatsResponse = serde_json::from_value(answer).unwrap();
+    assert_eq!((stats.impressions, stats.verified), (10, 6));
+    stop.send(()).unwrap();
+    rt.block_on(run).unwrap().unwrap();
+    drop(rt);
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    let day = Day::from_epoch_ms(ts).unwrap();
+    let days = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(store.read_days("ad-verified", DayRange::single(day)))
+        .unwrap();
+    assert_eq!(days[&day].counters.verified, 6);
 }

@@ -484,3 +484,101 @@ fn deploy_files_agree_on_one_port_and_call_real_routes() {
         "the edge should exit cleanly on SIGTERM: {status}"
     );
 }
+
+/// `--maxmemory` and `--maxmemory-policy` of a Redis command line.
+fn redis_memory_args(args: &[Yaml], at: &str) -> (u64, String) {
+    let words: Vec<String> = args.iter().filter_map(as_str).collect();
+    let value = |flag: &str| {
+        let at_flag = words
+            .iter()
+            .position(|w| w == flag)
+            .unwrap_or_else(|| panic!("{at}: Redis runs without {flag}"));
+        words.get(at_flag + 1).cloned().expect("a value")
+    };
+    let max = value("--maxmemory");
+    let bytes = max
+        .strip_suffix("mb")
+        .map(|n| n.parse::<u64>().expect("a number of mb") << 20)
+        .or_else(|| {
+            max.strip_suffix("gb")
+                .map(|n| n.parse::<u64>().expect("gb") << 30)
+        })
+        .unwrap_or_else(|| panic!("{at}: --maxmemory {max} is not in mb or gb"));
+    (bytes, value("--maxmemory-policy"))
+}
+
+#[test]
+fn redis_refuses_writes_at_a_memory_bound_below_its_limit() {
+    let root = workspace_root();
+    let at = "deploy/kubernetes/redis-statefulset.yaml";
+    let docs = load_yaml(&root.join(at));
+    let container = &docs[0]["spec"]["template"]["spec"]["containers"][0];
+    let (max, policy) = redis_memory_args(container["args"].as_vec().expect("args"), at);
+    assert_eq!(policy, "noeviction", "{at}: an evicted key is a lost count");
+    let limit = container["resources"]["limits"]["memory"]
+        .as_str()
+        .expect("a memory limit");
+    let limit: u64 = limit
+        .strip_suffix("Gi")
+        .map(|n| n.parse::<u64>().unwrap() << 30)
+        .or_else(|| {
+            limit
+                .strip_suffix("Mi")
+                .map(|n| n.parse::<u64>().unwrap() << 20)
+        })
+        .expect("limit in Gi or Mi");
+    // Room above maxmemory for the AOF rewrite's fork and client buffers.
+    assert!(
+        max * 5 <= limit * 4,
+        "{at}: maxmemory {max} leaves under a fifth of the {limit} limit"
+    );
+    let compose = &load_yaml(&root.join("compose.yaml"))[0];
+    let command = compose["services"]["redis"]["command"]
+        .as_vec()
+        .expect("the compose Redis has a command list");
+    let (_, policy) = redis_memory_args(command, "compose.yaml");
+    assert_eq!(policy, "noeviction");
+}
+
+#[test]
+fn the_alert_rules_watch_metrics_the_edge_exposes() {
+    let root = workspace_root();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let edge = Edge::start(dir.path(), &[] as &[&str]);
+    let (status, metrics) = edge.get_raw("/metrics").expect("edge answers");
+    assert_eq!(status, 200, "{metrics}");
+    let exposed: BTreeSet<&str> = metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    let mut watched = BTreeSet::new();
+    for file in deploy_files(&root) {
+        if !file.starts_with(root.join("deploy/prometheus")) {
+            continue;
+        }
+        for doc in load_yaml(&file) {
+            for group in doc["groups"].as_vec().expect("rule groups") {
+                for rule in group["rules"].as_vec().expect("rules") {
+                    let expr = rule["expr"].as_str().expect("an expr");
+                    for (at, _) in expr.match_indices("glimpse_") {
+                        let name: String = expr[at..]
+                            .chars()
+                            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                            .collect();
+                        assert!(
+                            exposed.contains(name.as_str()),
+                            "{}: {name} is not on /metrics: {exposed:?}",
+                            rel(&root, &file)
+                        );
+                        watched.insert(name);
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        watched.contains("glimpse_store_up"),
+        "an alert watches the store's health: {watched:?}"
+    );
+}

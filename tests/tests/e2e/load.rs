@@ -236,12 +236,12 @@ pub fn counters(conn: &mut Conn, key: &str) -> (u64, u64) {
     }
 }
 
-/// The `invalid` field of a counters hash (0 when absent).
-pub fn invalid_counter(conn: &mut Conn, key: &str) -> u64 {
-    match conn.cmd(&[b"HGET".as_slice(), key.as_bytes(), b"invalid"]) {
+/// One field of a counters hash, e.g. `invalid` (0 when absent).
+pub fn counter_field(conn: &mut Conn, key: &str, field: &str) -> u64 {
+    match conn.cmd(&[b"HGET".as_slice(), key.as_bytes(), field.as_bytes()]) {
         Reply::Bulk(Some(b)) => String::from_utf8_lossy(&b).parse().unwrap(),
         Reply::Bulk(None) => 0,
-        other => panic!("HGET {key} invalid: {other}"),
+        other => panic!("HGET {key} {field}: {other}"),
     }
 }
 

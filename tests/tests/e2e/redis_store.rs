@@ -8,8 +8,8 @@ use glimpse_tests::redis::RedisServer;
 use glimpse_wire::api::{AdsResponse, StatsResponse, UniqueVisitorsResponse};
 
 use crate::load::{
-    assert_same_registers, counters, counters_key, day_of, invalid_counter, now_ms,
-    pfadd_reference, pfcount, post_all, sketch_at, uv_key, visitors, wait_for, Load,
+    assert_same_registers, counter_field, counters, counters_key, day_of, now_ms, pfadd_reference,
+    pfcount, post_all, sketch_at, uv_key, visitors, wait_for, Load,
 };
 
 const SYNC_DEADLINE: Duration = Duration::from_secs(60);
@@ -34,7 +34,7 @@ fn check_against_references(redis: &RedisServer, edges: &[&Edge], load: &Load) {
             "{what}: counters"
         );
         assert_eq!(
-            invalid_counter(&mut conn, &counters_key(ad, day)),
+            counter_field(&mut conn, &counters_key(ad, day), "invalid"),
             exp.invalid,
             "{what}: invalid"
         );
@@ -75,7 +75,10 @@ fn wait_synced(redis: &RedisServer, load: &Load) {
             &format!("{ad} {day} is synced"),
             || {
                 let key = counters_key(ad, day);
-                (counters(&mut conn, &key), invalid_counter(&mut conn, &key))
+                (
+                    counters(&mut conn, &key),
+                    counter_field(&mut conn, &key, "invalid"),
+                )
             },
             |c| *c == ((exp.impressions, exp.measurable), exp.invalid),
         );
@@ -323,4 +326,111 @@ fn invalid_traffic_counts_once_through_redis_and_reads_back() {
         (s.invalid, s.days[0].invalid),
         (mixed.invalid, mixed.invalid)
     );
+}
+
+/// Batch `i` of the verified test: 4 viewable events the browser verified,
+/// 2 it did not, and a measurable one marked verified (which the wire
+/// ignores); with `webdriver`, the batch is invalid traffic.
+fn verified_batch(i: usize, ts: i64, webdriver: bool) -> String {
+    let event = |j: usize, kind: &str, verified: bool| {
+        serde_json::json!({"id": format!("e{j}"), "ad_id": "verified", "user_id": format!("v-{i}-{j}"),
+            "kind": kind, "ts": ts, "verified": verified})
+    };
+    let events: Vec<_> = (0..7)
+        .map(|j| match j {
+            0..4 => event(j, "viewable", true),
+            4..6 => event(j, "viewable", false),
+            _ => event(j, "measurable", true),
+        })
+        .collect();
+    serde_json::json!({"batch_id": format!("verified-{i}"), "webdriver": webdriver, "events": events})
+        .to_string()
+}
+
+#[test]
+fn verified_impressions_count_once_through_a_replay_and_retries() {
+    let redis = RedisServer::start();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let ts = now_ms() - 1_000;
+    let day = day_of(ts);
+    // 30 batches of people, 5 of a driven browser.
+    let batches: Vec<String> = (0..35).map(|i| verified_batch(i, ts, i >= 30)).collect();
+    // The first run of edge A never syncs: its batches reach Redis only by
+    // the replay of its log after it is killed.
+    let mut never = redis_flags(&redis.url());
+    never.extend(["--sync-interval", "1h"].map(String::from));
+    let a = Edge::start(dir_a.path(), &never);
+    for body in &batches {
+        let (status, answer) = a.post_batch(body);
+        assert_eq!(
+            (status, answer["accepted"].as_u64()),
+            (202, Some(7)),
+            "{answer}"
+        );
+    }
+    a.kill_hard();
+    let a = edge_on(&redis.url(), dir_a.path(), &[]);
+    let b = edge_on(&redis.url(), dir_b.path(), &[]);
+    // Every batch again: edge A knows them from its log, edge B takes its
+    // copy and leaves it out at its sync, by the claims A's replay made.
+    for body in &batches {
+        let (status, answer) = a.post_batch(body);
+        assert_eq!(
+            (status, answer["duplicates"].as_u64()),
+            (202, Some(7)),
+            "{answer}"
+        );
+        let (status, answer) = b.post_batch(body);
+        assert_eq!(
+            (status, answer["accepted"].as_u64()),
+            (202, Some(7)),
+            "{answer}"
+        );
+    }
+    let (impressions, verified, invalid) = (30 * 6, 30 * 4, 5 * 7);
+    let stats = |edge: &Edge| -> StatsResponse {
+        edge.get_json(&format!("/v1/ads/verified/stats?from={day}&to={day}"))
+    };
+    let pending_keys = |edge: &Edge| -> u64 {
+        let (status, text) = edge.get_raw("/metrics").unwrap();
+        assert_eq!(status, 200, "{text}");
+        text.lines()
+            .find_map(|l| l.strip_prefix("glimpse_pending_keys ")?.parse().ok())
+            .unwrap_or_else(|| panic!("no glimpse_pending_keys in {text}"))
+    };
+    wait_for(
+        SYNC_DEADLINE,
+        "both edges synced everything",
+        || (pending_keys(&a), pending_keys(&b)),
+        |p| *p == (0, 0),
+    );
+    // Whichever edge claimed a batch first counted it; the other left it out.
+    assert_eq!(
+        (stats(&a).verified, stats(&b).verified),
+        (verified, verified)
+    );
+    let mut conn = redis.connect();
+    let key = counters_key("verified", &day);
+    assert_eq!(
+        (
+            counters(&mut conn, &key),
+            counter_field(&mut conn, &key, "verified"),
+            counter_field(&mut conn, &key, "invalid"),
+        ),
+        ((impressions, 30), verified, invalid)
+    );
+    for e in [a, b] {
+        assert!(e.terminate().success());
+    }
+    // A new edge reads them back from Redis alone, in every answer.
+    let dir_c = tempfile::tempdir().unwrap();
+    let c = edge_on(&redis.url(), dir_c.path(), &[]);
+    let s = stats(&c);
+    assert_eq!(
+        (s.impressions, s.verified, s.days[0].verified, s.invalid),
+        (impressions, verified, verified, invalid)
+    );
+    let ads: AdsResponse = c.get_json(&format!("/v1/ads?from={day}&to={day}"));
+    assert_eq!(ads.ads[0].verified, verified);
+    assert!(c.terminate().success());
 }

@@ -1,6 +1,9 @@
-//! The browser SDK in a real headless Chromium against a real edge: the
-//! viewability rule, the drop-in tag, delivery on page close and through an
-//! outage. Counts are checked through the edge's stats route.
+//! The browser SDK in real browsers of three engines (Chromium, Firefox,
+//! WebKit) against a real edge: the viewability rule, the drop-in tag,
+//! delivery on page close and through an outage. Counts are checked through
+//! the edge's stats route. Each test runs once per engine
+//! (`in_every_engine!`: `test_name::chromium`, `::firefox`, `::webkit`)
+//! unless it says why it cannot.
 //!
 //! Dwell waits (`pause`) are the behaviour under test (the 1 s rule);
 //! everything else (readiness, delivery) is polled with a deadline.
@@ -13,8 +16,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use glimpse_tests::browser::{self, Browser};
-use glimpse_tests::edge::{wait_until, workspace_binary, workspace_root, Edge, COUNT_AUTOMATION};
+use glimpse_tests::browser::{self, Browser, Engine};
+use glimpse_tests::edge::{
+    wait_for_value, wait_until, workspace_binary, workspace_root, Edge, COUNT_AUTOMATION,
+};
 use glimpse_wire::api::{AdsResponse, StatsResponse};
 use serde_json::{json, Value};
 
@@ -48,14 +53,11 @@ fn counts(edge: &Edge, ad: &str) -> (u64, u64) {
 
 /// Waits until the edge reports `want` = (viewable, measurable) for `ad`.
 fn expect_counts(edge: &Edge, ad: &str, want: (u64, u64)) {
-    let mut last = (0, 0);
-    wait_until(
+    wait_for_value(
         DELIVERY_DEADLINE,
-        &format!("{ad} counts {want:?}"),
-        &mut || {
-            last = counts(edge, ad);
-            last == want
-        },
+        &format!("{ad}'s (viewable, measurable)"),
+        &want,
+        &mut || counts(edge, ad),
     );
 }
 
@@ -88,185 +90,180 @@ fn scroll_to(b: &Browser, y: u32) {
     assert_eq!(at, json!(y));
 }
 
-fn new_browser() -> Browser {
-    assert!(
-        browser::available(),
-        "the browser tests need Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver)"
-    );
-    Browser::start()
-}
+glimpse_tests::in_every_engine! {
+    fn viewability_rule_in_a_real_browser(engine) {
+        let _one_at_a_time = browser::exclusive();
+        let dir = tempfile::tempdir().unwrap();
+        let edge = edge_with_sdk(dir.path(), &[COUNT_AUTOMATION]);
+        let b = Browser::start_in(engine);
+        b.goto(&edge.url("/ads.html"));
+        let height = b.execute("return innerHeight;", vec![]).as_f64().unwrap();
+        assert!(height > 400.0, "viewport height {height}");
+        assert_eq!(
+            b.execute("return document.hasFocus();", vec![]),
+            json!(true)
+        );
 
-#[test]
-fn viewability_rule_in_a_real_browser() {
-    let _one_at_a_time = browser::exclusive();
-    let dir = tempfile::tempdir().unwrap();
-    let edge = edge_with_sdk(dir.path(), &[COUNT_AUTOMATION]);
-    let b = new_browser();
-    b.goto(&edge.url("/ads.html"));
-    let height = b.execute("return innerHeight;", vec![]).as_f64().unwrap();
-    assert!(height > 400.0, "viewport height {height}");
-    assert_eq!(
-        b.execute("return document.hasFocus();", vec![]),
-        json!(true)
-    );
+        // Observed at start: in view, below the fold, 40 % in view, and a large
+        // (970x250 = 242,500 px) ad 35 % in view.
+        place(&b, "visible", 0.0, 300, 250);
+        place(&b, "below", 3000.0, 300, 250);
+        place(&b, "forty", height - 100.0, 300, 250);
+        place(&b, "large35", height - 87.5, 970, 250);
+        start_tracker(
+            &b,
+            json!({"endpoint": "/v1/impressions", "flushIntervalMs": 600000, "maxBatch": 500}),
+        );
+        pause(1400);
+        flush(&b);
+        expect_counts(&edge, "visible", (1, 1));
+        expect_counts(&edge, "large35", (1, 1));
+        expect_counts(&edge, "below", (0, 1));
+        expect_counts(&edge, "forty", (0, 1));
 
-    // Observed at start: in view, below the fold, 40 % in view, and a large
-    // (970x250 = 242,500 px) ad 35 % in view.
-    place(&b, "visible", 0.0, 300, 250);
-    place(&b, "below", 3000.0, 300, 250);
-    place(&b, "forty", height - 100.0, 300, 250);
-    place(&b, "large35", height - 87.5, 970, 250);
-    start_tracker(
-        &b,
-        json!({"endpoint": "/v1/impressions", "flushIntervalMs": 600000, "maxBatch": 500}),
-    );
-    pause(1400);
-    flush(&b);
-    expect_counts(&edge, "visible", (1, 1));
-    expect_counts(&edge, "large35", (1, 1));
-    expect_counts(&edge, "below", (0, 1));
-    expect_counts(&edge, "forty", (0, 1));
+        // Below the fold: viewable once scrolled into view for a second.
+        scroll_to(&b, 2900);
+        pause(400);
+        flush(&b);
+        assert_eq!(counts(&edge, "below"), (0, 1), "not before a full second");
+        pause(1000);
+        flush(&b);
+        expect_counts(&edge, "below", (1, 1));
 
-    // Below the fold: viewable once scrolled into view for a second.
-    scroll_to(&b, 2900);
-    pause(400);
-    flush(&b);
-    assert_eq!(counts(&edge, "below"), (0, 1), "not before a full second");
-    pause(1000);
-    flush(&b);
-    expect_counts(&edge, "below", (1, 1));
+        // In view for 600 ms, then scrolled away: not viewable.
+        place(&b, "away", 6000.0, 300, 250);
+        scroll_to(&b, 5900);
+        pause(600);
+        scroll_to(&b, 0);
+        pause(1200);
+        flush(&b);
+        expect_counts(&edge, "away", (0, 1));
 
-    // In view for 600 ms, then scrolled away: not viewable.
-    place(&b, "away", 6000.0, 300, 250);
-    scroll_to(&b, 5900);
-    pause(600);
-    scroll_to(&b, 0);
-    pause(1200);
-    flush(&b);
-    expect_counts(&edge, "away", (0, 1));
+        // Inserted after load, in view: counted.
+        place(&b, "inserted", 300.0, 300, 250);
+        pause(1300);
+        flush(&b);
+        expect_counts(&edge, "inserted", (1, 1));
 
-    // Inserted after load, in view: counted.
-    place(&b, "inserted", 300.0, 300, 250);
-    pause(1300);
-    flush(&b);
-    expect_counts(&edge, "inserted", (1, 1));
+        // Hidden 300 ms into the dwell: not viewable until visible again for a
+        // full second.
+        place(&b, "hidden", 100.0, 300, 250);
+        pause(300);
+        b.execute("setHidden(true);", vec![]);
+        pause(1500);
+        flush(&b);
+        expect_counts(&edge, "hidden", (0, 1));
+        b.execute("setHidden(false);", vec![]);
+        pause(500);
+        flush(&b);
+        assert_eq!(counts(&edge, "hidden"), (0, 1), "the clock restarted");
+        pause(800);
+        flush(&b);
+        expect_counts(&edge, "hidden", (1, 1));
 
-    // Hidden 300 ms into the dwell: not viewable until visible again for a
-    // full second.
-    place(&b, "hidden", 100.0, 300, 250);
-    pause(300);
-    b.execute("setHidden(true);", vec![]);
-    pause(1500);
-    flush(&b);
-    expect_counts(&edge, "hidden", (0, 1));
-    b.execute("setHidden(false);", vec![]);
-    pause(500);
-    flush(&b);
-    assert_eq!(counts(&edge, "hidden"), (0, 1), "the clock restarted");
-    pause(800);
-    flush(&b);
-    expect_counts(&edge, "hidden", (1, 1));
-
-    // Observing again (a re-render) never counts twice; nothing doubled.
-    b.execute(
-        "for (const el of document.querySelectorAll('[data-ad-id]')) tracker.observe(el);",
-        vec![],
-    );
-    pause(1200);
-    flush(&b);
-    for (ad, want) in [
-        ("visible", (1, 1)),
-        ("large35", (1, 1)),
-        ("below", (1, 1)),
-        ("forty", (0, 1)),
-        ("away", (0, 1)),
-        ("inserted", (1, 1)),
-        ("hidden", (1, 1)),
-    ] {
-        assert_eq!(counts(&edge, ad), want, "{ad}");
+        // Observing again (a re-render) never counts twice; nothing doubled.
+        b.execute(
+            "for (const el of document.querySelectorAll('[data-ad-id]')) tracker.observe(el);",
+            vec![],
+        );
+        pause(1200);
+        flush(&b);
+        for (ad, want) in [
+            ("visible", (1, 1)),
+            ("large35", (1, 1)),
+            ("below", (1, 1)),
+            ("forty", (0, 1)),
+            ("away", (0, 1)),
+            ("inserted", (1, 1)),
+            ("hidden", (1, 1)),
+        ] {
+            assert_eq!(counts(&edge, ad), want, "{ad}");
+        }
     }
 }
 
-#[test]
-fn drop_in_tag_delivers_when_the_page_closes() {
-    let _one_at_a_time = browser::exclusive();
-    let dir = tempfile::tempdir().unwrap();
-    let edge = edge_with_sdk(dir.path(), &[COUNT_AUTOMATION]);
-    let b = new_browser();
-    b.goto(&edge.url("/tag.html"));
-    wait_until(DELIVERY_DEADLINE, "the tag is ready", &mut || {
-        b.execute("return window.readyFired && !!window.glimpse;", vec![]) == json!(true)
-    });
-    pause(1300);
-    // Nothing was sent yet: flushes are every 10 minutes, batches 500 events.
-    assert_eq!(counts(&edge, "tag-ad"), (0, 0));
-    b.open_spare_tab();
-    b.close_page();
-    expect_counts(&edge, "tag-ad", (1, 1));
+glimpse_tests::in_every_engine! {
+    fn drop_in_tag_delivers_when_the_page_closes(engine) {
+        let _one_at_a_time = browser::exclusive();
+        let dir = tempfile::tempdir().unwrap();
+        let edge = edge_with_sdk(dir.path(), &[COUNT_AUTOMATION]);
+        let b = Browser::start_in(engine);
+        b.goto(&edge.url("/tag.html"));
+        wait_until(DELIVERY_DEADLINE, "the tag is ready", &mut || {
+            b.execute("return window.readyFired && !!window.glimpse;", vec![]) == json!(true)
+        });
+        pause(1300);
+        // Nothing was sent yet: flushes are every 10 minutes, batches 500 events.
+        assert_eq!(counts(&edge, "tag-ad"), (0, 0));
+        b.open_spare_tab();
+        b.close_page();
+        expect_counts(&edge, "tag-ad", (1, 1));
+    }
 }
 
-#[test]
-fn signed_ads_count_only_with_a_valid_token() {
-    let _one_at_a_time = browser::exclusive();
-    let dir = tempfile::tempdir().unwrap();
-    let edge = edge_with_sdk(
-        dir.path(),
-        &["--ad-signing-secret", "e2e-secret", COUNT_AUTOMATION],
-    );
-    let sign = |ad: &str| {
-        let out = std::process::Command::new(workspace_binary("glimpse-server"))
-            .args([
-                "sign-ad",
-                "--secret",
-                "e2e-secret",
-                "--ad-id",
-                ad,
-                "--ttl",
-                "1h",
-            ])
-            .output()
-            .expect("run glimpse-server sign-ad");
-        assert!(out.status.success(), "{out:?}");
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    };
-    let token = sign("signed");
-    let b = new_browser();
-    b.goto(&edge.url("/ads.html"));
-    b.execute(
-        "place('signed', 0, 300, 250).dataset.adToken = arguments[0];
-         place('unsigned', 0, 300, 250);",
-        vec![json!(token)],
-    );
-    start_tracker(
-        &b,
-        json!({"endpoint": "/v1/impressions", "flushIntervalMs": 600000, "maxBatch": 500}),
-    );
-    pause(1400);
-    flush(&b);
-    expect_counts(&edge, "signed", (1, 1));
-    assert_eq!(counts(&edge, "unsigned"), (0, 0));
+glimpse_tests::in_every_engine! {
+    fn signed_ads_count_only_with_a_valid_token(engine) {
+        let _one_at_a_time = browser::exclusive();
+        let dir = tempfile::tempdir().unwrap();
+        let edge = edge_with_sdk(
+            dir.path(),
+            &["--ad-signing-secret", "e2e-secret-of-at-least-thirty-two-bytes", COUNT_AUTOMATION],
+        );
+        let sign = |ad: &str| {
+            let out = std::process::Command::new(workspace_binary("glimpse-server"))
+                .args([
+                    "sign-ad",
+                    "--secret",
+                    "e2e-secret-of-at-least-thirty-two-bytes",
+                    "--ad-id",
+                    ad,
+                    "--ttl",
+                    "1h",
+                ])
+                .output()
+                .expect("run glimpse-server sign-ad");
+            assert!(out.status.success(), "{out:?}");
+            String::from_utf8(out.stdout).unwrap().trim().to_string()
+        };
+        let token = sign("signed");
+        let b = Browser::start_in(engine);
+        b.goto(&edge.url("/ads.html"));
+        b.execute(
+            "place('signed', 0, 300, 250).dataset.adToken = arguments[0];
+             place('unsigned', 0, 300, 250);",
+            vec![json!(token)],
+        );
+        start_tracker(
+            &b,
+            json!({"endpoint": "/v1/impressions", "flushIntervalMs": 600000, "maxBatch": 500}),
+        );
+        pause(1400);
+        flush(&b);
+        expect_counts(&edge, "signed", (1, 1));
+        assert_eq!(counts(&edge, "unsigned"), (0, 0));
 
-    // An ad refresh: the slot gets the next ad and that ad's token. The new
-    // ad's impressions carry the new token, and nothing of the old ad is
-    // sent with it.
-    b.execute(
-        "const el = document.querySelector('[data-ad-id=\"signed\"]');
-         el.dataset.adToken = arguments[0];
-         el.dataset.adId = 'signed-next';",
-        vec![json!(sign("signed-next"))],
-    );
-    pause(1400);
-    flush(&b);
-    expect_counts(&edge, "signed-next", (1, 1));
-    assert_eq!(counts(&edge, "signed"), (1, 1));
-    assert_eq!(
-        metric(
-            &edge,
-            "glimpse_events_rejected_total{reason=\"invalid_token\"}"
-        ),
-        2,
-        "the unsigned ad's two events only"
-    );
+        // An ad refresh: the slot gets the next ad and that ad's token. The new
+        // ad's impressions carry the new token, and nothing of the old ad is
+        // sent with it.
+        b.execute(
+            "const el = document.querySelector('[data-ad-id=\"signed\"]');
+             el.dataset.adToken = arguments[0];
+             el.dataset.adId = 'signed-next';",
+            vec![json!(sign("signed-next"))],
+        );
+        pause(1400);
+        flush(&b);
+        expect_counts(&edge, "signed-next", (1, 1));
+        assert_eq!(counts(&edge, "signed"), (1, 1));
+        assert_eq!(
+            metric(
+                &edge,
+                "glimpse_events_rejected_total{reason=\"invalid_token\"}"
+            ),
+            2,
+            "the unsigned ad's two events only"
+        );
+    }
 }
 
 /// The value of one Prometheus series of the edge's `/metrics` (0 if absent).
@@ -285,7 +282,8 @@ fn view_one_ad(b: &Browser, edge: &Edge, ad: &str) -> StatsResponse {
     assert_eq!(
         b.execute("return navigator.webdriver;", vec![]),
         json!(true),
-        "chromedriver drives the page"
+        "{}: WebDriver drives the page",
+        b.engine()
     );
     place(b, ad, 0.0, 300, 250);
     start_tracker(
@@ -308,6 +306,10 @@ fn view_one_ad(b: &Browser, edge: &Edge, ad: &str) -> StatsResponse {
     last.unwrap()
 }
 
+/// Chromium only: what it checks is Chromium's, its own user agent
+/// (`HeadlessChrome/...`) and a desktop Chrome one put in its place. Firefox
+/// and WebKit send their usual desktop user agents when driven; their test
+/// is `webdriver_is_automation_without_the_switch`.
 #[test]
 fn a_headless_browser_is_invalid_traffic_without_the_switch() {
     let _one_at_a_time = browser::exclusive();
@@ -323,7 +325,7 @@ fn a_headless_browser_is_invalid_traffic_without_the_switch() {
         ("webdriver", Some(desktop_chrome), desktop_chrome),
     ] {
         let b = match user_agent {
-            None => new_browser(),
+            None => Browser::start(),
             Some(ua) => Browser::start_with_user_agent(ua),
         };
         let ua = b.execute("return navigator.userAgent;", vec![]);
@@ -358,34 +360,89 @@ fn a_headless_browser_is_invalid_traffic_without_the_switch() {
     );
 }
 
-#[test]
-fn bad_options_throw_at_start() {
+/// Firefox and WebKit under WebDriver: an ordinary desktop user agent, so
+/// only the SDK's `webdriver: true` gives them away. An edge judging traffic
+/// as in production counts them as automation; one run with
+/// `--count-automation` counts them as people.
+fn driven_browser_counts_as_automation_unless_the_switch(engine: Engine) {
     let _one_at_a_time = browser::exclusive();
-    let dir = tempfile::tempdir().unwrap();
-    let edge = edge_with_sdk(dir.path(), &[COUNT_AUTOMATION]);
-    let b = new_browser();
-    b.goto(&edge.url("/ads.html"));
-    for (options, needle) in [
-        (json!({}), "endpoint"),
-        (
-            json!({"endpoint": "/v1/impressions", "minVisibleRatio": 1.5}),
-            "minVisibleRatio",
+    let (dir, counting_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let production = edge_with_sdk(dir.path(), &[]);
+    let counting = edge_with_sdk(counting_dir.path(), &[COUNT_AUTOMATION]);
+    let b = Browser::start_in(engine);
+    let ua = b.execute("return navigator.userAgent;", vec![]);
+    let ua = ua.as_str().unwrap();
+    assert!(
+        !ua.contains("Headless") && ua.starts_with("Mozilla/5.0 (X11; Linux x86_64"),
+        "{engine}: a desktop user agent: {ua}"
+    );
+    let s = view_one_ad(&b, &production, "driven");
+    assert_eq!(
+        (s.impressions, s.measurable, s.unique_visitors, s.invalid),
+        (0, 0, 0, 2),
+        "{engine}: without --count-automation"
+    );
+    assert_eq!(
+        metric(
+            &production,
+            "glimpse_events_invalid_total{reason=\"automation\"}"
         ),
-        (
-            json!({"endpoint": "/v1/impressions", "minVisibleMs": -1}),
-            "minVisibleMs",
-        ),
-    ] {
-        let r = b.execute_async(
-            "const done = arguments[1];
-             boot(arguments[0]).then(() => done('started'), e => done((e instanceof Error) + ' ' + e.message));",
-            vec![options.clone()],
-        );
-        let r = r.as_str().unwrap_or_default().to_string();
-        assert!(
-            r.starts_with("true ") && r.contains(needle),
-            "{options}: {r}"
-        );
+        2
+    );
+    let s = view_one_ad(&b, &counting, "driven");
+    assert_eq!(
+        (s.impressions, s.measurable, s.unique_visitors, s.invalid),
+        (1, 1, 1, 0),
+        "{engine}: with --count-automation"
+    );
+}
+
+mod webdriver_is_automation_without_the_switch {
+    use super::*;
+
+    #[test]
+    fn firefox() {
+        driven_browser_counts_as_automation_unless_the_switch(Engine::Firefox);
+    }
+
+    #[test]
+    fn webkit() {
+        driven_browser_counts_as_automation_unless_the_switch(Engine::WebKit);
+    }
+}
+
+glimpse_tests::in_every_engine! {
+    fn bad_options_throw_at_start(engine) {
+        let _one_at_a_time = browser::exclusive();
+        let dir = tempfile::tempdir().unwrap();
+        let edge = edge_with_sdk(dir.path(), &[COUNT_AUTOMATION]);
+        let b = Browser::start_in(engine);
+        b.goto(&edge.url("/ads.html"));
+        for (options, needle) in [
+            (json!({}), "endpoint"),
+            (
+                json!({"endpoint": "/v1/impressions", "minVisibleRatio": 1.5}),
+                "minVisibleRatio",
+            ),
+            (
+                json!({"endpoint": "/v1/impressions", "minVisibleMs": -1}),
+                "minVisibleMs",
+            ),
+        ] {
+            let r = b.execute_async(
+                // Not `instanceof Error`: Firefox's WebDriver runs this script
+                // in a realm of its own, whose `Error` is not the page's.
+                "const done = arguments[1];
+                 const isError = e => Object.prototype.toString.call(e) === '[object Error]';
+                 boot(arguments[0]).then(() => done('started'), e => done(isError(e) + ' ' + e.message));",
+                vec![options.clone()],
+            );
+            let r = r.as_str().unwrap_or_default().to_string();
+            assert!(
+                r.starts_with("true ") && r.contains(needle),
+                "{engine}: {options}: {r}"
+            );
+        }
     }
 }
 
@@ -468,36 +525,37 @@ impl Drop for Switch {
     }
 }
 
-#[test]
-fn edge_down_during_a_flush_then_up_delivers_once() {
-    let _one_at_a_time = browser::exclusive();
-    let dir = tempfile::tempdir().unwrap();
-    let edge = edge_with_sdk(dir.path(), &[COUNT_AUTOMATION]);
-    let target: SocketAddr = edge.base_url.trim_start_matches("http://").parse().unwrap();
-    let mut switch = Switch::new(target);
-    let b = new_browser();
-    b.goto(&edge.url("/ads.html"));
-    place(&b, "outage", 0.0, 300, 250);
-    let endpoint = format!("http://{}/v1/impressions", switch.addr);
-    start_tracker(
-        &b,
-        json!({"endpoint": endpoint, "flushIntervalMs": 600000, "maxBatch": 500}),
-    );
-    pause(1300);
-    // The edge is unreachable during the flush: the batch waits for a retry.
-    flush(&b);
-    assert_eq!(counts(&edge, "outage"), (0, 0));
-    switch.up();
-    expect_counts(&edge, "outage", (1, 1));
-    // Retries stop once acknowledged; nothing is counted twice.
-    pause(1500);
-    flush(&b);
-    assert_eq!(counts(&edge, "outage"), (1, 1));
-    let pending = b.execute(
-        "return Object.keys(localStorage).filter(k => k.startsWith('glimpse.q.')).length;",
-        vec![],
-    );
-    assert_eq!(pending, json!(0), "the acknowledged batch left storage");
+glimpse_tests::in_every_engine! {
+    fn edge_down_during_a_flush_then_up_delivers_once(engine) {
+        let _one_at_a_time = browser::exclusive();
+        let dir = tempfile::tempdir().unwrap();
+        let edge = edge_with_sdk(dir.path(), &[COUNT_AUTOMATION]);
+        let target: SocketAddr = edge.base_url.trim_start_matches("http://").parse().unwrap();
+        let mut switch = Switch::new(target);
+        let b = Browser::start_in(engine);
+        b.goto(&edge.url("/ads.html"));
+        place(&b, "outage", 0.0, 300, 250);
+        let endpoint = format!("http://{}/v1/impressions", switch.addr);
+        start_tracker(
+            &b,
+            json!({"endpoint": endpoint, "flushIntervalMs": 600000, "maxBatch": 500}),
+        );
+        pause(1300);
+        // The edge is unreachable during the flush: the batch waits for a retry.
+        flush(&b);
+        assert_eq!(counts(&edge, "outage"), (0, 0));
+        switch.up();
+        expect_counts(&edge, "outage", (1, 1));
+        // Retries stop once acknowledged; nothing is counted twice.
+        pause(1500);
+        flush(&b);
+        assert_eq!(counts(&edge, "outage"), (1, 1));
+        let pending = b.execute(
+            "return Object.keys(localStorage).filter(k => k.startsWith('glimpse.q.')).length;",
+            vec![],
+        );
+        assert_eq!(pending, json!(0), "the acknowledged batch left storage");
+    }
 }
 
 #[test]

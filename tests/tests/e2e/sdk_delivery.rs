@@ -6,21 +6,19 @@
 //! everything else (readiness, delivery) is polled with a deadline.
 
 use std::path::Path;
-use std::time::Duration;
 
-use glimpse_tests::browser::{self, Browser, Engine};
-use glimpse_tests::edge::{wait_until, workspace_root, Edge, COUNT_AUTOMATION};
+use glimpse_tests::browser::{self, Browser};
+use glimpse_tests::edge::{wait_until, Edge, COUNT_AUTOMATION};
+use glimpse_tests::sdk_page::{
+    counts, edge_serving, edge_with_sdk, expect_counts, flush, metric, pause, start_tracker,
+    DELIVERY_DEADLINE,
+};
 use glimpse_wire::api::{AdsResponse, StatsResponse};
 use serde_json::{json, Value};
 
-const DELIVERY_DEADLINE: Duration = Duration::from_secs(30);
 /// Options of a tracker that sends only when flushed.
 const START: &str =
     r#"{"endpoint": "/v1/impressions", "flushIntervalMs": 600000, "maxBatch": 500}"#;
-
-fn pause(ms: u64) {
-    std::thread::sleep(Duration::from_millis(ms));
-}
 
 fn options(extra: Value) -> Value {
     let mut o: Value = serde_json::from_str(START).unwrap();
@@ -28,54 +26,6 @@ fn options(extra: Value) -> Value {
         o.extend(extra.clone());
     }
     o
-}
-
-/// An edge serving the SDK from `sdk` and the browser fixtures, syncing
-/// every 100 ms, counting a driven browser's events, with `extra` flags.
-fn edge_serving(dir: &Path, sdk: &Path, extra: &[&str]) -> Edge {
-    let www = workspace_root().join("tests/fixtures/browser");
-    let mut args = vec![
-        "--sdk-dir",
-        sdk.to_str().unwrap(),
-        "--www-dir",
-        www.to_str().unwrap(),
-        "--sync-interval",
-        "100ms",
-        COUNT_AUTOMATION,
-    ];
-    args.extend_from_slice(extra);
-    Edge::start(dir, &args)
-}
-
-fn edge_with_sdk(dir: &Path, extra: &[&str]) -> Edge {
-    edge_serving(dir, &browser::sdk_pkg(), extra)
-}
-
-fn counts(edge: &Edge, ad: &str) -> (u64, u64) {
-    let s: StatsResponse = edge.get_json(&format!("/v1/ads/{ad}/stats"));
-    (s.impressions, s.measurable)
-}
-
-/// Waits until the edge reports `want` = (viewable, measurable) for `ad`.
-fn expect_counts(edge: &Edge, ad: &str, want: (u64, u64), engine: Engine) {
-    let mut last = (0, 0);
-    wait_until(
-        DELIVERY_DEADLINE,
-        &format!("{engine}: {ad} counts {want:?} (last {last:?})"),
-        &mut || {
-            last = counts(edge, ad);
-            last == want
-        },
-    );
-}
-
-/// The value of one Prometheus series of the edge's `/metrics` (0 if absent).
-fn metric(edge: &Edge, series: &str) -> u64 {
-    let (status, text) = edge.get_raw("/metrics").expect("GET /metrics");
-    assert_eq!(status, 200, "{text}");
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0)
 }
 
 /// Records, in the page, every warning, uncaught error and unhandled
@@ -94,24 +44,6 @@ fn watch_console(b: &Browser) {
 
 fn failures(b: &Browser) -> Value {
     b.execute("return window.failures;", vec![])
-}
-
-fn start_tracker(b: &Browser, options: Value) {
-    let r = b.execute_async(
-        "const done = arguments[1];
-         boot(arguments[0]).then(() => done('ok'), e => done(String(e)));",
-        vec![options],
-    );
-    assert_eq!(r, json!("ok"), "start failed");
-}
-
-/// `tracker.flush()`; fails the test if it rejects or never resolves.
-fn flush(b: &Browser, engine: Engine) {
-    let r = b.execute_async(
-        "const done = arguments[0]; tracker.flush().then(() => done('ok'), e => done(String(e)));",
-        vec![],
-    );
-    assert_eq!(r, json!("ok"), "{engine}: flush");
 }
 
 fn place(b: &Browser, id: &str, top: f64, width: u32, height: u32) {
@@ -134,7 +66,7 @@ glimpse_tests::in_every_engine! {
         let _one_at_a_time = browser::exclusive();
         let b = &Browser::start_in(engine);
         let dir = tempfile::tempdir().unwrap();
-        let edge = edge_with_sdk(dir.path(), &[]);
+        let edge = edge_with_sdk(dir.path(), &[COUNT_AUTOMATION]);
         b.goto(&edge.url("/ads.html"));
         // A 10 x 10 grid of 100 x 50 ads, all in the viewport.
         b.execute(
@@ -146,7 +78,7 @@ glimpse_tests::in_every_engine! {
         );
         start_tracker(b, options(json!({})));
         pause(1400);
-        flush(b, engine);
+        flush(b);
         let mut last = Vec::new();
         wait_until(
             DELIVERY_DEADLINE,
@@ -183,7 +115,7 @@ glimpse_tests::in_every_engine! {
         let _one_at_a_time = browser::exclusive();
         let b = &Browser::start_in(engine);
         let dir = tempfile::tempdir().unwrap();
-        let edge = edge_with_sdk(dir.path(), &[]);
+        let edge = edge_with_sdk(dir.path(), &[COUNT_AUTOMATION]);
         for (ad, skew_ms) in [("fast-10min", 600_000i64), ("slow-3h", -3 * 3_600_000)] {
             b.goto(&edge.url("/ads.html"));
             b.execute(
@@ -194,8 +126,8 @@ glimpse_tests::in_every_engine! {
             place(b, ad, 0.0, 300, 250);
             start_tracker(b, options(json!({})));
             pause(1400);
-            flush(b, engine);
-            expect_counts(&edge, ad, (1, 1), engine);
+            flush(b);
+            expect_counts(&edge, ad, (1, 1), engine.name());
         }
         assert_eq!(
             metric(
@@ -213,7 +145,7 @@ glimpse_tests::in_every_engine! {
         let _one_at_a_time = browser::exclusive();
         let b = &Browser::start_in(engine);
         let dir = tempfile::tempdir().unwrap();
-        let edge = edge_with_sdk(dir.path(), &[]);
+        let edge = edge_with_sdk(dir.path(), &[COUNT_AUTOMATION]);
         b.goto(&edge.url("/ads.html"));
         // Keys a previous visit left: opting out deletes them even now.
         b.execute(
@@ -228,7 +160,7 @@ glimpse_tests::in_every_engine! {
         // The tag's attribute values for "off", in any case.
         start_tracker(b, options(json!({"consent": "Off"})));
         pause(1400);
-        flush(b, engine);
+        flush(b);
         assert_eq!(counts(&edge, "consent"), (0, 0), "{engine}: nothing sent");
         assert_eq!(
             stored_keys(b),
@@ -239,17 +171,17 @@ glimpse_tests::in_every_engine! {
         // Given at run time: counting and sending start.
         b.execute("tracker.setConsent(true);", vec![]);
         pause(1400);
-        flush(b, engine);
-        expect_counts(&edge, "consent", (1, 1), engine);
+        flush(b);
+        expect_counts(&edge, "consent", (1, 1), engine.name());
 
         // Withdrawn: what is stored goes, and nothing more is sent.
         place(b, "after-withdrawal", 300.0, 300, 250);
         b.execute("tracker.setConsent(false);", vec![]);
         assert_eq!(stored_keys(b), json!([]), "{engine}: stored keys deleted");
         pause(1400);
-        flush(b, engine);
+        flush(b);
         b.execute("tracker.pageview();", vec![]);
-        flush(b, engine);
+        flush(b);
         assert_eq!(counts(&edge, "after-withdrawal"), (0, 0), "{engine}");
         assert_eq!(
             metric(&edge, "glimpse_events_accepted_total"),
@@ -271,7 +203,7 @@ glimpse_tests::in_every_engine! {
             vec![],
         );
         start_tracker(b, options(json!({"consent": false})));
-        flush(b, engine);
+        flush(b);
         b.execute("tracker.optOut();", vec![]);
         assert_eq!(
             stored_keys(b),
@@ -286,7 +218,7 @@ glimpse_tests::in_every_engine! {
         let _one_at_a_time = browser::exclusive();
         let b = &Browser::start_in(engine);
         let dir = tempfile::tempdir().unwrap();
-        let edge = edge_with_sdk(dir.path(), &[]);
+        let edge = edge_with_sdk(dir.path(), &[COUNT_AUTOMATION]);
         b.goto(&edge.url("/ads.html"));
         watch_console(b);
         start_tracker(b, options(json!({"debug": true})));
@@ -330,10 +262,10 @@ glimpse_tests::in_every_engine! {
         assert_eq!(thrown, json!([]), "{engine}: thrown into the page");
         // observe(el, 42) is the ad "42".
         pause(1400);
-        flush(b, engine);
-        expect_counts(&edge, "42", (1, 1), engine);
+        flush(b);
+        expect_counts(&edge, "42", (1, 1), engine.name());
         // Let any rejection and error reach its listeners.
-        flush(b, engine);
+        flush(b);
         assert_eq!(failures(b), json!([]), "{engine}");
         let warnings = b.execute("return window.warnings;", vec![]);
         let said = |needle: &str| {
@@ -360,7 +292,13 @@ glimpse_tests::in_every_engine! {
         let _one_at_a_time = browser::exclusive();
         let b = &Browser::start_in(engine);
         let dir = tempfile::tempdir().unwrap();
-        let edge = edge_with_sdk(dir.path(), &["--ad-signing-secret", "e2e-secret"]);
+        let edge = edge_with_sdk(
+            dir.path(),
+            &[
+                "--ad-signing-secret",
+                "e2e-secret-of-at-least-thirty-two-bytes",
+            ],
+        );
         b.goto(&edge.url("/ads.html"));
         watch_console(b);
         // A token of the right form that the edge's secret did not sign.
@@ -370,15 +308,15 @@ glimpse_tests::in_every_engine! {
         );
         start_tracker(b, options(json!({"debug": true})));
         pause(1400);
-        flush(b, engine);
+        flush(b);
         let rejected = "glimpse_events_rejected_total{reason=\"invalid_token\"}";
         edge.wait_until(DELIVERY_DEADLINE, "the edge rejected both events", || {
             metric(&edge, rejected) == 2
         });
         // Flushed again and again, and hidden: nothing goes out twice.
-        flush(b, engine);
+        flush(b);
         b.execute("setHidden(true); setHidden(false);", vec![]);
-        flush(b, engine);
+        flush(b);
         assert_eq!(metric(&edge, rejected), 2, "{engine}");
         assert_eq!(
             metric(&edge, "glimpse_batches_duplicate_total"),
@@ -415,10 +353,10 @@ fn restored_from_bfcache(b: &Browser, edge: &Edge, run: &str, sdk: bool) -> bool
     b.goto(&edge.url(&format!("/bfcache.html?run={run}{query}")));
     let loaded = format!("{run}-loaded");
     let restored = format!("{run}-restored");
-    expect_counts(edge, &loaded, (0, 1), b.engine());
+    expect_counts(edge, &loaded, (0, 1), b.engine().name());
     if sdk {
         // The tracker counted and sent: it holds its lock and a queue.
-        expect_counts(edge, &format!("{run}-ad"), (1, 1), b.engine());
+        expect_counts(edge, &format!("{run}-ad"), (1, 1), b.engine().name());
     }
     b.goto(&edge.url("/plain.html?back"));
     let mut shown = (0, 0);
@@ -443,7 +381,7 @@ glimpse_tests::in_every_engine! {
         let _one_at_a_time = browser::exclusive();
         let b = &Browser::start_in(engine);
         let dir = tempfile::tempdir().unwrap();
-        let edge = edge_with_sdk(dir.path(), &[]);
+        let edge = edge_with_sdk(dir.path(), &[COUNT_AUTOMATION]);
         if !restored_from_bfcache(b, &edge, "without", false) {
             eprintln!(
                 "{engine}: a page without the SDK is not restored from the back/forward cache \
@@ -457,7 +395,7 @@ glimpse_tests::in_every_engine! {
         );
         // The restored page still counts, once.
         b.execute("place('with-after', 300);", vec![]);
-        expect_counts(&edge, "with-after", (1, 1), engine);
+        expect_counts(&edge, "with-after", (1, 1), engine.name());
         assert_eq!(counts(&edge, "with-ad"), (1, 1), "{engine}");
     }
 }
@@ -476,7 +414,7 @@ fn sdk_without_wasm(dir: &Path) -> std::path::PathBuf {
 
 /// Checks the inert tracker of a page whose wasm did not load: every
 /// method there and doing nothing, one warning, nothing thrown.
-fn check_inert(b: &Browser, edge: &Edge, engine: Engine, how: &str) {
+fn check_inert(b: &Browser, edge: &Edge, engine: browser::Engine, how: &str) {
     let methods = b.execute("return Object.keys(window.tracker).sort();", vec![]);
     assert_eq!(
         methods,
@@ -539,7 +477,7 @@ glimpse_tests::in_every_engine! {
         // The wasm file is missing (404).
         let dir = tempfile::tempdir().unwrap();
         let broken = sdk_without_wasm(dir.path());
-        let edge = edge_serving(dir.path(), &broken, &[]);
+        let edge = edge_serving(dir.path(), &broken, &[COUNT_AUTOMATION]);
         b.goto(&edge.url("/ads.html"));
         watch_console(b);
         start_tracker(b, options(json!({})));
@@ -548,7 +486,7 @@ glimpse_tests::in_every_engine! {
         // A Content-Security-Policy without 'wasm-unsafe-eval', the SDK
         // started by the drop-in tag.
         let dir = tempfile::tempdir().unwrap();
-        let edge = edge_with_sdk(dir.path(), &[]);
+        let edge = edge_with_sdk(dir.path(), &[COUNT_AUTOMATION]);
         b.goto(&edge.url("/csp.html"));
         let refused = b.execute_async("const done = arguments[0]; wasmRefused.then(done);", vec![]);
         if refused != json!(true) {

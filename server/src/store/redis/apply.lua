@@ -7,12 +7,12 @@
 -- ARGV[4] sketch bytes in Redis's HLL format, or "" for none
 -- ARGV[5] expiry of the day's keys, unix ms
 -- ARGV[6] ledger time to live, ms
--- ARGV[7] impressions, ARGV[8] measurable, ARGV[9] invalid-traffic events
--- to add (the edge has already left out the batches it does not own, see the
--- batch claims in docs/redis.md)
+-- ARGV[7], ARGV[8], ...: pairs of a counters-hash field and the count to
+-- add to it ("imp", "meas", "invalid"; the edge has already left out the
+-- batches it does not own, see the batch claims in docs/redis.md)
 --
--- Returns {applied (0 = this step had landed before), impressions added,
--- measurable added, invalid added}.
+-- Returns {applied (0 = this step had landed before), then the count added
+-- to each field, in argument order}.
 --
 -- Redis runs a script alone but does not roll back on error, so every check
 -- comes first and the ledger (the record that the step happened) is written
@@ -35,13 +35,9 @@ if last then
   s = tonumber(s)
   c = tonumber(c)
   if s > seq or (s == seq and c >= chunk) then
-    return {0, 0, 0, 0}
+    return {0}
   end
 end
-
-local imp = tonumber(ARGV[7])
-local meas = tonumber(ARGV[8])
-local invalid = tonumber(ARGV[9])
 
 -- The sketch: merging is idempotent, so it goes first.
 if ARGV[4] ~= '' then
@@ -51,20 +47,21 @@ if ARGV[4] ~= '' then
   redis.call('PEXPIREAT', KEYS[1], ARGV[5])
 end
 
-if imp > 0 then
-  redis.call('HINCRBY', KEYS[2], 'imp', imp)
+local reply = {1}
+local counted = false
+for i = 7, #ARGV - 1, 2 do
+  local n = tonumber(ARGV[i + 1])
+  if n > 0 then
+    redis.call('HINCRBY', KEYS[2], ARGV[i], n)
+    counted = true
+  end
+  reply[#reply + 1] = n
 end
-if meas > 0 then
-  redis.call('HINCRBY', KEYS[2], 'meas', meas)
-end
-if invalid > 0 then
-  redis.call('HINCRBY', KEYS[2], 'invalid', invalid)
-end
-if imp > 0 or meas > 0 or invalid > 0 then
+if counted then
   redis.call('PEXPIREAT', KEYS[2], ARGV[5])
 end
 
 -- The step record last.
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[2] .. ':' .. ARGV[3])
 redis.call('PEXPIRE', KEYS[3], ARGV[6])
-return {1, imp, meas, invalid}
+return reply

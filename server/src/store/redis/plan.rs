@@ -4,19 +4,15 @@
 //! whole protocol (claims, then steps) on a model of Redis through retries
 //! and duplicate batches.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+use std::convert::Infallible;
 use std::fmt;
 
+use glimpse_hll::Sketch;
 use glimpse_wire::Day;
 
-use crate::aggregate::{DayDelta, Delta};
-
-/// Whether a batch id takes part in cross-edge de-duplication. Ids the edge
-/// makes itself (for `GET /v1/impression`) contain `/`, which no client id
-/// may contain: they are unique by construction and need no claim.
-pub fn needs_claim(batch_id: &str) -> bool {
-    !batch_id.contains('/')
-}
+use crate::counted::needs_claim;
+use crate::counts::{Counters, Delta, KeyUpdate};
 
 /// The identity of one step of one edge, ordered: a step is applied only if
 /// it comes after the last one the ledger holds for that edge and key.
@@ -36,6 +32,9 @@ impl fmt::Display for StepId {
     }
 }
 
+/// The ledger's rules, as `apply.lua` applies them inside Redis; the model
+/// of Redis in the tests follows them.
+#[cfg(test)]
 impl StepId {
     pub fn parse(s: &str) -> Option<StepId> {
         let (seq, chunk) = s.split_once(':')?;
@@ -66,7 +65,8 @@ pub fn owns_claim(previous: Option<&str>, ours: &str) -> bool {
     previous.is_none_or(|v| v == ours)
 }
 
-/// The batch ids of a delta that need a claim, each once, in a stable order.
+/// The batch ids of a delta that need a claim ([`needs_claim`]: not the
+/// ones the edge minted), each once, in a stable order.
 pub fn claims(delta: &Delta) -> Vec<&str> {
     let mut seen = HashSet::new();
     delta
@@ -82,58 +82,38 @@ pub fn claims(delta: &Delta) -> Vec<&str> {
 pub struct KeyPlan<'a> {
     pub ad_id: &'a str,
     pub day: Day,
-    pub delta: &'a DayDelta,
-    /// Whether the sketch goes with the step (it is empty otherwise).
-    pub with_sketch: bool,
-    /// Counts of the batches this delta owns.
-    pub impressions: u64,
-    pub measurable: u64,
-    pub invalid: u64,
+    /// The sketch to merge; `None` when it is empty.
+    pub visitors: Option<&'a Sketch>,
+    /// The counters of the batches this delta owns.
+    pub counters: Counters,
 }
 
 impl KeyPlan<'_> {
     /// A step that would write nothing is not sent.
     pub fn is_noop(&self) -> bool {
-        !self.with_sketch && self.impressions == 0 && self.measurable == 0 && self.invalid == 0
+        self.visitors.is_none() && self.counters.is_zero()
     }
 }
 
-/// Turns a delta into one step per (ad, day): the sketch, and the counters
-/// minus the shares of the batches for which `owned` says no (a batch id
-/// appearing twice in a delta counts once). Deterministic for a given delta
-/// and answer, so a retry of the delta sends exactly the same steps.
+/// Turns a delta into one step per (ad, day), sorted: the sketch, and the
+/// counters minus the shares of the batches for which `owned` says no
+/// ([`Delta::updates`]). Deterministic for a given delta and answer, so a
+/// retry of the delta sends exactly the same steps.
 pub fn plan<'a>(delta: &'a Delta, owned: impl Fn(&str) -> bool) -> Vec<KeyPlan<'a>> {
-    let mut left_out: HashMap<(&str, Day), (u64, u64, u64)> = HashMap::new();
-    let mut counted: HashSet<&str> = HashSet::new();
-    for record in &delta.batches {
-        let id = record.batch_id.as_str();
-        if owned(id) && counted.insert(id) {
-            continue;
-        }
-        for c in &record.counts {
-            let e = left_out.entry((c.ad_id.as_str(), c.day)).or_default();
-            e.0 += c.impressions;
-            e.1 += c.measurable;
-            e.2 += c.invalid;
+    let updates = delta.updates(|record| Ok::<_, Infallible>(owned(&record.batch_id)));
+    let Ok(updates) = updates;
+    updates.into_iter().map(KeyPlan::from).collect()
+}
+
+impl<'a> From<KeyUpdate<'a>> for KeyPlan<'a> {
+    fn from(u: KeyUpdate<'a>) -> Self {
+        KeyPlan {
+            ad_id: u.ad_id,
+            day: u.day,
+            visitors: (!u.visitors.is_empty()).then_some(u.visitors),
+            counters: u.counters,
         }
     }
-    let mut plans: Vec<KeyPlan<'_>> = delta
-        .keys()
-        .map(|(ad_id, day, d)| {
-            let (imp, meas, inv) = left_out.get(&(ad_id, day)).copied().unwrap_or_default();
-            KeyPlan {
-                ad_id,
-                day,
-                delta: d,
-                with_sketch: !d.visitors.is_empty(),
-                impressions: d.impressions.saturating_sub(imp),
-                measurable: d.measurable.saturating_sub(meas),
-                invalid: d.invalid.saturating_sub(inv),
-            }
-        })
-        .collect();
-    plans.sort_by(|a, b| (a.ad_id, a.day).cmp(&(b.ad_id, b.day)));
-    plans
 }
 
 /// Expiry of a day's keys: the start of the day plus the retention.
@@ -230,11 +210,12 @@ mod tests {
         assert_eq!(plans.len(), 2);
         let p = &plans[0];
         assert_eq!(p.ad_id, "ad-1");
-        assert_eq!((p.impressions, p.measurable), (3, 1));
+        assert_eq!((p.counters.impressions, p.counters.measurable), (3, 1));
         // Sketches are always merged, duplicates or not.
-        assert!(p.with_sketch);
+        assert!(p.visitors.is_some());
         // ad-2 has no visitors, and its only batch is not owned: nothing to send.
-        assert_eq!((plans[1].impressions, plans[1].measurable), (0, 0));
+        let c = plans[1].counters;
+        assert_eq!((c.impressions, c.measurable), (0, 0));
         assert!(plans[1].is_noop());
         assert_eq!(
             plan(&delta, |id| !not_owned.contains(&id)),
@@ -242,8 +223,9 @@ mod tests {
             "deterministic"
         );
         let all = plan(&delta, |_| true);
-        assert_eq!((all[0].impressions, all[0].measurable), (6, 1));
-        assert_eq!((all[1].impressions, all[1].measurable), (0, 1));
+        let (c0, c1) = (all[0].counters, all[1].counters);
+        assert_eq!((c0.impressions, c0.measurable), (6, 1));
+        assert_eq!((c1.impressions, c1.measurable), (0, 1));
     }
 
     #[test]
@@ -259,11 +241,12 @@ mod tests {
         let plans = plan(&delta, |id| id != "bot-2");
         assert_eq!(plans.len(), 1);
         let p = &plans[0];
-        assert_eq!((p.impressions, p.measurable, p.invalid), (0, 0, 2));
-        assert!(!p.with_sketch, "bots add no visitors");
+        let c = p.counters;
+        assert_eq!((c.impressions, c.measurable, c.invalid), (0, 0, 2));
+        assert!(p.visitors.is_none(), "bots add no visitors");
         assert!(!p.is_noop(), "invalid counts alone are worth a step");
         let none = plan(&delta, |_| false);
-        assert_eq!(none[0].invalid, 0);
+        assert_eq!(none[0].counters.invalid, 0);
         assert!(none[0].is_noop());
     }
 
@@ -277,9 +260,7 @@ mod tests {
 
     #[derive(Default)]
     struct ModelKey {
-        impressions: u64,
-        measurable: u64,
-        invalid: u64,
+        counters: Counters,
         last_step: HashMap<String, StepId>,
     }
 
@@ -315,9 +296,7 @@ mod tests {
                 if id.already_applied(key.last_step.get(edge).copied()) {
                     continue;
                 }
-                key.impressions += p.impressions;
-                key.measurable += p.measurable;
-                key.invalid += p.invalid;
+                key.counters += p.counters;
                 key.last_step.insert(edge.to_owned(), id);
             }
         }
@@ -372,9 +351,9 @@ mod tests {
         redis.sync("edge-0", &deltas[0], false);
         redis.sync("edge-1", &deltas[1], false);
         redis.sync("edge-0", &deltas[0], false);
-        let imp: u64 = redis.keys.values().map(|k| k.impressions).sum();
-        let meas: u64 = redis.keys.values().map(|k| k.measurable).sum();
-        let invalid: u64 = redis.keys.values().map(|k| k.invalid).sum();
+        let imp: u64 = redis.keys.values().map(|k| k.counters.impressions).sum();
+        let meas: u64 = redis.keys.values().map(|k| k.counters.measurable).sum();
+        let invalid: u64 = redis.keys.values().map(|k| k.counters.invalid).sum();
         let bots = distinct.len() as u64 / 5;
         let people = distinct.len() as u64 - bots;
         assert_eq!(imp, 3 * people + 2);
@@ -390,7 +369,7 @@ mod tests {
         );
         let later = edges[0].begin_sync().unwrap();
         redis.sync("edge-0", &later, false);
-        let again: u64 = redis.keys.values().map(|k| k.impressions).sum();
+        let again: u64 = redis.keys.values().map(|k| k.counters.impressions).sum();
         assert_eq!(again, imp);
     }
 

@@ -1,0 +1,360 @@
+//! The counts passed between the stages, in one place: what one event adds
+//! ([`Counters::of_event`]), what an (ad, day) holds ([`DayCounts`], pending
+//! or stored), what one batch added to each (ad, day) it touched
+//! ([`BatchRecord`]), and what a sync hands to a store ([`Delta`]).
+//!
+//! A store applies a delta through [`Delta::updates`], the one place that
+//! leaves out the counters of batches already counted, so both stores keep
+//! the exactly-once rule the same way. No I/O.
+//!
+//! Adding a counter means adding a field to [`Counters`] (and its rule to
+//! [`Counters::of_event`]), then to the stores' encodings and the API types.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::AddAssign;
+
+use glimpse_hll::Sketch;
+use glimpse_wire::ingest::Event;
+use glimpse_wire::{Day, Kind};
+
+use crate::traffic::Traffic;
+
+/// The exact counters of an (ad, day), or of one batch's share of it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Viewable events of people.
+    pub impressions: u64,
+    /// Measurable events of people.
+    pub measurable: u64,
+    /// Events of either kind from invalid traffic (known bots).
+    pub invalid: u64,
+    /// Viewable events of people that the browser vouched were neither
+    /// covered nor visually altered (IntersectionObserver v2): a part of
+    /// `impressions`.
+    pub verified: u64,
+}
+
+impl Counters {
+    /// What one event adds, counted as `traffic` says (one verdict for its
+    /// whole batch): a known bot's events add to `invalid` only, verified
+    /// or not.
+    pub fn of_event(event: &Event<'_>, traffic: Traffic) -> Counters {
+        match (traffic, event.kind) {
+            (Traffic::Invalid, _) => Counters {
+                invalid: 1,
+                ..Counters::default()
+            },
+            (Traffic::Valid, Kind::Viewable) => Counters {
+                impressions: 1,
+                verified: u64::from(event.verified),
+                ..Counters::default()
+            },
+            (Traffic::Valid, Kind::Measurable) => Counters {
+                measurable: 1,
+                ..Counters::default()
+            },
+        }
+    }
+
+    pub fn is_zero(&self) -> bool {
+        *self == Counters::default()
+    }
+
+    /// `self - other`, counter by counter, never below zero.
+    pub fn saturating_sub(self, other: Counters) -> Counters {
+        Counters {
+            impressions: self.impressions.saturating_sub(other.impressions),
+            measurable: self.measurable.saturating_sub(other.measurable),
+            invalid: self.invalid.saturating_sub(other.invalid),
+            verified: self.verified.saturating_sub(other.verified),
+        }
+    }
+}
+
+impl AddAssign for Counters {
+    fn add_assign(&mut self, other: Counters) {
+        self.impressions += other.impressions;
+        self.measurable += other.measurable;
+        self.invalid += other.invalid;
+        self.verified += other.verified;
+    }
+}
+
+/// The counters and visitors of one (ad, day).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DayCounts {
+    pub counters: Counters,
+    /// Visitors of the impressions (never of invalid traffic).
+    pub visitors: Sketch,
+}
+
+impl DayCounts {
+    /// Counts one event. An event adds its visitor exactly when it counts
+    /// as an impression: invalid traffic is no audience.
+    pub(crate) fn add(&mut self, event: &Event<'_>, traffic: Traffic) {
+        let one = Counters::of_event(event, traffic);
+        self.counters += one;
+        if one.impressions != 0 {
+            self.visitors.insert(event.user_id.as_bytes());
+        }
+    }
+
+    /// Folds `other` into `self`.
+    pub fn merge(&mut self, other: &DayCounts) {
+        self.counters += other.counters;
+        self.visitors.merge(&other.visitors);
+    }
+}
+
+/// The counts of one ad, by day.
+pub type AdDays = BTreeMap<Day, DayCounts>;
+
+/// What one batch added to the counters, kept so that a store can leave out
+/// a batch that was counted already (by this edge before, or by another).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchRecord {
+    pub batch_id: String,
+    /// Server time when the batch was accepted, epoch ms.
+    pub received_ms: i64,
+    /// What the batch added to each (ad, day) it touched, in the order the
+    /// batch first named them.
+    pub counts: Vec<BatchCount>,
+}
+
+/// One (ad, day) share of a batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchCount {
+    pub ad_id: String,
+    pub day: Day,
+    pub counters: Counters,
+}
+
+impl BatchRecord {
+    /// The record of a batch whose accepted events are `events`, counted as
+    /// `traffic` says.
+    pub(crate) fn new(
+        batch_id: &str,
+        received_ms: i64,
+        traffic: Traffic,
+        events: &[Event<'_>],
+    ) -> BatchRecord {
+        let mut counts: Vec<BatchCount> = Vec::new();
+        for event in events {
+            let one = Counters::of_event(event, traffic);
+            // A batch names at most a few dozen (ad, day)s: a scan beats a map.
+            match counts
+                .iter_mut()
+                .find(|c| c.day == event.day && c.ad_id == event.ad_id)
+            {
+                Some(count) => count.counters += one,
+                None => counts.push(BatchCount {
+                    ad_id: event.ad_id.to_string(),
+                    day: event.day,
+                    counters: one,
+                }),
+            }
+        }
+        BatchRecord {
+            batch_id: batch_id.to_owned(),
+            received_ms,
+            counts,
+        }
+    }
+}
+
+/// Everything accepted in one generation of the aggregator: what a store
+/// applies.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Delta {
+    /// This delta's place in the aggregator's order: the number the
+    /// aggregator was started at for the first delta, then increasing by
+    /// one. A retried delta keeps its number, and so does a delta rebuilt
+    /// from the write-ahead log after a crash.
+    pub seq: u64,
+    pub ads: HashMap<String, AdDays>,
+    pub batches: Vec<BatchRecord>,
+}
+
+/// What a store adds to one (ad, day) for a delta: see [`Delta::updates`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct KeyUpdate<'a> {
+    pub ad_id: &'a str,
+    pub day: Day,
+    /// The delta's counters of this (ad, day), less the shares of the
+    /// batches left out.
+    pub counters: Counters,
+    /// The delta's visitors of this (ad, day), whole: merging a visitor
+    /// twice changes nothing, so sketches need no leaving out.
+    pub visitors: &'a Sketch,
+}
+
+impl Delta {
+    pub fn is_empty(&self) -> bool {
+        self.ads.is_empty() && self.batches.is_empty()
+    }
+
+    /// `(ad_id, day, counts)` for every key, in no particular order.
+    pub fn keys(&self) -> impl Iterator<Item = (&str, Day, &DayCounts)> {
+        self.ads
+            .iter()
+            .flat_map(|(ad, days)| days.iter().map(move |(day, d)| (ad.as_str(), *day, d)))
+    }
+
+    /// The exactly-once rule, for both stores: one update per (ad, day) of
+    /// the delta, sorted by (ad, day), whose counters leave out the shares
+    /// of every batch for which `counts` answers no. `counts` is asked in
+    /// record order, and never again for an id it said yes to: a batch id
+    /// recorded twice in one delta counts once. Deterministic for a given
+    /// delta and answers, so a retried delta gives the same updates.
+    pub fn updates<E>(
+        &self,
+        mut counts: impl FnMut(&BatchRecord) -> Result<bool, E>,
+    ) -> Result<Vec<KeyUpdate<'_>>, E> {
+        let mut left_out: HashMap<(&str, Day), Counters> = HashMap::new();
+        let mut counted: HashSet<&str> = HashSet::new();
+        for record in &self.batches {
+            let id = record.batch_id.as_str();
+            if !counted.contains(id) && counts(record)? {
+                counted.insert(id);
+                continue;
+            }
+            for c in &record.counts {
+                *left_out.entry((c.ad_id.as_str(), c.day)).or_default() += c.counters;
+            }
+        }
+        let mut updates: Vec<KeyUpdate<'_>> = self
+            .keys()
+            .map(|(ad_id, day, d)| KeyUpdate {
+                ad_id,
+                day,
+                counters: d
+                    .counters
+                    .saturating_sub(left_out.get(&(ad_id, day)).copied().unwrap_or_default()),
+                visitors: &d.visitors,
+            })
+            .collect();
+        updates.sort_by(|a, b| (a.ad_id, a.day).cmp(&(b.ad_id, b.day)));
+        Ok(updates)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+    use std::convert::Infallible;
+
+    use super::*;
+
+    fn ev<'a>(ad: &'a str, user: &'a str, kind: Kind) -> Event<'a> {
+        let day: Day = "2026-11-25".parse().unwrap();
+        Event {
+            id: Cow::Borrowed("e"),
+            ad_id: Cow::Borrowed(ad),
+            user_id: Cow::Borrowed(user),
+            kind,
+            ts: day.start_ms(),
+            day,
+            token: None,
+            verified: false,
+        }
+    }
+
+    fn delta(batches: &[(&str, Traffic, Vec<Event<'_>>)]) -> Delta {
+        let mut delta = Delta::default();
+        for (id, traffic, events) in batches {
+            for e in events {
+                delta
+                    .ads
+                    .entry(e.ad_id.to_string())
+                    .or_default()
+                    .entry(e.day)
+                    .or_default()
+                    .add(e, *traffic);
+            }
+            delta
+                .batches
+                .push(BatchRecord::new(id, 0, *traffic, events));
+        }
+        delta
+    }
+
+    fn counters(impressions: u64, measurable: u64, invalid: u64, verified: u64) -> Counters {
+        Counters {
+            impressions,
+            measurable,
+            invalid,
+            verified,
+        }
+    }
+
+    #[test]
+    fn what_an_event_adds_and_only_impressions_add_visitors() {
+        let view = ev("ad-1", "u1", Kind::Viewable);
+        let verified = Event {
+            verified: true,
+            ..view.clone()
+        };
+        let measured = ev("ad-1", "u1", Kind::Measurable);
+        let of = Counters::of_event;
+        assert_eq!(of(&view, Traffic::Valid), counters(1, 0, 0, 0));
+        assert_eq!(of(&verified, Traffic::Valid), counters(1, 0, 0, 1));
+        assert_eq!(of(&measured, Traffic::Valid), counters(0, 1, 0, 0));
+        assert_eq!(of(&view, Traffic::Invalid), counters(0, 0, 1, 0));
+        assert_eq!(of(&verified, Traffic::Invalid), counters(0, 0, 1, 0));
+        assert_eq!(of(&measured, Traffic::Invalid), counters(0, 0, 1, 0));
+        let mut day = DayCounts::default();
+        day.add(&measured, Traffic::Valid);
+        day.add(&verified, Traffic::Invalid);
+        assert!(day.visitors.is_empty());
+        day.add(&view, Traffic::Valid);
+        day.add(&verified, Traffic::Valid);
+        assert_eq!(day.counters, counters(2, 1, 1, 1));
+        assert_eq!(day.visitors.estimate(), 1);
+    }
+
+    #[test]
+    fn updates_leave_out_batches_not_counted_and_a_repeated_id_once() {
+        let verified = |ad, user| Event {
+            verified: true,
+            ..ev(ad, user, Kind::Viewable)
+        };
+        let d = delta(&[
+            (
+                "b1",
+                Traffic::Valid,
+                vec![verified("ad-1", "u1"), ev("ad-2", "u1", Kind::Measurable)],
+            ),
+            (
+                "bot",
+                Traffic::Invalid,
+                vec![ev("ad-1", "u9", Kind::Viewable)],
+            ),
+            ("b2", Traffic::Valid, vec![verified("ad-1", "u2")]),
+            // b1 again in the same delta: counts once.
+            ("b1", Traffic::Valid, vec![ev("ad-1", "u1", Kind::Viewable)]),
+        ]);
+        let mut asked = Vec::new();
+        let updates = d
+            .updates(|r| {
+                asked.push(r.batch_id.clone());
+                Ok::<_, Infallible>(r.batch_id != "b2")
+            })
+            .unwrap();
+        assert_eq!(asked, ["b1", "bot", "b2"], "never asked twice for b1");
+        let keys: Vec<(&str, Counters)> = updates.iter().map(|u| (u.ad_id, u.counters)).collect();
+        assert_eq!(
+            keys,
+            [
+                ("ad-1", counters(1, 0, 1, 1)),
+                ("ad-2", counters(0, 1, 0, 0))
+            ]
+        );
+        // Sketches go whole, left-out batches included.
+        assert_eq!(updates[0].visitors.estimate(), 2);
+
+        let none = d.updates(|_| Ok::<_, Infallible>(false)).unwrap();
+        assert!(none.iter().all(|u| u.counters.is_zero()));
+        let failed: Result<_, &str> = d.updates(|_| Err("store down"));
+        assert_eq!(failed.unwrap_err(), "store down");
+    }
+}
