@@ -25,11 +25,15 @@ pub fn pause(ms: u64) {
 /// An edge serving the built SDK and the browser test pages, syncing every
 /// 100 ms, with `extra` flags.
 pub fn edge_with_sdk(dir: &Path, extra: &[&str]) -> Edge {
-    let pkg = browser::sdk_pkg();
+    edge_serving(dir, &browser::sdk_pkg(), extra)
+}
+
+/// [`edge_with_sdk`] serving the SDK found in `sdk` instead of the built one.
+pub fn edge_serving(dir: &Path, sdk: &Path, extra: &[&str]) -> Edge {
     let www = workspace_root().join("tests/fixtures/browser");
     let mut args = vec![
         "--sdk-dir",
-        pkg.to_str().expect("a UTF-8 path"),
+        sdk.to_str().expect("a UTF-8 path"),
         "--www-dir",
         www.to_str().expect("a UTF-8 path"),
         "--sync-interval",
@@ -60,6 +64,15 @@ pub fn expect_counts(edge: &Edge, ad: &str, want: (u64, u64), what: &str) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The value of one Prometheus series of the edge's `/metrics` (0 if absent).
+pub fn metric(edge: &Edge, series: &str) -> u64 {
+    let (status, text) = edge.get_raw("/metrics").expect("GET /metrics");
+    assert_eq!(status, 200, "{text}");
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Starts the page's tracker (`boot(options)`), failing on a rejection.

@@ -455,6 +455,13 @@ impl Inner {
             page_listener(me, page, "pageshow", false),
             page_listener(me, page, "focus", false),
             page_listener(me, page, "blur", false),
+            // Firefox keeps a page that holds a Web Lock when it decides on
+            // the back/forward cache out of it, and decides before
+            // `pagehide`: the lock goes as the page starts to leave.
+            Listener::new(page, "beforeunload", {
+                let m = me.clone();
+                move |_: Event| with(&m, |i| i.tabs.release())
+            }),
         ];
         self.start_flush_interval();
         self.adopt_orphans(win);
@@ -481,9 +488,12 @@ impl Inner {
         if !visible {
             self.beacon_all();
         }
+        // Released as the page leaves; taken again only once it is visible
+        // (back from the back/forward cache, or a navigation that did not
+        // happen after `beforeunload`): a page entering the cache is hidden.
         if pagehide {
             self.tabs.release();
-        } else {
+        } else if visible {
             self.hold_tab_lock();
         }
     }

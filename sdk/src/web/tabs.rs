@@ -57,10 +57,10 @@ impl Tabs {
         self.lock = None;
     }
 
-    /// Releases the lock as the page hides: nothing held across `pagehide`
-    /// may keep it out of the back/forward cache. Another tab may then take
-    /// this tab's stored batches over, which [`Inner::check_ownership`]
-    /// notices should the page come back.
+    /// Releases the lock as the page leaves (`beforeunload`, `pagehide`):
+    /// nothing held then may keep it out of the back/forward cache. Another
+    /// tab may then take this tab's stored batches over, which
+    /// [`Inner::check_ownership`] notices should the page come back.
     pub(super) fn release(&mut self) {
         self.lock = None;
     }
