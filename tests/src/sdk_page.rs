@@ -5,13 +5,13 @@
 //! here (`boot`, `tracker`).
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use glimpse_wire::api::StatsResponse;
 use serde_json::{json, Value};
 
 use crate::browser::{self, Browser};
-use crate::edge::{workspace_root, Edge};
+use crate::edge::{wait_for_value, workspace_root, Edge};
 
 /// How long events may take from the page to the edge's stats.
 pub const DELIVERY_DEADLINE: Duration = Duration::from_secs(30);
@@ -52,18 +52,12 @@ pub fn counts(edge: &Edge, ad: &str) -> (u64, u64) {
 /// Waits until the edge reports `want` = (viewable, measurable) for `ad`;
 /// a failure names `what` and the counts last seen.
 pub fn expect_counts(edge: &Edge, ad: &str, want: (u64, u64), what: &str) {
-    let started = Instant::now();
-    loop {
-        let last = counts(edge, ad);
-        if last == want {
-            return;
-        }
-        assert!(
-            started.elapsed() < DELIVERY_DEADLINE,
-            "{what}: {ad} counts {last:?}, not {want:?}, after {DELIVERY_DEADLINE:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_value(
+        DELIVERY_DEADLINE,
+        &format!("{what}: {ad}'s (viewable, measurable)"),
+        &want,
+        &mut || counts(edge, ad),
+    );
 }
 
 /// The value of one Prometheus series of the edge's `/metrics` (0 if absent).
@@ -92,4 +86,13 @@ pub fn flush(b: &Browser) {
         vec![],
     );
     assert_eq!(r, json!("ok"), "flush failed");
+}
+
+/// Places the test page's ad `id` (`place(...)` of the page) at `top`, of
+/// `width` x `height` CSS pixels.
+pub fn place(b: &Browser, id: &str, top: f64, width: u32, height: u32) {
+    b.execute(
+        "place(arguments[0], arguments[1], arguments[2], arguments[3]);",
+        vec![json!(id), json!(top), json!(width), json!(height)],
+    );
 }

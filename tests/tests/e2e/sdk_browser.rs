@@ -10,80 +10,19 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use glimpse_tests::browser::{self, Browser, Engine};
-use glimpse_tests::edge::{
-    wait_for_value, wait_until, workspace_binary, workspace_root, Edge, COUNT_AUTOMATION,
+use glimpse_tests::edge::{wait_until, workspace_binary, Edge, COUNT_AUTOMATION};
+use glimpse_tests::sdk_page::{
+    counts, edge_with_sdk, expect_counts, flush, metric, pause, place, start_tracker,
+    DELIVERY_DEADLINE,
 };
 use glimpse_wire::api::{AdsResponse, StatsResponse};
-use serde_json::{json, Value};
-
-const DELIVERY_DEADLINE: Duration = Duration::from_secs(30);
-
-fn pause(ms: u64) {
-    std::thread::sleep(Duration::from_millis(ms));
-}
-
-/// An edge serving the built SDK and the browser fixtures, syncing every
-/// 100 ms, with `extra` flags.
-fn edge_with_sdk(dir: &Path, extra: &[&str]) -> Edge {
-    let pkg = browser::sdk_pkg();
-    let www = workspace_root().join("tests/fixtures/browser");
-    let mut args = vec![
-        "--sdk-dir",
-        pkg.to_str().unwrap(),
-        "--www-dir",
-        www.to_str().unwrap(),
-        "--sync-interval",
-        "100ms",
-    ];
-    args.extend_from_slice(extra);
-    Edge::start(dir, &args)
-}
-
-fn counts(edge: &Edge, ad: &str) -> (u64, u64) {
-    let s: StatsResponse = edge.get_json(&format!("/v1/ads/{ad}/stats"));
-    (s.impressions, s.measurable)
-}
-
-/// Waits until the edge reports `want` = (viewable, measurable) for `ad`.
-fn expect_counts(edge: &Edge, ad: &str, want: (u64, u64)) {
-    wait_for_value(
-        DELIVERY_DEADLINE,
-        &format!("{ad}'s (viewable, measurable)"),
-        &want,
-        &mut || counts(edge, ad),
-    );
-}
-
-fn start_tracker(b: &Browser, options: Value) {
-    let r = b.execute_async(
-        "const done = arguments[1];
-         boot(arguments[0]).then(() => done('ok'), e => done(String(e)));",
-        vec![options],
-    );
-    assert_eq!(r, json!("ok"), "start failed");
-}
-
-fn flush(b: &Browser) {
-    let r = b.execute_async(
-        "const done = arguments[0]; tracker.flush().then(() => done('ok'), e => done(String(e)));",
-        vec![],
-    );
-    assert_eq!(r, json!("ok"));
-}
-
-fn place(b: &Browser, id: &str, top: f64, width: u32, height: u32) {
-    b.execute(
-        "place(arguments[0], arguments[1], arguments[2], arguments[3]);",
-        vec![json!(id), json!(top), json!(width), json!(height)],
-    );
-}
+use serde_json::json;
 
 fn scroll_to(b: &Browser, y: u32) {
     let at = b.execute("scrollTo(0, arguments[0]); return scrollY;", vec![json!(y)]);
@@ -116,10 +55,10 @@ glimpse_tests::in_every_engine! {
         );
         pause(1400);
         flush(&b);
-        expect_counts(&edge, "visible", (1, 1));
-        expect_counts(&edge, "large35", (1, 1));
-        expect_counts(&edge, "below", (0, 1));
-        expect_counts(&edge, "forty", (0, 1));
+        expect_counts(&edge, "visible", (1, 1), engine.name());
+        expect_counts(&edge, "large35", (1, 1), engine.name());
+        expect_counts(&edge, "below", (0, 1), engine.name());
+        expect_counts(&edge, "forty", (0, 1), engine.name());
 
         // Below the fold: viewable once scrolled into view for a second.
         scroll_to(&b, 2900);
@@ -128,7 +67,7 @@ glimpse_tests::in_every_engine! {
         assert_eq!(counts(&edge, "below"), (0, 1), "not before a full second");
         pause(1000);
         flush(&b);
-        expect_counts(&edge, "below", (1, 1));
+        expect_counts(&edge, "below", (1, 1), engine.name());
 
         // In view for 600 ms, then scrolled away: not viewable.
         place(&b, "away", 6000.0, 300, 250);
@@ -137,13 +76,13 @@ glimpse_tests::in_every_engine! {
         scroll_to(&b, 0);
         pause(1200);
         flush(&b);
-        expect_counts(&edge, "away", (0, 1));
+        expect_counts(&edge, "away", (0, 1), engine.name());
 
         // Inserted after load, in view: counted.
         place(&b, "inserted", 300.0, 300, 250);
         pause(1300);
         flush(&b);
-        expect_counts(&edge, "inserted", (1, 1));
+        expect_counts(&edge, "inserted", (1, 1), engine.name());
 
         // Hidden 300 ms into the dwell: not viewable until visible again for a
         // full second.
@@ -152,14 +91,14 @@ glimpse_tests::in_every_engine! {
         b.execute("setHidden(true);", vec![]);
         pause(1500);
         flush(&b);
-        expect_counts(&edge, "hidden", (0, 1));
+        expect_counts(&edge, "hidden", (0, 1), engine.name());
         b.execute("setHidden(false);", vec![]);
         pause(500);
         flush(&b);
         assert_eq!(counts(&edge, "hidden"), (0, 1), "the clock restarted");
         pause(800);
         flush(&b);
-        expect_counts(&edge, "hidden", (1, 1));
+        expect_counts(&edge, "hidden", (1, 1), engine.name());
 
         // Observing again (a re-render) never counts twice; nothing doubled.
         b.execute(
@@ -197,7 +136,7 @@ glimpse_tests::in_every_engine! {
         assert_eq!(counts(&edge, "tag-ad"), (0, 0));
         b.open_spare_tab();
         b.close_page();
-        expect_counts(&edge, "tag-ad", (1, 1));
+        expect_counts(&edge, "tag-ad", (1, 1), engine.name());
     }
 }
 
@@ -239,7 +178,7 @@ glimpse_tests::in_every_engine! {
         );
         pause(1400);
         flush(&b);
-        expect_counts(&edge, "signed", (1, 1));
+        expect_counts(&edge, "signed", (1, 1), engine.name());
         assert_eq!(counts(&edge, "unsigned"), (0, 0));
 
         // An ad refresh: the slot gets the next ad and that ad's token. The new
@@ -253,7 +192,7 @@ glimpse_tests::in_every_engine! {
         );
         pause(1400);
         flush(&b);
-        expect_counts(&edge, "signed-next", (1, 1));
+        expect_counts(&edge, "signed-next", (1, 1), engine.name());
         assert_eq!(counts(&edge, "signed"), (1, 1));
         assert_eq!(
             metric(
@@ -264,15 +203,6 @@ glimpse_tests::in_every_engine! {
             "the unsigned ad's two events only"
         );
     }
-}
-
-/// The value of one Prometheus series of the edge's `/metrics` (0 if absent).
-fn metric(edge: &Edge, series: &str) -> u64 {
-    let (status, text) = edge.get_raw("/metrics").expect("GET /metrics");
-    assert_eq!(status, 200, "{text}");
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0)
 }
 
 /// One ad in view for the dwell, in `b`, against an edge counting invalid
@@ -545,7 +475,7 @@ glimpse_tests::in_every_engine! {
         flush(&b);
         assert_eq!(counts(&edge, "outage"), (0, 0));
         switch.up();
-        expect_counts(&edge, "outage", (1, 1));
+        expect_counts(&edge, "outage", (1, 1), engine.name());
         // Retries stop once acknowledged; nothing is counted twice.
         pause(1500);
         flush(&b);

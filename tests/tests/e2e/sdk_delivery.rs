@@ -10,7 +10,7 @@ use std::path::Path;
 use glimpse_tests::browser::{self, Browser};
 use glimpse_tests::edge::{wait_until, Edge, COUNT_AUTOMATION};
 use glimpse_tests::sdk_page::{
-    counts, edge_serving, edge_with_sdk, expect_counts, flush, metric, pause, start_tracker,
+    counts, edge_serving, edge_with_sdk, expect_counts, flush, metric, pause, place, start_tracker,
     DELIVERY_DEADLINE,
 };
 use glimpse_wire::api::{AdsResponse, StatsResponse};
@@ -44,13 +44,6 @@ fn watch_console(b: &Browser) {
 
 fn failures(b: &Browser) -> Value {
     b.execute("return window.failures;", vec![])
-}
-
-fn place(b: &Browser, id: &str, top: f64, width: u32, height: u32) {
-    b.execute(
-        "place(arguments[0], arguments[1], arguments[2], arguments[3]);",
-        vec![json!(id), json!(top), json!(width), json!(height)],
-    );
 }
 
 /// The SDK's keys in the page's localStorage.
