@@ -8,11 +8,17 @@
 //!   names);
 //! - `visitors`: the day's sketch in Redis's byte format;
 //! - `ads_by_day`: `(day, ad_id) -> ()`, to list the ads of a date range;
-//! - `batches` and `batches_by_time`: the batch ids counted here, kept
-//!   48 h (`super::seen`, shared with the Redis store's local index).
+//! - `batches` and `batches_by_time`: the client batch ids counted here,
+//!   kept 48 h (`super::seen`, shared with the Redis store's local index);
+//!   the ids the edge mints for `GET /v1/impression` are left out;
+//! - `applied`: `"last_delta" -> seq`, the sequence number of the last
+//!   delta applied.
 //!
 //! A delta is applied in one write transaction, so a crash or error leaves
-//! either all of it or none of it, and a retry cannot count twice.
+//! either all of it or none of it. Deltas reach the store in sequence order
+//! (a replayed one before any newer), so one at or below `last_delta` has
+//! landed already (a retry after a lost answer, or a delta replayed after a
+//! crash between the commit and the log's delete) and changes nothing.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -23,6 +29,7 @@ use glimpse_wire::{Day, DayRange};
 use redb::{Database, ReadableTable, TableDefinition, TableHandle};
 
 use super::seen::{self, SeenBatches};
+use crate::counted::needs_claim;
 use super::{Store, StoreError};
 use crate::counts::{AdDays, Counters, DayCounts, Delta};
 use crate::keys::Scope;
@@ -52,6 +59,9 @@ const LEGACY_COUNTS: TableDefinition<(&str, u32), (u64, u64)> = TableDefinition:
 const COUNTS_V2: TableDefinition<(&str, u32), (u64, u64, u64)> = TableDefinition::new("counts_v2");
 const VISITORS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("visitors");
 const ADS_BY_DAY: TableDefinition<(u32, &str), ()> = TableDefinition::new("ads_by_day");
+const APPLIED: TableDefinition<&str, u64> = TableDefinition::new("applied");
+/// The key of [`APPLIED`] holding the last applied delta's sequence number.
+const LAST_DELTA: &str = "last_delta";
 
 /// Reads of at most this many days run on the async worker itself.
 const INLINE_READ_MAX_DAYS: usize = 7;
@@ -99,6 +109,7 @@ impl EmbeddedStore {
             txn.open_table(COUNTS).map_err(unavailable)?;
             txn.open_table(VISITORS).map_err(unavailable)?;
             txn.open_table(ADS_BY_DAY).map_err(unavailable)?;
+            txn.open_table(APPLIED).map_err(unavailable)?;
         }
         seen::create_tables(&txn)?;
         txn.commit().map_err(unavailable)?;
@@ -161,13 +172,31 @@ fn migrate_counts<V: redb::Value + 'static>(
 fn apply_delta(db: &Database, delta: &Delta, now_ms: i64) -> Result<(), StoreError> {
     let txn = db.begin_write().map_err(unavailable)?;
     {
+        let mut applied = txn.open_table(APPLIED).map_err(unavailable)?;
+        let last = applied
+            .get(LAST_DELTA)
+            .map_err(unavailable)?
+            .map(|v| v.value());
+        if last.is_some_and(|last| last >= delta.seq) {
+            tracing::debug!(seq = delta.seq, "delta had landed before; left as it was");
+            return Ok(());
+        }
+        applied.insert(LAST_DELTA, delta.seq).map_err(unavailable)?;
         let mut seen = SeenBatches::open(&txn)?;
-        // A batch counted before (a retry that reached this edge after its
-        // first copy was synced, or a delta replayed from the log after it
-        // landed) is already in the index: its counters are left out. The
-        // index is written in this transaction, so it holds an id exactly
-        // when the id's counts are stored.
-        let updates = delta.updates(|record| seen.insert(&record.batch_id, record.received_ms))?;
+        // A client batch counted before (a retry that reached this edge
+        // after its first copy was synced) is already in the index: its
+        // counters are left out. The index is written in this transaction,
+        // so it holds an id exactly when the id's counts are stored. A
+        // minted id is unique and keeps no state; only a directory that an
+        // earlier version wrote (no `last_delta` yet) may hold one, from a
+        // delta that landed before the crash that replays it.
+        let updates = delta.updates(|record| {
+            if needs_claim(&record.batch_id) {
+                seen.insert(&record.batch_id, record.received_ms)
+            } else {
+                Ok(last.is_some() || !seen.contains(&record.batch_id)?)
+            }
+        })?;
         let mut counts = txn.open_table(COUNTS).map_err(unavailable)?;
         let mut visitors = txn.open_table(VISITORS).map_err(unavailable)?;
         let mut ads_by_day = txn.open_table(ADS_BY_DAY).map_err(unavailable)?;
@@ -591,6 +620,55 @@ mod tests {
         let store = EmbeddedStore::open(dir.path()).unwrap();
         let days = store.read_days("ad-1", today()).await.unwrap();
         assert_eq!(days[&day_of(NOW)].counters, want, "migrated once");
+    }
+
+    /// How many batch ids the seen index holds.
+    fn indexed_ids(store: &EmbeddedStore) -> u64 {
+        let txn = store.db.begin_read().unwrap();
+        let n = seen::len(&txn).unwrap();
+        n
+    }
+
+    #[tokio::test]
+    async fn minted_ids_keep_no_state_and_a_landed_delta_counts_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let agg = Aggregator::new();
+        for i in 0..50 {
+            agg.record(
+                &crate::counted::mint_batch_id(),
+                NOW,
+                Traffic::Valid,
+                &[event("1", "ad-1", &format!("u{i}"), Kind::Viewable)],
+            );
+        }
+        agg.record(
+            "client",
+            NOW,
+            Traffic::Valid,
+            &[event("1", "ad-1", "c", Kind::Viewable)],
+        );
+        let first = agg.begin_sync().unwrap();
+        store.apply(&first, NOW).await.unwrap();
+        assert_eq!(indexed_ids(&store), 1, "only the client's batch id");
+        // The same delta again (a lost answer, or replayed from the log
+        // after it had landed): its minted batches count once all the same.
+        store.apply(&first, NOW).await.unwrap();
+        drop(store);
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        store.apply(&first, NOW).await.unwrap();
+        let c = store.read_days("ad-1", today()).await.unwrap()[&day_of(NOW)].counters;
+        assert_eq!(c.impressions, 51);
+        agg.finish_sync();
+        agg.record(
+            &crate::counted::mint_batch_id(),
+            NOW,
+            Traffic::Valid,
+            &[event("1", "ad-1", "v", Kind::Viewable)],
+        );
+        store.apply(&agg.begin_sync().unwrap(), NOW).await.unwrap();
+        let c = store.read_days("ad-1", today()).await.unwrap()[&day_of(NOW)].counters;
+        assert_eq!((c.impressions, indexed_ids(&store)), (52, 1));
     }
 
     #[tokio::test]

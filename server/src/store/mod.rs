@@ -23,6 +23,7 @@ use async_trait::async_trait;
 use glimpse_wire::DayRange;
 
 use self::embedded::EmbeddedStore;
+use self::identity::EdgeIdentity;
 use self::redis::{RedisOptions, RedisStore};
 use crate::config::{Config, StoreKind};
 use crate::counts::{AdDays, Delta};
@@ -40,6 +41,18 @@ pub enum StoreError {
     Unavailable(String),
     #[error("store holds invalid data: {0}")]
     Corrupt(String),
+    /// The data directory is a restored copy: this start's boot number is
+    /// not above one the store has seen. Fatal: the edge stops.
+    #[error("refusing to run on a restored data directory: {0}")]
+    Restored(String),
+    /// The delta is older than the store can still recognise as applied
+    /// (`redis::plan::RETRY_HORIZON_MS`): it is not sent, and the sync
+    /// drops it.
+    #[error(
+        "delta {seq} is too old to send: its oldest batch was accepted {} h ago",
+        age_ms / 3_600_000
+    )]
+    TooOld { seq: u64, age_ms: i64 },
 }
 
 #[async_trait]
@@ -74,12 +87,22 @@ pub trait Store: Debug + Send + Sync + 'static {
 
     /// Answers when the store can be reached.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Checks, once, that this start of the edge is newer than every start
+    /// the store has seen of its id ([`StoreError::Restored`] if not), and
+    /// records it. The embedded store lives in the data directory, so a
+    /// restored copy restores it too: nothing to check. The Redis store
+    /// checks again before its first sync writes anything, when Redis could
+    /// not be asked at start.
+    async fn verify_identity(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
-/// Opens the store the configuration names, for the edge `edge_id`. The
+/// Opens the store the configuration names, for this start of the edge. The
 /// Redis store does not wait for Redis: it connects on first use and
 /// reconnects on its own.
-pub(crate) fn open(config: &Config, edge_id: &str) -> anyhow::Result<Arc<dyn Store>> {
+pub(crate) fn open(config: &Config, identity: &EdgeIdentity) -> anyhow::Result<Arc<dyn Store>> {
     match config.store {
         StoreKind::Embedded => {
             let store = EmbeddedStore::open(&config.data_dir).with_context(|| {
@@ -102,7 +125,8 @@ pub(crate) fn open(config: &Config, edge_id: &str) -> anyhow::Result<Arc<dyn Sto
                 prefix: config.redis_prefix.clone(),
                 retention_days: config.retention_days,
                 stats_cache: config.stats_cache,
-                edge_id: edge_id.to_owned(),
+                edge_id: identity.id.clone(),
+                boot: identity.boot,
                 data_dir: config.data_dir.clone(),
             })
             .context("setting up the Redis store")?;

@@ -16,6 +16,17 @@
 //! directory ([`SeenIndex`]), which ingest reads to turn away a batch this
 //! edge has synced before: ingest sends Redis nothing.
 //!
+//! Claims and ledger entries live [`plan::CLAIM_LIFETIME_MS`] (72 h); a
+//! delta whose oldest batch was accepted more than
+//! [`plan::RETRY_HORIZON_MS`] (23 h) ago is not sent
+//! ([`StoreError::TooOld`]), since one of them may have expired.
+//!
+//! Before its first sync lands anything, the store checks with `boot.lua`
+//! that this start's boot number is above every one Redis has seen of this
+//! edge id: a data directory restored from an older copy would repeat
+//! sequence numbers, and the ledgers would skip its new counts as applied
+//! ([`StoreError::Restored`]).
+//!
 //! Reads never write: stats GET the day's sketch and counters and merge
 //! locally, behind a short cache.
 
@@ -25,7 +36,7 @@ pub mod plan;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -43,7 +54,7 @@ use self::keys::Keys;
 use self::plan::{KeyPlan, StepId};
 use super::identity::MAX_SEQUENCE;
 use super::seen::SeenIndex;
-use super::{Store, StoreError, BATCH_ID_RETENTION_MS};
+use super::{Store, StoreError};
 use crate::counts::{AdDays, Counters, DayCounts, Delta};
 use crate::keys::Scope;
 
@@ -75,6 +86,8 @@ pub struct RedisOptions {
     /// This edge's id ([`super::identity::EdgeIdentity`]): its ledger
     /// field and the first half of its batch claims.
     pub edge_id: String,
+    /// This start's boot number on the data directory.
+    pub boot: u32,
     /// The edge's data directory, locked by its identity: home of the
     /// local index of synced batch ids ([`SeenIndex`]).
     pub data_dir: PathBuf,
@@ -89,6 +102,7 @@ impl fmt::Debug for RedisOptions {
             .field("retention_days", &self.retention_days)
             .field("stats_cache", &self.stats_cache)
             .field("edge_id", &self.edge_id)
+            .field("boot", &self.boot)
             .field("data_dir", &self.data_dir)
             .finish()
     }
@@ -230,6 +244,13 @@ pub struct RedisStore {
     /// `s:<edge_id>`, this edge's field in every ledger.
     edge_field: String,
     script: Script,
+    /// This start's boot number, and a nonce of this run, for `boot.lua`.
+    boot: u32,
+    boot_nonce: u64,
+    boot_script: Script,
+    /// Set once `boot.lua` has recorded this start: nothing is written
+    /// before.
+    boot_recorded: AtomicBool,
     retention_days: u32,
     target: String,
     days_cache: ReadCache<(String, u32, u32), AdDays>,
@@ -307,6 +328,10 @@ impl RedisStore {
             keys,
             edge_id: options.edge_id,
             script: Script::new(include_str!("redis/apply.lua")),
+            boot: options.boot,
+            boot_nonce: rand::random(),
+            boot_script: Script::new(include_str!("redis/boot.lua")),
+            boot_recorded: AtomicBool::new(false),
             retention_days: options.retention_days,
             target,
             days_cache: ReadCache::new(options.stats_cache),
@@ -345,7 +370,7 @@ impl RedisStore {
             Some(sketch) => call.arg(sketch.to_redis_bytes()),
             None => call.arg(""),
         };
-        call.arg(expiry).arg(BATCH_ID_RETENTION_MS);
+        call.arg(expiry).arg(plan::CLAIM_LIFETIME_MS);
         for (field, n) in counter_fields(plan.counters) {
             call.arg(field).arg(n);
         }
@@ -380,7 +405,7 @@ impl RedisStore {
                 .arg("NX")
                 .arg("GET")
                 .arg("PX")
-                .arg(BATCH_ID_RETENTION_MS);
+                .arg(plan::CLAIM_LIFETIME_MS);
         }
         let mut conn = self.conn.clone();
         let previous: Vec<Option<String>> = pipe
@@ -586,6 +611,39 @@ impl Store for RedisStore {
         let _: String = self.query("PING", &redis::cmd("PING")).await?;
         Ok(())
     }
+
+    async fn verify_identity(&self) -> Result<(), StoreError> {
+        if self.boot_recorded.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let key = self.keys.edge_boot(&self.edge_id);
+        let mut conn = self.conn.clone();
+        let reply: Vec<u64> = self
+            .boot_script
+            .key(&key)
+            .arg(self.boot)
+            .arg(self.boot_nonce)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| unavailable("recording this start", e))?;
+        match reply.as_slice() {
+            [1] => {
+                self.boot_recorded.store(true, Ordering::Release);
+                Ok(())
+            }
+            [0, held] => Err(StoreError::Restored(format!(
+                "this edge (id {}) started as boot {} of its data directory, but Redis ({}) \
+                 has seen boot {held} of it: the directory was restored from an older copy, \
+                 so its sequence numbers would repeat and Redis would skip its new counts as \
+                 already applied. Move the directory aside and start on an empty one (a new \
+                 edge id); the batches in its wal/ are those of the old copy",
+                self.edge_id, self.boot, self.target
+            ))),
+            other => Err(StoreError::Corrupt(format!(
+                "the boot script answered {other:?}"
+            ))),
+        }
+    }
 }
 
 impl RedisStore {
@@ -594,6 +652,16 @@ impl RedisStore {
         // bits (`identity::sequence`), the same number after a replay from
         // the write-ahead log: claims and ledger recognise a previous life's
         // work by it.
+        self.verify_identity().await?;
+        if let Some(age_ms) = plan::too_old_to_send(delta, now_ms) {
+            // Its batches are still answered as duplicates if a client
+            // sends them again: they may have counted.
+            self.seen.record(delta, now_ms).await?;
+            return Err(StoreError::TooOld {
+                seq: delta.seq,
+                age_ms,
+            });
+        }
         let seq = delta.seq;
         if seq > MAX_SEQUENCE {
             return Err(StoreError::Corrupt(format!(

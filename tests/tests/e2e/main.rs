@@ -12,6 +12,7 @@ mod load;
 mod log_bound;
 mod pending_bound;
 mod redis_cluster;
+mod redis_exactness;
 mod redis_faults;
 mod redis_store;
 mod sdk_browser;
