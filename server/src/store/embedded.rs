@@ -29,8 +29,8 @@ use glimpse_wire::{Day, DayRange};
 use redb::{Database, ReadableTable, TableDefinition, TableHandle};
 
 use super::seen::{self, SeenBatches};
-use crate::counted::needs_claim;
 use super::{Store, StoreError};
+use crate::counted::needs_claim;
 use crate::counts::{AdDays, Counters, DayCounts, Delta};
 use crate::keys::Scope;
 
@@ -624,9 +624,7 @@ mod tests {
 
     /// How many batch ids the seen index holds.
     fn indexed_ids(store: &EmbeddedStore) -> u64 {
-        let txn = store.db.begin_read().unwrap();
-        let n = seen::len(&txn).unwrap();
-        n
+        seen::len(&store.db.begin_read().unwrap()).unwrap()
     }
 
     #[tokio::test]

@@ -174,5 +174,5 @@ async fn the_sync_task_folds_pending_counts_into_the_store() {
     assert_eq!(stored[&today].counters.impressions, 1);
     assert!(t.edge.store().batch_seen("b1").await.unwrap());
     stop.send(true).unwrap();
-    task.await.unwrap();
+    task.await.unwrap().unwrap();
 }

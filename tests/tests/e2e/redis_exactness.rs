@@ -197,7 +197,11 @@ fn a_restored_data_directory_started_while_redis_is_down_syncs_nothing() {
     redis.restart();
     let (status, stderr) = process.exit();
     assert_refused_as_restored(status, &stderr);
-    assert_eq!(impressions_in_redis(&redis), 2, "the new count did not land");
+    assert_eq!(
+        impressions_in_redis(&redis),
+        2,
+        "the new count did not land"
+    );
 }
 
 /// The remaining time to live of `key`, in ms.
@@ -242,8 +246,8 @@ fn a_retention_below_4_days_is_refused_and_4_keeps_a_late_events_day() {
         );
     }
 
-    // An event 47 h old counts on the day before yesterday; with a
-    // retention of 2 days the script expired that day's keys as it wrote
+    // An event 47 h old counts on a day that began more than 47 h ago: with
+    // a retention of 1 day the script expired that day's keys as it wrote
     // them. With 4 they stay, and expire 4 days after the day began.
     let mut args = flags(&redis);
     args.extend(["--retention-days", "4"].map(String::from));

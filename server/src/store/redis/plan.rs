@@ -153,13 +153,9 @@ pub fn too_old_to_send(delta: &Delta, now_ms: i64) -> Option<i64> {
 /// write: events of a day arrive until 48 h (and a clock allowance) after
 /// its end, and their delta may land up to [`RETRY_HORIZON_MS`] later, so a
 /// shorter retention would have the sync script expire the keys it writes.
-pub const MIN_RETENTION_DAYS: u32 = ((DAY_MS
-    + MAX_EVENT_AGE_MS
-    + CLOCK_ALLOWANCE_MS
-    + RETRY_HORIZON_MS
-    + DAY_MS
-    - 1)
-    / DAY_MS) as u32;
+pub const MIN_RETENTION_DAYS: u32 =
+    ((DAY_MS + MAX_EVENT_AGE_MS + CLOCK_ALLOWANCE_MS + RETRY_HORIZON_MS + DAY_MS - 1) / DAY_MS)
+        as u32;
 
 /// Expiry of a day's keys: the start of the day plus the retention.
 pub fn day_expiry_ms(day: Day, retention_days: u32) -> i64 {
@@ -337,7 +333,8 @@ mod tests {
                 Some((v, expires)) if *expires > self.now => Some(v.clone()),
                 _ => {
                     let expires = self.now + self.lifetime;
-                    self.claims.insert(id.to_owned(), (value.to_owned(), expires));
+                    self.claims
+                        .insert(id.to_owned(), (value.to_owned(), expires));
                     None
                 }
             }
