@@ -247,7 +247,6 @@ pub struct RedisStore {
     /// This start's boot number, and a nonce of this run, for `boot.lua`.
     boot: u32,
     boot_nonce: u64,
-    boot_script: Script,
     /// Set once `boot.lua` has recorded this start: nothing is written
     /// before.
     boot_recorded: AtomicBool,
@@ -330,7 +329,6 @@ impl RedisStore {
             script: Script::new(include_str!("redis/apply.lua")),
             boot: options.boot,
             boot_nonce: rand::random(),
-            boot_script: Script::new(include_str!("redis/boot.lua")),
             boot_recorded: AtomicBool::new(false),
             retention_days: options.retention_days,
             target,
@@ -524,6 +522,9 @@ impl RedisStore {
     }
 }
 
+/// Records this start, or refuses a restored data directory.
+const BOOT_SCRIPT: &str = include_str!("redis/boot.lua");
+
 /// The fields of an (ad, day)'s counters hash, `n:{…}`.
 const COUNTER_FIELDS: [&str; 4] = ["imp", "meas", "invalid", "verified"];
 
@@ -616,16 +617,14 @@ impl Store for RedisStore {
         if self.boot_recorded.load(Ordering::Acquire) {
             return Ok(());
         }
-        let key = self.keys.edge_boot(&self.edge_id);
-        let mut conn = self.conn.clone();
-        let reply: Vec<u64> = self
-            .boot_script
-            .key(&key)
+        // Run once per start: sent whole with EVAL, no script cache needed.
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(BOOT_SCRIPT)
+            .arg(1)
+            .arg(self.keys.edge_boot(&self.edge_id))
             .arg(self.boot)
-            .arg(self.boot_nonce)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| unavailable("recording this start", e))?;
+            .arg(self.boot_nonce);
+        let reply: Vec<u64> = self.query("recording this start", &cmd).await?;
         match reply.as_slice() {
             [1] => {
                 self.boot_recorded.store(true, Ordering::Release);
