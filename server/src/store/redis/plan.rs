@@ -139,6 +139,7 @@ const CLOCK_ALLOWANCE_MS: i64 = 55 * 60_000;
 /// and sending it could count a batch twice.
 pub const RETRY_HORIZON_MS: i64 =
     CLAIM_LIFETIME_MS - MAX_EVENT_AGE_MS - MAX_EVENT_LEAD_MS - CLOCK_ALLOWANCE_MS;
+const _: () = assert!(RETRY_HORIZON_MS > 0, "claims must outlive the event window");
 
 /// The retry rule: `Some(age)` when `delta` is too old to send (its oldest
 /// batch was accepted more than [`RETRY_HORIZON_MS`] before `now_ms`), with
@@ -548,9 +549,6 @@ mod tests {
     #[test]
     fn deltas_older_than_the_horizon_are_not_sent() {
         assert_eq!(RETRY_HORIZON_MS, 23 * HOUR_MS);
-        // Every claim another edge made on a batch this edge accepted at
-        // `r` outlives `r + horizon`, and so do this edge's own.
-        assert!(RETRY_HORIZON_MS + MAX_EVENT_AGE_MS + MAX_EVENT_LEAD_MS < CLAIM_LIFETIME_MS);
         let agg = Aggregator::new();
         let t0 = 1_764_000_000_000;
         agg.record("first", t0, Traffic::Valid, &[]);
