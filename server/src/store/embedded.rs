@@ -9,10 +9,14 @@
 //! - `visitors`: the day's sketch in Redis's byte format;
 //! - `ads_by_day`: `(day, ad_id) -> ()`, to list the ads of a date range;
 //! - `batches` and `batches_by_time`: the batch ids counted here, kept
-//!   48 h (`super::seen`, shared with the Redis store's local index).
+//!   48 h (`super::seen`, shared with the Redis store's local index);
+//! - `applied`: `"through" -> seq`, the highest delta sequence number
+//!   applied, written with the delta's counts.
 //!
 //! A delta is applied in one write transaction, so a crash or error leaves
-//! either all of it or none of it, and a retry cannot count twice.
+//! either all of it or none of it, and a retry cannot count twice. A read
+//! takes the counts and the `applied` mark in one read transaction: one cut
+//! ([`crate::stats`]).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -23,7 +27,7 @@ use glimpse_wire::{Day, DayRange};
 use redb::{Database, ReadableTable, TableDefinition, TableHandle};
 
 use super::seen::{self, SeenBatches};
-use super::{Store, StoreError};
+use super::{Applied, Store, StoreError, StoredDays};
 use crate::counts::{AdDays, Counters, DayCounts, Delta};
 use crate::keys::Scope;
 
@@ -52,6 +56,10 @@ const LEGACY_COUNTS: TableDefinition<(&str, u32), (u64, u64)> = TableDefinition:
 const COUNTS_V2: TableDefinition<(&str, u32), (u64, u64, u64)> = TableDefinition::new("counts_v2");
 const VISITORS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("visitors");
 const ADS_BY_DAY: TableDefinition<(u32, &str), ()> = TableDefinition::new("ads_by_day");
+/// The highest sequence number of the deltas applied, under [`APPLIED_THROUGH`]:
+/// stats add only the pending deltas above it.
+const APPLIED: TableDefinition<&str, u64> = TableDefinition::new("applied");
+const APPLIED_THROUGH: &str = "through";
 
 /// Reads of at most this many days run on the async worker itself.
 const INLINE_READ_MAX_DAYS: usize = 7;
@@ -99,6 +107,7 @@ impl EmbeddedStore {
             txn.open_table(COUNTS).map_err(unavailable)?;
             txn.open_table(VISITORS).map_err(unavailable)?;
             txn.open_table(ADS_BY_DAY).map_err(unavailable)?;
+            txn.open_table(APPLIED).map_err(unavailable)?;
         }
         seen::create_tables(&txn)?;
         txn.commit().map_err(unavailable)?;
@@ -188,7 +197,7 @@ fn apply_delta(db: &Database, delta: &Delta, now_ms: i64) -> Result<(), StoreErr
                     })?,
                     None => Sketch::new(),
                 };
-                sketch.merge(update.visitors);
+                sketch.merge(&update.visitors);
                 visitors
                     .insert(key, sketch.to_redis_bytes().as_slice())
                     .map_err(unavailable)?;
@@ -198,14 +207,31 @@ fn apply_delta(db: &Database, delta: &Delta, now_ms: i64) -> Result<(), StoreErr
                 .map_err(unavailable)?;
         }
         seen.forget_old(now_ms)?;
+        // The mark stats read with the counts, in the same transaction.
+        let mut applied = txn.open_table(APPLIED).map_err(unavailable)?;
+        let through = applied_through(&applied)?.max(delta.seq);
+        applied
+            .insert(APPLIED_THROUGH, through)
+            .map_err(unavailable)?;
     }
     txn.commit().map_err(unavailable)
 }
 
-fn read_days(db: &Database, ad_id: &str, range: DayRange) -> Result<AdDays, StoreError> {
+fn applied_through(table: &impl ReadableTable<&'static str, u64>) -> Result<u64, StoreError> {
+    Ok(table
+        .get(APPLIED_THROUGH)
+        .map_err(unavailable)?
+        .map_or(0, |v| v.value()))
+}
+
+fn read_days(db: &Database, ad_id: &str, range: DayRange) -> Result<StoredDays, StoreError> {
     let txn = db.begin_read().map_err(unavailable)?;
     let counts = txn.open_table(COUNTS).map_err(unavailable)?;
     let visitors = txn.open_table(VISITORS).map_err(unavailable)?;
+    let applied = Applied {
+        everywhere: applied_through(&txn.open_table(APPLIED).map_err(unavailable)?)?,
+        ..Applied::default()
+    };
     let (from, to) = (
         range.from().days_since_epoch(),
         range.to().days_since_epoch(),
@@ -231,7 +257,7 @@ fn read_days(db: &Database, ad_id: &str, range: DayRange) -> Result<AdDays, Stor
             },
         );
     }
-    Ok(days)
+    Ok(StoredDays { days, applied })
 }
 
 #[async_trait]
@@ -247,7 +273,7 @@ impl Store for EmbeddedStore {
             .await
     }
 
-    async fn read_days(&self, ad_id: &str, range: DayRange) -> Result<AdDays, StoreError> {
+    async fn read_days(&self, ad_id: &str, range: DayRange) -> Result<StoredDays, StoreError> {
         // A week of days is a few cached page reads and sketch decodes (tens
         // of microseconds): cheaper inline than a hop to the blocking pool,
         // which longer ranges still take.
@@ -366,7 +392,7 @@ mod tests {
             assert!(store.batch_seen("b1").await.unwrap());
         }
         let store = EmbeddedStore::open(dir.path()).unwrap();
-        let days = values(store.read_days("ad-1", today()).await.unwrap());
+        let days = values(store.read_days("ad-1", today()).await.unwrap().days);
         assert_eq!(days.len(), 1);
         assert_eq!(
             (days[0].counters.impressions, days[0].counters.measurable),
@@ -380,7 +406,12 @@ mod tests {
             store.ads_in_range(today(), &Scope::All).await.unwrap(),
             vec!["ad-1", "ad-2"]
         );
-        assert!(store.read_days("ad-3", today()).await.unwrap().is_empty());
+        assert!(store
+            .read_days("ad-3", today())
+            .await
+            .unwrap()
+            .days
+            .is_empty());
         assert!(!store.batch_seen("b2").await.unwrap());
     }
 
@@ -413,10 +444,20 @@ mod tests {
             Traffic::Valid,
             &[event("1", "ad-1", "u3", Kind::Viewable)],
         );
-        store.apply(&agg.begin_sync().unwrap(), NOW).await.unwrap();
-        let days = values(store.read_days("ad-1", today()).await.unwrap());
+        let second = agg.begin_sync().unwrap();
+        store.apply(&second, NOW).await.unwrap();
+        let stored = store.read_days("ad-1", today()).await.unwrap();
+        assert_eq!(
+            stored.applied.everywhere, second.seq,
+            "the mark of the deltas applied, read with the counts"
+        );
+        let days = values(stored.days);
         assert_eq!(days[0].counters.impressions, 2);
         assert_eq!(days[0].visitors.estimate(), 2);
+        // A delta replayed from an older number leaves the mark where it is.
+        store.apply(&first, NOW).await.unwrap();
+        let stored = store.read_days("ad-1", today()).await.unwrap();
+        assert_eq!(stored.applied.everywhere, second.seq);
     }
 
     #[tokio::test]
@@ -442,7 +483,7 @@ mod tests {
         // The bot's batch again, in a later delta: already counted.
         agg.record("bot", NOW, Traffic::Invalid, &bot_batch);
         store.apply(&agg.begin_sync().unwrap(), NOW).await.unwrap();
-        let days = values(store.read_days("ad-1", today()).await.unwrap());
+        let days = values(store.read_days("ad-1", today()).await.unwrap().days);
         assert_eq!(
             (
                 days[0].counters.impressions,
@@ -475,7 +516,7 @@ mod tests {
         }
         for _ in 0..2 {
             let store = EmbeddedStore::open(dir.path()).unwrap();
-            let days = values(store.read_days("ad-1", today()).await.unwrap());
+            let days = values(store.read_days("ad-1", today()).await.unwrap().days);
             assert_eq!(
                 (
                     days[0].counters.impressions,
@@ -489,7 +530,8 @@ mod tests {
                 store
                     .read_days("ad-2", DayRange::single(yesterday))
                     .await
-                    .unwrap(),
+                    .unwrap()
+                    .days,
             );
             assert_eq!(
                 (days[0].counters.measurable, days[0].counters.invalid),
@@ -513,7 +555,7 @@ mod tests {
             &[event("1", "ad-1", "u1", Kind::Viewable)],
         );
         store.apply(&agg.begin_sync().unwrap(), NOW).await.unwrap();
-        let days = values(store.read_days("ad-1", today()).await.unwrap());
+        let days = values(store.read_days("ad-1", today()).await.unwrap().days);
         assert_eq!(
             (
                 days[0].counters.impressions,
@@ -547,7 +589,7 @@ mod tests {
         assert!(store.batch_seen("new").await.unwrap());
         // Counts stay; only the de-duplication memory is bounded.
         assert_eq!(
-            store.read_days("ad-1", today()).await.unwrap()[&day_of(NOW)]
+            store.read_days("ad-1", today()).await.unwrap().days[&day_of(NOW)]
                 .counters
                 .impressions,
             1
@@ -575,7 +617,7 @@ mod tests {
             invalid: 5,
             verified: 0,
         };
-        let days = store.read_days("ad-1", today()).await.unwrap();
+        let days = store.read_days("ad-1", today()).await.unwrap().days;
         assert_eq!(days[&day_of(NOW)].counters, want);
         assert!(
             !store
@@ -589,7 +631,7 @@ mod tests {
         );
         drop(store);
         let store = EmbeddedStore::open(dir.path()).unwrap();
-        let days = store.read_days("ad-1", today()).await.unwrap();
+        let days = store.read_days("ad-1", today()).await.unwrap().days;
         assert_eq!(days[&day_of(NOW)].counters, want, "migrated once");
     }
 
@@ -611,7 +653,7 @@ mod tests {
         agg.finish_sync();
         agg.record("b1", NOW, Traffic::Valid, &batch);
         store.apply(&agg.begin_sync().unwrap(), NOW).await.unwrap();
-        let c = store.read_days("ad-1", today()).await.unwrap()[&day_of(NOW)].counters;
+        let c = store.read_days("ad-1", today()).await.unwrap().days[&day_of(NOW)].counters;
         assert_eq!((c.impressions, c.verified), (2, 1));
     }
 }
