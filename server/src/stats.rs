@@ -12,7 +12,7 @@
 //!    sequence number), then reads the store. A delta that is no longer
 //!    pending had landed whole before the read began, so the read holds it.
 //! 2. The store reads each (ad, day)'s counts together with the mark of
-//!    which of this edge's deltas they hold ([`Applied`]): atomically, in
+//!    which of this edge's deltas they hold ([`crate::store::Applied`]): atomically, in
 //!    one redb read transaction (the mark is written in the transaction that
 //!    applies the delta) or one Redis script call (the (ad, day)'s ledger
 //!    entry of this edge, written by the step that adds the counts).
@@ -29,7 +29,7 @@ use glimpse_wire::{Day, DayRange};
 
 use crate::aggregate::PendingDays;
 use crate::counts::{Counters, DayCounts};
-use crate::store::{Applied, StoredDays};
+use crate::store::StoredDays;
 
 /// One day of an answer.
 fn day_stats(date: Day, counts: &DayCounts) -> DayStats {
@@ -105,6 +105,7 @@ pub(crate) fn ad_summary(stats: &StatsResponse) -> AdSummary {
 mod tests {
     use super::*;
     use crate::counts::AdDays;
+    use crate::store::Applied;
 
     fn day(s: &str) -> Day {
         s.parse().unwrap()
