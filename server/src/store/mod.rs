@@ -15,12 +15,13 @@ pub(crate) mod identity;
 pub(crate) mod redis;
 pub(crate) mod seen;
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::Arc;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use glimpse_wire::DayRange;
+use glimpse_wire::{Day, DayRange};
 
 use self::embedded::EmbeddedStore;
 use self::identity::EdgeIdentity;
@@ -55,6 +56,37 @@ pub enum StoreError {
     TooOld { seq: u64, age_ms: i64 },
 }
 
+/// What a store holds of one ad over a range, and which of this edge's
+/// deltas that holds: read as one cut, so stats can add exactly the pending
+/// deltas the stored counts do not hold yet (`crate::stats`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StoredDays {
+    /// The days on which the ad has data.
+    pub days: AdDays,
+    pub applied: Applied,
+}
+
+/// Which of this edge's deltas stored counts hold, by sequence number.
+/// Deltas land in sequence order, each whole before the next is tried, so
+/// one number per (ad, day) says it: every delta numbered up to it has
+/// landed there, none after it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Deltas up to this number have landed on every day (the embedded
+    /// store applies a delta in one transaction).
+    pub everywhere: u64,
+    /// Deltas up to this number have landed on this (ad, day) (the Redis
+    /// store applies a delta one (ad, day) at a time).
+    pub by_day: BTreeMap<Day, u64>,
+}
+
+impl Applied {
+    /// Whether delta `seq`'s counts of `day` are in the stored counts.
+    pub fn holds(&self, day: Day, seq: u64) -> bool {
+        seq <= self.everywhere || self.by_day.get(&day).is_some_and(|&s| seq <= s)
+    }
+}
+
 #[async_trait]
 pub trait Store: Debug + Send + Sync + 'static {
     /// `"embedded"` or `"redis"`: the `source` of unique-visitor answers.
@@ -69,8 +101,10 @@ pub trait Store: Debug + Send + Sync + 'static {
     /// while a sync runs.
     async fn apply(&self, delta: &Arc<Delta>, now_ms: i64) -> Result<(), StoreError>;
 
-    /// The counts of `ad_id` on the days of `range` on which it has data.
-    async fn read_days(&self, ad_id: &str, range: DayRange) -> Result<AdDays, StoreError>;
+    /// The counts of `ad_id` on the days of `range` on which it has data,
+    /// with the deltas of this edge they hold ([`StoredDays::applied`]),
+    /// each day read atomically with its mark.
+    async fn read_days(&self, ad_id: &str, range: DayRange) -> Result<StoredDays, StoreError>;
 
     /// Ids of the ads inside `scope` with data on any day of `range`,
     /// ascending. The scope is applied as the ids are read, so a key that

@@ -27,8 +27,14 @@
 //! sequence numbers, and the ledgers would skip its new counts as applied
 //! ([`StoreError::Restored`]).
 //!
-//! Reads never write: stats GET the day's sketch and counters and merge
-//! locally, behind a short cache.
+//! Reads never write: stats read each (ad, day) with the script `read.lua`,
+//! which answers the day's sketch and counters together with this edge's
+//! entry in the day's ledger, atomically: the mark of which of this edge's
+//! deltas the counts hold, so stats add exactly the pending ones they do not
+//! (`crate::stats`). Reads are kept behind a short cache (`--stats-cache`),
+//! emptied by every sync of this edge: a cached day keeps its mark, so the
+//! cut stays exact for this edge's batches, and only other edges' syncs show
+//! up to the cache's lifetime late.
 
 pub mod keys;
 pub mod plan;
@@ -54,8 +60,8 @@ use self::keys::Keys;
 use self::plan::{KeyPlan, StepId};
 use super::identity::MAX_SEQUENCE;
 use super::seen::SeenIndex;
-use super::{Store, StoreError};
-use crate::counts::{AdDays, Counters, DayCounts, Delta};
+use super::{Store, StoreError, StoredDays};
+use crate::counts::{Counters, DayCounts, Delta};
 use crate::keys::Scope;
 
 /// Time allowed for one reply. A timeout leaves the outcome unknown, which
@@ -250,9 +256,11 @@ pub struct RedisStore {
     /// Set once `boot.lua` has recorded this start: nothing is written
     /// before.
     boot_recorded: AtomicBool,
+    /// `read.lua`: one (ad, day) and this edge's ledger entry, atomically.
+    read_script: Script,
     retention_days: u32,
     target: String,
-    days_cache: ReadCache<(String, u32, u32), AdDays>,
+    days_cache: ReadCache<(String, u32, u32), StoredDays>,
     ads_cache: ReadCache<(u32, u32), Vec<String>>,
     /// The batch ids this edge has synced, for ingest's duplicate check.
     seen: SeenIndex,
@@ -330,6 +338,7 @@ impl RedisStore {
             boot: options.boot,
             boot_nonce: rand::random(),
             boot_recorded: AtomicBool::new(false),
+            read_script: Script::new(include_str!("redis/read.lua")),
             retention_days: options.retention_days,
             target,
             days_cache: ReadCache::new(options.stats_cache),
@@ -486,18 +495,34 @@ impl RedisStore {
         self.query("listing the day's ads", &cmd).await
     }
 
-    async fn read_day(&self, ad_id: &str, day: Day) -> Result<Option<DayCounts>, StoreError> {
-        let mut pipe = redis::pipe();
-        pipe.get(self.keys.visitors(ad_id, day))
-            .cmd("HMGET")
-            .arg(self.keys.counters(ad_id, day))
+    /// One (ad, day) and the last of this edge's deltas it holds (its
+    /// ledger entry; 0 for none), read atomically by `read.lua`.
+    async fn read_day(
+        &self,
+        ad_id: &str,
+        day: Day,
+    ) -> Result<(Option<DayCounts>, u64), StoreError> {
+        let keys = self.keys.day_keys(ad_id, day);
+        let mut call = self.read_script.prepare_invoke();
+        call.key(&keys.visitors)
+            .key(&keys.counters)
+            .key(&keys.ledger)
+            .arg(&self.edge_field)
             .arg(&COUNTER_FIELDS);
         let mut conn = self.conn.clone();
-        type DayReply = (Option<Vec<u8>>, Vec<Option<u64>>);
-        let (sketch, fields): DayReply = pipe
-            .query_async(&mut conn)
+        type DayReply = (Option<Vec<u8>>, Vec<Option<u64>>, Option<String>);
+        let (sketch, fields, step): DayReply = call
+            .invoke_async(&mut conn)
             .await
             .map_err(|e| unavailable(&format!("reading {ad_id} {day}"), e))?;
+        let applied = match step {
+            Some(step) => {
+                StepId::parse(&step)
+                    .ok_or_else(|| StoreError::Corrupt(format!("{}: step {step:?}", keys.ledger)))?
+                    .seq
+            }
+            None => 0,
+        };
         let fields: [Option<u64>; COUNTER_FIELDS.len()] =
             fields.try_into().map_err(|f: Vec<_>| {
                 StoreError::Corrupt(format!(
@@ -507,18 +532,18 @@ impl RedisStore {
                 ))
             })?;
         if sketch.is_none() && fields.iter().all(Option::is_none) {
-            return Ok(None);
+            return Ok((None, applied));
         }
         let visitors = match sketch {
-            Some(bytes) => Sketch::from_redis_bytes(&bytes).map_err(|e| {
-                StoreError::Corrupt(format!("{}: {e}", self.keys.visitors(ad_id, day)))
-            })?,
+            Some(bytes) => Sketch::from_redis_bytes(&bytes)
+                .map_err(|e| StoreError::Corrupt(format!("{}: {e}", keys.visitors)))?,
             None => Sketch::new(),
         };
-        Ok(Some(DayCounts {
+        let counts = DayCounts {
             counters: counters_of_fields(fields),
             visitors,
-        }))
+        };
+        Ok((Some(counts), applied))
     }
 }
 
@@ -585,7 +610,7 @@ impl Store for RedisStore {
         applied
     }
 
-    async fn read_days(&self, ad_id: &str, range: DayRange) -> Result<AdDays, StoreError> {
+    async fn read_days(&self, ad_id: &str, range: DayRange) -> Result<StoredDays, StoreError> {
         self.read_days_cached(ad_id, range).await
     }
 
@@ -716,22 +741,39 @@ impl RedisStore {
         Ok(())
     }
 
-    async fn read_days_cached(&self, ad_id: &str, range: DayRange) -> Result<AdDays, StoreError> {
+    async fn read_days_cached(
+        &self,
+        ad_id: &str,
+        range: DayRange,
+    ) -> Result<StoredDays, StoreError> {
         let (from, to) = range_key(range);
         let cache_key = (ad_id.to_owned(), from, to);
         if let Some(days) = self.days_cache.get(&cache_key) {
             return Ok(days);
         }
         let generation = self.days_cache.generation();
-        let days: AdDays = futures_util::stream::iter(range.days())
-            .map(|day| async move { Ok((day, self.read_day(ad_id, day).await?)) })
+        let read: Vec<(Day, Option<DayCounts>, u64)> = futures_util::stream::iter(range.days())
+            .map(|day| async move {
+                let (counts, applied) = self.read_day(ad_id, day).await?;
+                Ok::<_, StoreError>((day, counts, applied))
+            })
             .buffered(READ_CONCURRENCY)
-            .try_filter_map(|(day, d)| async move { Ok(d.map(|d| (day, d))) })
             .try_collect()
             .await?;
+        let mut stored = StoredDays::default();
+        for (day, counts, applied) in read {
+            if let Some(counts) = counts {
+                stored.days.insert(day, counts);
+            }
+            if applied > 0 {
+                stored.applied.by_day.insert(day, applied);
+            }
+        }
         self.days_cache
-            .put(cache_key, generation, days.clone(), |v| v.len().max(1));
-        Ok(days)
+            .put(cache_key, generation, stored.clone(), |v| {
+                v.days.len().max(1)
+            });
+        Ok(stored)
     }
 
     async fn ads_in_range_cached(&self, range: DayRange) -> Result<Vec<String>, StoreError> {

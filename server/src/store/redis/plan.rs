@@ -4,6 +4,7 @@
 //! whole protocol (claims, then steps) on a model of Redis through retries
 //! and duplicate batches.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::convert::Infallible;
 use std::fmt;
@@ -33,10 +34,9 @@ impl fmt::Display for StepId {
     }
 }
 
-/// The ledger's rules, as `apply.lua` applies them inside Redis; the model
-/// of Redis in the tests follows them.
-#[cfg(test)]
 impl StepId {
+    /// A ledger value, `<seq>:<chunk>` (stats read it as the mark of the
+    /// deltas an (ad, day) holds).
     pub fn parse(s: &str) -> Option<StepId> {
         let (seq, chunk) = s.split_once(':')?;
         Some(StepId {
@@ -44,7 +44,12 @@ impl StepId {
             chunk: chunk.parse().ok()?,
         })
     }
+}
 
+/// The ledger's rules, as `apply.lua` applies them inside Redis; the model
+/// of Redis in the tests follows them.
+#[cfg(test)]
+impl StepId {
     /// The ledger rule: given the last step recorded for this edge on this
     /// key, has `self` landed already?
     pub fn already_applied(self, last: Option<StepId>) -> bool {
@@ -83,8 +88,9 @@ pub fn claims(delta: &Delta) -> Vec<&str> {
 pub struct KeyPlan<'a> {
     pub ad_id: &'a str,
     pub day: Day,
-    /// The sketch to merge; `None` when it is empty.
-    pub visitors: Option<&'a Sketch>,
+    /// The sketch to merge, of the same batches as `counters`; `None` when
+    /// it is empty.
+    pub visitors: Option<Cow<'a, Sketch>>,
     /// The counters of the batches this delta owns.
     pub counters: Counters,
 }
@@ -96,8 +102,8 @@ impl KeyPlan<'_> {
     }
 }
 
-/// Turns a delta into one step per (ad, day), sorted: the sketch, and the
-/// counters minus the shares of the batches for which `owned` says no
+/// Turns a delta into one step per (ad, day), sorted: the sketch and the
+/// counters, less the shares of the batches for which `owned` says no
 /// ([`Delta::updates`]). Deterministic for a given delta and answer, so a
 /// retry of the delta sends exactly the same steps.
 pub fn plan<'a>(delta: &'a Delta, owned: impl Fn(&str) -> bool) -> Vec<KeyPlan<'a>> {
@@ -254,8 +260,10 @@ mod tests {
         let p = &plans[0];
         assert_eq!(p.ad_id, "ad-1");
         assert_eq!((p.counters.impressions, p.counters.measurable), (3, 1));
-        // Sketches are always merged, duplicates or not.
-        assert!(p.visitors.is_some());
+        // The sketch is of the owned batches too: their "u", not b9's "v".
+        let mut owned_visitors = Sketch::new();
+        owned_visitors.insert(b"u");
+        assert_eq!(p.visitors.as_deref(), Some(&owned_visitors));
         // ad-2 has no visitors, and its only batch is not owned: nothing to send.
         let c = plans[1].counters;
         assert_eq!((c.impressions, c.measurable), (0, 0));
