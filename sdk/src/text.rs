@@ -1,5 +1,7 @@
 //! Small text helpers that keep the formatting machinery out of the wasm.
 
+use alloc::string::String;
+
 /// Appends the decimal form of `n`.
 pub fn push_u64(out: &mut String, mut n: u64) {
     let mut buf = [0u8; 20];
