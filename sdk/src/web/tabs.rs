@@ -4,7 +4,7 @@
 
 use alloc::rc::Rc;
 use alloc::{string::String, vec::Vec};
-use core::cell::RefCell;
+use core::cell::Cell;
 
 use js_sys::{Array, Function, Promise};
 use wasm_bindgen::prelude::*;
@@ -24,12 +24,12 @@ const HEARTBEAT_EVERY_MS: u32 = 20_000;
 
 /// The Web Lock that tells other tabs this one is alive; released on drop.
 struct TabLock {
-    release: Rc<RefCell<Option<Function>>>,
+    release: Rc<Cell<Option<Function>>>,
 }
 
 impl Drop for TabLock {
     fn drop(&mut self) {
-        if let Some(f) = self.release.borrow_mut().take() {
+        if let Some(f) = self.release.take() {
             let _ = f.call0(&JsValue::UNDEFINED);
         }
     }
@@ -131,11 +131,12 @@ impl Inner {
         let Some((locks, request, _)) = window().as_ref().and_then(web_locks) else {
             return;
         };
-        let release = Rc::new(RefCell::new(None::<Function>));
+        // A `Cell`: set once and taken once, with no borrow that could fail.
+        let release = Rc::new(Cell::new(None::<Function>));
         let r = release.clone();
         let hold = Closure::once_into_js(move |_lock: JsValue| -> JsValue {
             Promise::new(&mut |resolve, _| {
-                *r.borrow_mut() = Some(resolve);
+                r.set(Some(resolve));
             })
             .into()
         });
