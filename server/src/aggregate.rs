@@ -47,7 +47,8 @@ use crate::traffic::Traffic;
 const SHARDS: usize = 32;
 
 /// The heap one batch's record holds while pending: its place in the
-/// generation's list, its id, its shares, and the claim on its id
+/// generation's list, its id, its shares with their visitors, and the claim
+/// on its id
 /// ([`BatchClaims::heap_bytes`]), which lives as long as the record.
 fn record_heap_bytes(record: &BatchRecord) -> usize {
     heap::vec_entry::<BatchRecord>()
@@ -56,7 +57,7 @@ fn record_heap_bytes(record: &BatchRecord) -> usize {
         + record
             .counts
             .iter()
-            .map(|c| heap::allocation(c.ad_id.len()))
+            .map(|c| heap::allocation(c.ad_id.len()) + heap::allocation(c.visitors.heap_bytes()))
             .sum::<usize>()
         + BatchClaims::heap_bytes(&record.batch_id)
 }
@@ -152,6 +153,14 @@ impl Generation {
             batches: self.batches.into_inner(),
         }
     }
+}
+
+/// One pending delta's counts of one ad: see [`Aggregator::pending`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct PendingDays {
+    /// The delta's sequence number.
+    pub seq: u64,
+    pub days: AdDays,
 }
 
 /// The delta being synced and the bytes it holds.
@@ -354,32 +363,35 @@ impl Aggregator {
             && self.current.read().is_empty()
     }
 
-    /// Pending deltas of `ad_id` on the days of `range`: the in-flight
-    /// delta, recovered deltas and the current generation folded together.
-    pub fn pending(&self, ad_id: &str, range: DayRange) -> AdDays {
-        let mut out = AdDays::new();
-        let mut fold = |days: &AdDays| {
-            for (day, d) in days.range(range.from()..=range.to()) {
-                out.entry(*day).or_default().merge(d);
-            }
+    /// Pending counts of `ad_id` on the days of `range`, one entry per
+    /// pending delta (in flight, recovered, current) that has any, each with
+    /// its sequence number, so stats can leave out the ones the store
+    /// already holds (`crate::stats`).
+    pub fn pending(&self, ad_id: &str, range: DayRange) -> Vec<PendingDays> {
+        let in_range = |seq: u64, days: &AdDays| {
+            let days: AdDays = days
+                .range(range.from()..=range.to())
+                .map(|(day, d)| (*day, d.clone()))
+                .collect();
+            (!days.is_empty()).then_some(PendingDays { seq, days })
         };
         // Held to the end so a sync moving a delta along (recovered or
         // current -> in flight) cannot make it appear twice or not at all.
         let in_flight = self.in_flight.read();
         let recovered = self.recovered.read();
-        for f in in_flight.iter().chain(recovered.iter()) {
-            if let Some(days) = f.delta.ads.get(ad_id) {
-                fold(days);
-            }
-        }
+        let mut out: Vec<PendingDays> = in_flight
+            .iter()
+            .chain(recovered.iter())
+            .filter_map(|f| in_range(f.delta.seq, f.delta.ads.get(ad_id)?))
+            .collect();
         let generation = self.current.read();
-        if let Some(days) = generation.shards[self.shard_of(ad_id)]
-            .lock()
-            .ads
-            .get(ad_id)
-        {
-            fold(days);
-        }
+        let shard = generation.shards[self.shard_of(ad_id)].lock();
+        out.extend(
+            shard
+                .ads
+                .get(ad_id)
+                .and_then(|days| in_range(generation.seq, days)),
+        );
         out
     }
 
@@ -455,6 +467,25 @@ mod tests {
         s.parse().unwrap()
     }
 
+    fn visitors(users: &[&str]) -> glimpse_hll::Sketch {
+        let mut sketch = glimpse_hll::Sketch::new();
+        for u in users {
+            sketch.insert(u.as_bytes());
+        }
+        sketch
+    }
+
+    /// Every pending delta of `ad_id` folded together.
+    fn folded(agg: &Aggregator, ad_id: &str, range: DayRange) -> AdDays {
+        let mut out = AdDays::new();
+        for p in agg.pending(ad_id, range) {
+            for (day, d) in &p.days {
+                out.entry(*day).or_default().merge(d);
+            }
+        }
+        out
+    }
+
     fn ev<'a>(ad: &'a str, user: &'a str, kind: Kind, d: &str) -> Event<'a> {
         Event {
             id: Cow::Borrowed("e"),
@@ -485,14 +516,17 @@ mod tests {
             ],
         );
         let range = DayRange::new(day(d1), day(d2)).unwrap();
-        let p = agg.pending("ad-1", range);
+        let p = folded(&agg, "ad-1", range);
         assert_eq!(p[&day(d1)].counters.impressions, 1);
         assert_eq!(p[&day(d1)].counters.measurable, 1);
         assert_eq!(p[&day(d2)].counters.impressions, 1);
         assert!(!p[&day(d2)].visitors.is_empty());
-        assert_eq!(agg.pending("ad-2", range)[&day(d2)].counters.measurable, 1);
-        assert_eq!(agg.pending("ad-2", range)[&day(d2)].counters.impressions, 0);
-        assert!(agg.pending("ad-2", DayRange::single(day(d1))).is_empty());
+        assert_eq!(folded(&agg, "ad-2", range)[&day(d2)].counters.measurable, 1);
+        assert_eq!(
+            folded(&agg, "ad-2", range)[&day(d2)].counters.impressions,
+            0
+        );
+        assert!(folded(&agg, "ad-2", DayRange::single(day(d1))).is_empty());
         assert_eq!(agg.pending_ads(range), vec!["ad-1", "ad-2"]);
         assert_eq!(agg.pending_ads(DayRange::single(day(d1))), vec!["ad-1"]);
     }
@@ -528,6 +562,7 @@ mod tests {
                         invalid: 0,
                         verified: 0,
                     },
+                    visitors: visitors(&["u1", "u2"]),
                 },
                 BatchCount {
                     ad_id: "ad-2".into(),
@@ -538,6 +573,7 @@ mod tests {
                         invalid: 0,
                         verified: 0,
                     },
+                    visitors: visitors(&[]),
                 },
             ]
         );
@@ -564,7 +600,7 @@ mod tests {
             &[ev("ad-1", "u3", Kind::Viewable, d)],
         );
         let range = DayRange::single(day(d));
-        let p = &agg.pending("ad-1", range)[&day(d)];
+        let p = &folded(&agg, "ad-1", range)[&day(d)];
         assert_eq!(
             (
                 p.counters.impressions,
@@ -589,6 +625,7 @@ mod tests {
                         invalid: 2,
                         verified: 0,
                     },
+                    visitors: visitors(&[]),
                 },
                 BatchCount {
                     ad_id: "ad-9".into(),
@@ -599,6 +636,7 @@ mod tests {
                         invalid: 1,
                         verified: 0,
                     },
+                    visitors: visitors(&[]),
                 },
             ]
         );
@@ -625,15 +663,22 @@ mod tests {
             Traffic::Valid,
             &[ev("ad-1", "u2", Kind::Viewable, d)],
         );
-        assert_eq!(agg.pending("ad-1", range)[&day(d)].counters.impressions, 2);
+        assert_eq!(folded(&agg, "ad-1", range)[&day(d)].counters.impressions, 2);
+        // Each pending delta apart, under its number.
+        let seqs: Vec<(u64, u64)> = agg
+            .pending("ad-1", range)
+            .iter()
+            .map(|p| (p.seq, p.days[&day(d)].counters.impressions))
+            .collect();
+        assert_eq!(seqs, [(first.seq, 1), (first.seq + 1, 1)]);
         let retry = agg.begin_sync().unwrap();
         assert!(Arc::ptr_eq(&first, &retry));
         agg.finish_sync();
-        assert_eq!(agg.pending("ad-1", range)[&day(d)].counters.impressions, 1);
+        assert_eq!(folded(&agg, "ad-1", range)[&day(d)].counters.impressions, 1);
         let second = agg.begin_sync().unwrap();
         assert_eq!(second.batches[0].batch_id, "b2");
         agg.finish_sync();
-        assert!(agg.pending("ad-1", range).is_empty());
+        assert!(folded(&agg, "ad-1", range).is_empty());
         assert!(agg.is_idle());
     }
 
@@ -692,6 +737,18 @@ mod tests {
         agg.begin_sync().unwrap();
         agg.finish_sync();
         assert_eq!(agg.pending_bytes(), 0);
+        // A batch's record keeps its share's visitors (4 bytes each in a
+        // sparse sketch) besides the day's sketch (as many again).
+        let distinct: Vec<_> = users[..400]
+            .iter()
+            .map(|u| ev("ad-3", u, Kind::Viewable, d))
+            .collect();
+        agg.record("b3", 0, Traffic::Valid, &distinct);
+        assert!(
+            agg.pending_bytes() >= 2 * 400 * 4,
+            "{}",
+            agg.pending_bytes()
+        );
     }
 
     #[test]
@@ -840,7 +897,7 @@ mod tests {
             Traffic::Valid,
             &[ev("ad-1", "u7", Kind::Viewable, d)],
         );
-        assert_eq!(agg.pending("ad-1", range)[&day(d)].counters.impressions, 3);
+        assert_eq!(folded(&agg, "ad-1", range)[&day(d)].counters.impressions, 3);
         assert_eq!(agg.pending_ads(range), vec!["ad-1"]);
         assert_eq!(agg.pending_keys(), 3);
         let bytes = agg.pending_bytes();
@@ -851,7 +908,7 @@ mod tests {
         );
         // A failed sync retries the same recovered delta.
         assert!(Arc::ptr_eq(&first, &agg.begin_sync().unwrap()));
-        assert_eq!(agg.pending("ad-1", range)[&day(d)].counters.impressions, 3);
+        assert_eq!(folded(&agg, "ad-1", range)[&day(d)].counters.impressions, 3);
         assert_eq!(agg.pending_bytes(), bytes);
         agg.finish_sync();
         assert_eq!(agg.begin_sync().unwrap().seq, (1 << 32) | 6);

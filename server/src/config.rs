@@ -143,7 +143,8 @@ pub struct Config {
     #[arg(long, env = "GLIMPSE_REDIS_PREFIX", default_value = "glimpse:")]
     pub redis_prefix: String,
 
-    /// Days after the start of a day when its Redis keys expire.
+    /// Days after the start of a day when its Redis keys expire; at least 4,
+    /// so a day's keys outlive the last events and syncs that reach them.
     #[arg(long, env = "GLIMPSE_RETENTION_DAYS", default_value_t = 400,
           value_parser = clap::value_parser!(u32).range(1..=36_500))]
     pub retention_days: u32,
@@ -190,7 +191,17 @@ impl Config {
     /// The rules between flags that clap cannot check on its own; the error
     /// names the flag and never shows a secret.
     pub fn validate(&self) -> Result<(), String> {
-        self.ad_signing().map(drop)
+        self.ad_signing()?;
+        let min = crate::store::redis::plan::MIN_RETENTION_DAYS;
+        if self.retention_days < min {
+            return Err(format!(
+                "--retention-days {} cannot hold the days that still receive counts: \
+                 events are accepted up to 48 h late and a sync may land up to 23 h after \
+                 that, so a day's keys must live at least {min} days",
+                self.retention_days
+            ));
+        }
+        Ok(())
     }
 
     /// The secrets of `--ad-signing-secret`, `None` without the flag.
@@ -360,5 +371,24 @@ mod tests {
         ])
         .is_err());
         assert!(Config::try_parse_from(["glimpse-server", "--retention-days", "0"]).is_err());
+    }
+
+    #[test]
+    fn retention_shorter_than_the_accepted_window_is_refused() {
+        let with = |days: &str| {
+            Config::try_parse_from(["glimpse-server", "--retention-days", days])
+                .unwrap()
+                .validate()
+        };
+        for short in ["1", "2", "3"] {
+            let e = with(short).unwrap_err();
+            assert!(
+                e.starts_with(&format!("--retention-days {short} cannot hold"))
+                    && e.contains("at least 4 days"),
+                "{e}"
+            );
+        }
+        assert_eq!(with("4"), Ok(()));
+        assert_eq!(with("400"), Ok(()));
     }
 }

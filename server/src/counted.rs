@@ -35,9 +35,20 @@
 //! 5. **Sync** (`crate::sync`, then the store). A store applying a delta
 //!    leaves out the counters of every batch it has counted before
 //!    ([`crate::counts::Delta::updates`]): the embedded store by its seen
-//!    index, written in the same transaction as the counts; the Redis store
+//!    index, written in the same transaction as the counts (and a delta at
+//!    or below the last one it applied changes nothing); the Redis store
 //!    by batch claims in Redis, which also catch a copy another edge
 //!    counted, and then writes its seen index before `apply` returns.
+//!    Redis keeps claims and ledger entries 72 h, which covers every delta
+//!    an edge still sends: one whose oldest batch was accepted more than
+//!    23 h ago is too old to send blindly (a claim another edge made on one
+//!    of its batches may be gone; `store/redis/plan.rs` has the argument),
+//!    so the sync drops it, logs it as an error and counts it in
+//!    `glimpse_deltas_dropped_total`; its batch ids still go into the seen
+//!    index. Before the first sync writes anything, the Redis store checks
+//!    that this start's boot number is above every one Redis has seen of
+//!    the edge's id: a restored data directory would repeat sequence
+//!    numbers, and the edge refuses to run on it.
 //! 6. **Release** (`Edge::synced`, after the store has the delta): the
 //!    aggregator drops the delta, the log may delete its segment, and only
 //!    then are its claims released ([`BatchClaims::release_synced`]): from
@@ -47,11 +58,13 @@
 //! **The single-impression GET.** Each `GET /v1/impression` is a batch of
 //! its own under an id the edge mints ([`mint_batch_id`]). Minted ids
 //! contain `/`, which no client id may, so they are unique by construction:
-//! they are never claimed (steps 1, 4, and the Redis claims of step 5) and
-//! never looked up in the seen index (step 2), so the Redis store's index
-//! leaves them out. The embedded store's index still records them: there it
-//! is also what makes a delta replayed after it had landed (a crash between
-//! the store's commit and the log's delete) count nothing.
+//! they are never claimed (steps 1, 4, and the Redis claims of step 5),
+//! never looked up in the seen index (step 2), and neither store's index
+//! records them: de-duplication state is kept only for client batches that
+//! counted something. A delta replayed after it had landed (a crash between
+//! the store's commit and the log's delete) still counts nothing: the
+//! embedded store knows the last delta it applied, and Redis's ledgers
+//! hold each step.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;

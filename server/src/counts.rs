@@ -4,12 +4,13 @@
 //! ([`BatchRecord`]), and what a sync hands to a store ([`Delta`]).
 //!
 //! A store applies a delta through [`Delta::updates`], the one place that
-//! leaves out the counters of batches already counted, so both stores keep
-//! the exactly-once rule the same way. No I/O.
+//! leaves out the counters and visitors of batches already counted, so both
+//! stores keep the exactly-once rule the same way. No I/O.
 //!
 //! Adding a counter means adding a field to [`Counters`] (and its rule to
 //! [`Counters::of_event`]), then to the stores' encodings and the API types.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::AddAssign;
 
@@ -109,8 +110,9 @@ impl DayCounts {
 /// The counts of one ad, by day.
 pub type AdDays = BTreeMap<Day, DayCounts>;
 
-/// What one batch added to the counters, kept so that a store can leave out
-/// a batch that was counted already (by this edge before, or by another).
+/// What one batch added to the counters and sketches, kept so that a store
+/// can leave out a batch that was counted already (by this edge before, or
+/// by another).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BatchRecord {
     pub batch_id: String,
@@ -127,6 +129,12 @@ pub struct BatchCount {
     pub ad_id: String,
     pub day: Day,
     pub counters: Counters,
+    /// The visitors of the share's impressions: when the batch is left
+    /// out, the (ad, day)'s sketch is rebuilt from the shares that count
+    /// ([`Delta::updates`]). A batch holds at most
+    /// [`glimpse_wire::MAX_EVENTS_PER_BATCH`] visitors, so this stays a
+    /// sparse sketch of 4 bytes a visitor.
+    pub visitors: Sketch,
 }
 
 impl BatchRecord {
@@ -142,16 +150,26 @@ impl BatchRecord {
         for event in events {
             let one = Counters::of_event(event, traffic);
             // A batch names at most a few dozen (ad, day)s: a scan beats a map.
-            match counts
-                .iter_mut()
-                .find(|c| c.day == event.day && c.ad_id == event.ad_id)
+            let at = match counts
+                .iter()
+                .position(|c| c.day == event.day && c.ad_id == event.ad_id)
             {
-                Some(count) => count.counters += one,
-                None => counts.push(BatchCount {
-                    ad_id: event.ad_id.to_string(),
-                    day: event.day,
-                    counters: one,
-                }),
+                Some(at) => at,
+                None => {
+                    counts.push(BatchCount {
+                        ad_id: event.ad_id.to_string(),
+                        day: event.day,
+                        counters: Counters::default(),
+                        visitors: Sketch::new(),
+                    });
+                    counts.len() - 1
+                }
+            };
+            let count = &mut counts[at];
+            count.counters += one;
+            // The same rule as `DayCounts::add`: impressions add visitors.
+            if one.impressions != 0 {
+                count.visitors.insert(event.user_id.as_bytes());
             }
         }
         BatchRecord {
@@ -183,9 +201,11 @@ pub struct KeyUpdate<'a> {
     /// The delta's counters of this (ad, day), less the shares of the
     /// batches left out.
     pub counters: Counters,
-    /// The delta's visitors of this (ad, day), whole: merging a visitor
-    /// twice changes nothing, so sketches need no leaving out.
-    pub visitors: &'a Sketch,
+    /// The visitors of the same batches as `counters`: the delta's sketch
+    /// of this (ad, day) whole when no batch left out added visitors to it,
+    /// else rebuilt from the shares of the batches that count, so a second
+    /// copy of a batch with other content adds no visitors either.
+    pub visitors: Cow<'a, Sketch>,
 }
 
 impl Delta {
@@ -201,25 +221,41 @@ impl Delta {
     }
 
     /// The exactly-once rule, for both stores: one update per (ad, day) of
-    /// the delta, sorted by (ad, day), whose counters leave out the shares
-    /// of every batch for which `counts` answers no. `counts` is asked in
-    /// record order, and never again for an id it said yes to: a batch id
-    /// recorded twice in one delta counts once. Deterministic for a given
-    /// delta and answers, so a retried delta gives the same updates.
+    /// the delta, sorted by (ad, day), whose counters and visitors leave out
+    /// the shares of every batch for which `counts` answers no. `counts` is
+    /// asked in record order, and never again for an id it said yes to: a
+    /// batch id recorded twice in one delta counts once. Deterministic for a
+    /// given delta and answers, so a retried delta gives the same updates.
     pub fn updates<E>(
         &self,
         mut counts: impl FnMut(&BatchRecord) -> Result<bool, E>,
     ) -> Result<Vec<KeyUpdate<'_>>, E> {
         let mut left_out: HashMap<(&str, Day), Counters> = HashMap::new();
+        // The (ad, day)s whose sketch a left-out batch added to: rebuilt
+        // from the shares that count.
+        let mut rebuilt: HashMap<(&str, Day), Sketch> = HashMap::new();
         let mut counted: HashSet<&str> = HashSet::new();
+        let mut counting: Vec<&BatchRecord> = Vec::new();
         for record in &self.batches {
             let id = record.batch_id.as_str();
             if !counted.contains(id) && counts(record)? {
                 counted.insert(id);
+                counting.push(record);
                 continue;
             }
             for c in &record.counts {
-                *left_out.entry((c.ad_id.as_str(), c.day)).or_default() += c.counters;
+                let key = (c.ad_id.as_str(), c.day);
+                *left_out.entry(key).or_default() += c.counters;
+                if !c.visitors.is_empty() {
+                    rebuilt.entry(key).or_default();
+                }
+            }
+        }
+        if !rebuilt.is_empty() {
+            for c in counting.iter().flat_map(|r| &r.counts) {
+                if let Some(sketch) = rebuilt.get_mut(&(c.ad_id.as_str(), c.day)) {
+                    sketch.merge(&c.visitors);
+                }
             }
         }
         let mut updates: Vec<KeyUpdate<'_>> = self
@@ -230,7 +266,10 @@ impl Delta {
                 counters: d
                     .counters
                     .saturating_sub(left_out.get(&(ad_id, day)).copied().unwrap_or_default()),
-                visitors: &d.visitors,
+                visitors: match rebuilt.remove(&(ad_id, day)) {
+                    Some(sketch) => Cow::Owned(sketch),
+                    None => Cow::Borrowed(&d.visitors),
+                },
             })
             .collect();
         updates.sort_by(|a, b| (a.ad_id, a.day).cmp(&(b.ad_id, b.day)));
@@ -313,6 +352,55 @@ mod tests {
     }
 
     #[test]
+    fn visitors_come_from_the_copy_whose_counters_count() {
+        let view = |ad, user| ev(ad, user, Kind::Viewable);
+        // Two copies of b1 with different visitors (another edge's copy, or
+        // a client that reused the id), and b2 beside them.
+        let d = delta(&[
+            (
+                "b1",
+                Traffic::Valid,
+                vec![view("ad-1", "u1"), view("ad-2", "u1")],
+            ),
+            ("b2", Traffic::Valid, vec![view("ad-1", "u2")]),
+            (
+                "b1",
+                Traffic::Valid,
+                vec![view("ad-1", "u8"), view("ad-1", "u9")],
+            ),
+        ]);
+        let expect = |users: &[&str]| {
+            let mut s = Sketch::new();
+            for u in users {
+                s.insert(u.as_bytes());
+            }
+            s
+        };
+        let all = d.updates(|_| Ok::<_, Infallible>(true)).unwrap();
+        assert_eq!(all[0].counters.impressions, 2, "the second b1 counts once");
+        assert_eq!(*all[0].visitors, expect(&["u1", "u2"]));
+        assert!(
+            matches!(all[1].visitors, Cow::Borrowed(_)),
+            "ad-2 lost no visitors: its sketch goes as it is"
+        );
+        // b1 was counted before (say by another edge): none of its copies'
+        // visitors, on any (ad, day).
+        let without_b1 = d
+            .updates(|r| Ok::<_, Infallible>(r.batch_id != "b1"))
+            .unwrap();
+        assert_eq!(without_b1[0].counters.impressions, 1);
+        assert_eq!(*without_b1[0].visitors, expect(&["u2"]));
+        assert!(without_b1[1].visitors.is_empty());
+        // Each share holds its own distinct visitors.
+        let shares: Vec<u64> = d.batches[2]
+            .counts
+            .iter()
+            .map(|c| c.visitors.estimate())
+            .collect();
+        assert_eq!(shares, [2]);
+    }
+
+    #[test]
     fn updates_leave_out_batches_not_counted_and_a_repeated_id_once() {
         let verified = |ad, user| Event {
             verified: true,
@@ -349,8 +437,8 @@ mod tests {
                 ("ad-2", counters(0, 1, 0, 0))
             ]
         );
-        // Sketches go whole, left-out batches included.
-        assert_eq!(updates[0].visitors.estimate(), 2);
+        // b2 is left out, and with it its visitor u2: only b1's u1 remains.
+        assert_eq!(updates[0].visitors.estimate(), 1);
 
         let none = d.updates(|_| Ok::<_, Infallible>(false)).unwrap();
         assert!(none.iter().all(|u| u.counters.is_zero()));

@@ -91,7 +91,18 @@ pub async fn run(
     // Held (with the directory's lock) until the run ends.
     let identity = EdgeIdentity::load(&config.data_dir).context("loading the edge identity")?;
     tracing::info!(edge_id = %identity.id, boot = identity.boot, "edge identity");
-    let store = store::open(&config, &identity.id)?;
+    let store = store::open(&config, &identity)?;
+    // A restored data directory stops the start here; if the store cannot
+    // be asked now, the edge starts anyway and the store asks again before
+    // its first sync writes anything.
+    match store.verify_identity().await {
+        Ok(()) => {}
+        Err(e @ store::StoreError::Restored(_)) => return Err(e.into()),
+        Err(e) => tracing::warn!(
+            error = %e,
+            "could not check this start against the store; checked again before the first sync"
+        ),
+    }
     let log = Log::open(&wal_dir(&config), config.durability, &identity)?;
     let access = load_access(&config)?;
     if matches!(access, Access::LoopbackOnly) {
@@ -119,10 +130,26 @@ pub async fn run(
     ));
 
     let (stop_sync, sync_stopped) = tokio::sync::watch::channel(false);
+    // Woken when the sync task stops on its own (a restored data
+    // directory): the edge then shuts down.
+    let sync_failed = Arc::new(tokio::sync::Notify::new());
     let sync_task = {
         let edge = Arc::clone(&edge);
         let interval = config.sync_interval;
-        tokio::spawn(async move { sync::run(&edge, interval, sync_stopped).await })
+        let sync_failed = Arc::clone(&sync_failed);
+        tokio::spawn(async move {
+            let ran = sync::run(&edge, interval, sync_stopped).await;
+            if ran.is_err() {
+                sync_failed.notify_one();
+            }
+            ran
+        })
+    };
+    let shutdown = async move {
+        tokio::select! {
+            () = shutdown => {}
+            () = sync_failed.notified() => {}
+        }
     };
 
     let metrics_task = match config.metrics_listen {
@@ -153,7 +180,11 @@ pub async fn run(
 
     tracing::info!("shutting down: flushing pending counts");
     let _ = stop_sync.send(true);
-    sync_task.await.context("the sync task panicked")?;
+    if let Err(e) = sync_task.await.context("the sync task panicked")? {
+        // Nothing may be synced; the log keeps what was accepted.
+        edge.close_log();
+        return Err(e.into());
+    }
     sync::flush(&edge)
         .await
         .context("flushing pending counts at shutdown")?;

@@ -93,6 +93,8 @@ pub struct Metrics {
     load_shed: AtomicU64,
     sync_duration: Histogram,
     sync_failures: AtomicU64,
+    deltas_dropped: AtomicU64,
+    impressions_dropped: AtomicU64,
     store_errors: Labeled,
 }
 
@@ -154,6 +156,12 @@ impl Metrics {
         if !ok {
             inc(&self.sync_failures, 1);
         }
+    }
+
+    /// A delta too old to send was dropped, with its impressions.
+    pub fn delta_dropped(&self, impressions: u64) {
+        inc(&self.deltas_dropped, 1);
+        inc(&self.impressions_dropped, impressions);
     }
 
     /// A store operation failed: `apply`, `read` or `batch_seen`.
@@ -267,6 +275,18 @@ impl Metrics {
             "Sync attempts that failed (the delta is kept and retried).",
             get(&self.sync_failures),
         );
+        counter(
+            &mut out,
+            "glimpse_deltas_dropped_total",
+            "Deltas dropped unsent because they were too old for the store to tell whether they had counted (23 h on Redis).",
+            get(&self.deltas_dropped),
+        );
+        counter(
+            &mut out,
+            "glimpse_impressions_dropped_total",
+            "Impressions of the deltas in glimpse_deltas_dropped_total.",
+            get(&self.impressions_dropped),
+        );
         labeled(
             &mut out,
             "glimpse_store_errors_total",
@@ -367,6 +387,7 @@ mod tests {
         m.sync_finished(Duration::from_millis(30), false);
         m.sync_finished(Duration::from_secs(60), false);
         m.store_error("apply");
+        m.delta_dropped(7);
         let text = m.render(&Gauges {
             store_up: false,
             pending_keys: 7,
@@ -410,6 +431,8 @@ mod tests {
         assert!(text.contains("glimpse_sync_duration_seconds_bucket{le=\"+Inf\"} 3"));
         assert!(text.contains("glimpse_sync_duration_seconds_count 3"));
         assert!(text.contains("glimpse_sync_failures_total 2"));
+        assert!(text.contains("glimpse_deltas_dropped_total 1"));
+        assert!(text.contains("glimpse_impressions_dropped_total 7"));
         assert!(text.contains("glimpse_store_errors_total{operation=\"apply\"} 1"));
         assert!(text.contains("glimpse_pending_keys 7"));
         assert!(text.contains("glimpse_pending_bytes 1234"));

@@ -1,12 +1,35 @@
 //! Stats answers: stored days merged with pending ones. No I/O; the core
 //! fetches both halves and calls in here. The one conversion from
 //! [`DayCounts`] to the answers' fields.
+//!
+//! # One cut
+//!
+//! An answer counts every batch of this edge once, even while a sync lands
+//! (on Redis, one (ad, day) at a time). The rule, kept by the core and the
+//! stores together:
+//!
+//! 1. The core takes the pending deltas first ([`PendingDays`], each with its
+//!    sequence number), then reads the store. A delta that is no longer
+//!    pending had landed whole before the read began, so the read holds it.
+//! 2. The store reads each (ad, day)'s counts together with the mark of
+//!    which of this edge's deltas they hold ([`crate::store::Applied`]): atomically, in
+//!    one redb read transaction (the mark is written in the transaction that
+//!    applies the delta) or one Redis script call (the (ad, day)'s ledger
+//!    entry of this edge, written by the step that adds the counts).
+//! 3. [`ad_stats`] adds a pending delta's counts of a day only when the mark
+//!    says the store does not hold them yet.
+//!
+//! So a delta is in the answer exactly once, from the store or from memory,
+//! whichever it is in at the cut. Batches that another edge counted show as
+//! that edge's syncs land: the cut is exact for this edge's own batches.
 
 use glimpse_hll::Sketch;
 use glimpse_wire::api::{viewability_rate, AdSummary, DayStats, StatsResponse};
 use glimpse_wire::{Day, DayRange};
 
-use crate::counts::{AdDays, Counters, DayCounts};
+use crate::aggregate::PendingDays;
+use crate::counts::{Counters, DayCounts};
+use crate::store::StoredDays;
 
 /// One day of an answer.
 fn day_stats(date: Day, counts: &DayCounts) -> DayStats {
@@ -22,16 +45,22 @@ fn day_stats(date: Day, counts: &DayCounts) -> DayStats {
 }
 
 /// The answer of `GET /v1/ads/{ad_id}/stats`: every day of `range`, zeros
-/// included, and `unique_visitors` as the union of the days' sketches.
+/// included, and `unique_visitors` as the union of the days' sketches. The
+/// pending deltas' days that `stored` already holds are left out (the cut
+/// rule of the module docs).
 pub(crate) fn ad_stats(
     ad_id: &str,
     range: DayRange,
-    stored: AdDays,
-    pending: AdDays,
+    stored: StoredDays,
+    pending: Vec<PendingDays>,
 ) -> StatsResponse {
-    let mut days = stored;
-    for (day, d) in pending {
-        days.entry(day).or_default().merge(&d);
+    let StoredDays { mut days, applied } = stored;
+    for delta in pending {
+        for (day, d) in delta.days {
+            if !applied.holds(day, delta.seq) {
+                days.entry(day).or_default().merge(&d);
+            }
+        }
     }
     let none = DayCounts::default();
     let mut union = Sketch::new();
@@ -75,6 +104,8 @@ pub(crate) fn ad_summary(stats: &StatsResponse) -> AdSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::counts::AdDays;
+    use crate::store::Applied;
 
     fn day(s: &str) -> Day {
         s.parse().unwrap()
@@ -108,7 +139,19 @@ mod tests {
             day("2026-11-25"),
             counts(3, 3, 0, 2, sketch(&["a", "b", "c"])),
         );
-        let s = ad_stats("ad-1", range, stored, pending);
+        let stored = StoredDays {
+            days: stored,
+            applied: Applied::default(),
+        };
+        let s = ad_stats(
+            "ad-1",
+            range,
+            stored,
+            vec![PendingDays {
+                seq: 1,
+                days: pending,
+            }],
+        );
         assert_eq!(s.days.len(), 3);
         assert_eq!(
             s.days
@@ -147,9 +190,69 @@ mod tests {
     }
 
     #[test]
+    fn pending_deltas_the_store_holds_are_left_out_day_by_day() {
+        let (d1, d2) = (day("2026-11-24"), day("2026-11-25"));
+        let range = DayRange::new(d1, d2).unwrap();
+        let one = |impressions, visitor: &str| DayCounts {
+            counters: Counters {
+                impressions,
+                ..Counters::default()
+            },
+            visitors: sketch(&[visitor]),
+        };
+        let pending = |seq, a, b| PendingDays {
+            seq,
+            days: AdDays::from([(d1, one(a, "a")), (d2, one(b, "b"))]),
+        };
+        // Deltas 7 and 8 pending; the store holds delta 7 whole, and of
+        // delta 8 only the first day (a sync landing one (ad, day) at a
+        // time), with 100 impressions from earlier deltas on each day.
+        let stored_days = AdDays::from([(d1, one(100 + 1 + 10, "a")), (d2, one(100 + 2, "b"))]);
+        let landing = StoredDays {
+            days: stored_days.clone(),
+            applied: Applied {
+                everywhere: 0,
+                by_day: [(d1, 8), (d2, 7)].into(),
+            },
+        };
+        let s = ad_stats(
+            "ad-1",
+            range,
+            landing,
+            vec![pending(7, 1, 2), pending(8, 10, 20)],
+        );
+        let per_day: Vec<u64> = s.days.iter().map(|d| d.impressions).collect();
+        assert_eq!(per_day, [111, 122], "each delta once on each day");
+        // The embedded store's mark covers every day.
+        let whole = StoredDays {
+            days: stored_days,
+            applied: Applied {
+                everywhere: 7,
+                ..Applied::default()
+            },
+        };
+        let s = ad_stats(
+            "ad-1",
+            range,
+            whole,
+            vec![pending(7, 1, 2), pending(8, 10, 20)],
+        );
+        let per_day: Vec<u64> = s.days.iter().map(|d| d.impressions).collect();
+        assert_eq!(per_day, [121, 122]);
+        // Nothing held: every pending delta adds.
+        let s = ad_stats(
+            "ad-1",
+            range,
+            StoredDays::default(),
+            vec![pending(7, 1, 2), pending(8, 10, 20)],
+        );
+        assert_eq!((s.impressions, s.unique_visitors), (33, 2));
+    }
+
+    #[test]
     fn no_data_is_zeros_and_a_null_rate() {
         let range = DayRange::single(day("2026-11-25"));
-        let s = ad_stats("ad-x", range, AdDays::new(), AdDays::new());
+        let s = ad_stats("ad-x", range, StoredDays::default(), Vec::new());
         assert_eq!(
             (s.impressions, s.measurable, s.unique_visitors, s.invalid),
             (0, 0, 0, 0)

@@ -1,11 +1,23 @@
 //! The background task that folds pending deltas into the store: when to
 //! sync, and how to back off. What a sync hands over, and in which order, is
 //! step 5 and 6 of `crate::counted`.
+//!
+//! Two answers of the store end the retries of a delta:
+//! - [`StoreError::TooOld`]: the delta can no longer be told apart from one
+//!   that landed (the Redis store's claims and ledger may have expired), so
+//!   it is dropped: logged as an error with its sequence number and counts,
+//!   and counted in `glimpse_deltas_dropped_total` and
+//!   `glimpse_impressions_dropped_total`. The store has recorded its batch
+//!   ids, so a client retrying one is still told it was counted.
+//! - [`StoreError::Restored`]: the data directory is a restored copy; the
+//!   sync task stops with the error and the edge shuts down without
+//!   syncing anything (its log keeps what it accepted).
 
 use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::counts::Counters;
 use crate::edge::Edge;
 use crate::store::StoreError;
 
@@ -20,11 +32,34 @@ pub async fn sync_once(edge: &Edge) -> Result<bool, StoreError> {
     let started = std::time::Instant::now();
     let applied = edge.store().apply(&delta, edge.now_ms()).await;
     let metrics = edge.metrics();
-    metrics.sync_finished(started.elapsed(), applied.is_ok());
-    if applied.is_err() {
-        metrics.store_error("apply");
+    // A delta dropped as too old is done with, not a failed attempt.
+    let done = matches!(applied, Ok(()) | Err(StoreError::TooOld { .. }));
+    metrics.sync_finished(started.elapsed(), done);
+    match applied {
+        Ok(()) => {}
+        Err(StoreError::TooOld { seq, age_ms }) => {
+            let counters = delta
+                .keys()
+                .fold(Counters::default(), |mut sum, (_, _, counts)| {
+                    sum += counts.counters;
+                    sum
+                });
+            tracing::error!(
+                seq,
+                age_hours = age_ms / 3_600_000,
+                batches = delta.batches.len(),
+                impressions = counters.impressions,
+                measurable = counters.measurable,
+                invalid = counters.invalid,
+                "dropping a delta too old to send: the store could no longer tell whether it counted"
+            );
+            metrics.delta_dropped(counters.impressions);
+        }
+        Err(e) => {
+            metrics.store_error("apply");
+            return Err(e);
+        }
     }
-    applied?;
     edge.synced(&delta);
     Ok(true)
 }
@@ -38,8 +73,13 @@ pub(crate) fn backoff(base: Duration, failures: u32, unit_random: f64) -> Durati
     exp.mul_f64(0.5 + 0.5 * unit_random.clamp(0.0, 1.0))
 }
 
-/// Syncs every `interval` until `shutdown` turns true.
-pub async fn run(edge: &Edge, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+/// Syncs every `interval` until `shutdown` turns true; stops early with
+/// the error when the data directory is found restored.
+pub async fn run(
+    edge: &Edge,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), StoreError> {
     let mut failures = 0u32;
     loop {
         let wait = if failures == 0 {
@@ -53,7 +93,7 @@ pub async fn run(edge: &Edge, interval: Duration, mut shutdown: watch::Receiver<
         };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => return Ok(()),
         }
         match sync_once(edge).await {
             Ok(_) => {
@@ -62,6 +102,7 @@ pub async fn run(edge: &Edge, interval: Duration, mut shutdown: watch::Receiver<
                 }
                 failures = 0;
             }
+            Err(e @ StoreError::Restored(_)) => return Err(e),
             Err(e) => {
                 failures += 1;
                 tracing::warn!(error = %e, failures, "sync failed; pending counts are kept and retried");
@@ -77,6 +118,7 @@ pub async fn flush(edge: &Edge) -> Result<(), StoreError> {
         match sync_once(edge).await {
             Ok(true) => continue,
             Ok(false) => return Ok(()),
+            Err(e @ StoreError::Restored(_)) => return Err(e),
             Err(e) if failures < 5 => {
                 failures += 1;
                 tracing::warn!(error = %e, "final sync failed; retrying");

@@ -235,18 +235,21 @@ impl Edge {
     }
 
     /// The stats of `ad_id` over `range`: the store's days merged with what
-    /// is pending here.
+    /// is pending here, as one cut (`crate::stats`). The pending deltas are
+    /// taken first: a delta no longer pending then has landed whole, so the
+    /// read that follows holds it; of the ones taken, the store's marks say
+    /// which it holds already.
     pub(crate) async fn stats(
         &self,
         ad_id: &str,
         range: DayRange,
     ) -> Result<StatsResponse, StoreError> {
+        let pending = self.aggregator.pending(ad_id, range);
         let stored = self
             .store
             .read_days(ad_id, range)
             .await
             .map_err(|e| self.read_failed(e))?;
-        let pending = self.aggregator.pending(ad_id, range);
         Ok(ad_stats(ad_id, range, stored, pending))
     }
 

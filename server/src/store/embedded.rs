@@ -8,11 +8,19 @@
 //!   names);
 //! - `visitors`: the day's sketch in Redis's byte format;
 //! - `ads_by_day`: `(day, ad_id) -> ()`, to list the ads of a date range;
-//! - `batches` and `batches_by_time`: the batch ids counted here, kept
-//!   48 h (`super::seen`, shared with the Redis store's local index).
+//! - `batches` and `batches_by_time`: the client batch ids counted here,
+//!   kept 48 h (`super::seen`, shared with the Redis store's local index);
+//!   the ids the edge mints for `GET /v1/impression` are left out;
+//! - `applied`: `"through" -> seq`, the highest delta sequence number
+//!   applied, written with the delta's counts.
 //!
 //! A delta is applied in one write transaction, so a crash or error leaves
-//! either all of it or none of it, and a retry cannot count twice.
+//! either all of it or none of it. Deltas reach the store in sequence order
+//! (a replayed one before any newer), so one at or below `through` has
+//! landed already (a retry after a lost answer, or a delta replayed after a
+//! crash between the commit and the log's delete) and changes nothing. A
+//! read takes the counts and the `applied` mark in one read transaction:
+//! one cut ([`crate::stats`]).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -23,7 +31,8 @@ use glimpse_wire::{Day, DayRange};
 use redb::{Database, ReadableTable, TableDefinition, TableHandle};
 
 use super::seen::{self, SeenBatches};
-use super::{Store, StoreError};
+use super::{Applied, Store, StoreError, StoredDays};
+use crate::counted::needs_claim;
 use crate::counts::{AdDays, Counters, DayCounts, Delta};
 use crate::keys::Scope;
 
@@ -52,6 +61,10 @@ const LEGACY_COUNTS: TableDefinition<(&str, u32), (u64, u64)> = TableDefinition:
 const COUNTS_V2: TableDefinition<(&str, u32), (u64, u64, u64)> = TableDefinition::new("counts_v2");
 const VISITORS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("visitors");
 const ADS_BY_DAY: TableDefinition<(u32, &str), ()> = TableDefinition::new("ads_by_day");
+/// The highest sequence number of the deltas applied, under [`APPLIED_THROUGH`]:
+/// stats add only the pending deltas above it.
+const APPLIED: TableDefinition<&str, u64> = TableDefinition::new("applied");
+const APPLIED_THROUGH: &str = "through";
 
 /// Reads of at most this many days run on the async worker itself.
 const INLINE_READ_MAX_DAYS: usize = 7;
@@ -99,6 +112,7 @@ impl EmbeddedStore {
             txn.open_table(COUNTS).map_err(unavailable)?;
             txn.open_table(VISITORS).map_err(unavailable)?;
             txn.open_table(ADS_BY_DAY).map_err(unavailable)?;
+            txn.open_table(APPLIED).map_err(unavailable)?;
         }
         seen::create_tables(&txn)?;
         txn.commit().map_err(unavailable)?;
@@ -161,13 +175,33 @@ fn migrate_counts<V: redb::Value + 'static>(
 fn apply_delta(db: &Database, delta: &Delta, now_ms: i64) -> Result<(), StoreError> {
     let txn = db.begin_write().map_err(unavailable)?;
     {
+        let mut applied = txn.open_table(APPLIED).map_err(unavailable)?;
+        let last = applied
+            .get(APPLIED_THROUGH)
+            .map_err(unavailable)?
+            .map(|v| v.value());
+        if last.is_some_and(|last| last >= delta.seq) {
+            tracing::debug!(seq = delta.seq, "delta had landed before; left as it was");
+            return Ok(());
+        }
+        applied
+            .insert(APPLIED_THROUGH, delta.seq)
+            .map_err(unavailable)?;
         let mut seen = SeenBatches::open(&txn)?;
-        // A batch counted before (a retry that reached this edge after its
-        // first copy was synced, or a delta replayed from the log after it
-        // landed) is already in the index: its counters are left out. The
-        // index is written in this transaction, so it holds an id exactly
-        // when the id's counts are stored.
-        let updates = delta.updates(|record| seen.insert(&record.batch_id, record.received_ms))?;
+        // A client batch counted before (a retry that reached this edge
+        // after its first copy was synced) is already in the index: its
+        // counters are left out. The index is written in this transaction,
+        // so it holds an id exactly when the id's counts are stored. A
+        // minted id is unique and keeps no state; only a directory that an
+        // earlier version wrote (no `through` mark yet) may hold one, from a
+        // delta that landed before the crash that replays it.
+        let updates = delta.updates(|record| {
+            if needs_claim(&record.batch_id) {
+                seen.insert(&record.batch_id, record.received_ms)
+            } else {
+                Ok(last.is_some() || !seen.contains(&record.batch_id)?)
+            }
+        })?;
         let mut counts = txn.open_table(COUNTS).map_err(unavailable)?;
         let mut visitors = txn.open_table(VISITORS).map_err(unavailable)?;
         let mut ads_by_day = txn.open_table(ADS_BY_DAY).map_err(unavailable)?;
@@ -188,7 +222,7 @@ fn apply_delta(db: &Database, delta: &Delta, now_ms: i64) -> Result<(), StoreErr
                     })?,
                     None => Sketch::new(),
                 };
-                sketch.merge(update.visitors);
+                sketch.merge(&update.visitors);
                 visitors
                     .insert(key, sketch.to_redis_bytes().as_slice())
                     .map_err(unavailable)?;
@@ -202,10 +236,21 @@ fn apply_delta(db: &Database, delta: &Delta, now_ms: i64) -> Result<(), StoreErr
     txn.commit().map_err(unavailable)
 }
 
-fn read_days(db: &Database, ad_id: &str, range: DayRange) -> Result<AdDays, StoreError> {
+fn applied_through(table: &impl ReadableTable<&'static str, u64>) -> Result<u64, StoreError> {
+    Ok(table
+        .get(APPLIED_THROUGH)
+        .map_err(unavailable)?
+        .map_or(0, |v| v.value()))
+}
+
+fn read_days(db: &Database, ad_id: &str, range: DayRange) -> Result<StoredDays, StoreError> {
     let txn = db.begin_read().map_err(unavailable)?;
     let counts = txn.open_table(COUNTS).map_err(unavailable)?;
     let visitors = txn.open_table(VISITORS).map_err(unavailable)?;
+    let applied = Applied {
+        everywhere: applied_through(&txn.open_table(APPLIED).map_err(unavailable)?)?,
+        ..Applied::default()
+    };
     let (from, to) = (
         range.from().days_since_epoch(),
         range.to().days_since_epoch(),
@@ -231,7 +276,7 @@ fn read_days(db: &Database, ad_id: &str, range: DayRange) -> Result<AdDays, Stor
             },
         );
     }
-    Ok(days)
+    Ok(StoredDays { days, applied })
 }
 
 #[async_trait]
@@ -247,7 +292,7 @@ impl Store for EmbeddedStore {
             .await
     }
 
-    async fn read_days(&self, ad_id: &str, range: DayRange) -> Result<AdDays, StoreError> {
+    async fn read_days(&self, ad_id: &str, range: DayRange) -> Result<StoredDays, StoreError> {
         // A week of days is a few cached page reads and sketch decodes (tens
         // of microseconds): cheaper inline than a hop to the blocking pool,
         // which longer ranges still take.
@@ -366,7 +411,7 @@ mod tests {
             assert!(store.batch_seen("b1").await.unwrap());
         }
         let store = EmbeddedStore::open(dir.path()).unwrap();
-        let days = values(store.read_days("ad-1", today()).await.unwrap());
+        let days = values(store.read_days("ad-1", today()).await.unwrap().days);
         assert_eq!(days.len(), 1);
         assert_eq!(
             (days[0].counters.impressions, days[0].counters.measurable),
@@ -380,7 +425,12 @@ mod tests {
             store.ads_in_range(today(), &Scope::All).await.unwrap(),
             vec!["ad-1", "ad-2"]
         );
-        assert!(store.read_days("ad-3", today()).await.unwrap().is_empty());
+        assert!(store
+            .read_days("ad-3", today())
+            .await
+            .unwrap()
+            .days
+            .is_empty());
         assert!(!store.batch_seen("b2").await.unwrap());
     }
 
@@ -413,10 +463,20 @@ mod tests {
             Traffic::Valid,
             &[event("1", "ad-1", "u3", Kind::Viewable)],
         );
-        store.apply(&agg.begin_sync().unwrap(), NOW).await.unwrap();
-        let days = values(store.read_days("ad-1", today()).await.unwrap());
+        let second = agg.begin_sync().unwrap();
+        store.apply(&second, NOW).await.unwrap();
+        let stored = store.read_days("ad-1", today()).await.unwrap();
+        assert_eq!(
+            stored.applied.everywhere, second.seq,
+            "the mark of the deltas applied, read with the counts"
+        );
+        let days = values(stored.days);
         assert_eq!(days[0].counters.impressions, 2);
         assert_eq!(days[0].visitors.estimate(), 2);
+        // A delta replayed from an older number leaves the mark where it is.
+        store.apply(&first, NOW).await.unwrap();
+        let stored = store.read_days("ad-1", today()).await.unwrap();
+        assert_eq!(stored.applied.everywhere, second.seq);
     }
 
     #[tokio::test]
@@ -442,7 +502,7 @@ mod tests {
         // The bot's batch again, in a later delta: already counted.
         agg.record("bot", NOW, Traffic::Invalid, &bot_batch);
         store.apply(&agg.begin_sync().unwrap(), NOW).await.unwrap();
-        let days = values(store.read_days("ad-1", today()).await.unwrap());
+        let days = values(store.read_days("ad-1", today()).await.unwrap().days);
         assert_eq!(
             (
                 days[0].counters.impressions,
@@ -475,7 +535,7 @@ mod tests {
         }
         for _ in 0..2 {
             let store = EmbeddedStore::open(dir.path()).unwrap();
-            let days = values(store.read_days("ad-1", today()).await.unwrap());
+            let days = values(store.read_days("ad-1", today()).await.unwrap().days);
             assert_eq!(
                 (
                     days[0].counters.impressions,
@@ -489,7 +549,8 @@ mod tests {
                 store
                     .read_days("ad-2", DayRange::single(yesterday))
                     .await
-                    .unwrap(),
+                    .unwrap()
+                    .days,
             );
             assert_eq!(
                 (days[0].counters.measurable, days[0].counters.invalid),
@@ -513,7 +574,7 @@ mod tests {
             &[event("1", "ad-1", "u1", Kind::Viewable)],
         );
         store.apply(&agg.begin_sync().unwrap(), NOW).await.unwrap();
-        let days = values(store.read_days("ad-1", today()).await.unwrap());
+        let days = values(store.read_days("ad-1", today()).await.unwrap().days);
         assert_eq!(
             (
                 days[0].counters.impressions,
@@ -547,7 +608,7 @@ mod tests {
         assert!(store.batch_seen("new").await.unwrap());
         // Counts stay; only the de-duplication memory is bounded.
         assert_eq!(
-            store.read_days("ad-1", today()).await.unwrap()[&day_of(NOW)]
+            store.read_days("ad-1", today()).await.unwrap().days[&day_of(NOW)]
                 .counters
                 .impressions,
             1
@@ -575,7 +636,7 @@ mod tests {
             invalid: 5,
             verified: 0,
         };
-        let days = store.read_days("ad-1", today()).await.unwrap();
+        let days = store.read_days("ad-1", today()).await.unwrap().days;
         assert_eq!(days[&day_of(NOW)].counters, want);
         assert!(
             !store
@@ -589,8 +650,55 @@ mod tests {
         );
         drop(store);
         let store = EmbeddedStore::open(dir.path()).unwrap();
-        let days = store.read_days("ad-1", today()).await.unwrap();
+        let days = store.read_days("ad-1", today()).await.unwrap().days;
         assert_eq!(days[&day_of(NOW)].counters, want, "migrated once");
+    }
+
+    /// How many batch ids the seen index holds.
+    fn indexed_ids(store: &EmbeddedStore) -> u64 {
+        seen::len(&store.db.begin_read().unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn minted_ids_keep_no_state_and_a_landed_delta_counts_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let agg = Aggregator::new();
+        for i in 0..50 {
+            agg.record(
+                &crate::counted::mint_batch_id(),
+                NOW,
+                Traffic::Valid,
+                &[event("1", "ad-1", &format!("u{i}"), Kind::Viewable)],
+            );
+        }
+        agg.record(
+            "client",
+            NOW,
+            Traffic::Valid,
+            &[event("1", "ad-1", "c", Kind::Viewable)],
+        );
+        let first = agg.begin_sync().unwrap();
+        store.apply(&first, NOW).await.unwrap();
+        assert_eq!(indexed_ids(&store), 1, "only the client's batch id");
+        // The same delta again (a lost answer, or replayed from the log
+        // after it had landed): its minted batches count once all the same.
+        store.apply(&first, NOW).await.unwrap();
+        drop(store);
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        store.apply(&first, NOW).await.unwrap();
+        let c = store.read_days("ad-1", today()).await.unwrap().days[&day_of(NOW)].counters;
+        assert_eq!(c.impressions, 51);
+        agg.finish_sync();
+        agg.record(
+            &crate::counted::mint_batch_id(),
+            NOW,
+            Traffic::Valid,
+            &[event("1", "ad-1", "v", Kind::Viewable)],
+        );
+        store.apply(&agg.begin_sync().unwrap(), NOW).await.unwrap();
+        let c = store.read_days("ad-1", today()).await.unwrap().days[&day_of(NOW)].counters;
+        assert_eq!((c.impressions, indexed_ids(&store)), (52, 1));
     }
 
     #[tokio::test]
@@ -611,7 +719,7 @@ mod tests {
         agg.finish_sync();
         agg.record("b1", NOW, Traffic::Valid, &batch);
         store.apply(&agg.begin_sync().unwrap(), NOW).await.unwrap();
-        let c = store.read_days("ad-1", today()).await.unwrap()[&day_of(NOW)].counters;
+        let c = store.read_days("ad-1", today()).await.unwrap().days[&day_of(NOW)].counters;
         assert_eq!((c.impressions, c.verified), (2, 1));
     }
 }

@@ -13,7 +13,9 @@
 //!
 //! Losing the directory is safe: the next start makes a new id, whose steps
 //! no ledger has seen. Copying it to a second machine is not (both would use
-//! one identity): the docs say so.
+//! one identity): the docs say so. Restoring an older copy turns `edge-boots`
+//! back, so sequence numbers would repeat: the Redis store records every
+//! boot of an id and refuses one at or below it (`redis/boot.lua`).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};

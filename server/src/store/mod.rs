@@ -15,14 +15,16 @@ pub(crate) mod identity;
 pub(crate) mod redis;
 pub(crate) mod seen;
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::Arc;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use glimpse_wire::DayRange;
+use glimpse_wire::{Day, DayRange};
 
 use self::embedded::EmbeddedStore;
+use self::identity::EdgeIdentity;
 use self::redis::{RedisOptions, RedisStore};
 use crate::config::{Config, StoreKind};
 use crate::counts::{AdDays, Delta};
@@ -40,6 +42,49 @@ pub enum StoreError {
     Unavailable(String),
     #[error("store holds invalid data: {0}")]
     Corrupt(String),
+    /// The data directory is a restored copy: this start's boot number is
+    /// not above one the store has seen. Fatal: the edge stops.
+    #[error("refusing to run on a restored data directory: {0}")]
+    Restored(String),
+    /// The delta is older than the store can still recognise as applied
+    /// (`redis::plan::RETRY_HORIZON_MS`): it is not sent, and the sync
+    /// drops it.
+    #[error(
+        "delta {seq} is too old to send: its oldest batch was accepted {} h ago",
+        age_ms / 3_600_000
+    )]
+    TooOld { seq: u64, age_ms: i64 },
+}
+
+/// What a store holds of one ad over a range, and which of this edge's
+/// deltas that holds: read as one cut, so stats can add exactly the pending
+/// deltas the stored counts do not hold yet (`crate::stats`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StoredDays {
+    /// The days on which the ad has data.
+    pub days: AdDays,
+    pub applied: Applied,
+}
+
+/// Which of this edge's deltas stored counts hold, by sequence number.
+/// Deltas land in sequence order, each whole before the next is tried, so
+/// one number per (ad, day) says it: every delta numbered up to it has
+/// landed there, none after it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Deltas up to this number have landed on every day (the embedded
+    /// store applies a delta in one transaction).
+    pub everywhere: u64,
+    /// Deltas up to this number have landed on this (ad, day) (the Redis
+    /// store applies a delta one (ad, day) at a time).
+    pub by_day: BTreeMap<Day, u64>,
+}
+
+impl Applied {
+    /// Whether delta `seq`'s counts of `day` are in the stored counts.
+    pub fn holds(&self, day: Day, seq: u64) -> bool {
+        seq <= self.everywhere || self.by_day.get(&day).is_some_and(|&s| seq <= s)
+    }
 }
 
 #[async_trait]
@@ -56,8 +101,10 @@ pub trait Store: Debug + Send + Sync + 'static {
     /// while a sync runs.
     async fn apply(&self, delta: &Arc<Delta>, now_ms: i64) -> Result<(), StoreError>;
 
-    /// The counts of `ad_id` on the days of `range` on which it has data.
-    async fn read_days(&self, ad_id: &str, range: DayRange) -> Result<AdDays, StoreError>;
+    /// The counts of `ad_id` on the days of `range` on which it has data,
+    /// with the deltas of this edge they hold ([`StoredDays::applied`]),
+    /// each day read atomically with its mark.
+    async fn read_days(&self, ad_id: &str, range: DayRange) -> Result<StoredDays, StoreError>;
 
     /// Ids of the ads inside `scope` with data on any day of `range`,
     /// ascending. The scope is applied as the ids are read, so a key that
@@ -74,12 +121,22 @@ pub trait Store: Debug + Send + Sync + 'static {
 
     /// Answers when the store can be reached.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Checks, once, that this start of the edge is newer than every start
+    /// the store has seen of its id ([`StoreError::Restored`] if not), and
+    /// records it. The embedded store lives in the data directory, so a
+    /// restored copy restores it too: nothing to check. The Redis store
+    /// checks again before its first sync writes anything, when Redis could
+    /// not be asked at start.
+    async fn verify_identity(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
-/// Opens the store the configuration names, for the edge `edge_id`. The
+/// Opens the store the configuration names, for this start of the edge. The
 /// Redis store does not wait for Redis: it connects on first use and
 /// reconnects on its own.
-pub(crate) fn open(config: &Config, edge_id: &str) -> anyhow::Result<Arc<dyn Store>> {
+pub(crate) fn open(config: &Config, identity: &EdgeIdentity) -> anyhow::Result<Arc<dyn Store>> {
     match config.store {
         StoreKind::Embedded => {
             let store = EmbeddedStore::open(&config.data_dir).with_context(|| {
@@ -102,7 +159,8 @@ pub(crate) fn open(config: &Config, edge_id: &str) -> anyhow::Result<Arc<dyn Sto
                 prefix: config.redis_prefix.clone(),
                 retention_days: config.retention_days,
                 stats_cache: config.stats_cache,
-                edge_id: edge_id.to_owned(),
+                edge_id: identity.id.clone(),
+                boot: identity.boot,
                 data_dir: config.data_dir.clone(),
             })
             .context("setting up the Redis store")?;

@@ -16,8 +16,25 @@
 //! directory ([`SeenIndex`]), which ingest reads to turn away a batch this
 //! edge has synced before: ingest sends Redis nothing.
 //!
-//! Reads never write: stats GET the day's sketch and counters and merge
-//! locally, behind a short cache.
+//! Claims and ledger entries live [`plan::CLAIM_LIFETIME_MS`] (72 h); a
+//! delta whose oldest batch was accepted more than
+//! [`plan::RETRY_HORIZON_MS`] (23 h) ago is not sent
+//! ([`StoreError::TooOld`]), since one of them may have expired.
+//!
+//! Before its first sync lands anything, the store checks with `boot.lua`
+//! that this start's boot number is above every one Redis has seen of this
+//! edge id: a data directory restored from an older copy would repeat
+//! sequence numbers, and the ledgers would skip its new counts as applied
+//! ([`StoreError::Restored`]).
+//!
+//! Reads never write: stats read each (ad, day) with the script `read.lua`,
+//! which answers the day's sketch and counters together with this edge's
+//! entry in the day's ledger, atomically: the mark of which of this edge's
+//! deltas the counts hold, so stats add exactly the pending ones they do not
+//! (`crate::stats`). Reads are kept behind a short cache (`--stats-cache`),
+//! emptied by every sync of this edge: a cached day keeps its mark, so the
+//! cut stays exact for this edge's batches, and only other edges' syncs show
+//! up to the cache's lifetime late.
 
 pub mod keys;
 pub mod plan;
@@ -25,7 +42,7 @@ pub mod plan;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -43,8 +60,8 @@ use self::keys::Keys;
 use self::plan::{KeyPlan, StepId};
 use super::identity::MAX_SEQUENCE;
 use super::seen::SeenIndex;
-use super::{Store, StoreError, BATCH_ID_RETENTION_MS};
-use crate::counts::{AdDays, Counters, DayCounts, Delta};
+use super::{Store, StoreError, StoredDays};
+use crate::counts::{Counters, DayCounts, Delta};
 use crate::keys::Scope;
 
 /// Time allowed for one reply. A timeout leaves the outcome unknown, which
@@ -75,6 +92,8 @@ pub struct RedisOptions {
     /// This edge's id ([`super::identity::EdgeIdentity`]): its ledger
     /// field and the first half of its batch claims.
     pub edge_id: String,
+    /// This start's boot number on the data directory.
+    pub boot: u32,
     /// The edge's data directory, locked by its identity: home of the
     /// local index of synced batch ids ([`SeenIndex`]).
     pub data_dir: PathBuf,
@@ -89,6 +108,7 @@ impl fmt::Debug for RedisOptions {
             .field("retention_days", &self.retention_days)
             .field("stats_cache", &self.stats_cache)
             .field("edge_id", &self.edge_id)
+            .field("boot", &self.boot)
             .field("data_dir", &self.data_dir)
             .finish()
     }
@@ -230,9 +250,17 @@ pub struct RedisStore {
     /// `s:<edge_id>`, this edge's field in every ledger.
     edge_field: String,
     script: Script,
+    /// This start's boot number, and a nonce of this run, for `boot.lua`.
+    boot: u32,
+    boot_nonce: u64,
+    /// Set once `boot.lua` has recorded this start: nothing is written
+    /// before.
+    boot_recorded: AtomicBool,
+    /// `read.lua`: one (ad, day) and this edge's ledger entry, atomically.
+    read_script: Script,
     retention_days: u32,
     target: String,
-    days_cache: ReadCache<(String, u32, u32), AdDays>,
+    days_cache: ReadCache<(String, u32, u32), StoredDays>,
     ads_cache: ReadCache<(u32, u32), Vec<String>>,
     /// The batch ids this edge has synced, for ingest's duplicate check.
     seen: SeenIndex,
@@ -307,6 +335,10 @@ impl RedisStore {
             keys,
             edge_id: options.edge_id,
             script: Script::new(include_str!("redis/apply.lua")),
+            boot: options.boot,
+            boot_nonce: rand::random(),
+            boot_recorded: AtomicBool::new(false),
+            read_script: Script::new(include_str!("redis/read.lua")),
             retention_days: options.retention_days,
             target,
             days_cache: ReadCache::new(options.stats_cache),
@@ -345,7 +377,7 @@ impl RedisStore {
             Some(sketch) => call.arg(sketch.to_redis_bytes()),
             None => call.arg(""),
         };
-        call.arg(expiry).arg(BATCH_ID_RETENTION_MS);
+        call.arg(expiry).arg(plan::CLAIM_LIFETIME_MS);
         for (field, n) in counter_fields(plan.counters) {
             call.arg(field).arg(n);
         }
@@ -380,7 +412,7 @@ impl RedisStore {
                 .arg("NX")
                 .arg("GET")
                 .arg("PX")
-                .arg(BATCH_ID_RETENTION_MS);
+                .arg(plan::CLAIM_LIFETIME_MS);
         }
         let mut conn = self.conn.clone();
         let previous: Vec<Option<String>> = pipe
@@ -463,18 +495,34 @@ impl RedisStore {
         self.query("listing the day's ads", &cmd).await
     }
 
-    async fn read_day(&self, ad_id: &str, day: Day) -> Result<Option<DayCounts>, StoreError> {
-        let mut pipe = redis::pipe();
-        pipe.get(self.keys.visitors(ad_id, day))
-            .cmd("HMGET")
-            .arg(self.keys.counters(ad_id, day))
+    /// One (ad, day) and the last of this edge's deltas it holds (its
+    /// ledger entry; 0 for none), read atomically by `read.lua`.
+    async fn read_day(
+        &self,
+        ad_id: &str,
+        day: Day,
+    ) -> Result<(Option<DayCounts>, u64), StoreError> {
+        let keys = self.keys.day_keys(ad_id, day);
+        let mut call = self.read_script.prepare_invoke();
+        call.key(&keys.visitors)
+            .key(&keys.counters)
+            .key(&keys.ledger)
+            .arg(&self.edge_field)
             .arg(&COUNTER_FIELDS);
         let mut conn = self.conn.clone();
-        type DayReply = (Option<Vec<u8>>, Vec<Option<u64>>);
-        let (sketch, fields): DayReply = pipe
-            .query_async(&mut conn)
+        type DayReply = (Option<Vec<u8>>, Vec<Option<u64>>, Option<String>);
+        let (sketch, fields, step): DayReply = call
+            .invoke_async(&mut conn)
             .await
             .map_err(|e| unavailable(&format!("reading {ad_id} {day}"), e))?;
+        let applied = match step {
+            Some(step) => {
+                StepId::parse(&step)
+                    .ok_or_else(|| StoreError::Corrupt(format!("{}: step {step:?}", keys.ledger)))?
+                    .seq
+            }
+            None => 0,
+        };
         let fields: [Option<u64>; COUNTER_FIELDS.len()] =
             fields.try_into().map_err(|f: Vec<_>| {
                 StoreError::Corrupt(format!(
@@ -484,20 +532,23 @@ impl RedisStore {
                 ))
             })?;
         if sketch.is_none() && fields.iter().all(Option::is_none) {
-            return Ok(None);
+            return Ok((None, applied));
         }
         let visitors = match sketch {
-            Some(bytes) => Sketch::from_redis_bytes(&bytes).map_err(|e| {
-                StoreError::Corrupt(format!("{}: {e}", self.keys.visitors(ad_id, day)))
-            })?,
+            Some(bytes) => Sketch::from_redis_bytes(&bytes)
+                .map_err(|e| StoreError::Corrupt(format!("{}: {e}", keys.visitors)))?,
             None => Sketch::new(),
         };
-        Ok(Some(DayCounts {
+        let counts = DayCounts {
             counters: counters_of_fields(fields),
             visitors,
-        }))
+        };
+        Ok((Some(counts), applied))
     }
 }
+
+/// Records this start, or refuses a restored data directory.
+const BOOT_SCRIPT: &str = include_str!("redis/boot.lua");
 
 /// The fields of an (ad, day)'s counters hash, `n:{…}`.
 const COUNTER_FIELDS: [&str; 4] = ["imp", "meas", "invalid", "verified"];
@@ -559,7 +610,7 @@ impl Store for RedisStore {
         applied
     }
 
-    async fn read_days(&self, ad_id: &str, range: DayRange) -> Result<AdDays, StoreError> {
+    async fn read_days(&self, ad_id: &str, range: DayRange) -> Result<StoredDays, StoreError> {
         self.read_days_cached(ad_id, range).await
     }
 
@@ -586,6 +637,37 @@ impl Store for RedisStore {
         let _: String = self.query("PING", &redis::cmd("PING")).await?;
         Ok(())
     }
+
+    async fn verify_identity(&self) -> Result<(), StoreError> {
+        if self.boot_recorded.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        // Run once per start: sent whole with EVAL, no script cache needed.
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(BOOT_SCRIPT)
+            .arg(1)
+            .arg(self.keys.edge_boot(&self.edge_id))
+            .arg(self.boot)
+            .arg(self.boot_nonce);
+        let reply: Vec<u64> = self.query("recording this start", &cmd).await?;
+        match reply.as_slice() {
+            [1] => {
+                self.boot_recorded.store(true, Ordering::Release);
+                Ok(())
+            }
+            [0, held] => Err(StoreError::Restored(format!(
+                "this edge (id {}) started as boot {} of its data directory, but Redis ({}) \
+                 has seen boot {held} of it: the directory was restored from an older copy, \
+                 so its sequence numbers would repeat and Redis would skip its new counts as \
+                 already applied. Move the directory aside and start on an empty one (a new \
+                 edge id); the batches in its wal/ are those of the old copy",
+                self.edge_id, self.boot, self.target
+            ))),
+            other => Err(StoreError::Corrupt(format!(
+                "the boot script answered {other:?}"
+            ))),
+        }
+    }
 }
 
 impl RedisStore {
@@ -594,6 +676,16 @@ impl RedisStore {
         // bits (`identity::sequence`), the same number after a replay from
         // the write-ahead log: claims and ledger recognise a previous life's
         // work by it.
+        self.verify_identity().await?;
+        if let Some(age_ms) = plan::too_old_to_send(delta, now_ms) {
+            // Its batches are still answered as duplicates if a client
+            // sends them again: they may have counted.
+            self.seen.record(delta, now_ms).await?;
+            return Err(StoreError::TooOld {
+                seq: delta.seq,
+                age_ms,
+            });
+        }
         let seq = delta.seq;
         if seq > MAX_SEQUENCE {
             return Err(StoreError::Corrupt(format!(
@@ -649,22 +741,39 @@ impl RedisStore {
         Ok(())
     }
 
-    async fn read_days_cached(&self, ad_id: &str, range: DayRange) -> Result<AdDays, StoreError> {
+    async fn read_days_cached(
+        &self,
+        ad_id: &str,
+        range: DayRange,
+    ) -> Result<StoredDays, StoreError> {
         let (from, to) = range_key(range);
         let cache_key = (ad_id.to_owned(), from, to);
         if let Some(days) = self.days_cache.get(&cache_key) {
             return Ok(days);
         }
         let generation = self.days_cache.generation();
-        let days: AdDays = futures_util::stream::iter(range.days())
-            .map(|day| async move { Ok((day, self.read_day(ad_id, day).await?)) })
+        let read: Vec<(Day, Option<DayCounts>, u64)> = futures_util::stream::iter(range.days())
+            .map(|day| async move {
+                let (counts, applied) = self.read_day(ad_id, day).await?;
+                Ok::<_, StoreError>((day, counts, applied))
+            })
             .buffered(READ_CONCURRENCY)
-            .try_filter_map(|(day, d)| async move { Ok(d.map(|d| (day, d))) })
             .try_collect()
             .await?;
+        let mut stored = StoredDays::default();
+        for (day, counts, applied) in read {
+            if let Some(counts) = counts {
+                stored.days.insert(day, counts);
+            }
+            if applied > 0 {
+                stored.applied.by_day.insert(day, applied);
+            }
+        }
         self.days_cache
-            .put(cache_key, generation, days.clone(), |v| v.len().max(1));
-        Ok(days)
+            .put(cache_key, generation, stored.clone(), |v| {
+                v.days.len().max(1)
+            });
+        Ok(stored)
     }
 
     async fn ads_in_range_cached(&self, range: DayRange) -> Result<Vec<String>, StoreError> {

@@ -42,6 +42,16 @@ pub fn contains(db: &Database, batch_id: &str) -> Result<bool, StoreError> {
     Ok(table.get(batch_id).map_err(unavailable)?.is_some())
 }
 
+/// How many batch ids are recorded.
+#[cfg(test)]
+pub fn len(txn: &redb::ReadTransaction) -> Result<u64, StoreError> {
+    use redb::ReadableTableMetadata;
+    txn.open_table(BATCHES)
+        .map_err(unavailable)?
+        .len()
+        .map_err(unavailable)
+}
+
 /// The two tables open in one write transaction.
 #[derive(Debug)]
 pub struct SeenBatches<'txn> {
@@ -57,10 +67,15 @@ impl<'txn> SeenBatches<'txn> {
         })
     }
 
+    /// Whether `batch_id` is recorded.
+    pub fn contains(&self, batch_id: &str) -> Result<bool, StoreError> {
+        Ok(self.batches.get(batch_id).map_err(unavailable)?.is_some())
+    }
+
     /// Records `batch_id`, received at `received_ms`; answers false when it
     /// was recorded already (and leaves its time as it was).
     pub fn insert(&mut self, batch_id: &str, received_ms: i64) -> Result<bool, StoreError> {
-        if self.batches.get(batch_id).map_err(unavailable)?.is_some() {
+        if self.contains(batch_id)? {
             return Ok(false);
         }
         self.batches

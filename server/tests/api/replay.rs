@@ -146,7 +146,8 @@ fn a_restarted_run_replays_what_it_acknowledged() {
     let days = tokio::runtime::Runtime::new()
         .unwrap()
         .block_on(store.read_days("ad-replay", DayRange::single(day)))
-        .unwrap();
+        .unwrap()
+        .days;
     let counts = &days[&day];
     assert_eq!(
         (counts.counters.impressions, counts.counters.measurable),
@@ -192,6 +193,7 @@ fn verified_impressions_come_back_from_the_log() {
     let days = tokio::runtime::Runtime::new()
         .unwrap()
         .block_on(store.read_days("ad-verified", DayRange::single(day)))
-        .unwrap();
+        .unwrap()
+        .days;
     assert_eq!(days[&day].counters.verified, 6);
 }

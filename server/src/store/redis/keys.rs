@@ -93,6 +93,13 @@ impl Keys {
     pub fn batch_claim(&self, batch_id: &str) -> String {
         format!("{}batch:{batch_id}", self.prefix)
     }
+
+    /// `<prefix>boot:<edge_id>`: the highest boot of this edge id that
+    /// opened the store, with that run's nonce (`<boot>:<nonce>`), set by
+    /// `boot.lua`: a start below it is a restored data directory.
+    pub fn edge_boot(&self, edge_id: &str) -> String {
+        format!("{}boot:{edge_id}", self.prefix)
+    }
 }
 
 /// Field of the ledger hash holding an edge's last applied step.
@@ -147,6 +154,7 @@ mod tests {
         assert_eq!(keys.scratch("ad42", d), "glimpse:tmp:{ad42:2026-11-25}");
         assert_eq!(keys.ads_of_day(d), "glimpse:ads:{2026-11-25}");
         assert_eq!(keys.batch_claim("b-1"), "glimpse:batch:b-1");
+        assert_eq!(keys.edge_boot("e-1"), "glimpse:boot:e-1");
         assert_eq!(edge_field("e1"), "s:e1");
         let other = Keys::new("tenant-b:").unwrap();
         assert_eq!(other.visitors("ad42", d), "tenant-b:uv:{ad42:2026-11-25}");

@@ -4,11 +4,13 @@
 //! whole protocol (claims, then steps) on a model of Redis through retries
 //! and duplicate batches.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::convert::Infallible;
 use std::fmt;
 
 use glimpse_hll::Sketch;
+use glimpse_wire::ingest::{MAX_EVENT_AGE_MS, MAX_EVENT_LEAD_MS};
 use glimpse_wire::Day;
 
 use crate::counted::needs_claim;
@@ -32,10 +34,9 @@ impl fmt::Display for StepId {
     }
 }
 
-/// The ledger's rules, as `apply.lua` applies them inside Redis; the model
-/// of Redis in the tests follows them.
-#[cfg(test)]
 impl StepId {
+    /// A ledger value, `<seq>:<chunk>` (stats read it as the mark of the
+    /// deltas an (ad, day) holds).
     pub fn parse(s: &str) -> Option<StepId> {
         let (seq, chunk) = s.split_once(':')?;
         Some(StepId {
@@ -43,7 +44,12 @@ impl StepId {
             chunk: chunk.parse().ok()?,
         })
     }
+}
 
+/// The ledger's rules, as `apply.lua` applies them inside Redis; the model
+/// of Redis in the tests follows them.
+#[cfg(test)]
+impl StepId {
     /// The ledger rule: given the last step recorded for this edge on this
     /// key, has `self` landed already?
     pub fn already_applied(self, last: Option<StepId>) -> bool {
@@ -82,8 +88,9 @@ pub fn claims(delta: &Delta) -> Vec<&str> {
 pub struct KeyPlan<'a> {
     pub ad_id: &'a str,
     pub day: Day,
-    /// The sketch to merge; `None` when it is empty.
-    pub visitors: Option<&'a Sketch>,
+    /// The sketch to merge, of the same batches as `counters`; `None` when
+    /// it is empty.
+    pub visitors: Option<Cow<'a, Sketch>>,
     /// The counters of the batches this delta owns.
     pub counters: Counters,
 }
@@ -95,8 +102,8 @@ impl KeyPlan<'_> {
     }
 }
 
-/// Turns a delta into one step per (ad, day), sorted: the sketch, and the
-/// counters minus the shares of the batches for which `owned` says no
+/// Turns a delta into one step per (ad, day), sorted: the sketch and the
+/// counters, less the shares of the batches for which `owned` says no
 /// ([`Delta::updates`]). Deterministic for a given delta and answer, so a
 /// retry of the delta sends exactly the same steps.
 pub fn plan<'a>(delta: &'a Delta, owned: impl Fn(&str) -> bool) -> Vec<KeyPlan<'a>> {
@@ -116,15 +123,57 @@ impl<'a> From<KeyUpdate<'a>> for KeyPlan<'a> {
     }
 }
 
+const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 24 * HOUR_MS;
+
+/// How long a batch claim lives (from the attempt that made it) and a
+/// ledger entry (from its last write).
+pub const CLAIM_LIFETIME_MS: i64 = 72 * HOUR_MS;
+
+/// Room for the clocks of edges and Redis to differ.
+const CLOCK_ALLOWANCE_MS: i64 = 55 * 60_000;
+
+/// How long after its oldest batch was accepted a delta may still be sent
+/// to Redis: 23 h. Every claim on a batch, by any edge, was made once some
+/// copy of it had been accepted, so after its events happened; this edge
+/// accepted the batch at `r` with events at most 48 h old (and at most
+/// 5 min ahead), so every claim on it was made after `r - 48 h - 5 min` and
+/// lives past `r + 24 h - 5 min`. This edge's own claims and ledger entries
+/// for the delta were written after `r` and live 72 h. A delta sent within
+/// the horizon therefore meets every claim and ledger entry that says a
+/// batch or a step counted already; past it one of them may have expired,
+/// and sending it could count a batch twice.
+pub const RETRY_HORIZON_MS: i64 =
+    CLAIM_LIFETIME_MS - MAX_EVENT_AGE_MS - MAX_EVENT_LEAD_MS - CLOCK_ALLOWANCE_MS;
+const _: () = assert!(RETRY_HORIZON_MS > 0, "claims must outlive the event window");
+
+/// The retry rule: `Some(age)` when `delta` is too old to send (its oldest
+/// batch was accepted more than [`RETRY_HORIZON_MS`] before `now_ms`), with
+/// that batch's age in ms.
+pub fn too_old_to_send(delta: &Delta, now_ms: i64) -> Option<i64> {
+    let oldest = delta.batches.iter().map(|b| b.received_ms).min()?;
+    let age = now_ms - oldest;
+    (age > RETRY_HORIZON_MS).then_some(age)
+}
+
+/// The fewest `--retention-days` that hold a day's keys until its last
+/// write: events of a day arrive until 48 h (and a clock allowance) after
+/// its end, and their delta may land up to [`RETRY_HORIZON_MS`] later, so a
+/// shorter retention would have the sync script expire the keys it writes.
+pub const MIN_RETENTION_DAYS: u32 =
+    ((DAY_MS + MAX_EVENT_AGE_MS + CLOCK_ALLOWANCE_MS + RETRY_HORIZON_MS + DAY_MS - 1) / DAY_MS)
+        as u32;
+
 /// Expiry of a day's keys: the start of the day plus the retention.
 pub fn day_expiry_ms(day: Day, retention_days: u32) -> i64 {
-    day.start_ms() + i64::from(retention_days) * 86_400_000
+    day.start_ms() + i64::from(retention_days) * DAY_MS
 }
 
 #[cfg(test)]
 mod tests {
     use std::borrow::Cow;
     use std::collections::{HashMap, HashSet};
+    use std::sync::Arc;
 
     use glimpse_wire::ingest::Event;
     use glimpse_wire::Kind;
@@ -211,8 +260,10 @@ mod tests {
         let p = &plans[0];
         assert_eq!(p.ad_id, "ad-1");
         assert_eq!((p.counters.impressions, p.counters.measurable), (3, 1));
-        // Sketches are always merged, duplicates or not.
-        assert!(p.visitors.is_some());
+        // The sketch is of the owned batches too: their "u", not b9's "v".
+        let mut owned_visitors = Sketch::new();
+        owned_visitors.insert(b"u");
+        assert_eq!(p.visitors.as_deref(), Some(&owned_visitors));
         // ad-2 has no visitors, and its only batch is not owned: nothing to send.
         let c = plans[1].counters;
         assert_eq!((c.impressions, c.measurable), (0, 0));
@@ -251,26 +302,48 @@ mod tests {
     }
 
     /// A model of Redis: the claim keys, and per (ad, day) the counters and
-    /// the ledger, following the same rules as `redis.rs` and `apply.lua`.
-    #[derive(Default)]
+    /// the ledger, following the same rules as `redis.rs` and `apply.lua`,
+    /// with their expiry: claims and ledger entries live `lifetime` from
+    /// their write, by the model's clock `now`.
     struct Model {
-        claims: HashMap<String, String>,
+        claims: HashMap<String, (String, i64)>,
         keys: HashMap<(String, Day), ModelKey>,
+        lifetime: i64,
+        now: i64,
+    }
+
+    impl Default for Model {
+        fn default() -> Self {
+            Model::with_lifetime(CLAIM_LIFETIME_MS)
+        }
     }
 
     #[derive(Default)]
     struct ModelKey {
         counters: Counters,
-        last_step: HashMap<String, StepId>,
+        /// Per edge, the last step and when the entry expires.
+        last_step: HashMap<String, (StepId, i64)>,
     }
 
     impl Model {
-        /// `SET batch:<id> <value> NX GET`.
+        fn with_lifetime(lifetime: i64) -> Self {
+            Model {
+                claims: HashMap::new(),
+                keys: HashMap::new(),
+                lifetime,
+                now: 0,
+            }
+        }
+
+        /// `SET batch:<id> <value> NX GET PX <lifetime>`: a claim that is
+        /// there keeps its expiry.
         fn claim(&mut self, id: &str, value: &str) -> Option<String> {
             match self.claims.get(id) {
-                Some(v) => Some(v.clone()),
-                None => {
-                    self.claims.insert(id.to_owned(), value.to_owned());
+                Some((v, expires)) if *expires > self.now => Some(v.clone()),
+                _ => {
+                    let expires = self.now + self.lifetime;
+                    self.claims
+                        .insert(id.to_owned(), (value.to_owned(), expires));
                     None
                 }
             }
@@ -290,16 +363,99 @@ mod tests {
             if lose_steps {
                 return;
             }
+            let (now, lifetime) = (self.now, self.lifetime);
             for p in plan(delta, |id| !needs_claim(id) || owned.contains(id)) {
                 let key = self.keys.entry((p.ad_id.to_owned(), p.day)).or_default();
                 let id = StepId { seq, chunk: 0 };
-                if id.already_applied(key.last_step.get(edge).copied()) {
+                let last = key
+                    .last_step
+                    .get(edge)
+                    .filter(|(_, expires)| *expires > now)
+                    .map(|(step, _)| *step);
+                if id.already_applied(last) {
                     continue;
                 }
                 key.counters += p.counters;
-                key.last_step.insert(edge.to_owned(), id);
+                key.last_step.insert(edge.to_owned(), (id, now + lifetime));
             }
         }
+
+        fn impressions(&self) -> u64 {
+            self.keys.values().map(|k| k.counters.impressions).sum()
+        }
+    }
+
+    /// A delta of one batch `b` with one viewable impression, accepted at
+    /// `received_ms`.
+    fn one_batch(received_ms: i64) -> Delta {
+        let agg = Aggregator::new();
+        agg.record(
+            "b",
+            received_ms,
+            Traffic::Valid,
+            &[ev("1", "ad-1", "u", Kind::Viewable)],
+        );
+        Arc::unwrap_or_clone(agg.begin_sync().unwrap())
+    }
+
+    #[test]
+    fn a_retry_after_48_hours_counted_twice_and_now_counts_once_or_is_not_sent() {
+        let t0 = 1_764_000_000_000;
+        // The delta lands whole at t0 but its reply is lost; the edge is cut
+        // off and retries 49 h later. With the lifetimes of before (48 h)
+        // claim and ledger are gone and the batch counts again.
+        let mut before = Model::with_lifetime(48 * HOUR_MS);
+        before.now = t0;
+        let delta = one_batch(t0);
+        before.sync("edge-0", &delta, false);
+        before.now = t0 + 49 * HOUR_MS;
+        before.sync("edge-0", &delta, false);
+        assert_eq!(before.impressions(), 2, "the old lifetimes count it twice");
+
+        // Now claims and ledger outlive every retry the edge still sends,
+        // and a delta past the horizon is not sent at all.
+        let mut after = Model {
+            now: t0,
+            ..Model::default()
+        };
+        after.sync("edge-0", &delta, false);
+        after.now = t0 + RETRY_HORIZON_MS;
+        assert_eq!(too_old_to_send(&delta, after.now), None);
+        after.sync("edge-0", &delta, false);
+        assert_eq!(after.impressions(), 1);
+        assert!(too_old_to_send(&delta, t0 + 49 * HOUR_MS).is_some());
+    }
+
+    #[test]
+    fn another_edges_claim_outlives_every_delta_sent_within_the_horizon() {
+        let t0 = 1_764_000_000_000;
+        let late = one_batch(t0);
+        // Edge 1 counted `b` at t0 - 47 h; the client sent it to edge 0 at
+        // t0 (its event still inside the 48 h window), whose first attempt
+        // finds edge 1's claim and then loses its steps.
+        let cut_off = || {
+            let mut redis = Model {
+                now: t0 - 47 * HOUR_MS,
+                ..Model::default()
+            };
+            redis.sync("edge-1", &one_batch(redis.now), false);
+            redis.now = t0;
+            redis.sync("edge-0", &late, true);
+            redis
+        };
+        // Retried at the horizon, the claim of edge 1 still answers.
+        let mut redis = cut_off();
+        redis.now = t0 + RETRY_HORIZON_MS;
+        assert_eq!(too_old_to_send(&late, redis.now), None);
+        redis.sync("edge-0", &late, false);
+        assert_eq!(redis.impressions(), 1);
+        // Past it the claim may be gone and sending would count it twice,
+        // which is why the edge does not send it.
+        let mut past = cut_off();
+        past.now = t0 + 26 * HOUR_MS;
+        assert!(too_old_to_send(&late, past.now).is_some());
+        past.sync("edge-0", &late, false);
+        assert_eq!(past.impressions(), 2);
     }
 
     #[test]
@@ -351,7 +507,7 @@ mod tests {
         redis.sync("edge-0", &deltas[0], false);
         redis.sync("edge-1", &deltas[1], false);
         redis.sync("edge-0", &deltas[0], false);
-        let imp: u64 = redis.keys.values().map(|k| k.counters.impressions).sum();
+        let imp = redis.impressions();
         let meas: u64 = redis.keys.values().map(|k| k.counters.measurable).sum();
         let invalid: u64 = redis.keys.values().map(|k| k.counters.invalid).sum();
         let bots = distinct.len() as u64 / 5;
@@ -369,7 +525,7 @@ mod tests {
         );
         let later = edges[0].begin_sync().unwrap();
         redis.sync("edge-0", &later, false);
-        let again: u64 = redis.keys.values().map(|k| k.counters.impressions).sum();
+        let again = redis.impressions();
         assert_eq!(again, imp);
     }
 
@@ -378,5 +534,39 @@ mod tests {
         let d = day("2026-11-25");
         assert_eq!(day_expiry_ms(d, 1), d.succ().start_ms());
         assert_eq!(day_expiry_ms(d, 400) - d.start_ms(), 400 * 86_400_000);
+    }
+
+    #[test]
+    fn the_shortest_retention_outlives_the_last_write_of_a_day() {
+        assert_eq!(MIN_RETENTION_DAYS, 4);
+        let d = day("2026-11-25");
+        // The last moment an event of `d` is accepted (48 h after the end
+        // of the day, by a clock the allowance ahead), plus the horizon in
+        // which its delta may land.
+        let last_write =
+            d.succ().start_ms() + MAX_EVENT_AGE_MS + CLOCK_ALLOWANCE_MS + RETRY_HORIZON_MS;
+        assert!(day_expiry_ms(d, MIN_RETENTION_DAYS) > last_write);
+        // One day less does not hold it; 1 and 2 expired before the day's
+        // late events even arrived.
+        assert!(day_expiry_ms(d, MIN_RETENTION_DAYS - 1) <= last_write);
+        for short in [1, 2] {
+            assert!(day_expiry_ms(d, short) < d.succ().start_ms() + MAX_EVENT_AGE_MS);
+        }
+    }
+
+    #[test]
+    fn deltas_older_than_the_horizon_are_not_sent() {
+        assert_eq!(RETRY_HORIZON_MS, 23 * HOUR_MS);
+        let agg = Aggregator::new();
+        let t0 = 1_764_000_000_000;
+        agg.record("first", t0, Traffic::Valid, &[]);
+        agg.record("later", t0 + 10 * HOUR_MS, Traffic::Valid, &[]);
+        let delta = agg.begin_sync().unwrap();
+        assert_eq!(too_old_to_send(&delta, t0 + RETRY_HORIZON_MS), None);
+        assert_eq!(
+            too_old_to_send(&delta, t0 + RETRY_HORIZON_MS + 1),
+            Some(RETRY_HORIZON_MS + 1),
+            "judged by the oldest batch"
+        );
     }
 }
