@@ -1,4 +1,5 @@
-//! Main-thread time of the SDK while a page of 1,000 observed ads scrolls by,
+//! Main-thread time of the SDK while a page of observed ads (1,000 unless
+//! told) scrolls by,
 //! in a real headless Chromium.
 //!
 //! Method: the fixture page (`fixture.html`) wraps, before the SDK loads,
@@ -51,7 +52,8 @@ window.__started.then(async (startMs) => {
 done(true);
 "#;
 
-pub fn measure(pkg: &Path) -> Result<String> {
+/// Runs the scroll over a page of `ads` ads and reports the SDK's time.
+pub fn measure(pkg: &Path, ads: usize) -> Result<String> {
     if !browser::available() {
         bail!("Chromium and chromedriver are needed: apt-get install -y chromium chromium-driver");
     }
@@ -77,7 +79,7 @@ pub fn measure(pkg: &Path) -> Result<String> {
         .env("RUST_LOG", "warn");
     let edge = Server::start("glimpse-server", cmd)?;
     let b = Browser::start();
-    b.goto(&format!("http://{}/index.html", edge.addr));
+    b.goto(&format!("http://{}/index.html?ads={ads}", edge.addr));
     b.execute_async(SCROLL, vec![]);
     let deadline = Instant::now() + Duration::from_secs(120);
     let result = loop {
@@ -95,16 +97,16 @@ pub fn measure(pkg: &Path) -> Result<String> {
     if let Some(e) = result.get("error") {
         bail!("the page failed: {e}");
     }
-    report(&result).context("reading the page's figures")
+    report(&result, ads).context("reading the page's figures")
 }
 
-fn report(r: &Value) -> Option<String> {
+fn report(r: &Value, ads: usize) -> Option<String> {
     let f = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
     let (before, after) = (&r["before"], &r["after"]);
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "1,000 observed ads (300x250, 4 per row), scrolled top to bottom in {} steps over {:.1} s; SDK start (wasm load + observing every ad) {:.1} ms.\n",
+        "{ads} observed ads (300x250, 4 per row), scrolled top to bottom in {} steps over {:.1} s; SDK start (wasm load + observing every ad) {:.1} ms.\n",
         r["steps"],
         f(&r["scrollMs"]) / 1000.0,
         f(&r["startMs"]),
@@ -119,15 +121,21 @@ fn report(r: &Value) -> Option<String> {
         let ms = f(&a["ms"]) - b["ms"].as_f64().unwrap_or(0.0);
         let _ = writeln!(out, "| {kind} | {calls:.0} | {ms:.1} |");
     }
+    let scrolling_ms = f(&after["ms"]) - f(&before["ms"]);
     let _ = writeln!(
         out,
-        "| all, while scrolling (per 1,000 ads) | {:.0} | {:.1} |",
+        "| all, while scrolling ({ads} ads) | {:.0} | {scrolling_ms:.1} |",
         f(&after["calls"]) - f(&before["calls"]),
-        f(&after["ms"]) - f(&before["ms"]),
     );
     let _ = writeln!(
         out,
-        "| during start-up (observing 1,000 ads) | {:.0} | {:.1} |",
+        "| per scroll step (of {}) | | {:.3} |",
+        r["steps"],
+        scrolling_ms / f(&r["steps"]),
+    );
+    let _ = writeln!(
+        out,
+        "| during start-up (observing {ads} ads) | {:.0} | {:.1} |",
         f(&before["calls"]),
         f(&before["ms"]),
     );

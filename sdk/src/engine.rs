@@ -20,6 +20,8 @@
 //! covered nor visually altered for the whole dwell. That check only adds the
 //! flag: it never changes what is viewable.
 
+use alloc::{string::String, vec::Vec};
+
 /// How often, at most, the browser's occlusion check reports on an element
 /// (IntersectionObserver v2's `delay`; Chromium's minimum). A dwell counts as
 /// vouched for when the check reported the element visible no later than

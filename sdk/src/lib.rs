@@ -3,8 +3,17 @@
 //!
 //! The logic lives in pure modules tested natively ([`engine`], [`queue`],
 //! [`options`]); the browser glue (`web`) exists only on `wasm32`.
+//!
+//! In the wasm the crate is `no_std` (with `alloc`): a panic aborts through
+//! the handler below, so none of std's panic and formatting machinery is
+//! linked, and the wire limits come from [`limits`], not `glimpse-wire`.
+
+#![cfg_attr(target_arch = "wasm32", no_std)]
+
+extern crate alloc;
 
 pub mod engine;
+pub mod limits;
 pub mod options;
 pub mod queue;
 pub mod text;
@@ -16,3 +25,12 @@ mod web;
 #[cfg(target_arch = "wasm32")]
 #[global_allocator]
 static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+
+/// A panic (a bug: the hot paths have none by construction) traps: the call
+/// from JavaScript throws a `RuntimeError`, which the wrapper's methods
+/// catch; nothing formats a message.
+#[cfg(target_arch = "wasm32")]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    core::arch::wasm32::unreachable()
+}

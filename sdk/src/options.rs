@@ -1,8 +1,10 @@
 //! The options of `start`, checked without the browser.
 
+use alloc::string::String;
+
 use crate::engine::Rule;
-use glimpse_wire::ingest::MAX_AD_OR_USER_ID_BYTES;
-use glimpse_wire::MAX_EVENTS_PER_BATCH;
+use crate::limits::MAX_AD_OR_USER_ID_BYTES;
+use crate::limits::MAX_EVENTS_PER_BATCH;
 
 /// Every option of the tracker, with its defaults.
 #[derive(Clone, Debug, PartialEq)]
@@ -76,7 +78,8 @@ impl Options {
         }
         if !(self.max_batch >= 1.0
             && self.max_batch <= MAX_EVENTS_PER_BATCH as f64
-            && self.max_batch.fract() == 0.0)
+            // Whole: in this range the cast truncates exactly.
+            && f64::from(self.max_batch as u32) == self.max_batch)
         {
             return Err("glimpse: `maxBatch` must be a whole number from 1 to 500");
         }

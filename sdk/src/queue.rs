@@ -6,8 +6,12 @@
 //! as sent and resent whole until the edge acknowledges it, so the edge's
 //! `batch_id` dedup makes every retry safe.
 
-use glimpse_wire::ingest::{is_id_byte, MAX_AD_IDS_PER_BATCH, MAX_EVENT_AGE_MS};
-use glimpse_wire::{MAX_BODY_BYTES, MAX_EVENTS_PER_BATCH};
+use alloc::{string::String, vec::Vec};
+
+use crate::limits::{
+    is_id_byte, MAX_AD_IDS_PER_BATCH, MAX_BATCH_OR_EVENT_ID_BYTES, MAX_BODY_BYTES,
+    MAX_EVENTS_PER_BATCH, MAX_EVENT_AGE_MS,
+};
 
 use crate::engine::Impression;
 use crate::text::push_u64;
@@ -143,7 +147,7 @@ impl Batch {
             .strip_prefix(BODY_HEAD)
             .or_else(|| body.strip_prefix(WEBDRIVER_BODY_HEAD))?;
         let (id, tail) = rest.split_once('"')?;
-        let ok = valid_id(id, glimpse_wire::ingest::MAX_BATCH_OR_EVENT_ID_BYTES)
+        let ok = valid_id(id, MAX_BATCH_OR_EVENT_ID_BYTES)
             && tail.starts_with(&BODY_MID[1..])
             && body.ends_with(BODY_TAIL)
             && body.len() <= MAX_BODY_BYTES
@@ -271,7 +275,7 @@ impl Queue {
     /// in flight are dropped.
     pub fn seal(&mut self, now: f64, mut new_id: impl FnMut() -> String) -> usize {
         let mut formed = 0;
-        let pending = std::mem::take(&mut self.pending);
+        let pending = core::mem::take(&mut self.pending);
         let mut events = pending.iter().peekable();
         while events.peek().is_some() {
             let id = new_id();

@@ -1,19 +1,19 @@
 //! Small text helpers that keep the formatting machinery out of the wasm.
 
-/// Appends the decimal form of `n`.
-pub fn push_u64(out: &mut String, mut n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+use alloc::string::String;
+
+/// Appends the decimal form of `n`, with no indexing that could panic.
+pub fn push_u64(out: &mut String, n: u64) {
+    let mut digits = 1;
+    let mut scale = 1u64;
+    while n / scale >= 10 {
+        scale *= 10;
+        digits += 1;
     }
-    for &b in &buf[i..] {
-        out.push(char::from(b));
+    out.reserve(digits);
+    while scale > 0 {
+        out.push(char::from(b'0' + (n / scale % 10) as u8));
+        scale /= 10;
     }
 }
 
@@ -51,7 +51,15 @@ mod tests {
 
     #[test]
     fn decimal() {
-        for n in [0u64, 7, 10, 99, 1_764_000_000_000, u64::MAX] {
+        for n in [
+            0u64,
+            7,
+            10,
+            99,
+            1_764_000_000_000,
+            10_000_000_000_000_000_000,
+            u64::MAX,
+        ] {
             let mut s = String::new();
             push_u64(&mut s, n);
             assert_eq!(s, n.to_string());

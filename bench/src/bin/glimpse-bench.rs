@@ -57,12 +57,15 @@ enum Cmd {
         #[arg(default_value = "sdk/pkg")]
         dir: std::path::PathBuf,
     },
-    /// Main-thread time of the SDK's callbacks while 1,000 observed ads
-    /// scroll by in headless Chromium.
+    /// Main-thread time of the SDK's callbacks while observed ads scroll
+    /// by in headless Chromium.
     SdkMainThread {
         /// The built package directory.
         #[arg(default_value = "sdk/pkg")]
         dir: std::path::PathBuf,
+        /// How many ads the page holds.
+        #[arg(long, default_value_t = 1000)]
+        ads: usize,
     },
 }
 
@@ -71,7 +74,7 @@ fn main() -> ExitCode {
     if let Some(command) = &args.command {
         let result = match command {
             Cmd::Sdk { dir } => glimpse_bench::sdk::sizes(dir),
-            Cmd::SdkMainThread { dir } => glimpse_bench::sdk_main_thread::measure(dir),
+            Cmd::SdkMainThread { dir, ads } => glimpse_bench::sdk_main_thread::measure(dir, *ads),
         };
         return match result {
             Ok(report) => {

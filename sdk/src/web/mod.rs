@@ -17,9 +17,11 @@ mod sending;
 mod slots;
 mod storage;
 mod tabs;
+mod timer;
 
-use std::cell::RefCell;
-use std::rc::{Rc, Weak};
+use alloc::rc::{Rc, Weak};
+use alloc::{string::String, vec, vec::Vec};
+use core::cell::RefCell;
 
 use js_sys::{Function, Promise, Reflect};
 use wasm_bindgen::prelude::*;
@@ -114,6 +116,9 @@ struct Inner {
     /// The page's visibility, focus and lifecycle listeners.
     listeners: Vec<Listener>,
     me: Weak<RefCell<Inner>>,
+    /// The tracker itself while it runs, so it lives on when the page drops
+    /// its handle; `shutdown` lets go.
+    alive: Option<Rc<RefCell<Inner>>>,
 }
 
 /// A running tracker (see `index.d.ts` for the documented API).
@@ -122,8 +127,8 @@ pub struct Tracker {
     inner: Rc<RefCell<Inner>>,
 }
 
-impl std::fmt::Debug for Tracker {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Debug for Tracker {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str("Tracker")
     }
 }
@@ -239,22 +244,18 @@ pub fn start(options: JsValue) -> Result<Tracker, JsError> {
             tabs: Tabs::new(),
             listeners: Vec::new(),
             me: me.clone(),
+            alive: None,
         })
     });
     if let Ok(mut i) = inner.try_borrow_mut() {
+        i.alive = Some(Rc::clone(&inner));
         if i.opts.consent {
             i.boot(&win);
         } else {
             i.log("glimpse: no consent; nothing is stored or sent");
         }
     }
-    ACTIVE.with(|a| a.borrow_mut().push(inner.clone()));
     Ok(Tracker { inner })
-}
-
-thread_local! {
-    /// Running trackers stay alive even when the page drops its handle.
-    static ACTIVE: RefCell<Vec<Rc<RefCell<Inner>>>> = const { RefCell::new(Vec::new()) };
 }
 
 // Every argument arrives as a `JsValue` and is checked here: a type that
@@ -517,12 +518,9 @@ impl Inner {
         }
         self.stopped = true;
         self.halt();
-        let me = self.me.as_ptr();
-        ACTIVE.with(|a| {
-            if let Ok(mut a) = a.try_borrow_mut() {
-                a.retain(|rc| !std::ptr::eq(Rc::as_ptr(rc), me));
-            }
-        });
+        // The caller holds the tracker (its handle, or a callback's
+        // upgraded `Weak`), so this is never the last reference.
+        self.alive = None;
     }
 }
 

@@ -2,12 +2,13 @@
 //! batches, and the pump sends them one at a time by `fetch`, or all at once
 //! by `sendBeacon` as the page hides.
 
-use gloo_timers::callback::{Interval, Timeout};
+use alloc::{string::String, vec::Vec};
 use js_sys::{Array, Function, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{AbortController, RequestCredentials, RequestInit, Response};
 
+use super::timer::Timer;
 use super::{epoch_ms, get, new_batch_id, now, random, then_either, warn, window, with, Inner};
 use crate::queue::{self, classify, parse_retry_after_seconds, Outcome, Queue, REQUEST_TIMEOUT_MS};
 use crate::text::push_u64;
@@ -23,9 +24,9 @@ pub(super) struct Sending {
     /// `flush()` promises to resolve once nothing is due.
     waiters: Vec<Function>,
     /// Fires when the next batch is due.
-    retry: Option<Timeout>,
+    retry: Option<Timer>,
     /// The periodic flush.
-    interval: Option<Interval>,
+    interval: Option<Timer>,
 }
 
 impl Sending {
@@ -87,9 +88,9 @@ fn post(endpoint: &str, body: &str, debug: bool, done: impl FnOnce(Outcome) + 's
     let _ = Reflect::set(&init, &JsValue::from_str("keepalive"), &JsValue::TRUE);
     init.set_credentials(RequestCredentials::Omit);
     // A request that hangs would hold the pump (one send at a time) forever.
-    let timeout = AbortController::new().ok().map(|abort| {
+    let timeout = AbortController::new().ok().and_then(|abort| {
         init.set_signal(Some(&abort.signal()));
-        Timeout::new(REQUEST_TIMEOUT_MS, move || abort.abort())
+        Timer::once(REQUEST_TIMEOUT_MS, move || abort.abort())
     });
     // One function for both outcomes, so it is called exactly once and freed.
     let settle = Closure::once_into_js(move |answer: JsValue| {
@@ -126,9 +127,9 @@ impl Inner {
         let ms = self.opts.flush_interval_ms;
         if ms > 0.0 {
             let m = self.me.clone();
-            self.sending.interval = Some(Interval::new(ms.min(2e9) as u32, move || {
+            self.sending.interval = Timer::every(ms.min(2e9) as u32, move || {
                 with(&m, |i| i.seal());
-            }));
+            });
         }
     }
 
@@ -183,7 +184,7 @@ impl Inner {
         if let Some(due) = self.sending.queue.next_due() {
             let m = self.me.clone();
             let wait = (due - now()).clamp(0.0, 3_600_000.0) as u32 + 1;
-            self.sending.retry = Some(Timeout::new(wait, move || with(&m, |i| i.pump())));
+            self.sending.retry = Timer::once(wait, move || with(&m, |i| i.pump()));
         }
     }
 
@@ -243,7 +244,7 @@ impl Inner {
         if self.stopped {
             return;
         }
-        let out = std::mem::take(&mut self.slots.out);
+        let out = core::mem::take(&mut self.slots.out);
         let mut full = false;
         for imp in &out {
             let s = &mut self.sending;

@@ -15,10 +15,10 @@
 //!   that decides the `verified` flag only.
 //! - A MutationObserver follows slots added and removed, and `data-ad-id`.
 
-use std::cell::RefCell;
-use std::rc::Weak;
+use alloc::rc::Weak;
+use alloc::{string::String, vec, vec::Vec};
+use core::cell::RefCell;
 
-use gloo_timers::callback::Timeout;
 use js_sys::{Array, Object, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -28,10 +28,11 @@ use web_sys::{
     ResizeObserverEntry, Window,
 };
 
+use super::timer::Timer;
 use super::{get, now, page_listener, warn, window, with, Inner, Listener};
 use crate::engine::{window_focused, Engine, Impression, Rule, SlotId, OCCLUSION_DELAY_MS};
+use crate::limits::MAX_AD_OR_USER_ID_BYTES;
 use crate::queue;
-use glimpse_wire::ingest::MAX_AD_OR_USER_ID_BYTES;
 
 /// How often the CSS visibility of a slot in view, not yet viewable, is
 /// sampled: five samples in the one-second dwell.
@@ -221,7 +222,7 @@ pub(super) struct Slots {
     listeners: Vec<Listener>,
     /// Fires at the engine's next dwell deadline, or sooner for the next
     /// sample while the engine watches a slot.
-    timer: Option<Timeout>,
+    timer: Option<Timer>,
     /// When `timer` fires.
     timer_at: f64,
 }
@@ -306,7 +307,7 @@ impl Inner {
             self.opts.rule.large_ratio,
             1.0,
         ];
-        t.sort_by(f64::total_cmp);
+        t.sort_unstable_by(f64::total_cmp);
         t.dedup();
         let thresholds: Array = t.into_iter().map(JsValue::from_f64).collect();
         init.set_threshold(&thresholds);
@@ -359,7 +360,7 @@ impl Inner {
             init.set_child_list(true);
             init.set_subtree(true);
             init.set_attributes(true);
-            let filter: Array = std::iter::once(JsValue::from_str("data-ad-id")).collect();
+            let filter: Array = core::iter::once(JsValue::from_str("data-ad-id")).collect();
             init.set_attribute_filter(&filter);
             let root = self.doc.document_element();
             if let Some(root) = root {
@@ -629,9 +630,10 @@ impl Inner {
             return;
         }
         let m = self.me.clone();
-        let wait = (due - t).clamp(0.0, 3_600_000.0).ceil() as u32 + 1;
+        // Truncated, plus one: the timer fires after the deadline.
+        let wait = (due - t).clamp(0.0, 3_600_000.0) as u32 + 1;
         s.timer_at = due;
-        s.timer = Some(Timeout::new(wait, move || {
+        s.timer = Timer::once(wait, move || {
             with(&m, |i| {
                 i.slots.timer = None;
                 i.sample();
@@ -639,6 +641,6 @@ impl Inner {
                 s.engine.tick(now(), &mut s.out);
                 i.after();
             })
-        }));
+        });
     }
 }

@@ -1,12 +1,14 @@
 //! What the SDK keeps in localStorage: the visitor id, each tab's queue of
 //! batches and heartbeat, all under keys starting `glimpse.`.
 
+use alloc::{string::String, vec::Vec};
+
 use web_sys::{Storage, Window};
 
 use super::{random, window, Inner};
+use crate::limits::MAX_AD_OR_USER_ID_BYTES;
 use crate::queue;
 use crate::text::random_id;
-use glimpse_wire::ingest::MAX_AD_OR_USER_ID_BYTES;
 
 const KEY_PREFIX: &str = "glimpse.";
 /// A tab's queue: this prefix and the tab's id.

@@ -2,16 +2,17 @@
 //! Locks, writes a heartbeat), so another tab can tell when it is gone and
 //! take over the batches it left in storage.
 
-use std::cell::RefCell;
-use std::rc::Rc;
+use alloc::rc::Rc;
+use alloc::{string::String, vec::Vec};
+use core::cell::Cell;
 
-use gloo_timers::callback::Interval;
 use js_sys::{Array, Function, Promise};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::Window;
 
 use super::storage::{sdk_keys, tab_key, BEAT_PREFIX, QUEUE_PREFIX};
+use super::timer::Timer;
 use super::{get, ignore_outcome, now, random, then_either, window, with, Inner};
 use crate::queue;
 use crate::text::{parse_u64, push_u64, random_id};
@@ -23,12 +24,12 @@ const HEARTBEAT_EVERY_MS: u32 = 20_000;
 
 /// The Web Lock that tells other tabs this one is alive; released on drop.
 struct TabLock {
-    release: Rc<RefCell<Option<Function>>>,
+    release: Rc<Cell<Option<Function>>>,
 }
 
 impl Drop for TabLock {
     fn drop(&mut self) {
-        if let Some(f) = self.release.borrow_mut().take() {
+        if let Some(f) = self.release.take() {
             let _ = f.call0(&JsValue::UNDEFINED);
         }
     }
@@ -38,7 +39,7 @@ impl Drop for TabLock {
 pub(super) struct Tabs {
     /// A new random id at each start: names the tab's queue, lock and events.
     pub(super) id: String,
-    heartbeat: Option<Interval>,
+    heartbeat: Option<Timer>,
     lock: Option<TabLock>,
 }
 
@@ -82,9 +83,7 @@ impl Inner {
         let Some((locks, request, query)) = web_locks(win) else {
             self.beat();
             let m = self.me.clone();
-            self.tabs.heartbeat = Some(Interval::new(HEARTBEAT_EVERY_MS, move || {
-                with(&m, |i| i.beat())
-            }));
+            self.tabs.heartbeat = Timer::every(HEARTBEAT_EVERY_MS, move || with(&m, |i| i.beat()));
             self.take_orphans(None);
             return;
         };
@@ -105,7 +104,7 @@ impl Inner {
                         for lock in list.iter() {
                             if let Some(n) = get(&lock, "name").as_string() {
                                 if let Some(tab) = n.strip_prefix(LOCK_PREFIX) {
-                                    live.push(tab.to_string());
+                                    live.push(String::from(tab));
                                 }
                             }
                         }
@@ -132,11 +131,12 @@ impl Inner {
         let Some((locks, request, _)) = window().as_ref().and_then(web_locks) else {
             return;
         };
-        let release = Rc::new(RefCell::new(None::<Function>));
+        // A `Cell`: set once and taken once, with no borrow that could fail.
+        let release = Rc::new(Cell::new(None::<Function>));
         let r = release.clone();
         let hold = Closure::once_into_js(move |_lock: JsValue| -> JsValue {
             Promise::new(&mut |resolve, _| {
-                *r.borrow_mut() = Some(resolve);
+                r.set(Some(resolve));
             })
             .into()
         });

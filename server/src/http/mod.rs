@@ -7,6 +7,7 @@ mod error;
 mod extract;
 mod guard;
 mod ingest;
+mod sdk;
 mod serve;
 mod stats;
 
@@ -14,14 +15,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{header, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{middleware, Json, Router};
 use glimpse_wire::api::Readiness;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::services::{ServeDir, ServeFile};
-use tower_http::set_header::SetResponseHeaderLayer;
 
 pub use auth::Access;
 pub use guard::Guard;
@@ -140,22 +140,7 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed);
     let mut router = Router::new().merge(ingest).merge(stats).merge(health);
     if let Some(dir) = state.sdk_dir.as_ref().filter(|d| d.is_dir()) {
-        let sdk = Router::new()
-            .fallback_service(
-                ServeDir::new(dir)
-                    .call_fallback_on_method_not_allowed(true)
-                    .fallback(not_found_service()),
-            )
-            .layer(SetResponseHeaderLayer::overriding(
-                header::CACHE_CONTROL,
-                HeaderValue::from_static("public, max-age=300"),
-            ))
-            .layer(
-                CorsLayer::new()
-                    .allow_origin(Any)
-                    .allow_methods([Method::GET]),
-            );
-        router = router.nest_service("/sdk", sdk);
+        router = router.nest_service("/sdk", sdk::router(dir));
     }
     if let Some(dir) = state.www_dir.as_ref().filter(|d| d.is_dir()) {
         router = router

@@ -399,8 +399,12 @@ fn sdk_without_wasm(dir: &Path) -> std::path::PathBuf {
     let pkg = browser::sdk_pkg();
     let broken = dir.join("sdk-without-wasm");
     std::fs::create_dir_all(&broken).unwrap();
-    for name in ["index.js", "glimpse.js", "glimpse_sdk.js"] {
-        std::fs::copy(pkg.join(name), broken.join(name)).unwrap();
+    for entry in std::fs::read_dir(&pkg).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy();
+        if name.ends_with(".js") {
+            std::fs::copy(&path, broken.join(&*name)).unwrap();
+        }
     }
     broken
 }

@@ -1,0 +1,54 @@
+//! Timers (`setTimeout`, `setInterval`), cleared on drop. Every timer shares
+//! one closure type, since each closure type costs its own glue in the wasm.
+
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+
+use super::window;
+
+/// A pending timeout or a running interval.
+pub(super) struct Timer {
+    handle: i32,
+    _cb: Closure<dyn FnMut()>,
+}
+
+impl Timer {
+    /// Runs `f` once, after `ms`; `None` without a window.
+    pub(super) fn once(ms: u32, f: impl FnOnce() + 'static) -> Option<Timer> {
+        let mut f = Some(f);
+        Timer::start(ms, false, move || {
+            if let Some(f) = f.take() {
+                f();
+            }
+        })
+    }
+
+    /// Runs `f` every `ms`; `None` without a window.
+    pub(super) fn every(ms: u32, f: impl FnMut() + 'static) -> Option<Timer> {
+        Timer::start(ms, true, f)
+    }
+
+    fn start(ms: u32, repeat: bool, f: impl FnMut() + 'static) -> Option<Timer> {
+        let win = window()?;
+        let cb = Closure::<dyn FnMut()>::new(f);
+        let ms = ms.min(i32::MAX as u32) as i32;
+        let f = cb.as_ref().unchecked_ref();
+        let handle = if repeat {
+            win.set_interval_with_callback_and_timeout_and_arguments_0(f, ms)
+        } else {
+            win.set_timeout_with_callback_and_timeout_and_arguments_0(f, ms)
+        }
+        .ok()?;
+        Some(Timer { handle, _cb: cb })
+    }
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        // Timeouts and intervals share one list of timers, which
+        // `clearTimeout` clears either from (HTML, timers).
+        if let Some(win) = window() {
+            win.clear_timeout_with_handle(self.handle);
+        }
+    }
+}
