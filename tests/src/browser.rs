@@ -279,13 +279,16 @@ impl std::fmt::Display for Engine {
 /// function, so libtest reports `the_test::chromium`, `the_test::firefox`
 /// and `the_test::webkit` and a failure names its engine.
 ///
-/// ```ignore
+/// ```no_run
+/// use glimpse_tests::browser::Browser;
+///
 /// glimpse_tests::in_every_engine! {
 ///     fn counts_an_ad(engine) {
 ///         let b = Browser::start_in(engine);
-///         // ...
+///         b.goto("http://127.0.0.1:8080/ads.html");
 ///     }
 /// }
+/// # fn main() {}
 /// ```
 #[macro_export]
 macro_rules! in_every_engine {
