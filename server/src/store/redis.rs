@@ -27,7 +27,9 @@
 //! sequence numbers, and the ledgers would skip its new counts as applied
 //! ([`StoreError::Restored`]).
 //!
-//! Reads never write: stats read each (ad, day) with the script `read.lua`,
+//! Reads never write, but for one thing: listing a day's ads (`ads.lua`, a
+//! sorted set read by the key's prefix with `ZRANGEBYLEX`) first folds in
+//! the plain set an earlier version kept for that day, once. Stats read each (ad, day) with the script `read.lua`,
 //! which answers the day's sketch and counters together with this edge's
 //! entry in the day's ledger, atomically: the mark of which of this edge's
 //! deltas the counts hold, so stats add exactly the pending ones they do not
@@ -258,13 +260,16 @@ pub struct RedisStore {
     boot_recorded: AtomicBool,
     /// `read.lua`: one (ad, day) and this edge's ledger entry, atomically.
     read_script: Script,
+    /// `ads.lua`: adds to and reads a day's ad index.
+    ads_script: Script,
     retention_days: u32,
     target: String,
     days_cache: ReadCache<(String, u32, u32), StoredDays>,
-    ads_cache: ReadCache<(u32, u32), Vec<String>>,
+    /// Ad listings by (range, the scope's prefixes).
+    ads_cache: ReadCache<(u32, u32, Vec<String>), Vec<String>>,
     /// The batch ids this edge has synced, for ingest's duplicate check.
     seen: SeenIndex,
-    /// (ad, day)s known to be in their day's ad set, at most
+    /// (ad, day)s known to be in their day's ad index, at most
     /// [`INDEXED_MAX_KEYS`]: past that an (ad, day) is added to its set
     /// again at each sync (harmless), so the edge's memory does not grow
     /// with the number of distinct ads.
@@ -339,6 +344,7 @@ impl RedisStore {
             boot_nonce: rand::random(),
             boot_recorded: AtomicBool::new(false),
             read_script: Script::new(include_str!("redis/read.lua")),
+            ads_script: Script::new(include_str!("redis/ads.lua")),
             retention_days: options.retention_days,
             target,
             days_cache: ReadCache::new(options.stats_cache),
@@ -471,28 +477,46 @@ impl RedisStore {
         Ok(not_owned.into_iter().flatten().collect())
     }
 
-    async fn index_ad(&self, ad_id: String, day: Day) -> Result<(), StoreError> {
-        let key = self.keys.ads_of_day(day);
-        let mut pipe = redis::pipe();
-        pipe.sadd(&key, &ad_id)
-            .ignore()
-            .pexpire_at(&key, plan::day_expiry_ms(day, self.retention_days))
-            .ignore();
+    /// Adds `ad_ids` to `day`'s ad index, in one call of `ads.lua`.
+    async fn index_day(&self, day: Day, ad_ids: Vec<String>) -> Result<(), StoreError> {
+        let mut call = self.ads_script.prepare_invoke();
+        call.key(self.keys.ads_of_day(day))
+            .key(self.keys.old_ads_of_day(day))
+            .arg("add")
+            .arg(plan::day_expiry_ms(day, self.retention_days));
+        for ad_id in &ad_ids {
+            call.arg(ad_id);
+        }
         let mut conn = self.conn.clone();
-        let () = pipe
-            .query_async(&mut conn)
+        let _: i64 = call
+            .invoke_async(&mut conn)
             .await
             .map_err(|e| unavailable("indexing the day's ads", e))?;
         let mut indexed = self.indexed.lock();
-        if indexed.len() < INDEXED_MAX_KEYS {
+        for ad_id in ad_ids {
+            if indexed.len() >= INDEXED_MAX_KEYS {
+                break;
+            }
             indexed.insert((ad_id, day));
         }
         Ok(())
     }
 
-    async fn day_ads(&self, day: Day) -> Result<Vec<String>, StoreError> {
-        let cmd = redis::Cmd::smembers(self.keys.ads_of_day(day));
-        self.query("listing the day's ads", &cmd).await
+    /// The ids of `day`'s ads under each of `prefixes` (every ad for the
+    /// empty prefix), read by range from the day's index.
+    async fn day_ads(&self, day: Day, prefixes: &[String]) -> Result<Vec<String>, StoreError> {
+        let mut call = self.ads_script.prepare_invoke();
+        call.key(self.keys.ads_of_day(day))
+            .key(self.keys.old_ads_of_day(day))
+            .arg("list");
+        for prefix in prefixes {
+            let (min, max) = keys::lex_range(prefix);
+            call.arg(min).arg(max);
+        }
+        let mut conn = self.conn.clone();
+        call.invoke_async(&mut conn)
+            .await
+            .map_err(|e| unavailable("listing the day's ads", e))
     }
 
     /// One (ad, day) and the last of this edge's deltas it holds (its
@@ -619,11 +643,13 @@ impl Store for RedisStore {
         range: DayRange,
         scope: &Scope,
     ) -> Result<Vec<String>, StoreError> {
-        // A day's ad set cannot be read by prefix: the (cached) list of the
-        // range is read whole, and only its ids are filtered.
-        let mut ads = self.ads_in_range_cached(range).await?;
-        ads.retain(|id| scope.allows(id));
-        Ok(ads)
+        // Each prefix of the scope is a range of each day's index; every ad
+        // is the empty prefix.
+        let prefixes = match scope {
+            Scope::All => vec![String::new()],
+            Scope::Prefixes(prefixes) => prefixes.clone(),
+        };
+        self.ads_in_range_cached(range, prefixes).await
     }
 
     async fn batch_seen(&self, batch_id: &str) -> Result<bool, StoreError> {
@@ -718,9 +744,13 @@ impl RedisStore {
                 .filter(|k| !indexed.contains(k))
                 .collect()
         };
-        let mut index: Vec<BoxFuture<'_, Result<(), StoreError>>> = Vec::new();
+        let mut by_day: HashMap<Day, Vec<String>> = HashMap::new();
         for (ad_id, day) in unindexed {
-            index.push(self.index_ad(ad_id, day).boxed());
+            by_day.entry(day).or_default().push(ad_id);
+        }
+        let mut index: Vec<BoxFuture<'_, Result<(), StoreError>>> = Vec::new();
+        for (day, ad_ids) in by_day {
+            index.push(self.index_day(day, ad_ids).boxed());
         }
         run_all(index, SYNC_CONCURRENCY).await?;
 
@@ -776,14 +806,20 @@ impl RedisStore {
         Ok(stored)
     }
 
-    async fn ads_in_range_cached(&self, range: DayRange) -> Result<Vec<String>, StoreError> {
-        let cache_key = range_key(range);
+    async fn ads_in_range_cached(
+        &self,
+        range: DayRange,
+        prefixes: Vec<String>,
+    ) -> Result<Vec<String>, StoreError> {
+        let (from, to) = range_key(range);
+        let cache_key = (from, to, prefixes);
         if let Some(ads) = self.ads_cache.get(&cache_key) {
             return Ok(ads);
         }
         let generation = self.ads_cache.generation();
+        let prefixes = &cache_key.2;
         let per_day: Vec<Vec<String>> = futures_util::stream::iter(range.days())
-            .map(|day| self.day_ads(day))
+            .map(|day| self.day_ads(day, prefixes))
             .buffered(READ_CONCURRENCY)
             .try_collect()
             .await?;

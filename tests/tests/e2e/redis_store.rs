@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use glimpse_tests::edge::{redis_flags, Edge};
-use glimpse_tests::redis::RedisServer;
+use glimpse_tests::redis::{RedisServer, Reply};
 use glimpse_wire::api::{AdsResponse, StatsResponse, UniqueVisitorsResponse};
 
 use crate::load::{
@@ -433,4 +433,135 @@ fn verified_impressions_count_once_through_a_replay_and_retries() {
     let ads: AdsResponse = c.get_json(&format!("/v1/ads?from={day}&to={day}"));
     assert_eq!(ads.ads[0].verified, verified);
     assert!(c.terminate().success());
+}
+
+/// `GET /v1/ads` reads a key's ads by prefix from each day's sorted-set
+/// index, and folds in the plain sets earlier versions kept (written here
+/// by hand, as an edge of that version would, before and after the new
+/// edge starts: a rolling upgrade). A key that reads a few ads of a day of
+/// 10,000 costs Redis a few ids' worth of output, not the day's.
+#[test]
+fn ad_listing_reads_by_prefix_and_folds_in_old_day_sets() {
+    let redis = RedisServer::start();
+    let now = now_ms();
+    let (today, yesterday) = (day_of(now), day_of(now - 86_400_000));
+    let old_set = |day: &str| format!("glimpse:ads:{{{day}}}");
+    let index = |day: &str| format!("glimpse:adz:{{{day}}}");
+    let mut conn = redis.connect();
+    for (day, ads) in [
+        (&today, ["acme-old", "globex-old"]),
+        (&yesterday, ["acme-y", "globex-y"]),
+    ] {
+        let key = old_set(day);
+        conn.cmd(&["SADD", &key, ads[0], ads[1]]).int();
+        conn.cmd(&["PEXPIRE", &key, "259200000"]).int();
+    }
+    let bulk: Vec<String> = (0..10_000).map(|i| format!("zz-bulk-{i:05}")).collect();
+    let mut sadd = vec!["SADD".to_owned(), old_set(&today)];
+    sadd.extend(bulk.iter().cloned());
+    assert_eq!(conn.cmd(&sadd).int(), 10_000);
+
+    let dir = tempfile::tempdir().unwrap();
+    let keys_file = dir.path().join("keys.txt");
+    std::fs::write(
+        &keys_file,
+        "acme-reader-key-0001 acme-\nall-reader-key-00001 *\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let keys_arg = keys_file.to_str().unwrap();
+    let edge = edge_on(
+        &redis.url(),
+        &data,
+        &["--api-keys-file", keys_arg, "--stats-cache", "0s"],
+    );
+    let events: Vec<String> = ["acme-new", "globex-new"]
+        .iter()
+        .enumerate()
+        .map(|(i, ad)| {
+            format!(
+                r#"{{"id":"e{i}","ad_id":"{ad}","user_id":"u{i}","kind":"measurable","ts":{now}}}"#
+            )
+        })
+        .collect();
+    let body = format!(
+        r#"{{"batch_id":"listing-1","events":[{}]}}"#,
+        events.join(",")
+    );
+    assert_eq!(edge.post_batch(&body).0, 202);
+    wait_for(
+        SYNC_DEADLINE,
+        "the new ads in today's index",
+        || conn.cmd(&["ZSCORE", &index(&today), "globex-new"]),
+        |score| matches!(score, Reply::Bulk(Some(_))),
+    );
+
+    let list = |key: &str| -> Vec<String> {
+        let path = format!("/v1/ads?from={yesterday}&to={today}");
+        let auth = format!("Bearer {key}");
+        let (status, text) = edge
+            .get_with_headers(&path, &[("Authorization", &auth)])
+            .unwrap();
+        assert_eq!(status, 200, "{text}");
+        let ads: AdsResponse = serde_json::from_str(&text).unwrap();
+        ads.ads.into_iter().map(|a| a.ad_id).collect()
+    };
+    assert_eq!(
+        list("acme-reader-key-0001"),
+        ["acme-new", "acme-old", "acme-y"]
+    );
+    let all = list("all-reader-key-00001");
+    assert_eq!(
+        all[..7],
+        [
+            "acme-new",
+            "acme-old",
+            "acme-y",
+            "globex-new",
+            "globex-old",
+            "globex-y",
+            &bulk[0]
+        ]
+    );
+    let output_bytes = |conn: &mut glimpse_tests::redis::Conn| -> i64 {
+        let info = conn.cmd(&["INFO", "stats"]);
+        let info = String::from_utf8_lossy(info.bytes()).into_owned();
+        info.lines()
+            .find_map(|l| {
+                l.strip_prefix("total_net_output_bytes:")?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("no total_net_output_bytes in {info}"))
+    };
+    let before = output_bytes(&mut conn);
+    assert_eq!(
+        list("acme-reader-key-0001"),
+        ["acme-new", "acme-old", "acme-y"]
+    );
+    let sent = output_bytes(&mut conn) - before;
+    // The day's ids alone are 170,000 bytes; the answer is three ids, plus
+    // the reply to the first INFO.
+    assert!(sent < 20_000, "Redis sent {sent} bytes for a 3-ad listing");
+    // Both old sets are now part of their day's index, which kept the
+    // day's expiry.
+    for day in [&today, &yesterday] {
+        assert_eq!(conn.cmd(&["EXISTS", &old_set(day)]).int(), 0, "{day}");
+        assert_eq!(
+            conn.cmd(&["TYPE", &index(day)]),
+            Reply::Status("zset".into()),
+            "{day}"
+        );
+        assert!(conn.cmd(&["PTTL", &index(day)]).int() > 0, "{day}");
+    }
+
+    // An edge of the old version adds to the old set again.
+    conn.cmd(&["SADD", &old_set(&today), "acme-late"]).int();
+    assert_eq!(
+        list("acme-reader-key-0001"),
+        ["acme-late", "acme-new", "acme-old", "acme-y"]
+    );
+    assert!(edge.terminate().success());
 }

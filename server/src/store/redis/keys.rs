@@ -82,8 +82,17 @@ impl Keys {
         }
     }
 
-    /// `<prefix>ads:{<YYYY-MM-DD>}`: set of the ad ids with data that day.
+    /// `<prefix>adz:{<YYYY-MM-DD>}`: the ad ids with data that day, a
+    /// sorted set whose members all score 0, read by prefix with
+    /// `ZRANGEBYLEX` (`ads.lua`).
     pub fn ads_of_day(&self, day: Day) -> String {
+        format!("{}adz:{{{day}}}", self.prefix)
+    }
+
+    /// `<prefix>ads:{<YYYY-MM-DD>}`: the same ids as a plain set, the
+    /// layout of earlier versions; in the slot of [`Self::ads_of_day`], so
+    /// `ads.lua` folds it into the sorted set where it finds one.
+    pub fn old_ads_of_day(&self, day: Day) -> String {
         format!("{}ads:{{{day}}}", self.prefix)
     }
 
@@ -105,6 +114,21 @@ impl Keys {
 /// Field of the ledger hash holding an edge's last applied step.
 pub fn edge_field(edge_id: &str) -> String {
     format!("s:{edge_id}")
+}
+
+/// The `ZRANGEBYLEX` bounds of the ids that start with `prefix`, every id
+/// for the empty prefix. Ids are ASCII, so each id under the prefix sorts
+/// below the prefix followed by byte 0xFF.
+pub fn lex_range(prefix: &str) -> (Vec<u8>, Vec<u8>) {
+    if prefix.is_empty() {
+        return (b"-".to_vec(), b"+".to_vec());
+    }
+    let mut min = b"[".to_vec();
+    min.extend_from_slice(prefix.as_bytes());
+    let mut max = b"(".to_vec();
+    max.extend_from_slice(prefix.as_bytes());
+    max.push(0xFF);
+    (min, max)
 }
 
 /// Redis Cluster's slot of a key (CRC16/XMODEM of the hash tag, mod 16384):
@@ -145,6 +169,23 @@ mod tests {
     }
 
     #[test]
+    fn lex_ranges_cover_exactly_a_prefix() {
+        assert_eq!(lex_range(""), (b"-".to_vec(), b"+".to_vec()));
+        let (min, max) = lex_range("acme-");
+        assert_eq!(min, b"[acme-");
+        assert_eq!(max, b"(acme-\xFF");
+        // Every id byte sorts below 0xFF, and nothing outside the prefix
+        // falls between the bounds.
+        let inside = |id: &str| id.as_bytes() >= &min[1..] && id.as_bytes() < &max[1..];
+        for id in ["acme-", "acme-1", "acme-zzz~", "acme-~~~"] {
+            assert!(inside(id), "{id}");
+        }
+        for id in ["acme", "acmf", "acme_1", "b", ""] {
+            assert!(!inside(id), "{id}");
+        }
+    }
+
+    #[test]
     fn names_follow_the_schema() {
         let keys = Keys::new("glimpse:").unwrap();
         let d = day("2026-11-25");
@@ -152,7 +193,9 @@ mod tests {
         assert_eq!(keys.counters("ad42", d), "glimpse:n:{ad42:2026-11-25}");
         assert_eq!(keys.ledger("ad42", d), "glimpse:x:{ad42:2026-11-25}");
         assert_eq!(keys.scratch("ad42", d), "glimpse:tmp:{ad42:2026-11-25}");
-        assert_eq!(keys.ads_of_day(d), "glimpse:ads:{2026-11-25}");
+        assert_eq!(keys.ads_of_day(d), "glimpse:adz:{2026-11-25}");
+        assert_eq!(keys.old_ads_of_day(d), "glimpse:ads:{2026-11-25}");
+        assert_eq!(slot(&keys.ads_of_day(d)), slot(&keys.old_ads_of_day(d)));
         assert_eq!(keys.batch_claim("b-1"), "glimpse:batch:b-1");
         assert_eq!(keys.edge_boot("e-1"), "glimpse:boot:e-1");
         assert_eq!(edge_field("e1"), "s:e1");
