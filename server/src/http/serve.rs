@@ -3,6 +3,11 @@
 //! that is how long a request head (request line and headers) may take to
 //! arrive: a client that trickles header bytes is cut off at the bound
 //! instead of holding a socket and a task for as long as it likes.
+//!
+//! The edge speaks HTTP/1.1 only. Browsers speak HTTP/2 over TLS alone, so
+//! they reach an edge through the proxy or CDN that ends TLS, and those
+//! talk HTTP/1.1 to their origins; cleartext HTTP/2 (h2c) would serve no
+//! client and has no bound on how long a stream's headers may take.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -12,8 +17,8 @@ use axum::extract::ConnectInfo;
 use axum::http::Request;
 use axum::Router;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
@@ -27,7 +32,7 @@ const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// (`ConnectInfo`), until `shutdown` resolves; then stops accepting and
 /// waits for the connections to finish what they are answering.
 ///
-/// HTTP/1 request heads must arrive within `header_read_timeout`, counted
+/// Request heads must arrive within `header_read_timeout`, counted
 /// from the first byte a request may start with: a connection that has not
 /// sent a whole head by then is closed, and so is a keep-alive connection
 /// idle that long between requests.
@@ -37,9 +42,8 @@ pub(crate) async fn serve(
     header_read_timeout: Duration,
     shutdown: impl Future<Output = ()>,
 ) {
-    let mut builder = Builder::new(TokioExecutor::new());
+    let mut builder = http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(header_read_timeout);
     let graceful = GracefulShutdown::new();
@@ -64,9 +68,8 @@ pub(crate) async fn serve(
                     .insert(ConnectInfo::<SocketAddr>(peer));
                 request
             });
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
-            .into_owned();
+        let connection =
+            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = connection.await {

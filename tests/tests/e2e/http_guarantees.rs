@@ -224,6 +224,39 @@ fn slow_request_heads_are_cut_off() {
     assert_eq!(status, 200);
 }
 
+/// Cleartext HTTP/2 (prior knowledge) is not spoken: its streams' headers
+/// would have no time bound. An h2c client that sends the preface and then
+/// nothing is answered in HTTP/1.1 and closed, not held open.
+#[test]
+fn cleartext_http2_is_refused_not_held_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let edge = Edge::start(dir.path(), &["--header-read-timeout", "2s"]);
+    let addr = edge.base_url.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(addr).expect("connect to the edge");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    // The connection preface, then an empty SETTINGS frame.
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .unwrap();
+    let mut answer = Vec::new();
+    let read = stream.read_to_end(&mut answer);
+    assert!(
+        read.is_ok(),
+        "the connection was still open after 15 s ({read:?}); it had answered {:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    // An HTTP/2 server's first bytes are its own SETTINGS frame.
+    assert!(
+        answer.is_empty() || answer.starts_with(b"HTTP/1.1 "),
+        "answered {:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    let (status, _) = edge.get_raw("/healthz").unwrap();
+    assert_eq!(status, 200);
+}
+
 /// Asserts that an answer anyone may get shows nothing of the edge's
 /// insides: no path of its data directory, no OS or store error text.
 fn assert_no_internals(body: &str, data_dir: &std::path::Path, what: &str) {
