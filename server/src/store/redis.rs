@@ -679,6 +679,7 @@ impl Store for RedisStore {
         match reply.as_slice() {
             [1] => {
                 self.boot_recorded.store(true, Ordering::Release);
+                self.warn_if_evicting().await;
                 Ok(())
             }
             [0, held] => Err(StoreError::Restored(format!(
@@ -697,6 +698,31 @@ impl Store for RedisStore {
 }
 
 impl RedisStore {
+    /// Says so in the log, once per start, when Redis may evict keys: an
+    /// evicted counter is a lost count, and an evicted boot key would let a
+    /// restored data directory through. (Without persistence a restart
+    /// loses the ledgers along with the boot keys, so nothing is skipped
+    /// then: the counts themselves are what is lost.)
+    async fn warn_if_evicting(&self) {
+        let info: Result<String, StoreError> = self
+            .query(
+                "reading Redis's memory policy",
+                redis::cmd("INFO").arg("memory"),
+            )
+            .await;
+        match info.as_deref().map(eviction_policy) {
+            Ok(Some(policy)) if policy != "noeviction" => tracing::warn!(
+                target = %self.target,
+                policy,
+                "Redis evicts keys under memory pressure (maxmemory-policy {policy}): counts, \
+                 claims and boot records can be lost; set maxmemory-policy noeviction"
+            ),
+            Ok(_) => {}
+            // A Redis that hides INFO, or a cluster answering per node.
+            Err(e) => tracing::debug!(error = %e, "could not read Redis's memory policy"),
+        }
+    }
+
     async fn apply_delta(&self, delta: &Delta, now_ms: i64) -> Result<(), StoreError> {
         // The aggregator numbers deltas with the boot counter in the high
         // bits (`identity::sequence`), the same number after a replay from
@@ -832,9 +858,27 @@ impl RedisStore {
     }
 }
 
+/// The `maxmemory_policy` of an `INFO memory` answer.
+fn eviction_policy(info: &str) -> Option<&str> {
+    info.lines()
+        .find_map(|line| line.strip_prefix("maxmemory_policy:"))
+        .map(str::trim)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_eviction_policy_is_read_from_info() {
+        let info = "# Memory\r\nused_memory:1024\r\nmaxmemory_policy:allkeys-lru\r\n";
+        assert_eq!(eviction_policy(info), Some("allkeys-lru"));
+        assert_eq!(
+            eviction_policy("maxmemory_policy:noeviction"),
+            Some("noeviction")
+        );
+        assert_eq!(eviction_policy("# Memory\r\n"), None);
+    }
 
     #[test]
     fn urls_are_shown_without_credentials() {
