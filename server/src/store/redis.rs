@@ -1,9 +1,11 @@
 //! The Redis store: many edges share one Redis or Redis Cluster.
 //!
 //! Each sync of the in-flight [`Delta`] has two phases. First it *claims*
-//! each of the delta's batches with one `SET batch:<id> <edge>:<seq> NX GET`
-//! (pipelined): a batch already claimed by another edge or delta is not
-//! counted again. Then it runs one *step* per (ad, day) ([`plan`]): one call
+//! each of the delta's batches: one call of `claims.lua` per shard of the
+//! batch ids looks each id up in the shard's claim hashes of the last 72 h
+//! and writes `<edge>:<seq>` for the ones no one holds (a few commands per
+//! call, whatever the number of batches): a batch already claimed by
+//! another edge or delta is not counted again. Then it runs one *step* per (ad, day) ([`plan`]): one call
 //! of the Lua script `apply.lua`, atomic on the Redis side and confined to
 //! the (ad, day)'s hash slot, which merges the edge's sketch into the day's
 //! HyperLogLog (SET a scratch key, PFMERGE), adds the counters of the owned
@@ -72,8 +74,9 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Script calls (one per (ad, day)) in flight at once during a sync.
 const SYNC_CONCURRENCY: usize = 32;
-/// Most batch claims in one pipeline.
-const CLAIMS_PER_PIPELINE: usize = 512;
+/// Most batch ids in one call of `claims.lua`: Lua's `unpack` takes a few
+/// thousand values, and one call should not hold Redis for long.
+const CLAIMS_PER_CALL: usize = 1000;
 /// Reads in flight at once for one stats answer.
 const READ_CONCURRENCY: usize = 64;
 /// Cached stats, counted in days of data, before the cache is emptied.
@@ -258,6 +261,8 @@ pub struct RedisStore {
     /// Set once `boot.lua` has recorded this start: nothing is written
     /// before.
     boot_recorded: AtomicBool,
+    /// `claims.lua`: a sync's claims of one shard.
+    claims_script: Script,
     /// `read.lua`: one (ad, day) and this edge's ledger entry, atomically.
     read_script: Script,
     /// `ads.lua`: adds to and reads a day's ad index.
@@ -343,6 +348,7 @@ impl RedisStore {
             boot: options.boot,
             boot_nonce: rand::random(),
             boot_recorded: AtomicBool::new(false),
+            claims_script: Script::new(include_str!("redis/claims.lua")),
             read_script: Script::new(include_str!("redis/read.lua")),
             ads_script: Script::new(include_str!("redis/ads.lua")),
             retention_days: options.retention_days,
@@ -403,71 +409,58 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Claims `ids` (one slot's worth on a cluster) for the delta whose
-    /// claim value is `ours`; answers the ids this delta does not own.
-    async fn claim_group<'a>(
+    /// Claims `ids`, all of `shard`, for the delta whose claim value is
+    /// `ours`, at the edge's time `now_ms`, with one call of `claims.lua`;
+    /// answers the ids this delta does not own.
+    async fn claim_shard<'a>(
         &self,
+        shard: u16,
         ids: &[&'a str],
         ours: &str,
+        now_ms: i64,
     ) -> Result<Vec<&'a str>, StoreError> {
-        let mut pipe = redis::pipe();
+        let windows = plan::CLAIMS;
+        let mut call = self.claims_script.prepare_invoke();
+        for window in windows.to_check(now_ms) {
+            call.key(self.keys.claims(shard, window));
+        }
+        call.arg(ours)
+            .arg(windows.expiry_ms(windows.window(now_ms)));
         for id in ids {
-            pipe.cmd("SET")
-                .arg(self.keys.batch_claim(id))
-                .arg(ours)
-                .arg("NX")
-                .arg("GET")
-                .arg("PX")
-                .arg(plan::CLAIM_LIFETIME_MS);
+            call.arg(*id);
         }
         let mut conn = self.conn.clone();
-        let previous: Vec<Option<String>> = pipe
-            .query_async(&mut conn)
+        let taken: Vec<String> = call
+            .invoke_async(&mut conn)
             .await
             .map_err(|e| unavailable("claiming batches", e))?;
-        if previous.len() != ids.len() {
-            return Err(StoreError::Corrupt(format!(
-                "{} replies to {} batch claims",
-                previous.len(),
-                ids.len()
-            )));
-        }
+        let taken: HashSet<&str> = taken.iter().map(String::as_str).collect();
         Ok(ids
             .iter()
-            .zip(&previous)
-            .filter(|(_, prev)| !plan::owns_claim(prev.as_deref(), ours))
-            .map(|(id, _)| *id)
+            .copied()
+            .filter(|id| taken.contains(id))
             .collect())
     }
 
     /// Phase 1 of a sync: claims every batch of the delta that needs a
-    /// claim; answers those another edge or delta holds.
+    /// claim, one script call per shard (and per [`CLAIMS_PER_CALL`] ids);
+    /// answers those another edge or delta holds.
     async fn claim_batches<'a>(
         &self,
         delta: &'a Delta,
         seq: u64,
+        now_ms: i64,
     ) -> Result<HashSet<&'a str>, StoreError> {
         let ours = plan::claim_value(&self.edge_id, seq);
-        let ids = plan::claims(delta);
-        // A cluster pipeline must stay in one slot.
-        let groups: Vec<Vec<&str>> = match self.conn {
-            Conn::Single(_) => vec![ids],
-            Conn::Cluster(_) => {
-                let mut by_slot: HashMap<u16, Vec<&str>> = HashMap::new();
-                for id in ids {
-                    by_slot
-                        .entry(keys::slot(&self.keys.batch_claim(id)))
-                        .or_default()
-                        .push(id);
-                }
-                by_slot.into_values().collect()
-            }
-        };
+        let mut by_shard: HashMap<u16, Vec<&str>> = HashMap::new();
+        for id in plan::claims(delta) {
+            by_shard.entry(plan::claim_shard(id)).or_default().push(id);
+        }
         let ours = ours.as_str();
         let mut jobs: Vec<BoxFuture<'_, Result<Vec<&'a str>, StoreError>>> = Vec::new();
-        for group in &groups {
-            for chunk in group.chunks(CLAIMS_PER_PIPELINE) {
-                jobs.push(self.claim_group(chunk, ours).boxed());
+        for (shard, ids) in &by_shard {
+            for chunk in ids.chunks(CLAIMS_PER_CALL) {
+                jobs.push(self.claim_shard(*shard, chunk, ours, now_ms).boxed());
             }
         }
         let not_owned: Vec<Vec<&str>> = futures_util::stream::iter(jobs)
@@ -746,7 +739,7 @@ impl RedisStore {
         }
         // Phase 1: claim the delta's batches; phase 2: apply the counters of
         // the owned ones, and every sketch.
-        let not_owned = self.claim_batches(delta, seq).await?;
+        let not_owned = self.claim_batches(delta, seq, now_ms).await?;
         if !not_owned.is_empty() {
             tracing::debug!(
                 batches = not_owned.len(),

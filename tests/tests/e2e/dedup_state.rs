@@ -6,25 +6,19 @@
 use std::time::Duration;
 
 use glimpse_tests::edge::{redis_flags, Edge};
-use glimpse_tests::redis::{RedisServer, Reply};
+use glimpse_tests::redis::RedisServer;
 use serde_json::json;
 
-use crate::load::{counters, counters_key, day_of, now_ms, wait_for};
+use crate::load::{batch_claims, counters, counters_key, day_of, now_ms, wait_for};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 const AD: &str = "ad-dedup-state";
 const REJECTED_BATCHES: usize = 20;
 const SINGLE_IMPRESSIONS: usize = 5;
 
-/// The names of the claims in Redis.
+/// The batch ids claimed in Redis.
 fn claims(redis: &RedisServer) -> Vec<String> {
-    match redis.cmd(&[b"KEYS", b"glimpse:batch:*"]) {
-        Reply::Array(Some(keys)) => keys
-            .iter()
-            .map(|k| String::from_utf8_lossy(k.bytes()).into_owned())
-            .collect(),
-        other => panic!("KEYS: {other}"),
-    }
+    batch_claims(&mut redis.connect()).into_keys().collect()
 }
 
 #[test]
@@ -68,5 +62,5 @@ fn only_batches_that_counted_leave_a_claim_in_redis() {
         || counters(&mut conn, &key),
         |c| *c == ((SINGLE_IMPRESSIONS + 1) as u64, SINGLE_IMPRESSIONS as u64),
     );
-    assert_eq!(claims(&redis), ["glimpse:batch:counted"]);
+    assert_eq!(claims(&redis), ["counted"]);
 }

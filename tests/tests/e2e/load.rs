@@ -250,6 +250,27 @@ pub fn uv_key(ad_id: &str, day: &str) -> String {
     format!("glimpse:uv:{{{ad_id}:{day}}}")
 }
 
+/// Every batch claim in Redis, `batch_id -> <edge_id>:<seq>`, with the
+/// claim hash that holds it (`glimpse:claims:{c<shard>}:<window>`).
+pub fn batch_claims(conn: &mut Conn) -> BTreeMap<String, (String, String)> {
+    let keys = match conn.cmd(&["KEYS", "glimpse:claims:*"]) {
+        Reply::Array(Some(keys)) => keys,
+        other => panic!("KEYS: {other}"),
+    };
+    let mut claims = BTreeMap::new();
+    for key in keys {
+        let key = String::from_utf8_lossy(key.bytes()).into_owned();
+        let Reply::Array(Some(fields)) = conn.cmd(&["HGETALL", &key]) else {
+            panic!("HGETALL {key}: not a hash");
+        };
+        for pair in fields.chunks(2) {
+            let text = |r: &Reply| String::from_utf8_lossy(r.bytes()).into_owned();
+            claims.insert(text(&pair[0]), (text(&pair[1]), key.clone()));
+        }
+    }
+    claims
+}
+
 pub fn counters_key(ad_id: &str, day: &str) -> String {
     format!("glimpse:n:{{{ad_id}:{day}}}")
 }

@@ -224,7 +224,7 @@ fn three_edges_under_concurrent_load_and_batches_sent_twice_count_once() {
     for key in [
         uv_key("many-a", &d0),
         counters_key("many-a", &d0),
-        format!("glimpse:ads:{{{d0}}}"),
+        format!("glimpse:adz:{{{d0}}}"),
     ] {
         let at = conn.cmd(&[b"PEXPIRETIME".as_slice(), key.as_bytes()]).int();
         assert_eq!(at, expires, "{key}");

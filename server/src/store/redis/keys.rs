@@ -96,11 +96,13 @@ impl Keys {
         format!("{}ads:{{{day}}}", self.prefix)
     }
 
-    /// `<prefix>batch:<batch_id>`: the claim of the edge and delta that
-    /// count this batch (`<edge_id>:<seq>`), made at sync before its
-    /// counters are applied (ingest never reads it).
-    pub fn batch_claim(&self, batch_id: &str) -> String {
-        format!("{}batch:{batch_id}", self.prefix)
+    /// `<prefix>claims:{c<shard>}:<window>`: hash of the claims made in
+    /// one window of one shard (`plan::ClaimWindows`), `batch_id ->
+    /// <edge_id>:<seq>`, the edge and delta that count the batch; made at
+    /// sync before its counters are applied (ingest never reads it). The
+    /// windows of a shard share its slot, so `claims.lua` reads them all.
+    pub fn claims(&self, shard: u16, window: i64) -> String {
+        format!("{}claims:{{c{shard}}}:{window}", self.prefix)
     }
 
     /// `<prefix>boot:<edge_id>`: the highest boot of this edge id that
@@ -133,6 +135,7 @@ pub fn lex_range(prefix: &str) -> (Vec<u8>, Vec<u8>) {
 
 /// Redis Cluster's slot of a key (CRC16/XMODEM of the hash tag, mod 16384):
 /// used by tests to prove that a step's keys share one slot.
+#[cfg(test)]
 pub fn slot(key: &str) -> u16 {
     let bytes = key.as_bytes();
     let tagged = bytes.iter().position(|&b| b == b'{').and_then(|open| {
@@ -145,7 +148,8 @@ pub fn slot(key: &str) -> u16 {
     crc16_xmodem(tagged.unwrap_or(bytes)) % 16384
 }
 
-fn crc16_xmodem(data: &[u8]) -> u16 {
+/// CRC16/XMODEM, the checksum Redis Cluster hashes slots with.
+pub fn crc16_xmodem(data: &[u8]) -> u16 {
     let mut crc: u16 = 0;
     for &byte in data {
         crc ^= u16::from(byte) << 8;
@@ -196,7 +200,8 @@ mod tests {
         assert_eq!(keys.ads_of_day(d), "glimpse:adz:{2026-11-25}");
         assert_eq!(keys.old_ads_of_day(d), "glimpse:ads:{2026-11-25}");
         assert_eq!(slot(&keys.ads_of_day(d)), slot(&keys.old_ads_of_day(d)));
-        assert_eq!(keys.batch_claim("b-1"), "glimpse:batch:b-1");
+        assert_eq!(keys.claims(7, 20_431), "glimpse:claims:{c7}:20431");
+        assert_eq!(slot(&keys.claims(7, 1)), slot(&keys.claims(7, 2)));
         assert_eq!(keys.edge_boot("e-1"), "glimpse:boot:e-1");
         assert_eq!(edge_field("e1"), "s:e1");
         let other = Keys::new("tenant-b:").unwrap();

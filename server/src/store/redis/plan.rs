@@ -63,10 +63,13 @@ pub fn claim_value(edge_id: &str, seq: u64) -> String {
     format!("{edge_id}:{seq}")
 }
 
-/// The claim rule: given the reply of `SET batch:<id> <ours> NX GET` (the
+/// The claim rule: given the claim `claims.lua` finds for a batch (the
 /// value held before, if any), does this delta count the batch? Yes if no
 /// one had claimed it, or if the claim is this very delta's (an earlier
 /// attempt of the same sync); no if another edge or another delta holds it.
+/// `claims.lua` applies the rule inside Redis; the model of Redis in the
+/// tests follows it.
+#[cfg(test)]
 pub fn owns_claim(previous: Option<&str>, ours: &str) -> bool {
     previous.is_none_or(|v| v == ours)
 }
@@ -126,9 +129,57 @@ impl<'a> From<KeyUpdate<'a>> for KeyPlan<'a> {
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
 
-/// How long a batch claim lives (from the attempt that made it) and a
-/// ledger entry (from its last write).
+/// How long a batch claim lives at least (from the attempt that made it)
+/// and a ledger entry (from its last write).
 pub const CLAIM_LIFETIME_MS: i64 = 72 * HOUR_MS;
+
+/// Claims are fields of hashes, one per shard of the batch ids and per
+/// window of this many ms of the claiming edge's clock, so that one script
+/// call claims a sync's batches of one shard: a few commands per sync
+/// instead of one per batch.
+pub const CLAIM_WINDOW_MS: i64 = DAY_MS;
+
+/// Shards of the batch ids, each its own hash tag: on a cluster the claims
+/// spread over up to this many masters.
+pub const CLAIM_SHARDS: u16 = 16;
+
+/// Where claims live, for claims that must live at least `lifetime_ms`
+/// ([`CLAIMS`] in the edge; the protocol model of the tests varies it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClaimWindows {
+    pub lifetime_ms: i64,
+}
+
+/// The claim windows of the edge.
+pub const CLAIMS: ClaimWindows = ClaimWindows {
+    lifetime_ms: CLAIM_LIFETIME_MS,
+};
+
+impl ClaimWindows {
+    /// The window holding the claims made at `ms`.
+    pub fn window(self, ms: i64) -> i64 {
+        ms.div_euclid(CLAIM_WINDOW_MS)
+    }
+
+    /// The windows a claim made in the last `lifetime_ms` before `now_ms`
+    /// is in, newest first: the first is where new claims go. Four for
+    /// 72 h of day windows (three when `now_ms - 72 h` starts a day).
+    pub fn to_check(self, now_ms: i64) -> impl Iterator<Item = i64> {
+        (self.window(now_ms - self.lifetime_ms)..=self.window(now_ms)).rev()
+    }
+
+    /// When a window's hash expires: `lifetime_ms` after the window ends,
+    /// so each claim lives at least that long and at most one window more,
+    /// and every window [`to_check`](Self::to_check) names is still there.
+    pub fn expiry_ms(self, window: i64) -> i64 {
+        (window + 1) * CLAIM_WINDOW_MS + self.lifetime_ms
+    }
+}
+
+/// The shard of a batch id's claim.
+pub fn claim_shard(batch_id: &str) -> u16 {
+    super::keys::crc16_xmodem(batch_id.as_bytes()) % CLAIM_SHARDS
+}
 
 /// Room for the clocks of edges and Redis to differ.
 const CLOCK_ALLOWANCE_MS: i64 = 55 * 60_000;
@@ -226,6 +277,29 @@ mod tests {
     }
 
     #[test]
+    fn claim_windows_hold_each_claim_for_its_lifetime_and_at_most_a_window_more() {
+        let t0 = 1_764_000_000_000;
+        for offset in [0, 1, HOUR_MS, 13 * HOUR_MS, DAY_MS - 1] {
+            let made = t0 + offset;
+            let w = CLAIMS.window(made);
+            let expires = CLAIMS.expiry_ms(w);
+            assert!(expires - made >= CLAIM_LIFETIME_MS, "{offset}");
+            assert!(expires - made <= CLAIM_LIFETIME_MS + CLAIM_WINDOW_MS);
+            // Every lookup within the lifetime checks the claim's window,
+            // and each window it checks is still there.
+            for later in [made, made + HOUR_MS, made + CLAIM_LIFETIME_MS] {
+                let windows: Vec<i64> = CLAIMS.to_check(later).collect();
+                assert_eq!(windows[0], CLAIMS.window(later));
+                assert!(windows.contains(&w), "{offset} {later}");
+                assert!(windows.iter().all(|&x| CLAIMS.expiry_ms(x) > later));
+                assert!((3..=4).contains(&windows.len()));
+            }
+        }
+        let shards: HashSet<u16> = (0..1000).map(|i| claim_shard(&format!("b-{i}"))).collect();
+        assert_eq!(shards.len(), usize::from(CLAIM_SHARDS));
+    }
+
+    #[test]
     fn plans_leave_out_batches_not_owned_and_never_claim_edge_made_ids() {
         let agg = Aggregator::new();
         for i in 0..5 {
@@ -301,12 +375,15 @@ mod tests {
         assert!(none[0].is_noop());
     }
 
-    /// A model of Redis: the claim keys, and per (ad, day) the counters and
-    /// the ledger, following the same rules as `redis.rs` and `apply.lua`,
-    /// with their expiry: claims and ledger entries live `lifetime` from
-    /// their write, by the model's clock `now`.
+    /// A model of Redis: the claim windows, and per (ad, day) the counters
+    /// and the ledger, following the same rules as `redis.rs`, `claims.lua`
+    /// and `apply.lua`, with their expiry: claims live at least `lifetime`
+    /// from their write (in their window's hash), ledger entries `lifetime`
+    /// from their write, by the model's clock `now`. (Shards only split the
+    /// work: every batch id is in one shard, so the model has one.)
     struct Model {
-        claims: HashMap<String, (String, i64)>,
+        /// Window -> (batch id -> claim, the hash's expiry).
+        claims: HashMap<i64, (HashMap<String, String>, i64)>,
         keys: HashMap<(String, Day), ModelKey>,
         lifetime: i64,
         now: i64,
@@ -335,18 +412,26 @@ mod tests {
             }
         }
 
-        /// `SET batch:<id> <value> NX GET PX <lifetime>`: a claim that is
-        /// there keeps its expiry.
+        /// `claims.lua` for one id: the claim found in the windows to
+        /// check, else `value` written to the newest one.
         fn claim(&mut self, id: &str, value: &str) -> Option<String> {
-            match self.claims.get(id) {
-                Some((v, expires)) if *expires > self.now => Some(v.clone()),
-                _ => {
-                    let expires = self.now + self.lifetime;
-                    self.claims
-                        .insert(id.to_owned(), (value.to_owned(), expires));
-                    None
-                }
+            let (now, windows) = (
+                self.now,
+                ClaimWindows {
+                    lifetime_ms: self.lifetime,
+                },
+            );
+            self.claims.retain(|_, (_, expires)| *expires > now);
+            let found = windows
+                .to_check(now)
+                .find_map(|w| self.claims.get(&w)?.0.get(id).cloned());
+            if found.is_none() {
+                let w = windows.window(now);
+                let (hash, expires) = self.claims.entry(w).or_default();
+                hash.insert(id.to_owned(), value.to_owned());
+                *expires = windows.expiry_ms(w);
             }
+            found
         }
 
         /// One attempt at syncing `delta`: phase 1 (claims), then phase 2
@@ -449,10 +534,11 @@ mod tests {
         assert_eq!(too_old_to_send(&late, redis.now), None);
         redis.sync("edge-0", &late, false);
         assert_eq!(redis.impressions(), 1);
-        // Past it the claim may be gone and sending would count it twice,
-        // which is why the edge does not send it.
+        // Past it the claim may be gone (here a day later, when it is gone
+        // whatever the time of day) and sending would count it twice, which
+        // is why the edge does not send it.
         let mut past = cut_off();
-        past.now = t0 + 26 * HOUR_MS;
+        past.now = t0 + 50 * HOUR_MS;
         assert!(too_old_to_send(&late, past.now).is_some());
         past.sync("edge-0", &late, false);
         assert_eq!(past.impressions(), 2);
