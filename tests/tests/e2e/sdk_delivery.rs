@@ -232,10 +232,11 @@ glimpse_tests::in_every_engine! {
              const calls = [];
              for (const x of notElements) {
                calls.push(['observe', [x]], ['observe', [x, 'ad']], ['observe', [x, x]],
+                          ['observePost', [x]], ['observePost', [x, 'post']],
                           ['unobserve', [x]], ['setConsent', [x]], ['pageview', [x]],
                           ['flush', [x]], ['refresh', [x]]);
              }
-             for (const x of notIds) calls.push(['observe', [below, x]]);
+             for (const x of notIds) calls.push(['observe', [below, x]], ['observePost', [below, x]]);
              calls.push(['observe', []], ['unobserve', []], ['setConsent', []],
                         ['observe', [below, 'a b']], ['observe', [below, 'x'.repeat(129)]],
                         ['observe', [below, 1e21]]);
@@ -273,10 +274,12 @@ glimpse_tests::in_every_engine! {
             said("setConsent(consent) needs a boolean"),
             "{engine}: {warnings}"
         );
-        assert!(
-            said("observe(element, adId) needs a string adId"),
-            "{engine}: {warnings}"
-        );
+        for method in ["observe", "observePost"] {
+            assert!(
+                said(&format!("{method}(element, id) needs a string id")),
+                "{engine}: {warnings}"
+            );
+        }
     }
 }
 
