@@ -139,6 +139,10 @@ where_clips_record! {
         video_page(&b, &edge);
         place_video(&b, "video-paused", 0, false);
         start_tracker(&b, options());
+        wait_for_value(DELIVERY_DEADLINE, "the video measured", &vec!["measurable".to_owned()], &mut || {
+            flush(&b);
+            kinds(&sent(&b, "ad_id", "video-paused")).into_iter().map(String::from).collect::<Vec<_>>()
+        });
         video(&b, "video-paused", "play");
         pause(1000);
         video(&b, "video-paused", "pause");
