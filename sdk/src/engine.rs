@@ -173,15 +173,9 @@ impl Playback {
     }
 }
 
-/// A set of progress kinds sent, one bit per kind of [`PROGRESS`].
+/// A set of progress kinds sent, bit `i` for kind `i` of [`PROGRESS`] (so
+/// bit 0 is the start).
 type Sent = u8;
-
-fn progress_bit(kind: Kind) -> Sent {
-    PROGRESS
-        .iter()
-        .position(|k| *k == kind)
-        .map_or(0, |i| 1 << i)
-}
 
 /// A handle to one observed slot.
 pub type SlotId = u32;
@@ -613,10 +607,10 @@ impl Engine {
             // Progress is playback's own, in view or not; a slot carried
             // from an earlier page view waits for its report in this one.
             if s.format == Format::Video && !s.carried {
-                for kind in PROGRESS {
-                    let bit = progress_bit(kind);
-                    let started = s.progress & progress_bit(Kind::VideoStart) != 0;
-                    let due = kind == Kind::VideoStart || started;
+                for (i, kind) in PROGRESS.into_iter().enumerate() {
+                    let bit: Sent = 1 << i;
+                    // Nothing is reached before playback started.
+                    let due = i == 0 || s.progress & 1 != 0;
                     if s.progress & bit == 0 && due && s.playback.reached(kind) {
                         s.progress |= bit;
                         out.push(s.impression(kind));
