@@ -43,12 +43,31 @@ fn options() -> Value {
     json!({"endpoint": "/v1/impressions", "flushIntervalMs": 600000, "maxBatch": 500})
 }
 
-/// The test page, its scripts ready.
-fn video_page(b: &Browser, edge: &Edge) {
+/// One test's browser on the test page, its edge, and their files; fields
+/// drop in order, the browser first.
+struct Session {
+    browser: Browser,
+    edge: Edge,
+    _dir: tempfile::TempDir,
+    _one_at_a_time: std::sync::MutexGuard<'static, ()>,
+}
+
+/// A browser of `engine` on the test page, its scripts ready.
+fn session(engine: Engine) -> Session {
+    let one_at_a_time = browser::exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let edge = edge_with_sdk(dir.path(), &[COUNT_AUTOMATION]);
+    let b = Browser::start_in(engine);
     b.goto(&edge.url("/video.html"));
     wait_until(DELIVERY_DEADLINE, "the page's module ran", &mut || {
         b.execute("return window.ready === true;", vec![]) == json!(true)
     });
+    Session {
+        browser: b,
+        edge,
+        _dir: dir,
+        _one_at_a_time: one_at_a_time,
+    }
 }
 
 /// Places the muted video ad `id` at `top` (in a `data-ad-format="video"`
@@ -97,65 +116,59 @@ fn kinds(events: &[Value]) -> Vec<&str> {
 
 where_clips_record! {
     fn a_muted_video_in_view_playing_for_2_5_s_is_viewable_and_not_audible(engine) {
-        let _one_at_a_time = browser::exclusive();
-        let dir = tempfile::tempdir().unwrap();
-        let edge = edge_with_sdk(dir.path(), &[COUNT_AUTOMATION]);
-        let b = Browser::start_in(engine);
-        video_page(&b, &edge);
+        let session = session(engine);
+        let (b, edge) = (&session.browser, &session.edge);
         // A <video> slot and a wrapper that holds one, both in view.
-        place_video(&b, "video-own", 0, false);
-        place_video(&b, "video-wrapped", 200, true);
-        start_tracker(&b, options());
+        place_video(b, "video-own", 0, false);
+        place_video(b, "video-wrapped", 200, true);
+        start_tracker(b, options());
         pause(1200);
-        flush(&b);
+        flush(b);
         for ad in ["video-own", "video-wrapped"] {
             assert_eq!(
-                kinds(&sent(&b, "ad_id", ad)),
+                kinds(&sent(b, "ad_id", ad)),
                 ["measurable"],
                 "{ad}: not played"
             );
         }
-        video(&b, "video-own", "play");
-        video(&b, "video-wrapped", "play");
+        video(b, "video-own", "play");
+        video(b, "video-wrapped", "play");
         pause(2500);
-        flush(&b);
+        flush(b);
         for ad in ["video-own", "video-wrapped"] {
-            let events = sent(&b, "ad_id", ad);
+            let events = sent(b, "ad_id", ad);
             let viewable: Vec<&Value> = events.iter().filter(|e| e["kind"] == "viewable").collect();
             assert_eq!(viewable.len(), 1, "{ad}: {events:?}");
             assert_eq!(viewable[0].get("audible"), None, "{ad}: muted");
             assert!(kinds(&events).contains(&"video_start"), "{ad}: {events:?}");
-            expect_counts(&edge, ad, (1, 1), ad);
+            expect_counts(edge, ad, (1, 1), ad);
         }
     }
 }
 
 where_clips_record! {
     fn a_video_paused_after_1_s_is_measurable_only(engine) {
-        let _one_at_a_time = browser::exclusive();
-        let dir = tempfile::tempdir().unwrap();
-        let edge = edge_with_sdk(dir.path(), &[COUNT_AUTOMATION]);
-        let b = Browser::start_in(engine);
-        video_page(&b, &edge);
-        place_video(&b, "video-paused", 0, false);
-        start_tracker(&b, options());
+        let session = session(engine);
+        let (b, edge) = (&session.browser, &session.edge);
+        place_video(b, "video-paused", 0, false);
+        start_tracker(b, options());
         wait_for_value(DELIVERY_DEADLINE, "the video measured", &vec!["measurable".to_owned()], &mut || {
-            flush(&b);
-            kinds(&sent(&b, "ad_id", "video-paused")).into_iter().map(String::from).collect::<Vec<_>>()
+            flush(b);
+            kinds(&sent(b, "ad_id", "video-paused")).into_iter().map(String::from).collect::<Vec<_>>()
         });
-        video(&b, "video-paused", "play");
+        video(b, "video-paused", "play");
         pause(1000);
-        video(&b, "video-paused", "pause");
+        video(b, "video-paused", "pause");
         // In view and paused well past the 2 s.
         pause(3000);
-        flush(&b);
-        let events = sent(&b, "ad_id", "video-paused");
+        flush(b);
+        let events = sent(b, "ad_id", "video-paused");
         assert_eq!(kinds(&events)[..2], ["measurable", "video_start"]);
         assert!(
             !kinds(&events).contains(&"viewable"),
             "paused after 1 s: {events:?}"
         );
-        expect_counts(&edge, "video-paused", (0, 1), "paused after 1 s");
+        expect_counts(edge, "video-paused", (0, 1), "paused after 1 s");
     }
 }
 
@@ -167,13 +180,10 @@ fn video_stats(edge: &Edge, ad: &str) -> Value {
 
 where_clips_record! {
     fn a_video_played_to_its_end_sends_start_quartiles_and_complete_once(engine) {
-        let _one_at_a_time = browser::exclusive();
-        let dir = tempfile::tempdir().unwrap();
-        let edge = edge_with_sdk(dir.path(), &[COUNT_AUTOMATION]);
-        let b = Browser::start_in(engine);
-        video_page(&b, &edge);
-        place_video(&b, "video-end", 0, false);
-        start_tracker(&b, options());
+        let session = session(engine);
+        let (b, edge) = (&session.browser, &session.edge);
+        place_video(b, "video-end", 0, false);
+        start_tracker(b, options());
         let ended = || {
             b.execute(
                 "return document.querySelector('[data-ad-id=\"video-end\"]').ended;",
@@ -181,12 +191,12 @@ where_clips_record! {
             ) == json!(true)
         };
         for round in ["first play", "replay"] {
-            video(&b, "video-end", "play");
+            video(b, "video-end", "play");
             wait_until(DELIVERY_DEADLINE, &format!("{round} ended"), &mut || {
                 ended()
             });
-            flush(&b);
-            let mut got = kinds(&sent(&b, "ad_id", "video-end"))
+            flush(b);
+            let mut got = kinds(&sent(b, "ad_id", "video-end"))
                 .into_iter()
                 .map(String::from)
                 .collect::<Vec<_>>();
@@ -206,28 +216,25 @@ where_clips_record! {
             );
         }
         // Every progress event keeps its own event id.
-        let events = sent(&b, "ad_id", "video-end");
+        let events = sent(b, "ad_id", "video-end");
         let mut ids: Vec<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
         ids.sort_unstable();
         ids.dedup();
         assert_eq!(ids.len(), events.len());
-        expect_counts(&edge, "video-end", (1, 1), "played to its end");
+        expect_counts(edge, "video-end", (1, 1), "played to its end");
         wait_for_value(
             DELIVERY_DEADLINE,
             "video-end's video stats",
             &json!({"starts": 1, "q25": 1, "q50": 1, "q75": 1, "completes": 1, "audible_impressions": 0}),
-            &mut || video_stats(&edge, "video-end"),
+            &mut || video_stats(edge, "video-end"),
         );
     }
 }
 
 glimpse_tests::in_every_engine! {
     fn a_post_scrolled_past_sends_one_post_view(engine) {
-        let _one_at_a_time = browser::exclusive();
-        let dir = tempfile::tempdir().unwrap();
-        let edge = edge_with_sdk(dir.path(), &[COUNT_AUTOMATION]);
-        let b = Browser::start_in(engine);
-        video_page(&b, &edge);
+        let session = session(engine);
+        let (b, edge) = (&session.browser, &session.edge);
         // One post by its attribute, one by observePost; an ad of the same
         // id as the first post is another thing.
         b.execute(
@@ -239,7 +246,7 @@ glimpse_tests::in_every_engine! {
              document.body.append(ad);",
             vec![],
         );
-        start_tracker(&b, options());
+        start_tracker(b, options());
         b.execute(
             "tracker.observePost(document.querySelectorAll('[data-post-id]')[1], 'post-2');",
             vec![],
@@ -250,14 +257,14 @@ glimpse_tests::in_every_engine! {
             b.execute("scrollTo(0, 0);", vec![]);
             pause(200);
         }
-        flush(&b);
+        flush(b);
         for post in ["post-1", "post-2"] {
-            let events = sent(&b, "post_id", post);
+            let events = sent(b, "post_id", post);
             assert_eq!(kinds(&events), ["measurable", "viewable"], "{engine}: {post}");
             assert!(events.iter().all(|e| e.get("ad_id").is_none()), "{events:?}");
         }
-        expect_counts(&edge, "post-1", (1, 1), "the ad post-1, not the post");
-        assert_eq!(counts(&edge, "post-2"), (0, 0), "no ad post-2");
+        expect_counts(edge, "post-1", (1, 1), "the ad post-1, not the post");
+        assert_eq!(counts(edge, "post-2"), (0, 0), "no ad post-2");
         wait_for_value(
             DELIVERY_DEADLINE,
             "the posts' views",
