@@ -218,6 +218,9 @@ struct Slot {
     playback: Playback,
     /// The progress kinds sent in this page view.
     progress: Sent,
+    /// A video's media time when its dwell began: a dwell completes only
+    /// if media time advanced since.
+    dwell_media: f64,
     area: f64,
     ratio: f64,
     /// The area changed after the last intersection report: the share in
@@ -369,6 +372,7 @@ impl Engine {
             format,
             playback: Playback::IDLE,
             progress: earned.as_ref().map_or(0, |r| r.progress),
+            dwell_media: 0.0,
             area: 0.0,
             ratio: 0.0,
             ratio_stale: false,
@@ -523,6 +527,11 @@ impl Engine {
         now: f64,
         out: &mut Vec<Impression>,
     ) {
+        // Media time says how far playback went up to now, which the dwell
+        // that may complete before this report needs; the rest is news.
+        if let Some(s) = self.slot_mut(slot) {
+            s.playback.time = playback.time;
+        }
         self.tick(now, out);
         if let Some(s) = self.slot_mut(slot) {
             s.playback = playback;
@@ -558,6 +567,13 @@ impl Engine {
         for s in &mut self.slots {
             if let (false, false, Some(since)) = (s.viewed, s.ratio_stale, s.since) {
                 if now - since >= s.dwell_ms(&self.rule) {
+                    if s.format == Format::Video && s.playback.time <= s.dwell_media {
+                        // Said to play, yet media time stood still: a
+                        // stall no event reported. Nothing to credit.
+                        s.since = Some(now);
+                        s.dwell_media = s.playback.time;
+                        continue;
+                    }
                     s.viewed = true;
                     out.push(Impression {
                         verified: s
@@ -618,6 +634,9 @@ impl Engine {
                 }
             }
             let eligible = page && s.shown && s.laid_out() && s.running();
+            if s.since.is_none() {
+                s.dwell_media = s.playback.time;
+            }
             s.since = if eligible && s.in_view(&self.rule) {
                 s.since.or(Some(now))
             } else if eligible && s.ratio_stale {
@@ -1463,7 +1482,7 @@ mod tests {
         e.tick(10_000.0, &mut out);
         assert_eq!(viewables(&out), 0, "no large class for video");
         e.update(s, 0.5, 970.0 * 250.0, 10_000.0, &mut out);
-        e.tick(12_000.0, &mut out);
+        e.set_playback(s, playing(12.0, 30.0), 12_000.0, &mut out);
         assert_eq!(viewables(&out), 1);
     }
 
@@ -1486,9 +1505,28 @@ mod tests {
         e.set_playback(s, playing(1.9, 30.0), 62_000.0, &mut out);
         e.set_playback(s, paused(3.0, 30.0), 63_100.0, &mut out);
         e.set_playback(s, playing(3.0, 30.0), 63_500.0, &mut out);
-        e.tick(65_499.0, &mut out);
+        e.set_playback(s, playing(4.99, 30.0), 65_499.0, &mut out);
         assert_eq!(viewables(&out), 0);
-        e.tick(65_500.0, &mut out);
+        e.set_playback(s, playing(5.0, 30.0), 65_500.0, &mut out);
+        assert_eq!(viewables(&out), 1);
+    }
+
+    #[test]
+    fn a_video_said_to_play_whose_media_time_stands_still_is_not_viewable() {
+        let mut e = engine();
+        let mut out = Vec::new();
+        let s = video_in_view(&mut e, &mut out);
+        e.set_playback(s, playing(1.0, 30.0), 0.0, &mut out);
+        // The sample at the deadline finds the same media time.
+        e.set_playback(s, playing(1.0, 30.0), 2000.0, &mut out);
+        e.tick(2000.0, &mut out);
+        assert_eq!(viewables(&out), 0);
+        assert_eq!(e.next_deadline(), Some(4000.0), "a fresh dwell from now");
+        // Still standing at the next deadline: again nothing.
+        e.set_playback(s, playing(1.0, 30.0), 4000.0, &mut out);
+        assert_eq!(viewables(&out), 0);
+        e.set_playback(s, playing(1.2, 30.0), 4200.0, &mut out);
+        e.set_playback(s, playing(3.0, 30.0), 6000.0, &mut out);
         assert_eq!(viewables(&out), 1);
     }
 
@@ -1510,6 +1548,7 @@ mod tests {
         e.set_page(true, true, 22_000.0, &mut out);
         e.set_page(true, false, 23_500.0, &mut out);
         e.set_page(true, true, 24_000.0, &mut out);
+        e.set_playback(s, playing(25.0, 30.0), 25_000.0, &mut out);
         e.tick(25_999.0, &mut out);
         assert_eq!(viewables(&out), 0);
         e.tick(26_000.0, &mut out);
