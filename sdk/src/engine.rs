@@ -24,7 +24,7 @@
 //! least `min_ratio` of its pixels (whatever its size) in view, rendered
 //! visibly, on a page in front of the visitor, for [`VIDEO_VISIBLE_MS`]
 //! continuous milliseconds *of playback* (as the glue reports it:
-//! [`Playback::playing`]). Its viewable impression is *audible* when the
+//! [`Playback::playing`], media time advancing). Its viewable impression is *audible* when the
 //! video had sound on as those milliseconds completed. It also reports its
 //! progress ([`Kind::VideoStart`] to [`Kind::VideoComplete`]), each once per
 //! slot and page view, whether or not it is in view.
