@@ -421,6 +421,7 @@ fn check_inert(b: &Browser, edge: &Edge, engine: browser::Engine, how: &str) {
         json!([
             "flush",
             "observe",
+            "observePost",
             "optOut",
             "pageview",
             "refresh",
@@ -434,6 +435,7 @@ fn check_inert(b: &Browser, edge: &Edge, engine: browser::Engine, how: &str) {
         "const done = arguments[0];
          try {
            tracker.observe(document.body, 'x');
+           tracker.observePost(document.body, 'p');
            tracker.pageview();
            tracker.setConsent(true);
            tracker.flush().then(() => done('resolved'), e => done('rejected ' + e));
