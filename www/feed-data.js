@@ -25,8 +25,15 @@
 // So in DOM order a page is: acme, p0..p3, orbit-banner, p4, p5, p6, p7, lumen,
 // p8, p9, p10, p11, pixel. Ids only use [A-Za-z0-9._:-].
 //
+// Each post carries `data-post-id` `post-<n>` (its number across the feed), the
+// SDK counts its views, and the feed shows them ("N views").
+//
+// One video ad, VIDEO_AD (`orbit-video-0`), sits between page 0 and page 1, the
+// full width of the feed (970 x 360 at desktop): a clip the page records itself.
+//
 // At desktop width (feed 970 px wide: cell 320, gap 5) a page is 2,200 px
-// tall and pages follow each other every 2,205 px. From the top of page N
+// tall and pages follow each other every 2,205 px (page 1 starts 365 px later,
+// after the video ad). From the top of page N
 // (`.feed-page[data-page="N"]`): acme-shoes at +0 (320 x 645, left column),
 // orbit-banner at +650 (970 x 250), lumen-coffee at +1,230 (320 x 320, middle
 // column), pixel-travel at +1,880 (320 x 320, right column).
@@ -56,6 +63,18 @@ export const ADVERTISERS = Object.freeze({
     colors: ["#064e4b", "#0f766e"], motif: "sun",
   },
 });
+
+/** The video ad of the stream, after page `afterPage`. */
+export const VIDEO_AD = Object.freeze({
+  id: "orbit-video-0", afterPage: 0, seconds: 6,
+  brand: "Orbit Mobile", tagline: "Your world, one plan. Watch the 6-second tour.", cta: "See plans",
+  colors: ["#1e1b4b", "#4338ca"],
+});
+
+/** The id of post number `n`, as the SDK sends it and `/v1/views` answers it. */
+export function postId(n) {
+  return `post-${n}`;
+}
 
 /** The id of the ad in `slot` ("tall" | "banner" | "squareA" | "squareB") on page `page`. */
 export function adId(slot, page) {

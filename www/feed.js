@@ -1,12 +1,15 @@
 // The demo feed: renders pages of posts and ads (see feed-data.js for the
-// deterministic layout and ad ids), loads the next page when a sentinel
+// deterministic layout and ad ids), a video ad whose clip the page records
+// itself, "N views" under every post, loads the next page when a sentinel
 // nears the viewport, and wires the viewability overlay toggle.
 //
 // URL parameters: ?overlay=1 starts with the overlay shown;
 // ?delay=MS simulated network time per page (default 250; 0 for none);
 // ?pages=N loads pages 0..N-1 at once before infinite scroll takes over.
 
-import { pageItems, MAX_PAGES } from "./feed-data.js";
+import { pageItems, postId, MAX_PAGES, POSTS_PER_PAGE, VIDEO_AD } from "./feed-data.js";
+import { makeClip, loadClip } from "./feed-clip.js";
+import { startViewCounts } from "./feed-views.js";
 import { startOverlay } from "./overlay.js";
 
 const params = new URLSearchParams(location.search);
@@ -79,14 +82,20 @@ function postArt(p) {
 
 function renderPost(item) {
   const p = item.post;
+  const id = postId(p.n);
+  // Hidden until the edge answered: no number is better than a made-up one.
+  const views = h("span", { class: "tile__views", "data-views-for": id });
+  views.hidden = true;
   const el = h("article", {
     class: `tile post${p.tall ? " tile--tall" : ""}`,
     "aria-label": `Post by @${p.user}: ${p.caption}`,
     "data-post": String(p.n),
+    "data-post-id": id,
   }, [
     postArt(p),
     h("p", { class: "tile__caption" }, [
       h("span", { class: "tile__user", text: `@${p.user}` }),
+      views,
       h("span", { class: "tile__likes", text: `♥ ${p.likes.toLocaleString("en-US")}` }),
     ]),
   ]);
@@ -147,6 +156,49 @@ function renderAd(item) {
   return el;
 }
 
+// The video ad: the SDK follows it by the video rule (it says
+// data-ad-format="video" and holds a <video>). It plays muted while at least
+// half of it is on screen, like the feeds it imitates.
+function renderVideoAd() {
+  const a = VIDEO_AD;
+  const video = h("video", { className: "ad__video", muted: true, playsInline: true, preload: "auto" });
+  video.setAttribute("aria-label", `${a.brand} video`);
+  const sound = h("button", { type: "button", className: "button ad__sound", text: "Sound on", "aria-pressed": "false" });
+  sound.addEventListener("click", () => {
+    video.muted = !video.muted;
+    sound.textContent = video.muted ? "Sound on" : "Sound off";
+    sound.setAttribute("aria-pressed", String(!video.muted));
+  });
+  const el = h("article", {
+    class: "tile ad ad--video",
+    "data-ad-id": a.id,
+    "data-ad-format": "video",
+    "aria-label": `Sponsored video: ${a.brand}`,
+  }, [
+    video,
+    h("div", { class: "ad__body" }, [
+      h("p", { class: "ad__label", text: "Sponsored" }),
+      h("p", { class: "ad__brand", text: a.brand }),
+      h("p", { class: "ad__tagline", text: a.tagline }),
+      h("span", { class: "ad__cta", text: a.cta }),
+      sound,
+    ]),
+  ]);
+  el.style.setProperty("--ad-c1", a.colors[0]);
+  el.style.setProperty("--ad-c2", a.colors[1]);
+  let inView = false;
+  new IntersectionObserver(([e]) => {
+    inView = e.isIntersecting && e.intersectionRatio >= 0.5;
+    if (!inView) video.pause();
+    else if (video.readyState >= 1) video.play().catch(() => {});
+  }, { threshold: [0, 0.5, 1] }).observe(el);
+  makeClip({ seconds: a.seconds, width: 640, height: 360, label: a.brand, hue: 240 })
+    .then((url) => loadClip(video, url))
+    .then(() => { if (inView) video.play().catch(() => {}); })
+    .catch(() => el.classList.add("ad--no-clip"));
+  return h("section", { class: "feed-video", "aria-label": "Sponsored video" }, [el]);
+}
+
 function renderPage(page) {
   const grid = h("div", { class: "page-grid" });
   for (const item of pageItems(page)) {
@@ -162,6 +214,17 @@ function renderPage(page) {
   }, [grid]);
 }
 
+const viewCounts = startViewCounts();
+
+// A page of the feed, the video ad after it where it goes, and the page's
+// view counts, asked for in one request.
+function appendPage(page) {
+  pagesEl.append(renderPage(page));
+  if (page === VIDEO_AD.afterPage) pagesEl.append(renderVideoAd());
+  const ids = Array.from({ length: POSTS_PER_PAGE }, (_, i) => postId(page * POSTS_PER_PAGE + i));
+  viewCounts.load(ids);
+}
+
 // Infinite scroll ---------------------------------------------------------
 
 let nextPage = 0;
@@ -175,7 +238,7 @@ async function loadNext() {
   pagesEl.setAttribute("aria-busy", "true");
   statusEl.textContent = "Loading more posts…";
   if (delayMs > 0 && nextPage > 0) await sleep(delayMs);
-  pagesEl.append(renderPage(nextPage));
+  appendPage(nextPage);
   nextPage++;
   document.documentElement.dataset.pagesLoaded = String(nextPage);
   pagesEl.setAttribute("aria-busy", "false");
@@ -194,7 +257,7 @@ const scrollObserver = new IntersectionObserver((entries) => {
 
 async function init() {
   for (let i = 0; i < initialPages; i++) {
-    pagesEl.append(renderPage(nextPage++));
+    appendPage(nextPage++);
   }
   document.documentElement.dataset.pagesLoaded = String(nextPage);
   scrollObserver.observe(sentinel);

@@ -8,6 +8,10 @@
 // viewport for 1,000 continuous ms while the document is visible and the
 // window has focus. The clock restarts whenever any of that stops holding.
 // One viewable impression per ad element per page view: "viewable" latches.
+// A video ad (a <video>, or an element that says data-ad-format="video" and
+// holds one) follows the video rule: 50% of its pixels, whatever its size,
+// for 2,000 continuous ms of playback (playing: not paused, ended, seeking or
+// waiting for data), and its badge shows the playing time in view.
 //
 // DOM hooks (kept up to date whether or not the overlay is shown):
 //   on every [data-ad-id] element
@@ -27,7 +31,28 @@ export const RULE = Object.freeze({
   dwellMs: 1_000,
 });
 
+export const VIDEO_RULE = Object.freeze({
+  minRatio: 0.5,
+  largeRatio: 0.5,
+  largeAreaPx: Infinity,
+  dwellMs: 2_000,
+  video: true,
+});
+
 export const THRESHOLDS = [0, 0.3, 0.5, 1];
+
+/** The <video> whose playback decides for the ad element `el`, or null. */
+export function videoOf(el) {
+  if (el.tagName === "VIDEO") return el;
+  return el.dataset.adFormat === "video" ? el.querySelector("video") : null;
+}
+
+/** Whether `video` is playing, as the video rule takes it. */
+export function isPlaying(video) {
+  return !video.paused && !video.ended && !video.seeking && video.readyState >= 3;
+}
+
+const MEDIA_EVENTS = ["play", "playing", "pause", "ended", "waiting", "stalled", "seeking", "seeked", "timeupdate"];
 
 // IntersectionObserver ratios are computed from layout rects and can land a
 // hair under a threshold they have just crossed.
@@ -55,16 +80,18 @@ export class Dwell {
     this.ratio = 0;
     this.area = 0;
     this.active = false;     // document visible and focused
+    this.playing = !rule.video; // a video's playback; always true for display
   }
 
-  /** Record new facts (any subset of {ratio, area, active}) at time `now`. */
+  /** Record new facts (any subset of {ratio, area, active, playing}) at time `now`. */
   update(now, facts) {
     this.tick(now);
     if (facts.ratio !== undefined) this.ratio = facts.ratio;
     if (facts.area !== undefined) this.area = facts.area;
     if (facts.active !== undefined) this.active = facts.active;
+    if (facts.playing !== undefined && this.rule.video) this.playing = facts.playing;
     if (this.viewableAt !== null) return;
-    const holds = this.active && meetsPixelRule(this.ratio, this.area, this.rule);
+    const holds = this.active && this.playing && meetsPixelRule(this.ratio, this.area, this.rule);
     if (holds && this.since === null) this.since = now;
     if (!holds) this.since = null;
   }
@@ -128,8 +155,19 @@ export function startOverlay({ root = document, selector = "[data-ad-id]", onCha
 
   function track(el) {
     if (tracked.has(el)) return;
-    const rec = { dwell: new Dwell(), timer: 0, badge: null, id: el.dataset.adId };
+    const video = videoOf(el);
+    const rec = { dwell: new Dwell(video ? VIDEO_RULE : RULE), timer: 0, badge: null, id: el.dataset.adId, video, onMedia: null };
     tracked.set(el, rec);
+    if (video) {
+      rec.onMedia = () => {
+        const t = now();
+        rec.dwell.update(t, { playing: isPlaying(video) });
+        sync(el, rec, t);
+        changed();
+      };
+      for (const name of MEDIA_EVENTS) video.addEventListener(name, rec.onMedia);
+      rec.dwell.update(now(), { playing: isPlaying(video) });
+    }
     sync(el, rec, now());
     io.observe(el);
   }
@@ -138,6 +176,7 @@ export function startOverlay({ root = document, selector = "[data-ad-id]", onCha
     const rec = tracked.get(el);
     if (!rec) return;
     clearTimeout(rec.timer);
+    if (rec.video) for (const name of MEDIA_EVENTS) rec.video.removeEventListener(name, rec.onMedia);
     rec.badge?.remove();
     io.unobserve(el);
     tracked.delete(el);
@@ -156,7 +195,7 @@ export function startOverlay({ root = document, selector = "[data-ad-id]", onCha
     const state = d.state(t);
     el.dataset.glimpseState = state;
     el.dataset.glimpseRatio = d.ratio.toFixed(2);
-    el.dataset.glimpseRequired = String(requiredRatio(d.area));
+    el.dataset.glimpseRequired = String(requiredRatio(d.area, d.rule));
     if (d.viewableAt !== null) el.dataset.glimpseViewableAt = String(Math.round(d.viewableAt));
     clearTimeout(rec.timer);
     const rem = d.remaining(t);
@@ -182,10 +221,12 @@ export function startOverlay({ root = document, selector = "[data-ad-id]", onCha
     rec.badge.style.setProperty("--progress", p.toFixed(3));
     const labelEl = rec.badge.querySelector(".glimpse-badge__label");
     if (labelEl.textContent !== LABELS[state]) labelEl.textContent = LABELS[state];
-    const need = Math.round(requiredRatio(d.area) * 100);
+    const need = Math.round(requiredRatio(d.area, d.rule) * 100);
+    const seconds = d.rule.dwellMs / 1000;
     const meta = state === "viewable" ? "counted once" :
-      state === "in-view" ? `${p.toFixed(1)} s of 1 s` :
-      `needs ${need}% on screen for 1 s`;
+      state === "in-view" ? `${(p * seconds).toFixed(1)} s of ${seconds} s${d.rule.video ? " playing" : ""}` :
+      d.rule.video ? (d.playing ? `playing; needs ${need}% on screen for ${seconds} s` : `needs ${need}% on screen, playing, for ${seconds} s`) :
+      `needs ${need}% on screen for ${seconds} s`;
     const metaEl = rec.badge.querySelector(".glimpse-badge__meta");
     if (metaEl.textContent !== meta) metaEl.textContent = meta;
   }

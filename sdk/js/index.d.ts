@@ -4,7 +4,12 @@ export interface GlimpseOptions {
   endpoint: string;
   /** The visitor id (1-128 characters of `[A-Za-z0-9._:-]`); default: an anonymous id kept in localStorage. */
   userId?: string;
-  /** CSS selector of the ad slots, observed at start and as they are added. Default `[data-ad-id]`. */
+  /**
+   * CSS selector of the ad slots, observed at start and as they are added. Default `[data-ad-id]`.
+   * A slot that is a `<video>`, or holds one and says `data-ad-format="video"`, follows the video
+   * rule (2 s of playback with half its pixels in view) and sends `video_*` progress events.
+   * Posts (`[data-post-id]`) are followed whatever this says.
+   */
   selector?: string;
   /** Periodic flush in milliseconds; 0 turns it off. Default 5000. */
   flushIntervalMs?: number;
@@ -32,7 +37,14 @@ export interface GlimpseOptions {
 export interface Tracker {
   /** Follow `element` as an ad slot; `adId` (a number is taken as its string) overrides its `data-ad-id`. Observing twice counts once. */
   observe(element: Element, adId?: string | number): void;
-  /** Stop following `element`; a dwell in progress is cancelled. */
+  /**
+   * Follow `element` as a post (any content item that is not an ad): one view per page view by
+   * the display rule, sent with `post_id`. `postId` (a number is taken as its string) overrides
+   * its `data-post-id`; elements with `data-post-id` are followed without a call. Post ids and
+   * ad ids are separate namespaces.
+   */
+  observePost(element: Element, postId?: string | number): void;
+  /** Stop following `element` (an ad slot or a post); a dwell in progress is cancelled. */
   unobserve(element: Element): void;
   /**
    * A new page view (a single-page app's route change). Each slot in the new page view counts

@@ -5,7 +5,7 @@ import init, { start as startWasm } from "./glimpse_sdk.js";
 // One tracker per page, whichever embedding (tag or import) starts first:
 // a second start (re-render, StrictMode, both embeddings) gets the first one.
 const KEY = Symbol.for("glimpse.tracker");
-const METHODS = ["observe", "unobserve", "pageview", "refresh", "flush", "stop", "optOut", "setConsent"];
+const METHODS = ["observe", "observePost", "unobserve", "pageview", "refresh", "flush", "stop", "optOut", "setConsent"];
 
 // The page's tracker: plain functions (they work unbound, as
 // `const { observe } = tracker`), none of which throws; `flush` always

@@ -56,9 +56,10 @@ pub fn valid_id(s: &str, max: usize) -> bool {
     !s.is_empty() && s.len() <= max && s.bytes().all(is_id_byte)
 }
 
-/// Appends the wire JSON of one event: `imp` with its event `id`, the
-/// visitor, the time and the ad's token. Every id, and the token of a signed
-/// ad when there is one, must be a valid wire id, so nothing needs escaping.
+/// Appends the wire JSON of one event: `imp` with its event `id` (naming
+/// its ad by `ad_id`, or its post by `post_id`), the visitor, the time and
+/// the ad's token. Every id, and the token of a signed ad when there is
+/// one, must be a valid wire id, so nothing needs escaping.
 pub fn event_json(
     id: &str,
     imp: &Impression,
@@ -69,7 +70,11 @@ pub fn event_json(
 ) {
     out.push_str("{\"id\":\"");
     out.push_str(id);
-    out.push_str("\",\"ad_id\":\"");
+    out.push_str(if imp.post {
+        "\",\"post_id\":\""
+    } else {
+        "\",\"ad_id\":\""
+    });
     out.push_str(&imp.ad_id);
     out.push_str("\",\"user_id\":\"");
     out.push_str(user_id);
@@ -84,6 +89,9 @@ pub fn event_json(
     }
     if imp.verified {
         out.push_str(",\"verified\":true");
+    }
+    if imp.audible {
+        out.push_str(",\"audible\":true");
     }
     out.push('}');
 }
@@ -215,7 +223,9 @@ pub fn backoff(attempt: u32, retry_after_ms: Option<f64>, random: f64) -> f64 {
 #[derive(Debug)]
 struct Pending {
     json: String,
+    /// Its ad's or post's id; `post` tells which namespace.
     ad_id: String,
+    post: bool,
 }
 
 /// The event queue and the formed batches of one tracker.
@@ -248,12 +258,14 @@ impl Queue {
         }
     }
 
-    /// Queues one event (its wire JSON, made by [`event_json`], and its ad
-    /// id); true when a batch is full and should be formed and sent now.
-    pub fn push(&mut self, event_json: String, ad_id: &str) -> bool {
+    /// Queues one event (its wire JSON, made by [`event_json`], and the id
+    /// of its ad, or of its post when `post`); true when a batch is full
+    /// and should be formed and sent now.
+    pub fn push(&mut self, event_json: String, ad_id: &str, post: bool) -> bool {
         self.pending.push(Pending {
             json: event_json,
             ad_id: ad_id.into(),
+            post,
         });
         self.pending.len() >= self.max_events
     }
@@ -269,7 +281,8 @@ impl Queue {
     }
 
     /// Forms batches of every pending event, in order, each within the
-    /// event, byte and distinct-ad limits of the edge, with ids from
+    /// event, byte and distinct-id limits of the edge (ads and posts
+    /// together, each in its own namespace), with ids from
     /// `new_id`. Returns how many were formed. When more than
     /// [`MAX_QUEUED_BATCHES`] or [`MAX_QUEUED_BYTES`] wait, the oldest not
     /// in flight are dropped.
@@ -284,10 +297,10 @@ impl Queue {
             body.push_str(&id);
             body.push_str(BODY_MID);
             let mut count = 0;
-            let mut ads: Vec<&str> = Vec::new();
+            let mut ads: Vec<(&str, bool)> = Vec::new();
             while let Some(next) = events.peek() {
                 let extra = next.json.len() + usize::from(count > 0);
-                let new_ad = !ads.contains(&next.ad_id.as_str());
+                let new_ad = !ads.contains(&(next.ad_id.as_str(), next.post));
                 let full = count >= self.max_events
                     || (new_ad && ads.len() >= MAX_AD_IDS_PER_BATCH)
                     || (count > 0
@@ -300,7 +313,7 @@ impl Queue {
                 }
                 body.push_str(&next.json);
                 if new_ad {
-                    ads.push(&next.ad_id);
+                    ads.push((&next.ad_id, next.post));
                 }
                 count += 1;
                 events.next();
@@ -496,8 +509,10 @@ mod tests {
         Impression {
             slot: 1,
             ad_id: ad_id.into(),
+            post: false,
             kind,
             verified,
+            audible: false,
         }
     }
 
@@ -528,8 +543,8 @@ mod tests {
     #[test]
     fn bodies_are_the_wire_contract() {
         let mut q = Queue::new(50, false);
-        q.push(ev(1, "u1"), "ad-42");
-        q.push(ev(2, "u1"), "ad-42");
+        q.push(ev(1, "u1"), "ad-42", false);
+        q.push(ev(2, "u1"), "ad-42", false);
         assert_eq!(q.seal(0.0, ids()), 1);
         let body = &q.batches()[0].body;
         let batch = glimpse_wire::ingest::decode_batch(body.as_bytes()).unwrap();
@@ -573,10 +588,79 @@ mod tests {
     }
 
     #[test]
+    fn post_and_video_events_on_the_wire() {
+        let mut m = String::new();
+        let post = Impression {
+            post: true,
+            ..imp("p-1", Kind::Viewable, false)
+        };
+        event_json("x", &post, "u", 0, None, &mut m);
+        assert_eq!(
+            m,
+            r#"{"id":"x","post_id":"p-1","user_id":"u","kind":"viewable","ts":0}"#
+        );
+        m.clear();
+        let audible = Impression {
+            audible: true,
+            ..imp("v", Kind::Viewable, false)
+        };
+        event_json("x", &audible, "u", 0, None, &mut m);
+        assert_eq!(
+            m,
+            r#"{"id":"x","ad_id":"v","user_id":"u","kind":"viewable","ts":0,"audible":true}"#
+        );
+        for (kind, name) in [
+            (Kind::VideoStart, "video_start"),
+            (Kind::VideoQ25, "video_q25"),
+            (Kind::VideoQ50, "video_q50"),
+            (Kind::VideoQ75, "video_q75"),
+            (Kind::VideoComplete, "video_complete"),
+        ] {
+            m.clear();
+            event_json("x", &imp("v", kind, false), "u", 0, None, &mut m);
+            let want = format!(r#"{{"id":"x","ad_id":"v","user_id":"u","kind":"{name}","ts":0}}"#);
+            assert_eq!(m, want);
+        }
+    }
+
+    #[test]
+    fn posts_and_ads_count_together_towards_the_distinct_id_limit() {
+        let event = |id: &str, post: bool| {
+            let mut s = String::new();
+            let i = Impression {
+                post,
+                ..imp(id, Kind::Measurable, false)
+            };
+            event_json("e", &i, "u", 0, None, &mut s);
+            s
+        };
+        let mut q = Queue::new(500, false);
+        for n in 0..MAX_AD_IDS_PER_BATCH / 2 {
+            let id = format!("x-{n}");
+            // The ad and the post of one id are two things.
+            q.push(event(&id, false), &id, false);
+            q.push(event(&id, true), &id, true);
+        }
+        assert_eq!(q.seal(0.0, ids()), 1);
+        q.push(event("x-0", false), "x-0", false);
+        q.push(event("x-0", true), "x-0", true);
+        q.push(event("last", true), "last", true);
+        q.push(event("x-1", true), "x-1", true);
+        assert_eq!(q.seal(0.0, ids()), 1, "four events, three ids");
+        let mut q = Queue::new(500, false);
+        for n in 0..MAX_AD_IDS_PER_BATCH {
+            let id = format!("x-{n}");
+            q.push(event(&id, n % 2 == 0), &id, n % 2 == 0);
+        }
+        q.push(event("x-0", false), "x-0", false);
+        assert_eq!(q.seal(0.0, ids()), 2, "ad x-0 is the 51st id");
+    }
+
+    #[test]
     fn a_driven_browser_says_webdriver_in_every_body() {
         let mut q = Queue::new(1, true);
-        q.push(ev(1, "u1"), "ad-42");
-        q.push(ev(2, "u1"), "ad-42");
+        q.push(ev(1, "u1"), "ad-42", false);
+        q.push(ev(2, "u1"), "ad-42", false);
         assert_eq!(q.seal(0.0, ids()), 2);
         for b in q.batches() {
             assert!(
@@ -596,7 +680,7 @@ mod tests {
         assert_eq!(back[0].body, q.batches()[0].body);
         // A browser not driven by a program sends no such field.
         let mut q = Queue::new(50, false);
-        q.push(ev(1, "u1"), "ad-42");
+        q.push(ev(1, "u1"), "ad-42", false);
         q.seal(0.0, ids());
         let body = &q.batches()[0].body;
         assert!(!body.contains("webdriver"), "{body}");
@@ -610,9 +694,9 @@ mod tests {
     #[test]
     fn push_says_when_max_batch_is_reached() {
         let mut q = Queue::new(3, false);
-        assert!(!q.push(ev(1, "u"), "ad-42"));
-        assert!(!q.push(ev(2, "u"), "ad-42"));
-        assert!(q.push(ev(3, "u"), "ad-42"));
+        assert!(!q.push(ev(1, "u"), "ad-42", false));
+        assert!(!q.push(ev(2, "u"), "ad-42", false));
+        assert!(q.push(ev(3, "u"), "ad-42", false));
         assert_eq!(q.pending(), 3);
         q.seal(0.0, ids());
         assert_eq!(q.pending(), 0);
@@ -623,14 +707,14 @@ mod tests {
     fn batches_split_by_count_and_bytes() {
         let mut q = Queue::new(2, false);
         for i in 0..5 {
-            q.push(ev(i, "u"), "ad-42");
+            q.push(ev(i, "u"), "ad-42", false);
         }
         assert_eq!(q.seal(0.0, ids()), 3);
         // Big events: the byte limit splits before the count limit.
         let mut q = Queue::new(500, false);
         let user = "u".repeat(128);
         for i in 0..500 {
-            q.push(ev(i, &user), "ad-42");
+            q.push(ev(i, &user), "ad-42", false);
         }
         let formed = q.seal(0.0, ids());
         assert!(formed > 1);
@@ -648,7 +732,7 @@ mod tests {
     #[test]
     fn retries_resend_the_same_body_and_back_off() {
         let mut q = Queue::new(50, false);
-        q.push(ev(1, "u"), "ad-42");
+        q.push(ev(1, "u"), "ad-42", false);
         q.seal(0.0, ids());
         let (id, body) = q.take_due(0.0, T0).unwrap();
         assert!(q.take_due(0.0, T0).is_none(), "in flight");
@@ -677,7 +761,7 @@ mod tests {
     #[test]
     fn every_attempt_says_when_it_was_sent() {
         let mut q = Queue::new(50, true);
-        q.push(ev(1, "u"), "ad-42");
+        q.push(ev(1, "u"), "ad-42", false);
         q.seal(0.0, ids());
         let stored = q.encode();
         assert!(!stored.contains("sent_at"), "{stored}");
@@ -702,7 +786,7 @@ mod tests {
     fn retry_after_pauses_the_whole_queue() {
         let mut q = Queue::new(1, false);
         for i in 0..3 {
-            q.push(ev(i, "u"), "ad-42");
+            q.push(ev(i, "u"), "ad-42", false);
         }
         q.seal(0.0, ids());
         let (id, _) = q.take_due(0.0, T0).unwrap();
@@ -720,8 +804,8 @@ mod tests {
         assert!(q.take_due(31_000.0, T0).is_some());
         // A longer pause never shortens an earlier one.
         let mut q = Queue::new(1, false);
-        q.push(ev(1, "u"), "ad-42");
-        q.push(ev(2, "u"), "ad-42");
+        q.push(ev(1, "u"), "ad-42", false);
+        q.push(ev(2, "u"), "ad-42", false);
         q.seal(0.0, ids());
         let (a, _) = q.take_due(0.0, T0).unwrap();
         q.settle(&a, Outcome::Retry(Some(60_000.0)), 0.0, 0.0);
@@ -732,8 +816,8 @@ mod tests {
     #[test]
     fn a_batch_the_edge_would_refuse_as_too_old_is_dropped() {
         let mut q = Queue::new(1, false);
-        q.push(ev(1, "u"), "ad-42"); // ts 1_764_000_000_001
-        q.push(ev(5, "u"), "ad-42"); // ts 1_764_000_000_005
+        q.push(ev(1, "u"), "ad-42", false); // ts 1_764_000_000_001
+        q.push(ev(5, "u"), "ad-42", false); // ts 1_764_000_000_005
         q.seal(0.0, ids());
         let max_age = MAX_EVENT_AGE_MS as u64;
         assert_eq!(q.expire(1_764_000_000_001 + max_age), 0, "48 h old exactly");
@@ -745,8 +829,8 @@ mod tests {
         assert_eq!(q.expire(u64::MAX), 0);
         // A batch is as young as its newest event.
         let mut q = Queue::new(50, false);
-        q.push(ev(1, "u"), "ad-42");
-        q.push(ev(9, "u"), "ad-42");
+        q.push(ev(1, "u"), "ad-42", false);
+        q.push(ev(9, "u"), "ad-42", false);
         q.seal(0.0, ids());
         assert_eq!(q.batches()[0].newest_ts, 1_764_000_000_009);
         assert_eq!(q.expire(1_764_000_000_008 + max_age), 0);
@@ -772,7 +856,7 @@ mod tests {
         for kind in 0..2 {
             for ad in 0..100 {
                 let ad = format!("ad-{ad}");
-                q.push(event(kind * 100 + 1, &ad), &ad);
+                q.push(event(kind * 100 + 1, &ad), &ad, false);
             }
         }
         assert_eq!(q.seal(0.0, ids()), 4);
@@ -793,11 +877,11 @@ mod tests {
         let mut q = Queue::new(500, false);
         for i in 0..300 {
             let ad = format!("ad-{}", i % 50);
-            q.push(event(i, &ad), &ad);
+            q.push(event(i, &ad), &ad, false);
         }
         assert_eq!(q.seal(0.0, ids()), 1);
-        q.push(event(300, "ad-50"), "ad-50");
-        q.push(event(301, "ad-0"), "ad-0");
+        q.push(event(300, "ad-50"), "ad-50", false);
+        q.push(event(301, "ad-0"), "ad-0", false);
         assert_eq!(q.seal(0.0, ids()), 1, "a new batch for the 51st ad");
     }
 
@@ -806,7 +890,7 @@ mod tests {
         let mut q = Queue::new(500, false);
         let user = "u".repeat(128);
         for i in 0..3_000 {
-            q.push(ev(i, &user), "ad-42");
+            q.push(ev(i, &user), "ad-42", false);
         }
         let formed = q.seal(0.0, ids());
         let bytes: usize = q.batches().iter().map(|b| b.body.len()).sum();
@@ -821,13 +905,13 @@ mod tests {
     fn a_beaconed_batch_is_not_beaconed_again() {
         let mut q = Queue::new(1, false);
         let mut new_id = ids();
-        q.push(ev(1, "u"), "ad-42");
+        q.push(ev(1, "u"), "ad-42", false);
         q.seal(0.0, &mut new_id);
         // `visibilitychange` to hidden, then `pagehide`.
         assert_eq!(q.beacon_plan(0.0, T0).len(), 1);
         assert!(q.beacon_plan(5.0, T0).is_empty());
         // A batch formed in between goes, alone.
-        q.push(ev(2, "u"), "ad-42");
+        q.push(ev(2, "u"), "ad-42", false);
         q.seal(6.0, &mut new_id);
         let plan = q.beacon_plan(7.0, T0);
         assert_eq!(
@@ -884,8 +968,8 @@ mod tests {
     #[test]
     fn storage_round_trip_and_adoption() {
         let mut q = Queue::new(1, false);
-        q.push(ev(1, "u"), "ad-42");
-        q.push(ev(2, "u"), "ad-42");
+        q.push(ev(1, "u"), "ad-42", false);
+        q.push(ev(2, "u"), "ad-42", false);
         q.seal(0.0, ids());
         let stored = q.encode();
         let back = decode(
@@ -909,7 +993,7 @@ mod tests {
     fn the_queue_is_capped() {
         let mut q = Queue::new(1, false);
         for i in 0..(MAX_QUEUED_BATCHES as u64 + 10) {
-            q.push(ev(i, "u"), "ad-42");
+            q.push(ev(i, "u"), "ad-42", false);
         }
         q.seal(0.0, ids());
         assert_eq!(q.batches().len(), MAX_QUEUED_BATCHES);
@@ -921,7 +1005,7 @@ mod tests {
         let mut q = Queue::new(500, false);
         let user = "u".repeat(128);
         for i in 0..1000 {
-            q.push(ev(i, &user), "ad-42");
+            q.push(ev(i, &user), "ad-42", false);
         }
         let formed = q.seal(0.0, ids());
         assert!(formed >= 3);

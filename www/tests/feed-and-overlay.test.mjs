@@ -1,8 +1,9 @@
 // node --test www/tests/  (the pure parts of the feed and of the overlay)
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { adId, adIdsOfPage, pageItems, parseAdId, post, POSTS_PER_PAGE } from "../feed-data.js";
-import { Dwell, RULE, meetsPixelRule, requiredRatio } from "../overlay.js";
+import { adId, adIdsOfPage, pageItems, parseAdId, post, postId, POSTS_PER_PAGE, VIDEO_AD } from "../feed-data.js";
+import { formatViews, readViews, viewsUrls, MAX_IDS_PER_REQUEST } from "../feed-views.js";
+import { Dwell, RULE, VIDEO_RULE, meetsPixelRule, requiredRatio } from "../overlay.js";
 
 test("ad ids are <advertiser>-<page> and valid wire ids", () => {
   assert.deepEqual(adIdsOfPage(0), ["acme-shoes-0", "orbit-banner-0", "lumen-coffee-0", "pixel-travel-0"]);
@@ -74,4 +75,47 @@ test("dwell: the clock restarts when the ad leaves, or the page loses focus", ()
   assert.equal(d.state(5999), "in-view");
   assert.equal(d.state(6000), "viewable");
   assert.equal(RULE.dwellMs, 1000);
+});
+
+test("post ids and the video ad's id are valid wire ids, the video ad none of the page ads", () => {
+  assert.equal(postId(12), "post-12");
+  for (const id of [postId(0), postId(1199), VIDEO_AD.id]) assert.match(id, /^[A-Za-z0-9._:-]{1,128}$/);
+  assert.equal(parseAdId(VIDEO_AD.id), null);
+});
+
+test("views: one request per page of posts, at most 100 ids each, and quiet about bad answers", () => {
+  const page = Array.from({ length: POSTS_PER_PAGE }, (_, i) => postId(i));
+  assert.deepEqual(viewsUrls(page), [`/v1/views?ids=${page.join(",")}`]);
+  const many = Array.from({ length: 250 }, (_, i) => postId(i));
+  const urls = viewsUrls(many);
+  assert.equal(urls.length, 3);
+  assert.equal(urls[0].split("=")[1].split(",").length, MAX_IDS_PER_REQUEST);
+  assert.equal(urls[2].split("=")[1].split(",").length, 50);
+  assert.deepEqual(viewsUrls([]), []);
+  assert.equal(formatViews(0), "0 views");
+  assert.equal(formatViews(1), "1 view");
+  assert.equal(formatViews(1234), "1,234 views");
+  assert.deepEqual([...readViews({ views: { a: 3, b: -1, c: "4", d: 1.5 } })], [["a", 3]]);
+  assert.equal(readViews(null).size, 0);
+  assert.equal(readViews({ error: { code: "x" } }).size, 0);
+});
+
+test("video dwell: 2,000 ms of playback in view, 50% whatever the size", () => {
+  const d = new Dwell(VIDEO_RULE);
+  d.update(0, { ratio: 1, area: 970 * 360, active: true });
+  assert.equal(d.state(5000), "measuring", "in view, not playing");
+  d.update(5000, { playing: true });
+  d.update(6000, { playing: false });
+  d.update(6500, { playing: true });
+  assert.equal(d.state(8499), "in-view");
+  assert.equal(d.progress(7500), 0.5);
+  assert.equal(d.state(8500), "viewable");
+  const big = new Dwell(VIDEO_RULE);
+  big.update(0, { ratio: 0.35, area: 970 * 360, active: true, playing: true });
+  assert.equal(big.state(10_000), "measuring", "no 30% class for video");
+  assert.equal(requiredRatio(970 * 360, VIDEO_RULE), 0.5);
+  // A display ad ignores playback.
+  const display = new Dwell(RULE);
+  display.update(0, { ratio: 1, area: 90_000, active: true, playing: false });
+  assert.equal(display.state(1000), "viewable");
 });

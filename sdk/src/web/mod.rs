@@ -266,19 +266,15 @@ impl Tracker {
     /// Follows `element` as an ad slot; `adId` (a string, or a number taken
     /// as its string) overrides its `data-ad-id`.
     pub fn observe(&self, element: JsValue, ad_id: JsValue) {
-        let Ok(mut i) = self.inner.try_borrow_mut() else {
-            return;
-        };
-        let Some(el) = i.element_arg(element, "observe") else {
-            return;
-        };
-        match ad_id_arg(&ad_id) {
-            Ok(ad_id) => {
-                i.track(&el, ad_id);
-                i.after();
-            }
-            Err(()) => i.debug_warn("glimpse: observe(element, adId) needs a string adId; ignored"),
-        }
+        self.follow(element, ad_id, false);
+    }
+
+    /// Follows `element` as a post (content, not an ad), counted by the
+    /// display rule; `postId` (as `adId` of `observe`) overrides its
+    /// `data-post-id`.
+    #[wasm_bindgen(js_name = observePost)]
+    pub fn observe_post(&self, element: JsValue, post_id: JsValue) {
+        self.follow(element, post_id, true);
     }
 
     /// Stops following `element`.
@@ -365,6 +361,31 @@ impl Tracker {
         match (on, window()) {
             (Some(on), Some(win)) => i.set_consent(on, &win),
             _ => i.debug_warn("glimpse: setConsent(consent) needs a boolean; ignored"),
+        }
+    }
+}
+
+impl Tracker {
+    /// `observe` (or `observePost` when `post`).
+    fn follow(&self, element: JsValue, id: JsValue, post: bool) {
+        let Ok(mut i) = self.inner.try_borrow_mut() else {
+            return;
+        };
+        let method = if post { "observePost" } else { "observe" };
+        let Some(el) = i.element_arg(element, method) else {
+            return;
+        };
+        match ad_id_arg(&id) {
+            Ok(id) => {
+                i.track(&el, id, post);
+                i.after();
+            }
+            Err(()) => {
+                let mut m = String::from("glimpse: ");
+                m.push_str(method);
+                m.push_str("(element, id) needs a string id; ignored");
+                i.debug_warn(&m);
+            }
         }
     }
 }

@@ -269,7 +269,7 @@ impl Inner {
                 m.push_str(&imp.ad_id);
                 self.log(&m);
             }
-            full |= self.sending.queue.push(json, &imp.ad_id);
+            full |= self.sending.queue.push(json, &imp.ad_id, imp.post);
         }
         // Keeps the buffer's capacity for the next callback.
         self.slots.out = out;

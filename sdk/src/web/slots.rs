@@ -13,7 +13,10 @@
 //! - Where the browser has IntersectionObserver v2 (`trackVisibility`), a
 //!   second one reports whether each slot is covered or visually altered;
 //!   that decides the `verified` flag only.
-//! - A MutationObserver follows slots added and removed, and `data-ad-id`.
+//! - A MutationObserver follows slots added and removed, and `data-ad-id`
+//!   (`data-post-id` of a post).
+//! - A video ad's `<video>` reports its playback by media events, all to
+//!   one closure, which reads the element's state whatever the event.
 
 use alloc::rc::Weak;
 use alloc::{string::String, vec, vec::Vec};
@@ -23,20 +26,87 @@ use js_sys::{Array, Object, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{
-    Document, Element, IntersectionObserver, IntersectionObserverEntry, IntersectionObserverInit,
-    MutationObserver, MutationObserverInit, MutationRecord, Node, ResizeObserver,
-    ResizeObserverEntry, Window,
+    Document, Element, Event, EventTarget, IntersectionObserver, IntersectionObserverEntry,
+    IntersectionObserverInit, MutationObserver, MutationObserverInit, MutationRecord, Node,
+    ResizeObserver, ResizeObserverEntry, Window,
 };
 
 use super::timer::Timer;
 use super::{get, now, page_listener, warn, window, with, Inner, Listener};
-use crate::engine::{window_focused, Engine, Impression, Rule, SlotId, OCCLUSION_DELAY_MS};
+use crate::engine::{
+    window_focused, Engine, Format, Impression, Playback, Rule, SlotId, OCCLUSION_DELAY_MS,
+};
 use crate::limits::MAX_AD_OR_USER_ID_BYTES;
 use crate::queue;
 
 /// How often the CSS visibility of a slot in view, not yet viewable, is
 /// sampled: five samples in the one-second dwell.
 const SAMPLE_EVERY_MS: f64 = 200.0;
+
+/// The posts followed, always (not an option: the attribute is the API).
+const POST_SELECTOR: &str = "[data-post-id]";
+
+/// The media events after which a video's playback is read again.
+/// `waiting` and `stalled` report data running out, `seeking` a jump;
+/// `timeupdate` carries media time past the quartiles.
+const MEDIA_EVENTS: [&str; 11] = [
+    "play",
+    "playing",
+    "pause",
+    "ended",
+    "waiting",
+    "stalled",
+    "seeking",
+    "seeked",
+    "timeupdate",
+    "volumechange",
+    "durationchange",
+];
+
+/// `HTMLMediaElement.HAVE_FUTURE_DATA`: below it, playback waits for data.
+const HAVE_FUTURE_DATA: f64 = 3.0;
+
+/// A video's playback as the engine takes it. Read as properties: one
+/// import for all of them, not one binding each.
+fn playback(v: &Element) -> Playback {
+    let flag = |name: &str| get(v, name).as_bool() == Some(true);
+    let number = |name: &str| get(v, name).as_f64().unwrap_or(f64::NAN);
+    let ended = flag("ended");
+    Playback {
+        playing: !flag("paused")
+            && !ended
+            && !flag("seeking")
+            && number("readyState") >= HAVE_FUTURE_DATA,
+        ended,
+        time: number("currentTime"),
+        duration: number("duration"),
+        audible: !flag("muted") && number("volume") > 0.0,
+    }
+}
+
+/// The `<video>` of a slot that follows the video rule: the slot itself,
+/// or the one it holds when it says `data-ad-format="video"`.
+fn video_of(el: &Element) -> Option<Element> {
+    if el.tag_name().eq_ignore_ascii_case("video") {
+        return Some(el.clone());
+    }
+    if el.get_attribute("data-ad-format").as_deref() != Some("video") {
+        return None;
+    }
+    el.query_selector("video").ok().flatten()
+}
+
+/// Adds (or removes) the media listener on `video`, for every media event.
+fn listen_media(video: &EventTarget, cb: &Closure<dyn FnMut(Event)>, add: bool) {
+    let f = cb.as_ref().unchecked_ref();
+    for name in MEDIA_EVENTS {
+        let _ = if add {
+            video.add_event_listener_with_callback(name, f)
+        } else {
+            video.remove_event_listener_with_callback(name, f)
+        };
+    }
+}
 
 /// What an observer reports.
 #[derive(Clone, Copy)]
@@ -106,7 +176,11 @@ impl Drop for Mo {
 struct Slot {
     el: Element,
     id: SlotId,
-    /// The ad id came from `observe(el, adId)`, not from `data-ad-id`.
+    format: Format,
+    /// The video whose playback decides, for a video ad.
+    video: Option<Element>,
+    /// The id came from `observe(el, adId)` (or `observePost`), not from
+    /// the element's attribute.
     explicit: bool,
     /// The `data-ad-token` of the slot's current ad, read when the ad was
     /// set: by the time an ad refresh is seen the element already holds
@@ -225,6 +299,8 @@ pub(super) struct Slots {
     timer: Option<Timer>,
     /// When `timer` fires.
     timer_at: f64,
+    /// The one media listener of every video followed.
+    media: Option<Closure<dyn FnMut(Event)>>,
 }
 
 impl Slots {
@@ -250,6 +326,7 @@ impl Slots {
             listeners: Vec::new(),
             timer: None,
             timer_at: 0.0,
+            media: None,
         }
     }
 
@@ -284,8 +361,12 @@ impl Slots {
         self.listeners.clear();
         self.timer = None;
         for slot in self.list.drain(..) {
+            if let (Some(v), Some(cb)) = (&slot.video, &self.media) {
+                listen_media(v, cb, false);
+            }
             self.engine.remove(slot.id);
         }
+        self.media = None;
         self.out.clear();
     }
 }
@@ -347,12 +428,13 @@ impl Inner {
             ];
         }
 
-        if let Ok(list) = self.doc.query_selector_all(&self.opts.selector) {
-            for n in 0..list.length() {
-                if let Some(el) = list.item(n).and_then(|n| n.dyn_into::<Element>().ok()) {
-                    self.track(&el, None);
-                }
-            }
+        let m = me.clone();
+        self.slots.media = Some(Closure::new(move |e: Event| {
+            with(&m, |i| i.on_media(&e));
+        }));
+
+        if let Some(root) = self.doc.document_element() {
+            self.scan(&root);
         }
         let cb = observer_callback(&me, Report::Mutations);
         if let Ok(mo) = MutationObserver::new(cb.as_ref().unchecked_ref()) {
@@ -360,7 +442,10 @@ impl Inner {
             init.set_child_list(true);
             init.set_subtree(true);
             init.set_attributes(true);
-            let filter: Array = core::iter::once(JsValue::from_str("data-ad-id")).collect();
+            let filter: Array = ["data-ad-id", "data-post-id"]
+                .into_iter()
+                .map(JsValue::from_str)
+                .collect();
             init.set_attribute_filter(&filter);
             let root = self.doc.document_element();
             if let Some(root) = root {
@@ -417,16 +502,40 @@ impl Inner {
         }
     }
 
-    /// Samples whether CSS renders the slots the engine watches visibly.
+    /// Samples whether CSS renders the slots the engine watches visibly,
+    /// and a watched video's playback (a stall need not fire an event).
     fn sample(&mut self) {
         let Some(win) = window() else { return };
         let s = &mut self.slots;
         let t = now();
         let watched: Vec<SlotId> = s.engine.watched().collect();
         for slot in s.list.iter().filter(|x| watched.contains(&x.id)) {
+            if let Some(v) = &slot.video {
+                s.engine.set_playback(slot.id, playback(v), t, &mut s.out);
+            }
             let shown = rendered(&win, &slot.el, &s.check_options);
             s.engine.set_shown(slot.id, shown, t, &mut s.out);
         }
+    }
+
+    /// A media event of a followed video.
+    fn on_media(&mut self, e: &Event) {
+        if self.stopped {
+            return;
+        }
+        let s = &mut self.slots;
+        let target = e.target();
+        let found = s
+            .list
+            .iter()
+            .find(|x| x.video.as_ref().map(|v| v.as_ref()) == target.as_ref());
+        if let Some(slot) = found {
+            if let Some(v) = &slot.video {
+                s.engine
+                    .set_playback(slot.id, playback(v), now(), &mut s.out);
+            }
+        }
+        self.after();
     }
 
     /// A new page view: the engine counts each slot again at its next
@@ -477,12 +586,9 @@ impl Inner {
         for r in records.iter() {
             let r: MutationRecord = r.unchecked_into();
             if r.type_() == "attributes" {
-                if let Ok(el) = r
-                    .target()
-                    .and_then(|t| t.dyn_into::<Element>().ok())
-                    .ok_or(())
-                {
-                    self.on_ad_id_change(&el);
+                if let Some(el) = r.target().and_then(|t| t.dyn_into::<Element>().ok()) {
+                    let post = r.attribute_name().as_deref() == Some("data-post-id");
+                    self.on_id_change(&el, post);
                 }
                 continue;
             }
@@ -495,36 +601,43 @@ impl Inner {
         }
     }
 
-    /// Tracks `node` and its descendants that match the selector.
+    /// Tracks `node` and its descendants that match the selector (ads) or
+    /// carry `data-post-id` (posts); an element that is both is an ad.
     fn scan(&mut self, node: &Node) {
         // Added and removed again before this callback: nothing to follow.
         let Some(el) = node.dyn_ref::<Element>().filter(|el| el.is_connected()) else {
             return;
         };
-        if el.matches(&self.opts.selector).unwrap_or(false) {
-            self.track(el, None);
-        }
-        if let Ok(list) = el.query_selector_all(&self.opts.selector) {
-            for n in 0..list.length() {
-                if let Some(child) = list.item(n).and_then(|n| n.dyn_into::<Element>().ok()) {
-                    self.track(&child, None);
+        let ads = self.opts.selector.clone();
+        for (selector, post) in [(ads.as_str(), false), (POST_SELECTOR, true)] {
+            if el.matches(selector).unwrap_or(false) {
+                self.track(el, None, post);
+            }
+            if let Ok(list) = el.query_selector_all(selector) {
+                for n in 0..list.length() {
+                    if let Some(child) = list.item(n).and_then(|n| n.dyn_into::<Element>().ok()) {
+                        self.track(&child, None, post);
+                    }
                 }
             }
         }
     }
 
-    fn on_ad_id_change(&mut self, el: &Element) {
+    /// `data-ad-id` (or `data-post-id` when `post`) of `el` changed.
+    fn on_id_change(&mut self, el: &Element, post: bool) {
         let Some(slot) = self.slots.list.iter().find(|s| &s.el == el) else {
             if el.is_connected() {
                 self.scan(el);
             }
             return;
         };
-        if slot.explicit {
+        // An explicit id is the page's; the other namespace's attribute
+        // says nothing about this slot.
+        if slot.explicit || post != (slot.format == Format::Post) {
             return;
         }
         let id = slot.id;
-        match el.get_attribute("data-ad-id") {
+        match el.get_attribute(id_attribute(post)) {
             Some(ad) if queue::valid_id(&ad, MAX_AD_OR_USER_ID_BYTES) => {
                 self.before_ad_change(el);
                 let s = &mut self.slots;
@@ -534,22 +647,25 @@ impl Inner {
         }
     }
 
-    pub(super) fn track(&mut self, el: &Element, ad_id: Option<String>) {
+    /// Follows `el` as an ad slot, or a post when `post`, under `ad_id` or
+    /// else its attribute.
+    pub(super) fn track(&mut self, el: &Element, ad_id: Option<String>, post: bool) {
         if self.stopped {
             return;
         }
         let explicit = ad_id.is_some();
-        let Some(ad) = ad_id.or_else(|| el.get_attribute("data-ad-id")) else {
-            self.log("glimpse: an ad slot without data-ad-id is skipped");
+        let Some(ad) = ad_id.or_else(|| el.get_attribute(id_attribute(post))) else {
+            self.log("glimpse: an element without data-ad-id (data-post-id for a post) is skipped");
             return;
         };
         if !queue::valid_id(&ad, MAX_AD_OR_USER_ID_BYTES) {
-            warn("glimpse: an ad id must be 1 to 128 characters of [A-Za-z0-9._:-]; slot skipped");
+            warn("glimpse: an id must be 1 to 128 characters of [A-Za-z0-9._:-]; element skipped");
             return;
         }
         if let Some(slot) = self.slots.list.iter_mut().find(|s| &s.el == el) {
-            // Observed twice (a re-render): no second impression.
-            if explicit {
+            // Observed twice (a re-render): no second impression. An
+            // explicit id of the other namespace does not turn it over.
+            if explicit && post == (slot.format == Format::Post) {
                 slot.explicit = true;
                 let id = slot.id;
                 self.before_ad_change(el);
@@ -560,7 +676,18 @@ impl Inner {
         }
         let s = &mut self.slots;
         let Some(io) = &s.io else { return };
-        let id = s.engine.add(&ad);
+        let video = if post { None } else { video_of(el) };
+        let format = match (&video, post) {
+            (_, true) => Format::Post,
+            (Some(_), false) => Format::Video,
+            (None, false) => Format::Display,
+        };
+        let id = s.engine.add(&ad, format);
+        if let (Some(v), Some(cb)) = (&video, &s.media) {
+            listen_media(v, cb, true);
+            // It may be playing already (autoplay before the SDK started).
+            s.engine.set_playback(id, playback(v), now(), &mut s.out);
+        }
         io.io.observe(el);
         if let Some(o) = &s.occlusion {
             o.io.observe(el);
@@ -571,6 +698,8 @@ impl Inner {
         s.list.push(Slot {
             el: el.clone(),
             id,
+            format,
+            video,
             explicit,
             token: ad_token(el),
         });
@@ -584,6 +713,10 @@ impl Inner {
             }
             if let Some(ro) = &s.ro {
                 ro.ro.unobserve(el);
+            }
+            if let (Some(v), Some(cb)) = (s.list.get(pos).and_then(|x| x.video.as_ref()), &s.media)
+            {
+                listen_media(v, cb, false);
             }
             s.engine.tick(now(), &mut s.out);
             // Queued while the slot, and so its token, is still known.
@@ -642,5 +775,14 @@ impl Inner {
                 i.after();
             })
         });
+    }
+}
+
+/// The attribute that names an element's ad, or its post when `post`.
+fn id_attribute(post: bool) -> &'static str {
+    if post {
+        "data-post-id"
+    } else {
+        "data-ad-id"
     }
 }

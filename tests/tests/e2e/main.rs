@@ -19,6 +19,7 @@ mod same_copy;
 mod sdk_browser;
 mod sdk_counting;
 mod sdk_delivery;
+mod sdk_video;
 mod stats_consistency;
 mod www_accessibility;
 mod www_demo;

@@ -232,10 +232,11 @@ glimpse_tests::in_every_engine! {
              const calls = [];
              for (const x of notElements) {
                calls.push(['observe', [x]], ['observe', [x, 'ad']], ['observe', [x, x]],
+                          ['observePost', [x]], ['observePost', [x, 'post']],
                           ['unobserve', [x]], ['setConsent', [x]], ['pageview', [x]],
                           ['flush', [x]], ['refresh', [x]]);
              }
-             for (const x of notIds) calls.push(['observe', [below, x]]);
+             for (const x of notIds) calls.push(['observe', [below, x]], ['observePost', [below, x]]);
              calls.push(['observe', []], ['unobserve', []], ['setConsent', []],
                         ['observe', [below, 'a b']], ['observe', [below, 'x'.repeat(129)]],
                         ['observe', [below, 1e21]]);
@@ -273,10 +274,12 @@ glimpse_tests::in_every_engine! {
             said("setConsent(consent) needs a boolean"),
             "{engine}: {warnings}"
         );
-        assert!(
-            said("observe(element, adId) needs a string adId"),
-            "{engine}: {warnings}"
-        );
+        for method in ["observe", "observePost"] {
+            assert!(
+                said(&format!("{method}(element, id) needs a string id")),
+                "{engine}: {warnings}"
+            );
+        }
     }
 }
 
@@ -418,6 +421,7 @@ fn check_inert(b: &Browser, edge: &Edge, engine: browser::Engine, how: &str) {
         json!([
             "flush",
             "observe",
+            "observePost",
             "optOut",
             "pageview",
             "refresh",
@@ -431,6 +435,7 @@ fn check_inert(b: &Browser, edge: &Edge, engine: browser::Engine, how: &str) {
         "const done = arguments[0];
          try {
            tracker.observe(document.body, 'x');
+           tracker.observePost(document.body, 'p');
            tracker.pageview();
            tracker.setConsent(true);
            tracker.flush().then(() => done('resolved'), e => done('rejected ' + e));
