@@ -24,12 +24,26 @@
 //! that edge's syncs land: the cut is exact for this edge's own batches.
 
 use glimpse_hll::Sketch;
-use glimpse_wire::api::{viewability_rate, AdSummary, DayStats, StatsResponse};
+use glimpse_wire::api::{
+    viewability_rate, AdSummary, DayStats, PostStatsResponse, StatsResponse, VideoStats,
+};
 use glimpse_wire::{Day, DayRange};
 
-use crate::aggregate::PendingDays;
-use crate::counts::{Counters, DayCounts};
-use crate::store::StoredDays;
+use crate::aggregate::{PendingDays, PendingImpressions};
+use crate::counts::{Counters, DayCounts, VideoCounters};
+use crate::store::{StoredDays, StoredViews};
+
+/// The video object of an answer.
+fn video_stats(v: VideoCounters) -> VideoStats {
+    VideoStats {
+        starts: v.starts,
+        q25: v.q25,
+        q50: v.q50,
+        q75: v.q75,
+        completes: v.completes,
+        audible_impressions: v.audible,
+    }
+}
 
 /// One day of an answer.
 fn day_stats(date: Day, counts: &DayCounts) -> DayStats {
@@ -41,6 +55,7 @@ fn day_stats(date: Day, counts: &DayCounts) -> DayStats {
         unique_visitors: counts.visitors.estimate(),
         invalid: c.invalid,
         verified: c.verified,
+        video: Some(video_stats(c.video)),
     }
 }
 
@@ -84,8 +99,53 @@ pub(crate) fn ad_stats(
         viewability_rate: viewability_rate(total.impressions, total.measurable),
         invalid: total.invalid,
         verified: total.verified,
+        video: video_stats(total.video),
         days: per_day,
     }
+}
+
+/// The answer of `GET /v1/posts/{post_id}/stats`: [`ad_stats`] of the
+/// post's counts, without the video counters a post cannot have.
+pub(crate) fn post_stats(
+    post_id: &str,
+    range: DayRange,
+    stored: StoredDays,
+    pending: Vec<PendingDays>,
+) -> PostStatsResponse {
+    let s = ad_stats(post_id, range, stored, pending);
+    PostStatsResponse {
+        post_id: s.ad_id,
+        from: s.from,
+        to: s.to,
+        impressions: s.impressions,
+        measurable: s.measurable,
+        unique_visitors: s.unique_visitors,
+        viewability_rate: s.viewability_rate,
+        invalid: s.invalid,
+        verified: s.verified,
+        days: s
+            .days
+            .into_iter()
+            .map(|d| DayStats { video: None, ..d })
+            .collect(),
+    }
+}
+
+/// A post's views over all time: the stored total plus each pending
+/// delta's impressions of the days whose stored counts do not hold that
+/// delta yet (the same cut as [`ad_stats`]).
+pub(crate) fn post_views(stored: &StoredViews, pending: &[PendingImpressions]) -> u64 {
+    let pending: u64 = pending
+        .iter()
+        .flat_map(|delta| {
+            delta
+                .days
+                .iter()
+                .filter(|(day, _)| !stored.applied.holds(*day, delta.seq))
+                .map(|(_, n)| n)
+        })
+        .sum();
+    stored.views + pending
 }
 
 /// One row of `GET /v1/ads`.
@@ -98,6 +158,7 @@ pub(crate) fn ad_summary(stats: &StatsResponse) -> AdSummary {
         viewability_rate: stats.viewability_rate,
         invalid: stats.invalid,
         verified: stats.verified,
+        video: stats.video,
     }
 }
 
@@ -128,6 +189,7 @@ mod tests {
                 measurable,
                 invalid,
                 verified,
+                video: VideoCounters::default(),
             },
             visitors,
         };

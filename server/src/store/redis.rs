@@ -60,8 +60,8 @@ use self::keys::Keys;
 use self::plan::{KeyPlan, StepId};
 use super::identity::MAX_SEQUENCE;
 use super::seen::SeenIndex;
-use super::{Store, StoreError, StoredDays};
-use crate::counts::{Counters, DayCounts, Delta};
+use super::{Store, StoreError, StoredDays, StoredViews};
+use crate::counts::{post_key, post_of_key, Counters, DayCounts, Delta, VideoCounters};
 use crate::keys::Scope;
 
 /// Time allowed for one reply. A timeout leaves the outcome unknown, which
@@ -258,6 +258,8 @@ pub struct RedisStore {
     boot_recorded: AtomicBool,
     /// `read.lua`: one (ad, day) and this edge's ledger entry, atomically.
     read_script: Script,
+    /// `views.lua`: a post's total and this edge's ledger entries, atomically.
+    views_script: Script,
     retention_days: u32,
     target: String,
     days_cache: ReadCache<(String, u32, u32), StoredDays>,
@@ -339,6 +341,7 @@ impl RedisStore {
             boot_nonce: rand::random(),
             boot_recorded: AtomicBool::new(false),
             read_script: Script::new(include_str!("redis/read.lua")),
+            views_script: Script::new(include_str!("redis/views.lua")),
             retention_days: options.retention_days,
             target,
             days_cache: ReadCache::new(options.stats_cache),
@@ -361,7 +364,7 @@ impl RedisStore {
 
     /// Runs the step of one (ad, day).
     async fn apply_key(&self, plan: KeyPlan<'_>, seq: u64) -> Result<(), StoreError> {
-        let keys = self.keys.day_keys(plan.ad_id, plan.day);
+        let keys = self.keys.day_keys(plan.key, plan.day);
         let expiry = plan::day_expiry_ms(plan.day, self.retention_days);
         let mut conn = self.conn.clone();
         let id = StepId { seq, chunk: 0 };
@@ -369,8 +372,11 @@ impl RedisStore {
         call.key(&keys.visitors)
             .key(&keys.counters)
             .key(&keys.ledger)
-            .key(&keys.scratch)
-            .arg(&self.edge_field)
+            .key(&keys.scratch);
+        if let Some(post_id) = post_of_key(plan.key) {
+            call.key(self.keys.post_views(post_id));
+        }
+        call.arg(&self.edge_field)
             .arg(id.seq)
             .arg(id.chunk);
         match plan.visitors {
@@ -382,10 +388,10 @@ impl RedisStore {
             call.arg(field).arg(n);
         }
         let reply: Vec<i64> = call.invoke_async(&mut conn).await.map_err(|e| {
-            unavailable(&format!("sync step {id} of {} {}", plan.ad_id, plan.day), e)
+            unavailable(&format!("sync step {id} of {} {}", plan.key, plan.day), e)
         })?;
         match reply.as_slice() {
-            [0, ..] => tracing::debug!(ad_id = plan.ad_id, day = %plan.day, step = %id,
+            [0, ..] => tracing::debug!(key = plan.key, day = %plan.day, step = %id,
                 "step had landed before; left as it was"),
             [1, ..] => {}
             other => {
@@ -547,32 +553,76 @@ impl RedisStore {
     }
 }
 
+impl RedisStore {
+    /// One post's total and this edge's ledger entry on each of `days`,
+    /// read atomically by `views.lua`.
+    async fn read_views(&self, post_id: &str, days: &[Day]) -> Result<StoredViews, StoreError> {
+        let key = post_key(post_id);
+        let mut call = self.views_script.prepare_invoke();
+        call.key(self.keys.post_views(post_id));
+        for day in days {
+            call.key(self.keys.ledger(&key, *day));
+        }
+        call.arg(&self.edge_field);
+        let mut conn = self.conn.clone();
+        let (views, steps): (Option<u64>, Vec<Option<String>>) = call
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(&format!("reading the views of {post_id}"), e))?;
+        let mut stored = StoredViews {
+            views: views.unwrap_or(0),
+            ..StoredViews::default()
+        };
+        for (day, step) in days.iter().zip(steps) {
+            if let Some(step) = step {
+                let id = StepId::parse(&step).ok_or_else(|| {
+                    StoreError::Corrupt(format!("{}: step {step:?}", self.keys.ledger(&key, *day)))
+                })?;
+                stored.applied.by_day.insert(*day, id.seq);
+            }
+        }
+        Ok(stored)
+    }
+}
+
 /// Records this start, or refuses a restored data directory.
 const BOOT_SCRIPT: &str = include_str!("redis/boot.lua");
 
-/// The fields of an (ad, day)'s counters hash, `n:{…}`.
-const COUNTER_FIELDS: [&str; 4] = ["imp", "meas", "invalid", "verified"];
+/// The fields of an (ad, day)'s counters hash, `n:{…}`: the counters, then
+/// the video counters in [`VideoCounters::to_array`] order.
+const COUNTER_FIELDS: [&str; 10] = [
+    "imp", "meas", "invalid", "verified", "vs", "v25", "v50", "v75", "vc", "aud",
+];
 
 /// The counters as the hash's fields, in [`COUNTER_FIELDS`] order.
 fn counter_fields(c: Counters) -> [(&'static str, u64); COUNTER_FIELDS.len()] {
-    let [imp, meas, invalid, verified] = COUNTER_FIELDS;
-    [
-        (imp, c.impressions),
-        (meas, c.measurable),
-        (invalid, c.invalid),
-        (verified, c.verified),
-    ]
+    let [vs, v25, v50, v75, vc, aud] = c.video.to_array();
+    let values = [
+        c.impressions,
+        c.measurable,
+        c.invalid,
+        c.verified,
+        vs,
+        v25,
+        v50,
+        v75,
+        vc,
+        aud,
+    ];
+    std::array::from_fn(|i| (COUNTER_FIELDS[i], values[i]))
 }
 
 /// The counters of an `HMGET` of [`COUNTER_FIELDS`]; an absent field is 0
 /// (a day written before the field existed has none).
 fn counters_of_fields(fields: [Option<u64>; COUNTER_FIELDS.len()]) -> Counters {
-    let [impressions, measurable, invalid, verified] = fields.map(|f| f.unwrap_or(0));
+    let [impressions, measurable, invalid, verified, vs, v25, v50, v75, vc, aud] =
+        fields.map(|f| f.unwrap_or(0));
     Counters {
         impressions,
         measurable,
         invalid,
         verified,
+        video: VideoCounters::from_array([vs, v25, v50, v75, vc, aud]),
     }
 }
 
@@ -612,6 +662,20 @@ impl Store for RedisStore {
 
     async fn read_days(&self, ad_id: &str, range: DayRange) -> Result<StoredDays, StoreError> {
         self.read_days_cached(ad_id, range).await
+    }
+
+    async fn read_post_views(
+        &self,
+        posts: &[(String, Vec<Day>)],
+    ) -> Result<Vec<StoredViews>, StoreError> {
+        let reads: Vec<BoxFuture<'_, Result<StoredViews, StoreError>>> = posts
+            .iter()
+            .map(|(post_id, days)| self.read_views(post_id, days).boxed())
+            .collect();
+        futures_util::stream::iter(reads)
+            .buffered(READ_CONCURRENCY)
+            .try_collect()
+            .await
     }
 
     async fn ads_in_range(
@@ -702,8 +766,12 @@ impl RedisStore {
             );
         }
         let plans = plan::plan(delta, |id| !not_owned.contains(id));
-        let ad_days: Vec<(String, Day)> =
-            plans.iter().map(|p| (p.ad_id.to_owned(), p.day)).collect();
+        // Posts are not listed with the ads.
+        let ad_days: Vec<(String, Day)> = plans
+            .iter()
+            .filter(|p| post_of_key(p.key).is_none())
+            .map(|p| (p.key.to_owned(), p.day))
+            .collect();
         let mut steps: Vec<BoxFuture<'_, Result<(), StoreError>>> = Vec::new();
         for p in plans.into_iter().filter(|p| !p.is_noop()) {
             steps.push(self.apply_key(p, seq).boxed());

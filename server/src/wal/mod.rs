@@ -147,13 +147,15 @@ mod tests {
         let day = Day::from_days_since_epoch(20_417);
         Event {
             id: Cow::Borrowed("e"),
-            ad_id: Cow::Borrowed(ad),
+            subject: Subject::Ad,
+            subject_id: Cow::Borrowed(ad),
             user_id: Cow::Borrowed(user),
             kind: Kind::Viewable,
             ts: day.start_ms(),
             day,
             token: None,
             verified: false,
+            audible: false,
         }
     }
 

@@ -83,10 +83,11 @@ pub fn claims(delta: &Delta) -> Vec<&str> {
         .collect()
 }
 
-/// The script call of one (ad, day).
+/// The script call of one (ad, day) or (post, day).
 #[derive(Clone, Debug, PartialEq)]
 pub struct KeyPlan<'a> {
-    pub ad_id: &'a str,
+    /// The counts key (`crate::counts::counts_key`).
+    pub key: &'a str,
     pub day: Day,
     /// The sketch to merge, of the same batches as `counters`; `None` when
     /// it is empty.
@@ -115,7 +116,7 @@ pub fn plan<'a>(delta: &'a Delta, owned: impl Fn(&str) -> bool) -> Vec<KeyPlan<'
 impl<'a> From<KeyUpdate<'a>> for KeyPlan<'a> {
     fn from(u: KeyUpdate<'a>) -> Self {
         KeyPlan {
-            ad_id: u.ad_id,
+            key: u.key,
             day: u.day,
             visitors: (!u.visitors.is_empty()).then_some(u.visitors),
             counters: u.counters,
@@ -189,13 +190,15 @@ mod tests {
     fn ev<'a>(id: &'a str, ad: &'a str, user: &'a str, kind: Kind) -> Event<'a> {
         Event {
             id: Cow::Borrowed(id),
-            ad_id: Cow::Borrowed(ad),
+            subject: Subject::Ad,
+            subject_id: Cow::Borrowed(ad),
             user_id: Cow::Borrowed(user),
             kind,
             ts: 0,
             day: day("2026-11-25"),
             token: None,
             verified: false,
+            audible: false,
         }
     }
 
