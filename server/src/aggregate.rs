@@ -490,10 +490,10 @@ impl Aggregator {
 mod tests {
     use std::borrow::Cow;
 
-    use glimpse_wire::{Day, Kind};
+    use glimpse_wire::{Day, Kind, Subject};
 
     use super::*;
-    use crate::counts::Counters;
+    use crate::counts::{Counters, VideoCounters};
 
     fn day(s: &str) -> Day {
         s.parse().unwrap()
@@ -595,6 +595,7 @@ mod tests {
                         measurable: 1,
                         invalid: 0,
                         verified: 0,
+                        video: VideoCounters::default(),
                     },
                     visitors: visitors(&["u1", "u2"]),
                 },
@@ -606,6 +607,7 @@ mod tests {
                         measurable: 1,
                         invalid: 0,
                         verified: 0,
+                        video: VideoCounters::default(),
                     },
                     visitors: visitors(&[]),
                 },
@@ -658,6 +660,7 @@ mod tests {
                         measurable: 0,
                         invalid: 2,
                         verified: 0,
+                        video: VideoCounters::default(),
                     },
                     visitors: visitors(&[]),
                 },
@@ -669,6 +672,7 @@ mod tests {
                         measurable: 0,
                         invalid: 1,
                         verified: 0,
+                        video: VideoCounters::default(),
                     },
                     visitors: visitors(&[]),
                 },

@@ -413,10 +413,11 @@ mod tests {
     fn delta(batches: &[(&str, Traffic, Vec<Event<'_>>)]) -> Delta {
         let mut delta = Delta::default();
         for (id, traffic, events) in batches {
+            let mut buf = String::new();
             for e in events {
                 delta
                     .ads
-                    .entry(e.ad_id.to_string())
+                    .entry(counts_key(e, &mut buf).to_owned())
                     .or_default()
                     .entry(e.day)
                     .or_default()
@@ -435,6 +436,7 @@ mod tests {
             measurable,
             invalid,
             verified,
+            video: VideoCounters::default(),
         }
     }
 

@@ -728,6 +728,7 @@ mod tests {
             measurable: 4,
             invalid: 5,
             verified: 0,
+            video: VideoCounters::default(),
         };
         let days = store.read_days("ad-1", today()).await.unwrap().days;
         assert_eq!(days[&day_of(NOW)].counters, want);

@@ -138,7 +138,7 @@ mod tests {
     use std::borrow::Cow;
 
     use glimpse_wire::ingest::Event;
-    use glimpse_wire::{Day, Kind};
+    use glimpse_wire::{Day, Kind, Subject};
 
     use super::*;
     use crate::traffic::Traffic;

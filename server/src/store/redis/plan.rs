@@ -177,6 +177,7 @@ mod tests {
     use std::sync::Arc;
 
     use glimpse_wire::ingest::Event;
+    use glimpse_wire::Subject;
     use glimpse_wire::Kind;
 
     use super::*;
@@ -261,7 +262,7 @@ mod tests {
         let plans = plan(&delta, |id| !not_owned.contains(&id));
         assert_eq!(plans.len(), 2);
         let p = &plans[0];
-        assert_eq!(p.ad_id, "ad-1");
+        assert_eq!(p.key, "ad-1");
         assert_eq!((p.counters.impressions, p.counters.measurable), (3, 1));
         // The sketch is of the owned batches too: their "u", not b9's "v".
         let mut owned_visitors = Sketch::new();
@@ -368,7 +369,7 @@ mod tests {
             }
             let (now, lifetime) = (self.now, self.lifetime);
             for p in plan(delta, |id| !needs_claim(id) || owned.contains(id)) {
-                let key = self.keys.entry((p.ad_id.to_owned(), p.day)).or_default();
+                let key = self.keys.entry((p.key.to_owned(), p.day)).or_default();
                 let id = StepId { seq, chunk: 0 };
                 let last = key
                     .last_step
