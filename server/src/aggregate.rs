@@ -434,24 +434,12 @@ impl Aggregator {
         let in_flight = self.in_flight.read();
         let recovered = self.recovered.read();
         for f in in_flight.iter().chain(recovered.iter()) {
-            ads.extend(
-                f.delta
-                    .ads
-                    .iter()
-                    .filter(in_range)
-                    .map(|(a, _)| a.clone()),
-            );
+            ads.extend(f.delta.ads.iter().filter(in_range).map(|(a, _)| a.clone()));
         }
         let generation = self.current.read();
         for shard in generation.shards.iter() {
             let shard = shard.lock();
-            ads.extend(
-                shard
-                    .ads
-                    .iter()
-                    .filter(in_range)
-                    .map(|(a, _)| a.clone()),
-            );
+            ads.extend(shard.ads.iter().filter(in_range).map(|(a, _)| a.clone()));
         }
         ads.sort_unstable();
         ads.dedup();

@@ -1204,7 +1204,9 @@ mod tests {
     fn escaped_ids_are_decoded_before_checking() {
         let fields = good().replace("ad-42", "ad\\u002d42");
         assert_eq!(
-            validate_event(&event_json(&fields), NOW).unwrap().subject_id,
+            validate_event(&event_json(&fields), NOW)
+                .unwrap()
+                .subject_id,
             "ad-42"
         );
         let fields = good().replace("ad-42", "ad\\n42");
@@ -1266,19 +1268,31 @@ mod tests {
         let both = good() + r#","post_id":"p-7""#;
         let err = validate_event(&event_json(&both), NOW).unwrap_err();
         assert_eq!(err.code(), "invalid_event");
-        assert!(err.to_string().contains("both `ad_id` and `post_id`"), "{err}");
+        assert!(
+            err.to_string().contains("both `ad_id` and `post_id`"),
+            "{err}"
+        );
         let neither = good().replace(r#""ad_id":"ad-42","#, "");
         let err = validate_event(&event_json(&neither), NOW).unwrap_err();
         assert_eq!(err.code(), "invalid_event");
-        assert!(err.to_string().contains("neither `ad_id` nor `post_id`"), "{err}");
+        assert!(
+            err.to_string().contains("neither `ad_id` nor `post_id`"),
+            "{err}"
+        );
         // The same alphabet and length rule, named by the field.
         let bad = post.replace("p-7", "p 7");
         let err = validate_event(&event_json(&bad), NOW).unwrap_err();
         assert_eq!(err.code(), "invalid_id");
-        assert!(err.to_string().starts_with("`post_id` has a character"), "{err}");
+        assert!(
+            err.to_string().starts_with("`post_id` has a character"),
+            "{err}"
+        );
         let long = post.replace("p-7", &"p".repeat(129));
         let err = validate_event(&event_json(&long), NOW).unwrap_err();
-        assert!(err.to_string().contains("`post_id` is 129 bytes long"), "{err}");
+        assert!(
+            err.to_string().contains("`post_id` is 129 bytes long"),
+            "{err}"
+        );
         let longest = post.replace("p-7", &"p".repeat(128));
         assert!(validate_event(&event_json(&longest), NOW).is_ok());
         let null = good().replace(r#""ad_id":"ad-42""#, r#""post_id":null"#);
@@ -1289,7 +1303,13 @@ mod tests {
     #[test]
     fn video_kinds_are_refused_on_posts() {
         let post = good().replace(r#""ad_id":"ad-42""#, r#""post_id":"p-7""#);
-        for kind in ["video_start", "video_q25", "video_q50", "video_q75", "video_complete"] {
+        for kind in [
+            "video_start",
+            "video_q25",
+            "video_q50",
+            "video_q75",
+            "video_complete",
+        ] {
             let fields = post.replace("viewable", kind);
             let err = validate_event(&event_json(&fields), NOW).unwrap_err();
             assert_eq!(err.code(), "invalid_event", "{kind}");
@@ -1305,18 +1325,28 @@ mod tests {
 
     #[test]
     fn audible_is_an_optional_boolean_of_viewable_ad_events() {
-        let read = |fields: String| {
-            validate_event(&event_json(&fields), NOW).map(|e| (e.kind, e.audible))
-        };
+        let read =
+            |fields: String| validate_event(&event_json(&fields), NOW).map(|e| (e.kind, e.audible));
         assert_eq!(read(good()), Ok((Kind::Viewable, false)));
-        assert_eq!(read(good() + r#","audible":true"#), Ok((Kind::Viewable, true)));
-        assert_eq!(read(good() + r#","audible":false"#), Ok((Kind::Viewable, false)));
+        assert_eq!(
+            read(good() + r#","audible":true"#),
+            Ok((Kind::Viewable, true))
+        );
+        assert_eq!(
+            read(good() + r#","audible":false"#),
+            Ok((Kind::Viewable, false))
+        );
         for other in ["measurable", "video_start", "video_complete"] {
             let fields = good().replace("viewable", other) + r#","audible":true"#;
             assert!(!read(fields).unwrap().1, "{other}");
         }
-        let post = good().replace(r#""ad_id":"ad-42""#, r#""post_id":"p-7""#) + r#","audible":true"#;
-        assert_eq!(read(post), Ok((Kind::Viewable, false)), "a post is never audible");
+        let post =
+            good().replace(r#""ad_id":"ad-42""#, r#""post_id":"p-7""#) + r#","audible":true"#;
+        assert_eq!(
+            read(post),
+            Ok((Kind::Viewable, false)),
+            "a post is never audible"
+        );
         for bad in ["null", "1", "\"true\""] {
             let err = read(good() + &format!(r#","audible":{bad}"#)).unwrap_err();
             assert_eq!(err.code(), "invalid_event", "{bad}");

@@ -376,9 +376,7 @@ impl RedisStore {
         if let Some(post_id) = post_of_key(plan.key) {
             call.key(self.keys.post_views(post_id));
         }
-        call.arg(&self.edge_field)
-            .arg(id.seq)
-            .arg(id.chunk);
+        call.arg(&self.edge_field).arg(id.seq).arg(id.chunk);
         match plan.visitors {
             Some(sketch) => call.arg(sketch.to_redis_bytes()),
             None => call.arg(""),
@@ -387,9 +385,10 @@ impl RedisStore {
         for (field, n) in counter_fields(plan.counters) {
             call.arg(field).arg(n);
         }
-        let reply: Vec<i64> = call.invoke_async(&mut conn).await.map_err(|e| {
-            unavailable(&format!("sync step {id} of {} {}", plan.key, plan.day), e)
-        })?;
+        let reply: Vec<i64> = call
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(&format!("sync step {id} of {} {}", plan.key, plan.day), e))?;
         match reply.as_slice() {
             [0, ..] => tracing::debug!(key = plan.key, day = %plan.day, step = %id,
                 "step had landed before; left as it was"),

@@ -113,7 +113,10 @@ pub fn encode_record(
     put_str(out, batch_id);
     out.extend_from_slice(&(events.len() as u32).to_le_bytes());
     for e in events {
-        let kind = KINDS.iter().position(|k| *k == e.kind).expect("every kind has a byte");
+        let kind = KINDS
+            .iter()
+            .position(|k| *k == e.kind)
+            .expect("every kind has a byte");
         out.push(kind as u8);
         let mut flags = 0;
         if e.verified {
@@ -414,7 +417,9 @@ pub fn read_segment<R: Read>(
     if version != VERSION && version != VERSION_1 {
         return Err(corrupt(
             8,
-            &format!("format version {version}; this edge reads versions {VERSION_1} and {VERSION}"),
+            &format!(
+                "format version {version}; this edge reads versions {VERSION_1} and {VERSION}"
+            ),
         ));
     }
     if crc32fast::hash(&head[..20]).to_le_bytes() != head[20..24] {
@@ -681,10 +686,7 @@ mod tests {
         let mut bytes = header(3).to_vec();
         encode_record(&mut bytes, Traffic::Valid, "b-x", 9, &events[..1]);
         let kind_at = HEADER_LEN + RECORD_HEADER_LEN + 1 + 8 + 2 + "b-x".len() + 4;
-        assert_eq!(
-            (bytes[kind_at], bytes[kind_at + 1]),
-            (0, EVENT_VERIFIED)
-        );
+        assert_eq!((bytes[kind_at], bytes[kind_at + 1]), (0, EVENT_VERIFIED));
         for (at, byte) in [(kind_at, KINDS.len() as u8), (kind_at + 1, 8)] {
             let mut bytes = bytes.clone();
             bytes[at] = byte;
@@ -772,7 +774,13 @@ mod tests {
             decoded.push((r.batch_id.to_owned(), r.events == events))
         })
         .unwrap();
-        assert_eq!(end, SegmentEnd { seq: Some(7), torn: None });
+        assert_eq!(
+            end,
+            SegmentEnd {
+                seq: Some(7),
+                torn: None
+            }
+        );
         assert_eq!(decoded, [("b-old".to_owned(), true)]);
         // The same bytes under a version 2 header do not parse: the header
         // says how to read them.

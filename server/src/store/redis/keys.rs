@@ -173,7 +173,10 @@ mod tests {
         assert_eq!(keys.batch_claim("b-1"), "glimpse:batch:b-1");
         assert_eq!(keys.edge_boot("e-1"), "glimpse:boot:e-1");
         assert_eq!(edge_field("e1"), "s:e1");
-        assert_eq!(keys.counters("post/p1", d), "glimpse:n:{post/p1}:2026-11-25");
+        assert_eq!(
+            keys.counters("post/p1", d),
+            "glimpse:n:{post/p1}:2026-11-25"
+        );
         assert_eq!(keys.ledger("post/p1", d), "glimpse:x:{post/p1}:2026-11-25");
         assert_eq!(keys.post_views("p1"), "glimpse:pv:{post/p1}");
         let other = Keys::new("tenant-b:").unwrap();
@@ -212,6 +215,9 @@ mod tests {
                 assert_eq!(slot(key), total, "{key}");
             }
         }
-        assert_ne!(keys.counters("p1", day("2026-11-25")), keys.counters("post/p1", day("2026-11-25")));
+        assert_ne!(
+            keys.counters("p1", day("2026-11-25")),
+            keys.counters("post/p1", day("2026-11-25"))
+        );
     }
 }

@@ -177,8 +177,8 @@ mod tests {
     use std::sync::Arc;
 
     use glimpse_wire::ingest::Event;
-    use glimpse_wire::Subject;
     use glimpse_wire::Kind;
+    use glimpse_wire::Subject;
 
     use super::*;
     use crate::aggregate::Aggregator;
