@@ -119,8 +119,14 @@ pub async fn get_impression(
         Ok::<_, ApiError>(value)
     };
     let (subject, subject_id) = match (q.ad_id, q.post_id) {
-        (ad_id, None) => (Subject::Ad, param("ad_id", ad_id)?),
-        (None, post_id) => (Subject::Post, param("post_id", post_id)?),
+        (Some(ad_id), None) => (Subject::Ad, param("ad_id", Some(ad_id))?),
+        (None, Some(post_id)) => (Subject::Post, param("post_id", Some(post_id))?),
+        (None, None) => {
+            return Err(ApiError::bad_request(
+                "missing_parameter",
+                "the `ad_id` (an ad) or `post_id` (a post) query parameter is required",
+            ))
+        }
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_request(
                 "invalid_parameter",

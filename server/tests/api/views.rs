@@ -266,3 +266,23 @@ async fn video_kinds_are_refused_on_post_events_alone() {
         "{reasons:?}"
     );
 }
+
+#[tokio::test]
+async fn the_single_get_counts_a_post_view() {
+    let t = TestEdge::new();
+    let (status, body) = t.get("/v1/impression?post_id=p1&user_id=u1").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"message": "view logged", "post_id": "p1"}));
+    let (_, _, body) = views(&t, "?ids=p1", &[]).await;
+    assert_eq!(body, json!({"views": {"p1": 1}}));
+    let (status, body) = t.get("/v1/impression?ad_id=a&post_id=p1&user_id=u1").await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_parameter");
+    let (status, body) = t.get("/v1/impression?user_id=u1").await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "missing_parameter");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("`post_id`"));
+    let (status, body) = t.get("/v1/impression?post_id=p%201&user_id=u1").await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_parameter");
+}

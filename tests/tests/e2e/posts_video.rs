@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use glimpse_tests::edge::{redis_flags, wait_for_value, Edge};
 use glimpse_tests::redis::{RedisServer, Reply};
-use glimpse_wire::api::{StatsResponse, VideoStats, ViewsResponse};
+use glimpse_wire::api::{AdsResponse, StatsResponse, VideoStats, ViewsResponse};
 use serde_json::{json, Value};
 
 use crate::load::now_ms;
@@ -175,6 +175,12 @@ fn two_edges_on_one_redis_answer_equal_views_and_video_stats() {
     assert_eq!(status, 304);
     let ad_stats: StatsResponse = edges[1].get_json("/v1/ads/p1/stats");
     assert_eq!(ad_stats.impressions, 1, "the ad p1 is not the post p1");
+    // Posts are not listed among the ads.
+    for edge in &edges {
+        let ads: AdsResponse = edge.get_json("/v1/ads");
+        let ids: Vec<&str> = ads.ads.iter().map(|a| a.ad_id.as_str()).collect();
+        assert_eq!(ids, ["p1", "vid-1"]);
+    }
 }
 
 #[test]
