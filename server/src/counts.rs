@@ -466,6 +466,79 @@ mod tests {
     }
 
     #[test]
+    fn video_kinds_add_their_counter_and_audible_is_a_part_of_impressions() {
+        let of = Counters::of_event;
+        let video = |kind| of(&ev("ad-v", "u1", kind), Traffic::Valid).video;
+        let one = |i: usize| {
+            let mut a = [0; 6];
+            a[i] = 1;
+            VideoCounters::from_array(a)
+        };
+        assert_eq!(video(Kind::VideoStart), one(0));
+        assert_eq!(video(Kind::VideoQ25), one(1));
+        assert_eq!(video(Kind::VideoQ50), one(2));
+        assert_eq!(video(Kind::VideoQ75), one(3));
+        assert_eq!(video(Kind::VideoComplete), one(4));
+        for kind in [Kind::VideoStart, Kind::VideoComplete] {
+            let c = of(&ev("ad-v", "u1", kind), Traffic::Valid);
+            assert_eq!((c.impressions, c.measurable), (0, 0), "{kind:?}");
+        }
+        let audible = Event {
+            audible: true,
+            ..ev("ad-v", "u1", Kind::Viewable)
+        };
+        let c = of(&audible, Traffic::Valid);
+        assert_eq!((c.impressions, c.video), (1, one(5)));
+        // A bot's video events are invalid, nothing else.
+        for kind in [Kind::VideoStart, Kind::VideoQ75] {
+            assert_eq!(
+                of(&ev("ad-v", "u1", kind), Traffic::Invalid),
+                counters(0, 0, 1, 0)
+            );
+        }
+        assert_eq!(of(&audible, Traffic::Invalid), counters(0, 0, 1, 0));
+        // Progress events add no visitor.
+        let mut day = DayCounts::default();
+        day.add(&ev("ad-v", "u1", Kind::VideoStart), Traffic::Valid);
+        assert!(day.visitors.is_empty());
+        // Sums and the exactly-once subtraction carry the video counters.
+        let started = Counters {
+            video: one(0),
+            ..Counters::default()
+        };
+        let mut sum = started;
+        sum += started;
+        assert_eq!(sum.video.starts, 2);
+        assert_eq!(sum.saturating_sub(started), started);
+        assert_eq!(started.saturating_sub(sum), Counters::default());
+        assert!(!started.is_zero());
+    }
+
+    #[test]
+    fn a_post_and_an_ad_of_one_id_are_counted_apart() {
+        let post = Event {
+            subject: Subject::Post,
+            ..ev("x", "u1", Kind::Viewable)
+        };
+        let ad = ev("x", "u1", Kind::Viewable);
+        let mut buf = String::new();
+        assert_eq!(counts_key(&post, &mut buf), "post/x");
+        assert_eq!(counts_key(&ad, &mut buf), "x");
+        assert_eq!(post_of_key(&post_key("x")), Some("x"));
+        assert_eq!(post_of_key("x"), None);
+        let d = delta(&[("b1", Traffic::Valid, vec![post.clone(), ad, post])]);
+        let keys: Vec<(&str, u64)> = d
+            .updates(|_| Ok::<_, Infallible>(true))
+            .unwrap()
+            .iter()
+            .map(|u| (u.key, u.counters.impressions))
+            .collect();
+        assert_eq!(keys, [("post/x", 2), ("x", 1)]);
+        let shares: Vec<&str> = d.batches[0].counts.iter().map(|c| c.key.as_str()).collect();
+        assert_eq!(shares, ["post/x", "x"]);
+    }
+
+    #[test]
     fn visitors_come_from_the_copy_whose_counters_count() {
         let view = |ad, user| ev(ad, user, Kind::Viewable);
         // Two copies of b1 with different visitors (another edge's copy, or

@@ -312,6 +312,82 @@ mod tests {
     }
 
     #[test]
+    fn post_views_add_the_pending_deltas_the_store_does_not_hold() {
+        let (d1, d2) = (day("2026-11-24"), day("2026-11-25"));
+        let pending = vec![
+            PendingImpressions {
+                seq: 7,
+                days: vec![(d1, 1), (d2, 2)],
+            },
+            PendingImpressions {
+                seq: 8,
+                days: vec![(d1, 10), (d2, 20)],
+            },
+        ];
+        // Redis, a sync landing: delta 8 on d1 and delta 7 on d2 are in the
+        // total already.
+        let landing = StoredViews {
+            views: 100 + 1 + 10 + 2,
+            applied: Applied {
+                everywhere: 0,
+                by_day: [(d1, 8), (d2, 7)].into(),
+            },
+        };
+        assert_eq!(post_views(&landing, &pending), 100 + 33);
+        // The embedded store's mark covers every day.
+        let whole = StoredViews {
+            views: 100 + 3,
+            applied: Applied {
+                everywhere: 7,
+                ..Applied::default()
+            },
+        };
+        assert_eq!(post_views(&whole, &pending), 133);
+        assert_eq!(post_views(&StoredViews::default(), &pending), 33);
+        assert_eq!(post_views(&StoredViews::default(), &[]), 0);
+    }
+
+    #[test]
+    fn video_totals_and_post_answers() {
+        let d = day("2026-11-25");
+        let range = DayRange::single(d);
+        let video = VideoCounters::from_array([4, 3, 2, 1, 1, 2]);
+        let stored = StoredDays {
+            days: AdDays::from([(
+                d,
+                DayCounts {
+                    counters: Counters {
+                        impressions: 5,
+                        video,
+                        ..Counters::default()
+                    },
+                    visitors: sketch(&["a"]),
+                },
+            )]),
+            applied: Applied::default(),
+        };
+        let s = ad_stats("vid", range, stored.clone(), Vec::new());
+        let want = VideoStats {
+            starts: 4,
+            q25: 3,
+            q50: 2,
+            q75: 1,
+            completes: 1,
+            audible_impressions: 2,
+        };
+        assert_eq!((s.video, s.days[0].video), (want, Some(want)));
+        assert_eq!(ad_summary(&s).video, want);
+        let p = post_stats("p1", range, stored, Vec::new());
+        assert_eq!(
+            (p.post_id.as_str(), p.impressions, p.unique_visitors),
+            ("p1", 5, 1)
+        );
+        assert_eq!(p.days[0].video, None);
+        let json = serde_json::to_value(&p).unwrap();
+        assert!(json.get("video").is_none() && json["days"][0].get("video").is_none());
+    }
+
+    #[test]
     fn no_data_is_zeros_and_a_null_rate() {
         let range = DayRange::single(day("2026-11-25"));
         let s = ad_stats("ad-x", range, StoredDays::default(), Vec::new());

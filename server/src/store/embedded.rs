@@ -484,6 +484,75 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn post_totals_and_video_counters_are_kept_at_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        let post = |id, post, user, kind| Event {
+            subject: Subject::Post,
+            ..event(id, post, user, kind)
+        };
+        let agg = Aggregator::new();
+        agg.record(
+            "b1",
+            NOW,
+            Traffic::Valid,
+            &[
+                post("1", "p1", "u1", Kind::Viewable),
+                post("2", "p1", "u2", Kind::Viewable),
+                post("3", "p1", "u2", Kind::Measurable),
+                event("4", "p1", "u3", Kind::Viewable),
+                event("5", "vid", "u3", Kind::VideoStart),
+                Event {
+                    audible: true,
+                    ..event("6", "vid", "u3", Kind::Viewable)
+                },
+            ],
+        );
+        let asks = |days: Vec<Day>| vec![("p1".to_owned(), days), ("p2".to_owned(), Vec::new())];
+        {
+            let store = EmbeddedStore::open(dir.path()).unwrap();
+            store.apply(&agg.begin_sync().unwrap(), NOW).await.unwrap();
+            agg.finish_sync();
+            agg.record(
+                "b2",
+                NOW,
+                Traffic::Valid,
+                &[post("1", "p1", "u9", Kind::Viewable)],
+            );
+            let delta = agg.begin_sync().unwrap();
+            store.apply(&delta, NOW).await.unwrap();
+            // Applied again (a retry after a lost answer): nothing twice.
+            store.apply(&delta, NOW).await.unwrap();
+        }
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let views = store
+            .read_post_views(&asks(vec![day_of(NOW)]))
+            .await
+            .unwrap();
+        assert_eq!(views.iter().map(|v| v.views).collect::<Vec<_>>(), [3, 0]);
+        assert!(views[0].applied.holds(day_of(NOW), 2));
+        // The post's days are its own; the ad of the same id is apart, and
+        // only the ad is listed.
+        let post_days = values(store.read_days("post/p1", today()).await.unwrap().days);
+        assert_eq!(
+            (
+                post_days[0].counters.impressions,
+                post_days[0].counters.measurable
+            ),
+            (3, 1)
+        );
+        let ad_days = values(store.read_days("p1", today()).await.unwrap().days);
+        assert_eq!(ad_days[0].counters.impressions, 1);
+        let ads = store.ads_in_range(today(), &Scope::All).await.unwrap();
+        assert_eq!(ads, ["p1", "vid"]);
+        let vid = values(store.read_days("vid", today()).await.unwrap().days);
+        assert_eq!(
+            vid[0].counters.video,
+            VideoCounters::from_array([1, 0, 0, 0, 0, 1])
+        );
+        assert_eq!(ad_days[0].counters.video, VideoCounters::default());
+    }
+
+    #[tokio::test]
     async fn applies_deltas_and_persists_across_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let agg = Aggregator::new();
