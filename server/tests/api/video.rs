@@ -40,13 +40,7 @@ fn video_batch(batch_id: &str, ad: &str, played: usize, completes: usize, loud: 
 /// `GET /v1/ads`.
 async fn video_everywhere(t: &TestEdge, ad: &str) -> [VideoStats; 3] {
     let s = t.stats(ad, "").await;
-    let row = t
-        .ads()
-        .await
-        .ads
-        .into_iter()
-        .find(|a| a.ad_id == ad)
-        .unwrap_or_else(|| panic!("{ad} is not listed"));
+    let row = t.ad_row(ad).await;
     [
         s.video,
         s.days[0].video.expect("an ad's day has video"),

@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use glimpse_tests::edge::{redis_flags, wait_for_value, Edge};
-use glimpse_tests::redis::{RedisServer, Reply};
+use glimpse_tests::edge::{redis_cluster_flags, redis_flags, wait_for_value, Edge};
+use glimpse_tests::redis::{RedisCluster, RedisServer, Reply};
 use glimpse_wire::api::{AdsResponse, StatsResponse, VideoStats, ViewsResponse};
 use serde_json::{json, Value};
 
@@ -180,6 +180,50 @@ fn two_edges_on_one_redis_answer_equal_views_and_video_stats() {
         let ads: AdsResponse = edge.get_json("/v1/ads");
         let ids: Vec<&str> = ads.ads.iter().map(|a| a.ad_id.as_str()).collect();
         assert_eq!(ids, ["p1", "vid-1"]);
+    }
+}
+
+#[test]
+fn views_are_exact_on_a_three_master_cluster() {
+    let cluster = RedisCluster::start(3);
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let edges: Vec<Edge> = dirs
+        .iter()
+        .map(|dir| {
+            let mut args = redis_cluster_flags(&cluster.nodes_arg());
+            args.extend(["--sync-interval", "200ms"].map(String::from));
+            Edge::start(dir.path(), &args)
+        })
+        .collect();
+    let now = now_ms() - 1_000;
+    let yesterday = now - 86_400_000;
+    let mut want = Vec::new();
+    // Ten posts over the slots, each seen today and yesterday (two days'
+    // keys and the total in the post's one slot), every third batch sent to
+    // both edges.
+    for p in 0..10usize {
+        let post = format!("cluster-post-{p}");
+        let (today_views, yesterday_views) = (p + 1, 2 * p + 1);
+        for (batch, ts, n) in [("t", now, today_views), ("y", yesterday, yesterday_views)] {
+            let body = post_views(&format!("{post}-{batch}"), &post, 0, n, ts);
+            let to: &[usize] = if p % 3 == 0 { &[0, 1] } else { &[p % 2] };
+            for &e in to {
+                accept(&edges[e], &body);
+            }
+        }
+        want.push((post, (today_views + yesterday_views) as u64));
+    }
+    let ids: Vec<&str> = want.iter().map(|(id, _)| id.as_str()).collect();
+    let want = views(
+        &want
+            .iter()
+            .map(|(id, n)| (id.as_str(), *n))
+            .collect::<Vec<_>>(),
+    );
+    for (i, edge) in edges.iter().enumerate() {
+        wait_for_value(DEADLINE, &format!("edge {i}'s views"), &want, &mut || {
+            views_of(edge, &ids.join(","))
+        });
     }
 }
 
