@@ -119,6 +119,8 @@ pub fn app(state: AppState) -> Router {
     let views_cors = CorsLayer::new()
         .allow_origin(Any)
         .allow_methods([Method::GET])
+        // A script may revalidate by hand (browsers' own caches need not).
+        .allow_headers([header::IF_NONE_MATCH])
         .expose_headers([header::ETAG, header::CACHE_CONTROL]);
     let views = Router::new()
         .route("/v1/views", get(views::views_route))

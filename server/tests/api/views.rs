@@ -172,6 +172,7 @@ async fn a_cors_preflight_is_answered_for_any_origin() {
     let req = Request::options("/v1/views?ids=p1")
         .header("origin", "https://feed.example")
         .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "if-none-match")
         .body(Body::empty())
         .unwrap();
     let (status, headers, _) = t.send(req).await;
@@ -181,6 +182,10 @@ async fn a_cors_preflight_is_answered_for_any_origin() {
         .to_str()
         .unwrap();
     assert!(methods.contains("GET"), "{methods}");
+    let allowed = headers[header::ACCESS_CONTROL_ALLOW_HEADERS]
+        .to_str()
+        .unwrap();
+    assert!(allowed.contains("if-none-match"), "{allowed}");
     // The validator is readable by the page's script.
     let (_, headers, _) = views(&t, "?ids=p1", &[("origin", "https://feed.example")]).await;
     let exposed = headers[header::ACCESS_CONTROL_EXPOSE_HEADERS]
