@@ -110,10 +110,11 @@ pub trait Store: Debug + Send + Sync + 'static {
     /// while a sync runs.
     async fn apply(&self, delta: &Arc<Delta>, now_ms: i64) -> Result<(), StoreError>;
 
-    /// The counts of `ad_id` on the days of `range` on which it has data,
-    /// with the deltas of this edge they hold ([`StoredDays::applied`]),
-    /// each day read atomically with its mark.
-    async fn read_days(&self, ad_id: &str, range: DayRange) -> Result<StoredDays, StoreError>;
+    /// The counts of `key` (an ad's id, or a post's counts key,
+    /// `crate::counts::counts_key`) on the days of `range` on which it has
+    /// data, with the deltas of this edge they hold
+    /// ([`StoredDays::applied`]), each day read atomically with its mark.
+    async fn read_days(&self, key: &str, range: DayRange) -> Result<StoredDays, StoreError>;
 
     /// The all-time viewable total of each post of `posts` (a post id, and
     /// the days on which this edge has pending counts of it), in order, each

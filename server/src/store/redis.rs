@@ -27,6 +27,11 @@
 //! sequence numbers, and the ledgers would skip its new counts as applied
 //! ([`StoreError::Restored`]).
 //!
+//! Posts take the same steps under their counts key (`post/<post_id>`), in
+//! the post's one hash slot, and each step of a (post, day) adds its views
+//! to the post's all-time total in the same script run; `/v1/views` reads a
+//! total with this edge's ledger entries of its pending days (`views.lua`).
+//!
 //! Reads never write: stats read each (ad, day) with the script `read.lua`,
 //! which answers the day's sketch and counters together with this edge's
 //! entry in the day's ledger, atomically: the mark of which of this edge's
