@@ -105,6 +105,15 @@ export function verifiedShare(counts) {
   return verified / impressions;
 }
 
+/** The video counters of the API's `video` object, in the order of the dashboard's columns. */
+export const VIDEO_COUNTERS = ["starts", "q25", "q50", "q75", "completes", "audible_impressions"];
+
+/** Whether an ad, a day or a stats answer counted any video event (a display ad has zeros, a post no `video`). */
+export function hasVideo(counts) {
+  const video = counts && counts.video;
+  return Boolean(video) && VIDEO_COUNTERS.some((k) => typeof video[k] === "number" && video[k] > 0);
+}
+
 /** Totals over the listed ads. Unique visitors are not additive across ads, so they are left out. */
 export function totals(ads) {
   const impressions = ads.reduce((s, a) => s + (a.impressions || 0), 0);

@@ -8,7 +8,7 @@
 import {
   ApiError, buildChartPath, chartScales, compareAdIds, daysOf, describeStats,
   fetchJson, formatCount, listAllAds, formatDayLong, formatDayShort, formatRate, labelIndices,
-  lastNDays, seriesPoints, statsUrl, totals, validateRange, verifiedShare,
+  lastNDays, seriesPoints, statsUrl, totals, validateRange, verifiedShare, hasVideo, VIDEO_COUNTERS,
 } from "./dashboard-lib.js";
 
 const REFRESH_MS = 3000;
@@ -291,13 +291,25 @@ function setTotals(t) {
   put("viewability_rate", t ? formatRate(t.viewability_rate) : "—");
 }
 
-const FIELDS = ["impressions", "measurable", "unique_visitors", "viewability_rate", "verified_share", "invalid"];
+const DISPLAY_FIELDS = ["impressions", "measurable", "unique_visitors", "viewability_rate", "verified_share", "invalid"];
+// The video column group: shown only while some ad of the table (or the
+// selected ad, in its detail) has video events.
+const VIDEO_FIELDS = VIDEO_COUNTERS.map((k) => `video_${k}`);
+const FIELDS = [...DISPLAY_FIELDS, ...VIDEO_FIELDS];
 // Shares shown as percentages; every other field is a count.
 const RATES = new Set(["viewability_rate", "verified_share"]);
 
 /** The value of `field` for an ad, a day or a stats answer. */
 function fieldValue(counts, field) {
-  return field === "verified_share" ? verifiedShare(counts) : counts[field];
+  if (field === "verified_share") return verifiedShare(counts);
+  if (field.startsWith("video_")) return counts.video ? counts.video[field.slice("video_".length)] : 0;
+  return counts[field];
+}
+
+/** Shows or hides the video columns (cells marked `.col-video`) inside `root`. */
+function showVideo(root, on) {
+  root.dataset.video = String(on);
+  for (const el of root.querySelectorAll(".col-video")) el.hidden = !on;
 }
 
 function formatField(field, value) {
@@ -306,7 +318,7 @@ function formatField(field, value) {
 
 function cell(field, value) {
   const td = document.createElement("td");
-  td.className = "num";
+  td.className = field.startsWith("video_") ? "num col-video" : "num";
   td.dataset.field = field;
   updateCell(td, value);
   return td;
@@ -324,6 +336,7 @@ function renderAll() {
   adsTable.dataset.from = state.from;
   adsTable.dataset.to = state.to;
   renderTable(state.ads);
+  showVideo(adsTable.closest("section"), state.ads.some(hasVideo));
   adsTable.hidden = state.ads.length === 0;
   setTotals(totals(state.ads));
   if (!state.ads.length) {
@@ -413,6 +426,7 @@ function renderDetail() {
   detail.dataset.adId = state.selected;
   setText(detailTitle, `${state.selected}, day by day`);
   const s = state.stats;
+  showVideo(detail, hasVideo(s));
   for (const f of FIELDS) {
     const dd = detail.querySelector(`dd[data-field="${f}"]`);
     const v = s ? fieldValue(s, f) : undefined;
@@ -440,9 +454,10 @@ function renderDays(s) {
     th.textContent = formatDayLong(d.date);
     tr.append(th, cell("impressions", d.impressions), cell("measurable", d.measurable),
       cell("unique_visitors", d.unique_visitors), cell("verified_share", verifiedShare(d)),
-      cell("invalid", d.invalid));
+      cell("invalid", d.invalid), ...VIDEO_FIELDS.map((f) => cell(f, fieldValue(d, f))));
     return tr;
   }));
+  showVideo(detail, hasVideo(s));
 }
 
 // The chart: hand-made SVG, sized to its box so text stays readable.

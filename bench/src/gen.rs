@@ -167,10 +167,7 @@ impl BatchWriter {
             body.extend_from_slice(s.as_bytes());
             push_visitor_id(e.visitor, body);
             s.clear();
-            let kind = match e.kind {
-                Kind::Viewable => "viewable",
-                Kind::Measurable => "measurable",
-            };
+            let kind = e.kind.as_str();
             let _ = write!(s, "\",\"kind\":\"{kind}\",\"ts\":{ts_ms}}}");
             body.extend_from_slice(s.as_bytes());
         }
@@ -219,6 +216,8 @@ impl Tally {
                     let bit = e.visitor as usize;
                     self.seen[ad * wpa + bit / 64].fetch_or(1 << (bit % 64), Ordering::Relaxed);
                 }
+                // The generator sends display impressions only.
+                _ => {}
             }
         }
     }
@@ -287,7 +286,7 @@ mod tests {
         for (raw, sent) in batch.events.iter().zip(&w.events) {
             let e = glimpse_wire::ingest::validate_event(raw, now).unwrap();
             assert!(ids.insert(e.id.to_string()));
-            assert_eq!(e.ad_id, ad_id(sent.ad));
+            assert_eq!(e.ad_id(), Some(ad_id(sent.ad).as_str()));
             assert_eq!(e.user_id, visitor_id(sent.visitor));
             assert_eq!(e.kind, sent.kind);
         }

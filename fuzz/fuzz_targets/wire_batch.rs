@@ -9,7 +9,7 @@ use glimpse_wire::ingest::{
     MAX_AD_OR_USER_ID_BYTES,
     MAX_BATCH_OR_EVENT_ID_BYTES, MAX_EVENTS_PER_BATCH, MAX_EVENT_AGE_MS, MAX_EVENT_LEAD_MS,
 };
-use glimpse_wire::Day;
+use glimpse_wire::{Day, Subject};
 use libfuzzer_sys::fuzz_target;
 use serde_json::value::RawValue;
 
@@ -47,11 +47,13 @@ fuzz_target!(|body: &[u8]| {
             continue;
         };
         assert!(check_id(&event.id, MAX_BATCH_OR_EVENT_ID_BYTES).is_ok());
-        assert!(check_id(&event.ad_id, MAX_AD_OR_USER_ID_BYTES).is_ok());
+        assert!(check_id(&event.subject_id, MAX_AD_OR_USER_ID_BYTES).is_ok());
         assert!(check_id(&event.user_id, MAX_AD_OR_USER_ID_BYTES).is_ok());
         assert!(event.ts >= NOW - MAX_EVENT_AGE_MS && event.ts <= NOW + MAX_EVENT_LEAD_MS);
         assert_eq!(Some(event.day), Day::from_epoch_ms(event.ts));
         assert!(!event.verified || event.kind == Kind::Viewable);
+        assert!(!event.audible || (event.kind == Kind::Viewable && event.subject == Subject::Ad));
+        assert!(!event.kind.is_video_progress() || event.subject == Subject::Ad);
         // Round trip: the event written back out (its `ts` as corrected)
         // validates to itself with no correction.
         let kind = serde_json::to_string(&event.kind).unwrap();
@@ -60,8 +62,14 @@ fuzz_target!(|body: &[u8]| {
             None => String::new(),
         };
         let again = format!(
-            r#"{{"id":"{}","ad_id":"{}","user_id":"{}","kind":{kind},"ts":{}{token},"verified":{}}}"#,
-            event.id, event.ad_id, event.user_id, event.ts, event.verified
+            r#"{{"id":"{}","{}":"{}","user_id":"{}","kind":{kind},"ts":{}{token},"verified":{},"audible":{}}}"#,
+            event.id,
+            event.subject.field(),
+            event.subject_id,
+            event.user_id,
+            event.ts,
+            event.verified,
+            event.audible
         );
         let again = RawValue::from_string(again).unwrap();
         assert_eq!(validate_event(&again, NOW).unwrap(), event);

@@ -551,7 +551,10 @@ mod tests {
         assert_eq!(batch.batch_id, "b1");
         assert_eq!(batch.events.len(), 2);
         let e = glimpse_wire::ingest::validate_event(batch.events[1], 1_764_000_000_000).unwrap();
-        assert_eq!((&*e.id, &*e.ad_id, &*e.user_id), ("e2", "ad-42", "u1"));
+        assert_eq!(
+            (&*e.id, e.ad_id(), &*e.user_id),
+            ("e2", Some("ad-42"), "u1")
+        );
         assert_eq!(e.kind, glimpse_wire::Kind::Viewable);
         assert_eq!(e.ts, 1_764_000_000_002);
         let mut m = String::new();

@@ -40,7 +40,7 @@ use glimpse_wire::{Day, DayRange};
 use parking_lot::{Mutex, RwLock};
 
 use crate::counted::BatchClaims;
-use crate::counts::{AdDays, BatchCount, BatchRecord, DayCounts, Delta};
+use crate::counts::{counts_key, post_of_key, AdDays, BatchCount, BatchRecord, DayCounts, Delta};
 use crate::heap;
 use crate::traffic::Traffic;
 
@@ -57,7 +57,7 @@ fn record_heap_bytes(record: &BatchRecord) -> usize {
         + record
             .counts
             .iter()
-            .map(|c| heap::allocation(c.ad_id.len()) + heap::allocation(c.visitors.heap_bytes()))
+            .map(|c| heap::allocation(c.key.len()) + heap::allocation(c.visitors.heap_bytes()))
             .sum::<usize>()
         + BatchClaims::heap_bytes(&record.batch_id)
 }
@@ -110,13 +110,15 @@ impl Generation {
     ) -> R {
         let record = BatchRecord::new(batch_id, received_ms, traffic, events);
         let mut bytes = record_heap_bytes(&record);
+        let mut buf = String::new();
         for event in events {
-            let mut shard = self.shards[shard_of(&event.ad_id)].lock();
-            let days = match shard.ads.get_mut(event.ad_id.as_ref()) {
+            let key = counts_key(event, &mut buf);
+            let mut shard = self.shards[shard_of(key)].lock();
+            let days = match shard.ads.get_mut(key) {
                 Some(days) => days,
                 None => {
-                    bytes += ad_heap_bytes(&event.ad_id);
-                    shard.ads.entry(event.ad_id.to_string()).or_default()
+                    bytes += ad_heap_bytes(key);
+                    shard.ads.entry(key.to_owned()).or_default()
                 }
             };
             let n_days = days.len();
@@ -161,6 +163,15 @@ pub struct PendingDays {
     /// The delta's sequence number.
     pub seq: u64,
     pub days: AdDays,
+}
+
+/// One pending delta's impressions of one post, by day: see
+/// [`Aggregator::pending_impressions`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingImpressions {
+    /// The delta's sequence number.
+    pub seq: u64,
+    pub days: Vec<(Day, u64)>,
 }
 
 /// The delta being synced and the bytes it holds.
@@ -363,63 +374,72 @@ impl Aggregator {
             && self.current.read().is_empty()
     }
 
-    /// Pending counts of `ad_id` on the days of `range`, one entry per
-    /// pending delta (in flight, recovered, current) that has any, each with
-    /// its sequence number, so stats can leave out the ones the store
-    /// already holds (`crate::stats`).
-    pub fn pending(&self, ad_id: &str, range: DayRange) -> Vec<PendingDays> {
-        let in_range = |seq: u64, days: &AdDays| {
+    /// Pending counts of `key` (an ad's or a post's counts key) on the days
+    /// of `range`, one entry per pending delta (in flight, recovered,
+    /// current) that has any, each with its sequence number, so stats can
+    /// leave out the ones the store already holds (`crate::stats`).
+    pub fn pending(&self, key: &str, range: DayRange) -> Vec<PendingDays> {
+        self.pending_with(key, |seq, days| {
             let days: AdDays = days
                 .range(range.from()..=range.to())
                 .map(|(day, d)| (*day, d.clone()))
                 .collect();
             (!days.is_empty()).then_some(PendingDays { seq, days })
-        };
+        })
+    }
+
+    /// The pending impressions of `key` on each day it has any, per pending
+    /// delta: what `/v1/views` adds to a post's stored total, without a copy
+    /// of the sketches.
+    pub fn pending_impressions(&self, key: &str) -> Vec<PendingImpressions> {
+        self.pending_with(key, |seq, days| {
+            let days: Vec<(Day, u64)> = days
+                .iter()
+                .map(|(day, d)| (*day, d.counters.impressions))
+                .filter(|(_, n)| *n > 0)
+                .collect();
+            (!days.is_empty()).then_some(PendingImpressions { seq, days })
+        })
+    }
+
+    /// `take(seq, days)` of every pending delta that has counts of `key`,
+    /// oldest first.
+    fn pending_with<T>(&self, key: &str, take: impl Fn(u64, &AdDays) -> Option<T>) -> Vec<T> {
         // Held to the end so a sync moving a delta along (recovered or
         // current -> in flight) cannot make it appear twice or not at all.
         let in_flight = self.in_flight.read();
         let recovered = self.recovered.read();
-        let mut out: Vec<PendingDays> = in_flight
+        let mut out: Vec<T> = in_flight
             .iter()
             .chain(recovered.iter())
-            .filter_map(|f| in_range(f.delta.seq, f.delta.ads.get(ad_id)?))
+            .filter_map(|f| take(f.delta.seq, f.delta.ads.get(key)?))
             .collect();
         let generation = self.current.read();
-        let shard = generation.shards[self.shard_of(ad_id)].lock();
+        let shard = generation.shards[self.shard_of(key)].lock();
         out.extend(
             shard
                 .ads
-                .get(ad_id)
-                .and_then(|days| in_range(generation.seq, days)),
+                .get(key)
+                .and_then(|days| take(generation.seq, days)),
         );
         out
     }
 
-    /// Ids of the ads with pending data in `range`.
+    /// Ids of the ads with pending data in `range` (posts left out).
     pub fn pending_ads(&self, range: DayRange) -> Vec<String> {
-        let in_range = |days: &AdDays| days.range(range.from()..=range.to()).next().is_some();
+        let in_range = |(key, days): &(&String, &AdDays)| {
+            post_of_key(key).is_none() && days.range(range.from()..=range.to()).next().is_some()
+        };
         let mut ads = Vec::new();
         let in_flight = self.in_flight.read();
         let recovered = self.recovered.read();
         for f in in_flight.iter().chain(recovered.iter()) {
-            ads.extend(
-                f.delta
-                    .ads
-                    .iter()
-                    .filter(|(_, d)| in_range(d))
-                    .map(|(a, _)| a.clone()),
-            );
+            ads.extend(f.delta.ads.iter().filter(in_range).map(|(a, _)| a.clone()));
         }
         let generation = self.current.read();
         for shard in generation.shards.iter() {
             let shard = shard.lock();
-            ads.extend(
-                shard
-                    .ads
-                    .iter()
-                    .filter(|(_, d)| in_range(d))
-                    .map(|(a, _)| a.clone()),
-            );
+            ads.extend(shard.ads.iter().filter(in_range).map(|(a, _)| a.clone()));
         }
         ads.sort_unstable();
         ads.dedup();
@@ -458,10 +478,10 @@ impl Aggregator {
 mod tests {
     use std::borrow::Cow;
 
-    use glimpse_wire::{Day, Kind};
+    use glimpse_wire::{Day, Kind, Subject};
 
     use super::*;
-    use crate::counts::Counters;
+    use crate::counts::{Counters, VideoCounters};
 
     fn day(s: &str) -> Day {
         s.parse().unwrap()
@@ -489,13 +509,15 @@ mod tests {
     fn ev<'a>(ad: &'a str, user: &'a str, kind: Kind, d: &str) -> Event<'a> {
         Event {
             id: Cow::Borrowed("e"),
-            ad_id: Cow::Borrowed(ad),
+            subject: Subject::Ad,
+            subject_id: Cow::Borrowed(ad),
             user_id: Cow::Borrowed(user),
             kind,
             ts: day(d).start_ms(),
             day: day(d),
             token: None,
             verified: false,
+            audible: false,
         }
     }
 
@@ -554,24 +576,26 @@ mod tests {
             rec.counts,
             vec![
                 BatchCount {
-                    ad_id: "ad-1".into(),
+                    key: "ad-1".into(),
                     day: day(d),
                     counters: Counters {
                         impressions: 2,
                         measurable: 1,
                         invalid: 0,
                         verified: 0,
+                        video: VideoCounters::default(),
                     },
                     visitors: visitors(&["u1", "u2"]),
                 },
                 BatchCount {
-                    ad_id: "ad-2".into(),
+                    key: "ad-2".into(),
                     day: day(d),
                     counters: Counters {
                         impressions: 0,
                         measurable: 1,
                         invalid: 0,
                         verified: 0,
+                        video: VideoCounters::default(),
                     },
                     visitors: visitors(&[]),
                 },
@@ -617,24 +641,26 @@ mod tests {
             delta.batches[0].counts,
             [
                 BatchCount {
-                    ad_id: "ad-1".into(),
+                    key: "ad-1".into(),
                     day: day(d),
                     counters: Counters {
                         impressions: 0,
                         measurable: 0,
                         invalid: 2,
                         verified: 0,
+                        video: VideoCounters::default(),
                     },
                     visitors: visitors(&[]),
                 },
                 BatchCount {
-                    ad_id: "ad-9".into(),
+                    key: "ad-9".into(),
                     day: day(d),
                     counters: Counters {
                         impressions: 0,
                         measurable: 0,
                         invalid: 1,
                         verified: 0,
+                        video: VideoCounters::default(),
                     },
                     visitors: visitors(&[]),
                 },

@@ -16,7 +16,7 @@ use std::ops::AddAssign;
 
 use glimpse_hll::Sketch;
 use glimpse_wire::ingest::Event;
-use glimpse_wire::{Day, Kind};
+use glimpse_wire::{Day, Kind, Subject};
 
 use crate::traffic::Traffic;
 
@@ -33,6 +33,102 @@ pub struct Counters {
     /// covered nor visually altered (IntersectionObserver v2): a part of
     /// `impressions`.
     pub verified: u64,
+    /// The video counters of an ad (zero for display ads and posts).
+    pub video: VideoCounters,
+}
+
+/// The video counters of an (ad, day): progress events of people, and the
+/// viewable impressions that were audible.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VideoCounters {
+    pub starts: u64,
+    pub q25: u64,
+    pub q50: u64,
+    pub q75: u64,
+    pub completes: u64,
+    /// Viewable events marked `audible`: a part of `impressions`.
+    pub audible: u64,
+}
+
+impl VideoCounters {
+    /// The counters as an array, in the order of [`VideoCounters::from_array`].
+    pub fn to_array(self) -> [u64; 6] {
+        [
+            self.starts,
+            self.q25,
+            self.q50,
+            self.q75,
+            self.completes,
+            self.audible,
+        ]
+    }
+
+    pub fn from_array([starts, q25, q50, q75, completes, audible]: [u64; 6]) -> Self {
+        VideoCounters {
+            starts,
+            q25,
+            q50,
+            q75,
+            completes,
+            audible,
+        }
+    }
+
+    fn zip(self, other: VideoCounters, f: impl Fn(u64, u64) -> u64) -> VideoCounters {
+        let (a, b) = (self.to_array(), other.to_array());
+        VideoCounters::from_array(std::array::from_fn(|i| f(a[i], b[i])))
+    }
+
+    /// The progress counter an event of `kind` adds to.
+    fn of_progress(kind: Kind) -> VideoCounters {
+        let one = |k| u64::from(kind == k);
+        VideoCounters {
+            starts: one(Kind::VideoStart),
+            q25: one(Kind::VideoQ25),
+            q50: one(Kind::VideoQ50),
+            q75: one(Kind::VideoQ75),
+            completes: one(Kind::VideoComplete),
+            audible: 0,
+        }
+    }
+}
+
+impl AddAssign for VideoCounters {
+    fn add_assign(&mut self, other: VideoCounters) {
+        *self = self.zip(other, |a, b| a + b);
+    }
+}
+
+/// The key the edge keeps a subject's counts under, in memory, in the log's
+/// replay and in both stores: an ad's id as it is, a post's id after
+/// [`POST_KEY_PREFIX`]. No ad id starts with it (`/` is outside the id
+/// alphabet), so a post and an ad never share counts, and no client can
+/// name a post's key as an ad.
+pub(crate) const POST_KEY_PREFIX: &str = "post/";
+
+/// The counts key of `event`'s subject, written into `buf` for a post (a
+/// buffer the caller reuses across a batch, so a post's event allocates no
+/// more than an ad's).
+pub(crate) fn counts_key<'k>(event: &'k Event<'_>, buf: &'k mut String) -> &'k str {
+    match event.subject {
+        Subject::Ad => &event.subject_id,
+        Subject::Post => {
+            buf.clear();
+            buf.push_str(POST_KEY_PREFIX);
+            buf.push_str(&event.subject_id);
+            buf
+        }
+    }
+}
+
+/// The counts key of post `post_id`.
+pub(crate) fn post_key(post_id: &str) -> String {
+    format!("{POST_KEY_PREFIX}{post_id}")
+}
+
+/// The post whose counts `key` holds, when it is a post's.
+pub(crate) fn post_of_key(key: &str) -> Option<&str> {
+    key.strip_prefix(POST_KEY_PREFIX)
 }
 
 impl Counters {
@@ -48,10 +144,18 @@ impl Counters {
             (Traffic::Valid, Kind::Viewable) => Counters {
                 impressions: 1,
                 verified: u64::from(event.verified),
+                video: VideoCounters {
+                    audible: u64::from(event.audible),
+                    ..VideoCounters::default()
+                },
                 ..Counters::default()
             },
             (Traffic::Valid, Kind::Measurable) => Counters {
                 measurable: 1,
+                ..Counters::default()
+            },
+            (Traffic::Valid, progress) => Counters {
+                video: VideoCounters::of_progress(progress),
                 ..Counters::default()
             },
         }
@@ -68,6 +172,7 @@ impl Counters {
             measurable: self.measurable.saturating_sub(other.measurable),
             invalid: self.invalid.saturating_sub(other.invalid),
             verified: self.verified.saturating_sub(other.verified),
+            video: self.video.zip(other.video, u64::saturating_sub),
         }
     }
 }
@@ -78,6 +183,7 @@ impl AddAssign for Counters {
         self.measurable += other.measurable;
         self.invalid += other.invalid;
         self.verified += other.verified;
+        self.video += other.video;
     }
 }
 
@@ -123,10 +229,11 @@ pub struct BatchRecord {
     pub counts: Vec<BatchCount>,
 }
 
-/// One (ad, day) share of a batch.
+/// One (ad, day) share of a batch (or (post, day): `key` is the counts key,
+/// see [`counts_key`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BatchCount {
-    pub ad_id: String,
+    pub key: String,
     pub day: Day,
     pub counters: Counters,
     /// The visitors of the share's impressions: when the batch is left
@@ -147,17 +254,19 @@ impl BatchRecord {
         events: &[Event<'_>],
     ) -> BatchRecord {
         let mut counts: Vec<BatchCount> = Vec::new();
+        let mut buf = String::new();
         for event in events {
             let one = Counters::of_event(event, traffic);
+            let key = counts_key(event, &mut buf);
             // A batch names at most a few dozen (ad, day)s: a scan beats a map.
             let at = match counts
                 .iter()
-                .position(|c| c.day == event.day && c.ad_id == event.ad_id)
+                .position(|c| c.day == event.day && c.key == key)
             {
                 Some(at) => at,
                 None => {
                     counts.push(BatchCount {
-                        ad_id: event.ad_id.to_string(),
+                        key: key.to_owned(),
                         day: event.day,
                         counters: Counters::default(),
                         visitors: Sketch::new(),
@@ -196,7 +305,8 @@ pub struct Delta {
 /// What a store adds to one (ad, day) for a delta: see [`Delta::updates`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct KeyUpdate<'a> {
-    pub ad_id: &'a str,
+    /// The counts key of the ad or post ([`counts_key`]).
+    pub key: &'a str,
     pub day: Day,
     /// The delta's counters of this (ad, day), less the shares of the
     /// batches left out.
@@ -244,7 +354,7 @@ impl Delta {
                 continue;
             }
             for c in &record.counts {
-                let key = (c.ad_id.as_str(), c.day);
+                let key = (c.key.as_str(), c.day);
                 *left_out.entry(key).or_default() += c.counters;
                 if !c.visitors.is_empty() {
                     rebuilt.entry(key).or_default();
@@ -253,26 +363,26 @@ impl Delta {
         }
         if !rebuilt.is_empty() {
             for c in counting.iter().flat_map(|r| &r.counts) {
-                if let Some(sketch) = rebuilt.get_mut(&(c.ad_id.as_str(), c.day)) {
+                if let Some(sketch) = rebuilt.get_mut(&(c.key.as_str(), c.day)) {
                     sketch.merge(&c.visitors);
                 }
             }
         }
         let mut updates: Vec<KeyUpdate<'_>> = self
             .keys()
-            .map(|(ad_id, day, d)| KeyUpdate {
-                ad_id,
+            .map(|(key, day, d)| KeyUpdate {
+                key,
                 day,
                 counters: d
                     .counters
-                    .saturating_sub(left_out.get(&(ad_id, day)).copied().unwrap_or_default()),
-                visitors: match rebuilt.remove(&(ad_id, day)) {
+                    .saturating_sub(left_out.get(&(key, day)).copied().unwrap_or_default()),
+                visitors: match rebuilt.remove(&(key, day)) {
                     Some(sketch) => Cow::Owned(sketch),
                     None => Cow::Borrowed(&d.visitors),
                 },
             })
             .collect();
-        updates.sort_by(|a, b| (a.ad_id, a.day).cmp(&(b.ad_id, b.day)));
+        updates.sort_by(|a, b| (a.key, a.day).cmp(&(b.key, b.day)));
         Ok(updates)
     }
 }
@@ -288,23 +398,26 @@ mod tests {
         let day: Day = "2026-11-25".parse().unwrap();
         Event {
             id: Cow::Borrowed("e"),
-            ad_id: Cow::Borrowed(ad),
+            subject: Subject::Ad,
+            subject_id: Cow::Borrowed(ad),
             user_id: Cow::Borrowed(user),
             kind,
             ts: day.start_ms(),
             day,
             token: None,
             verified: false,
+            audible: false,
         }
     }
 
     fn delta(batches: &[(&str, Traffic, Vec<Event<'_>>)]) -> Delta {
         let mut delta = Delta::default();
         for (id, traffic, events) in batches {
+            let mut buf = String::new();
             for e in events {
                 delta
                     .ads
-                    .entry(e.ad_id.to_string())
+                    .entry(counts_key(e, &mut buf).to_owned())
                     .or_default()
                     .entry(e.day)
                     .or_default()
@@ -323,6 +436,7 @@ mod tests {
             measurable,
             invalid,
             verified,
+            video: VideoCounters::default(),
         }
     }
 
@@ -349,6 +463,79 @@ mod tests {
         day.add(&verified, Traffic::Valid);
         assert_eq!(day.counters, counters(2, 1, 1, 1));
         assert_eq!(day.visitors.estimate(), 1);
+    }
+
+    #[test]
+    fn video_kinds_add_their_counter_and_audible_is_a_part_of_impressions() {
+        let of = Counters::of_event;
+        let video = |kind| of(&ev("ad-v", "u1", kind), Traffic::Valid).video;
+        let one = |i: usize| {
+            let mut a = [0; 6];
+            a[i] = 1;
+            VideoCounters::from_array(a)
+        };
+        assert_eq!(video(Kind::VideoStart), one(0));
+        assert_eq!(video(Kind::VideoQ25), one(1));
+        assert_eq!(video(Kind::VideoQ50), one(2));
+        assert_eq!(video(Kind::VideoQ75), one(3));
+        assert_eq!(video(Kind::VideoComplete), one(4));
+        for kind in [Kind::VideoStart, Kind::VideoComplete] {
+            let c = of(&ev("ad-v", "u1", kind), Traffic::Valid);
+            assert_eq!((c.impressions, c.measurable), (0, 0), "{kind:?}");
+        }
+        let audible = Event {
+            audible: true,
+            ..ev("ad-v", "u1", Kind::Viewable)
+        };
+        let c = of(&audible, Traffic::Valid);
+        assert_eq!((c.impressions, c.video), (1, one(5)));
+        // A bot's video events are invalid, nothing else.
+        for kind in [Kind::VideoStart, Kind::VideoQ75] {
+            assert_eq!(
+                of(&ev("ad-v", "u1", kind), Traffic::Invalid),
+                counters(0, 0, 1, 0)
+            );
+        }
+        assert_eq!(of(&audible, Traffic::Invalid), counters(0, 0, 1, 0));
+        // Progress events add no visitor.
+        let mut day = DayCounts::default();
+        day.add(&ev("ad-v", "u1", Kind::VideoStart), Traffic::Valid);
+        assert!(day.visitors.is_empty());
+        // Sums and the exactly-once subtraction carry the video counters.
+        let started = Counters {
+            video: one(0),
+            ..Counters::default()
+        };
+        let mut sum = started;
+        sum += started;
+        assert_eq!(sum.video.starts, 2);
+        assert_eq!(sum.saturating_sub(started), started);
+        assert_eq!(started.saturating_sub(sum), Counters::default());
+        assert!(!started.is_zero());
+    }
+
+    #[test]
+    fn a_post_and_an_ad_of_one_id_are_counted_apart() {
+        let post = Event {
+            subject: Subject::Post,
+            ..ev("x", "u1", Kind::Viewable)
+        };
+        let ad = ev("x", "u1", Kind::Viewable);
+        let mut buf = String::new();
+        assert_eq!(counts_key(&post, &mut buf), "post/x");
+        assert_eq!(counts_key(&ad, &mut buf), "x");
+        assert_eq!(post_of_key(&post_key("x")), Some("x"));
+        assert_eq!(post_of_key("x"), None);
+        let d = delta(&[("b1", Traffic::Valid, vec![post.clone(), ad, post])]);
+        let keys: Vec<(&str, u64)> = d
+            .updates(|_| Ok::<_, Infallible>(true))
+            .unwrap()
+            .iter()
+            .map(|u| (u.key, u.counters.impressions))
+            .collect();
+        assert_eq!(keys, [("post/x", 2), ("x", 1)]);
+        let shares: Vec<&str> = d.batches[0].counts.iter().map(|c| c.key.as_str()).collect();
+        assert_eq!(shares, ["post/x", "x"]);
     }
 
     #[test]
@@ -429,7 +616,7 @@ mod tests {
             })
             .unwrap();
         assert_eq!(asked, ["b1", "bot", "b2"], "never asked twice for b1");
-        let keys: Vec<(&str, Counters)> = updates.iter().map(|u| (u.ad_id, u.counters)).collect();
+        let keys: Vec<(&str, Counters)> = updates.iter().map(|u| (u.key, u.counters)).collect();
         assert_eq!(
             keys,
             [

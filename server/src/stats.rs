@@ -24,12 +24,26 @@
 //! that edge's syncs land: the cut is exact for this edge's own batches.
 
 use glimpse_hll::Sketch;
-use glimpse_wire::api::{viewability_rate, AdSummary, DayStats, StatsResponse};
+use glimpse_wire::api::{
+    viewability_rate, AdSummary, DayStats, PostStatsResponse, StatsResponse, VideoStats,
+};
 use glimpse_wire::{Day, DayRange};
 
-use crate::aggregate::PendingDays;
-use crate::counts::{Counters, DayCounts};
-use crate::store::StoredDays;
+use crate::aggregate::{PendingDays, PendingImpressions};
+use crate::counts::{Counters, DayCounts, VideoCounters};
+use crate::store::{StoredDays, StoredViews};
+
+/// The video object of an answer.
+fn video_stats(v: VideoCounters) -> VideoStats {
+    VideoStats {
+        starts: v.starts,
+        q25: v.q25,
+        q50: v.q50,
+        q75: v.q75,
+        completes: v.completes,
+        audible_impressions: v.audible,
+    }
+}
 
 /// One day of an answer.
 fn day_stats(date: Day, counts: &DayCounts) -> DayStats {
@@ -41,6 +55,7 @@ fn day_stats(date: Day, counts: &DayCounts) -> DayStats {
         unique_visitors: counts.visitors.estimate(),
         invalid: c.invalid,
         verified: c.verified,
+        video: Some(video_stats(c.video)),
     }
 }
 
@@ -84,8 +99,53 @@ pub(crate) fn ad_stats(
         viewability_rate: viewability_rate(total.impressions, total.measurable),
         invalid: total.invalid,
         verified: total.verified,
+        video: video_stats(total.video),
         days: per_day,
     }
+}
+
+/// The answer of `GET /v1/posts/{post_id}/stats`: [`ad_stats`] of the
+/// post's counts, without the video counters a post cannot have.
+pub(crate) fn post_stats(
+    post_id: &str,
+    range: DayRange,
+    stored: StoredDays,
+    pending: Vec<PendingDays>,
+) -> PostStatsResponse {
+    let s = ad_stats(post_id, range, stored, pending);
+    PostStatsResponse {
+        post_id: s.ad_id,
+        from: s.from,
+        to: s.to,
+        impressions: s.impressions,
+        measurable: s.measurable,
+        unique_visitors: s.unique_visitors,
+        viewability_rate: s.viewability_rate,
+        invalid: s.invalid,
+        verified: s.verified,
+        days: s
+            .days
+            .into_iter()
+            .map(|d| DayStats { video: None, ..d })
+            .collect(),
+    }
+}
+
+/// A post's views over all time: the stored total plus each pending
+/// delta's impressions of the days whose stored counts do not hold that
+/// delta yet (the same cut as [`ad_stats`]).
+pub(crate) fn post_views(stored: &StoredViews, pending: &[PendingImpressions]) -> u64 {
+    let pending: u64 = pending
+        .iter()
+        .flat_map(|delta| {
+            delta
+                .days
+                .iter()
+                .filter(|(day, _)| !stored.applied.holds(*day, delta.seq))
+                .map(|(_, n)| n)
+        })
+        .sum();
+    stored.views + pending
 }
 
 /// One row of `GET /v1/ads`.
@@ -98,6 +158,7 @@ pub(crate) fn ad_summary(stats: &StatsResponse) -> AdSummary {
         viewability_rate: stats.viewability_rate,
         invalid: stats.invalid,
         verified: stats.verified,
+        video: stats.video,
     }
 }
 
@@ -128,6 +189,7 @@ mod tests {
                 measurable,
                 invalid,
                 verified,
+                video: VideoCounters::default(),
             },
             visitors,
         };
@@ -247,6 +309,82 @@ mod tests {
             vec![pending(7, 1, 2), pending(8, 10, 20)],
         );
         assert_eq!((s.impressions, s.unique_visitors), (33, 2));
+    }
+
+    #[test]
+    fn post_views_add_the_pending_deltas_the_store_does_not_hold() {
+        let (d1, d2) = (day("2026-11-24"), day("2026-11-25"));
+        let pending = vec![
+            PendingImpressions {
+                seq: 7,
+                days: vec![(d1, 1), (d2, 2)],
+            },
+            PendingImpressions {
+                seq: 8,
+                days: vec![(d1, 10), (d2, 20)],
+            },
+        ];
+        // Redis, a sync landing: delta 8 on d1 and delta 7 on d2 are in the
+        // total already.
+        let landing = StoredViews {
+            views: 100 + 1 + 10 + 2,
+            applied: Applied {
+                everywhere: 0,
+                by_day: [(d1, 8), (d2, 7)].into(),
+            },
+        };
+        assert_eq!(post_views(&landing, &pending), 100 + 33);
+        // The embedded store's mark covers every day.
+        let whole = StoredViews {
+            views: 100 + 3,
+            applied: Applied {
+                everywhere: 7,
+                ..Applied::default()
+            },
+        };
+        assert_eq!(post_views(&whole, &pending), 133);
+        assert_eq!(post_views(&StoredViews::default(), &pending), 33);
+        assert_eq!(post_views(&StoredViews::default(), &[]), 0);
+    }
+
+    #[test]
+    fn video_totals_and_post_answers() {
+        let d = day("2026-11-25");
+        let range = DayRange::single(d);
+        let video = VideoCounters::from_array([4, 3, 2, 1, 1, 2]);
+        let stored = StoredDays {
+            days: AdDays::from([(
+                d,
+                DayCounts {
+                    counters: Counters {
+                        impressions: 5,
+                        video,
+                        ..Counters::default()
+                    },
+                    visitors: sketch(&["a"]),
+                },
+            )]),
+            applied: Applied::default(),
+        };
+        let s = ad_stats("vid", range, stored.clone(), Vec::new());
+        let want = VideoStats {
+            starts: 4,
+            q25: 3,
+            q50: 2,
+            q75: 1,
+            completes: 1,
+            audible_impressions: 2,
+        };
+        assert_eq!((s.video, s.days[0].video), (want, Some(want)));
+        assert_eq!(ad_summary(&s).video, want);
+        let p = post_stats("p1", range, stored, Vec::new());
+        assert_eq!(
+            (p.post_id.as_str(), p.impressions, p.unique_visitors),
+            ("p1", 5, 1)
+        );
+        assert_eq!(p.days[0].video, None);
+        let json = serde_json::to_value(&p).unwrap();
+        assert!(json.get("video").is_none() && json["days"][0].get("video").is_none());
     }
 
     #[test]

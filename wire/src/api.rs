@@ -44,6 +44,35 @@ pub struct DayStats {
     /// The `impressions` the browser vouched were neither covered nor
     /// visually altered (IntersectionObserver v2).
     pub verified: u64,
+    /// The video counters of an ad's day (zeros for a display ad); absent
+    /// from a post's days.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub video: Option<VideoStats>,
+}
+
+/// The video counters of an ad: the progress events and the audible
+/// impressions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VideoStats {
+    /// `video_start` events: the first frame played.
+    pub starts: u64,
+    /// `video_q25` events.
+    pub q25: u64,
+    /// `video_q50` events.
+    pub q50: u64,
+    /// `video_q75` events.
+    pub q75: u64,
+    /// `video_complete` events: played to the end.
+    pub completes: u64,
+    /// Viewable impressions marked `audible`: unmuted, volume above zero.
+    pub audible_impressions: u64,
+}
+
+impl VideoStats {
+    /// Whether any video event was counted.
+    pub fn is_zero(&self) -> bool {
+        *self == VideoStats::default()
+    }
 }
 
 /// `GET /v1/ads/{ad_id}/stats`.
@@ -63,8 +92,36 @@ pub struct StatsResponse {
     /// The `impressions` the browser vouched were neither covered nor
     /// visually altered, over the range.
     pub verified: u64,
+    /// The video counters over the range (zeros for a display ad).
+    pub video: VideoStats,
     pub days: Vec<DayStats>,
 }
+
+/// `GET /v1/posts/{post_id}/stats`: a post's counts, shaped as an ad's
+/// without `video` (`impressions` are the post's views).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PostStatsResponse {
+    pub post_id: String,
+    pub from: Day,
+    pub to: Day,
+    pub impressions: u64,
+    pub measurable: u64,
+    pub unique_visitors: u64,
+    pub viewability_rate: Option<f64>,
+    pub invalid: u64,
+    pub verified: u64,
+    pub days: Vec<DayStats>,
+}
+
+/// `GET /v1/views?ids=..`: every asked post id with its viewable views over
+/// all time (0 for an id never seen).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewsResponse {
+    pub views: std::collections::BTreeMap<String, u64>,
+}
+
+/// Most post ids one `GET /v1/views` may ask for.
+pub const MAX_VIEW_IDS: usize = 100;
 
 /// `GET /v1/ads/{ad_id}/unique-visitors`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +145,8 @@ pub struct AdSummary {
     pub invalid: u64,
     /// Verified `impressions` over the range.
     pub verified: u64,
+    /// The video counters over the range.
+    pub video: VideoStats,
 }
 
 /// `GET /v1/ads?from=..&to=..&limit=..&cursor=..`: one page of the ads with
@@ -106,7 +165,12 @@ pub struct AdsResponse {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImpressionLogged {
     pub message: String,
-    pub ad_id: String,
+    /// The ad's id, when the impression was of an ad.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ad_id: Option<String>,
+    /// The post's id, when it was a view of a post.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_id: Option<String>,
 }
 
 /// `GET /readyz`.

@@ -19,11 +19,12 @@ use crate::day::Day;
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Most events in one batch.
 pub const MAX_EVENTS_PER_BATCH: usize = 500;
-/// Most distinct `ad_id`s among the valid events of one batch. A page holds a
-/// handful of ads; a batch naming many is fabricated and would fill the store
-/// with keys.
+/// Most distinct ids, `ad_id`s and `post_id`s together, among the valid
+/// events of one batch. A page holds a handful of ads and a feed's page of
+/// posts; a batch naming many is fabricated and would fill the store with
+/// keys.
 pub const MAX_AD_IDS_PER_BATCH: usize = 50;
-/// `ad_id` and `user_id` are 1..=128 bytes.
+/// `ad_id`, `post_id` and `user_id` are 1..=128 bytes.
 pub const MAX_AD_OR_USER_ID_BYTES: usize = 128;
 /// `batch_id` and event `id` are 1..=64 bytes.
 pub const MAX_BATCH_OR_EVENT_ID_BYTES: usize = 64;
@@ -42,12 +43,65 @@ pub const CLOCK_TOLERANCE_MS: i64 = 30_000;
 
 /// What an event reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Kind {
-    /// The impression met the viewability rule.
+    /// The impression met the viewability rule (for a video ad, the video
+    /// rule); of a post, a post view.
     Viewable,
     /// The impression was rendered and measured, viewable or not.
     Measurable,
+    /// A video ad played its first frame.
+    VideoStart,
+    /// A video ad played a quarter of its length.
+    VideoQ25,
+    /// A video ad played half of its length.
+    VideoQ50,
+    /// A video ad played three quarters of its length.
+    VideoQ75,
+    /// A video ad played to its end.
+    VideoComplete,
+}
+
+impl Kind {
+    /// Whether this is one of the video progress kinds, which only an ad
+    /// can report.
+    pub fn is_video_progress(self) -> bool {
+        !matches!(self, Kind::Viewable | Kind::Measurable)
+    }
+
+    /// The name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Viewable => "viewable",
+            Kind::Measurable => "measurable",
+            Kind::VideoStart => "video_start",
+            Kind::VideoQ25 => "video_q25",
+            Kind::VideoQ50 => "video_q50",
+            Kind::VideoQ75 => "video_q75",
+            Kind::VideoComplete => "video_complete",
+        }
+    }
+}
+
+/// What an event is about. Ads and posts are separate namespaces: an ad
+/// and a post with the same id are different things.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Subject {
+    /// An ad: the event names `ad_id`.
+    Ad,
+    /// A post, any content item that is not an ad: the event names
+    /// `post_id`.
+    Post,
+}
+
+impl Subject {
+    /// The field that names an id of this subject on the wire.
+    pub fn field(self) -> &'static str {
+        match self {
+            Subject::Ad => "ad_id",
+            Subject::Post => "post_id",
+        }
+    }
 }
 
 /// Why a whole batch was refused.
@@ -63,7 +117,7 @@ pub enum BatchError {
     Events(&'static str),
     /// More events than [`MAX_EVENTS_PER_BATCH`].
     TooManyEvents(usize),
-    /// More distinct ad ids than [`MAX_AD_IDS_PER_BATCH`].
+    /// More distinct ad and post ids than [`MAX_AD_IDS_PER_BATCH`].
     TooManyAds(usize),
     /// `webdriver` is present but not `true` or `false`.
     Webdriver,
@@ -100,7 +154,7 @@ impl fmt::Display for BatchError {
             ),
             BatchError::TooManyAds(n) => write!(
                 f,
-                "the valid events name {n} distinct `ad_id`s; at most {MAX_AD_IDS_PER_BATCH} are allowed per batch"
+                "the valid events name {n} distinct `ad_id`s and `post_id`s; at most {MAX_AD_IDS_PER_BATCH} are allowed per batch"
             ),
             BatchError::Webdriver => f.write_str("`webdriver` must be true or false when present"),
             BatchError::SentAt => f.write_str(
@@ -414,7 +468,10 @@ fn first_byte(body: &[u8]) -> Option<u8> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Event<'a> {
     pub id: Cow<'a, str>,
-    pub ad_id: Cow<'a, str>,
+    /// Whether the event is about an ad or a post.
+    pub subject: Subject,
+    /// The id of the ad (`ad_id`) or post (`post_id`) the event names.
+    pub subject_id: Cow<'a, str>,
     pub user_id: Cow<'a, str>,
     pub kind: Kind,
     pub ts: i64,
@@ -426,16 +483,30 @@ pub struct Event<'a> {
     /// altered while it was in view (IntersectionObserver v2). Only ever
     /// true on a viewable event: on a measurable one it is read as false.
     pub verified: bool,
+    /// The video was unmuted, with volume above zero, when its 2 s of
+    /// playback in view completed. Only ever true on a viewable event of an
+    /// ad: on any other kind, or of a post, it is read as false.
+    pub audible: bool,
+}
+
+impl Event<'_> {
+    /// The ad's id, when the event is about an ad.
+    pub fn ad_id(&self) -> Option<&str> {
+        (self.subject == Subject::Ad).then_some(self.subject_id.as_ref())
+    }
 }
 
 /// Refuses a batch whose valid events name more than
-/// [`MAX_AD_IDS_PER_BATCH`] distinct ad ids.
+/// [`MAX_AD_IDS_PER_BATCH`] distinct ids, ads and posts together (an ad
+/// and a post of the same id are two).
 pub fn check_distinct_ads(events: &[Event<'_>]) -> Result<(), BatchError> {
     if events.len() <= MAX_AD_IDS_PER_BATCH {
         return Ok(());
     }
-    let distinct: std::collections::HashSet<&str> =
-        events.iter().map(|e| e.ad_id.as_ref()).collect();
+    let distinct: std::collections::HashSet<(Subject, &str)> = events
+        .iter()
+        .map(|e| (e.subject, e.subject_id.as_ref()))
+        .collect();
     if distinct.len() > MAX_AD_IDS_PER_BATCH {
         return Err(BatchError::TooManyAds(distinct.len()));
     }
@@ -479,8 +550,10 @@ impl std::error::Error for EventError {}
 struct EventFields<'a> {
     #[serde(borrow)]
     id: Cow<'a, str>,
-    #[serde(borrow)]
-    ad_id: Cow<'a, str>,
+    #[serde(borrow, default)]
+    ad_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    post_id: Option<Cow<'a, str>>,
     #[serde(borrow)]
     user_id: Cow<'a, str>,
     kind: Kind,
@@ -489,6 +562,8 @@ struct EventFields<'a> {
     token: Option<Cow<'a, str>>,
     #[serde(default)]
     verified: bool,
+    #[serde(default)]
+    audible: bool,
 }
 
 /// Validates one raw event against the contract; `now_ms` is the server
@@ -515,7 +590,32 @@ fn validate_event_shifted(
         check_id(value, max).map_err(|why| EventError::new("invalid_id", format!("`{name}` {why}")))
     };
     field("id", &fields.id, MAX_BATCH_OR_EVENT_ID_BYTES)?;
-    field("ad_id", &fields.ad_id, MAX_AD_OR_USER_ID_BYTES)?;
+    let (subject, subject_id) = match (fields.ad_id, fields.post_id) {
+        (Some(ad_id), None) => (Subject::Ad, ad_id),
+        (None, Some(post_id)) => (Subject::Post, post_id),
+        (Some(_), Some(_)) => {
+            return Err(EventError::new(
+                "invalid_event",
+                "the event names both `ad_id` and `post_id`; it must name exactly one",
+            ))
+        }
+        (None, None) => {
+            return Err(EventError::new(
+                "invalid_event",
+                "the event names neither `ad_id` nor `post_id`; it must name exactly one",
+            ))
+        }
+    };
+    field(subject.field(), &subject_id, MAX_AD_OR_USER_ID_BYTES)?;
+    if subject == Subject::Post && fields.kind.is_video_progress() {
+        return Err(EventError::new(
+            "invalid_event",
+            format!(
+                "`kind` {} is a video progress kind, valid only on an event with `ad_id`, not `post_id`",
+                fields.kind.as_str()
+            ),
+        ));
+    }
     field("user_id", &fields.user_id, MAX_AD_OR_USER_ID_BYTES)?;
     let ts = fields.ts.saturating_add(offset_ms);
     let day = day_bucket(ts, now_ms).map_err(|e| {
@@ -530,15 +630,18 @@ fn validate_event_shifted(
             ),
         )
     })?;
+    let viewable_ad = fields.kind == Kind::Viewable && subject == Subject::Ad;
     Ok(Event {
         id: fields.id,
-        ad_id: fields.ad_id,
+        subject,
+        subject_id,
         user_id: fields.user_id,
         kind: fields.kind,
         ts,
         day,
         token: fields.token,
         verified: fields.verified && fields.kind == Kind::Viewable,
+        audible: fields.audible && viewable_ad,
     })
 }
 
@@ -621,7 +724,8 @@ mod tests {
         let batch = decode_batch(body.as_bytes()).unwrap();
         assert_eq!(batch.batch_id, "b-1");
         let event = validate_event(batch.events[0], NOW).unwrap();
-        assert_eq!(event.ad_id, "ad-42");
+        assert_eq!(event.ad_id(), Some("ad-42"));
+        assert_eq!(event.subject, Subject::Ad);
         assert_eq!(event.kind, Kind::Viewable);
         assert_eq!(event.day.to_string(), "2025-11-24");
     }
@@ -752,7 +856,7 @@ mod tests {
             (g.replace(r#""id":"e1","#, ""), "missing field `id`"),
             (
                 g.replace(r#""ad_id":"ad-42""#, r#""ad_id":null"#),
-                "invalid type: null",
+                "names neither `ad_id` nor `post_id`",
             ),
             (
                 g.replace(r#""ad_id":"ad-42""#, r#""ad_id":42"#),
@@ -839,13 +943,15 @@ mod tests {
             (0..MAX_EVENTS_PER_BATCH)
                 .map(|i| Event {
                     id: format!("e{i}").into(),
-                    ad_id: format!("ad-{}", i % ads).into(),
+                    subject: Subject::Ad,
+                    subject_id: format!("ad-{}", i % ads).into(),
                     user_id: "u".into(),
                     kind: Kind::Viewable,
                     ts: NOW,
                     day: Day::from_epoch_ms(NOW).unwrap(),
                     token: None,
                     verified: false,
+                    audible: false,
                 })
                 .collect()
         };
@@ -854,6 +960,24 @@ mod tests {
         assert_eq!(err, BatchError::TooManyAds(MAX_AD_IDS_PER_BATCH + 1));
         assert_eq!(err.code(), "too_many_ads");
         assert!(check_distinct_ads(&[]).is_ok());
+        // Posts count with ads, and a post and an ad of one id are two.
+        let mut mixed = events(MAX_AD_IDS_PER_BATCH / 2);
+        for (i, e) in mixed.iter_mut().enumerate() {
+            if i % 2 == 1 {
+                e.subject = Subject::Post;
+            }
+        }
+        assert!(check_distinct_ads(&mixed).is_ok());
+        let mut over = events(MAX_AD_IDS_PER_BATCH / 2 + 2);
+        for (i, e) in over.iter_mut().enumerate() {
+            if i % 2 == 1 {
+                e.subject = Subject::Post;
+            }
+        }
+        assert_eq!(
+            check_distinct_ads(&over),
+            Err(BatchError::TooManyAds(MAX_AD_IDS_PER_BATCH + 4))
+        );
     }
 
     #[test]
@@ -1080,10 +1204,152 @@ mod tests {
     fn escaped_ids_are_decoded_before_checking() {
         let fields = good().replace("ad-42", "ad\\u002d42");
         assert_eq!(
-            validate_event(&event_json(&fields), NOW).unwrap().ad_id,
+            validate_event(&event_json(&fields), NOW)
+                .unwrap()
+                .subject_id,
             "ad-42"
         );
         let fields = good().replace("ad-42", "ad\\n42");
         assert!(validate_event(&event_json(&fields), NOW).is_err());
+    }
+
+    #[test]
+    fn every_kind_has_its_snake_case_name() {
+        let kinds = [
+            Kind::Viewable,
+            Kind::Measurable,
+            Kind::VideoStart,
+            Kind::VideoQ25,
+            Kind::VideoQ50,
+            Kind::VideoQ75,
+            Kind::VideoComplete,
+        ];
+        let names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "viewable",
+                "measurable",
+                "video_start",
+                "video_q25",
+                "video_q50",
+                "video_q75",
+                "video_complete"
+            ]
+        );
+        for kind in kinds {
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("\"{}\"", kind.as_str()));
+            assert_eq!(serde_json::from_str::<Kind>(&json).unwrap(), kind);
+            let fields = good().replace("viewable", kind.as_str());
+            let raw = event_json(&fields);
+            let e = validate_event(&raw, NOW).unwrap();
+            assert_eq!((e.kind, e.subject), (kind, Subject::Ad));
+        }
+        assert_eq!(
+            kinds.iter().filter(|k| k.is_video_progress()).count(),
+            5,
+            "viewable and measurable are not progress kinds"
+        );
+        for old_spelling in ["VideoStart", "videostart", "video-start", "VIEWABLE"] {
+            let fields = good().replace("viewable", old_spelling);
+            let err = validate_event(&event_json(&fields), NOW).unwrap_err();
+            assert_eq!(err.code(), "invalid_event", "{old_spelling}");
+        }
+    }
+
+    #[test]
+    fn an_event_names_exactly_one_of_ad_id_and_post_id() {
+        let post = good().replace(r#""ad_id":"ad-42""#, r#""post_id":"p-7""#);
+        let raw = event_json(&post);
+        let e = validate_event(&raw, NOW).unwrap();
+        assert_eq!((e.subject, &*e.subject_id), (Subject::Post, "p-7"));
+        assert_eq!(e.ad_id(), None);
+        let both = good() + r#","post_id":"p-7""#;
+        let err = validate_event(&event_json(&both), NOW).unwrap_err();
+        assert_eq!(err.code(), "invalid_event");
+        assert!(
+            err.to_string().contains("both `ad_id` and `post_id`"),
+            "{err}"
+        );
+        let neither = good().replace(r#""ad_id":"ad-42","#, "");
+        let err = validate_event(&event_json(&neither), NOW).unwrap_err();
+        assert_eq!(err.code(), "invalid_event");
+        assert!(
+            err.to_string().contains("neither `ad_id` nor `post_id`"),
+            "{err}"
+        );
+        // The same alphabet and length rule, named by the field.
+        let bad = post.replace("p-7", "p 7");
+        let err = validate_event(&event_json(&bad), NOW).unwrap_err();
+        assert_eq!(err.code(), "invalid_id");
+        assert!(
+            err.to_string().starts_with("`post_id` has a character"),
+            "{err}"
+        );
+        let long = post.replace("p-7", &"p".repeat(129));
+        let err = validate_event(&event_json(&long), NOW).unwrap_err();
+        assert!(
+            err.to_string().contains("`post_id` is 129 bytes long"),
+            "{err}"
+        );
+        let longest = post.replace("p-7", &"p".repeat(128));
+        assert!(validate_event(&event_json(&longest), NOW).is_ok());
+        let null = good().replace(r#""ad_id":"ad-42""#, r#""post_id":null"#);
+        let err = validate_event(&event_json(&null), NOW).unwrap_err();
+        assert!(err.to_string().contains("neither"), "{err}");
+    }
+
+    #[test]
+    fn video_kinds_are_refused_on_posts() {
+        let post = good().replace(r#""ad_id":"ad-42""#, r#""post_id":"p-7""#);
+        for kind in [
+            "video_start",
+            "video_q25",
+            "video_q50",
+            "video_q75",
+            "video_complete",
+        ] {
+            let fields = post.replace("viewable", kind);
+            let err = validate_event(&event_json(&fields), NOW).unwrap_err();
+            assert_eq!(err.code(), "invalid_event", "{kind}");
+            assert!(err.to_string().contains(kind), "{err}");
+            assert!(err.to_string().contains("`post_id`"), "{err}");
+        }
+        let measurable = post.replace("viewable", "measurable");
+        assert_eq!(
+            validate_event(&event_json(&measurable), NOW).unwrap().kind,
+            Kind::Measurable
+        );
+    }
+
+    #[test]
+    fn audible_is_an_optional_boolean_of_viewable_ad_events() {
+        let read =
+            |fields: String| validate_event(&event_json(&fields), NOW).map(|e| (e.kind, e.audible));
+        assert_eq!(read(good()), Ok((Kind::Viewable, false)));
+        assert_eq!(
+            read(good() + r#","audible":true"#),
+            Ok((Kind::Viewable, true))
+        );
+        assert_eq!(
+            read(good() + r#","audible":false"#),
+            Ok((Kind::Viewable, false))
+        );
+        for other in ["measurable", "video_start", "video_complete"] {
+            let fields = good().replace("viewable", other) + r#","audible":true"#;
+            assert!(!read(fields).unwrap().1, "{other}");
+        }
+        let post =
+            good().replace(r#""ad_id":"ad-42""#, r#""post_id":"p-7""#) + r#","audible":true"#;
+        assert_eq!(
+            read(post),
+            Ok((Kind::Viewable, false)),
+            "a post is never audible"
+        );
+        for bad in ["null", "1", "\"true\""] {
+            let err = read(good() + &format!(r#","audible":{bad}"#)).unwrap_err();
+            assert_eq!(err.code(), "invalid_event", "{bad}");
+        }
     }
 }

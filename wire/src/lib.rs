@@ -15,4 +15,4 @@ pub mod day;
 pub mod ingest;
 
 pub use day::{Day, DayRange};
-pub use ingest::{Kind, MAX_BODY_BYTES, MAX_EVENTS_PER_BATCH};
+pub use ingest::{Kind, Subject, MAX_BODY_BYTES, MAX_EVENTS_PER_BATCH};

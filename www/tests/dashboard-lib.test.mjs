@@ -5,7 +5,7 @@ import {
   ApiError, adsUrl, buildChartPath, listAllAds, chartScales, compareAdIds, daysOf, describeError,
   describeStats, fetchJson, formatCount, formatDayLong, formatDayShort, formatRate, isoDate,
   labelIndices, lastNDays, niceStep, niceTicks, parseIsoDate, rangeLength, seriesPoints,
-  statsUrl, totals, validateRange, verifiedShare,
+  statsUrl, totals, validateRange, verifiedShare, hasVideo, VIDEO_COUNTERS,
 } from "../dashboard-lib.js";
 
 test("lastNDays counts back in UTC, today included", () => {
@@ -231,4 +231,15 @@ test("listAllAds refuses bad pages and pages that never end", async () => {
   await assert.rejects(listAllAds("d1", "d2", async () => ({})), { kind: "bad-response" });
   await assert.rejects(listAllAds("d1", "d2", async () => ({ ads: [], next_cursor: 7 })), { kind: "bad-response" });
   await assert.rejects(listAllAds("d1", "d2", async () => ({ ads: [], next_cursor: "61" }), 3), { kind: "bad-response" });
+});
+
+test("hasVideo is true only when some video counter is above zero", () => {
+  const zeros = Object.fromEntries(VIDEO_COUNTERS.map((k) => [k, 0]));
+  assert.equal(hasVideo({ impressions: 3, video: zeros }), false);
+  assert.equal(hasVideo({ impressions: 3 }), false, "a post's answer has no video object");
+  assert.equal(hasVideo(null), false);
+  for (const k of VIDEO_COUNTERS) {
+    assert.equal(hasVideo({ video: { ...zeros, [k]: 1 } }), true, k);
+  }
+  assert.deepEqual(VIDEO_COUNTERS, ["starts", "q25", "q50", "q75", "completes", "audible_impressions"]);
 });

@@ -58,7 +58,7 @@ async fn ingest(
             Ok(event) if seen.insert(event.id.clone()) => {
                 response.accepted += 1;
                 let [impressions, measurable, visitors] =
-                    baseline_keys(&event.ad_id, &event.day.to_string());
+                    baseline_keys(&event.subject_id, &event.day.to_string());
                 match event.kind {
                     Kind::Measurable => {
                         pipe.cmd("INCR").arg(measurable).ignore();
@@ -70,6 +70,8 @@ async fn ingest(
                             .arg(event.user_id.as_ref())
                             .ignore();
                     }
+                    // The baseline counts display impressions only.
+                    _ => {}
                 }
             }
             Ok(_) => response.duplicates += 1,

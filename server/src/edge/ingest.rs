@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use glimpse_wire::api::{IngestResponse, Rejection};
 use glimpse_wire::ingest::{check_distinct_ads, Batch, BatchError, Event, EventError};
-use glimpse_wire::{Day, Kind};
+use glimpse_wire::{Day, Kind, Subject};
 
 use super::Edge;
 use crate::counted::mint_batch_id;
@@ -127,7 +127,10 @@ impl Edge {
         for (index, raw) in batch.events.iter().enumerate() {
             // The batch's own validation: it corrects for the client's clock.
             let checked = batch.validate_event(raw, now).and_then(|e| {
-                self.check_token(&e.ad_id, e.token.as_deref(), now)?;
+                // Signing is of ads: a post's view needs no token.
+                if let Some(ad_id) = e.ad_id() {
+                    self.check_token(ad_id, e.token.as_deref(), now)?;
+                }
                 Ok(e)
             });
             match checked {
@@ -171,31 +174,37 @@ impl Edge {
     }
 
     /// The single-impression form: one measurable and one viewable
-    /// impression of `ad_id` (an id already checked) by `user_id`, now, as
-    /// a batch of its own under a minted id ([`crate::counted`]). Its
-    /// `token` is checked by the same rule as a batch's events.
+    /// impression of the ad or post `subject_id` (an id already checked) by
+    /// `user_id`, now, as a batch of its own under a minted id
+    /// ([`crate::counted`]). An ad's `token` is checked by the same rule as
+    /// a batch's events.
     pub(crate) async fn ingest_single(
         &self,
-        ad_id: &str,
+        subject: Subject,
+        subject_id: &str,
         user_id: &str,
         token: Option<&str>,
         verdict: Verdict,
     ) -> Result<(), IngestError> {
         self.admit()?;
         let now = self.now_ms();
-        self.check_token(ad_id, token, now).map_err(|e| {
-            self.metrics.event_rejected(e.code());
-            IngestError::Event(e)
-        })?;
+        if subject == Subject::Ad {
+            self.check_token(subject_id, token, now).map_err(|e| {
+                self.metrics.event_rejected(e.code());
+                IngestError::Event(e)
+            })?;
+        }
         let day = Day::from_epoch_ms(now).expect("the server clock is after 1970");
         let event = |kind| Event {
             id: "single".into(),
-            ad_id: ad_id.into(),
+            subject,
+            subject_id: subject_id.into(),
             user_id: user_id.into(),
             kind,
             ts: now,
             token: None,
             verified: false,
+            audible: false,
             day,
         };
         let traffic = self.traffic(verdict, 2);

@@ -10,23 +10,24 @@
 
 mod ingest;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use glimpse_wire::api::{AdSummary, StatsResponse};
+use glimpse_wire::api::{AdSummary, PostStatsResponse, StatsResponse, ViewsResponse};
 use glimpse_wire::{Day, DayRange};
 
 pub(crate) use ingest::IngestError;
 
-use crate::aggregate::Aggregator;
+use crate::aggregate::{Aggregator, PendingImpressions};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::counted::BatchClaims;
-use crate::counts::Delta;
+use crate::counts::{post_key, Delta};
 use crate::keys::Scope;
 use crate::metrics::{Gauges, Metrics};
 use crate::signing::SigningSecrets;
-use crate::stats::{ad_stats, ad_summary};
+use crate::stats::{ad_stats, ad_summary, post_stats, post_views};
 use crate::store::{Store, StoreError};
 use crate::wal::{Log, Wal};
 
@@ -251,6 +252,56 @@ impl Edge {
             .await
             .map_err(|e| self.read_failed(e))?;
         Ok(ad_stats(ad_id, range, stored, pending))
+    }
+
+    /// The stats of post `post_id` over `range`, by the same cut as an
+    /// ad's ([`Edge::stats`]), read under the post's counts key.
+    pub(crate) async fn post_stats(
+        &self,
+        post_id: &str,
+        range: DayRange,
+    ) -> Result<PostStatsResponse, StoreError> {
+        let key = post_key(post_id);
+        let pending = self.aggregator.pending(&key, range);
+        let stored = self
+            .store
+            .read_days(&key, range)
+            .await
+            .map_err(|e| self.read_failed(e))?;
+        Ok(post_stats(post_id, range, stored, pending))
+    }
+
+    /// The all-time views of each of `post_ids` (0 for a post never
+    /// seen): the store's totals and what is pending here, as one cut. The
+    /// pending impressions are taken first, as for [`Edge::stats`], and the
+    /// store reads each total with its marks on the days they are of.
+    pub(crate) async fn views(&self, post_ids: &[String]) -> Result<ViewsResponse, StoreError> {
+        let pending: Vec<Vec<PendingImpressions>> = post_ids
+            .iter()
+            .map(|id| self.aggregator.pending_impressions(&post_key(id)))
+            .collect();
+        let asks: Vec<(String, Vec<Day>)> = post_ids
+            .iter()
+            .zip(&pending)
+            .map(|(id, deltas)| {
+                let days: BTreeSet<Day> = deltas
+                    .iter()
+                    .flat_map(|d| d.days.iter().map(|(day, _)| *day))
+                    .collect();
+                (id.clone(), days.into_iter().collect())
+            })
+            .collect();
+        let stored = self
+            .store
+            .read_post_views(&asks)
+            .await
+            .map_err(|e| self.read_failed(e))?;
+        let views = post_ids
+            .iter()
+            .zip(stored.iter().zip(&pending))
+            .map(|(id, (stored, pending))| (id.clone(), post_views(stored, pending)))
+            .collect();
+        Ok(ViewsResponse { views })
     }
 
     /// One page of the ads inside `scope` with counts in `range` (stored or

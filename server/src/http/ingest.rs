@@ -8,6 +8,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use glimpse_wire::api::{ImpressionLogged, IngestResponse};
 use glimpse_wire::ingest::{check_id, decode_batch, MAX_AD_OR_USER_ID_BYTES, MAX_BODY_BYTES};
+use glimpse_wire::Subject;
 use serde::Deserialize;
 
 use super::error::ApiError;
@@ -88,7 +89,9 @@ pub async fn post_impressions(
 
 #[derive(Debug, Deserialize)]
 pub struct SingleImpression {
+    /// Exactly one of `ad_id` and `post_id`, as in a batch's event.
     ad_id: Option<String>,
+    post_id: Option<String>,
     user_id: Option<String>,
     /// The ad's signature, as in a batch's event; required only by an edge
     /// run with `--ad-signing-secret`.
@@ -115,14 +118,44 @@ pub async fn get_impression(
             .map_err(|why| ApiError::bad_request("invalid_parameter", format!("`{name}` {why}")))?;
         Ok::<_, ApiError>(value)
     };
-    let ad_id = param("ad_id", q.ad_id)?;
+    let (subject, subject_id) = match (q.ad_id, q.post_id) {
+        (Some(ad_id), None) => (Subject::Ad, param("ad_id", Some(ad_id))?),
+        (None, Some(post_id)) => (Subject::Post, param("post_id", Some(post_id))?),
+        (None, None) => {
+            return Err(ApiError::bad_request(
+                "missing_parameter",
+                "the `ad_id` (an ad) or `post_id` (a post) query parameter is required",
+            ))
+        }
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "invalid_parameter",
+                "the query names both `ad_id` and `post_id`; it must name exactly one",
+            ))
+        }
+    };
     let user_id = param("user_id", q.user_id)?;
     state
         .edge
-        .ingest_single(&ad_id, &user_id, q.token.as_deref(), judge(&headers, false))
+        .ingest_single(
+            subject,
+            &subject_id,
+            &user_id,
+            q.token.as_deref(),
+            judge(&headers, false),
+        )
         .await?;
+    let (ad_id, post_id) = match subject {
+        Subject::Ad => (Some(subject_id), None),
+        Subject::Post => (None, Some(subject_id)),
+    };
     Ok(Json(ImpressionLogged {
-        message: "impression logged".into(),
+        message: if subject == Subject::Ad {
+            "impression logged".into()
+        } else {
+            "view logged".into()
+        },
         ad_id,
+        post_id,
     }))
 }

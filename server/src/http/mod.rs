@@ -10,6 +10,7 @@ mod ingest;
 mod sdk;
 mod serve;
 mod stats;
+mod views;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -113,8 +114,25 @@ pub fn app(state: AppState) -> Router {
         ))
         .method_not_allowed_fallback(method_not_allowed)
         .layer(ingest_cors);
+    // View counts are shown to every visitor of a feed: public, from any
+    // origin, rate limited like ingest.
+    let views_cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET])
+        // A script may revalidate by hand (browsers' own caches need not).
+        .allow_headers([header::IF_NONE_MATCH])
+        .expose_headers([header::ETAG, header::CACHE_CONTROL]);
+    let views = Router::new()
+        .route("/v1/views", get(views::views_route))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            guard::rate_limit,
+        ))
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(views_cors);
     let stats = Router::new()
         .route("/v1/ads", get(stats::ads_route))
+        .route("/v1/posts/{post_id}/stats", get(stats::post_stats_route))
         .route("/v1/ads/{ad_id}/stats", get(stats::ad_stats_route))
         .route(
             "/v1/ads/{ad_id}/unique-visitors",
@@ -138,7 +156,11 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/readyz", get(readyz))
         .method_not_allowed_fallback(method_not_allowed);
-    let mut router = Router::new().merge(ingest).merge(stats).merge(health);
+    let mut router = Router::new()
+        .merge(ingest)
+        .merge(views)
+        .merge(stats)
+        .merge(health);
     if let Some(dir) = state.sdk_dir.as_ref().filter(|d| d.is_dir()) {
         router = router.nest_service("/sdk", sdk::router(dir));
     }

@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use axum::Json;
-use glimpse_wire::api::{AdsResponse, StatsResponse, UniqueVisitorsResponse};
+use glimpse_wire::api::{AdsResponse, PostStatsResponse, StatsResponse, UniqueVisitorsResponse};
 use glimpse_wire::ingest::{check_id, MAX_AD_OR_USER_ID_BYTES};
 use glimpse_wire::{Day, DayRange};
 use serde::Deserialize;
@@ -54,6 +54,26 @@ pub async fn ad_stats_route(
     check_scope(&scope, &ad_id)?;
     let range = q.range(state.edge.today())?;
     Ok(Json(state.edge.stats(&ad_id, range).await?))
+}
+
+/// `GET /v1/posts/{post_id}/stats`: a post's counts by day, for keys that
+/// read everything (a key scoped to ad prefixes is an advertiser's, and
+/// posts are not ads).
+pub async fn post_stats_route(
+    State(state): State<AppState>,
+    scope: Scope,
+    ApiPath(post_id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<RangeQuery>,
+) -> Result<Json<PostStatsResponse>, ApiError> {
+    check_id(&post_id, MAX_AD_OR_USER_ID_BYTES)
+        .map_err(|why| ApiError::bad_request("invalid_post_id", format!("`post_id` {why}")))?;
+    if scope != Scope::All {
+        return Err(ApiError::Forbidden(
+            "this API key is scoped to ad prefixes; post stats need a key for every ad",
+        ));
+    }
+    let range = q.range(state.edge.today())?;
+    Ok(Json(state.edge.post_stats(&post_id, range).await?))
 }
 
 #[derive(Debug, Deserialize)]

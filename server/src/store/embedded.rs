@@ -7,7 +7,18 @@
 //!   migrates either (redb tables have a fixed value type, hence the new
 //!   names);
 //! - `visitors`: the day's sketch in Redis's byte format;
-//! - `ads_by_day`: `(day, ad_id) -> ()`, to list the ads of a date range;
+//! - `video`: `(starts, q25, q50, q75, completes, audible)`, only for the
+//!   (ad, day)s with a video counter above zero (a missing row is zeros, so
+//!   directories written before video counters need no migration);
+//! - `ads_by_day`: `(day, ad_id) -> ()`, to list the ads of a date range
+//!   (posts are not listed);
+//! - `post_views`: `post_id -> views`, each post's viewable total over all
+//!   time, added to in the transaction that adds its days' counts, so
+//!   `/v1/views` reads one row per post.
+//!
+//! A post's days are kept in the same tables as an ad's, under its counts
+//! key (`post/<post_id>`, see `crate::counts::counts_key`), which no ad id
+//! can equal.
 //! - `batches` and `batches_by_time`: the client batch ids counted here,
 //!   kept 48 h (`super::seen`, shared with the Redis store's local index);
 //!   the ids the edge mints for `GET /v1/impression` are left out;
@@ -31,9 +42,9 @@ use glimpse_wire::{Day, DayRange};
 use redb::{Database, ReadableTable, TableDefinition, TableHandle};
 
 use super::seen::{self, SeenBatches};
-use super::{Applied, Store, StoreError, StoredDays};
+use super::{Applied, Store, StoreError, StoredDays, StoredViews};
 use crate::counted::needs_claim;
-use crate::counts::{AdDays, Counters, DayCounts, Delta};
+use crate::counts::{post_of_key, AdDays, Counters, DayCounts, Delta, VideoCounters};
 use crate::keys::Scope;
 
 /// How [`COUNTS`] holds an (ad, day)'s counters.
@@ -43,13 +54,24 @@ fn encode(c: Counters) -> StoredCounters {
     (c.impressions, c.measurable, c.invalid, c.verified)
 }
 
+/// The counters of a [`COUNTS`] row; the video counters are in [`VIDEO`].
 fn decode((impressions, measurable, invalid, verified): StoredCounters) -> Counters {
     Counters {
         impressions,
         measurable,
         invalid,
         verified,
+        video: VideoCounters::default(),
     }
+}
+
+fn encode_video(v: VideoCounters) -> StoredVideo {
+    let [a, b, c, d, e, f] = v.to_array();
+    (a, b, c, d, e, f)
+}
+
+fn decode_video((a, b, c, d, e, f): StoredVideo) -> VideoCounters {
+    VideoCounters::from_array([a, b, c, d, e, f])
 }
 
 const COUNTS: TableDefinition<(&str, u32), StoredCounters> = TableDefinition::new("counts_v3");
@@ -60,6 +82,11 @@ const LEGACY_COUNTS: TableDefinition<(&str, u32), (u64, u64)> = TableDefinition:
 /// counted; migrated into [`COUNTS`] at open.
 const COUNTS_V2: TableDefinition<(&str, u32), (u64, u64, u64)> = TableDefinition::new("counts_v2");
 const VISITORS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("visitors");
+/// How [`VIDEO`] holds an (ad, day)'s video counters, in
+/// [`VideoCounters::to_array`] order.
+type StoredVideo = (u64, u64, u64, u64, u64, u64);
+const VIDEO: TableDefinition<(&str, u32), StoredVideo> = TableDefinition::new("video");
+const POST_VIEWS: TableDefinition<&str, u64> = TableDefinition::new("post_views");
 const ADS_BY_DAY: TableDefinition<(u32, &str), ()> = TableDefinition::new("ads_by_day");
 /// The highest sequence number of the deltas applied, under [`APPLIED_THROUGH`]:
 /// stats add only the pending deltas above it.
@@ -111,6 +138,8 @@ impl EmbeddedStore {
         {
             txn.open_table(COUNTS).map_err(unavailable)?;
             txn.open_table(VISITORS).map_err(unavailable)?;
+            txn.open_table(VIDEO).map_err(unavailable)?;
+            txn.open_table(POST_VIEWS).map_err(unavailable)?;
             txn.open_table(ADS_BY_DAY).map_err(unavailable)?;
             txn.open_table(APPLIED).map_err(unavailable)?;
         }
@@ -205,8 +234,10 @@ fn apply_delta(db: &Database, delta: &Delta, now_ms: i64) -> Result<(), StoreErr
         let mut counts = txn.open_table(COUNTS).map_err(unavailable)?;
         let mut visitors = txn.open_table(VISITORS).map_err(unavailable)?;
         let mut ads_by_day = txn.open_table(ADS_BY_DAY).map_err(unavailable)?;
+        let mut video = txn.open_table(VIDEO).map_err(unavailable)?;
+        let mut post_views = txn.open_table(POST_VIEWS).map_err(unavailable)?;
         for update in updates {
-            let (ad_id, day) = (update.ad_id, update.day);
+            let (ad_id, day) = (update.key, update.day);
             let key = (ad_id, day.days_since_epoch());
             let mut stored = counts
                 .get(key)
@@ -227,9 +258,35 @@ fn apply_delta(db: &Database, delta: &Delta, now_ms: i64) -> Result<(), StoreErr
                     .insert(key, sketch.to_redis_bytes().as_slice())
                     .map_err(unavailable)?;
             }
-            ads_by_day
-                .insert((day.days_since_epoch(), ad_id), ())
-                .map_err(unavailable)?;
+            if update.counters.video != VideoCounters::default() {
+                let mut stored = video
+                    .get(key)
+                    .map_err(unavailable)?
+                    .map(|v| decode_video(v.value()))
+                    .unwrap_or_default();
+                stored += update.counters.video;
+                video
+                    .insert(key, encode_video(stored))
+                    .map_err(unavailable)?;
+            }
+            match post_of_key(ad_id) {
+                Some(post_id) => {
+                    if update.counters.impressions > 0 {
+                        let views = post_views
+                            .get(post_id)
+                            .map_err(unavailable)?
+                            .map_or(0, |v| v.value());
+                        post_views
+                            .insert(post_id, views + update.counters.impressions)
+                            .map_err(unavailable)?;
+                    }
+                }
+                None => {
+                    ads_by_day
+                        .insert((day.days_since_epoch(), ad_id), ())
+                        .map_err(unavailable)?;
+                }
+            }
         }
         seen.forget_old(now_ms)?;
     }
@@ -247,6 +304,7 @@ fn read_days(db: &Database, ad_id: &str, range: DayRange) -> Result<StoredDays, 
     let txn = db.begin_read().map_err(unavailable)?;
     let counts = txn.open_table(COUNTS).map_err(unavailable)?;
     let visitors = txn.open_table(VISITORS).map_err(unavailable)?;
+    let video = txn.open_table(VIDEO).map_err(unavailable)?;
     let applied = Applied {
         everywhere: applied_through(&txn.open_table(APPLIED).map_err(unavailable)?)?,
         ..Applied::default()
@@ -268,10 +326,14 @@ fn read_days(db: &Database, ad_id: &str, range: DayRange) -> Result<StoredDays, 
                 .map_err(|e| StoreError::Corrupt(format!("sketch of {ad} {day}: {e}")))?,
             None => Sketch::new(),
         };
+        let mut counters = decode(value.value());
+        if let Some(v) = video.get((ad, n)).map_err(unavailable)? {
+            counters.video = decode_video(v.value());
+        }
         days.insert(
             day,
             DayCounts {
-                counters: decode(value.value()),
+                counters,
                 visitors: sketch,
             },
         );
@@ -301,6 +363,35 @@ impl Store for EmbeddedStore {
         }
         let ad_id = ad_id.to_owned();
         self.blocking(move |db| read_days(db, &ad_id, range)).await
+    }
+
+    async fn read_post_views(
+        &self,
+        posts: &[(String, Vec<Day>)],
+    ) -> Result<Vec<StoredViews>, StoreError> {
+        let ids: Vec<String> = posts.iter().map(|(id, _)| id.clone()).collect();
+        self.blocking(move |db| {
+            // One read transaction: every total and the mark are one cut.
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(POST_VIEWS).map_err(unavailable)?;
+            let applied = Applied {
+                everywhere: applied_through(&txn.open_table(APPLIED).map_err(unavailable)?)?,
+                ..Applied::default()
+            };
+            ids.iter()
+                .map(|id| {
+                    let views = table
+                        .get(id.as_str())
+                        .map_err(unavailable)?
+                        .map_or(0, |v| v.value());
+                    Ok(StoredViews {
+                        views,
+                        applied: applied.clone(),
+                    })
+                })
+                .collect()
+        })
+        .await
     }
 
     async fn ads_in_range(
@@ -355,7 +446,7 @@ mod tests {
     use std::borrow::Cow;
 
     use glimpse_wire::ingest::Event;
-    use glimpse_wire::Kind;
+    use glimpse_wire::{Kind, Subject};
 
     use super::*;
     use crate::aggregate::Aggregator;
@@ -367,13 +458,15 @@ mod tests {
     fn event<'a>(id: &'a str, ad: &'a str, user: &'a str, kind: Kind) -> Event<'a> {
         Event {
             id: Cow::Borrowed(id),
-            ad_id: Cow::Borrowed(ad),
+            subject: Subject::Ad,
+            subject_id: Cow::Borrowed(ad),
             user_id: Cow::Borrowed(user),
             kind,
             ts: NOW,
             day: Day::from_epoch_ms(NOW).unwrap(),
             token: None,
             verified: false,
+            audible: false,
         }
     }
 
@@ -388,6 +481,75 @@ mod tests {
 
     fn today() -> DayRange {
         DayRange::single(Day::from_epoch_ms(NOW).unwrap())
+    }
+
+    #[tokio::test]
+    async fn post_totals_and_video_counters_are_kept_at_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        let post = |id, post, user, kind| Event {
+            subject: Subject::Post,
+            ..event(id, post, user, kind)
+        };
+        let agg = Aggregator::new();
+        agg.record(
+            "b1",
+            NOW,
+            Traffic::Valid,
+            &[
+                post("1", "p1", "u1", Kind::Viewable),
+                post("2", "p1", "u2", Kind::Viewable),
+                post("3", "p1", "u2", Kind::Measurable),
+                event("4", "p1", "u3", Kind::Viewable),
+                event("5", "vid", "u3", Kind::VideoStart),
+                Event {
+                    audible: true,
+                    ..event("6", "vid", "u3", Kind::Viewable)
+                },
+            ],
+        );
+        let asks = |days: Vec<Day>| vec![("p1".to_owned(), days), ("p2".to_owned(), Vec::new())];
+        {
+            let store = EmbeddedStore::open(dir.path()).unwrap();
+            store.apply(&agg.begin_sync().unwrap(), NOW).await.unwrap();
+            agg.finish_sync();
+            agg.record(
+                "b2",
+                NOW,
+                Traffic::Valid,
+                &[post("1", "p1", "u9", Kind::Viewable)],
+            );
+            let delta = agg.begin_sync().unwrap();
+            store.apply(&delta, NOW).await.unwrap();
+            // Applied again (a retry after a lost answer): nothing twice.
+            store.apply(&delta, NOW).await.unwrap();
+        }
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let views = store
+            .read_post_views(&asks(vec![day_of(NOW)]))
+            .await
+            .unwrap();
+        assert_eq!(views.iter().map(|v| v.views).collect::<Vec<_>>(), [3, 0]);
+        assert!(views[0].applied.holds(day_of(NOW), 2));
+        // The post's days are its own; the ad of the same id is apart, and
+        // only the ad is listed.
+        let post_days = values(store.read_days("post/p1", today()).await.unwrap().days);
+        assert_eq!(
+            (
+                post_days[0].counters.impressions,
+                post_days[0].counters.measurable
+            ),
+            (3, 1)
+        );
+        let ad_days = values(store.read_days("p1", today()).await.unwrap().days);
+        assert_eq!(ad_days[0].counters.impressions, 1);
+        let ads = store.ads_in_range(today(), &Scope::All).await.unwrap();
+        assert_eq!(ads, ["p1", "vid"]);
+        let vid = values(store.read_days("vid", today()).await.unwrap().days);
+        assert_eq!(
+            vid[0].counters.video,
+            VideoCounters::from_array([1, 0, 0, 0, 0, 1])
+        );
+        assert_eq!(ad_days[0].counters.video, VideoCounters::default());
     }
 
     #[tokio::test]
@@ -635,6 +797,7 @@ mod tests {
             measurable: 4,
             invalid: 5,
             verified: 0,
+            video: VideoCounters::default(),
         };
         let days = store.read_days("ad-1", today()).await.unwrap().days;
         assert_eq!(days[&day_of(NOW)].counters, want);

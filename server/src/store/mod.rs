@@ -66,6 +66,15 @@ pub struct StoredDays {
     pub applied: Applied,
 }
 
+/// A post's all-time views as a store holds them, and which of this edge's
+/// deltas that total holds on each day asked about: one cut, like
+/// [`StoredDays`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StoredViews {
+    pub views: u64,
+    pub applied: Applied,
+}
+
 /// Which of this edge's deltas stored counts hold, by sequence number.
 /// Deltas land in sequence order, each whole before the next is tried, so
 /// one number per (ad, day) says it: every delta numbered up to it has
@@ -101,10 +110,21 @@ pub trait Store: Debug + Send + Sync + 'static {
     /// while a sync runs.
     async fn apply(&self, delta: &Arc<Delta>, now_ms: i64) -> Result<(), StoreError>;
 
-    /// The counts of `ad_id` on the days of `range` on which it has data,
-    /// with the deltas of this edge they hold ([`StoredDays::applied`]),
-    /// each day read atomically with its mark.
-    async fn read_days(&self, ad_id: &str, range: DayRange) -> Result<StoredDays, StoreError>;
+    /// The counts of `key` (an ad's id, or a post's counts key,
+    /// `crate::counts::counts_key`) on the days of `range` on which it has
+    /// data, with the deltas of this edge they hold
+    /// ([`StoredDays::applied`]), each day read atomically with its mark.
+    async fn read_days(&self, key: &str, range: DayRange) -> Result<StoredDays, StoreError>;
+
+    /// The all-time viewable total of each post of `posts` (a post id, and
+    /// the days on which this edge has pending counts of it), in order, each
+    /// read atomically with the marks of this edge's deltas that the total
+    /// holds on those days. A post never seen is 0. Never scans days: the
+    /// total is kept as deltas are applied.
+    async fn read_post_views(
+        &self,
+        posts: &[(String, Vec<Day>)],
+    ) -> Result<Vec<StoredViews>, StoreError>;
 
     /// Ids of the ads inside `scope` with data on any day of `range`,
     /// ascending. The scope is applied as the ids are read, so a key that

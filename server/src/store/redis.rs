@@ -29,6 +29,11 @@
 //! sequence numbers, and the ledgers would skip its new counts as applied
 //! ([`StoreError::Restored`]).
 //!
+//! Posts take the same steps under their counts key (`post/<post_id>`), in
+//! the post's one hash slot, and each step of a (post, day) adds its views
+//! to the post's all-time total in the same script run; `/v1/views` reads a
+//! total with this edge's ledger entries of its pending days (`views.lua`).
+//!
 //! Reads never write, but for one thing: listing a day's ads (`ads.lua`, a
 //! sorted set read by the key's prefix with `ZRANGEBYLEX`) first folds in
 //! the plain set an earlier version kept for that day, once. Stats read each (ad, day) with the script `read.lua`,
@@ -64,8 +69,8 @@ use self::keys::Keys;
 use self::plan::{KeyPlan, StepId};
 use super::identity::MAX_SEQUENCE;
 use super::seen::SeenIndex;
-use super::{Store, StoreError, StoredDays};
-use crate::counts::{Counters, DayCounts, Delta};
+use super::{Store, StoreError, StoredDays, StoredViews};
+use crate::counts::{post_key, post_of_key, Counters, DayCounts, Delta, VideoCounters};
 use crate::keys::Scope;
 
 /// Time allowed for one reply. A timeout leaves the outcome unknown, which
@@ -267,6 +272,8 @@ pub struct RedisStore {
     read_script: Script,
     /// `ads.lua`: adds to and reads a day's ad index.
     ads_script: Script,
+    /// `views.lua`: a post's total and this edge's ledger entries, atomically.
+    views_script: Script,
     retention_days: u32,
     target: String,
     days_cache: ReadCache<(String, u32, u32), StoredDays>,
@@ -351,6 +358,7 @@ impl RedisStore {
             claims_script: Script::new(include_str!("redis/claims.lua")),
             read_script: Script::new(include_str!("redis/read.lua")),
             ads_script: Script::new(include_str!("redis/ads.lua")),
+            views_script: Script::new(include_str!("redis/views.lua")),
             retention_days: options.retention_days,
             target,
             days_cache: ReadCache::new(options.stats_cache),
@@ -373,7 +381,7 @@ impl RedisStore {
 
     /// Runs the step of one (ad, day).
     async fn apply_key(&self, plan: KeyPlan<'_>, seq: u64) -> Result<(), StoreError> {
-        let keys = self.keys.day_keys(plan.ad_id, plan.day);
+        let keys = self.keys.day_keys(plan.key, plan.day);
         let expiry = plan::day_expiry_ms(plan.day, self.retention_days);
         let mut conn = self.conn.clone();
         let id = StepId { seq, chunk: 0 };
@@ -381,10 +389,11 @@ impl RedisStore {
         call.key(&keys.visitors)
             .key(&keys.counters)
             .key(&keys.ledger)
-            .key(&keys.scratch)
-            .arg(&self.edge_field)
-            .arg(id.seq)
-            .arg(id.chunk);
+            .key(&keys.scratch);
+        if let Some(post_id) = post_of_key(plan.key) {
+            call.key(self.keys.post_views(post_id));
+        }
+        call.arg(&self.edge_field).arg(id.seq).arg(id.chunk);
         match plan.visitors {
             Some(sketch) => call.arg(sketch.to_redis_bytes()),
             None => call.arg(""),
@@ -393,11 +402,12 @@ impl RedisStore {
         for (field, n) in counter_fields(plan.counters) {
             call.arg(field).arg(n);
         }
-        let reply: Vec<i64> = call.invoke_async(&mut conn).await.map_err(|e| {
-            unavailable(&format!("sync step {id} of {} {}", plan.ad_id, plan.day), e)
-        })?;
+        let reply: Vec<i64> = call
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(&format!("sync step {id} of {} {}", plan.key, plan.day), e))?;
         match reply.as_slice() {
-            [0, ..] => tracing::debug!(ad_id = plan.ad_id, day = %plan.day, step = %id,
+            [0, ..] => tracing::debug!(key = plan.key, day = %plan.day, step = %id,
                 "step had landed before; left as it was"),
             [1, ..] => {}
             other => {
@@ -564,32 +574,76 @@ impl RedisStore {
     }
 }
 
+impl RedisStore {
+    /// One post's total and this edge's ledger entry on each of `days`,
+    /// read atomically by `views.lua`.
+    async fn read_views(&self, post_id: &str, days: &[Day]) -> Result<StoredViews, StoreError> {
+        let key = post_key(post_id);
+        let mut call = self.views_script.prepare_invoke();
+        call.key(self.keys.post_views(post_id));
+        for day in days {
+            call.key(self.keys.ledger(&key, *day));
+        }
+        call.arg(&self.edge_field);
+        let mut conn = self.conn.clone();
+        let (views, steps): (Option<u64>, Vec<Option<String>>) = call
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(&format!("reading the views of {post_id}"), e))?;
+        let mut stored = StoredViews {
+            views: views.unwrap_or(0),
+            ..StoredViews::default()
+        };
+        for (day, step) in days.iter().zip(steps) {
+            if let Some(step) = step {
+                let id = StepId::parse(&step).ok_or_else(|| {
+                    StoreError::Corrupt(format!("{}: step {step:?}", self.keys.ledger(&key, *day)))
+                })?;
+                stored.applied.by_day.insert(*day, id.seq);
+            }
+        }
+        Ok(stored)
+    }
+}
+
 /// Records this start, or refuses a restored data directory.
 const BOOT_SCRIPT: &str = include_str!("redis/boot.lua");
 
-/// The fields of an (ad, day)'s counters hash, `n:{…}`.
-const COUNTER_FIELDS: [&str; 4] = ["imp", "meas", "invalid", "verified"];
+/// The fields of an (ad, day)'s counters hash, `n:{…}`: the counters, then
+/// the video counters in [`VideoCounters::to_array`] order.
+const COUNTER_FIELDS: [&str; 10] = [
+    "imp", "meas", "invalid", "verified", "vs", "v25", "v50", "v75", "vc", "aud",
+];
 
 /// The counters as the hash's fields, in [`COUNTER_FIELDS`] order.
 fn counter_fields(c: Counters) -> [(&'static str, u64); COUNTER_FIELDS.len()] {
-    let [imp, meas, invalid, verified] = COUNTER_FIELDS;
-    [
-        (imp, c.impressions),
-        (meas, c.measurable),
-        (invalid, c.invalid),
-        (verified, c.verified),
-    ]
+    let [vs, v25, v50, v75, vc, aud] = c.video.to_array();
+    let values = [
+        c.impressions,
+        c.measurable,
+        c.invalid,
+        c.verified,
+        vs,
+        v25,
+        v50,
+        v75,
+        vc,
+        aud,
+    ];
+    std::array::from_fn(|i| (COUNTER_FIELDS[i], values[i]))
 }
 
 /// The counters of an `HMGET` of [`COUNTER_FIELDS`]; an absent field is 0
 /// (a day written before the field existed has none).
 fn counters_of_fields(fields: [Option<u64>; COUNTER_FIELDS.len()]) -> Counters {
-    let [impressions, measurable, invalid, verified] = fields.map(|f| f.unwrap_or(0));
+    let [impressions, measurable, invalid, verified, vs, v25, v50, v75, vc, aud] =
+        fields.map(|f| f.unwrap_or(0));
     Counters {
         impressions,
         measurable,
         invalid,
         verified,
+        video: VideoCounters::from_array([vs, v25, v50, v75, vc, aud]),
     }
 }
 
@@ -629,6 +683,20 @@ impl Store for RedisStore {
 
     async fn read_days(&self, ad_id: &str, range: DayRange) -> Result<StoredDays, StoreError> {
         self.read_days_cached(ad_id, range).await
+    }
+
+    async fn read_post_views(
+        &self,
+        posts: &[(String, Vec<Day>)],
+    ) -> Result<Vec<StoredViews>, StoreError> {
+        let reads: Vec<BoxFuture<'_, Result<StoredViews, StoreError>>> = posts
+            .iter()
+            .map(|(post_id, days)| self.read_views(post_id, days).boxed())
+            .collect();
+        futures_util::stream::iter(reads)
+            .buffered(READ_CONCURRENCY)
+            .try_collect()
+            .await
     }
 
     async fn ads_in_range(
@@ -747,8 +815,12 @@ impl RedisStore {
             );
         }
         let plans = plan::plan(delta, |id| !not_owned.contains(id));
-        let ad_days: Vec<(String, Day)> =
-            plans.iter().map(|p| (p.ad_id.to_owned(), p.day)).collect();
+        // Posts are not listed with the ads.
+        let ad_days: Vec<(String, Day)> = plans
+            .iter()
+            .filter(|p| post_of_key(p.key).is_none())
+            .map(|p| (p.key.to_owned(), p.day))
+            .collect();
         let mut steps: Vec<BoxFuture<'_, Result<(), StoreError>>> = Vec::new();
         for p in plans.into_iter().filter(|p| !p.is_noop()) {
             steps.push(self.apply_key(p, seq).boxed());

@@ -3,12 +3,22 @@
 //! A segment file is a header followed by records:
 //!
 //! ```text
-//! header  (24 bytes): magic "GLMPSWAL" | version u32 = 1 | seq u64 | crc32 u32 of the 20 bytes before
+//! header  (24 bytes): magic "GLMPSWAL" | version u32 = 2 | seq u64 | crc32 u32 of the 20 bytes before
 //! record:             len u32 | crc32 u32 of (len bytes ++ payload) | payload (len bytes)
 //! payload:            flags u8 | received_ms i64 | batch_id str | events u32 | event*
-//! event:              kind u8 (0 viewable, 1 measurable, 2 viewable and verified) | day u32 (days since 1970-01-01) | ad_id str | user_id str
+//! event (version 2):  kind u8 | event flags u8 | day u32 (days since 1970-01-01) | subject id str | user_id str
+//! event (version 1):  kind u8 (0 viewable, 1 measurable, 2 viewable and verified) | day u32 | ad_id str | user_id str
 //! str:                len u16 | UTF-8 bytes
 //! ```
+//!
+//! Version 2 came with video kinds, `audible` and posts: its kind byte is
+//! 0 viewable, 1 measurable, 2 video_start, 3 video_q25, 4 video_q50,
+//! 5 video_q75, 6 video_complete, and its event flags are bit 0 verified,
+//! bit 1 audible, bit 2 the id is a post's (else an ad's), the other bits
+//! 0. An edge writes version 2 and replays both, so segments left by the
+//! version before (an upgrade after a crash) count the same; an edge of
+//! version 1 refuses a version 2 segment by its header rather than count
+//! it wrong.
 //!
 //! All integers are little-endian. A record holds exactly what
 //! [`crate::aggregate::Aggregator::record`] needs to rebuild the same counts
@@ -31,12 +41,14 @@ use std::fmt;
 use std::io::Read;
 
 use glimpse_wire::ingest::Event;
-use glimpse_wire::{Day, Kind};
+use glimpse_wire::{Day, Kind, Subject};
 
 use crate::traffic::Traffic;
 
 pub const MAGIC: [u8; 8] = *b"GLMPSWAL";
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
+/// The version before video kinds and posts, still replayed.
+const VERSION_1: u32 = 1;
 pub const HEADER_LEN: usize = 24;
 /// `len` and `crc` in front of every payload.
 pub const RECORD_HEADER_LEN: usize = 8;
@@ -46,10 +58,24 @@ pub const RECORD_HEADER_LEN: usize = 8;
 pub const MAX_PAYLOAD_LEN: usize = 1 << 20;
 /// Flags bit 0: the batch was judged invalid traffic.
 const FLAG_INVALID_TRAFFIC: u8 = 1;
-/// The kind byte of an event.
-const KIND_VIEWABLE: u8 = 0;
-const KIND_MEASURABLE: u8 = 1;
-const KIND_VIEWABLE_VERIFIED: u8 = 2;
+/// The kind byte of a version 1 event.
+const V1_VIEWABLE: u8 = 0;
+const V1_MEASURABLE: u8 = 1;
+const V1_VIEWABLE_VERIFIED: u8 = 2;
+/// The kinds by their version 2 byte.
+const KINDS: [Kind; 7] = [
+    Kind::Viewable,
+    Kind::Measurable,
+    Kind::VideoStart,
+    Kind::VideoQ25,
+    Kind::VideoQ50,
+    Kind::VideoQ75,
+    Kind::VideoComplete,
+];
+/// Event flags of version 2.
+const EVENT_VERIFIED: u8 = 1;
+const EVENT_AUDIBLE: u8 = 2;
+const EVENT_POST: u8 = 4;
 
 /// The header that starts a segment of `seq`.
 pub fn header(seq: u64) -> [u8; HEADER_LEN] {
@@ -87,14 +113,24 @@ pub fn encode_record(
     put_str(out, batch_id);
     out.extend_from_slice(&(events.len() as u32).to_le_bytes());
     for e in events {
-        out.push(match (e.kind, e.verified) {
-            (Kind::Viewable, false) => KIND_VIEWABLE,
-            (Kind::Viewable, true) => KIND_VIEWABLE_VERIFIED,
-            // The wire never marks a measurable event verified.
-            (Kind::Measurable, _) => KIND_MEASURABLE,
-        });
+        let kind = KINDS
+            .iter()
+            .position(|k| *k == e.kind)
+            .expect("every kind has a byte");
+        out.push(kind as u8);
+        let mut flags = 0;
+        if e.verified {
+            flags |= EVENT_VERIFIED;
+        }
+        if e.audible {
+            flags |= EVENT_AUDIBLE;
+        }
+        if e.subject == Subject::Post {
+            flags |= EVENT_POST;
+        }
+        out.push(flags);
         out.extend_from_slice(&e.day.days_since_epoch().to_le_bytes());
-        put_str(out, &e.ad_id);
+        put_str(out, &e.subject_id);
         put_str(out, &e.user_id);
     }
     let len = (out.len() - start - RECORD_HEADER_LEN) as u32;
@@ -181,7 +217,40 @@ fn framed_at(bytes: &[u8], at: usize) -> Option<&[u8]> {
     (h.finalize() == crc).then_some(payload)
 }
 
-fn decode_payload(p: &[u8]) -> Option<Record<'_>> {
+/// One event of a `version` segment: `(kind, verified, audible, subject)`
+/// and the bytes it took before its day.
+fn decode_kind(p: &[u8], at: usize, version: u32) -> Option<((Kind, bool, bool, Subject), usize)> {
+    if version == VERSION_1 {
+        let kind = match *p.get(at)? {
+            V1_VIEWABLE => (Kind::Viewable, false, false, Subject::Ad),
+            V1_MEASURABLE => (Kind::Measurable, false, false, Subject::Ad),
+            V1_VIEWABLE_VERIFIED => (Kind::Viewable, true, false, Subject::Ad),
+            _ => return None,
+        };
+        return Some((kind, 1));
+    }
+    let kind = *KINDS.get(usize::from(*p.get(at)?))?;
+    let flags = *p.get(at + 1)?;
+    if flags & !(EVENT_VERIFIED | EVENT_AUDIBLE | EVENT_POST) != 0 {
+        return None;
+    }
+    let subject = if flags & EVENT_POST != 0 {
+        Subject::Post
+    } else {
+        Subject::Ad
+    };
+    Some((
+        (
+            kind,
+            flags & EVENT_VERIFIED != 0,
+            flags & EVENT_AUDIBLE != 0,
+            subject,
+        ),
+        2,
+    ))
+}
+
+fn decode_payload(p: &[u8], version: u32) -> Option<Record<'_>> {
     let mut at = 0;
     let take_str = |at: &mut usize| -> Option<&str> {
         let len = u16_at(p, *at)? as usize;
@@ -205,25 +274,22 @@ fn decode_payload(p: &[u8]) -> Option<Record<'_>> {
     // Each event takes at least 9 bytes: a count beyond that is damage.
     let mut events = Vec::with_capacity(n.min(p.len() / 9));
     for _ in 0..n {
-        let (kind, verified) = match *p.get(at)? {
-            KIND_VIEWABLE => (Kind::Viewable, false),
-            KIND_MEASURABLE => (Kind::Measurable, false),
-            KIND_VIEWABLE_VERIFIED => (Kind::Viewable, true),
-            _ => return None,
-        };
-        let day = Day::from_days_since_epoch(u32_at(p, at + 1)?);
-        at += 5;
-        let ad_id = take_str(&mut at)?;
+        let ((kind, verified, audible, subject), took) = decode_kind(p, at, version)?;
+        let day = Day::from_days_since_epoch(u32_at(p, at + took)?);
+        at += took + 4;
+        let subject_id = take_str(&mut at)?;
         let user_id = take_str(&mut at)?;
         events.push(Event {
             id: Cow::Borrowed(""),
-            ad_id: Cow::Borrowed(ad_id),
+            subject,
+            subject_id: Cow::Borrowed(subject_id),
             user_id: Cow::Borrowed(user_id),
             kind,
             ts: day.start_ms(),
             day,
             token: None,
             verified,
+            audible,
         });
     }
     (at == p.len()).then_some(Record {
@@ -348,10 +414,12 @@ pub fn read_segment<R: Read>(
         return Err(corrupt(0, "not a glimpse write-ahead log segment"));
     }
     let version = u32_at(head, 8).unwrap_or_default();
-    if version != VERSION {
+    if version != VERSION && version != VERSION_1 {
         return Err(corrupt(
             8,
-            &format!("format version {version}; this edge reads version {VERSION}"),
+            &format!(
+                "format version {version}; this edge reads versions {VERSION_1} and {VERSION}"
+            ),
         ));
     }
     if crc32fast::hash(&head[..20]).to_le_bytes() != head[20..24] {
@@ -373,7 +441,7 @@ pub fn read_segment<R: Read>(
         let at = window.offset();
         let available = window.available();
         if let Some(payload) = framed_at(available, 0) {
-            let record = decode_payload(payload).ok_or_else(|| {
+            let record = decode_payload(payload, version).ok_or_else(|| {
                 corrupt(
                     at,
                     "a record with a valid checksum that does not parse (written by another version?)",
@@ -415,13 +483,15 @@ mod tests {
         let day = Day::from_days_since_epoch(day);
         Event {
             id: Cow::Borrowed(""),
-            ad_id: Cow::Borrowed(ad),
+            subject: Subject::Ad,
+            subject_id: Cow::Borrowed(ad),
             user_id: Cow::Borrowed(user),
             kind,
             ts: day.start_ms(),
             day,
             token: None,
             verified: false,
+            audible: false,
         }
     }
 
@@ -594,9 +664,9 @@ mod tests {
     fn foreign_files_and_future_versions_are_refused() {
         assert!(decode(b"not a wal segment at all, no").is_err());
         let mut h = header(1);
-        h[8] = 2;
+        h[8] = 3;
         let err = decode(&h).unwrap_err();
-        assert!(err.to_string().contains("version 2"), "{err}");
+        assert!(err.to_string().contains("version 3"), "{err}");
     }
 
     #[test]
@@ -616,15 +686,107 @@ mod tests {
         let mut bytes = header(3).to_vec();
         encode_record(&mut bytes, Traffic::Valid, "b-x", 9, &events[..1]);
         let kind_at = HEADER_LEN + RECORD_HEADER_LEN + 1 + 8 + 2 + "b-x".len() + 4;
-        assert_eq!(bytes[kind_at], KIND_VIEWABLE_VERIFIED);
-        bytes[kind_at] = 3;
+        assert_eq!((bytes[kind_at], bytes[kind_at + 1]), (0, EVENT_VERIFIED));
+        for (at, byte) in [(kind_at, KINDS.len() as u8), (kind_at + 1, 8)] {
+            let mut bytes = bytes.clone();
+            bytes[at] = byte;
+            reseal(&mut bytes);
+            let err = decode(&bytes).unwrap_err();
+            assert!(err.to_string().contains("does not parse"), "{err}");
+        }
+    }
+
+    /// Recomputes the checksum of the one record after the header.
+    fn reseal(bytes: &mut [u8]) {
         let payload = &bytes[HEADER_LEN + RECORD_HEADER_LEN..];
         let mut crc = crc32fast::Hasher::new();
         crc.update(&(payload.len() as u32).to_le_bytes());
         crc.update(payload);
         let crc = crc.finalize().to_le_bytes();
         bytes[HEADER_LEN + 4..HEADER_LEN + 8].copy_from_slice(&crc);
-        let err = decode(&bytes).unwrap_err();
-        assert!(err.to_string().contains("does not parse"), "{err}");
+    }
+
+    #[test]
+    fn video_kinds_audible_and_posts_round_trip() {
+        let post = Event {
+            subject: Subject::Post,
+            ..ev("p-1", "u1", Kind::Viewable, 20_417)
+        };
+        let audible = Event {
+            audible: true,
+            verified: true,
+            ..ev("ad-v", "u1", Kind::Viewable, 20_417)
+        };
+        let mut events = vec![post, audible];
+        for kind in &KINDS[1..] {
+            events.push(ev("ad-v", "u2", *kind, 20_418));
+        }
+        let mut bytes = header(5).to_vec();
+        encode_record(&mut bytes, Traffic::Valid, "b-video", 9, &events);
+        let mut decoded = Vec::new();
+        read_segment(bytes.as_slice(), |r| decoded.push(r.events == events)).unwrap();
+        assert_eq!(decoded, [true]);
+    }
+
+    /// A record as version 1 wrote it: ads only, the kind byte saying
+    /// viewable, measurable or viewable and verified.
+    fn encode_v1_record(out: &mut Vec<u8>, batch_id: &str, events: &[Event<'_>]) {
+        let mut payload = vec![0u8];
+        payload.extend_from_slice(&9i64.to_le_bytes());
+        put_str(&mut payload, batch_id);
+        payload.extend_from_slice(&(events.len() as u32).to_le_bytes());
+        for e in events {
+            payload.push(match (e.kind, e.verified) {
+                (Kind::Viewable, false) => V1_VIEWABLE,
+                (Kind::Viewable, true) => V1_VIEWABLE_VERIFIED,
+                _ => V1_MEASURABLE,
+            });
+            payload.extend_from_slice(&e.day.days_since_epoch().to_le_bytes());
+            put_str(&mut payload, &e.subject_id);
+            put_str(&mut payload, &e.user_id);
+        }
+        let len = payload.len() as u32;
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&len.to_le_bytes());
+        crc.update(&payload);
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&crc.finalize().to_le_bytes());
+        out.extend_from_slice(&payload);
+    }
+
+    #[test]
+    fn a_version_1_segment_replays_as_it_was_written() {
+        let events = vec![
+            Event {
+                verified: true,
+                ..ev("ad-1", "u1", Kind::Viewable, 20_417)
+            },
+            ev("ad-1", "u2", Kind::Viewable, 20_417),
+            ev("ad-2", "u2", Kind::Measurable, 20_416),
+        ];
+        let mut bytes = header(7).to_vec();
+        bytes[8..12].copy_from_slice(&VERSION_1.to_le_bytes());
+        let crc = crc32fast::hash(&bytes[..20]);
+        bytes[20..24].copy_from_slice(&crc.to_le_bytes());
+        encode_v1_record(&mut bytes, "b-old", &events);
+        let mut decoded = Vec::new();
+        let end = read_segment(bytes.as_slice(), |r| {
+            decoded.push((r.batch_id.to_owned(), r.events == events))
+        })
+        .unwrap();
+        assert_eq!(
+            end,
+            SegmentEnd {
+                seq: Some(7),
+                torn: None
+            }
+        );
+        assert_eq!(decoded, [("b-old".to_owned(), true)]);
+        // The same bytes under a version 2 header do not parse: the header
+        // says how to read them.
+        bytes[8..12].copy_from_slice(&VERSION.to_le_bytes());
+        let crc = crc32fast::hash(&bytes[..20]);
+        bytes[20..24].copy_from_slice(&crc.to_le_bytes());
+        assert!(decode(&bytes).is_err());
     }
 }

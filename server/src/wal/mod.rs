@@ -138,7 +138,7 @@ mod tests {
     use std::borrow::Cow;
 
     use glimpse_wire::ingest::Event;
-    use glimpse_wire::{Day, Kind};
+    use glimpse_wire::{Day, Kind, Subject};
 
     use super::*;
     use crate::traffic::Traffic;
@@ -147,13 +147,15 @@ mod tests {
         let day = Day::from_days_since_epoch(20_417);
         Event {
             id: Cow::Borrowed("e"),
-            ad_id: Cow::Borrowed(ad),
+            subject: Subject::Ad,
+            subject_id: Cow::Borrowed(ad),
             user_id: Cow::Borrowed(user),
             kind: Kind::Viewable,
             ts: day.start_ms(),
             day,
             token: None,
             verified: false,
+            audible: false,
         }
     }
 

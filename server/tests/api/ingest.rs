@@ -71,7 +71,9 @@ async fn a_bad_event_costs_only_itself() {
     assert!(r.rejected[1].error.contains("clicked"), "{:?}", r.rejected);
     assert!(r.rejected[2].error.contains("`ad_id`"), "{:?}", r.rejected);
     assert!(
-        r.rejected[3].error.contains("missing field `ad_id`"),
+        r.rejected[3]
+            .error
+            .contains("names neither `ad_id` nor `post_id`"),
         "{:?}",
         r.rejected
     );

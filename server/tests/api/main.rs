@@ -15,3 +15,5 @@ mod signed_ads;
 mod stats;
 mod support;
 mod verified;
+mod video;
+mod views;

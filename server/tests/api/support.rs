@@ -17,7 +17,7 @@ use glimpse_server::store::embedded::EmbeddedStore;
 use glimpse_server::{
     app, Access, Config, Edge, EdgeParts, Guard, HttpParts, HttpState, IngestRules,
 };
-use glimpse_wire::api::{AdsResponse, ErrorBody, IngestResponse, StatsResponse};
+use glimpse_wire::api::{AdSummary, AdsResponse, ErrorBody, IngestResponse, StatsResponse};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -180,6 +180,16 @@ impl TestEdge {
         let (status, body) = self.get("/v1/ads").await;
         assert_eq!(status, StatusCode::OK, "{body}");
         serde_json::from_value(body).unwrap()
+    }
+
+    /// The row of `ad` in today's `GET /v1/ads`.
+    pub async fn ad_row(&self, ad: &str) -> AdSummary {
+        self.ads()
+            .await
+            .ads
+            .into_iter()
+            .find(|a| a.ad_id == ad)
+            .unwrap_or_else(|| panic!("{ad} is not listed"))
     }
 
     pub async fn metrics(&self) -> String {

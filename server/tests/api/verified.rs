@@ -19,13 +19,7 @@ fn verified(id: &str, ad: &str, user: &str) -> Value {
 /// row of `GET /v1/ads`.
 async fn verified_everywhere(t: &TestEdge, ad: &str) -> [(u64, u64); 3] {
     let s = t.stats(ad, "").await;
-    let row = t
-        .ads()
-        .await
-        .ads
-        .into_iter()
-        .find(|a| a.ad_id == ad)
-        .unwrap_or_else(|| panic!("{ad} is not listed"));
+    let row = t.ad_row(ad).await;
     [
         (s.impressions, s.verified),
         (s.days[0].impressions, s.days[0].verified),

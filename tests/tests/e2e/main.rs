@@ -11,6 +11,7 @@ mod http_guarantees;
 mod load;
 mod log_bound;
 mod pending_bound;
+mod posts_video;
 mod redis_cluster;
 mod redis_exactness;
 mod redis_faults;

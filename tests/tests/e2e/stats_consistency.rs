@@ -3,7 +3,9 @@
 //! that ad's stats, every answer lies between what was acknowledged (202)
 //! before it was asked and what was sent before it came back. A delta that
 //! is landing, or on Redis has landed for some (ad, day)s only, must show
-//! neither twice nor not at all.
+//! neither twice nor not at all. The same holds for a post's views in
+//! `GET /v1/views`, with its batches spread over two days (on Redis, a
+//! delta lands one (post, day) at a time).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -11,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use glimpse_tests::edge::{post_batch_at, redis_flags, Edge};
 use glimpse_tests::redis::RedisServer;
-use glimpse_wire::api::StatsResponse;
+use glimpse_wire::api::{StatsResponse, ViewsResponse};
 use serde_json::json;
 
 use crate::load::now_ms;
@@ -32,9 +34,49 @@ struct Seen {
     under: Vec<(u64, u64)>,
 }
 
+/// What the writers count and the readers read.
+#[derive(Clone, Copy)]
+enum Counted<'a> {
+    /// An ad's impressions in its stats of today.
+    AdStats(&'a str),
+    /// A post's views in `GET /v1/views`, counted on today and yesterday.
+    PostViews(&'a str),
+}
+
+impl Counted<'_> {
+    fn id(self) -> String {
+        match self {
+            Counted::AdStats(id) | Counted::PostViews(id) => id.to_owned(),
+        }
+    }
+
+    /// The event field naming the subject, and the `ts` of batch `i`.
+    fn event(self, ts: i64, i: usize) -> (&'static str, i64) {
+        match self {
+            Counted::AdStats(_) => ("ad_id", ts),
+            Counted::PostViews(_) => ("post_id", ts - (i % 2) as i64 * 86_400_000),
+        }
+    }
+
+    fn read(self, edge: &Edge) -> u64 {
+        match self {
+            Counted::AdStats(ad) => {
+                edge.get_json::<StatsResponse>(&format!("/v1/ads/{ad}/stats"))
+                    .impressions
+            }
+            Counted::PostViews(post) => {
+                edge.get_json::<ViewsResponse>(&format!("/v1/views?ids={post}"))
+                    .views[post]
+            }
+        }
+    }
+}
+
 /// Runs the writers and readers against an edge started with `flags` (and
 /// `--sync-interval 100ms`), then checks every answer and the final count.
-fn every_answer_is_between_acknowledged_and_sent(flags: &[String], ad: &str) {
+fn every_answer_is_between_acknowledged_and_sent(flags: &[String], counted: Counted<'_>) {
+    let ad = counted.id();
+    let ad = ad.as_str();
     let dir = tempfile::tempdir().unwrap();
     let mut all = flags.to_vec();
     all.extend(["--sync-interval", "100ms"].map(String::from));
@@ -53,9 +95,10 @@ fn every_answer_is_between_acknowledged_and_sent(flags: &[String], ad: &str) {
             s.spawn(|| {
                 while !stop.load(Ordering::SeqCst) {
                     let i = next_batch.fetch_add(1, Ordering::SeqCst);
+                    let (field, ts) = counted.event(ts, i);
                     let events: Vec<_> = (0..EVENTS_PER_BATCH)
                         .map(|j| {
-                            json!({"id": format!("e{j}"), "ad_id": ad,
+                            json!({"id": format!("e{j}"), field: ad,
                                 "user_id": format!("visitor-{i}-{j}"), "kind": "viewable", "ts": ts})
                         })
                         .collect();
@@ -74,15 +117,15 @@ fn every_answer_is_between_acknowledged_and_sent(flags: &[String], ad: &str) {
                 let started = Instant::now();
                 while started.elapsed() < LOAD {
                     let low = acked.load(Ordering::SeqCst);
-                    let answer: StatsResponse = edge.get_json(&format!("/v1/ads/{ad}/stats"));
+                    let shown = counted.read(&edge);
                     let high = sent.load(Ordering::SeqCst);
                     let mut seen = seen.lock().unwrap();
                     seen.answers += 1;
-                    if answer.impressions > high {
-                        seen.over.push((answer.impressions, high));
+                    if shown > high {
+                        seen.over.push((shown, high));
                     }
-                    if answer.impressions < low {
-                        seen.under.push((answer.impressions, low));
+                    if shown < low {
+                        seen.under.push((shown, low));
                     }
                 }
                 stop.store(true, Ordering::SeqCst);
@@ -114,14 +157,27 @@ fn every_answer_is_between_acknowledged_and_sent(flags: &[String], ad: &str) {
         seen.under.first()
     );
     // Every writer has its answer: the count is exact now.
-    let last: StatsResponse = edge.get_json(&format!("/v1/ads/{ad}/stats"));
-    assert_eq!(last.impressions, total);
+    assert_eq!(counted.read(&edge), total);
     assert!(edge.terminate().success());
 }
 
 #[test]
 fn stats_are_one_cut_while_syncs_land_embedded_store() {
-    every_answer_is_between_acknowledged_and_sent(&[], "cut-embedded");
+    every_answer_is_between_acknowledged_and_sent(&[], Counted::AdStats("cut-embedded"));
+}
+
+#[test]
+fn views_are_one_cut_while_syncs_land_embedded_store() {
+    every_answer_is_between_acknowledged_and_sent(&[], Counted::PostViews("cut-post-embedded"));
+}
+
+#[test]
+fn views_are_one_cut_while_syncs_land_redis_store() {
+    let redis = RedisServer::start();
+    every_answer_is_between_acknowledged_and_sent(
+        &redis_flags(&redis.url()),
+        Counted::PostViews("cut-post-redis"),
+    );
 }
 
 #[test]
@@ -129,5 +185,5 @@ fn stats_are_one_cut_while_syncs_land_redis_store() {
     let redis = RedisServer::start();
     let mut flags = redis_flags(&redis.url());
     flags.extend(["--stats-cache", "0s"].map(String::from));
-    every_answer_is_between_acknowledged_and_sent(&flags, "cut-redis");
+    every_answer_is_between_acknowledged_and_sent(&flags, Counted::AdStats("cut-redis"));
 }

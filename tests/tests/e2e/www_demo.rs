@@ -303,3 +303,83 @@ fn feed_scroll_counts_exactly_on_the_redis_store() {
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     scroll_close_and_count(&flags, "redis");
 }
+
+/// Waits until the dashboard at `path` has loaded its ads.
+fn open_dashboard(b: &Browser, edge: &Edge, path: &str) {
+    b.goto(&edge.url(path));
+    wait_until(DEADLINE, "the dashboard loaded", &mut || {
+        b.execute(
+            "return document.querySelector('main')?.dataset.state;",
+            vec![],
+        ) == json!("ready")
+    });
+}
+
+#[test]
+fn the_dashboard_shows_video_columns_only_when_an_ad_has_video_events() {
+    let _one_at_a_time = browser::exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let www = workspace_root().join("www");
+    let edge = Edge::start(dir.path(), &["--www-dir", www.to_str().unwrap()]);
+    let ts = crate::load::now_ms() - 1_000;
+    let event = |id: &str, ad: &str, kind: &str| json!({"id": id, "ad_id": ad, "user_id": "u1", "kind": kind, "ts": ts});
+    let display = json!({"batch_id": "d", "events": [event("v", "display-1", "viewable")]});
+    assert_eq!(edge.post_batch(&display.to_string()).0, 202);
+    let b = new_browser(1280, 900);
+    let visible_video_headers = r#"return [...document.querySelectorAll('#ads-table thead th.col-video')]
+        .filter(el => !el.hidden && el.offsetParent !== null).length;"#;
+    open_dashboard(&b, &edge, "/dashboard?live=0");
+    assert_eq!(
+        b.execute(visible_video_headers, vec![]),
+        json!(0),
+        "display ads only"
+    );
+
+    let mut audible = event("v", "vid-1", "viewable");
+    audible["audible"] = json!(true);
+    let video = json!({"batch_id": "v", "events": [
+        audible, event("s", "vid-1", "video_start"), event("q1", "vid-1", "video_q25"),
+        event("q2", "vid-1", "video_q50"), event("q3", "vid-1", "video_q75"),
+        event("c", "vid-1", "video_complete")]});
+    assert_eq!(edge.post_batch(&video.to_string()).0, 202);
+    open_dashboard(&b, &edge, "/dashboard?live=0");
+    // The group's heading and its six columns.
+    assert_eq!(b.execute(visible_video_headers, vec![]), json!(7));
+    let cells = r#"return ['vid-1', 'display-1'].map(id => [...document.querySelectorAll(
+        `#ads-table tr[data-ad-id="${id}"] td.col-video`)].map(td => td.dataset.value));"#;
+    assert_eq!(
+        b.execute(cells, vec![]),
+        json!([
+            ["1", "1", "1", "1", "1", "1"],
+            ["0", "0", "0", "0", "0", "0"]
+        ])
+    );
+    // The detail of the video ad shows its video numbers; a display ad's does not.
+    let detail_video = r#"return [...document.querySelectorAll('#detail .detail__stats .col-video')]
+        .filter(el => !el.hidden).map(el => el.querySelector('dd').dataset.value);"#;
+    b.execute(
+        "document.querySelector('#ads-table tr[data-ad-id=\"vid-1\"] .row-select').click();",
+        vec![],
+    );
+    wait_until(
+        DEADLINE,
+        "the video ad's detail shows its counts",
+        &mut || b.execute(detail_video, vec![]) == json!(["1", "1", "1", "1", "1", "1"]),
+    );
+    b.execute(
+        "document.querySelector('#ads-table tr[data-ad-id=\"display-1\"] .row-select').click();",
+        vec![],
+    );
+    wait_until(
+        DEADLINE,
+        "the display ad's detail has no video numbers",
+        &mut || {
+            b.execute(
+            "return document.querySelector('#detail')?.dataset.adId === 'display-1' \
+             && document.querySelector('#detail dd[data-field=\"impressions\"]').dataset.value === '1';",
+            vec![],
+        ) == json!(true)
+            && b.execute(detail_video, vec![]) == json!([])
+        },
+    );
+}

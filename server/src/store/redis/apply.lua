@@ -1,14 +1,17 @@
 -- One sync step of one (ad, day): merge a sketch, add exact counters, once.
 --
 -- KEYS[1] visitors HLL, KEYS[2] counters hash, KEYS[3] ledger hash,
--- KEYS[4] scratch key (all in one hash slot).
+-- KEYS[4] scratch key, and for a (post, day) KEYS[5], the post's all-time
+-- views (a string counter, never expiring), which gains the step's `imp`
+-- (all in one hash slot).
 -- ARGV[1] ledger field of this edge ("s:<edge_id>")
 -- ARGV[2] step sequence (decimal, < 2^53)   ARGV[3] chunk number (0)
 -- ARGV[4] sketch bytes in Redis's HLL format, or "" for none
 -- ARGV[5] expiry of the day's keys, unix ms
 -- ARGV[6] ledger time to live, ms
 -- ARGV[7], ARGV[8], ...: pairs of a counters-hash field and the count to
--- add to it ("imp", "meas", "invalid"; the edge has already left out the
+-- add to it ("imp", "meas", "invalid", "verified", the video counters
+-- "vs", "v25", "v50", "v75", "vc", "aud"; the edge has already left out the
 -- batches it does not own, see the batch claims in docs/redis.md)
 --
 -- Returns {applied (0 = this step had landed before), then the count added
@@ -23,7 +26,7 @@ local function has_type(key, wanted)
   return t == 'none' or t == wanted
 end
 if not has_type(KEYS[1], 'string') or not has_type(KEYS[2], 'hash')
-    or not has_type(KEYS[3], 'hash') then
+    or not has_type(KEYS[3], 'hash') or (KEYS[5] and not has_type(KEYS[5], 'string')) then
   return redis.error_reply('GLIMPSE_WRONGTYPE a key of ' .. KEYS[1] .. ' holds another type')
 end
 
@@ -54,6 +57,9 @@ for i = 7, #ARGV - 1, 2 do
   if n > 0 then
     redis.call('HINCRBY', KEYS[2], ARGV[i], n)
     counted = true
+    if KEYS[5] and ARGV[i] == 'imp' then
+      redis.call('INCRBY', KEYS[5], n)
+    end
   end
   reply[#reply + 1] = n
 end

@@ -2,12 +2,18 @@
 //! documented in one place (`docs/redis.md` describes the same schema).
 //!
 //! Every key of one (ad, day) carries the hash tag `{<ad_id>:<YYYY-MM-DD>}`,
-//! so the sync script's keys all live in one Redis Cluster slot. Ad ids and
+//! so the sync script's keys all live in one Redis Cluster slot. Every key
+//! of one post carries the tag `{post/<post_id>}` (its days' keys are
+//! `…:{post/<post_id>}:<YYYY-MM-DD>`), so a step of a (post, day) adds to
+//! the post's all-time total in the same slot, and no ad's key can equal a
+//! post's (`/` is outside the id alphabet). Ad ids and
 //! batch ids never contain `{` or `}` (the wire contract's id alphabet is
 //! `[A-Za-z0-9._:-]`), and the prefix is checked when the store opens, so no
 //! other part of a key can move the tag.
 
 use glimpse_wire::Day;
+
+use crate::counts::{post_key, post_of_key};
 
 /// The keys of one deployment: every name starts with the prefix.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,9 +54,20 @@ impl Keys {
         &self.prefix
     }
 
-    /// `{<ad_id>:<YYYY-MM-DD>}`: the hash tag of an (ad, day).
-    pub fn tag(ad_id: &str, day: Day) -> String {
-        format!("{{{ad_id}:{day}}}")
+    /// `{<ad_id>:<YYYY-MM-DD>}`: the hash tag of an (ad, day); for a
+    /// post's counts key (`post/<post_id>`), `{post/<post_id>}:<YYYY-MM-DD>`,
+    /// the post's tag and the day.
+    pub fn tag(key: &str, day: Day) -> String {
+        match post_of_key(key) {
+            Some(_) => format!("{{{key}}}:{day}"),
+            None => format!("{{{key}:{day}}}"),
+        }
+    }
+
+    /// `<prefix>pv:{post/<post_id>}`: a post's viewable views over all time
+    /// (a string counter, never expiring), in the slot of its days' keys.
+    pub fn post_views(&self, post_id: &str) -> String {
+        format!("{}pv:{{{}}}", self.prefix, post_key(post_id))
     }
 
     /// `<prefix>uv:{<ad_id>:<YYYY-MM-DD>}`
@@ -204,6 +221,12 @@ mod tests {
         assert_eq!(slot(&keys.claims(7, 1)), slot(&keys.claims(7, 2)));
         assert_eq!(keys.edge_boot("e-1"), "glimpse:boot:e-1");
         assert_eq!(edge_field("e1"), "s:e1");
+        assert_eq!(
+            keys.counters("post/p1", d),
+            "glimpse:n:{post/p1}:2026-11-25"
+        );
+        assert_eq!(keys.ledger("post/p1", d), "glimpse:x:{post/p1}:2026-11-25");
+        assert_eq!(keys.post_views("p1"), "glimpse:pv:{post/p1}");
         let other = Keys::new("tenant-b:").unwrap();
         assert_eq!(other.visitors("ad42", d), "tenant-b:uv:{ad42:2026-11-25}");
     }
@@ -231,5 +254,18 @@ mod tests {
             assert_eq!(s, slot(&k.ledger));
             assert_eq!(s, slot(&k.scratch));
         }
+        // A post's days and its total share the post's slot; an ad of the
+        // same id lives elsewhere.
+        let total = slot(&keys.post_views("p1"));
+        for d in [day("2026-11-25"), day("2026-11-26")] {
+            let k = keys.day_keys("post/p1", d);
+            for key in [&k.visitors, &k.counters, &k.ledger, &k.scratch] {
+                assert_eq!(slot(key), total, "{key}");
+            }
+        }
+        assert_ne!(
+            keys.counters("p1", day("2026-11-25")),
+            keys.counters("post/p1", day("2026-11-25"))
+        );
     }
 }

@@ -86,10 +86,11 @@ pub fn claims(delta: &Delta) -> Vec<&str> {
         .collect()
 }
 
-/// The script call of one (ad, day).
+/// The script call of one (ad, day) or (post, day).
 #[derive(Clone, Debug, PartialEq)]
 pub struct KeyPlan<'a> {
-    pub ad_id: &'a str,
+    /// The counts key (`crate::counts::counts_key`).
+    pub key: &'a str,
     pub day: Day,
     /// The sketch to merge, of the same batches as `counters`; `None` when
     /// it is empty.
@@ -118,7 +119,7 @@ pub fn plan<'a>(delta: &'a Delta, owned: impl Fn(&str) -> bool) -> Vec<KeyPlan<'
 impl<'a> From<KeyUpdate<'a>> for KeyPlan<'a> {
     fn from(u: KeyUpdate<'a>) -> Self {
         KeyPlan {
-            ad_id: u.ad_id,
+            key: u.key,
             day: u.day,
             visitors: (!u.visitors.is_empty()).then_some(u.visitors),
             counters: u.counters,
@@ -228,6 +229,7 @@ mod tests {
 
     use glimpse_wire::ingest::Event;
     use glimpse_wire::Kind;
+    use glimpse_wire::Subject;
 
     use super::*;
     use crate::aggregate::Aggregator;
@@ -240,13 +242,15 @@ mod tests {
     fn ev<'a>(id: &'a str, ad: &'a str, user: &'a str, kind: Kind) -> Event<'a> {
         Event {
             id: Cow::Borrowed(id),
-            ad_id: Cow::Borrowed(ad),
+            subject: Subject::Ad,
+            subject_id: Cow::Borrowed(ad),
             user_id: Cow::Borrowed(user),
             kind,
             ts: 0,
             day: day("2026-11-25"),
             token: None,
             verified: false,
+            audible: false,
         }
     }
 
@@ -332,7 +336,7 @@ mod tests {
         let plans = plan(&delta, |id| !not_owned.contains(&id));
         assert_eq!(plans.len(), 2);
         let p = &plans[0];
-        assert_eq!(p.ad_id, "ad-1");
+        assert_eq!(p.key, "ad-1");
         assert_eq!((p.counters.impressions, p.counters.measurable), (3, 1));
         // The sketch is of the owned batches too: their "u", not b9's "v".
         let mut owned_visitors = Sketch::new();
@@ -450,7 +454,7 @@ mod tests {
             }
             let (now, lifetime) = (self.now, self.lifetime);
             for p in plan(delta, |id| !needs_claim(id) || owned.contains(id)) {
-                let key = self.keys.entry((p.ad_id.to_owned(), p.day)).or_default();
+                let key = self.keys.entry((p.key.to_owned(), p.day)).or_default();
                 let id = StepId { seq, chunk: 0 };
                 let last = key
                     .last_step
