@@ -383,3 +383,60 @@ fn the_dashboard_shows_video_columns_only_when_an_ad_has_video_events() {
         },
     );
 }
+
+/// A post the visitor looks at counts one view, and the feed's own counter
+/// under it comes to say so (its refresh asks `/v1/views` again); a post
+/// never scrolled to stays at 0.
+#[test]
+fn a_post_seen_on_the_feed_shows_one_view_under_it() {
+    let _one_at_a_time = browser::exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let edge = start_edge(dir.path(), &[]);
+    let b = new_browser(browser::WIDTH, browser::HEIGHT);
+    open_feed(&b, &edge, "");
+    let posts = || -> (Option<String>, Option<String>) {
+        let found = b.execute(
+            r#"const posts = [...document.querySelectorAll('[data-post-id]')];
+               const seen = posts.find(p => { const r = p.getBoundingClientRect();
+                 return r.height > 0 && r.top >= 0 && r.bottom <= innerHeight; });
+               const far = posts.find(p => p.getBoundingClientRect().top > 2 * innerHeight);
+               return [seen?.dataset.postId ?? null, far?.dataset.postId ?? null];"#,
+            vec![],
+        );
+        serde_json::from_value(found).expect("post ids")
+    };
+    let (seen, far) = wait_for_posts(posts);
+    // The display rule's dwell, in real time: the page's own timers decide.
+    std::thread::sleep(Duration::from_millis(HOLD_MS));
+    b.execute("return window.glimpse.flush();", vec![]);
+
+    let path = format!("/v1/views?ids={seen},{far}");
+    let mut answer = json!(null);
+    wait_until(DEADLINE, "the edge counts the post's view", &mut || {
+        answer = edge.get_json(&path);
+        answer["views"][&seen] == json!(1)
+    });
+    assert_eq!(answer["views"][&far], json!(0), "{answer}");
+    let counter = |id: &str| {
+        b.execute(
+            "const el = document.querySelector(`[data-views-for=\"${arguments[0]}\"]`);
+             return el && !el.hidden ? el.textContent : null;",
+            vec![json!(id)],
+        )
+    };
+    wait_until(DEADLINE, "the feed shows the view", &mut || {
+        counter(&seen) == json!("1 view")
+    });
+    assert_eq!(counter(&far), json!("0 views"));
+}
+
+/// The ids of a post fully in view and of one two screens below, once the
+/// first page of the feed has both.
+fn wait_for_posts(mut posts: impl FnMut() -> (Option<String>, Option<String>)) -> (String, String) {
+    let mut found = (None, None);
+    wait_until(DEADLINE, "a post in view and one far below", &mut || {
+        found = posts();
+        found.0.is_some() && found.1.is_some()
+    });
+    (found.0.unwrap(), found.1.unwrap())
+}
