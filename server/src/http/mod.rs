@@ -3,6 +3,7 @@
 //! every route calls the edge's core ([`crate::edge`]) for the work.
 
 mod auth;
+mod csv;
 mod error;
 mod extract;
 mod guard;

@@ -1,13 +1,14 @@
 //! The advertiser-facing stats routes.
 
 use axum::extract::State;
-use axum::Json;
+use axum::response::Response;
 use glimpse_wire::api::{AdsResponse, PostStatsResponse, StatsResponse, UniqueVisitorsResponse};
 use glimpse_wire::ingest::{check_id, MAX_AD_OR_USER_ID_BYTES};
 use glimpse_wire::{Day, DayRange};
 use serde::Deserialize;
 
 use super::auth::check_scope;
+use super::csv::{respond, Format};
 use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery};
 use super::AppState;
@@ -49,11 +50,13 @@ pub async fn ad_stats_route(
     scope: Scope,
     ApiPath(ad_id): ApiPath<String>,
     ApiQuery(q): ApiQuery<RangeQuery>,
-) -> Result<Json<StatsResponse>, ApiError> {
+    format: Format,
+) -> Result<Response, ApiError> {
     checked_ad_id(&ad_id)?;
     check_scope(&scope, &ad_id)?;
     let range = q.range(state.edge.today())?;
-    Ok(Json(state.edge.stats(&ad_id, range).await?))
+    let stats: StatsResponse = state.edge.stats(&ad_id, range).await?;
+    Ok(respond(format, stats))
 }
 
 /// `GET /v1/posts/{post_id}/stats`: a post's counts by day, for keys that
@@ -64,7 +67,8 @@ pub async fn post_stats_route(
     scope: Scope,
     ApiPath(post_id): ApiPath<String>,
     ApiQuery(q): ApiQuery<RangeQuery>,
-) -> Result<Json<PostStatsResponse>, ApiError> {
+    format: Format,
+) -> Result<Response, ApiError> {
     check_id(&post_id, MAX_AD_OR_USER_ID_BYTES)
         .map_err(|why| ApiError::bad_request("invalid_post_id", format!("`post_id` {why}")))?;
     if scope != Scope::All {
@@ -73,7 +77,8 @@ pub async fn post_stats_route(
         ));
     }
     let range = q.range(state.edge.today())?;
-    Ok(Json(state.edge.post_stats(&post_id, range).await?))
+    let stats: PostStatsResponse = state.edge.post_stats(&post_id, range).await?;
+    Ok(respond(format, stats))
 }
 
 #[derive(Debug, Deserialize)]
@@ -86,7 +91,8 @@ pub async fn unique_visitors_route(
     scope: Scope,
     ApiPath(ad_id): ApiPath<String>,
     ApiQuery(q): ApiQuery<DateQuery>,
-) -> Result<Json<UniqueVisitorsResponse>, ApiError> {
+    format: Format,
+) -> Result<Response, ApiError> {
     checked_ad_id(&ad_id)?;
     check_scope(&scope, &ad_id)?;
     let date = q.date.ok_or_else(|| {
@@ -97,12 +103,13 @@ pub async fn unique_visitors_route(
     })?;
     let day = parse_day("date", &date)?;
     let stats = state.edge.stats(&ad_id, DayRange::single(day)).await?;
-    Ok(Json(UniqueVisitorsResponse {
+    let answer = UniqueVisitorsResponse {
         ad_id,
         date: day,
         unique_visitors: stats.unique_visitors,
         source: state.edge.store().kind().to_owned(),
-    }))
+    };
+    Ok(respond(format, answer))
 }
 
 /// Ads per page of `GET /v1/ads` when `limit` is not given.
@@ -171,7 +178,8 @@ pub async fn ads_route(
     State(state): State<AppState>,
     scope: Scope,
     ApiQuery(q): ApiQuery<AdsQuery>,
-) -> Result<Json<AdsResponse>, ApiError> {
+    format: Format,
+) -> Result<Response, ApiError> {
     let range = q.range.range(state.edge.today())?;
     let limit = page_limit(q.limit.as_deref())?;
     let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
@@ -183,12 +191,13 @@ pub async fn ads_route(
         .more
         .then(|| page.ads.last().map(|ad| encode_cursor(&ad.ad_id)))
         .flatten();
-    Ok(Json(AdsResponse {
+    let answer = AdsResponse {
         from: range.from(),
         to: range.to(),
         ads: page.ads,
         next_cursor,
-    }))
+    };
+    Ok(respond(format, answer))
 }
 
 #[cfg(test)]
