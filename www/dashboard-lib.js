@@ -114,6 +114,32 @@ export function hasVideo(counts) {
   return Boolean(video) && VIDEO_COUNTERS.some((k) => typeof video[k] === "number" && video[k] > 0);
 }
 
+/** The columns of a CSV of ads: those of the edge's `GET /v1/ads?format=csv`. */
+export const ADS_CSV_COLUMNS = [
+  "ad_id", "impressions", "measurable", "unique_visitors", "viewability_rate", "invalid", "verified",
+  ...VIDEO_COUNTERS.map((k) => `video_${k}`),
+];
+
+/** One CSV field, quoted as RFC 4180 asks when it holds a comma, a quote or a line break. */
+function csvField(value) {
+  const text = value === null || value === undefined ? "" : String(value);
+  return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+}
+
+/** The ads the table shows as CSV (RFC 4180, CRLF line ends, a header row); an empty rate means nothing was measured. */
+export function adsCsv(ads) {
+  const rows = ads.map((a) => [
+    a.ad_id, a.impressions, a.measurable, a.unique_visitors, a.viewability_rate, a.invalid, a.verified,
+    ...VIDEO_COUNTERS.map((k) => (a.video ? a.video[k] : 0)),
+  ]);
+  return [ADS_CSV_COLUMNS, ...rows].map((r) => r.map(csvField).join(",") + "\r\n").join("");
+}
+
+/** The download's file name for a range. */
+export function adsCsvName(from, to) {
+  return from === to ? `glimpse-ads-${from}.csv` : `glimpse-ads-${from}-to-${to}.csv`;
+}
+
 /** Totals over the listed ads. Unique visitors are not additive across ads, so they are left out. */
 export function totals(ads) {
   const impressions = ads.reduce((s, a) => s + (a.impressions || 0), 0);

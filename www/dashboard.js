@@ -7,7 +7,7 @@
 
 import {
   ApiError, buildChartPath, chartScales, compareAdIds, daysOf, describeStats,
-  fetchJson, formatCount, listAllAds, formatDayLong, formatDayShort, formatRate, labelIndices,
+  adsCsv, adsCsvName, fetchJson, formatCount, listAllAds, formatDayLong, formatDayShort, formatRate, labelIndices,
   lastNDays, seriesPoints, statsUrl, totals, validateRange, verifiedShare, hasVideo, VIDEO_COUNTERS,
 } from "./dashboard-lib.js";
 
@@ -31,6 +31,7 @@ const liveStatus = $("live-status");
 const adsBody = $("ads-body");
 const adsTable = $("ads-table");
 const adsState = $("ads-state");
+const downloadCsv = $("download-csv");
 const detail = $("detail");
 const detailTitle = $("detail-title");
 const chartBox = $("chart-box");
@@ -184,6 +185,7 @@ async function refresh({ loading = false, fromKeyForm = false } = {}) {
     if (controller.signal.aborted) return;
     state.ads = ads;
     state.stats = stats;
+    downloadCsv.disabled = ads.length === 0;
     state.lastError = null;
     keyPanel.hidden = true;
     delete main.dataset.error;
@@ -387,6 +389,17 @@ function renderTable(ads) {
     prev = row;
   }
 }
+
+// The table's ads as a file, built from the numbers on screen.
+downloadCsv.addEventListener("click", () => {
+  if (!state.ads) return;
+  const url = URL.createObjectURL(new Blob([adsCsv(state.ads)], { type: "text/csv" }));
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = adsCsvName(state.from, state.to);
+  a.click();
+  setTimeout(() => URL.revokeObjectURL(url), 0);
+});
 
 adsBody.addEventListener("click", (e) => {
   const row = e.target.closest("tr[data-ad-id]");

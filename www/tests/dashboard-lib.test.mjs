@@ -2,7 +2,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
-  ApiError, adsUrl, buildChartPath, listAllAds, chartScales, compareAdIds, daysOf, describeError,
+  ApiError, adsCsv, adsCsvName, adsUrl, buildChartPath, listAllAds, chartScales, compareAdIds, daysOf, describeError,
   describeStats, fetchJson, formatCount, formatDayLong, formatDayShort, formatRate, isoDate,
   labelIndices, lastNDays, niceStep, niceTicks, parseIsoDate, rangeLength, seriesPoints,
   statsUrl, totals, validateRange, verifiedShare, hasVideo, VIDEO_COUNTERS,
@@ -242,4 +242,22 @@ test("hasVideo is true only when some video counter is above zero", () => {
     assert.equal(hasVideo({ video: { ...zeros, [k]: 1 } }), true, k);
   }
   assert.deepEqual(VIDEO_COUNTERS, ["starts", "q25", "q50", "q75", "completes", "audible_impressions"]);
+});
+
+test("adsCsv writes the table's ads as RFC 4180 rows with the edge's columns", () => {
+  const ads = [
+    { ad_id: "ad-1", impressions: 3, measurable: 6, unique_visitors: 3, viewability_rate: 0.5, invalid: 1, verified: 2,
+      video: { starts: 1, q25: 1, q50: 0, q75: 0, completes: 0, audible_impressions: 0 } },
+    { ad_id: "ad,2", impressions: 0, measurable: 0, unique_visitors: 0, viewability_rate: null, invalid: 0, verified: 0 },
+  ];
+  assert.equal(
+    adsCsv(ads),
+    "ad_id,impressions,measurable,unique_visitors,viewability_rate,invalid,verified," +
+      "video_starts,video_q25,video_q50,video_q75,video_completes,video_audible_impressions\r\n" +
+      "ad-1,3,6,3,0.5,1,2,1,1,0,0,0,0\r\n" +
+      "\"ad,2\",0,0,0,,0,0,0,0,0,0,0,0\r\n",
+  );
+  assert.equal(adsCsv([]).split("\r\n").length, 2, "a header row alone");
+  assert.equal(adsCsvName("2026-12-01", "2026-12-01"), "glimpse-ads-2026-12-01.csv");
+  assert.equal(adsCsvName("2026-11-25", "2026-12-01"), "glimpse-ads-2026-11-25-to-2026-12-01.csv");
 });
