@@ -40,6 +40,15 @@ pub enum Scope {
 }
 
 impl Scope {
+    /// The id prefixes of this scope: the empty one for every ad. A store
+    /// reads each as a range of its ids.
+    pub fn prefixes(&self) -> Vec<String> {
+        match self {
+            Scope::All => vec![String::new()],
+            Scope::Prefixes(prefixes) => prefixes.clone(),
+        }
+    }
+
     /// Whether `ad_id` is inside this scope.
     pub fn allows(&self, ad_id: &str) -> bool {
         match self {

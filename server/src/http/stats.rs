@@ -40,9 +40,14 @@ impl RangeQuery {
     }
 }
 
+/// Checks an id from the path; a bad one answers 400 `code`, naming `field`.
+fn checked_id(id: &str, field: &str, code: &'static str) -> Result<(), ApiError> {
+    check_id(id, MAX_AD_OR_USER_ID_BYTES)
+        .map_err(|why| ApiError::bad_request(code, format!("`{field}` {why}")))
+}
+
 fn checked_ad_id(ad_id: &str) -> Result<(), ApiError> {
-    check_id(ad_id, MAX_AD_OR_USER_ID_BYTES)
-        .map_err(|why| ApiError::bad_request("invalid_ad_id", format!("`ad_id` {why}")))
+    checked_id(ad_id, "ad_id", "invalid_ad_id")
 }
 
 pub async fn ad_stats_route(
@@ -69,8 +74,7 @@ pub async fn post_stats_route(
     ApiQuery(q): ApiQuery<RangeQuery>,
     format: Format,
 ) -> Result<Response, ApiError> {
-    check_id(&post_id, MAX_AD_OR_USER_ID_BYTES)
-        .map_err(|why| ApiError::bad_request("invalid_post_id", format!("`post_id` {why}")))?;
+    checked_id(&post_id, "post_id", "invalid_post_id")?;
     if scope != Scope::All {
         return Err(ApiError::Forbidden(
             "this API key is scoped to ad prefixes; post stats need a key for every ad",

@@ -399,12 +399,8 @@ impl Store for EmbeddedStore {
         range: DayRange,
         scope: &Scope,
     ) -> Result<Vec<String>, StoreError> {
-        // Each prefix of the scope is a range of each day's keys; every ad
-        // is the empty prefix.
-        let prefixes: Vec<String> = match scope {
-            Scope::All => vec![String::new()],
-            Scope::Prefixes(prefixes) => prefixes.clone(),
-        };
+        // Each prefix of the scope is a range of each day's keys.
+        let prefixes = scope.prefixes();
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(unavailable)?;
             let table = txn.open_table(ADS_BY_DAY).map_err(unavailable)?;

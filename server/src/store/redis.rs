@@ -704,13 +704,8 @@ impl Store for RedisStore {
         range: DayRange,
         scope: &Scope,
     ) -> Result<Vec<String>, StoreError> {
-        // Each prefix of the scope is a range of each day's index; every ad
-        // is the empty prefix.
-        let prefixes = match scope {
-            Scope::All => vec![String::new()],
-            Scope::Prefixes(prefixes) => prefixes.clone(),
-        };
-        self.ads_in_range_cached(range, prefixes).await
+        // Each prefix of the scope is a range of each day's index.
+        self.ads_in_range_cached(range, scope.prefixes()).await
     }
 
     async fn batch_seen(&self, batch_id: &str) -> Result<bool, StoreError> {
