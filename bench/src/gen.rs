@@ -1,10 +1,12 @@
 //! Impression batches as the SDK forms them, and the tally of what was sent.
 //!
-//! A batch holds `events` events: for each page view of an ad by a visitor
-//! (both drawn uniformly from the configured mix) a `measurable` event, and
-//! with probability `viewable_share` the matching `viewable` event. Event and
-//! batch ids are unique within a run; runs get a random run id so repeated
-//! runs against one store never collide as duplicates.
+//! A batch holds a number of events drawn from the mix's [`BatchSize`]
+//! (browsers flush a few events at a time; a server-side client may send 50):
+//! for each page view of an ad by a visitor (both drawn uniformly from the
+//! configured mix) a `measurable` event, and with probability
+//! `viewable_share` the matching `viewable` event. Event and batch ids are
+//! unique within a run; runs get a random run id so repeated runs against
+//! one store never collide as duplicates.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,6 +45,70 @@ fn splitmix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// How many events a batch holds: drawn uniformly from `min..=max`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchSize {
+    pub min: usize,
+    pub max: usize,
+}
+
+impl BatchSize {
+    /// Every batch holds `n` events.
+    pub const fn fixed(n: usize) -> Self {
+        BatchSize { min: n, max: n }
+    }
+
+    /// What a feed page sends: the few measurable and viewable events of
+    /// the ads seen since its last flush (every 5 s and on `pagehide`).
+    pub const BROWSER: BatchSize = BatchSize { min: 1, max: 6 };
+
+    /// The events of the next batch.
+    pub fn draw(self, rng: &mut Rng) -> usize {
+        self.min + rng.below((self.max - self.min + 1) as u32) as usize
+    }
+
+    pub fn mean(self) -> f64 {
+        (self.min + self.max) as f64 / 2.0
+    }
+}
+
+impl std::fmt::Display for BatchSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.min == self.max {
+            write!(f, "{}", self.min)
+        } else {
+            write!(f, "{}..{}", self.min, self.max)
+        }
+    }
+}
+
+impl std::str::FromStr for BatchSize {
+    type Err = String;
+
+    /// `50` or `1..6` (both ends included), within the wire's limit.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let parse = |n: &str| {
+            n.trim()
+                .parse::<usize>()
+                .map_err(|e| format!("`{n}` is not a number of events: {e}"))
+        };
+        let size = match s.split_once("..") {
+            Some((min, max)) => BatchSize {
+                min: parse(min)?,
+                max: parse(max)?,
+            },
+            None => BatchSize::fixed(parse(s)?),
+        };
+        let limit = glimpse_wire::MAX_EVENTS_PER_BATCH;
+        if size.min == 0 || size.min > size.max || size.max > limit {
+            return Err(format!(
+                "a batch size is N or MIN..MAX with 1 <= MIN <= MAX <= {limit}, not `{s}`"
+            ));
+        }
+        Ok(size)
+    }
+}
+
 /// The mix of ads and visitors a run draws from.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Mix {
@@ -50,8 +116,8 @@ pub struct Mix {
     pub ads: u32,
     /// Distinct visitors (32 hex characters each, like a random browser id).
     pub visitors: u32,
-    /// Events per batch (the SDK's default batch is 50).
-    pub events: usize,
+    /// Events per batch.
+    pub batch: BatchSize,
     /// Share of measurable impressions that also became viewable.
     pub viewable_share: f64,
 }
@@ -61,7 +127,7 @@ impl Default for Mix {
         Mix {
             ads: 100,
             visitors: 100_000,
-            events: 50,
+            batch: BatchSize::BROWSER,
             viewable_share: 0.8,
         }
     }
@@ -118,8 +184,8 @@ impl BatchWriter {
             rng: Rng::new(seed ^ splitmix(connection as u64 + 1)),
             prefix: format!("{run_id}-{connection}"),
             seq: 0,
-            body: Vec::with_capacity(mix.events * 128 + 64),
-            events: Vec::with_capacity(mix.events),
+            body: Vec::with_capacity(mix.batch.max * 128 + 64),
+            events: Vec::with_capacity(mix.batch.max),
         }
     }
 
@@ -137,7 +203,8 @@ impl BatchWriter {
             self.prefix, self.seq
         );
         body.extend_from_slice(s.as_bytes());
-        while self.events.len() < self.mix.events {
+        let events = self.mix.batch.draw(&mut self.rng);
+        while self.events.len() < events {
             let ad = self.rng.below(self.mix.ads);
             let visitor = self.rng.below(self.mix.visitors);
             let viewable = self.rng.unit() < self.mix.viewable_share;
@@ -146,7 +213,7 @@ impl BatchWriter {
                 visitor,
                 kind: Kind::Measurable,
             });
-            if viewable && self.events.len() < self.mix.events {
+            if viewable && self.events.len() < events {
                 self.events.push(Sent {
                     ad,
                     visitor,
@@ -273,7 +340,7 @@ mod tests {
         let mix = Mix {
             ads: 3,
             visitors: 10,
-            events: 50,
+            batch: BatchSize::fixed(50),
             viewable_share: 0.8,
         };
         let mut w = BatchWriter::new(mix, "run", 0, 7);
@@ -296,11 +363,42 @@ mod tests {
     }
 
     #[test]
+    fn browser_batches_hold_one_to_six_events_each_size_about_as_often() {
+        let mix = Mix {
+            batch: BatchSize::BROWSER,
+            ..Mix::default()
+        };
+        let mut w = BatchWriter::new(mix, "run", 0, 11);
+        let mut seen = [0u32; 7];
+        for _ in 0..6_000 {
+            w.next_batch(1_764_000_000_000);
+            let batch = glimpse_wire::ingest::decode_batch(&w.body).unwrap();
+            assert_eq!(batch.events.len(), w.events.len());
+            seen[w.events.len()] += 1;
+        }
+        assert_eq!(seen[0], 0);
+        for (size, &n) in seen.iter().enumerate().skip(1) {
+            assert!((800..1_200).contains(&n), "{n} batches of {size}: {seen:?}");
+        }
+    }
+
+    #[test]
+    fn batch_sizes_parse_as_a_number_or_a_range() {
+        assert_eq!("50".parse(), Ok(BatchSize::fixed(50)));
+        assert_eq!("1..6".parse(), Ok(BatchSize::BROWSER));
+        assert_eq!(BatchSize::BROWSER.to_string(), "1..6");
+        assert_eq!(BatchSize::BROWSER.mean(), 3.5);
+        for bad in ["0", "6..1", "1..", "x", "1..1000"] {
+            assert!(bad.parse::<BatchSize>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn tally_counts_and_sketches_what_was_sent() {
         let mix = Mix {
             ads: 2,
             visitors: 100,
-            events: 4,
+            batch: BatchSize::fixed(4),
             viewable_share: 1.0,
         };
         let tally = Tally::new(mix);

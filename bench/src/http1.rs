@@ -1,6 +1,7 @@
-//! A minimal HTTP/1.1 keep-alive client: one request at a time per
-//! connection, responses framed by `Content-Length` (what axum sends for
-//! JSON). One `write` per request and usually one `read` per response, so the
+//! A minimal HTTP/1.1 client: one request at a time per connection, kept
+//! alive or (like a browser's beacon from a page that is going away) closed
+//! after one request; responses framed by `Content-Length` (what axum sends
+//! for JSON). One `write` per request and usually one `read` per response, so the
 //! generator spends its share of the CPU on syscalls, not on a client stack.
 
 use std::io;
@@ -9,11 +10,14 @@ use std::net::SocketAddr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// One keep-alive connection.
+/// One connection.
 #[derive(Debug)]
 pub struct Client {
     stream: TcpStream,
     host: String,
+    /// Each request says `Connection: close`: the caller makes one and
+    /// drops the client.
+    close: bool,
     request: Vec<u8>,
     response: Vec<u8>,
     body_at: usize,
@@ -31,7 +35,17 @@ fn invalid(msg: impl Into<String>) -> io::Error {
 }
 
 impl Client {
+    /// A keep-alive connection.
     pub async fn connect(addr: SocketAddr) -> io::Result<Client> {
+        Self::open(addr, false).await
+    }
+
+    /// A connection for one request, which asks the server to close it.
+    pub async fn connect_for_one(addr: SocketAddr) -> io::Result<Client> {
+        Self::open(addr, true).await
+    }
+
+    async fn open(addr: SocketAddr, close: bool) -> io::Result<Client> {
         assert!(
             addr.ip().is_loopback(),
             "benchmarks target loopback addresses only, not {addr}"
@@ -41,6 +55,7 @@ impl Client {
         Ok(Client {
             stream,
             host: addr.to_string(),
+            close,
             request: Vec::with_capacity(8 * 1024),
             response: Vec::with_capacity(8 * 1024),
             body_at: 0,
@@ -62,6 +77,9 @@ impl Client {
         self.request.extend_from_slice(b" HTTP/1.1\r\nHost: ");
         self.request.extend_from_slice(self.host.as_bytes());
         self.request.extend_from_slice(b"\r\n");
+        if self.close {
+            self.request.extend_from_slice(b"Connection: close\r\n");
+        }
         if let Some(ct) = content_type {
             self.request.extend_from_slice(b"Content-Type: ");
             self.request.extend_from_slice(ct.as_bytes());

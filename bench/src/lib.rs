@@ -13,6 +13,7 @@
 //!   their own pid only;
 //! - [`redis_info`]: the `INFO` figures a scenario is charged with;
 //! - [`scenarios`]: the side-by-side run that `glimpse-bench` prints;
+//! - [`wrk`]: the browser shape from `wrk`, a second, independent generator;
 //! - [`sdk`] and [`sdk_main_thread`]: the SDK's compressed size and its
 //!   main-thread time in headless Chromium.
 //!
@@ -28,3 +29,4 @@ pub mod scenarios;
 pub mod sdk;
 pub mod sdk_main_thread;
 pub mod verify;
+pub mod wrk;

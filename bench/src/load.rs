@@ -35,11 +35,25 @@ pub fn run_id() -> String {
     format!("{:08x}", rng.next_u64() as u32)
 }
 
+/// How a load connection is used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Connections {
+    /// Each connection sends its next batch as soon as the previous one is
+    /// answered (a client behind one kept-alive connection).
+    KeepAlive,
+    /// Each connection carries one batch and closes; the next batch opens
+    /// a new one (beacons from many browsers, each with its own
+    /// connection).
+    OneBatchEach,
+}
+
 #[derive(Clone, Debug)]
 pub struct IngestConfig {
     /// A loopback address.
     pub target: SocketAddr,
+    /// Connections open at once.
     pub concurrency: usize,
+    pub connections: Connections,
     pub duration: Duration,
     pub mix: Mix,
     pub seed: u64,
@@ -180,12 +194,20 @@ pub async fn ingest(config: &IngestConfig, run_id: &str, tally: Arc<Tally>) -> L
             let mut writer = BatchWriter::new(config.mix, run_id, c, config.seed);
             let tally = Arc::clone(&tally);
             let target = config.target;
+            let one_each = config.connections == Connections::OneBatchEach;
             tokio::spawn(async move {
                 let mut r = ConnResult::new();
                 let mut client = None;
                 while Instant::now() < deadline {
+                    // A beacon's latency includes its connection's setup.
+                    let mut sent = Instant::now();
                     if client.is_none() {
-                        match Client::connect(target).await {
+                        let connected = if one_each {
+                            Client::connect_for_one(target).await
+                        } else {
+                            Client::connect(target).await
+                        };
+                        match connected {
                             Ok(c) => client = Some(c),
                             Err(e) => {
                                 r.fail(format!("connect: {e}"));
@@ -196,7 +218,9 @@ pub async fn ingest(config: &IngestConfig, run_id: &str, tally: Arc<Tally>) -> L
                     }
                     let conn = client.as_mut().expect("connected");
                     writer.next_batch(now_ms());
-                    let sent = Instant::now();
+                    if !one_each {
+                        sent = Instant::now();
+                    }
                     let answer = conn
                         .request(
                             "POST",
@@ -229,6 +253,9 @@ pub async fn ingest(config: &IngestConfig, run_id: &str, tally: Arc<Tally>) -> L
                             r.fail(format!("request: {e}"));
                             client = None;
                         }
+                    }
+                    if one_each {
+                        client = None;
                     }
                 }
                 r

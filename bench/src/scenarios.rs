@@ -1,8 +1,11 @@
-//! The side-by-side run: the edge aggregating onto Redis, the write-through
-//! baseline on the same Redis, the edge on its embedded store, and the stats
-//! route at a fixed rate with and without the short cache. Each scenario
-//! starts its own server processes and stops them by pid; Redis is one
-//! private `redis-server` on a free loopback port, flushed between scenarios.
+//! The side-by-side run: for each load [`Shape`] (the browsers' few-event
+//! batches first, then 50-event batches, then beacons that each open a
+//! connection of their own), the edge aggregating onto Redis, the
+//! write-through baseline on the same Redis, and the edge on its embedded
+//! store; then the stats route at a fixed rate with and without the short
+//! cache. Each scenario starts its own server processes and stops them by
+//! pid; Redis is one private `redis-server` on a free loopback port, flushed
+//! between scenarios.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -15,17 +18,87 @@ use glimpse_tests::redis::RedisServer;
 use glimpse_wire::{Day, DayRange};
 use tokio::runtime::Runtime;
 
-use crate::gen::{Mix, Tally};
-use crate::load::{self, now_ms, run_id, IngestConfig, LoadReport, StatsConfig};
+use crate::gen::{BatchSize, Mix, Tally};
+use crate::load::{self, now_ms, run_id, Connections, IngestConfig, LoadReport, StatsConfig};
 use crate::procs::{own_cpu_seconds, sibling_binary, Server};
 use crate::redis_info::{Snapshot, Usage};
 use crate::verify::{self, Verdict};
+use crate::wrk::{self, WrkReport};
+
+/// A load shape: how many events a batch holds and how connections carry
+/// the batches.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Shape {
+    /// Its name for `--shapes`.
+    pub name: &'static str,
+    pub batch: BatchSize,
+    /// Connections open at once.
+    pub concurrency: usize,
+    pub connections: Connections,
+}
+
+impl Shape {
+    /// What feed pages send: a few events per batch, from many kept-alive
+    /// connections (a CDN or proxy in front of the edge keeps them open).
+    pub fn browser(concurrency: usize) -> Self {
+        Shape {
+            name: "browser",
+            batch: BatchSize::BROWSER,
+            concurrency,
+            connections: Connections::KeepAlive,
+        }
+    }
+
+    /// Full 50-event batches (a server-side client, or the SDK's largest).
+    pub fn fifty(concurrency: usize) -> Self {
+        Shape {
+            name: "fifty",
+            batch: BatchSize::fixed(50),
+            concurrency,
+            connections: Connections::KeepAlive,
+        }
+    }
+
+    /// Beacons straight from browsers: each batch on a connection of its
+    /// own, `concurrency` of them at once.
+    pub fn beacons(concurrency: usize) -> Self {
+        Shape {
+            name: "beacons",
+            batch: BatchSize::BROWSER,
+            concurrency,
+            connections: Connections::OneBatchEach,
+        }
+    }
+
+    /// A heading for its table.
+    fn describe(&self) -> String {
+        let batches = if self.batch.min == self.batch.max {
+            format!("batches of {} events", self.batch)
+        } else {
+            format!(
+                "batches of {} events (uniform, mean {})",
+                self.batch,
+                self.batch.mean()
+            )
+        };
+        let connections = match self.connections {
+            Connections::KeepAlive => format!("{} keep-alive connections", self.concurrency),
+            Connections::OneBatchEach => format!(
+                "{} connections at a time, each carrying one batch and closing",
+                self.concurrency
+            ),
+        };
+        format!("`{}`: {batches}, {connections}", self.name)
+    }
+}
 
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct BenchConfig {
     pub duration: Duration,
-    pub concurrency: usize,
+    /// The load shapes, in the order of the report (the headline first).
+    pub shapes: Vec<Shape>,
+    /// Ads, visitors and viewable share; each shape sets the batch size.
     pub mix: Mix,
     pub sync_interval: Duration,
     pub stats_rate: f64,
@@ -38,11 +111,11 @@ pub struct BenchConfig {
 }
 
 impl BenchConfig {
-    /// The full configuration (about two minutes with `repeat = 1`).
+    /// The full configuration (about six minutes with `repeat = 1`).
     pub fn full() -> Self {
         BenchConfig {
             duration: Duration::from_secs(10),
-            concurrency: 16,
+            shapes: vec![Shape::browser(64), Shape::fifty(16), Shape::beacons(1000)],
             mix: Mix::default(),
             sync_interval: Duration::from_secs(1),
             stats_rate: 5000.0,
@@ -57,11 +130,11 @@ impl BenchConfig {
     pub fn tiny() -> Self {
         BenchConfig {
             duration: Duration::from_millis(800),
-            concurrency: 2,
+            shapes: vec![Shape::browser(2), Shape::fifty(2), Shape::beacons(20)],
             mix: Mix {
                 ads: 5,
                 visitors: 500,
-                events: 50,
+                batch: BatchSize::BROWSER,
                 viewable_share: 0.8,
             },
             sync_interval: Duration::from_millis(200),
@@ -121,20 +194,139 @@ pub struct IngestRun {
 }
 
 impl IngestRun {
-    fn per_million(&self, x: f64) -> f64 {
-        x * 1e6 / self.load.events.max(1) as f64
+    fn figures(&self) -> Row {
+        let events = self.load.events;
+        Row {
+            events_per_s: self.load.events_per_second(),
+            requests_per_s: self.load.requests_per_second(),
+            p50: self.load.latency_ms(0.5),
+            p99: self.load.latency_ms(0.99),
+            errors: self.load.errors as f64,
+            server_cpu_per_m: per_million(self.server_cpu, events),
+            generator_cpu_per_m: per_million(self.generator_cpu, events),
+            redis: RedisRow::of(self.redis.as_ref(), events),
+            exact: self.verdict.exact(),
+        }
     }
 }
 
-/// Everything one `glimpse-bench` invocation measured.
-#[derive(Debug, Default)]
-pub struct Results {
+/// One run of the second generator, wrk.
+#[derive(Debug)]
+pub struct WrkRun {
+    pub report: WrkReport,
+    pub server_cpu: f64,
+    pub redis: Option<Usage>,
+    /// The events stored.
+    pub stored: Result<u64, String>,
+    /// Events wrk may have sent without reading their answer: wrk stops at
+    /// its deadline with one batch in flight on each connection, which the
+    /// server may still count.
+    pub in_flight: u64,
+}
+
+impl WrkRun {
+    /// The stored events are those wrk saw accepted, plus at most the
+    /// batches in flight when it stopped.
+    fn exact(&self) -> bool {
+        let accepted = self.report.accepted_events;
+        accepted > 0
+            && matches!(self.stored, Ok(n) if n >= accepted && n - accepted <= self.in_flight)
+    }
+
+    fn figures(&self) -> Row {
+        let events = self.report.accepted_events;
+        Row {
+            events_per_s: self.report.events_per_s(),
+            requests_per_s: self.report.requests_per_s,
+            p50: self.report.p50_ms,
+            p99: self.report.p99_ms,
+            errors: self.report.errors as f64,
+            server_cpu_per_m: per_million(self.server_cpu, events),
+            generator_cpu_per_m: per_million(self.report.cpu_seconds, events),
+            redis: RedisRow::of(self.redis.as_ref(), events),
+            exact: self.exact(),
+        }
+    }
+
+    fn summary(&self) -> String {
+        let accepted = self.report.accepted_events;
+        let stored = match &self.stored {
+            Ok(n) if self.exact() => format!(
+                "exact: yes ({n} events stored, {accepted} seen accepted, {} in flight at the stop)",
+                n - accepted
+            ),
+            Ok(n) => format!(
+                "exact: NO ({n} events stored, {accepted} seen accepted, at most {} in flight)",
+                self.in_flight
+            ),
+            Err(e) => format!("exact: NO ({e})"),
+        };
+        format!(
+            "wrk: {:.0} events/s, {:.0} requests/s, latency p50 {:.3} ms, p99 {:.3} ms, {} errors; {stored}",
+            self.report.events_per_s(),
+            self.report.requests_per_s,
+            self.report.p50_ms,
+            self.report.p99_ms,
+            self.report.errors
+        )
+    }
+}
+
+fn per_million(x: f64, events: u64) -> f64 {
+    x * 1e6 / events.max(1) as f64
+}
+
+/// The ingest runs of one shape.
+#[derive(Debug)]
+pub struct ShapeResults {
+    pub shape: Shape,
     pub edge_redis: Vec<IngestRun>,
     pub baseline: Vec<IngestRun>,
     pub edge_embedded: Vec<IngestRun>,
     /// The embedded store with `--durability relaxed` (answers before the
     /// write-ahead log's fsync); `edge_embedded` runs the default, strict.
     pub edge_embedded_relaxed: Vec<IngestRun>,
+    /// The same load from wrk (the headline shape only).
+    pub wrk_edge_redis: Vec<WrkRun>,
+    pub wrk_baseline: Vec<WrkRun>,
+}
+
+impl ShapeResults {
+    fn new(shape: Shape) -> Self {
+        ShapeResults {
+            shape,
+            edge_redis: Vec::new(),
+            baseline: Vec::new(),
+            edge_embedded: Vec::new(),
+            edge_embedded_relaxed: Vec::new(),
+            wrk_edge_redis: Vec::new(),
+            wrk_baseline: Vec::new(),
+        }
+    }
+
+    fn exact(&self) -> bool {
+        self.runs().all(|r| r.verdict.exact() && r.load.events > 0)
+            && self
+                .wrk_edge_redis
+                .iter()
+                .chain(&self.wrk_baseline)
+                .all(WrkRun::exact)
+    }
+
+    fn runs(&self) -> impl Iterator<Item = &IngestRun> {
+        self.edge_redis
+            .iter()
+            .chain(&self.baseline)
+            .chain(&self.edge_embedded)
+            .chain(&self.edge_embedded_relaxed)
+    }
+}
+
+/// Everything one `glimpse-bench` invocation measured.
+#[derive(Debug, Default)]
+pub struct Results {
+    /// One entry per shape, in the configuration's order.
+    pub shapes: Vec<ShapeResults>,
     /// `(label, report)` of the stats route runs.
     pub stats: Vec<(String, LoadReport)>,
     pub notes: Vec<String>,
@@ -144,14 +336,8 @@ impl Results {
     /// Whether every exactness check passed; `None` when no ingest
     /// scenario ran (the stats scenario alone checks no counts).
     pub fn all_exact(&self) -> Option<bool> {
-        let runs: Vec<&IngestRun> = self
-            .edge_redis
-            .iter()
-            .chain(&self.baseline)
-            .chain(&self.edge_embedded)
-            .chain(&self.edge_embedded_relaxed)
-            .collect();
-        (!runs.is_empty()).then(|| runs.iter().all(|r| r.verdict.exact() && r.load.events > 0))
+        let ran = self.shapes.iter().any(|s| s.runs().next().is_some());
+        ran.then(|| self.shapes.iter().all(ShapeResults::exact))
     }
 }
 
@@ -209,12 +395,16 @@ fn flush_redis(ctx: &Ctx<'_>) -> Snapshot {
     Snapshot::take(&mut ctx.redis.connect())
 }
 
-fn ingest_config(ctx: &Ctx<'_>, target: std::net::SocketAddr) -> IngestConfig {
+fn ingest_config(ctx: &Ctx<'_>, shape: &Shape, target: std::net::SocketAddr) -> IngestConfig {
     IngestConfig {
         target,
-        concurrency: ctx.cfg.concurrency,
+        concurrency: shape.concurrency,
+        connections: shape.connections,
         duration: ctx.cfg.duration,
-        mix: ctx.cfg.mix,
+        mix: Mix {
+            batch: shape.batch,
+            ..ctx.cfg.mix
+        },
         seed: now_ms() as u64,
     }
 }
@@ -262,15 +452,14 @@ impl Measured {
 }
 
 /// Runs the ingest load against `server` and takes the CPU both sides spent.
-fn load_and_measure(ctx: &Ctx<'_>, server: &Server) -> Measured {
-    let tally = Arc::new(Tally::new(ctx.cfg.mix));
+fn load_and_measure(ctx: &Ctx<'_>, shape: &Shape, server: &Server) -> Measured {
+    let config = ingest_config(ctx, shape, server.addr);
+    let tally = Arc::new(Tally::new(config.mix));
     let first_day = today();
     let (cpu0, gen0) = (server.cpu_seconds(), own_cpu_seconds());
-    let load = ctx.rt.block_on(load::ingest(
-        &ingest_config(ctx, server.addr),
-        &run_id(),
-        Arc::clone(&tally),
-    ));
+    let load = ctx
+        .rt
+        .block_on(load::ingest(&config, &run_id(), Arc::clone(&tally)));
     let (server_cpu, generator_cpu) = (server.cpu_seconds() - cpu0, own_cpu_seconds() - gen0);
     Measured {
         load,
@@ -281,14 +470,19 @@ fn load_and_measure(ctx: &Ctx<'_>, server: &Server) -> Measured {
     }
 }
 
-fn ingest_edge(ctx: &Ctx<'_>, store: &Store, durability: Option<&str>) -> Result<IngestRun> {
+fn ingest_edge(
+    ctx: &Ctx<'_>,
+    shape: &Shape,
+    store: &Store,
+    durability: Option<&str>,
+) -> Result<IngestRun> {
     let dir = tempfile::tempdir()?;
     let before = matches!(store, Store::Redis(_)).then(|| flush_redis(ctx));
     let edge = Server::start(
         "glimpse-server",
         edge_command(ctx, dir.path(), store, None, durability),
     )?;
-    let measured = load_and_measure(ctx, &edge);
+    let measured = load_and_measure(ctx, shape, &edge);
     edge.terminate()?;
     let redis = before.map(|b| b.delta(&Snapshot::take(&mut ctx.redis.connect())));
     // Checked through a restarted edge: what the store kept, not memory.
@@ -304,19 +498,97 @@ fn ingest_edge(ctx: &Ctx<'_>, store: &Store, durability: Option<&str>) -> Result
 }
 
 /// The write-through baseline under the same load; checked in Redis itself.
-fn ingest_baseline(ctx: &Ctx<'_>) -> Result<IngestRun> {
+fn ingest_baseline(ctx: &Ctx<'_>, shape: &Shape) -> Result<IngestRun> {
     let before = flush_redis(ctx);
     let mut command = Command::new(&ctx.baseline_bin);
     command
         .args(["--listen", "127.0.0.1:0", "--redis-url"])
         .arg(ctx.redis.url());
     let server = Server::start("glimpse-baseline", command)?;
-    let measured = load_and_measure(ctx, &server);
+    let measured = load_and_measure(ctx, shape, &server);
     server.terminate()?;
     let mut conn = ctx.redis.connect();
     let redis = Some(before.delta(&Snapshot::take(&mut conn)));
     let verdict = verify::baseline(&mut conn, &measured.tally, measured.days);
     Ok(measured.into_run(redis, verdict))
+}
+
+/// The most events wrk can leave unanswered at its stop: a batch per
+/// connection.
+fn in_flight(shape: &Shape) -> u64 {
+    (shape.concurrency * shape.batch.max) as u64
+}
+
+/// The headline shape from wrk against the edge on Redis; the stored total
+/// read back through a restarted edge.
+fn wrk_edge(ctx: &Ctx<'_>, shape: &Shape, store: &Store) -> Result<WrkRun> {
+    let dir = tempfile::tempdir()?;
+    let before = flush_redis(ctx);
+    let edge = Server::start(
+        "glimpse-server",
+        edge_command(ctx, dir.path(), store, None, None),
+    )?;
+    let config = ingest_config(ctx, shape, edge.addr);
+    let first_day = today();
+    let cpu0 = edge.cpu_seconds();
+    let report = wrk::run(
+        edge.addr,
+        shape.concurrency,
+        config.duration,
+        config.mix,
+        &run_id(),
+    )?;
+    let server_cpu = edge.cpu_seconds() - cpu0;
+    edge.terminate()?;
+    let redis = Some(before.delta(&Snapshot::take(&mut ctx.redis.connect())));
+    let days = DayRange::new(first_day, today()).expect("days in order");
+    let edge = Server::start(
+        "glimpse-server",
+        edge_command(ctx, dir.path(), store, None, None),
+    )?;
+    let stored = ctx
+        .rt
+        .block_on(verify::edge_total(edge.addr, config.mix.ads, days));
+    edge.terminate()?;
+    Ok(WrkRun {
+        report,
+        server_cpu,
+        redis,
+        stored,
+        in_flight: in_flight(shape),
+    })
+}
+
+/// The headline shape from wrk against the write-through baseline.
+fn wrk_baseline(ctx: &Ctx<'_>, shape: &Shape) -> Result<WrkRun> {
+    let before = flush_redis(ctx);
+    let mut command = Command::new(&ctx.baseline_bin);
+    command
+        .args(["--listen", "127.0.0.1:0", "--redis-url"])
+        .arg(ctx.redis.url());
+    let server = Server::start("glimpse-baseline", command)?;
+    let config = ingest_config(ctx, shape, server.addr);
+    let first_day = today();
+    let cpu0 = server.cpu_seconds();
+    let report = wrk::run(
+        server.addr,
+        shape.concurrency,
+        config.duration,
+        config.mix,
+        &run_id(),
+    )?;
+    let server_cpu = server.cpu_seconds() - cpu0;
+    server.terminate()?;
+    let mut conn = ctx.redis.connect();
+    let redis = Some(before.delta(&Snapshot::take(&mut conn)));
+    let days = DayRange::new(first_day, today()).expect("days in order");
+    Ok(WrkRun {
+        report,
+        server_cpu,
+        redis,
+        stored: Ok(verify::baseline_total(&mut conn, config.mix.ads, days)),
+        in_flight: in_flight(shape),
+    })
 }
 
 /// The stats route at a fixed rate on an edge whose store holds a day of
@@ -330,12 +602,12 @@ fn stats_run(ctx: &Ctx<'_>, store: &Store, cache: Option<&str>) -> Result<LoadRe
         "glimpse-server",
         edge_command(ctx, dir.path(), store, cache, None),
     )?;
-    let mut preload = ingest_config(ctx, edge.addr);
+    let mut preload = ingest_config(ctx, &Shape::fifty(16), edge.addr);
     preload.duration = ctx.cfg.duration.min(Duration::from_secs(2));
     ctx.rt.block_on(load::ingest(
         &preload,
         &run_id(),
-        Arc::new(Tally::new(ctx.cfg.mix)),
+        Arc::new(Tally::new(preload.mix)),
     ));
     edge.terminate()?;
     let edge = Server::start(
@@ -375,42 +647,72 @@ pub fn run(cfg: &BenchConfig, rt: &Runtime, log: &mut dyn FnMut(&str)) -> Result
                 .into(),
         );
     }
+    results.shapes = cfg.shapes.iter().cloned().map(ShapeResults::new).collect();
+    // The second generator loads the headline shape, when it keeps its
+    // connections alive (wrk does).
+    let wrk_shape = cfg
+        .shapes
+        .first()
+        .filter(|s| s.connections == Connections::KeepAlive && cfg.wants("wrk"))
+        .map(|s| s.name);
+    let wrk_available = wrk_shape.is_some() && wrk::available();
+    if wrk_shape.is_some() && !wrk_available {
+        results.notes.push(
+            "wrk is not installed (Debian: apt-get install wrk): the second generator's rows did not run"
+                .into(),
+        );
+    }
+    // Rounds alternate the scenarios, so a slow spell of the machine lands
+    // on all of them rather than on one.
     for round in 0..cfg.repeat.max(1) {
-        if ctx.features.redis_store && cfg.wants("edge-redis") {
-            let r = ingest_edge(&ctx, &redis_store, None)?;
-            log(&format!(
-                "[{round}] edge on Redis: {}; {}",
-                r.load.summary("ingest"),
-                r.verdict
-            ));
-            results.edge_redis.push(r);
-        }
-        if cfg.wants("baseline") {
-            let r = ingest_baseline(&ctx)?;
-            log(&format!(
-                "[{round}] write-through baseline: {}; {}",
-                r.load.summary("ingest"),
-                r.verdict
-            ));
-            results.baseline.push(r);
-        }
-        if cfg.wants("edge-embedded") {
-            let r = ingest_edge(&ctx, &Store::Embedded, None)?;
-            log(&format!(
-                "[{round}] edge on embedded store: {}; {}",
-                r.load.summary("ingest"),
-                r.verdict
-            ));
-            results.edge_embedded.push(r);
-        }
-        if ctx.features.durability && cfg.wants("edge-embedded-relaxed") {
-            let r = ingest_edge(&ctx, &Store::Embedded, Some("relaxed"))?;
-            log(&format!(
-                "[{round}] edge on embedded store, --durability relaxed: {}; {}",
-                r.load.summary("ingest"),
-                r.verdict
-            ));
-            results.edge_embedded_relaxed.push(r);
+        for shaped in &mut results.shapes {
+            let shape = shaped.shape.clone();
+            let mut logged = |what: &str, r: &IngestRun| {
+                log(&format!(
+                    "[{round}] {} / {what}: {}; {}",
+                    shape.name,
+                    r.load.summary("ingest"),
+                    r.verdict
+                ));
+            };
+            if ctx.features.redis_store && cfg.wants("edge-redis") {
+                let r = ingest_edge(&ctx, &shape, &redis_store, None)?;
+                logged("edge on Redis", &r);
+                shaped.edge_redis.push(r);
+            }
+            if cfg.wants("baseline") {
+                let r = ingest_baseline(&ctx, &shape)?;
+                logged("write-through baseline", &r);
+                shaped.baseline.push(r);
+            }
+            if cfg.wants("edge-embedded") {
+                let r = ingest_edge(&ctx, &shape, &Store::Embedded, None)?;
+                logged("edge on embedded store", &r);
+                shaped.edge_embedded.push(r);
+            }
+            if ctx.features.durability && cfg.wants("edge-embedded-relaxed") {
+                let r = ingest_edge(&ctx, &shape, &Store::Embedded, Some("relaxed"))?;
+                logged("edge on embedded store, --durability relaxed", &r);
+                shaped.edge_embedded_relaxed.push(r);
+            }
+            if wrk_available && wrk_shape == Some(shape.name) {
+                if ctx.features.redis_store {
+                    let r = wrk_edge(&ctx, &shape, &redis_store)?;
+                    log(&format!(
+                        "[{round}] {} / edge on Redis, {}",
+                        shape.name,
+                        r.summary()
+                    ));
+                    shaped.wrk_edge_redis.push(r);
+                }
+                let r = wrk_baseline(&ctx, &shape)?;
+                log(&format!(
+                    "[{round}] {} / write-through baseline, {}",
+                    shape.name,
+                    r.summary()
+                ));
+                shaped.wrk_baseline.push(r);
+            }
         }
     }
     if cfg.wants("stats") {
@@ -462,41 +764,69 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-/// Medians of one scenario's runs.
+/// The Redis figures of a run, per million events.
+#[derive(Clone, Copy, Debug)]
+struct RedisRow {
+    cmds_per_m: f64,
+    cpu_per_m: f64,
+    bytes_per_m: f64,
+}
+
+impl RedisRow {
+    /// `NaN`s for a run without Redis.
+    fn of(usage: Option<&Usage>, events: u64) -> Self {
+        let per_m = |f: fn(&Usage) -> f64| usage.map_or(f64::NAN, |u| per_million(f(u), events));
+        RedisRow {
+            cmds_per_m: per_m(|u| u.commands() as f64),
+            cpu_per_m: per_m(|u| u.cpu_seconds),
+            bytes_per_m: per_m(|u| u.net_input_bytes as f64),
+        }
+    }
+}
+
+/// The figures of one run, or the medians of a scenario's runs.
 #[derive(Clone, Copy, Debug)]
 struct Row {
     events_per_s: f64,
+    requests_per_s: f64,
     p50: f64,
     p99: f64,
     errors: f64,
     server_cpu_per_m: f64,
     generator_cpu_per_m: f64,
-    redis_cmds_per_m: f64,
-    redis_cpu_per_m: f64,
-    redis_bytes_per_m: f64,
+    redis: RedisRow,
     exact: bool,
 }
 
-fn row(runs: &[IngestRun]) -> Option<Row> {
+/// The medians of runs' figures; `None` when the scenario did not run.
+fn row(runs: &[Row]) -> Option<Row> {
     if runs.is_empty() {
         return None;
     }
-    let m = |f: &dyn Fn(&IngestRun) -> f64| median(runs.iter().map(f).collect());
-    fn redis(r: &IngestRun, f: fn(&Usage) -> f64) -> f64 {
-        r.redis.as_ref().map_or(f64::NAN, |u| r.per_million(f(u)))
-    }
+    let m = |f: fn(&Row) -> f64| median(runs.iter().map(f).collect());
     Some(Row {
-        events_per_s: m(&|r| r.load.events_per_second()),
-        p50: m(&|r| r.load.latency_ms(0.5)),
-        p99: m(&|r| r.load.latency_ms(0.99)),
-        errors: m(&|r| r.load.errors as f64),
-        server_cpu_per_m: m(&|r| r.per_million(r.server_cpu)),
-        generator_cpu_per_m: m(&|r| r.per_million(r.generator_cpu)),
-        redis_cmds_per_m: m(&|r| redis(r, |u| u.commands() as f64)),
-        redis_cpu_per_m: m(&|r| redis(r, |u| u.cpu_seconds)),
-        redis_bytes_per_m: m(&|r| redis(r, |u| u.net_input_bytes as f64)),
-        exact: runs.iter().all(|r| r.verdict.exact()),
+        events_per_s: m(|r| r.events_per_s),
+        requests_per_s: m(|r| r.requests_per_s),
+        p50: m(|r| r.p50),
+        p99: m(|r| r.p99),
+        errors: m(|r| r.errors),
+        server_cpu_per_m: m(|r| r.server_cpu_per_m),
+        generator_cpu_per_m: m(|r| r.generator_cpu_per_m),
+        redis: RedisRow {
+            cmds_per_m: m(|r| r.redis.cmds_per_m),
+            cpu_per_m: m(|r| r.redis.cpu_per_m),
+            bytes_per_m: m(|r| r.redis.bytes_per_m),
+        },
+        exact: runs.iter().all(|r| r.exact),
     })
+}
+
+fn ingest_row(runs: &[IngestRun]) -> Option<Row> {
+    row(&runs.iter().map(IngestRun::figures).collect::<Vec<_>>())
+}
+
+fn wrk_row(runs: &[WrkRun]) -> Option<Row> {
+    row(&runs.iter().map(WrkRun::figures).collect::<Vec<_>>())
 }
 
 fn fmt_num(x: f64) -> String {
@@ -511,77 +841,88 @@ fn fmt_num(x: f64) -> String {
     }
 }
 
-/// The results as Markdown tables.
-pub fn table(cfg: &BenchConfig, results: &Results) -> String {
-    let mut out = String::new();
-    let mix = cfg.mix;
+fn write_row(out: &mut String, name: &str, r: &Row) {
     let _ = writeln!(
         out,
-        "Load: {} connections, {:?} per run, {} run(s) per scenario (medians), batches of {} events, {} ads x {} visitors, {:.0}% of measurable impressions viewable; edge sync interval {:?}.\n",
-        cfg.concurrency,
-        cfg.duration,
-        cfg.repeat.max(1),
-        mix.events,
-        mix.ads,
-        mix.visitors,
-        mix.viewable_share * 100.0,
-        cfg.sync_interval
+        "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+        fmt_num(r.events_per_s),
+        fmt_num(r.requests_per_s),
+        fmt_num(r.p50),
+        fmt_num(r.p99),
+        fmt_num(r.errors),
+        fmt_num(r.server_cpu_per_m),
+        fmt_num(r.generator_cpu_per_m),
+        fmt_num(r.redis.cmds_per_m),
+        fmt_num(r.redis.cpu_per_m),
+        fmt_num(r.redis.bytes_per_m),
+        if r.exact { "yes" } else { "NO" }
     );
-    let _ = writeln!(out, "| scenario | impressions/s | p50 ms | p99 ms | errors | server CPU s / M | load gen CPU s / M | Redis commands / M | Redis CPU s / M | bytes to Redis / M | exact |");
+}
+
+/// The row of `e / b` for every figure where a ratio means something.
+fn write_ratio(out: &mut String, name: &str, e: &Row, b: &Row) {
     let _ = writeln!(
         out,
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+        "| {name} | {} | {} | {} | {} | | {} | | {} | {} | {} | |",
+        fmt_num(e.events_per_s / b.events_per_s),
+        fmt_num(e.requests_per_s / b.requests_per_s),
+        fmt_num(e.p50 / b.p50),
+        fmt_num(e.p99 / b.p99),
+        fmt_num(e.server_cpu_per_m / b.server_cpu_per_m),
+        fmt_num(e.redis.cmds_per_m / b.redis.cmds_per_m),
+        fmt_num(e.redis.cpu_per_m / b.redis.cpu_per_m),
+        fmt_num(e.redis.bytes_per_m / b.redis.bytes_per_m),
     );
-    let rows = [
-        ("edge, Redis store", row(&results.edge_redis)),
-        ("write-through baseline", row(&results.baseline)),
-        ("edge, embedded store", row(&results.edge_embedded)),
-        (
-            "edge, embedded store, --durability relaxed",
-            row(&results.edge_embedded_relaxed),
-        ),
-    ];
-    for (name, r) in &rows {
+}
+
+/// One shape's table with its ratio rows, and the Redis command breakdown.
+fn shape_table(out: &mut String, cfg: &BenchConfig, shaped: &ShapeResults) {
+    let _ = writeln!(out, "\n{}\n", shaped.shape.describe());
+    let _ = writeln!(out, "| scenario | impressions/s | requests/s | p50 ms | p99 ms | errors | server CPU s / M | load gen CPU s / M | Redis commands / M | Redis CPU s / M | bytes to Redis / M | exact |");
+    let _ = writeln!(
+        out,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    );
+    let edge_redis = ingest_row(&shaped.edge_redis);
+    let baseline = ingest_row(&shaped.baseline);
+    let embedded = ingest_row(&shaped.edge_embedded);
+    let relaxed = ingest_row(&shaped.edge_embedded_relaxed);
+    let wrk_edge = wrk_row(&shaped.wrk_edge_redis);
+    let wrk_base = wrk_row(&shaped.wrk_baseline);
+    for (name, r) in [
+        ("edge, Redis store", &edge_redis),
+        ("write-through baseline", &baseline),
+        ("edge, embedded store", &embedded),
+        ("edge, embedded store, --durability relaxed", &relaxed),
+        ("edge, Redis store (wrk)", &wrk_edge),
+        ("write-through baseline (wrk)", &wrk_base),
+    ] {
         if let Some(r) = r {
-            let _ = writeln!(
-                out,
-                "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                fmt_num(r.events_per_s),
-                fmt_num(r.p50),
-                fmt_num(r.p99),
-                fmt_num(r.errors),
-                fmt_num(r.server_cpu_per_m),
-                fmt_num(r.generator_cpu_per_m),
-                fmt_num(r.redis_cmds_per_m),
-                fmt_num(r.redis_cpu_per_m),
-                fmt_num(r.redis_bytes_per_m),
-                if r.exact { "yes" } else { "NO" }
-            );
+            write_row(out, name, r);
         }
     }
-    if let (Some(e), Some(b)) = (rows[0].1, rows[1].1) {
-        let _ = writeln!(
-            out,
-            "| ratio edge / baseline | {} | {} | {} | | {} | | {} | {} | {} | |",
-            fmt_num(e.events_per_s / b.events_per_s),
-            fmt_num(e.p50 / b.p50),
-            fmt_num(e.p99 / b.p99),
-            fmt_num(e.server_cpu_per_m / b.server_cpu_per_m),
-            fmt_num(e.redis_cmds_per_m / b.redis_cmds_per_m),
-            fmt_num(e.redis_cpu_per_m / b.redis_cpu_per_m),
-            fmt_num(e.redis_bytes_per_m / b.redis_bytes_per_m),
-        );
+    for (name, e, b) in [
+        ("ratio edge on Redis / baseline", &edge_redis, &baseline),
+        ("ratio embedded / baseline", &embedded, &baseline),
+        ("ratio embedded relaxed / baseline", &relaxed, &baseline),
+        ("ratio edge on Redis / baseline (wrk)", &wrk_edge, &wrk_base),
+    ] {
+        if let (Some(e), Some(b)) = (e, b) {
+            write_ratio(out, name, e, b);
+        }
+    }
+    if let (Some(e), Some(b)) = (&edge_redis, &baseline) {
         let _ = writeln!(
             out,
             "\nImpressions per Redis CPU second: edge {} vs baseline {} = {}x.",
-            fmt_num(1e6 / e.redis_cpu_per_m),
-            fmt_num(1e6 / b.redis_cpu_per_m),
-            fmt_num(b.redis_cpu_per_m / e.redis_cpu_per_m),
+            fmt_num(1e6 / e.redis.cpu_per_m),
+            fmt_num(1e6 / b.redis.cpu_per_m),
+            fmt_num(b.redis.cpu_per_m / e.redis.cpu_per_m),
         );
     }
     for (name, runs) in [
-        ("edge, Redis store", &results.edge_redis),
-        ("write-through baseline", &results.baseline),
+        ("edge, Redis store", &shaped.edge_redis),
+        ("write-through baseline", &shaped.baseline),
     ] {
         if let Some(r) = runs.first() {
             if let Some(u) = &r.redis {
@@ -599,6 +940,25 @@ pub fn table(cfg: &BenchConfig, results: &Results) -> String {
                 );
             }
         }
+    }
+}
+
+/// The results as Markdown tables: one per shape, then the stats route.
+pub fn table(cfg: &BenchConfig, results: &Results) -> String {
+    let mut out = String::new();
+    let mix = cfg.mix;
+    let _ = writeln!(
+        out,
+        "Load: {:?} per run, {} run(s) per scenario (medians, the scenarios alternated), {} ads x {} visitors, {:.0}% of measurable impressions viewable; edge sync interval {:?}. \"Impressions\" counts every event (measurable and viewable).",
+        cfg.duration,
+        cfg.repeat.max(1),
+        mix.ads,
+        mix.visitors,
+        mix.viewable_share * 100.0,
+        cfg.sync_interval
+    );
+    for shaped in &results.shapes {
+        shape_table(&mut out, cfg, shaped);
     }
     if !results.stats.is_empty() {
         let _ = writeln!(

@@ -189,3 +189,41 @@ pub fn baseline(redis: &mut Conn, tally: &Tally, days: DayRange) -> Verdict {
     }
     verdict
 }
+
+/// Impressions plus measurable events stored for ads `0..ads` over `days`,
+/// through the edge's stats route: what a generator that only knows how
+/// many events were accepted (wrk) is checked against.
+pub async fn edge_total(target: SocketAddr, ads: u32, days: DayRange) -> Result<u64, String> {
+    let mut client = Client::connect(target)
+        .await
+        .map_err(|e| format!("cannot connect: {e}"))?;
+    let mut total = 0;
+    for ad in 0..ads {
+        let id = ad_id(ad);
+        let path = format!("/v1/ads/{id}/stats?from={}&to={}", days.from(), days.to());
+        let r = client
+            .request("GET", &path, None, &[])
+            .await
+            .map_err(|e| format!("{id}: {e}"))?;
+        if r.status != 200 {
+            return Err(format!("{id}: status {}", r.status));
+        }
+        let stats: StatsResponse =
+            serde_json::from_slice(r.body).map_err(|e| format!("{id}: bad stats body: {e}"))?;
+        total += stats.impressions + stats.measurable;
+    }
+    Ok(total)
+}
+
+/// The same total from the baseline's Redis keys.
+pub fn baseline_total(redis: &mut Conn, ads: u32, days: DayRange) -> u64 {
+    let mut total = 0;
+    for ad in 0..ads {
+        for day in days.days() {
+            let [ki, km, _] = baseline_keys(&ad_id(ad), &day.to_string());
+            total += int_of(&redis.cmd(&[b"GET".as_slice(), ki.as_bytes()]));
+            total += int_of(&redis.cmd(&[b"GET".as_slice(), km.as_bytes()]));
+        }
+    }
+    total
+}

@@ -28,14 +28,38 @@ fn tiny_bench_runs_and_counts_exactly() {
         stdout.contains("exactness: every stored count equals what was sent"),
         "{stdout}\n{stderr}"
     );
-    for scenario in ["write-through baseline", "edge, embedded store"] {
-        assert!(
-            stdout.contains(&format!("| {scenario} |")) && !stdout.contains("| NO |"),
-            "{scenario} missing or inexact:\n{stdout}"
-        );
+    assert!(!stdout.contains("| NO |"), "an inexact run:\n{stdout}");
+    // One table per shape, the browsers' first, each with both sides.
+    let at = |heading: &str| {
+        stdout
+            .find(heading)
+            .unwrap_or_else(|| panic!("no {heading} table:\n{stdout}"))
+    };
+    let (browser, fifty, beacons) = (at("`browser`:"), at("`fifty`:"), at("`beacons`:"));
+    assert!(browser < fifty && fifty < beacons, "{stdout}");
+    for table in [
+        &stdout[browser..fifty],
+        &stdout[fifty..beacons],
+        &stdout[beacons..],
+    ] {
+        for scenario in ["write-through baseline", "edge, embedded store"] {
+            assert!(
+                table.contains(&format!("| {scenario} |")),
+                "{scenario} missing:\n{table}"
+            );
+        }
     }
+    // The second generator ran beside the first on the headline shape.
+    let headline = &stdout[browser..fifty];
+    assert!(
+        headline.contains("| write-through baseline (wrk) |"),
+        "no wrk rows (is wrk installed?):\n{stdout}"
+    );
     // Every load run reports no errors in its log line.
-    for line in stderr.lines().filter(|l| l.contains("ingest:")) {
+    for line in stderr
+        .lines()
+        .filter(|l| l.contains("ingest:") || l.contains("wrk:"))
+    {
         assert!(line.contains(" 0 errors"), "{line}");
         assert!(line.contains("exact: yes"), "{line}");
     }

@@ -1,5 +1,8 @@
 //! `glimpse-bench`: the edge against the write-through baseline, in one
-//! invocation with its own redis-server, printed as Markdown tables.
+//! invocation with its own redis-server, printed as Markdown tables: the
+//! browser shape (1..6-event batches over 64 connections) first, then
+//! 50-event batches, then beacons (1,000 connections at a time, one batch
+//! each).
 //!
 //! `glimpse-bench --tiny` runs in seconds (CI checks that it runs and that its
 //! exactness checks pass). `glimpse-bench sdk [DIR]` prints the SDK's
@@ -22,9 +25,13 @@ struct Args {
     /// Ingest seconds per run.
     #[arg(long, value_parser = humantime::parse_duration)]
     duration: Option<Duration>,
-    /// Concurrent keep-alive connections of the load generator.
+    /// Connections open at once, for every shape that runs (default: each
+    /// shape's own).
     #[arg(long)]
     concurrency: Option<usize>,
+    /// Load shapes to run, in this order: browser, fifty, beacons.
+    #[arg(long, value_delimiter = ',')]
+    shapes: Vec<String>,
     /// Distinct ads.
     #[arg(long)]
     ads: Option<u32>,
@@ -96,8 +103,23 @@ fn main() -> ExitCode {
         cfg.duration = d;
         cfg.stats_duration = d;
     }
+    if !args.shapes.is_empty() {
+        let mut chosen = Vec::new();
+        for name in &args.shapes {
+            match cfg.shapes.iter().find(|s| s.name == name.as_str()) {
+                Some(shape) => chosen.push(shape.clone()),
+                None => {
+                    eprintln!("glimpse-bench: no shape `{name}` (browser, fifty, beacons)");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        cfg.shapes = chosen;
+    }
     if let Some(c) = args.concurrency {
-        cfg.concurrency = c;
+        for shape in &mut cfg.shapes {
+            shape.concurrency = c;
+        }
     }
     if let Some(a) = args.ads {
         cfg.mix.ads = a;

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use glimpse_bench::gen::{Mix, Tally};
-use glimpse_bench::load::{self, now_ms, run_id, IngestConfig, StatsConfig};
+use glimpse_bench::gen::{BatchSize, Mix, Tally};
+use glimpse_bench::load::{self, now_ms, run_id, Connections, IngestConfig, StatsConfig};
 use glimpse_bench::verify;
 use glimpse_wire::{Day, DayRange};
 
@@ -26,16 +26,20 @@ struct Args {
     target: SocketAddr,
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     duration: Duration,
-    /// Keep-alive connections, each sending its next batch on the answer.
+    /// Connections open at once, each sending its next batch on the answer.
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
+    /// Each batch on a connection of its own, closed after the answer
+    /// (beacons from many browsers); else connections are kept alive.
+    #[arg(long)]
+    one_batch_per_connection: bool,
     #[arg(long, default_value_t = 100)]
     ads: u32,
     #[arg(long, default_value_t = 100_000)]
     visitors: u32,
-    /// Events per batch.
-    #[arg(long, default_value_t = 50)]
-    events: usize,
+    /// Events per batch: `N`, or `MIN..MAX` drawn uniformly per batch.
+    #[arg(long, default_value = "50")]
+    events: BatchSize,
     /// Share of measurable impressions that are also viewable.
     #[arg(long, default_value_t = 0.8)]
     viewable_share: f64,
@@ -65,7 +69,7 @@ fn main() -> ExitCode {
     let mix = Mix {
         ads: args.ads.max(1),
         visitors: args.visitors.max(1),
-        events: args.events.clamp(1, glimpse_wire::MAX_EVENTS_PER_BATCH),
+        batch: args.events,
         viewable_share: args.viewable_share.clamp(0.0, 1.0),
     };
     if let Some(rate) = args.stats_rate {
@@ -85,6 +89,11 @@ fn main() -> ExitCode {
         &IngestConfig {
             target: args.target,
             concurrency: args.concurrency,
+            connections: if args.one_batch_per_connection {
+                Connections::OneBatchEach
+            } else {
+                Connections::KeepAlive
+            },
             duration: args.duration,
             mix,
             seed: now_ms() as u64,
