@@ -508,6 +508,19 @@ function renderAll() {
   renderDetail();
 }
 
+/** A row's header: its id as the button that selects it, for the panel `controls`. */
+function rowHeader(id, controls) {
+  const th = document.createElement("th");
+  th.scope = "row";
+  const b = document.createElement("button");
+  b.type = "button";
+  b.className = "row-select";
+  b.textContent = id;
+  b.setAttribute("aria-controls", controls);
+  th.append(b);
+  return th;
+}
+
 // Update rows in place (keyed by ad id) so live refreshes keep focus and scroll.
 function renderTable(ads) {
   const existing = new Map([...adsBody.rows].map((r) => [r.dataset.adId, r]));
@@ -519,15 +532,7 @@ function renderTable(ads) {
     if (!row) {
       row = document.createElement("tr");
       row.dataset.adId = ad.ad_id;
-      const th = document.createElement("th");
-      th.scope = "row";
-      const b = document.createElement("button");
-      b.type = "button";
-      b.className = "row-select";
-      b.textContent = ad.ad_id;
-      b.setAttribute("aria-controls", "detail");
-      th.append(b);
-      row.append(th, ...FIELDS.map((f) => cell(f, fieldValue(ad, f))));
+      row.append(rowHeader(ad.ad_id, "detail"), ...FIELDS.map((f) => cell(f, fieldValue(ad, f))));
     } else {
       for (const f of FIELDS) updateCell(row.querySelector(`[data-field="${f}"]`), fieldValue(ad, f));
     }
@@ -720,15 +725,8 @@ function renderCampaigns() {
     const selected = c.campaign_id === state.campaign;
     tr.classList.toggle("is-selected", selected);
     if (selected) tr.setAttribute("aria-current", "true");
-    const th = document.createElement("th");
-    th.scope = "row";
-    const b = document.createElement("button");
-    b.type = "button";
-    b.className = "row-select";
-    b.textContent = c.campaign_id;
-    b.setAttribute("aria-controls", "campaign-detail");
-    b.setAttribute("aria-pressed", String(selected));
-    th.append(b);
+    const th = rowHeader(c.campaign_id, "campaign-detail");
+    th.querySelector(".row-select").setAttribute("aria-pressed", String(selected));
     tr.append(th, ...CAMPAIGN_FIELDS.map((f) => campaignCell(f, c[f])));
     return tr;
   }));

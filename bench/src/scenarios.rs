@@ -497,14 +497,19 @@ fn ingest_edge(
     Ok(measured.into_run(redis, verdict))
 }
 
-/// The write-through baseline under the same load; checked in Redis itself.
-fn ingest_baseline(ctx: &Ctx<'_>, shape: &Shape) -> Result<IngestRun> {
-    let before = flush_redis(ctx);
+/// The write-through baseline on the benchmark's Redis.
+fn baseline_server(ctx: &Ctx<'_>) -> Result<Server> {
     let mut command = Command::new(&ctx.baseline_bin);
     command
         .args(["--listen", "127.0.0.1:0", "--redis-url"])
         .arg(ctx.redis.url());
-    let server = Server::start("glimpse-baseline", command)?;
+    Server::start("glimpse-baseline", command)
+}
+
+/// The write-through baseline under the same load; checked in Redis itself.
+fn ingest_baseline(ctx: &Ctx<'_>, shape: &Shape) -> Result<IngestRun> {
+    let before = flush_redis(ctx);
+    let server = baseline_server(ctx)?;
     let measured = load_and_measure(ctx, shape, &server);
     server.terminate()?;
     let mut conn = ctx.redis.connect();
@@ -519,36 +524,42 @@ fn in_flight(shape: &Shape) -> u64 {
     (shape.concurrency * shape.batch.max) as u64
 }
 
+/// Loads `server` from wrk with `shape`, then stops it: wrk's report, the
+/// server's CPU seconds, and the days the load spanned.
+fn wrk_load(ctx: &Ctx<'_>, shape: &Shape, server: Server) -> Result<(WrkReport, f64, DayRange)> {
+    let mix = ingest_config(ctx, shape, server.addr).mix;
+    let first_day = today();
+    let cpu0 = server.cpu_seconds();
+    let report = wrk::run(
+        server.addr,
+        shape.concurrency,
+        ctx.cfg.duration,
+        mix,
+        &run_id(),
+    )?;
+    let server_cpu = server.cpu_seconds() - cpu0;
+    server.terminate()?;
+    let days = DayRange::new(first_day, today()).expect("days in order");
+    Ok((report, server_cpu, days))
+}
+
 /// The headline shape from wrk against the edge on Redis; the stored total
 /// read back through a restarted edge.
 fn wrk_edge(ctx: &Ctx<'_>, shape: &Shape, store: &Store) -> Result<WrkRun> {
     let dir = tempfile::tempdir()?;
     let before = flush_redis(ctx);
-    let edge = Server::start(
-        "glimpse-server",
-        edge_command(ctx, dir.path(), store, None, None),
-    )?;
-    let config = ingest_config(ctx, shape, edge.addr);
-    let first_day = today();
-    let cpu0 = edge.cpu_seconds();
-    let report = wrk::run(
-        edge.addr,
-        shape.concurrency,
-        config.duration,
-        config.mix,
-        &run_id(),
-    )?;
-    let server_cpu = edge.cpu_seconds() - cpu0;
-    edge.terminate()?;
+    let start = || {
+        Server::start(
+            "glimpse-server",
+            edge_command(ctx, dir.path(), store, None, None),
+        )
+    };
+    let (report, server_cpu, days) = wrk_load(ctx, shape, start()?)?;
     let redis = Some(before.delta(&Snapshot::take(&mut ctx.redis.connect())));
-    let days = DayRange::new(first_day, today()).expect("days in order");
-    let edge = Server::start(
-        "glimpse-server",
-        edge_command(ctx, dir.path(), store, None, None),
-    )?;
+    let edge = start()?;
     let stored = ctx
         .rt
-        .block_on(verify::edge_total(edge.addr, config.mix.ads, days));
+        .block_on(verify::edge_total(edge.addr, ctx.cfg.mix.ads, days));
     edge.terminate()?;
     Ok(WrkRun {
         report,
@@ -562,31 +573,14 @@ fn wrk_edge(ctx: &Ctx<'_>, shape: &Shape, store: &Store) -> Result<WrkRun> {
 /// The headline shape from wrk against the write-through baseline.
 fn wrk_baseline(ctx: &Ctx<'_>, shape: &Shape) -> Result<WrkRun> {
     let before = flush_redis(ctx);
-    let mut command = Command::new(&ctx.baseline_bin);
-    command
-        .args(["--listen", "127.0.0.1:0", "--redis-url"])
-        .arg(ctx.redis.url());
-    let server = Server::start("glimpse-baseline", command)?;
-    let config = ingest_config(ctx, shape, server.addr);
-    let first_day = today();
-    let cpu0 = server.cpu_seconds();
-    let report = wrk::run(
-        server.addr,
-        shape.concurrency,
-        config.duration,
-        config.mix,
-        &run_id(),
-    )?;
-    let server_cpu = server.cpu_seconds() - cpu0;
-    server.terminate()?;
+    let (report, server_cpu, days) = wrk_load(ctx, shape, baseline_server(ctx)?)?;
     let mut conn = ctx.redis.connect();
     let redis = Some(before.delta(&Snapshot::take(&mut conn)));
-    let days = DayRange::new(first_day, today()).expect("days in order");
     Ok(WrkRun {
         report,
         server_cpu,
         redis,
-        stored: Ok(verify::baseline_total(&mut conn, config.mix.ads, days)),
+        stored: Ok(verify::baseline_total(&mut conn, ctx.cfg.mix.ads, days)),
         in_flight: in_flight(shape),
     })
 }
