@@ -634,16 +634,23 @@ function renderDetail() {
   renderHours();
 }
 
+/** A day's or an hour's row of counts, headed by `label`. */
+function periodRow(label, counts) {
+  const tr = document.createElement("tr");
+  const th = document.createElement("th");
+  th.scope = "row";
+  th.textContent = label;
+  tr.append(th, cell("impressions", counts.impressions), cell("measurable", counts.measurable),
+    cell("unique_visitors", counts.unique_visitors), cell("verified_share", verifiedShare(counts)),
+    cell("invalid", counts.invalid));
+  return tr;
+}
+
 function renderDays(s) {
   daysBody.replaceChildren(...(s.days || []).map((d) => {
-    const tr = document.createElement("tr");
+    const tr = periodRow(formatDayLong(d.date), d);
     tr.dataset.day = d.date;
-    const th = document.createElement("th");
-    th.scope = "row";
-    th.textContent = formatDayLong(d.date);
-    tr.append(th, cell("impressions", d.impressions), cell("measurable", d.measurable),
-      cell("unique_visitors", d.unique_visitors), cell("verified_share", verifiedShare(d)),
-      cell("invalid", d.invalid), ...VIDEO_FIELDS.map((f) => cell(f, fieldValue(d, f))));
+    tr.append(...VIDEO_FIELDS.map((f) => cell(f, fieldValue(d, f))));
     return tr;
   }));
   showVideo(detail, hasVideo(s));
@@ -674,13 +681,8 @@ function renderHours() {
     second: "unique visitors",
   });
   hoursBody.replaceChildren(...hours.map((row) => {
-    const tr = document.createElement("tr");
+    const tr = periodRow(formatHour(row.hour), row);
     tr.dataset.hour = row.hour;
-    const th = document.createElement("th");
-    th.scope = "row";
-    th.textContent = formatHour(row.hour);
-    tr.append(th, cell("impressions", row.impressions), cell("measurable", row.measurable),
-      cell("unique_visitors", row.unique_visitors), cell("verified_share", verifiedShare(row)), cell("invalid", row.invalid));
     return tr;
   }));
 }
