@@ -5,7 +5,7 @@ use clap::{CommandFactory, Parser};
 use glimpse_server::config::SignAd;
 use glimpse_server::signing::SigningSecrets;
 use glimpse_server::Config;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tracing_subscriber::EnvFilter;
 
 /// Ingest allocates and frees a few small buffers per request on every
@@ -32,14 +32,34 @@ async fn main() -> anyhow::Result<()> {
             .exit();
     }
     let shutdown = shutdown_signal()?;
-    let listener = TcpListener::bind(config.listen)
-        .await
+    let listener = bind(config.listen)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
     // Printed on stdout, unlike the logs, so scripts and tests can read the
     // port that `--listen 127.0.0.1:0` picked.
     println!("glimpse-server listening on http://{addr}");
     glimpse_server::run(config, listener, shutdown).await
+}
+
+/// The kernel's queue of connections not yet accepted. tokio's `bind` asks
+/// for 1,024; beacons from a burst of closing pages arrive as that many new
+/// connections at once, and a connection the full queue drops waits a second
+/// for its SYN to be sent again (1,000 one-batch connections at a time gave a
+/// p99 over 1.2 s, docs/BENCHMARKS.md). The kernel caps it at
+/// `net.core.somaxconn` (4,096 by default).
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // As tokio's `bind` does: a restarted edge can bind while old
+    // connections linger in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Prints a token for `data-ad-token`: see `glimpse_server::signing`.

@@ -104,7 +104,12 @@ async fn main() -> anyhow::Result<()> {
         .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(redis);
-    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    // The same listen backlog as the edge's (4,096), so a burst of new
+    // connections meets the same kernel queue on both sides.
+    let socket = tokio::net::TcpSocket::new_v4().context("the baseline listens on IPv4")?;
+    socket.set_reuseaddr(true)?;
+    socket.bind(args.listen)?;
+    let listener = socket.listen(4096)?;
     println!(
         "glimpse-baseline listening on http://{}",
         listener.local_addr()?

@@ -31,8 +31,10 @@ fn shown_range(b: &Browser) -> String {
 
 fn wait_ready(b: &Browser, what: &str) {
     wait_until(DEADLINE, what, &mut || {
-        b.execute("return document.querySelector('main')?.dataset.state;", vec![])
-            == json!("ready")
+        b.execute(
+            "return document.querySelector('main')?.dataset.state;",
+            vec![],
+        ) == json!("ready")
     });
 }
 
@@ -61,7 +63,12 @@ fn zones_hours_and_campaigns(store_args: &[&str], label: &str) {
     let _one_at_a_time = browser::exclusive();
     let dir = tempfile::tempdir().unwrap();
     let www = workspace_root().join("www");
-    let mut args = vec!["--www-dir", www.to_str().unwrap(), "--sync-interval", "200ms"];
+    let mut args = vec![
+        "--www-dir",
+        www.to_str().unwrap(),
+        "--sync-interval",
+        "200ms",
+    ];
     args.extend_from_slice(store_args);
     let edge = Edge::start(dir.path(), &args);
 
@@ -89,9 +96,7 @@ fn zones_hours_and_campaigns(store_args: &[&str], label: &str) {
     let b = Browser::start_with_size(1280, 1000);
 
     // The campaign view in Tokyo: reach 3 (u2 once), 4 impressions.
-    b.goto(&edge.url(
-        "/dashboard?live=0&tz=Asia/Tokyo&view=campaigns&campaign=dash-camp",
-    ));
+    b.goto(&edge.url("/dashboard?live=0&tz=Asia/Tokyo&view=campaigns&campaign=dash-camp"));
     wait_ready(&b, "the campaign view loaded");
     let range = shown_range(&b);
     assert!(range.ends_with("tz=Asia%2FTokyo"), "{range}");
@@ -103,22 +108,34 @@ fn zones_hours_and_campaigns(store_args: &[&str], label: &str) {
     let rows = table(&b, "#campaigns-table tr[data-campaign-id]", "campaignId");
     let row = &rows["dash-camp"];
     for field in ["impressions", "measurable", "reach", "invalid", "ads"] {
-        assert_eq!(row[field], json!(campaign[field].to_string()), "{field}: {rows}");
+        assert_eq!(
+            row[field],
+            json!(campaign[field].to_string()),
+            "{field}: {rows}"
+        );
     }
     assert_eq!(
         row["frequency"].as_str().unwrap().parse::<f64>().unwrap(),
         campaign["frequency"].as_f64().unwrap(),
         "{rows}"
     );
-    wait_until(DEADLINE, "the campaign's detail shows its reach", &mut || {
-        b.execute(
+    wait_until(
+        DEADLINE,
+        "the campaign's detail shows its reach",
+        &mut || {
+            b.execute(
             "return document.querySelector('#campaign-detail dd[data-field=\"reach\"]')?.dataset.value;",
             vec![],
         ) == json!("3")
-    });
+        },
+    );
     let ads = table(&b, "#campaign-ads-body tr[data-ad-id]", "adId");
     let ad_ids: Vec<&String> = ads.as_object().unwrap().keys().collect();
-    assert_eq!(ad_ids, ["dash-a", "dash-b"], "only the campaign's ads: {ads}");
+    assert_eq!(
+        ad_ids,
+        ["dash-a", "dash-b"],
+        "only the campaign's ads: {ads}"
+    );
     assert_eq!(ads["dash-a"]["unique_visitors"], json!("2"), "{ads}");
     let (status, edge_csv) = edge
         .get_raw(&format!("/v1/campaigns?{range}&format=csv"))
@@ -129,9 +146,9 @@ fn zones_hours_and_campaigns(store_args: &[&str], label: &str) {
         json!(edge_csv),
         "the download is the edge's CSV"
     );
-    b.screenshot(&workspace_root().join(format!(
-        "tests/artifacts/dashboard-campaigns-{label}.png"
-    )));
+    b.screenshot(
+        &workspace_root().join(format!("tests/artifacts/dashboard-campaigns-{label}.png")),
+    );
 
     // The ads view, the last 48 hours of dash-a: its two impressions in the
     // hour they were sent, every hour as the edge answers it.
@@ -202,13 +219,19 @@ fn zones_hours_and_campaigns(store_args: &[&str], label: &str) {
     let days = table(&b, "#days-body tr[data-day]", "day");
     for d in stats["days"].as_array().unwrap() {
         let shown = &days[d["date"].as_str().unwrap()];
-        assert_eq!(shown["impressions"], json!(d["impressions"].to_string()), "{d}: {days}");
-        assert_eq!(shown["unique_visitors"], json!(d["unique_visitors"].to_string()), "{d}: {days}");
+        assert_eq!(
+            shown["impressions"],
+            json!(d["impressions"].to_string()),
+            "{d}: {days}"
+        );
+        assert_eq!(
+            shown["unique_visitors"],
+            json!(d["unique_visitors"].to_string()),
+            "{d}: {days}"
+        );
     }
     assert_eq!(stats["tz"], json!("America/New_York"), "{stats}");
-    b.screenshot(&workspace_root().join(format!(
-        "tests/artifacts/dashboard-hours-{label}.png"
-    )));
+    b.screenshot(&workspace_root().join(format!("tests/artifacts/dashboard-hours-{label}.png")));
 }
 
 #[test]
