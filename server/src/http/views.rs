@@ -26,7 +26,11 @@ pub(crate) const VIEWS_CACHE_CONTROL: &str = "public, max-age=5, stale-while-rev
 #[into_params(parameter_in = Query)]
 pub struct ViewsQuery {
     /// 1 to 100 post ids, comma-separated.
-    #[param(required = true, example = "p1,p2")]
+    #[param(
+        required = true,
+        example = "p1,p2",
+        pattern = r"^[A-Za-z0-9._:-]+(,[A-Za-z0-9._:-]+)*$"
+    )]
     ids: Option<String>,
 }
 
