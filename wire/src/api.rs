@@ -1,11 +1,12 @@
 //! Response bodies of the v1 API, shared by the server, its tests and clients.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::day::Day;
 
 /// `202` answer of `POST /v1/impressions`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct IngestResponse {
     pub accepted: u32,
     pub duplicates: u32,
@@ -13,26 +14,26 @@ pub struct IngestResponse {
 }
 
 /// One event refused inside an accepted batch.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Rejection {
     pub index: usize,
     pub error: String,
 }
 
 /// Every error answer of the server: `{"error":{"code":..,"message":..}}`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorDetail {
     pub code: String,
     pub message: String,
 }
 
 /// Counts of one ad on one day.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct DayStats {
     pub date: Day,
     pub impressions: u64,
@@ -52,7 +53,7 @@ pub struct DayStats {
 
 /// The video counters of an ad: the progress events and the audible
 /// impressions.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct VideoStats {
     /// `video_start` events: the first frame played.
     pub starts: u64,
@@ -76,7 +77,7 @@ impl VideoStats {
 }
 
 /// `GET /v1/ads/{ad_id}/stats`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct StatsResponse {
     pub ad_id: String,
     pub from: Day,
@@ -99,7 +100,7 @@ pub struct StatsResponse {
 
 /// `GET /v1/posts/{post_id}/stats`: a post's counts, shaped as an ad's
 /// without `video` (`impressions` are the post's views).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct PostStatsResponse {
     pub post_id: String,
     pub from: Day,
@@ -115,7 +116,7 @@ pub struct PostStatsResponse {
 
 /// `GET /v1/views?ids=..`: every asked post id with its viewable views over
 /// all time (0 for an id never seen).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ViewsResponse {
     pub views: std::collections::BTreeMap<String, u64>,
 }
@@ -124,7 +125,7 @@ pub struct ViewsResponse {
 pub const MAX_VIEW_IDS: usize = 100;
 
 /// `GET /v1/ads/{ad_id}/unique-visitors`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct UniqueVisitorsResponse {
     pub ad_id: String,
     pub date: Day,
@@ -134,7 +135,7 @@ pub struct UniqueVisitorsResponse {
 }
 
 /// One ad in `GET /v1/ads`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AdSummary {
     pub ad_id: String,
     pub impressions: u64,
@@ -151,7 +152,7 @@ pub struct AdSummary {
 
 /// `GET /v1/ads?from=..&to=..&limit=..&cursor=..`: one page of the ads with
 /// any count in the range, by ad id.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AdsResponse {
     pub from: Day,
     pub to: Day,
@@ -162,7 +163,7 @@ pub struct AdsResponse {
 }
 
 /// `GET /v1/impression` (the single-impression form).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ImpressionLogged {
     pub message: String,
     /// The ad's id, when the impression was of an ad.
@@ -174,7 +175,7 @@ pub struct ImpressionLogged {
 }
 
 /// `GET /readyz`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Readiness {
     /// `"ready"` (ingest is accepted) or `"degraded"` (it is not; `detail`
     /// says why).

@@ -156,6 +156,22 @@ impl<'de> Deserialize<'de> for Day {
     }
 }
 
+/// In the OpenAPI document a day is what it is on the wire: a `YYYY-MM-DD`
+/// string.
+impl utoipa::PartialSchema for Day {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Date)))
+            .description(Some("A UTC day, `YYYY-MM-DD`."))
+            .examples(["2026-12-01"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Day {}
+
 /// An inclusive range of days, `from..=to`, never empty.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DayRange {

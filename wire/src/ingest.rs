@@ -42,7 +42,7 @@ pub const MAX_EVENT_LEAD_MS: i64 = 5 * 60_000;
 pub const CLOCK_TOLERANCE_MS: i64 = 30_000;
 
 /// What an event reports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     /// The impression met the viewability rule (for a video ad, the video
@@ -211,16 +211,54 @@ pub fn clock_offset(sent_at: Option<i64>, now_ms: i64) -> i64 {
     }
 }
 
-#[derive(Deserialize)]
+/// A batch of events, `POST /v1/impressions`.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = Batch)]
 struct Envelope<'a> {
+    /// The batch's id, the same across the client's retries: the edge
+    /// counts a batch once by it.
     #[serde(borrow, default)]
+    #[schema(value_type = BatchOrEventId, required = true)]
     batch_id: Option<&'a RawValue>,
+    /// 1 to 500 events ([`MAX_EVENTS_PER_BATCH`]), each validated on its own.
     #[serde(borrow, default)]
+    #[schema(value_type = Vec<EventFields>, required = true, min_items = 1, max_items = 500)]
     events: Option<Events<'a>>,
+    /// The SDK's `navigator.webdriver`: a browser under automation.
     #[serde(default)]
+    #[schema(value_type = bool)]
     webdriver: Flag,
+    /// The client's clock (epoch ms) when this attempt was sent, by which
+    /// the edge corrects each event's `ts`.
     #[serde(default)]
+    #[schema(value_type = i64, minimum = 0)]
     sent_at: Millis,
+}
+
+/// The request body of `POST /v1/impressions` in the OpenAPI document: the
+/// schema of the very types that decode it.
+#[derive(Debug)]
+pub struct BatchBody;
+
+impl utoipa::PartialSchema for BatchBody {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        <Envelope<'static> as utoipa::PartialSchema>::schema()
+    }
+}
+
+impl utoipa::ToSchema for BatchBody {
+    fn name() -> Cow<'static, str> {
+        <Envelope<'static> as utoipa::ToSchema>::name()
+    }
+
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        <Envelope<'static> as utoipa::ToSchema>::schemas(schemas);
+    }
 }
 
 /// An optional member holding a whole number >= 0 that fits an `i64`, read
@@ -546,22 +584,37 @@ impl fmt::Display for EventError {
 
 impl std::error::Error for EventError {}
 
-#[derive(Deserialize)]
+/// One event of a batch: exactly one of `ad_id` and `post_id`.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = Event)]
 struct EventFields<'a> {
+    /// The event's id, unique within its page view.
     #[serde(borrow)]
+    #[schema(value_type = BatchOrEventId)]
     id: Cow<'a, str>,
     #[serde(borrow, default)]
+    #[schema(value_type = Option<Id>)]
     ad_id: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
+    #[schema(value_type = Option<Id>)]
     post_id: Option<Cow<'a, str>>,
+    /// The visitor's pseudonymous id.
     #[serde(borrow)]
+    #[schema(value_type = Id)]
     user_id: Cow<'a, str>,
     kind: Kind,
+    /// When it happened, epoch ms on the client's clock.
     ts: i64,
+    /// The ad's signature (`data-ad-token`); required by an edge run with
+    /// `--ad-signing-secret`.
     #[serde(borrow, default)]
+    #[schema(value_type = Option<String>)]
     token: Option<Cow<'a, str>>,
+    /// The browser vouched that the ad was neither covered nor altered
+    /// while in view (IntersectionObserver v2).
     #[serde(default)]
     verified: bool,
+    /// A video ad was unmuted when its viewable playback completed.
     #[serde(default)]
     audible: bool,
 }
@@ -683,6 +736,48 @@ pub fn check_id(id: &str, max: usize) -> Result<(), String> {
         )),
     }
 }
+
+/// The rule of [`check_id`] as a JSON Schema pattern.
+const ID_PATTERN: &str = "^[A-Za-z0-9._:-]+$";
+
+fn id_schema(max: usize, what: &str) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(max))
+        .pattern(Some(ID_PATTERN))
+        .description(Some(format!(
+            "{what}: 1 to {max} bytes of `[A-Za-z0-9._:-]`."
+        )))
+        .into()
+}
+
+/// An ad, post or user id in the OpenAPI document: 1 to
+/// [`MAX_AD_OR_USER_ID_BYTES`] bytes of `[A-Za-z0-9._:-]`.
+#[derive(Debug)]
+pub struct Id;
+
+impl utoipa::PartialSchema for Id {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        id_schema(MAX_AD_OR_USER_ID_BYTES, "An ad, post or user id")
+    }
+}
+
+impl utoipa::ToSchema for Id {}
+
+/// A batch or event id in the OpenAPI document: 1 to
+/// [`MAX_BATCH_OR_EVENT_ID_BYTES`] bytes of `[A-Za-z0-9._:-]`.
+#[derive(Debug)]
+pub struct BatchOrEventId;
+
+impl utoipa::PartialSchema for BatchOrEventId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        id_schema(MAX_BATCH_OR_EVENT_ID_BYTES, "A batch or event id")
+    }
+}
+
+impl utoipa::ToSchema for BatchOrEventId {}
 
 /// Whether `b` may appear in an id.
 pub const fn is_id_byte(b: u8) -> bool {

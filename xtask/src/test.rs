@@ -3,12 +3,16 @@
 //!
 //! It installs what is missing (Debian's `redis-server`, `chromium`,
 //! `chromium-driver`, `firefox-esr`, `webkit2gtk-driver`, `xvfb` and
-//! `xauth`; `geckodriver` from crates.io into `~/.cache/glimpse/tools`; the
-//! wasm target and the wasm-bindgen CLI through [`crate::sdk`]), then runs,
+//! `xauth`; `geckodriver` from crates.io into `~/.cache/glimpse/tools`;
+//! schemathesis and openapi-spec-validator from PyPI into the venv
+//! `~/.cache/glimpse/openapi-venv`, with `python3-venv` when Debian's
+//! `python3` lacks it; the wasm target and the wasm-bindgen CLI through
+//! [`crate::sdk`]), then runs,
 //! stopping at the first failure:
 //! formatting, clippy, the SDK build, the demo site's unit tests, the deploy
 //! manifest checks, and `cargo test --workspace` (unit, router and
-//! end-to-end tests with real processes) last.
+//! end-to-end tests with real processes, the OpenAPI check against a real
+//! edge among them) last.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -36,6 +40,7 @@ pub fn run() -> Result<()> {
     ])?;
     let cargo = tools::cargo();
     tools::ensure_geckodriver(&cargo)?;
+    tools::ensure_openapi_tools()?;
     let step = |name: &str| eprintln!("\n==> xtask test: {name}");
 
     step("cargo fmt --check");

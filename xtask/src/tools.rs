@@ -61,10 +61,16 @@ pub fn ensure_debian_packages(wanted: &[(&str, &str)]) -> Result<()> {
         .filter(|(program, _)| !on_path(program))
         .map(|(_, package)| *package)
         .collect();
-    if missing.is_empty() {
+    install_debian_packages(&missing)
+}
+
+/// `apt-get install` of `packages` (none: nothing to do), as root or by
+/// `sudo`.
+fn install_debian_packages(packages: &[&str]) -> Result<()> {
+    if packages.is_empty() {
         return Ok(());
     }
-    eprintln!("xtask: installing Debian packages {missing:?}");
+    eprintln!("xtask: installing Debian packages {packages:?}");
     let as_root = output(Command::new("id").arg("-u")).is_some_and(|uid| uid.trim() == "0");
     let apt = |args: &[&str]| {
         let mut cmd = if as_root {
@@ -79,8 +85,8 @@ pub fn ensure_debian_packages(wanted: &[(&str, &str)]) -> Result<()> {
     };
     status(&mut apt(&["update", "-qq"]))?;
     let mut install = apt(&["install", "-y", "-qq", "--no-install-recommends"]);
-    install.args(&missing);
-    status(&mut install).with_context(|| format!("installing {missing:?}"))
+    install.args(packages);
+    status(&mut install).with_context(|| format!("installing {packages:?}"))
 }
 
 /// Cargo's home (`$CARGO_HOME`, else `~/.cargo`), where `cargo install`
@@ -134,4 +140,58 @@ pub fn ensure_geckodriver(cargo: &str) -> Result<()> {
         eprintln!("xtask: geckodriver --locked failed ({e:#}); trying without --locked");
         install(false)
     })
+}
+
+/// The Python tools of the OpenAPI check, pinned: the end-to-end test
+/// `openapi` runs them from the venv [`ensure_openapi_tools`] makes.
+/// Hypothesis is held at 6.130.12: later releases describe strategies by
+/// parsing their lambdas' source, which crashes CPython 3.11 ("AST
+/// constructor recursion depth mismatch") inside schemathesis's runs.
+const OPENAPI_TOOLS: &[&str] = &[
+    "schemathesis==4.32.5",
+    "hypothesis==6.130.12",
+    "openapi-spec-validator==0.9.0",
+];
+
+/// Where the venv lives; `tests/tests/e2e/openapi.rs` looks there too.
+fn openapi_venv() -> Option<PathBuf> {
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/glimpse/openapi-venv"))
+}
+
+/// Makes the venv of [`OPENAPI_TOOLS`] unless it holds exactly those pins
+/// already (its `pins.txt`). Debian's `python3` needs `python3-venv` for
+/// `python3 -m venv`; it is installed when the module is missing.
+pub fn ensure_openapi_tools() -> Result<()> {
+    let venv = openapi_venv().context("no HOME to keep the OpenAPI tools in")?;
+    let pins = venv.join("pins.txt");
+    let wanted = OPENAPI_TOOLS.join("\n");
+    let installed = std::fs::read_to_string(&pins).is_ok_and(|p| p == wanted)
+        && venv.join("bin/schemathesis").is_file()
+        && venv.join("bin/openapi-spec-validator").is_file();
+    if installed {
+        return Ok(());
+    }
+    let has_venv = |python: &str| {
+        Command::new(python)
+            .args(["-c", "import ensurepip, venv"])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !has_venv("python3") {
+        install_debian_packages(&["python3-venv"])?;
+    }
+    eprintln!(
+        "xtask: installing {OPENAPI_TOOLS:?} into {} (about a minute, once)",
+        venv.display()
+    );
+    if venv.exists() {
+        std::fs::remove_dir_all(&venv).with_context(|| format!("removing {}", venv.display()))?;
+    }
+    status(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    status(
+        Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check"])
+            .args(OPENAPI_TOOLS),
+    )?;
+    std::fs::write(&pins, wanted).with_context(|| format!("writing {}", pins.display()))
 }

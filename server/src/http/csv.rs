@@ -23,14 +23,19 @@ use super::error::ApiError;
 pub(crate) const NEXT_CURSOR: HeaderName = HeaderName::from_static("next-cursor");
 
 /// What a stats or listing route answers in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
 pub(crate) enum Format {
     Json,
     Csv,
 }
 
-#[derive(Deserialize)]
-struct FormatQuery {
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct FormatQuery {
+    /// `csv` for CSV; JSON when absent, unless `Accept` names `text/csv`
+    /// before any JSON type.
+    #[param(value_type = Option<Format>, inline)]
     format: Option<String>,
 }
 

@@ -162,6 +162,17 @@ pub async fn count_errors(State(state): State<AppState>, request: Request, next:
 
 /// `GET /metrics` on the main listener: needs a key whose scope is `*`
 /// (loopback clients when no key is configured).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    summary = "Prometheus metrics",
+    description = "On the main listener (for a key whose scope is `*`) unless the edge runs with \
+        `--metrics-listen`, which serves them apart, without a key.",
+    responses((status = 200, description = "The Prometheus text exposition.",
+        content_type = "text/plain; version=0.0.4; charset=utf-8", body = String)),
+    security(("api_key" = [])),
+)]
 pub async fn metrics_guarded(State(state): State<AppState>, scope: Scope) -> Response {
     if scope != Scope::All {
         return ApiError::Forbidden("metrics need an API key whose scope is `*`").into_response();

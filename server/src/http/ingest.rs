@@ -7,7 +7,9 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use glimpse_wire::api::{ImpressionLogged, IngestResponse};
-use glimpse_wire::ingest::{check_id, decode_batch, MAX_AD_OR_USER_ID_BYTES, MAX_BODY_BYTES};
+use glimpse_wire::ingest::{
+    check_id, decode_batch, BatchBody, Id, MAX_AD_OR_USER_ID_BYTES, MAX_BODY_BYTES,
+};
 use glimpse_wire::Subject;
 use serde::Deserialize;
 
@@ -70,6 +72,19 @@ fn judge(headers: &HeaderMap, webdriver: bool) -> Verdict {
     traffic::classify(user_agent.as_deref(), webdriver)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/impressions",
+    tag = "ingest",
+    summary = "A batch of events from the SDK",
+    description = "The body may also be sent as `text/plain` (what `sendBeacon` sends), with the \
+        same JSON. Each event is validated on its own: a bad one is rejected in the answer, by \
+        index, and its siblings count. A batch id already counted answers 202 with the events \
+        as duplicates.",
+    request_body(content = BatchBody, content_type = "application/json"),
+    responses((status = 202, description = "Accepted: what counted, what was a duplicate, what was rejected.",
+        body = IngestResponse)),
+)]
 pub async fn post_impressions(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -87,11 +102,17 @@ pub async fn post_impressions(
     Ok((StatusCode::ACCEPTED, Json(response)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SingleImpression {
     /// Exactly one of `ad_id` and `post_id`, as in a batch's event.
+    #[param(value_type = Option<Id>)]
     ad_id: Option<String>,
+    /// A post, instead of an ad.
+    #[param(value_type = Option<Id>)]
     post_id: Option<String>,
+    /// The visitor.
+    #[param(value_type = Id, required = true)]
     user_id: Option<String>,
     /// The ad's signature, as in a batch's event; required only by an edge
     /// run with `--ad-signing-secret`.
@@ -102,6 +123,14 @@ pub struct SingleImpression {
 /// impression, now. An edge that requires signed ads refuses it without a
 /// valid `token` for its ad (400 `invalid_token`), as it refuses such an
 /// event in a batch.
+#[utoipa::path(
+    get,
+    path = "/v1/impression",
+    tag = "ingest",
+    summary = "One viewable impression of an ad (or view of a post), now",
+    params(SingleImpression),
+    responses((status = 200, description = "Counted.", body = ImpressionLogged)),
+)]
 pub async fn get_impression(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -8,6 +8,7 @@ mod error;
 mod extract;
 mod guard;
 mod ingest;
+mod openapi;
 mod sdk;
 mod serve;
 mod stats;
@@ -19,11 +20,13 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{header, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{middleware, Json, Router};
+use axum::routing::get;
+use axum::{middleware, Extension, Json, Router};
 use glimpse_wire::api::Readiness;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::services::{ServeDir, ServeFile};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use auth::Access;
 pub use guard::Guard;
@@ -105,10 +108,14 @@ pub fn app(state: AppState) -> Router {
         .allow_headers([header::CONTENT_TYPE])
         // The SDK honours Retry-After on 429 and 503 answers.
         .expose_headers([header::RETRY_AFTER]);
+    // Every route goes in by `routes!`, which documents it too (see
+    // `openapi.rs`).
+    let (ingest, ingest_doc) = OpenApiRouter::new()
+        .routes(routes!(ingest::post_impressions))
+        .routes(routes!(ingest::get_impression))
+        .split_for_parts();
     // The 405 fallback goes in before the CORS layer so preflights reach it.
-    let ingest = Router::new()
-        .route("/v1/impressions", post(ingest::post_impressions))
-        .route("/v1/impression", get(ingest::get_impression))
+    let ingest = ingest
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             guard::rate_limit,
@@ -123,39 +130,41 @@ pub fn app(state: AppState) -> Router {
         // A script may revalidate by hand (browsers' own caches need not).
         .allow_headers([header::IF_NONE_MATCH])
         .expose_headers([header::ETAG, header::CACHE_CONTROL]);
-    let views = Router::new()
-        .route("/v1/views", get(views::views_route))
+    let (views, views_doc) = OpenApiRouter::new()
+        .routes(routes!(views::views_route))
+        .split_for_parts();
+    let views = views
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             guard::rate_limit,
         ))
         .method_not_allowed_fallback(method_not_allowed)
         .layer(views_cors);
-    let stats = Router::new()
-        .route("/v1/ads", get(stats::ads_route))
-        .route("/v1/posts/{post_id}/stats", get(stats::post_stats_route))
-        .route("/v1/ads/{ad_id}/stats", get(stats::ad_stats_route))
-        .route(
-            "/v1/ads/{ad_id}/unique-visitors",
-            get(stats::unique_visitors_route),
-        );
+    let stats = OpenApiRouter::new()
+        .routes(routes!(stats::ads_route))
+        .routes(routes!(stats::post_stats_route))
+        .routes(routes!(stats::ad_stats_route))
+        .routes(routes!(stats::unique_visitors_route));
     let stats = if state.guard.metrics_on_main {
-        stats.route("/metrics", get(guard::metrics_guarded))
+        stats.routes(routes!(guard::metrics_guarded))
     } else {
         stats
     };
+    let (stats, stats_doc) = stats.split_for_parts();
     let stats = stats
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             auth::require_access,
         ))
         .method_not_allowed_fallback(method_not_allowed);
-    let health = Router::new()
-        .route(
-            "/healthz",
-            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
-        )
-        .route("/readyz", get(readyz))
+    let (health, health_doc) = OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(openapi::openapi_route))
+        .split_for_parts();
+    let document = openapi::document([ingest_doc, views_doc, stats_doc, health_doc]);
+    let health = health
+        .route_layer(Extension(openapi::Document::new(&document)))
         .method_not_allowed_fallback(method_not_allowed);
     let mut router = Router::new()
         .merge(ingest)
@@ -215,10 +224,33 @@ fn not_found_service() -> axum::routing::MethodRouter {
     axum::routing::any(not_found)
 }
 
+/// `GET /healthz`: the process answers.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    summary = "Liveness",
+    responses((status = 200, description = "`{\"status\":\"ok\"}`", body = Object)),
+)]
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
 /// `GET /readyz`: 200 while the edge can accept ingest, 503 when it cannot
 /// (the log failed, or pending counts are over their bound). The store's
 /// health is in the body either way; a store outage alone leaves the edge
 /// ready, since ingest goes on without it.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    summary = "Readiness: can this edge accept ingest",
+    responses(
+        (status = 200, description = "Ready; the store's health is in the body.", body = Readiness),
+        (status = 503, description = "Not ready (`detail` says why), or at the concurrency limit.",
+         body = Readiness),
+    ),
+)]
 async fn readyz(State(state): State<AppState>) -> Response {
     let store = state.edge.store().kind().to_owned();
     let store_status = state.edge.store_health().await.as_str().to_owned();

@@ -3,20 +3,26 @@
 use axum::extract::State;
 use axum::response::Response;
 use glimpse_wire::api::{AdsResponse, PostStatsResponse, StatsResponse, UniqueVisitorsResponse};
-use glimpse_wire::ingest::{check_id, MAX_AD_OR_USER_ID_BYTES};
+use glimpse_wire::ingest::{check_id, Id, MAX_AD_OR_USER_ID_BYTES};
 use glimpse_wire::{Day, DayRange};
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::auth::check_scope;
-use super::csv::{respond, Format};
+use super::csv::{respond, Format, FormatQuery};
 use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery};
 use super::AppState;
 use crate::keys::Scope;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RangeQuery {
+    /// The first UTC day, `YYYY-MM-DD`; today when absent.
+    #[param(format = Date, example = "2026-12-01")]
     from: Option<String>,
+    /// The last UTC day, `YYYY-MM-DD`, at or after `from`; today when absent.
+    #[param(format = Date, example = "2026-12-01")]
     to: Option<String>,
 }
 
@@ -50,6 +56,17 @@ fn checked_ad_id(ad_id: &str) -> Result<(), ApiError> {
     checked_id(ad_id, "ad_id", "invalid_ad_id")
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/ads/{ad_id}/stats",
+    tag = "stats",
+    summary = "An ad's counts over a range of UTC days",
+    description = "Unknown ads answer zeros. CSV: one row per day.",
+    params(("ad_id" = Id, Path, description = "The ad."), RangeQuery, FormatQuery),
+    responses((status = 200, description = "The ad's counts, in total and by day.",
+        content((StatsResponse = "application/json"), (String = "text/csv")))),
+    security(("api_key" = [])),
+)]
 pub async fn ad_stats_route(
     State(state): State<AppState>,
     scope: Scope,
@@ -67,6 +84,17 @@ pub async fn ad_stats_route(
 /// `GET /v1/posts/{post_id}/stats`: a post's counts by day, for keys that
 /// read everything (a key scoped to ad prefixes is an advertiser's, and
 /// posts are not ads).
+#[utoipa::path(
+    get,
+    path = "/v1/posts/{post_id}/stats",
+    tag = "stats",
+    summary = "A post's counts over a range of UTC days",
+    description = "For keys that read every ad. CSV: one row per day.",
+    params(("post_id" = Id, Path, description = "The post."), RangeQuery, FormatQuery),
+    responses((status = 200, description = "The post's counts, in total and by day.",
+        content((PostStatsResponse = "application/json"), (String = "text/csv")))),
+    security(("api_key" = [])),
+)]
 pub async fn post_stats_route(
     State(state): State<AppState>,
     scope: Scope,
@@ -85,11 +113,24 @@ pub async fn post_stats_route(
     Ok(respond(format, stats))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DateQuery {
+    /// The UTC day, `YYYY-MM-DD`.
+    #[param(required = true, format = Date, example = "2026-12-01")]
     date: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/ads/{ad_id}/unique-visitors",
+    tag = "stats",
+    summary = "An ad's unique visitors on one UTC day",
+    params(("ad_id" = Id, Path, description = "The ad."), DateQuery, FormatQuery),
+    responses((status = 200, description = "The day's unique visitors (HyperLogLog).",
+        content((UniqueVisitorsResponse = "application/json"), (String = "text/csv")))),
+    security(("api_key" = [])),
+)]
 pub async fn unique_visitors_route(
     State(state): State<AppState>,
     scope: Scope,
@@ -121,11 +162,17 @@ pub(crate) const DEFAULT_ADS_PAGE: usize = 100;
 /// The largest `limit` of `GET /v1/ads`.
 pub(crate) const MAX_ADS_PAGE: usize = 1000;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AdsQuery {
     #[serde(flatten)]
+    #[param(ignore)]
     range: RangeQuery,
+    /// Ads per page, 1 to 1000; 100 when absent.
+    #[param(value_type = Option<usize>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
+    /// `next_cursor` of the previous page (the `Next-Cursor` header of a
+    /// CSV page), unchanged.
     cursor: Option<String>,
 }
 
@@ -178,6 +225,19 @@ fn page_limit(limit: Option<&str>) -> Result<usize, ApiError> {
 
 /// One page of the ads with counts in the range, only those inside the
 /// caller's scope, by ad id; `next_cursor` leads to the next page.
+#[utoipa::path(
+    get,
+    path = "/v1/ads",
+    tag = "stats",
+    summary = "The ads with counts in a range of UTC days, a page at a time",
+    description = "Only the ads the key's scope reads, by ad id. CSV: one row per ad, and the \
+        next page's cursor in the `Next-Cursor` header.",
+    params(RangeQuery, AdsQuery, FormatQuery),
+    responses((status = 200, description = "One page of ads.",
+        headers(("Next-Cursor" = String, description = "CSV only: the next page's `cursor`; absent on the last page.")),
+        content((AdsResponse = "application/json"), (String = "text/csv")))),
+    security(("api_key" = [])),
+)]
 pub async fn ads_route(
     State(state): State<AppState>,
     scope: Scope,

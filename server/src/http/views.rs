@@ -22,8 +22,15 @@ use super::AppState;
 /// seconds old are fine under a post, and most reads never reach an edge.
 pub(crate) const VIEWS_CACHE_CONTROL: &str = "public, max-age=5, stale-while-revalidate=60";
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ViewsQuery {
+    /// 1 to 100 post ids, comma-separated.
+    #[param(
+        required = true,
+        example = "p1,p2",
+        pattern = r"^[A-Za-z0-9._:-]+(,[A-Za-z0-9._:-]+)*$"
+    )]
     ids: Option<String>,
 }
 
@@ -78,6 +85,21 @@ fn none_match(headers: &HeaderMap, etag: &str) -> bool {
         .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/views",
+    tag = "views",
+    summary = "The all-time view counts of posts",
+    description = "Public and CORS-open; `Cache-Control` and a strong `ETag`, so a revalidation \
+        (`If-None-Match`) that finds nothing new is a 304.",
+    params(ViewsQuery),
+    responses(
+        (status = 200, description = "Every asked id with its views (0 for an id never seen).",
+         body = ViewsResponse,
+         headers(("ETag" = String), ("Cache-Control" = String))),
+        (status = 304, description = "`If-None-Match` names the current `ETag`."),
+    ),
+)]
 pub async fn views_route(
     State(state): State<AppState>,
     headers: HeaderMap,

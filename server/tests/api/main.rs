@@ -10,6 +10,7 @@ mod ingest;
 mod invalid_traffic;
 mod limits;
 mod metrics;
+mod openapi;
 mod replay;
 mod routes;
 mod signed_ads;

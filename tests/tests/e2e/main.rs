@@ -10,6 +10,7 @@ mod hll_vs_redis;
 mod http_guarantees;
 mod load;
 mod log_bound;
+mod openapi;
 mod pending_bound;
 mod posts_video;
 mod redis_cluster;
