@@ -37,6 +37,8 @@ pub fn run() -> Result<()> {
         ("WebKitWebDriver", "webkit2gtk-driver"),
         ("Xvfb", "xvfb"),
         ("xauth", "xauth"),
+        // glimpse-bench's second load generator (bench/tests/tiny.rs runs it).
+        ("wrk", "wrk"),
     ])?;
     let cargo = tools::cargo();
     tools::ensure_geckodriver(&cargo)?;
