@@ -1,7 +1,6 @@
-// Pure helpers of the dashboard: dates and time zones, number formatting, API
-// URLs and errors, CSV, and the geometry of the hand-made SVG chart. No DOM,
-// no globals (fetchJson takes its fetch; time zones come from `Intl`), so
-// `node --test www/tests/` covers them.
+// Pure helpers of the dashboard: dates in UTC, number formatting, API URLs and
+// errors, and the geometry of the hand-made SVG chart. No DOM, no globals
+// (fetchJson takes its fetch), so `node --test www/tests/` covers them.
 
 export const MAX_RANGE_DAYS = 366;
 const DAY_MS = 86_400_000;
@@ -26,128 +25,11 @@ export function parseIsoDate(s) {
   return t;
 }
 
-/** The last `n` days up to and including today in time zone `zone` (UTC by default): {from, to}. */
-export function lastNDays(n, now = new Date(), zone = "UTC") {
+/** The last `n` days up to and including today, in UTC: {from, to}. */
+export function lastNDays(n, now = new Date()) {
   if (!Number.isInteger(n) || n < 1) throw new RangeError("n must be a positive integer");
-  const today = parseIsoDate(todayIn(zone, now));
+  const today = Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate());
   return { from: isoDate(today - (n - 1) * DAY_MS), to: isoDate(today) };
-}
-
-// Time zones --------------------------------------------------------------
-//
-// The edge keeps counts per UTC hour, so it cuts local days only for zones
-// whose offset is a whole number of hours; the picker offers those.
-
-/** The `YYYY-MM-DD` of `now` on the wall calendars of `zone`. */
-export function todayIn(zone, now = new Date()) {
-  const parts = new Intl.DateTimeFormat("en-CA", { timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit" })
-    .formatToParts(now);
-  const get = (type) => parts.find((p) => p.type === type).value;
-  return `${get("year")}-${get("month")}-${get("day")}`;
-}
-
-/** The UTC offset of `zone` at `at`, in minutes east of UTC ("GMT+05:30" is 330). */
-export function zoneOffsetMinutes(zone, at = new Date()) {
-  const name = new Intl.DateTimeFormat("en-US", { timeZone: zone, timeZoneName: "longOffset" })
-    .formatToParts(at).find((p) => p.type === "timeZoneName").value;
-  const m = /^GMT(?:([+-])(\d{1,2})(?::(\d{2}))?)?$/.exec(name);
-  if (!m) throw new RangeError(`unexpected offset name ${name} for ${zone}`);
-  if (!m[1]) return 0;
-  return (m[1] === "-" ? -1 : 1) * (Number(m[2]) * 60 + Number(m[3] || 0));
-}
-
-/** Whether `zone` is a zone name this browser knows. */
-export function isKnownZone(zone) {
-  try {
-    new Intl.DateTimeFormat("en-US", { timeZone: zone });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/**
- * Whether the edge can cut `zone`'s days out of UTC hours around `now`: its
- * offset is a whole number of hours at each instant checked, a year either
- * side (summer and winter time both).
- */
-export function isWholeHourZone(zone, now = new Date()) {
-  if (!isKnownZone(zone)) return false;
-  const month = 30 * DAY_MS;
-  for (let i = -12; i <= 12; i += 3) {
-    if (zoneOffsetMinutes(zone, new Date(now.getTime() + i * month)) % 60 !== 0) return false;
-  }
-  return true;
-}
-
-/** "UTC+9", "UTC−5", "UTC" for an offset in minutes. */
-export function formatOffset(minutes) {
-  if (minutes === 0) return "UTC";
-  const sign = minutes < 0 ? "\u2212" : "+";
-  const abs = Math.abs(minutes);
-  const h = Math.floor(abs / 60);
-  const m = abs % 60;
-  return `UTC${sign}${h}${m ? `:${String(m).padStart(2, "0")}` : ""}`;
-}
-
-/**
- * The zones of the picker: UTC first, then every zone `Intl` knows whose
- * offset is whole hours, by name. `zones` defaults to the browser's list.
- */
-export function pickerZones(now = new Date(), zones = Intl.supportedValuesOf("timeZone")) {
-  const rest = zones.filter((z) => z !== "UTC" && isWholeHourZone(z, now)).sort();
-  return ["UTC", ...rest];
-}
-
-/**
- * The zone the dashboard starts in: `asked` (from the URL) when it is
- * usable, else the browser's own zone when it is, else UTC; with a sentence
- * when a zone had to be set aside.
- */
-export function initialZone(asked, browser, now = new Date()) {
-  if (asked) {
-    if (isWholeHourZone(asked, now)) return { zone: asked, note: null };
-    const why = isKnownZone(asked) ? "its offset from UTC is not a whole number of hours" : "it is not a time zone this browser knows";
-    return { zone: "UTC", note: `Days are shown in UTC: ${asked} can't be used because ${why}.` };
-  }
-  if (browser && isWholeHourZone(browser, now)) return { zone: browser, note: null };
-  if (browser && browser !== "UTC") {
-    return {
-      zone: "UTC",
-      note: `Days are shown in UTC: your time zone, ${browser}, is ${formatOffset(zoneOffsetMinutes(browser, now))}, and glimpse counts per UTC hour, so it can only cut days of whole-hour zones.`,
-    };
-  }
-  return { zone: "UTC", note: null };
-}
-
-// Hours -------------------------------------------------------------------
-
-const HOUR_MS = 3_600_000;
-
-/** The local day range that holds the last `hours` hours before `now` in `zone`: {from, to}. */
-export function lastHoursRange(hours, now = new Date(), zone = "UTC") {
-  return { from: todayIn(zone, new Date(now.getTime() - hours * HOUR_MS)), to: todayIn(zone, now) };
-}
-
-/**
- * Of an hourly answer's `hours`, the last `count` that have begun by `now`
- * (each `hour` is RFC 3339 with its offset), oldest first.
- */
-export function lastHours(hours, count, now = new Date()) {
-  const started = (hours || []).filter((h) => Date.parse(h.hour) <= now.getTime());
-  return started.slice(Math.max(0, started.length - count));
-}
-
-/** "Dec 1, 08:00" for "2026-12-01T08:00:00-05:00": the wall time the answer names. */
-export function formatHour(hour) {
-  const m = /^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2})/.exec(String(hour ?? ""));
-  return m ? `${formatDayShort(m[1])}, ${m[2]}` : String(hour);
-}
-
-/** "08:00" of an hour entry, for the axis. */
-export function formatHourShort(hour) {
-  const m = /T(\d{2}:\d{2})/.exec(String(hour ?? ""));
-  return m ? m[1] : String(hour);
 }
 
 /** Days from `from` to `to`, both included (NaN when a date is invalid). */
@@ -253,22 +135,9 @@ export function adsCsv(ads) {
   return [ADS_CSV_COLUMNS, ...rows].map((r) => r.map(csvField).join(",") + "\r\n").join("");
 }
 
-/** The download's file name for a range: `what` is "ads" or "campaigns". */
-export function csvName(what, from, to, zone = "UTC") {
-  const range = from === to ? from : `${from}-to-${to}`;
-  const tz = zone === "UTC" ? "" : `-${zone.replaceAll("/", "_")}`;
-  return `glimpse-${what}-${range}${tz}.csv`;
-}
-
-/** The columns of a CSV of campaigns: those of the edge's `GET /v1/campaigns?format=csv`. */
-export const CAMPAIGNS_CSV_COLUMNS = [
-  "campaign_id", "impressions", "measurable", "reach", "frequency", "viewability_rate", "invalid", "verified", "ads",
-];
-
-/** The campaigns the table shows as CSV, the way `adsCsv` writes ads. */
-export function campaignsCsv(campaigns) {
-  const rows = campaigns.map((c) => CAMPAIGNS_CSV_COLUMNS.map((k) => c[k]));
-  return [CAMPAIGNS_CSV_COLUMNS, ...rows].map((r) => r.map(csvField).join(",") + "\r\n").join("");
+/** The download's file name for a range. */
+export function adsCsvName(from, to) {
+  return from === to ? `glimpse-ads-${from}.csv` : `glimpse-ads-${from}-to-${to}.csv`;
 }
 
 /** Totals over the listed ads. Unique visitors are not additive across ads, so they are left out. */
@@ -280,57 +149,35 @@ export function totals(ads) {
 
 // API ---------------------------------------------------------------------
 
-/** The largest page the listings give: the dashboard asks for it, to need the fewest requests. */
+/** The largest page `GET /v1/ads` gives: the dashboard asks for it, to need the fewest requests. */
 export const ADS_PAGE_LIMIT = 1000;
 
-/** `?from&to` (and `tz` when it is not UTC) of a range, then `extra` pairs. */
-function rangeQuery(from, to, zone, extra = []) {
-  const q = new URLSearchParams({ from, to });
-  if (zone && zone !== "UTC") q.set("tz", zone);
-  for (const [k, v] of extra) q.set(k, v);
-  return q.toString();
-}
-
-/** One page of a listing ("ads" or "campaigns") of a range; `cursor` is the previous page's `next_cursor`. */
-export function listingUrl(what, from, to, cursor = null, zone = "UTC") {
-  const extra = [["limit", String(ADS_PAGE_LIMIT)]];
-  if (cursor !== null) extra.push(["cursor", cursor]);
-  return `/v1/${what}?${rangeQuery(from, to, zone, extra)}`;
+/** One page of the ads of a range; `cursor` is the previous page's `next_cursor`. */
+export function adsUrl(from, to, cursor = null) {
+  const url = `/v1/ads?from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}&limit=${ADS_PAGE_LIMIT}`;
+  return cursor === null ? url : `${url}&cursor=${encodeURIComponent(cursor)}`;
 }
 
 /**
- * Every entry of a listing ("ads" or "campaigns") of a range, following
- * `next_cursor` page after page. `getPage(url)` answers one page's JSON. A
- * server whose pages never end is refused after `maxPages`.
+ * Every ad of a range, following `next_cursor` page after page. `getPage(url)` answers one
+ * page's JSON. A server whose pages never end is refused after `maxPages`.
  */
-export async function listAll(what, from, to, getPage, { zone = "UTC", maxPages = 1000 } = {}) {
-  const entries = [];
+export async function listAllAds(from, to, getPage, maxPages = 1000) {
+  const ads = [];
   let cursor = null;
   for (let pages = 0; pages < maxPages; pages++) {
-    const page = await getPage(listingUrl(what, from, to, cursor, zone));
-    if (!Array.isArray(page?.[what])) throw new ApiError("bad-response", `The server's answer has no list of ${what}.`);
-    entries.push(...page[what]);
+    const page = await getPage(adsUrl(from, to, cursor));
+    if (!Array.isArray(page?.ads)) throw new ApiError("bad-response", "The server's answer has no list of ads.");
+    ads.push(...page.ads);
     cursor = page.next_cursor ?? null;
-    if (cursor === null) return entries;
+    if (cursor === null) return ads;
     if (typeof cursor !== "string") throw new ApiError("bad-response", "The server's answer has a bad next_cursor.");
   }
-  throw new ApiError("bad-response", `The list of ${what} did not end within ${maxPages} pages.`);
+  throw new ApiError("bad-response", `The list of ads did not end within ${maxPages} pages.`);
 }
 
-/** An ad's stats over a range; `granularity` "hour" adds its hours. */
-export function statsUrl(adId, from, to, zone = "UTC", granularity = "day") {
-  const extra = granularity === "day" ? [] : [["granularity", granularity]];
-  return `/v1/ads/${encodeURIComponent(adId)}/stats?${rangeQuery(from, to, zone, extra)}`;
-}
-
-/** A campaign's stats over a range. */
-export function campaignStatsUrl(campaignId, from, to, zone = "UTC") {
-  return `/v1/campaigns/${encodeURIComponent(campaignId)}/stats?${rangeQuery(from, to, zone)}`;
-}
-
-/** Frequency (impressions per person reached) as "1.43", or "—" when unknown. */
-export function formatFrequency(f) {
-  return typeof f === "number" && Number.isFinite(f) ? f.toFixed(2) : "—";
+export function statsUrl(adId, from, to) {
+  return `/v1/ads/${encodeURIComponent(adId)}/stats?from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`;
 }
 
 /** An API failure: `kind` is "network" | "auth" | "forbidden" | "range" | "not-found" | "server" | "bad-response". */

@@ -2,12 +2,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
-  ApiError, adsCsv, csvName, listingUrl, buildChartPath, listAll, chartScales, compareAdIds, daysOf, describeError,
+  ApiError, adsCsv, adsCsvName, adsUrl, buildChartPath, listAllAds, chartScales, compareAdIds, daysOf, describeError,
   describeStats, fetchJson, formatCount, formatDayLong, formatDayShort, formatRate, isoDate,
   labelIndices, lastNDays, niceStep, niceTicks, parseIsoDate, rangeLength, seriesPoints,
   statsUrl, totals, validateRange, verifiedShare, hasVideo, VIDEO_COUNTERS,
-  todayIn, zoneOffsetMinutes, isWholeHourZone, formatOffset, pickerZones, initialZone, lastHoursRange,
-  lastHours, formatHour, formatHourShort, campaignStatsUrl, campaignsCsv, CAMPAIGNS_CSV_COLUMNS, formatFrequency,
 } from "../dashboard-lib.js";
 
 test("lastNDays counts back in UTC, today included", () => {
@@ -83,8 +81,8 @@ test("totals leave unique visitors out and rate is impressions / measurable", ()
 });
 
 test("URLs encode the ad id and the range", () => {
-  assert.equal(listingUrl("ads", "2025-01-01", "2025-01-07"), "/v1/ads?from=2025-01-01&to=2025-01-07&limit=1000");
-  assert.equal(listingUrl("ads", "2025-01-01", "2025-01-07", "61"), "/v1/ads?from=2025-01-01&to=2025-01-07&limit=1000&cursor=61");
+  assert.equal(adsUrl("2025-01-01", "2025-01-07"), "/v1/ads?from=2025-01-01&to=2025-01-07&limit=1000");
+  assert.equal(adsUrl("2025-01-01", "2025-01-07", "61"), "/v1/ads?from=2025-01-01&to=2025-01-07&limit=1000&cursor=61");
   assert.equal(statsUrl("acme:shoes.1", "2025-01-01", "2025-01-02"), "/v1/ads/acme%3Ashoes.1/stats?from=2025-01-01&to=2025-01-02");
 });
 
@@ -216,23 +214,23 @@ test("verifiedShare: verified over viewable impressions, null without impression
   assert.equal(verifiedShare(null), null);
 });
 
-test("listAll follows next_cursor to the last page", async () => {
+test("listAllAds follows next_cursor to the last page", async () => {
   const pages = {
     "/v1/ads?from=d1&to=d2&limit=1000": { ads: [{ ad_id: "a" }, { ad_id: "b" }], next_cursor: "62" },
     "/v1/ads?from=d1&to=d2&limit=1000&cursor=62": { ads: [{ ad_id: "c" }], next_cursor: null },
   };
   const asked = [];
-  const ads = await listAll("ads", "d1", "d2", async (url) => { asked.push(url); return pages[url]; });
+  const ads = await listAllAds("d1", "d2", async (url) => { asked.push(url); return pages[url]; });
   assert.deepEqual(ads.map((a) => a.ad_id), ["a", "b", "c"]);
   assert.deepEqual(asked, Object.keys(pages));
   // An answer without next_cursor (an older edge) is one page.
-  assert.equal((await listAll("ads", "d1", "d2", async () => ({ ads: [{ ad_id: "x" }] }))).length, 1);
+  assert.equal((await listAllAds("d1", "d2", async () => ({ ads: [{ ad_id: "x" }] }))).length, 1);
 });
 
-test("listAll refuses bad pages and pages that never end", async () => {
-  await assert.rejects(listAll("ads", "d1", "d2", async () => ({})), { kind: "bad-response" });
-  await assert.rejects(listAll("ads", "d1", "d2", async () => ({ ads: [], next_cursor: 7 })), { kind: "bad-response" });
-  await assert.rejects(listAll("ads", "d1", "d2", async () => ({ ads: [], next_cursor: "61" }), { maxPages: 3 }), { kind: "bad-response" });
+test("listAllAds refuses bad pages and pages that never end", async () => {
+  await assert.rejects(listAllAds("d1", "d2", async () => ({})), { kind: "bad-response" });
+  await assert.rejects(listAllAds("d1", "d2", async () => ({ ads: [], next_cursor: 7 })), { kind: "bad-response" });
+  await assert.rejects(listAllAds("d1", "d2", async () => ({ ads: [], next_cursor: "61" }), 3), { kind: "bad-response" });
 });
 
 test("hasVideo is true only when some video counter is above zero", () => {
@@ -260,99 +258,6 @@ test("adsCsv writes the table's ads as RFC 4180 rows with the edge's columns", (
       "\"ad,2\",0,0,0,,0,0,0,0,0,0,0,0\r\n",
   );
   assert.equal(adsCsv([]).split("\r\n").length, 2, "a header row alone");
-  assert.equal(csvName("ads", "2026-12-01", "2026-12-01"), "glimpse-ads-2026-12-01.csv");
-  assert.equal(csvName("ads", "2026-11-25", "2026-12-01"), "glimpse-ads-2026-11-25-to-2026-12-01.csv");
-});
-
-test("lastNDays and todayIn follow the chosen zone's calendar", () => {
-  const now = new Date("2026-03-01T03:30:00Z");
-  assert.equal(todayIn("UTC", now), "2026-03-01");
-  assert.equal(todayIn("America/New_York", now), "2026-02-28", "22:30 the evening before");
-  assert.equal(todayIn("Asia/Tokyo", new Date("2026-02-28T15:00:00Z")), "2026-03-01", "midnight in Tokyo");
-  assert.deepEqual(lastNDays(2, now, "America/New_York"), { from: "2026-02-27", to: "2026-02-28" });
-  assert.deepEqual(lastNDays(2, now), { from: "2026-02-28", to: "2026-03-01" });
-});
-
-test("zone offsets: whole hours are usable, :30 and :45 zones are not", () => {
-  const winter = new Date("2026-01-15T12:00:00Z");
-  const summer = new Date("2026-07-15T12:00:00Z");
-  assert.equal(zoneOffsetMinutes("UTC", winter), 0);
-  assert.equal(zoneOffsetMinutes("America/New_York", winter), -300);
-  assert.equal(zoneOffsetMinutes("America/New_York", summer), -240);
-  assert.equal(zoneOffsetMinutes("Asia/Tokyo", summer), 540);
-  assert.equal(zoneOffsetMinutes("Asia/Kolkata", summer), 330);
-  assert.equal(zoneOffsetMinutes("Asia/Kathmandu", summer), 345);
-  for (const z of ["UTC", "America/New_York", "Asia/Tokyo", "Europe/Berlin"]) assert.ok(isWholeHourZone(z, winter), z);
-  // Adelaide is +10:30 in its summer, +9:30 in winter: never whole.
-  for (const z of ["Asia/Kolkata", "Asia/Kathmandu", "Australia/Adelaide", "Not/AZone"]) assert.ok(!isWholeHourZone(z, winter), z);
-  assert.equal(formatOffset(0), "UTC");
-  assert.equal(formatOffset(540), "UTC+9");
-  assert.equal(formatOffset(-300), "UTC\u22125");
-  assert.equal(formatOffset(330), "UTC+5:30");
-});
-
-test("the picker offers UTC first, then the whole-hour zones by name", () => {
-  const zones = pickerZones(new Date("2026-01-15T12:00:00Z"), ["Asia/Tokyo", "Asia/Kolkata", "UTC", "America/New_York"]);
-  assert.deepEqual(zones, ["UTC", "America/New_York", "Asia/Tokyo"]);
-  const all = pickerZones();
-  assert.equal(all[0], "UTC");
-  assert.ok(all.includes("Europe/Paris") && !all.includes("Asia/Kolkata"));
-});
-
-test("initialZone takes the URL's zone, else the browser's, and says why it fell back to UTC", () => {
-  const now = new Date("2026-01-15T12:00:00Z");
-  assert.deepEqual(initialZone("Asia/Tokyo", "Europe/Paris", now), { zone: "Asia/Tokyo", note: null });
-  assert.deepEqual(initialZone("", "Europe/Paris", now), { zone: "Europe/Paris", note: null });
-  assert.deepEqual(initialZone(null, "UTC", now), { zone: "UTC", note: null });
-  const kolkata = initialZone("", "Asia/Kolkata", now);
-  assert.equal(kolkata.zone, "UTC");
-  assert.match(kolkata.note, /Asia\/Kolkata, is UTC\+5:30/);
-  assert.match(initialZone("Mars/Olympus", "Europe/Paris", now).note, /not a time zone this browser knows/);
-  assert.match(initialZone("Asia/Kathmandu", "Europe/Paris", now).note, /not a whole number of hours/);
-});
-
-test("the last 48 hours: the local days that hold them, and the hours begun by now", () => {
-  const now = new Date("2026-12-03T10:20:00Z");
-  assert.deepEqual(lastHoursRange(48, now), { from: "2026-12-01", to: "2026-12-03" });
-  assert.deepEqual(lastHoursRange(48, now, "America/New_York"), { from: "2026-12-01", to: "2026-12-03" });
-  assert.deepEqual(lastHoursRange(48, new Date("2026-12-03T02:00:00Z"), "America/New_York"), { from: "2026-11-30", to: "2026-12-02" });
-  const hours = [];
-  for (let t = Date.parse("2026-12-01T00:00:00Z"); t < Date.parse("2026-12-04T00:00:00Z"); t += 3_600_000) {
-    hours.push({ hour: new Date(t).toISOString().replace(".000Z", "Z"), impressions: 1 });
-  }
-  const last = lastHours(hours, 48, now);
-  assert.equal(last.length, 48);
-  assert.equal(last[47].hour, "2026-12-03T10:00:00Z", "the hour under way is the last");
-  assert.equal(last[0].hour, "2026-12-01T11:00:00Z");
-  assert.equal(lastHours(hours.slice(0, 5), 48, now).length, 5);
-  // Offsets in the hour strings are honoured: 05:00-05:00 is 10:00Z.
-  assert.equal(lastHours([{ hour: "2026-12-03T05:00:00-05:00" }, { hour: "2026-12-03T06:00:00-05:00" }], 48, now).length, 1);
-});
-
-test("hour labels are the answer's own wall time", () => {
-  assert.equal(formatHour("2026-12-01T08:00:00-05:00"), "Dec 1, 08:00");
-  assert.equal(formatHour("2026-12-01T23:00:00Z"), "Dec 1, 23:00");
-  assert.equal(formatHourShort("2026-12-01T08:00:00+09:00"), "08:00");
-});
-
-test("URLs carry the zone and the granularity only when they are not the defaults", () => {
-  assert.equal(statsUrl("a", "2026-12-01", "2026-12-03", "UTC", "hour"), "/v1/ads/a/stats?from=2026-12-01&to=2026-12-03&granularity=hour");
-  assert.equal(statsUrl("a", "2026-12-01", "2026-12-01", "America/New_York"), "/v1/ads/a/stats?from=2026-12-01&to=2026-12-01&tz=America%2FNew_York");
-  assert.equal(listingUrl("campaigns", "d1", "d2", null, "Asia/Tokyo"), "/v1/campaigns?from=d1&to=d2&tz=Asia%2FTokyo&limit=1000");
-  assert.equal(campaignStatsUrl("acme:fall", "d1", "d2"), "/v1/campaigns/acme%3Afall/stats?from=d1&to=d2");
-  assert.equal(csvName("campaigns", "2026-12-01", "2026-12-02", "Asia/Tokyo"), "glimpse-campaigns-2026-12-01-to-2026-12-02-Asia_Tokyo.csv");
-});
-
-test("campaignsCsv writes the edge's campaign columns, empty where a value is unknown", () => {
-  const csv = campaignsCsv([
-    { campaign_id: "acme-fall", impressions: 10, measurable: 12, reach: 7, frequency: 10 / 7, viewability_rate: 10 / 12, invalid: 1, verified: 4, ads: 2 },
-    { campaign_id: "new", impressions: 0, measurable: 0, reach: 0, frequency: null, viewability_rate: null, invalid: 0, verified: 0, ads: 1 },
-  ]);
-  const lines = csv.split("\r\n");
-  assert.equal(lines[0], CAMPAIGNS_CSV_COLUMNS.join(","));
-  assert.equal(lines[1], `acme-fall,10,12,7,${10 / 7},${10 / 12},1,4,2`);
-  assert.equal(lines[2], "new,0,0,0,,,0,0,1");
-  assert.equal(lines[3], "");
-  assert.equal(formatFrequency(10 / 7), "1.43");
-  assert.equal(formatFrequency(null), "—");
+  assert.equal(adsCsvName("2026-12-01", "2026-12-01"), "glimpse-ads-2026-12-01.csv");
+  assert.equal(adsCsvName("2026-11-25", "2026-12-01"), "glimpse-ads-2026-11-25-to-2026-12-01.csv");
 });
