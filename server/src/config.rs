@@ -149,6 +149,15 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=36_500))]
     pub retention_days: u32,
 
+    /// Days after the start of a day when the visitor sketches of its hours
+    /// are deleted (in both stores; hourly counters are kept as long as the
+    /// day's). A day in a time zone other than UTC is the union of its UTC
+    /// hours, so its unique visitors are answered for this many days, and
+    /// `null` after. At least 4, at most --retention-days.
+    #[arg(long, env = "GLIMPSE_HOURLY_RETENTION_DAYS", default_value_t = DEFAULT_HOURLY_RETENTION_DAYS,
+          value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub hourly_retention_days: u32,
+
     /// Ingest answers 503 with Retry-After while the pending (not yet synced)
     /// counts hold more than this many bytes of memory.
     #[arg(long, env = "GLIMPSE_MAX_PENDING_BYTES", default_value_t = 256 * 1024 * 1024)]
@@ -187,6 +196,9 @@ pub struct Config {
     pub count_automation: bool,
 }
 
+/// `--hourly-retention-days` when not given.
+pub const DEFAULT_HOURLY_RETENTION_DAYS: u32 = 35;
+
 impl Config {
     /// The rules between flags that clap cannot check on its own; the error
     /// names the flag and never shows a secret.
@@ -199,6 +211,13 @@ impl Config {
                  events are accepted up to 48 h late and a sync may land up to 23 h after \
                  that, so a day's keys must live at least {min} days",
                 self.retention_days
+            ));
+        }
+        if self.hourly_retention_days < min || self.hourly_retention_days > self.retention_days {
+            return Err(format!(
+                "--hourly-retention-days {} must be from {min} (the days that still receive \
+                 counts) to --retention-days ({})",
+                self.hourly_retention_days, self.retention_days
             ));
         }
         Ok(())

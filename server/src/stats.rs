@@ -23,7 +23,7 @@
 //! whichever it is in at the cut. Batches that another edge counted show as
 //! that edge's syncs land: the cut is exact for this edge's own batches.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use glimpse_hll::Sketch;
 use glimpse_wire::api::{
@@ -33,8 +33,8 @@ use glimpse_wire::api::{
 use glimpse_wire::{Day, DayRange};
 
 use crate::aggregate::{PendingDays, PendingImpressions};
-use crate::counts::{AdDays, Counters, DayCounts, HourCounts, VideoCounters};
-use crate::store::{Hours, StoredDays, StoredViews};
+use crate::counts::{AdDays, Counters, DayCounts, VideoCounters};
+use crate::store::{StoredDays, StoredViews};
 use crate::tz::{UtcHour, Zone, ZoneError};
 
 /// What a stats request asks for: the days of a zone, by day or by hour
@@ -98,14 +98,10 @@ impl Ask {
         }
     }
 
-    /// Whether the read needs the days' hours: for hourly answers, and for
-    /// the days of any zone but UTC, which are sums of UTC hours.
-    pub fn hours(&self) -> Hours {
-        if self.hourly || !self.zone.is_utc() {
-            Hours::Read
-        } else {
-            Hours::Skip
-        }
+    /// Whether the answer needs the hours' counts: hourly answers, and the
+    /// days of any zone but UTC, which are sums of UTC hours.
+    pub fn needs_hours(&self) -> bool {
+        self.hourly || !self.zone.is_utc()
     }
 
     /// The same days and zone, by day only.
@@ -116,12 +112,39 @@ impl Ask {
         }
     }
 
-    /// The UTC days that hold some hour of the asked days.
-    fn utc_days(&self) -> BTreeSet<Day> {
-        self.days
-            .iter()
-            .flat_map(|(_, hours)| hours.iter().map(|h| h.day))
-            .collect()
+}
+
+/// One UTC hour's counts as an answer reads them.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct HourCounts {
+    pub counters: Counters,
+    /// `None` when the hour's sketch is past the hourly retention.
+    pub visitors: Option<Sketch>,
+}
+
+/// The counts of one key an answer is made from: its days, and its hours
+/// when the ask needs them ([`Ask::needs_hours`]).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct KeyCounts {
+    pub days: AdDays,
+    pub hours: BTreeMap<UtcHour, HourCounts>,
+}
+
+impl KeyCounts {
+    /// Adds the merged days of the key's hour `hour` (its hour key). The
+    /// sketches of days before `sketches_from` are past the hourly
+    /// retention: a store may still hold them for a while, but an answer
+    /// never depends on how soon it deletes them.
+    pub fn add_hour(&mut self, hour: u8, days: AdDays, sketches_from: Day) {
+        for (day, d) in days {
+            self.hours.insert(
+                UtcHour { day, hour },
+                HourCounts {
+                    counters: d.counters,
+                    visitors: (day >= sketches_from).then_some(d.visitors),
+                },
+            );
+        }
     }
 }
 
@@ -193,10 +216,6 @@ struct Table {
     unknown_hours: bool,
 }
 
-fn hour_of(days: &AdDays, hour: UtcHour) -> Option<&HourCounts> {
-    days.get(&hour.day)?.hours.get(&hour.hour)
-}
-
 fn hour_stats(zone: &Zone, hour: UtcHour, counts: Option<&HourCounts>) -> HourStats {
     let none = HourCounts::default();
     let counts = counts.unwrap_or(&none);
@@ -217,7 +236,7 @@ fn hour_stats(zone: &Zone, hour: UtcHour, counts: Option<&HourCounts>) -> HourSt
 /// its day bucket, visitors from the day's sketch; a day of another zone
 /// is the sum of its UTC hours, visitors the union of their sketches. The
 /// range's visitors are the union over it, never a sum.
-fn table(days: &AdDays, ask: &Ask, video: bool) -> Table {
+fn table(counts: &KeyCounts, ask: &Ask, video: bool) -> Table {
     let none = DayCounts::default();
     let mut total = Counters::default();
     let mut range_visitors = Union::new();
@@ -228,12 +247,12 @@ fn table(days: &AdDays, ask: &Ask, video: bool) -> Table {
         let mut counters = Counters::default();
         let mut visitors = Union::new();
         if ask.zone.is_utc() {
-            let d = days.get(date).unwrap_or(&none);
+            let d = counts.days.get(date).unwrap_or(&none);
             counters = d.counters;
             visitors.add(&d.visitors);
             range_visitors.add(&d.visitors);
         } else {
-            for hour in utc_hours.iter().filter_map(|h| hour_of(days, *h)) {
+            for hour in utc_hours.iter().filter_map(|h| counts.hours.get(h)) {
                 counters += hour.counters;
                 visitors.add_hour(hour);
                 range_visitors.add_hour(hour);
@@ -243,7 +262,7 @@ fn table(days: &AdDays, ask: &Ask, video: bool) -> Table {
             hours.extend(
                 utc_hours
                     .iter()
-                    .map(|h| hour_stats(&ask.zone, *h, hour_of(days, *h))),
+                    .map(|h| hour_stats(&ask.zone, *h, counts.hours.get(h))),
             );
         }
         total += counters;
@@ -307,10 +326,10 @@ impl Table {
 pub(crate) fn ad_stats(
     ad_id: &str,
     ask: &Ask,
-    days: &AdDays,
+    counts: &KeyCounts,
     hourly_retention_days: u32,
 ) -> StatsResponse {
-    let t = table(days, ask, true);
+    let t = table(counts, ask, true);
     StatsResponse {
         ad_id: ad_id.to_owned(),
         from: ask.range.from(),
@@ -334,10 +353,10 @@ pub(crate) fn ad_stats(
 pub(crate) fn post_stats(
     post_id: &str,
     ask: &Ask,
-    days: &AdDays,
+    counts: &KeyCounts,
     hourly_retention_days: u32,
 ) -> PostStatsResponse {
-    let t = table(days, ask, false);
+    let t = table(counts, ask, false);
     PostStatsResponse {
         post_id: post_id.to_owned(),
         from: ask.range.from(),
@@ -355,32 +374,18 @@ pub(crate) fn post_stats(
     }
 }
 
-/// The ads recorded on a campaign's merged days that hold an asked hour,
-/// ascending. In a zone other than UTC the UTC days at the range's ends
-/// hold hours outside it too, so the caller keeps only the ads with counts
-/// in the range.
-pub(crate) fn campaign_ads(days: &AdDays, ask: &Ask) -> Vec<String> {
-    let ads: BTreeSet<&String> = ask
-        .utc_days()
-        .iter()
-        .filter_map(|day| days.get(day))
-        .flat_map(|d| d.ads.iter())
-        .collect();
-    ads.into_iter().cloned().collect()
-}
-
 /// The answer of `GET /v1/campaigns/{campaign_id}/stats` from the
-/// campaign's merged days (its counts key `campaign/<id>`, whose sketches
-/// hold the visitors of all its ads: the reach is their union) and the
-/// numbers of its ads.
+/// campaign's counts (its counts key `campaign/<id>`, whose sketches hold
+/// the visitors of all its ads: the reach is their union) and its ads'
+/// numbers.
 pub(crate) fn campaign_stats(
     campaign_id: &str,
     ask: &Ask,
-    days: &AdDays,
+    counts: &KeyCounts,
     ads: Vec<AdSummary>,
     hourly_retention_days: u32,
 ) -> CampaignStatsResponse {
-    let t = table(days, ask, true);
+    let t = table(counts, ask, true);
     CampaignStatsResponse {
         campaign_id: campaign_id.to_owned(),
         from: ask.range.from(),
