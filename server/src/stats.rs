@@ -461,6 +461,33 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// The answer of UTC days, by day, from stored and pending counts.
+    fn ad_stats(
+        id: &str,
+        range: DayRange,
+        stored: StoredDays,
+        pending: Vec<PendingDays>,
+    ) -> StatsResponse {
+        let counts = KeyCounts {
+            days: merged(stored, pending),
+            ..KeyCounts::default()
+        };
+        super::ad_stats(id, &Ask::utc(range), &counts, 35)
+    }
+
+    fn post_stats(
+        id: &str,
+        range: DayRange,
+        stored: StoredDays,
+        pending: Vec<PendingDays>,
+    ) -> PostStatsResponse {
+        let counts = KeyCounts {
+            days: merged(stored, pending),
+            ..KeyCounts::default()
+        };
+        super::post_stats(id, &Ask::utc(range), &counts, 35)
+    }
+
     fn sketch(ids: &[&str]) -> Sketch {
         let mut s = Sketch::new();
         for id in ids {
@@ -518,11 +545,11 @@ mod tests {
             "invalid per day: stored plus pending"
         );
         assert_eq!(s.invalid, 7);
-        assert_eq!((s.days[1].impressions, s.days[1].unique_visitors), (0, 0));
-        assert_eq!(s.days[0].unique_visitors, 3);
-        assert_eq!(s.days[2].unique_visitors, 3);
+        assert_eq!((s.days[1].impressions, s.days[1].unique_visitors), (0, Some(0)));
+        assert_eq!(s.days[0].unique_visitors, Some(3));
+        assert_eq!(s.days[2].unique_visitors, Some(3));
         // a, b, c over the range: a union of 3, where a sum of days gives 6.
-        assert_eq!(s.unique_visitors, 3);
+        assert_eq!(s.unique_visitors, Some(3));
         assert_eq!((s.impressions, s.measurable), (6, 8));
         assert_eq!(
             s.viewability_rate,
@@ -597,7 +624,7 @@ mod tests {
             StoredDays::default(),
             vec![pending(7, 1, 2), pending(8, 10, 20)],
         );
-        assert_eq!((s.impressions, s.unique_visitors), (33, 2));
+        assert_eq!((s.impressions, s.unique_visitors), (33, Some(2)));
     }
 
     #[test]
@@ -669,7 +696,7 @@ mod tests {
         let p = post_stats("p1", range, stored, Vec::new());
         assert_eq!(
             (p.post_id.as_str(), p.impressions, p.unique_visitors),
-            ("p1", 5, 1)
+            ("p1", 5, Some(1))
         );
         assert_eq!(p.days[0].video, None);
         let json = serde_json::to_value(&p).unwrap();
@@ -682,7 +709,7 @@ mod tests {
         let s = ad_stats("ad-x", range, StoredDays::default(), Vec::new());
         assert_eq!(
             (s.impressions, s.measurable, s.unique_visitors, s.invalid),
-            (0, 0, 0, 0)
+            (0, 0, Some(0), 0)
         );
         assert_eq!(s.viewability_rate, None);
         let json = serde_json::to_value(&s).unwrap();

@@ -510,6 +510,7 @@ impl Store for EmbeddedStore {
 mod tests {
     use std::borrow::Cow;
 
+    use crate::keys::Scope;
     use glimpse_wire::ingest::Event;
     use glimpse_wire::{Kind, Subject};
 

@@ -776,16 +776,21 @@ mod tests {
         encode_record(&mut bytes, Traffic::Valid, "b-hours", 9, &events);
         let mut decoded = Vec::new();
         read_segment(bytes.as_slice(), |r| {
-            decoded.push(r.events.iter().map(|e| (e.hour(), e.campaign_id.clone())).collect::<Vec<_>>());
+            let read: Vec<(u8, Option<String>)> = r
+                .events
+                .iter()
+                .map(|e| (e.hour(), e.campaign_id.as_deref().map(str::to_owned)))
+                .collect();
+            decoded.push(read);
             assert_eq!(r.events, events);
         })
         .unwrap();
         assert_eq!(
             decoded,
             [vec![
-                (0, Some(Cow::Borrowed("fall-run"))),
+                (0, Some("fall-run".to_owned())),
                 (23, None),
-                (13, Some(Cow::Borrowed("c")))
+                (13, Some("c".to_owned()))
             ]]
         );
     }

@@ -48,13 +48,15 @@ fn routed_paths(t: &TestEdge) -> BTreeSet<String> {
     paths
 }
 
-const EVERY_ROUTE: [&str; 11] = [
+const EVERY_ROUTE: [&str; 13] = [
     "/healthz",
     "/metrics",
     "/readyz",
     "/v1/ads",
     "/v1/ads/{ad_id}/stats",
     "/v1/ads/{ad_id}/unique-visitors",
+    "/v1/campaigns",
+    "/v1/campaigns/{campaign_id}/stats",
     "/v1/impression",
     "/v1/impressions",
     "/v1/openapi.json",
