@@ -485,7 +485,16 @@ mod tests {
     use glimpse_wire::{Day, Kind, Subject};
 
     use super::*;
-    use crate::counts::{is_ad_key, Counters, VideoCounters};
+    use crate::counts::{is_ad_key, is_hour_key, Counters, VideoCounters};
+
+    /// A batch's shares of days, without those of their hours.
+    fn day_shares(counts: &[BatchCount]) -> Vec<BatchCount> {
+        counts
+            .iter()
+            .filter(|c| !is_hour_key(&c.key))
+            .cloned()
+            .collect()
+    }
 
     fn day(s: &str) -> Day {
         s.parse().unwrap()
@@ -578,7 +587,7 @@ mod tests {
         let rec = &delta.batches[0];
         assert_eq!((rec.batch_id.as_str(), rec.received_ms), ("b1", 7));
         assert_eq!(
-            rec.counts,
+            day_shares(&rec.counts),
             vec![
                 BatchCount {
                     key: "ad-1".into(),
@@ -643,7 +652,7 @@ mod tests {
         assert_eq!(agg.pending_listed(range, is_ad_key), ["ad-1", "ad-9"]);
         let delta = agg.begin_sync().unwrap();
         assert_eq!(
-            delta.batches[0].counts,
+            day_shares(&delta.batches[0].counts),
             [
                 BatchCount {
                     key: "ad-1".into(),
@@ -815,11 +824,15 @@ mod tests {
         let mut batches = 0;
         for delta in &synced {
             // A delta holds whole batches: its counters equal its records.
-            let from_keys: u64 = delta.keys().map(|(_, _, d)| d.counters.impressions).sum();
+            let from_keys: u64 = delta
+                .keys()
+                .filter(|(key, _, _)| !is_hour_key(key))
+                .map(|(_, _, d)| d.counters.impressions)
+                .sum();
             let from_records: u64 = delta
                 .batches
                 .iter()
-                .flat_map(|b| &b.counts)
+                .flat_map(|b| day_shares(&b.counts))
                 .map(|c| c.counters.impressions)
                 .sum();
             assert_eq!(from_keys, from_records);
@@ -930,7 +943,7 @@ mod tests {
         );
         assert_eq!(folded(&agg, "ad-1", range)[&day(d)].counters.impressions, 3);
         assert_eq!(agg.pending_listed(range, is_ad_key), vec!["ad-1"]);
-        assert_eq!(agg.pending_keys(), 3);
+        assert_eq!(agg.pending_keys(), 6, "3 (ad, day)s and their hours");
         let bytes = agg.pending_bytes();
         let first = agg.begin_sync().unwrap();
         assert_eq!(

@@ -687,9 +687,9 @@ mod tests {
     fn foreign_files_and_future_versions_are_refused() {
         assert!(decode(b"not a wal segment at all, no").is_err());
         let mut h = header(1);
-        h[8] = 3;
+        h[8] = 4;
         let err = decode(&h).unwrap_err();
-        assert!(err.to_string().contains("version 3"), "{err}");
+        assert!(err.to_string().contains("version 4"), "{err}");
     }
 
     #[test]
