@@ -132,8 +132,7 @@ impl Generation {
                 });
                 let sketch_before = heap::allocation(day.visitors.heap_bytes());
                 day.add(event, traffic);
-                bytes +=
-                    heap::allocation(day.visitors.heap_bytes()).saturating_sub(sketch_before);
+                bytes += heap::allocation(day.visitors.heap_bytes()).saturating_sub(sketch_before);
             }
         }
         let mut batches = self.batches.lock();
@@ -564,7 +563,10 @@ mod tests {
         );
         assert!(folded(&agg, "ad-2", DayRange::single(day(d1))).is_empty());
         assert_eq!(agg.pending_listed(range, is_ad_key), vec!["ad-1", "ad-2"]);
-        assert_eq!(agg.pending_listed(DayRange::single(day(d1)), is_ad_key), vec!["ad-1"]);
+        assert_eq!(
+            agg.pending_listed(DayRange::single(day(d1)), is_ad_key),
+            vec!["ad-1"]
+        );
     }
 
     #[test]

@@ -407,7 +407,9 @@ mod tests {
                 "{e}"
             );
         }
-        assert!(with("4").unwrap_err().starts_with("--hourly-retention-days 35 must be"));
+        assert!(with("4")
+            .unwrap_err()
+            .starts_with("--hourly-retention-days 35 must be"));
         assert_eq!(with("35"), Ok(()));
         assert_eq!(with("400"), Ok(()));
     }

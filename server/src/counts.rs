@@ -648,7 +648,13 @@ mod tests {
         let mut keys = EventKeys::default();
         assert_eq!(
             keys.of(&in_campaign("ad-1", "u1", 7)),
-            ["ad-1", "h07/ad-1", "campaign/fall", "h07/campaign/fall", "campaign/fall/ad-1"]
+            [
+                "ad-1",
+                "h07/ad-1",
+                "campaign/fall",
+                "h07/campaign/fall",
+                "campaign/fall/ad-1"
+            ]
         );
         for key in keys.of(&in_campaign("ad-1", "u1", 23)) {
             assert!(is_hour_key(key) != is_listed(key), "{key}");
@@ -678,7 +684,9 @@ mod tests {
         let updates = d.updates(|_| Ok::<_, Infallible>(true)).unwrap();
         let total: u64 = updates.iter().map(|u| u.counters.impressions).sum();
         assert_eq!(total, 5, "the first copy's five keys, once each");
-        assert!(updates.iter().all(|u| u.key != "h08/ad-1" || u.counters.is_zero()));
+        assert!(updates
+            .iter()
+            .all(|u| u.key != "h08/ad-1" || u.counters.is_zero()));
     }
 
     #[test]

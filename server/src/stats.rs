@@ -111,7 +111,6 @@ impl Ask {
             ..self.clone()
         }
     }
-
 }
 
 /// One UTC hour's counts as an answer reads them.
@@ -314,9 +313,9 @@ impl Table {
                     zone.name()
                 ))
             }
-            _ => self.unknown_hours.then(|| {
-                format!("unique visitors are not known for some hours: {kept}")
-            }),
+            _ => self
+                .unknown_hours
+                .then(|| format!("unique visitors are not known for some hours: {kept}")),
         }
     }
 }
@@ -545,7 +544,10 @@ mod tests {
             "invalid per day: stored plus pending"
         );
         assert_eq!(s.invalid, 7);
-        assert_eq!((s.days[1].impressions, s.days[1].unique_visitors), (0, Some(0)));
+        assert_eq!(
+            (s.days[1].impressions, s.days[1].unique_visitors),
+            (0, Some(0))
+        );
         assert_eq!(s.days[0].unique_visitors, Some(3));
         assert_eq!(s.days[2].unique_visitors, Some(3));
         // a, b, c over the range: a union of 3, where a sum of days gives 6.

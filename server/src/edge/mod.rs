@@ -276,12 +276,10 @@ impl Edge {
             ..KeyCounts::default()
         };
         if ask.needs_hours() {
-            let hours = futures_util::future::try_join_all(
-                (0..24u8).map(|hour| async move {
-                    let days = self.merged_days(&hour_key(key, hour), range).await?;
-                    Ok::<_, StoreError>((hour, days))
-                }),
-            )
+            let hours = futures_util::future::try_join_all((0..24u8).map(|hour| async move {
+                let days = self.merged_days(&hour_key(key, hour), range).await?;
+                Ok::<_, StoreError>((hour, days))
+            }))
             .await?;
             let sketches_from = self.hourly_sketches_from();
             for (hour, days) in hours {
@@ -311,7 +309,12 @@ impl Edge {
         ask: &Ask,
     ) -> Result<PostStatsResponse, StoreError> {
         let counts = self.key_counts(&post_key(post_id), ask).await?;
-        Ok(post_stats(post_id, ask, &counts, self.hourly_retention_days))
+        Ok(post_stats(
+            post_id,
+            ask,
+            &counts,
+            self.hourly_retention_days,
+        ))
     }
 
     /// The stats of campaign `campaign_id`: its own key's counts (reach is

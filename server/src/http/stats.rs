@@ -81,8 +81,9 @@ impl RangeQuery {
     fn ask(&self, now_ms: i64, hourly: bool) -> Result<Ask, ApiError> {
         let zone = match self.tz.as_deref() {
             None => Zone::utc(),
-            Some(name) => Zone::parse(name)
-                .map_err(|e| ApiError::bad_request("invalid_tz", e.to_string()))?,
+            Some(name) => {
+                Zone::parse(name).map_err(|e| ApiError::bad_request("invalid_tz", e.to_string()))?
+            }
         };
         let range = self.range(zone.today(now_ms))?;
         if hourly && range.len() > MAX_HOURLY_DAYS {
@@ -212,7 +213,10 @@ pub async fn unique_visitors_route(
         )
     })?;
     let day = parse_day("date", &date)?;
-    let stats = state.edge.stats(&ad_id, &Ask::utc(DayRange::single(day))).await?;
+    let stats = state
+        .edge
+        .stats(&ad_id, &Ask::utc(DayRange::single(day)))
+        .await?;
     let answer = UniqueVisitorsResponse {
         ad_id,
         date: day,

@@ -48,7 +48,9 @@ use redb::{Database, ReadableTable, TableDefinition, TableHandle};
 use super::seen::{self, SeenBatches};
 use super::{Applied, Store, StoreError, StoredDays, StoredViews};
 use crate::counted::needs_claim;
-use crate::counts::{is_hour_key, is_listed, post_of_key, AdDays, Counters, DayCounts, Delta, VideoCounters};
+use crate::counts::{
+    is_hour_key, is_listed, post_of_key, AdDays, Counters, DayCounts, Delta, VideoCounters,
+};
 
 /// How [`COUNTS`] holds an (ad, day)'s counters.
 type StoredCounters = (u64, u64, u64, u64);
@@ -610,7 +612,10 @@ mod tests {
         );
         let ad_days = values(store.read_days("p1", today()).await.unwrap().days);
         assert_eq!(ad_days[0].counters.impressions, 1);
-        let ads = store.listed_in_range(today(), Scope::All.prefixes()).await.unwrap();
+        let ads = store
+            .listed_in_range(today(), Scope::All.prefixes())
+            .await
+            .unwrap();
         assert_eq!(ads, ["p1", "vid"]);
         let vid = values(store.read_days("vid", today()).await.unwrap().days);
         assert_eq!(
@@ -652,7 +657,10 @@ mod tests {
         expected.insert(b"u2");
         assert_eq!(days[0].visitors, expected);
         assert_eq!(
-            store.listed_in_range(today(), Scope::All.prefixes()).await.unwrap(),
+            store
+                .listed_in_range(today(), Scope::All.prefixes())
+                .await
+                .unwrap(),
             vec!["ad-1", "ad-2"]
         );
         assert!(store

@@ -70,8 +70,9 @@ use self::plan::{KeyPlan, StepId};
 use super::identity::MAX_SEQUENCE;
 use super::seen::SeenIndex;
 use super::{Store, StoreError, StoredDays, StoredViews};
-use crate::counts::{is_hour_key, is_listed, post_key, post_of_key, Counters, DayCounts, Delta, VideoCounters};
-
+use crate::counts::{
+    is_hour_key, is_listed, post_key, post_of_key, Counters, DayCounts, Delta, VideoCounters,
+};
 
 /// Time allowed for one reply. A timeout leaves the outcome unknown, which
 /// the ledger makes harmless; a generous value just avoids needless retries.

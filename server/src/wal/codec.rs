@@ -439,9 +439,7 @@ pub fn read_segment<R: Read>(
     if ![VERSION, VERSION_2, VERSION_1].contains(&version) {
         return Err(corrupt(
             8,
-            &format!(
-                "format version {version}; this edge reads versions {VERSION_1} to {VERSION}"
-            ),
+            &format!("format version {version}; this edge reads versions {VERSION_1} to {VERSION}"),
         ));
     }
     if crc32fast::hash(&head[..20]).to_le_bytes() != head[20..24] {
@@ -824,7 +822,9 @@ mod tests {
         let mut decoded = Vec::new();
         read_segment(bytes.as_slice(), |r| decoded.push(r.events == events)).unwrap();
         assert_eq!(decoded, [true]);
-        assert!(events.iter().all(|e| e.hour() == 0 && e.campaign_id.is_none()));
+        assert!(events
+            .iter()
+            .all(|e| e.hour() == 0 && e.campaign_id.is_none()));
     }
 
     /// Appends `payload` framed by its length and CRC.

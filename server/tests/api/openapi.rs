@@ -110,7 +110,10 @@ async fn every_operation_documents_its_parameters_answers_and_errors() {
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    assert_eq!(params, ["ad_id", "from", "to", "tz", "granularity", "format"]);
+    assert_eq!(
+        params,
+        ["ad_id", "from", "to", "tz", "granularity", "format"]
+    );
     assert_eq!(stats["security"], serde_json::json!([{"api_key": []}]));
     let ok = &stats["responses"]["200"]["content"];
     assert_eq!(

@@ -63,7 +63,13 @@ async fn range_union_is_not_a_sum() {
     sync::flush(&t.edge).await.unwrap();
     let s = t.stats("ad-1", "?from=2025-11-23&to=2025-11-24").await;
     assert_eq!(s.impressions, 200);
-    assert_eq!(s.days.iter().map(|d| d.unique_visitors.unwrap()).sum::<u64>(), 200);
+    assert_eq!(
+        s.days
+            .iter()
+            .map(|d| d.unique_visitors.unwrap())
+            .sum::<u64>(),
+        200
+    );
     let visitors = reference_estimate((0..100).map(|u| format!("visitor-{u}")));
     assert_eq!(s.unique_visitors, Some(visitors));
 }
