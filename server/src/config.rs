@@ -153,7 +153,8 @@ pub struct Config {
     /// are deleted (in both stores; hourly counters are kept as long as the
     /// day's). A day in a time zone other than UTC is the union of its UTC
     /// hours, so its unique visitors are answered for this many days, and
-    /// `null` after. At least 4, at most --retention-days.
+    /// `null` after. At least 4; a value above --retention-days is read as
+    /// --retention-days.
     #[arg(long, env = "GLIMPSE_HOURLY_RETENTION_DAYS", default_value_t = DEFAULT_HOURLY_RETENTION_DAYS,
           value_parser = clap::value_parser!(u32).range(1..=36_500))]
     pub hourly_retention_days: u32,
@@ -213,14 +214,20 @@ impl Config {
                 self.retention_days
             ));
         }
-        if self.hourly_retention_days < min || self.hourly_retention_days > self.retention_days {
+        if self.hourly_retention_days < min {
             return Err(format!(
-                "--hourly-retention-days {} must be from {min} (the days that still receive \
-                 counts) to --retention-days ({})",
-                self.hourly_retention_days, self.retention_days
+                "--hourly-retention-days {} cannot hold the days that still receive counts: \
+                 an hour's sketch must live at least {min} days",
+                self.hourly_retention_days
             ));
         }
         Ok(())
+    }
+
+    /// Days an hour's visitor sketch is kept: `--hourly-retention-days`,
+    /// never longer than the day's own keys.
+    pub fn hourly_sketch_days(&self) -> u32 {
+        self.hourly_retention_days.min(self.retention_days)
     }
 
     /// The secrets of `--ad-signing-secret`, `None` without the flag.
@@ -407,10 +414,16 @@ mod tests {
                 "{e}"
             );
         }
-        assert!(with("4")
-            .unwrap_err()
-            .starts_with("--hourly-retention-days 35 must be"));
-        assert_eq!(with("35"), Ok(()));
+        assert_eq!(with("4"), Ok(()));
         assert_eq!(with("400"), Ok(()));
+        let hourly = |days: &str| {
+            Config::try_parse_from(["glimpse-server", "--hourly-retention-days", days])
+                .unwrap()
+                .validate()
+        };
+        assert!(hourly("3").unwrap_err().contains("at least 4 days"));
+        assert_eq!(hourly("4"), Ok(()));
+        let capped = Config::try_parse_from(["glimpse-server", "--retention-days", "10"]).unwrap();
+        assert_eq!(capped.hourly_sketch_days(), 10);
     }
 }

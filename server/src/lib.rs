@@ -120,7 +120,7 @@ pub async fn run(
         clock: Arc::new(SystemClock),
         rules: IngestRules::from_config(&config).map_err(anyhow::Error::msg)?,
         log: Some(log),
-        hourly_retention_days: config.hourly_retention_days,
+        hourly_retention_days: config.hourly_sketch_days(),
     }));
     for (what, dir) in [("demo site", &config.www_dir), ("SDK", &config.sdk_dir)] {
         if !dir.is_dir() {

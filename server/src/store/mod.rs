@@ -170,7 +170,7 @@ pub(crate) fn open(config: &Config, identity: &EdgeIdentity) -> anyhow::Result<A
                         config.data_dir.display()
                     )
                 })?
-                .with_hourly_retention(config.hourly_retention_days);
+                .with_hourly_retention(config.hourly_sketch_days());
             Ok(Arc::new(store))
         }
         StoreKind::Redis => {
@@ -184,7 +184,7 @@ pub(crate) fn open(config: &Config, identity: &EdgeIdentity) -> anyhow::Result<A
                 cluster_nodes: config.redis_cluster_nodes.clone(),
                 prefix: config.redis_prefix.clone(),
                 retention_days: config.retention_days,
-                hourly_retention_days: config.hourly_retention_days,
+                hourly_retention_days: config.hourly_sketch_days(),
                 stats_cache: config.stats_cache,
                 edge_id: identity.id.clone(),
                 boot: identity.boot,
