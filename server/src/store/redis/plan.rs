@@ -89,7 +89,7 @@ pub fn claims(delta: &Delta) -> Vec<&str> {
 /// The script call of one (ad, day) or (post, day).
 #[derive(Clone, Debug, PartialEq)]
 pub struct KeyPlan<'a> {
-    /// The counts key (`crate::counts::counts_key`).
+    /// The counts key (`crate::counts::EventKeys`).
     pub key: &'a str,
     pub day: Day,
     /// The sketch to merge, of the same batches as `counters`; `None` when
