@@ -304,18 +304,19 @@ fn apply_delta(
                     .insert(key, encode_video(stored))
                     .map_err(unavailable)?;
             }
+            // A post's hour keys (`h<HH>/post/…`) are neither a post's
+            // total nor listed.
             match post_of_key(ad_id) {
-                Some(post_id) => {
-                    if update.counters.impressions > 0 {
-                        let views = post_views
-                            .get(post_id)
-                            .map_err(unavailable)?
-                            .map_or(0, |v| v.value());
-                        post_views
-                            .insert(post_id, views + update.counters.impressions)
-                            .map_err(unavailable)?;
-                    }
+                Some(post_id) if update.counters.impressions > 0 => {
+                    let views = post_views
+                        .get(post_id)
+                        .map_err(unavailable)?
+                        .map_or(0, |v| v.value());
+                    post_views
+                        .insert(post_id, views + update.counters.impressions)
+                        .map_err(unavailable)?;
                 }
+                Some(_) => {}
                 None if is_listed(ad_id) => {
                     ads_by_day
                         .insert((day.days_since_epoch(), ad_id), ())

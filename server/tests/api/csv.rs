@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use serde_json::{json, Value};
 
 use crate::support::{assert_error, batch, event, get_text, TestEdge, TODAY};
