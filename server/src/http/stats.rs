@@ -246,6 +246,17 @@ pub struct AdsQuery {
     cursor: Option<String>,
 }
 
+impl AdsQuery {
+    /// What a listing asks: its days (by day), its page size, and the id
+    /// the page starts after.
+    fn page(&self, now_ms: i64) -> Result<(Ask, usize, Option<String>), ApiError> {
+        let ask = self.range.ask(now_ms, false)?;
+        let limit = page_limit(self.limit.as_deref())?;
+        let after = self.cursor.as_deref().map(decode_cursor).transpose()?;
+        Ok((ask, limit, after))
+    }
+}
+
 /// A cursor names the last ad id of a page; it is opaque to clients (hex,
 /// so that nobody builds one from an id by hand and relies on it).
 fn encode_cursor(ad_id: &str) -> String {
@@ -314,9 +325,7 @@ pub async fn ads_route(
     ApiQuery(q): ApiQuery<AdsQuery>,
     format: Format,
 ) -> Result<Response, ApiError> {
-    let ask = q.range.ask(state.edge.now_ms(), false)?;
-    let limit = page_limit(q.limit.as_deref())?;
-    let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
+    let (ask, limit, after) = q.page(state.edge.now_ms())?;
     let page = state
         .edge
         .ads(&ask, &scope, after.as_deref(), limit)
@@ -392,9 +401,7 @@ pub async fn campaigns_route(
     ApiQuery(q): ApiQuery<AdsQuery>,
     format: Format,
 ) -> Result<Response, ApiError> {
-    let ask = q.range.ask(state.edge.now_ms(), false)?;
-    let limit = page_limit(q.limit.as_deref())?;
-    let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
+    let (ask, limit, after) = q.page(state.edge.now_ms())?;
     let page = state
         .edge
         .campaigns(&ask, &scope, after.as_deref(), limit)
