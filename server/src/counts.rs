@@ -108,8 +108,9 @@ impl AddAssign for VideoCounters {
 ///   day, so an hour is counted, stored and read exactly as a day is;
 /// - for an ad's event with a campaign: the campaign's
 ///   (`campaign/<campaign_id>`, its reach being the union of all its ads'
-///   visitors), the campaign's hour, and the campaign's share of the ad
-///   (`campaign/<campaign_id>/<ad_id>`), which lists the campaign's ads.
+///   visitors), the campaign's hour, the campaign's share of the ad
+///   (`campaign/<campaign_id>/<ad_id>`), which lists the campaign's ads,
+///   and that share's hour (a zone's day of any key is its hours' sum).
 ///
 /// No ad id contains `/` (it is outside the id alphabet), so no ad's key
 /// is ever any of the others, and no client can name one as an ad.
@@ -205,6 +206,7 @@ impl EventKeys {
             next(&mut self.bufs, &[CAMPAIGN_KEY_PREFIX, campaign]);
             next(&mut self.bufs, &[hh, CAMPAIGN_KEY_PREFIX, campaign]);
             next(&mut self.bufs, &[CAMPAIGN_KEY_PREFIX, campaign, "/", id]);
+            next(&mut self.bufs, &[hh, CAMPAIGN_KEY_PREFIX, campaign, "/", id]);
         }
         &self.bufs[..n]
     }
@@ -653,7 +655,8 @@ mod tests {
                 "h07/ad-1",
                 "campaign/fall",
                 "h07/campaign/fall",
-                "campaign/fall/ad-1"
+                "campaign/fall/ad-1",
+                "h07/campaign/fall/ad-1"
             ]
         );
         for key in keys.of(&in_campaign("ad-1", "u1", 23)) {
@@ -683,7 +686,7 @@ mod tests {
         ]);
         let updates = d.updates(|_| Ok::<_, Infallible>(true)).unwrap();
         let total: u64 = updates.iter().map(|u| u.counters.impressions).sum();
-        assert_eq!(total, 5, "the first copy's five keys, once each");
+        assert_eq!(total, 6, "the first copy's six keys, once each");
         assert!(updates
             .iter()
             .all(|u| u.key != "h08/ad-1" || u.counters.is_zero()));
