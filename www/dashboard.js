@@ -390,12 +390,20 @@ function showError(err) {
   const stale = listed() ? " The numbers below are from the last successful update." : "";
   // The key panel speaks for itself; every other failure gets the banner.
   setBanner(err.kind === "auth" ? null : `${messages[err.kind] || err.message}${retry}${stale}`, err.kind);
+  // A detail whose numbers were for another range or zone says why it is empty.
+  if (state.view === "ads") renderDetail();
+  else renderCampaignDetail();
   if (!listed()) {
     table.hidden = true;
     stateEl.hidden = false;
     stateEl.dataset.kind = "error";
     setText(stateEl, err.kind === "auth" ? `Enter an API key above to see your ${what}.` : "No data to show yet.");
   }
+}
+
+/** Why a detail panel has no numbers: they are loading, or the request failed (the banner says why). */
+function missing(what) {
+  return state.lastError ? `No ${what} to show: the server refused or failed the request (see above).` : `Loading the ${what}…`;
 }
 
 function setBanner(text, kind = "") {
@@ -637,7 +645,7 @@ function renderDetail() {
   renderVisitorsNote($("detail-visitors-note"), s?.visitors_note);
   if (!s) {
     detailState.hidden = false;
-    setText(detailState, "Loading the days…");
+    setText(detailState, missing("days"));
     chartBox.replaceChildren();
     daysBody.replaceChildren();
     hoursBox.replaceChildren();
@@ -794,7 +802,7 @@ function renderCampaignDetail() {
   renderVisitorsNote($("campaign-visitors-note"), s?.visitors_note);
   campaignState.hidden = Boolean(s);
   if (!s) {
-    setText(campaignState, "Loading the campaign…");
+    setText(campaignState, missing("campaign"));
     campaignChartBox.replaceChildren();
     campaignAdsBody.replaceChildren();
     return;

@@ -290,6 +290,7 @@ fn zones_hours_and_campaigns(store_args: &[&str], label: &str) {
         );
     }
     assert_eq!(stats["tz"], json!("America/New_York"), "{stats}");
+    b.screenshot(&workspace_root().join(format!("tests/artifacts/dashboard-hours-{label}.png")));
 
     // India's offset is not a whole number of hours: the edge refuses the
     // zone, and the page says what the edge said.
@@ -326,7 +327,14 @@ fn zones_hours_and_campaigns(store_args: &[&str], label: &str) {
             .contains(refusal["error"]["message"].as_str().unwrap()),
         "{shown} says {refusal}"
     );
-    b.screenshot(&workspace_root().join(format!("tests/artifacts/dashboard-hours-{label}.png")));
+    let detail = b.execute(
+        "return document.getElementById('detail-state').textContent;",
+        vec![],
+    );
+    assert!(
+        detail.as_str().unwrap().starts_with("No days to show"),
+        "the New York days are not shown under Kolkata: {detail}"
+    );
 }
 
 #[test]
