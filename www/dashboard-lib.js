@@ -436,14 +436,21 @@ export function chartScales({ length, max, width, height, margin = { top: 16, ri
 
 const r2 = (v) => Math.round(v * 100) / 100;
 
-/** An SVG path through `points` ([x, y] pairs): "M x y L x y ...", or "" when empty. */
+/**
+ * An SVG path through `points` ([x, y] pairs): "M x y L x y ...", or "" when
+ * empty. A null point (a value not known) breaks the line: the next point
+ * starts a new piece.
+ */
 export function buildChartPath(points) {
-  return points.map(([px, py], i) => `${i ? "L" : "M"}${r2(px)} ${r2(py)}`).join(" ");
+  return points
+    .map((p, i) => p && `${i && points[i - 1] ? "L" : "M"}${r2(p[0])} ${r2(p[1])}`)
+    .filter(Boolean)
+    .join(" ");
 }
 
-/** The series of a stats answer as points of the chart. */
+/** The series of a stats answer as points of the chart; null where the answer's value is null (not known). */
 export function seriesPoints(days, field, scales) {
-  return days.map((d, i) => [scales.x(i), scales.y(d[field] || 0)]);
+  return days.map((d, i) => (d[field] === null ? null : [scales.x(i), scales.y(d[field] || 0)]));
 }
 
 /** A sentence describing a stats answer, for the chart's <desc>. */

@@ -913,7 +913,9 @@ function drawChart(box, rows, o) {
     const g = svgEl("g", { class: `chart__series`, "data-series": ser.field });
     g.append(svgEl("path", { d: buildChartPath(pts), class: `series--${ser.cls}`, fill: "none" }));
     if (showDots || rows.length === 1) {
-      pts.forEach(([x, y], i) => {
+      pts.forEach((p, i) => {
+        if (!p) return;
+        const [x, y] = p;
         const dot = ser.cls === "impressions"
           ? svgEl("circle", { cx: x, cy: y, r: 3.5, class: "dot--impressions" })
           : svgEl("rect", { x: x - 3.5, y: y - 3.5, width: 7, height: 7, class: "dot--uniques" });

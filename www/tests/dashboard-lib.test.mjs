@@ -184,6 +184,9 @@ test("chartScales maps days and values into the plot area", () => {
 test("buildChartPath draws a polyline from the series", () => {
   assert.equal(buildChartPath([]), "");
   assert.equal(buildChartPath([[0, 10], [5.5, 2.123], [10, 0]]), "M0 10 L5.5 2.12 L10 0");
+  // Unknown values break the line instead of drawing a zero.
+  assert.equal(buildChartPath([[0, 10], null, [10, 0], [20, 5]]), "M0 10 M10 0 L20 5");
+  assert.equal(buildChartPath([null, [10, 0]]), "M10 0");
   const days = [
     { date: "2025-01-01", impressions: 0, unique_visitors: 0 },
     { date: "2025-01-02", impressions: 4, unique_visitors: 2 },
@@ -191,6 +194,8 @@ test("buildChartPath draws a polyline from the series", () => {
   const sc = chartScales({ length: 2, max: 4, width: 100, height: 100, margin: { top: 0, right: 0, bottom: 0, left: 0 } });
   assert.equal(buildChartPath(seriesPoints(days, "impressions", sc)), "M0 100 L100 0");
   assert.equal(buildChartPath(seriesPoints(days, "unique_visitors", sc)), "M0 100 L100 50");
+  const unknown = [{ unique_visitors: null }, { unique_visitors: 2 }];
+  assert.deepEqual(seriesPoints(unknown, "unique_visitors", sc), [null, [100, 50]]);
 });
 
 test("describeStats summarises the range for the chart description", () => {
