@@ -40,7 +40,7 @@ use glimpse_wire::{Day, DayRange};
 use parking_lot::{Mutex, RwLock};
 
 use crate::counted::BatchClaims;
-use crate::counts::{counts_key, post_of_key, AdDays, BatchCount, BatchRecord, DayCounts, Delta};
+use crate::counts::{AdDays, BatchCount, BatchRecord, DayCounts, Delta, EventKeys};
 use crate::heap;
 use crate::traffic::Traffic;
 
@@ -110,29 +110,30 @@ impl Generation {
     ) -> R {
         let record = BatchRecord::new(batch_id, received_ms, traffic, events);
         let mut bytes = record_heap_bytes(&record);
-        let mut buf = String::new();
+        let mut keys = EventKeys::default();
         for event in events {
-            let key = counts_key(event, &mut buf);
-            let mut shard = self.shards[shard_of(key)].lock();
-            let days = match shard.ads.get_mut(key) {
-                Some(days) => days,
-                None => {
-                    bytes += ad_heap_bytes(key);
-                    shard.ads.entry(key.to_owned()).or_default()
-                }
-            };
-            let n_days = days.len();
-            let day = days.entry(event.day).or_insert_with(|| {
-                // A leaf node holds 11 days; an ad rarely has more than 3
-                // (events are at most 48 h old).
-                if n_days % heap::BTREE_LEAF_CAPACITY == 0 {
-                    bytes += heap::btree_leaf::<Day, DayCounts>();
-                }
-                DayCounts::default()
-            });
-            let sketch_before = heap::allocation(day.visitors.heap_bytes());
-            day.add(event, traffic);
-            bytes += heap::allocation(day.visitors.heap_bytes()).saturating_sub(sketch_before);
+            for key in keys.of(event) {
+                let mut shard = self.shards[shard_of(key)].lock();
+                let days = match shard.ads.get_mut(key.as_str()) {
+                    Some(days) => days,
+                    None => {
+                        bytes += ad_heap_bytes(key);
+                        shard.ads.entry(key.clone()).or_default()
+                    }
+                };
+                let n_days = days.len();
+                let day = days.entry(event.day).or_insert_with(|| {
+                    // A leaf node holds 11 days; a key rarely has more than 3
+                    // (events are at most 48 h old).
+                    if n_days % heap::BTREE_LEAF_CAPACITY == 0 {
+                        bytes += heap::btree_leaf::<Day, DayCounts>();
+                    }
+                    DayCounts::default()
+                });
+                let sketch_before = heap::allocation(day.visitors.heap_bytes());
+                day.add(event, traffic);
+                bytes += heap::allocation(day.visitors.heap_bytes()).saturating_sub(sketch_before);
+            }
         }
         let mut batches = self.batches.lock();
         batches.push(record);
@@ -425,10 +426,12 @@ impl Aggregator {
         out
     }
 
-    /// Ids of the ads with pending data in `range` (posts left out).
-    pub fn pending_ads(&self, range: DayRange) -> Vec<String> {
+    /// The keys for which `wanted` holds with pending data in `range`,
+    /// ascending: the ads ([`crate::counts::is_ad_key`]), the campaigns, or
+    /// one campaign's shares of its ads.
+    pub fn pending_listed(&self, range: DayRange, wanted: impl Fn(&str) -> bool) -> Vec<String> {
         let in_range = |(key, days): &(&String, &AdDays)| {
-            post_of_key(key).is_none() && days.range(range.from()..=range.to()).next().is_some()
+            wanted(key) && days.range(range.from()..=range.to()).next().is_some()
         };
         let mut ads = Vec::new();
         let in_flight = self.in_flight.read();
@@ -481,7 +484,16 @@ mod tests {
     use glimpse_wire::{Day, Kind, Subject};
 
     use super::*;
-    use crate::counts::{Counters, VideoCounters};
+    use crate::counts::{is_ad_key, is_hour_key, Counters, VideoCounters};
+
+    /// A batch's shares of days, without those of their hours.
+    fn day_shares(counts: &[BatchCount]) -> Vec<BatchCount> {
+        counts
+            .iter()
+            .filter(|c| !is_hour_key(&c.key))
+            .cloned()
+            .collect()
+    }
 
     fn day(s: &str) -> Day {
         s.parse().unwrap()
@@ -518,6 +530,7 @@ mod tests {
             token: None,
             verified: false,
             audible: false,
+            campaign_id: None,
         }
     }
 
@@ -549,8 +562,11 @@ mod tests {
             0
         );
         assert!(folded(&agg, "ad-2", DayRange::single(day(d1))).is_empty());
-        assert_eq!(agg.pending_ads(range), vec!["ad-1", "ad-2"]);
-        assert_eq!(agg.pending_ads(DayRange::single(day(d1))), vec!["ad-1"]);
+        assert_eq!(agg.pending_listed(range, is_ad_key), vec!["ad-1", "ad-2"]);
+        assert_eq!(
+            agg.pending_listed(DayRange::single(day(d1)), is_ad_key),
+            vec!["ad-1"]
+        );
     }
 
     #[test]
@@ -573,7 +589,7 @@ mod tests {
         let rec = &delta.batches[0];
         assert_eq!((rec.batch_id.as_str(), rec.received_ms), ("b1", 7));
         assert_eq!(
-            rec.counts,
+            day_shares(&rec.counts),
             vec![
                 BatchCount {
                     key: "ad-1".into(),
@@ -635,10 +651,10 @@ mod tests {
         );
         assert_eq!(p.visitors.estimate(), 1, "only the person is a visitor");
         // An ad seen only by bots is still listed, so its invalid count shows.
-        assert_eq!(agg.pending_ads(range), ["ad-1", "ad-9"]);
+        assert_eq!(agg.pending_listed(range, is_ad_key), ["ad-1", "ad-9"]);
         let delta = agg.begin_sync().unwrap();
         assert_eq!(
-            delta.batches[0].counts,
+            day_shares(&delta.batches[0].counts),
             [
                 BatchCount {
                     key: "ad-1".into(),
@@ -810,11 +826,15 @@ mod tests {
         let mut batches = 0;
         for delta in &synced {
             // A delta holds whole batches: its counters equal its records.
-            let from_keys: u64 = delta.keys().map(|(_, _, d)| d.counters.impressions).sum();
+            let from_keys: u64 = delta
+                .keys()
+                .filter(|(key, _, _)| !is_hour_key(key))
+                .map(|(_, _, d)| d.counters.impressions)
+                .sum();
             let from_records: u64 = delta
                 .batches
                 .iter()
-                .flat_map(|b| &b.counts)
+                .flat_map(|b| day_shares(&b.counts))
                 .map(|c| c.counters.impressions)
                 .sum();
             assert_eq!(from_keys, from_records);
@@ -924,8 +944,8 @@ mod tests {
             &[ev("ad-1", "u7", Kind::Viewable, d)],
         );
         assert_eq!(folded(&agg, "ad-1", range)[&day(d)].counters.impressions, 3);
-        assert_eq!(agg.pending_ads(range), vec!["ad-1"]);
-        assert_eq!(agg.pending_keys(), 3);
+        assert_eq!(agg.pending_listed(range, is_ad_key), vec!["ad-1"]);
+        assert_eq!(agg.pending_keys(), 6, "3 (ad, day)s and their hours");
         let bytes = agg.pending_bytes();
         let first = agg.begin_sync().unwrap();
         assert_eq!(

@@ -149,6 +149,16 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=36_500))]
     pub retention_days: u32,
 
+    /// Days after the start of a day when the visitor sketches of its hours
+    /// are deleted (in both stores; hourly counters are kept as long as the
+    /// day's). A day in a time zone other than UTC is the union of its UTC
+    /// hours, so its unique visitors are answered for this many days, and
+    /// `null` after. At least 4; a value above --retention-days is read as
+    /// --retention-days.
+    #[arg(long, env = "GLIMPSE_HOURLY_RETENTION_DAYS", default_value_t = DEFAULT_HOURLY_RETENTION_DAYS,
+          value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub hourly_retention_days: u32,
+
     /// Ingest answers 503 with Retry-After while the pending (not yet synced)
     /// counts hold more than this many bytes of memory.
     #[arg(long, env = "GLIMPSE_MAX_PENDING_BYTES", default_value_t = 256 * 1024 * 1024)]
@@ -187,6 +197,9 @@ pub struct Config {
     pub count_automation: bool,
 }
 
+/// `--hourly-retention-days` when not given.
+pub const DEFAULT_HOURLY_RETENTION_DAYS: u32 = 35;
+
 impl Config {
     /// The rules between flags that clap cannot check on its own; the error
     /// names the flag and never shows a secret.
@@ -201,7 +214,20 @@ impl Config {
                 self.retention_days
             ));
         }
+        if self.hourly_retention_days < min {
+            return Err(format!(
+                "--hourly-retention-days {} cannot hold the days that still receive counts: \
+                 an hour's sketch must live at least {min} days",
+                self.hourly_retention_days
+            ));
+        }
         Ok(())
+    }
+
+    /// Days an hour's visitor sketch is kept: `--hourly-retention-days`,
+    /// never longer than the day's own keys.
+    pub fn hourly_sketch_days(&self) -> u32 {
+        self.hourly_retention_days.min(self.retention_days)
     }
 
     /// The secrets of `--ad-signing-secret`, `None` without the flag.
@@ -390,5 +416,14 @@ mod tests {
         }
         assert_eq!(with("4"), Ok(()));
         assert_eq!(with("400"), Ok(()));
+        let hourly = |days: &str| {
+            Config::try_parse_from(["glimpse-server", "--hourly-retention-days", days])
+                .unwrap()
+                .validate()
+        };
+        assert!(hourly("3").unwrap_err().contains("at least 4 days"));
+        assert_eq!(hourly("4"), Ok(()));
+        let capped = Config::try_parse_from(["glimpse-server", "--retention-days", "10"]).unwrap();
+        assert_eq!(capped.hourly_sketch_days(), 10);
     }
 }

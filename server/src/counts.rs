@@ -99,27 +99,22 @@ impl AddAssign for VideoCounters {
     }
 }
 
-/// The key the edge keeps a subject's counts under, in memory, in the log's
-/// replay and in both stores: an ad's id as it is, a post's id after
-/// [`POST_KEY_PREFIX`]. No ad id starts with it (`/` is outside the id
-/// alphabet), so a post and an ad never share counts, and no client can
-/// name a post's key as an ad.
+/// The keys the edge keeps counts under, in memory, in the log's replay and
+/// in both stores. An event counts under several (see [`EventKeys`]):
+///
+/// - its subject's: an ad's id as it is, a post's id after
+///   [`POST_KEY_PREFIX`];
+/// - that key's UTC hour: `h<HH>/` before it ([`hour_key`]), on the same
+///   day, so an hour is counted, stored and read exactly as a day is;
+/// - for an ad's event with a campaign: the campaign's
+///   (`campaign/<campaign_id>`, its reach being the union of all its ads'
+///   visitors), the campaign's hour, and the campaign's share of the ad
+///   (`campaign/<campaign_id>/<ad_id>`), which lists the campaign's ads.
+///
+/// No ad id contains `/` (it is outside the id alphabet), so no ad's key
+/// is ever any of the others, and no client can name one as an ad.
 pub(crate) const POST_KEY_PREFIX: &str = "post/";
-
-/// The counts key of `event`'s subject, written into `buf` for a post (a
-/// buffer the caller reuses across a batch, so a post's event allocates no
-/// more than an ad's).
-pub(crate) fn counts_key<'k>(event: &'k Event<'_>, buf: &'k mut String) -> &'k str {
-    match event.subject {
-        Subject::Ad => &event.subject_id,
-        Subject::Post => {
-            buf.clear();
-            buf.push_str(POST_KEY_PREFIX);
-            buf.push_str(&event.subject_id);
-            buf
-        }
-    }
-}
+pub(crate) const CAMPAIGN_KEY_PREFIX: &str = "campaign/";
 
 /// The counts key of post `post_id`.
 pub(crate) fn post_key(post_id: &str) -> String {
@@ -129,6 +124,90 @@ pub(crate) fn post_key(post_id: &str) -> String {
 /// The post whose counts `key` holds, when it is a post's.
 pub(crate) fn post_of_key(key: &str) -> Option<&str> {
     key.strip_prefix(POST_KEY_PREFIX)
+}
+
+/// The counts key of campaign `campaign_id`.
+pub(crate) fn campaign_key(campaign_id: &str) -> String {
+    format!("{CAMPAIGN_KEY_PREFIX}{campaign_id}")
+}
+
+/// The campaign whose counts `key` holds, when it is a campaign's own (not
+/// one of its ads' shares).
+pub(crate) fn campaign_of_key(key: &str) -> Option<&str> {
+    key.strip_prefix(CAMPAIGN_KEY_PREFIX)
+        .filter(|id| !id.contains('/'))
+}
+
+/// The prefix of the keys of `campaign_id`'s shares of its ads: each such
+/// key is the prefix and an ad's id.
+pub(crate) fn campaign_ads_prefix(campaign_id: &str) -> String {
+    format!("{CAMPAIGN_KEY_PREFIX}{campaign_id}/")
+}
+
+/// The key of `key`'s counts in UTC hour `hour` (0..=23) of each day.
+pub(crate) fn hour_key(key: &str, hour: u8) -> String {
+    format!("h{hour:02}/{key}")
+}
+
+/// Whether `key` is an hour's ([`hour_key`]).
+pub(crate) fn is_hour_key(key: &str) -> bool {
+    let b = key.as_bytes();
+    b.len() > 4 && b[0] == b'h' && b[1].is_ascii_digit() && b[2].is_ascii_digit() && b[3] == b'/'
+}
+
+/// Whether `key` is an ad's (the ads listing reads only those).
+pub(crate) fn is_ad_key(key: &str) -> bool {
+    !key.contains('/')
+}
+
+/// Whether the stores list `key` in each day's index, read by prefix: ads,
+/// campaigns and campaigns' shares of ads; not posts (never listed) nor
+/// hours (read by their key only).
+pub(crate) fn is_listed(key: &str) -> bool {
+    post_of_key(key).is_none() && !is_hour_key(key)
+}
+
+/// The keys one event counts under (the list above), written into buffers
+/// reused across a batch, so that an event allocates nothing once the
+/// buffers have grown.
+#[derive(Debug, Default)]
+pub(crate) struct EventKeys {
+    bufs: Vec<String>,
+}
+
+impl EventKeys {
+    pub fn of(&mut self, event: &Event<'_>) -> &[String] {
+        let hour = event.hour();
+        let mut n = 0;
+        let mut next = |bufs: &mut Vec<String>, parts: &[&str]| {
+            if bufs.len() == n {
+                bufs.push(String::new());
+            }
+            let buf = &mut bufs[n];
+            buf.clear();
+            parts.iter().for_each(|p| buf.push_str(p));
+            n += 1;
+        };
+        let hh = [b'h', b'0' + hour / 10, b'0' + hour % 10, b'/'];
+        let hh = std::str::from_utf8(&hh).unwrap_or("h00/");
+        let id = event.subject_id.as_ref();
+        match event.subject {
+            Subject::Ad => {
+                next(&mut self.bufs, &[id]);
+                next(&mut self.bufs, &[hh, id]);
+            }
+            Subject::Post => {
+                next(&mut self.bufs, &[POST_KEY_PREFIX, id]);
+                next(&mut self.bufs, &[hh, POST_KEY_PREFIX, id]);
+            }
+        }
+        if let (Subject::Ad, Some(campaign)) = (event.subject, event.campaign_id.as_deref()) {
+            next(&mut self.bufs, &[CAMPAIGN_KEY_PREFIX, campaign]);
+            next(&mut self.bufs, &[hh, CAMPAIGN_KEY_PREFIX, campaign]);
+            next(&mut self.bufs, &[CAMPAIGN_KEY_PREFIX, campaign, "/", id]);
+        }
+        &self.bufs[..n]
+    }
 }
 
 impl Counters {
@@ -229,8 +308,8 @@ pub struct BatchRecord {
     pub counts: Vec<BatchCount>,
 }
 
-/// One (ad, day) share of a batch (or (post, day): `key` is the counts key,
-/// see [`counts_key`]).
+/// One (ad, day) share of a batch (or of any counts key: see
+/// [`EventKeys`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BatchCount {
     pub key: String,
@@ -254,31 +333,32 @@ impl BatchRecord {
         events: &[Event<'_>],
     ) -> BatchRecord {
         let mut counts: Vec<BatchCount> = Vec::new();
-        let mut buf = String::new();
+        let mut keys = EventKeys::default();
         for event in events {
             let one = Counters::of_event(event, traffic);
-            let key = counts_key(event, &mut buf);
-            // A batch names at most a few dozen (ad, day)s: a scan beats a map.
-            let at = match counts
-                .iter()
-                .position(|c| c.day == event.day && c.key == key)
-            {
-                Some(at) => at,
-                None => {
-                    counts.push(BatchCount {
-                        key: key.to_owned(),
-                        day: event.day,
-                        counters: Counters::default(),
-                        visitors: Sketch::new(),
-                    });
-                    counts.len() - 1
+            for key in keys.of(event) {
+                // A batch names at most a few dozen (ad, day)s: a scan beats a map.
+                let at = match counts
+                    .iter()
+                    .position(|c| c.day == event.day && c.key == *key)
+                {
+                    Some(at) => at,
+                    None => {
+                        counts.push(BatchCount {
+                            key: key.clone(),
+                            day: event.day,
+                            counters: Counters::default(),
+                            visitors: Sketch::new(),
+                        });
+                        counts.len() - 1
+                    }
+                };
+                let count = &mut counts[at];
+                count.counters += one;
+                // The same rule as `DayCounts::add`: impressions add visitors.
+                if one.impressions != 0 {
+                    count.visitors.insert(event.user_id.as_bytes());
                 }
-            };
-            let count = &mut counts[at];
-            count.counters += one;
-            // The same rule as `DayCounts::add`: impressions add visitors.
-            if one.impressions != 0 {
-                count.visitors.insert(event.user_id.as_bytes());
             }
         }
         BatchRecord {
@@ -305,7 +385,7 @@ pub struct Delta {
 /// What a store adds to one (ad, day) for a delta: see [`Delta::updates`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct KeyUpdate<'a> {
-    /// The counts key of the ad or post ([`counts_key`]).
+    /// The counts key ([`EventKeys`]).
     pub key: &'a str,
     pub day: Day,
     /// The delta's counters of this (ad, day), less the shares of the
@@ -407,21 +487,36 @@ mod tests {
             token: None,
             verified: false,
             audible: false,
+            campaign_id: None,
         }
     }
 
+    /// The delta of `batches` with only their days' keys: the rule is the
+    /// same for every key, and the hour keys would double every figure
+    /// (they are tested in `an_event_counts_in_its_hour_and_its_campaign`).
     fn delta(batches: &[(&str, Traffic, Vec<Event<'_>>)]) -> Delta {
+        let mut delta = delta_of_every_key(batches);
+        delta.ads.retain(|key, _| !is_hour_key(key));
+        for record in &mut delta.batches {
+            record.counts.retain(|c| !is_hour_key(&c.key));
+        }
+        delta
+    }
+
+    fn delta_of_every_key(batches: &[(&str, Traffic, Vec<Event<'_>>)]) -> Delta {
         let mut delta = Delta::default();
         for (id, traffic, events) in batches {
-            let mut buf = String::new();
+            let mut keys = EventKeys::default();
             for e in events {
-                delta
-                    .ads
-                    .entry(counts_key(e, &mut buf).to_owned())
-                    .or_default()
-                    .entry(e.day)
-                    .or_default()
-                    .add(e, *traffic);
+                for key in keys.of(e) {
+                    delta
+                        .ads
+                        .entry(key.clone())
+                        .or_default()
+                        .entry(e.day)
+                        .or_default()
+                        .add(e, *traffic);
+                }
             }
             delta
                 .batches
@@ -485,6 +580,7 @@ mod tests {
         }
         let audible = Event {
             audible: true,
+            campaign_id: None,
             ..ev("ad-v", "u1", Kind::Viewable)
         };
         let c = of(&audible, Traffic::Valid);
@@ -521,21 +617,76 @@ mod tests {
             ..ev("x", "u1", Kind::Viewable)
         };
         let ad = ev("x", "u1", Kind::Viewable);
-        let mut buf = String::new();
-        assert_eq!(counts_key(&post, &mut buf), "post/x");
-        assert_eq!(counts_key(&ad, &mut buf), "x");
+        let mut keys = EventKeys::default();
+        assert_eq!(keys.of(&post), ["post/x", "h00/post/x"]);
+        assert_eq!(keys.of(&ad), ["x", "h00/x"]);
         assert_eq!(post_of_key(&post_key("x")), Some("x"));
         assert_eq!(post_of_key("x"), None);
-        let d = delta(&[("b1", Traffic::Valid, vec![post.clone(), ad, post])]);
+        let d = delta_of_every_key(&[("b1", Traffic::Valid, vec![post.clone(), ad, post])]);
         let keys: Vec<(&str, u64)> = d
             .updates(|_| Ok::<_, Infallible>(true))
             .unwrap()
             .iter()
             .map(|u| (u.key, u.counters.impressions))
             .collect();
-        assert_eq!(keys, [("post/x", 2), ("x", 1)]);
+        assert_eq!(
+            keys,
+            [("h00/post/x", 2), ("h00/x", 1), ("post/x", 2), ("x", 1)]
+        );
         let shares: Vec<&str> = d.batches[0].counts.iter().map(|c| c.key.as_str()).collect();
-        assert_eq!(shares, ["post/x", "x"]);
+        assert_eq!(shares, ["post/x", "h00/post/x", "x", "h00/x"]);
+    }
+
+    #[test]
+    fn an_event_counts_in_its_hour_and_its_campaign() {
+        let day: Day = "2026-11-25".parse().unwrap();
+        let in_campaign = |ad, user, hour: i64| Event {
+            ts: day.start_ms() + hour * 3_600_000 + 59_999,
+            campaign_id: Some(Cow::Borrowed("fall")),
+            ..ev(ad, user, Kind::Viewable)
+        };
+        let mut keys = EventKeys::default();
+        assert_eq!(
+            keys.of(&in_campaign("ad-1", "u1", 7)),
+            [
+                "ad-1",
+                "h07/ad-1",
+                "campaign/fall",
+                "h07/campaign/fall",
+                "campaign/fall/ad-1"
+            ]
+        );
+        for key in keys.of(&in_campaign("ad-1", "u1", 23)) {
+            assert!(is_hour_key(key) != is_listed(key), "{key}");
+        }
+        assert_eq!(campaign_of_key("campaign/fall"), Some("fall"));
+        assert_eq!(campaign_of_key("campaign/fall/ad-1"), None);
+        assert!(is_ad_key("ad-1") && !is_ad_key("campaign/fall") && !is_ad_key("h07/ad-1"));
+        assert!(!is_listed("post/p") && !is_hour_key("h1/x") && !is_hour_key("hello"));
+        // One visitor on two ads of the campaign: two for the ads, one reach.
+        let d = delta_of_every_key(&[(
+            "b1",
+            Traffic::Valid,
+            vec![in_campaign("ad-1", "u1", 7), in_campaign("ad-2", "u1", 9)],
+        )]);
+        let updates = d.updates(|_| Ok::<_, Infallible>(true)).unwrap();
+        let of = |key: &str| updates.iter().find(|u| u.key == key).unwrap();
+        assert_eq!(of("campaign/fall").counters.impressions, 2);
+        assert_eq!(of("campaign/fall").visitors.estimate(), 1);
+        assert_eq!(of("h07/campaign/fall").counters.impressions, 1);
+        assert_eq!(of("h09/ad-2").counters.impressions, 1);
+        assert_eq!(of("campaign/fall/ad-2").counters.impressions, 1);
+        // A second copy of the batch adds nothing to any of its keys.
+        let d = delta_of_every_key(&[
+            ("b1", Traffic::Valid, vec![in_campaign("ad-1", "u1", 7)]),
+            ("b1", Traffic::Valid, vec![in_campaign("ad-1", "u9", 8)]),
+        ]);
+        let updates = d.updates(|_| Ok::<_, Infallible>(true)).unwrap();
+        let total: u64 = updates.iter().map(|u| u.counters.impressions).sum();
+        assert_eq!(total, 5, "the first copy's five keys, once each");
+        assert!(updates
+            .iter()
+            .all(|u| u.key != "h08/ad-1" || u.counters.is_zero()));
     }
 
     #[test]

@@ -21,7 +21,8 @@
 //!   whose key schema and sync protocol are in `docs/redis.md`), the local
 //!   index of synced batch ids and the edge's identity; with `wal`, the only
 //!   modules that touch persistent state.
-//! - `stats`: stored days merged with pending ones into the answers; no I/O.
+//! - `stats`: stored days merged with pending ones into the answers, by UTC
+//!   day and hour, or by the days and hours of a time zone (`tz`); no I/O.
 //!
 //! [`run`] ties them together on a listener the caller owns and stops when the
 //! caller's shutdown future resolves.
@@ -43,6 +44,7 @@ mod stats;
 pub mod store;
 pub mod sync;
 mod traffic;
+mod tz;
 mod wal;
 
 use std::future::Future;
@@ -118,6 +120,7 @@ pub async fn run(
         clock: Arc::new(SystemClock),
         rules: IngestRules::from_config(&config).map_err(anyhow::Error::msg)?,
         log: Some(log),
+        hourly_retention_days: config.hourly_sketch_days(),
     }));
     for (what, dir) in [("demo site", &config.www_dir), ("SDK", &config.sdk_dir)] {
         if !dir.is_dir() {

@@ -297,7 +297,7 @@ impl Metrics {
         gauge(
             &mut out,
             "glimpse_pending_keys",
-            "(ad, day) keys accepted but not yet in the store.",
+            "Counts keys (an ad's, post's or campaign's day, and each of its hours) accepted but not yet in the store.",
             gauges.pending_keys,
         );
         gauge(

@@ -23,15 +23,143 @@
 //! whichever it is in at the cut. Batches that another edge counted show as
 //! that edge's syncs land: the cut is exact for this edge's own batches.
 
+use std::collections::BTreeMap;
+
 use glimpse_hll::Sketch;
 use glimpse_wire::api::{
-    viewability_rate, AdSummary, DayStats, PostStatsResponse, StatsResponse, VideoStats,
+    frequency, viewability_rate, AdSummary, CampaignStatsResponse, CampaignSummary, DayStats,
+    HourStats, PostStatsResponse, StatsResponse, VideoStats,
 };
 use glimpse_wire::{Day, DayRange};
 
 use crate::aggregate::{PendingDays, PendingImpressions};
-use crate::counts::{Counters, DayCounts, VideoCounters};
+use crate::counts::{AdDays, Counters, DayCounts, VideoCounters};
 use crate::store::{StoredDays, StoredViews};
+use crate::tz::{UtcHour, Zone, ZoneError};
+
+/// What a stats request asks for: the days of a zone, by day or by hour
+/// too. Built, and the zone's offsets over the range checked, before
+/// anything is read.
+#[derive(Clone, Debug)]
+pub(crate) struct Ask {
+    range: DayRange,
+    zone: Zone,
+    hourly: bool,
+    /// Each day of the range with the UTC hours it is made of.
+    days: Vec<(Day, Vec<UtcHour>)>,
+}
+
+impl Ask {
+    /// The days of `range` in `zone`, with their hours when `hourly`;
+    /// refused when the zone's offset is not a whole number of hours on
+    /// one of them.
+    pub fn new(range: DayRange, zone: Zone, hourly: bool) -> Result<Ask, ZoneError> {
+        let days = range
+            .days()
+            .map(|day| Ok((day, zone.day_hours(day)?)))
+            .collect::<Result<_, ZoneError>>()?;
+        Ok(Ask {
+            range,
+            zone,
+            hourly,
+            days,
+        })
+    }
+
+    /// UTC days, by day.
+    pub fn utc(range: DayRange) -> Ask {
+        let days = range
+            .days()
+            .map(|day| (day, (0..24).map(|hour| UtcHour { day, hour }).collect()))
+            .collect();
+        Ask {
+            range,
+            zone: Zone::utc(),
+            hourly: false,
+            days,
+        }
+    }
+
+    pub fn range(&self) -> DayRange {
+        self.range
+    }
+
+    pub fn zone(&self) -> &Zone {
+        &self.zone
+    }
+
+    /// The UTC days to read: the range itself in UTC, else a day more at
+    /// each end, which holds every hour of its days.
+    pub fn read_range(&self) -> DayRange {
+        if self.zone.is_utc() {
+            self.range
+        } else {
+            self.range.around()
+        }
+    }
+
+    /// Whether the answer needs the hours' counts: hourly answers, and the
+    /// days of any zone but UTC, which are sums of UTC hours.
+    pub fn needs_hours(&self) -> bool {
+        self.hourly || !self.zone.is_utc()
+    }
+
+    /// The same days and zone, by day only.
+    pub fn daily(&self) -> Ask {
+        Ask {
+            hourly: false,
+            ..self.clone()
+        }
+    }
+}
+
+/// One UTC hour's counts as an answer reads them.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct HourCounts {
+    pub counters: Counters,
+    /// `None` when the hour's sketch is past the hourly retention.
+    pub visitors: Option<Sketch>,
+}
+
+/// The counts of one key an answer is made from: its days, and its hours
+/// when the ask needs them ([`Ask::needs_hours`]).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct KeyCounts {
+    pub days: AdDays,
+    pub hours: BTreeMap<UtcHour, HourCounts>,
+}
+
+impl KeyCounts {
+    /// Adds the merged days of the key's hour `hour` (its hour key). The
+    /// sketches of days before `sketches_from` are past the hourly
+    /// retention: a store may still hold them for a while, but an answer
+    /// never depends on how soon it deletes them.
+    pub fn add_hour(&mut self, hour: u8, days: AdDays, sketches_from: Day) {
+        for (day, d) in days {
+            self.hours.insert(
+                UtcHour { day, hour },
+                HourCounts {
+                    counters: d.counters,
+                    visitors: (day >= sketches_from).then_some(d.visitors),
+                },
+            );
+        }
+    }
+}
+
+/// A key's counts as one cut: the stored days, and the pending deltas'
+/// days the stored ones do not hold yet (the rule of the module docs).
+pub(crate) fn merged(stored: StoredDays, pending: Vec<PendingDays>) -> AdDays {
+    let StoredDays { mut days, applied } = stored;
+    for delta in pending {
+        for (day, d) in delta.days {
+            if !applied.holds(day, delta.seq) {
+                days.entry(day).or_default().merge(&d);
+            }
+        }
+    }
+    days
+}
 
 /// The video object of an answer.
 fn video_stats(v: VideoCounters) -> VideoStats {
@@ -45,89 +173,249 @@ fn video_stats(v: VideoCounters) -> VideoStats {
     }
 }
 
-/// One day of an answer.
-fn day_stats(date: Day, counts: &DayCounts) -> DayStats {
-    let c = counts.counters;
-    DayStats {
-        date,
-        impressions: c.impressions,
-        measurable: c.measurable,
-        unique_visitors: counts.visitors.estimate(),
-        invalid: c.invalid,
-        verified: c.verified,
-        video: Some(video_stats(c.video)),
-    }
-}
+/// A union of visitor sketches that is unknown once any part is.
+struct Union(Option<Sketch>);
 
-/// The answer of `GET /v1/ads/{ad_id}/stats`: every day of `range`, zeros
-/// included, and `unique_visitors` as the union of the days' sketches. The
-/// pending deltas' days that `stored` already holds are left out (the cut
-/// rule of the module docs).
-pub(crate) fn ad_stats(
-    ad_id: &str,
-    range: DayRange,
-    stored: StoredDays,
-    pending: Vec<PendingDays>,
-) -> StatsResponse {
-    let StoredDays { mut days, applied } = stored;
-    for delta in pending {
-        for (day, d) in delta.days {
-            if !applied.holds(day, delta.seq) {
-                days.entry(day).or_default().merge(&d);
-            }
+impl Union {
+    fn new() -> Union {
+        Union(Some(Sketch::new()))
+    }
+
+    fn add(&mut self, part: &Sketch) {
+        if let Some(union) = &mut self.0 {
+            union.merge(part);
         }
     }
-    let none = DayCounts::default();
-    let mut union = Sketch::new();
-    let mut total = Counters::default();
-    let per_day = range
-        .days()
-        .map(|day| {
-            let counts = days.get(&day).unwrap_or(&none);
-            union.merge(&counts.visitors);
-            total += counts.counters;
-            day_stats(day, counts)
-        })
-        .collect();
-    StatsResponse {
-        ad_id: ad_id.to_owned(),
-        from: range.from(),
-        to: range.to(),
-        impressions: total.impressions,
-        measurable: total.measurable,
-        unique_visitors: union.estimate(),
-        viewability_rate: viewability_rate(total.impressions, total.measurable),
-        invalid: total.invalid,
-        verified: total.verified,
-        video: video_stats(total.video),
-        days: per_day,
+
+    /// Adds an hour's visitors: its sketch; nothing when it had no
+    /// impressions; unknown when the store no longer keeps the sketch of an
+    /// hour that had some.
+    fn add_hour(&mut self, hour: &HourCounts) {
+        match &hour.visitors {
+            Some(sketch) => self.add(sketch),
+            None if hour.counters.impressions == 0 => {}
+            None => self.0 = None,
+        }
+    }
+
+    fn estimate(&self) -> Option<u64> {
+        self.0.as_ref().map(Sketch::estimate)
     }
 }
 
-/// The answer of `GET /v1/posts/{post_id}/stats`: [`ad_stats`] of the
-/// post's counts, without the video counters a post cannot have.
+/// A key's counts shaped into an answer's rows.
+struct Table {
+    total: Counters,
+    visitors: Option<u64>,
+    days: Vec<DayStats>,
+    hours: Option<Vec<HourStats>>,
+    /// The days whose visitors are not known.
+    unknown_days: Vec<Day>,
+    /// Whether some hour's visitors are not known.
+    unknown_hours: bool,
+}
+
+fn hour_stats(zone: &Zone, hour: UtcHour, counts: Option<&HourCounts>) -> HourStats {
+    let none = HourCounts::default();
+    let counts = counts.unwrap_or(&none);
+    let mut visitors = Union::new();
+    visitors.add_hour(counts);
+    let c = counts.counters;
+    HourStats {
+        hour: zone.hour_label(hour),
+        impressions: c.impressions,
+        measurable: c.measurable,
+        unique_visitors: visitors.estimate(),
+        invalid: c.invalid,
+        verified: c.verified,
+    }
+}
+
+/// Every asked day (and hour) of `days`, zeros included. A UTC day is
+/// its day bucket, visitors from the day's sketch; a day of another zone
+/// is the sum of its UTC hours, visitors the union of their sketches. The
+/// range's visitors are the union over it, never a sum.
+fn table(counts: &KeyCounts, ask: &Ask, video: bool) -> Table {
+    let none = DayCounts::default();
+    let mut total = Counters::default();
+    let mut range_visitors = Union::new();
+    let mut hours = ask.hourly.then(Vec::new);
+    let mut per_day = Vec::with_capacity(ask.days.len());
+    let mut unknown_days = Vec::new();
+    for (date, utc_hours) in &ask.days {
+        let mut counters = Counters::default();
+        let mut visitors = Union::new();
+        if ask.zone.is_utc() {
+            let d = counts.days.get(date).unwrap_or(&none);
+            counters = d.counters;
+            visitors.add(&d.visitors);
+            range_visitors.add(&d.visitors);
+        } else {
+            for hour in utc_hours.iter().filter_map(|h| counts.hours.get(h)) {
+                counters += hour.counters;
+                visitors.add_hour(hour);
+                range_visitors.add_hour(hour);
+            }
+        }
+        if let Some(hours) = &mut hours {
+            hours.extend(
+                utc_hours
+                    .iter()
+                    .map(|h| hour_stats(&ask.zone, *h, counts.hours.get(h))),
+            );
+        }
+        total += counters;
+        let unique_visitors = visitors.estimate();
+        if unique_visitors.is_none() {
+            unknown_days.push(*date);
+        }
+        per_day.push(DayStats {
+            date: *date,
+            impressions: counters.impressions,
+            measurable: counters.measurable,
+            unique_visitors,
+            invalid: counters.invalid,
+            verified: counters.verified,
+            video: video.then(|| video_stats(counters.video)),
+        });
+    }
+    let unknown_hours = hours
+        .as_ref()
+        .is_some_and(|hours| hours.iter().any(|h| h.unique_visitors.is_none()));
+    Table {
+        total,
+        visitors: range_visitors.estimate(),
+        days: per_day,
+        hours,
+        unknown_days,
+        unknown_hours,
+    }
+}
+
+impl Table {
+    /// What an answer says when some visitors are `null`, in words an
+    /// advertiser can act on.
+    fn visitors_note(&self, zone: &Zone, hourly_retention_days: u32) -> Option<String> {
+        let kept = format!(
+            "this edge keeps the visitor sketches of hours for {hourly_retention_days} days \
+             (--hourly-retention-days), those of UTC days for its whole retention"
+        );
+        match (self.unknown_days.first(), self.unknown_days.last()) {
+            (Some(first), Some(last)) => {
+                let days = if first == last {
+                    first.to_string()
+                } else {
+                    format!("{first} to {last}")
+                };
+                Some(format!(
+                    "unique visitors are not known for {days}: a day of {} is the union of its \
+                     UTC hours' visitors, and {kept}; ask with tz=UTC for those days' visitors",
+                    zone.name()
+                ))
+            }
+            _ => self
+                .unknown_hours
+                .then(|| format!("unique visitors are not known for some hours: {kept}")),
+        }
+    }
+}
+
+/// The answer of `GET /v1/ads/{ad_id}/stats` from the ad's merged days
+/// ([`merged`]).
+pub(crate) fn ad_stats(
+    ad_id: &str,
+    ask: &Ask,
+    counts: &KeyCounts,
+    hourly_retention_days: u32,
+) -> StatsResponse {
+    let t = table(counts, ask, true);
+    StatsResponse {
+        ad_id: ad_id.to_owned(),
+        from: ask.range.from(),
+        to: ask.range.to(),
+        tz: ask.zone.name().to_owned(),
+        impressions: t.total.impressions,
+        measurable: t.total.measurable,
+        unique_visitors: t.visitors,
+        viewability_rate: viewability_rate(t.total.impressions, t.total.measurable),
+        invalid: t.total.invalid,
+        verified: t.total.verified,
+        video: video_stats(t.total.video),
+        visitors_note: t.visitors_note(&ask.zone, hourly_retention_days),
+        days: t.days,
+        hours: t.hours,
+    }
+}
+
+/// The answer of `GET /v1/posts/{post_id}/stats`: an ad's, without the
+/// video counters a post cannot have.
 pub(crate) fn post_stats(
     post_id: &str,
-    range: DayRange,
-    stored: StoredDays,
-    pending: Vec<PendingDays>,
+    ask: &Ask,
+    counts: &KeyCounts,
+    hourly_retention_days: u32,
 ) -> PostStatsResponse {
-    let s = ad_stats(post_id, range, stored, pending);
+    let t = table(counts, ask, false);
     PostStatsResponse {
-        post_id: s.ad_id,
-        from: s.from,
-        to: s.to,
-        impressions: s.impressions,
-        measurable: s.measurable,
-        unique_visitors: s.unique_visitors,
-        viewability_rate: s.viewability_rate,
-        invalid: s.invalid,
-        verified: s.verified,
-        days: s
-            .days
-            .into_iter()
-            .map(|d| DayStats { video: None, ..d })
-            .collect(),
+        post_id: post_id.to_owned(),
+        from: ask.range.from(),
+        to: ask.range.to(),
+        tz: ask.zone.name().to_owned(),
+        impressions: t.total.impressions,
+        measurable: t.total.measurable,
+        unique_visitors: t.visitors,
+        viewability_rate: viewability_rate(t.total.impressions, t.total.measurable),
+        invalid: t.total.invalid,
+        verified: t.total.verified,
+        visitors_note: t.visitors_note(&ask.zone, hourly_retention_days),
+        days: t.days,
+        hours: t.hours,
+    }
+}
+
+/// The answer of `GET /v1/campaigns/{campaign_id}/stats` from the
+/// campaign's counts (its counts key `campaign/<id>`, whose sketches hold
+/// the visitors of all its ads: the reach is their union) and its ads'
+/// numbers.
+pub(crate) fn campaign_stats(
+    campaign_id: &str,
+    ask: &Ask,
+    counts: &KeyCounts,
+    ads: Vec<AdSummary>,
+    hourly_retention_days: u32,
+) -> CampaignStatsResponse {
+    let t = table(counts, ask, true);
+    CampaignStatsResponse {
+        campaign_id: campaign_id.to_owned(),
+        from: ask.range.from(),
+        to: ask.range.to(),
+        tz: ask.zone.name().to_owned(),
+        impressions: t.total.impressions,
+        measurable: t.total.measurable,
+        viewability_rate: viewability_rate(t.total.impressions, t.total.measurable),
+        invalid: t.total.invalid,
+        verified: t.total.verified,
+        reach: t.visitors,
+        frequency: frequency(t.total.impressions, t.visitors),
+        visitors_note: t.visitors_note(&ask.zone, hourly_retention_days),
+        days: t.days,
+        hours: t.hours,
+        ads,
+    }
+}
+
+/// One row of `GET /v1/campaigns`.
+pub(crate) fn campaign_summary(stats: &CampaignStatsResponse) -> CampaignSummary {
+    CampaignSummary {
+        campaign_id: stats.campaign_id.clone(),
+        impressions: stats.impressions,
+        measurable: stats.measurable,
+        viewability_rate: stats.viewability_rate,
+        invalid: stats.invalid,
+        verified: stats.verified,
+        reach: stats.reach,
+        frequency: stats.frequency,
+        ads: stats.ads.len() as u64,
     }
 }
 
@@ -170,6 +458,33 @@ mod tests {
 
     fn day(s: &str) -> Day {
         s.parse().unwrap()
+    }
+
+    /// The answer of UTC days, by day, from stored and pending counts.
+    fn ad_stats(
+        id: &str,
+        range: DayRange,
+        stored: StoredDays,
+        pending: Vec<PendingDays>,
+    ) -> StatsResponse {
+        let counts = KeyCounts {
+            days: merged(stored, pending),
+            ..KeyCounts::default()
+        };
+        super::ad_stats(id, &Ask::utc(range), &counts, 35)
+    }
+
+    fn post_stats(
+        id: &str,
+        range: DayRange,
+        stored: StoredDays,
+        pending: Vec<PendingDays>,
+    ) -> PostStatsResponse {
+        let counts = KeyCounts {
+            days: merged(stored, pending),
+            ..KeyCounts::default()
+        };
+        super::post_stats(id, &Ask::utc(range), &counts, 35)
     }
 
     fn sketch(ids: &[&str]) -> Sketch {
@@ -229,11 +544,14 @@ mod tests {
             "invalid per day: stored plus pending"
         );
         assert_eq!(s.invalid, 7);
-        assert_eq!((s.days[1].impressions, s.days[1].unique_visitors), (0, 0));
-        assert_eq!(s.days[0].unique_visitors, 3);
-        assert_eq!(s.days[2].unique_visitors, 3);
+        assert_eq!(
+            (s.days[1].impressions, s.days[1].unique_visitors),
+            (0, Some(0))
+        );
+        assert_eq!(s.days[0].unique_visitors, Some(3));
+        assert_eq!(s.days[2].unique_visitors, Some(3));
         // a, b, c over the range: a union of 3, where a sum of days gives 6.
-        assert_eq!(s.unique_visitors, 3);
+        assert_eq!(s.unique_visitors, Some(3));
         assert_eq!((s.impressions, s.measurable), (6, 8));
         assert_eq!(
             s.viewability_rate,
@@ -308,7 +626,7 @@ mod tests {
             StoredDays::default(),
             vec![pending(7, 1, 2), pending(8, 10, 20)],
         );
-        assert_eq!((s.impressions, s.unique_visitors), (33, 2));
+        assert_eq!((s.impressions, s.unique_visitors), (33, Some(2)));
     }
 
     #[test]
@@ -380,7 +698,7 @@ mod tests {
         let p = post_stats("p1", range, stored, Vec::new());
         assert_eq!(
             (p.post_id.as_str(), p.impressions, p.unique_visitors),
-            ("p1", 5, 1)
+            ("p1", 5, Some(1))
         );
         assert_eq!(p.days[0].video, None);
         let json = serde_json::to_value(&p).unwrap();
@@ -393,7 +711,7 @@ mod tests {
         let s = ad_stats("ad-x", range, StoredDays::default(), Vec::new());
         assert_eq!(
             (s.impressions, s.measurable, s.unique_visitors, s.invalid),
-            (0, 0, 0, 0)
+            (0, 0, Some(0), 0)
         );
         assert_eq!(s.viewability_rate, None);
         let json = serde_json::to_value(&s).unwrap();

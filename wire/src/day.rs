@@ -164,7 +164,9 @@ impl utoipa::PartialSchema for Day {
         ObjectBuilder::new()
             .schema_type(Type::String)
             .format(Some(SchemaFormat::KnownFormat(KnownFormat::Date)))
-            .description(Some("A UTC day, `YYYY-MM-DD`."))
+            .description(Some(
+                "A calendar day, `YYYY-MM-DD`: a UTC day unless the request names a `tz`.",
+            ))
             .examples(["2026-12-01"])
             .into()
     }
@@ -247,6 +249,17 @@ impl DayRange {
     /// Number of days in the range.
     pub fn len(self) -> usize {
         (self.to.0 - self.from.0) as usize + 1
+    }
+
+    /// This range and a day more at each end, past [`Self::MAX_DAYS`] if it
+    /// must: the UTC days that hold every hour of its days in any time zone
+    /// (offsets from UTC are within a day), which a server reads to answer
+    /// a checked range in a zone other than UTC.
+    pub fn around(self) -> DayRange {
+        DayRange {
+            from: Day(self.from.0.saturating_sub(1)),
+            to: self.to.succ(),
+        }
     }
 
     /// Always false: a range holds at least one day.

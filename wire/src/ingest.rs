@@ -525,9 +525,18 @@ pub struct Event<'a> {
     /// playback in view completed. Only ever true on a viewable event of an
     /// ad: on any other kind, or of a post, it is read as false.
     pub audible: bool,
+    /// The campaign of an ad's event, when the client named one.
+    pub campaign_id: Option<Cow<'a, str>>,
 }
 
 impl Event<'_> {
+    /// The UTC hour of `day` the event counts in, 0..=23 (of its corrected
+    /// `ts`).
+    pub fn hour(&self) -> u8 {
+        let into_day = self.ts - self.day.start_ms();
+        (into_day.clamp(0, 23 * 3_600_000) / 3_600_000) as u8
+    }
+
     /// The ad's id, when the event is about an ad.
     pub fn ad_id(&self) -> Option<&str> {
         (self.subject == Subject::Ad).then_some(self.subject_id.as_ref())
@@ -617,6 +626,11 @@ struct EventFields<'a> {
     /// A video ad was unmuted when its viewable playback completed.
     #[serde(default)]
     audible: bool,
+    /// The campaign the ad runs in: the event counts for the ad and for
+    /// the campaign. Ad events only.
+    #[serde(borrow, default)]
+    #[schema(value_type = Option<Id>)]
+    campaign_id: Option<Cow<'a, str>>,
 }
 
 /// Validates one raw event against the contract; `now_ms` is the server
@@ -670,6 +684,15 @@ fn validate_event_shifted(
         ));
     }
     field("user_id", &fields.user_id, MAX_AD_OR_USER_ID_BYTES)?;
+    if let Some(campaign_id) = &fields.campaign_id {
+        if subject == Subject::Post {
+            return Err(EventError::new(
+                "invalid_event",
+                "`campaign_id` is for ad events only",
+            ));
+        }
+        field("campaign_id", campaign_id, MAX_AD_OR_USER_ID_BYTES)?;
+    }
     let ts = fields.ts.saturating_add(offset_ms);
     let day = day_bucket(ts, now_ms).map_err(|e| {
         if offset_ms == 0 {
@@ -695,6 +718,7 @@ fn validate_event_shifted(
         token: fields.token,
         verified: fields.verified && fields.kind == Kind::Viewable,
         audible: fields.audible && viewable_ad,
+        campaign_id: fields.campaign_id,
     })
 }
 
@@ -1047,6 +1071,7 @@ mod tests {
                     token: None,
                     verified: false,
                     audible: false,
+                    campaign_id: None,
                 })
                 .collect()
         };

@@ -205,6 +205,7 @@ impl Edge {
             token: None,
             verified: false,
             audible: false,
+            campaign_id: None,
             day,
         };
         let traffic = self.traffic(verdict, 2);

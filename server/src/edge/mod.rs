@@ -14,7 +14,10 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use glimpse_wire::api::{AdSummary, PostStatsResponse, StatsResponse, ViewsResponse};
+use glimpse_wire::api::{
+    AdSummary, CampaignStatsResponse, CampaignSummary, PostStatsResponse, StatsResponse,
+    ViewsResponse,
+};
 use glimpse_wire::{Day, DayRange};
 
 pub(crate) use ingest::IngestError;
@@ -23,11 +26,17 @@ use crate::aggregate::{Aggregator, PendingImpressions};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::counted::BatchClaims;
-use crate::counts::{post_key, Delta};
+use crate::counts::{
+    campaign_ads_prefix, campaign_key, campaign_of_key, hour_key, is_ad_key, post_key, AdDays,
+    Delta,
+};
 use crate::keys::Scope;
 use crate::metrics::{Gauges, Metrics};
 use crate::signing::SigningSecrets;
-use crate::stats::{ad_stats, ad_summary, post_stats, post_views};
+use crate::stats::{
+    ad_stats, ad_summary, campaign_stats, campaign_summary, merged, post_stats, post_views, Ask,
+    KeyCounts,
+};
 use crate::store::{Store, StoreError};
 use crate::wal::{Log, Wal};
 
@@ -92,6 +101,9 @@ pub struct EdgeParts {
     pub rules: IngestRules,
     /// The write-ahead log; `None` runs without one (tests of the routes).
     pub log: Option<Log>,
+    /// Days the stores keep an hour's visitor sketch
+    /// (`--hourly-retention-days`): older hours' visitors are not known.
+    pub hourly_retention_days: u32,
 }
 
 impl EdgeParts {
@@ -102,6 +114,7 @@ impl EdgeParts {
             clock,
             rules: IngestRules::default(),
             log: None,
+            hourly_retention_days: crate::config::DEFAULT_HOURLY_RETENTION_DAYS,
         }
     }
 }
@@ -128,12 +141,14 @@ impl StoreHealth {
     }
 }
 
-/// A page of [`Edge::ads`].
+/// A page of [`Edge::ads`] or [`Edge::campaigns`].
 #[derive(Debug)]
-pub(crate) struct AdsPage {
-    /// In ad id order.
-    pub ads: Vec<AdSummary>,
-    /// Whether ads sort after the last of this page.
+pub(crate) struct Page<T> {
+    /// In id order.
+    pub rows: Vec<T>,
+    /// The id of the page's last row; ids after it make the next page.
+    pub last: Option<String>,
+    /// Whether ids sort after the last of this page.
     pub more: bool,
 }
 
@@ -146,6 +161,7 @@ pub struct Edge {
     clock: Arc<dyn Clock>,
     wal: Option<Wal>,
     rules: IngestRules,
+    hourly_retention_days: u32,
     metrics: Metrics,
 }
 
@@ -174,6 +190,7 @@ impl Edge {
             clock: parts.clock,
             wal,
             rules: parts.rules,
+            hourly_retention_days: parts.hourly_retention_days,
             metrics: Metrics::default(),
         }
     }
@@ -235,40 +252,113 @@ impl Edge {
         e
     }
 
-    /// The stats of `ad_id` over `range`: the store's days merged with what
-    /// is pending here, as one cut (`crate::stats`). The pending deltas are
-    /// taken first: a delta no longer pending then has landed whole, so the
-    /// read that follows holds it; of the ones taken, the store's marks say
-    /// which it holds already.
-    pub(crate) async fn stats(
-        &self,
-        ad_id: &str,
-        range: DayRange,
-    ) -> Result<StatsResponse, StoreError> {
-        let pending = self.aggregator.pending(ad_id, range);
+    /// The counts of `key` over the UTC days `range`: the store's merged
+    /// with what is pending here, as one cut (`crate::stats`). The pending
+    /// deltas are taken first: a delta no longer pending then has landed
+    /// whole, so the read that follows holds it; of the ones taken, the
+    /// store's marks say which it holds already.
+    async fn merged_days(&self, key: &str, range: DayRange) -> Result<AdDays, StoreError> {
+        let pending = self.aggregator.pending(key, range);
         let stored = self
             .store
-            .read_days(ad_id, range)
+            .read_days(key, range)
             .await
             .map_err(|e| self.read_failed(e))?;
-        Ok(ad_stats(ad_id, range, stored, pending))
+        Ok(merged(stored, pending))
     }
 
-    /// The stats of post `post_id` over `range`, by the same cut as an
-    /// ad's ([`Edge::stats`]), read under the post's counts key.
+    /// What `ask` needs of `key`: its days, and its 24 hour keys when the
+    /// answer is by hour or in a zone other than UTC, each key one cut.
+    async fn key_counts(&self, key: &str, ask: &Ask) -> Result<KeyCounts, StoreError> {
+        let range = ask.read_range();
+        let mut counts = KeyCounts {
+            days: self.merged_days(key, range).await?,
+            ..KeyCounts::default()
+        };
+        if ask.needs_hours() {
+            let hours = futures_util::future::try_join_all((0..24u8).map(|hour| async move {
+                let days = self.merged_days(&hour_key(key, hour), range).await?;
+                Ok::<_, StoreError>((hour, days))
+            }))
+            .await?;
+            let sketches_from = self.hourly_sketches_from();
+            for (hour, days) in hours {
+                counts.add_hour(hour, days, sketches_from);
+            }
+        }
+        Ok(counts)
+    }
+
+    /// The first UTC day whose hours' visitor sketches are still kept.
+    fn hourly_sketches_from(&self) -> Day {
+        let today = self.today().days_since_epoch();
+        Day::from_days_since_epoch((today + 1).saturating_sub(self.hourly_retention_days))
+    }
+
+    /// The stats of `ad_id` as `ask` asks.
+    pub(crate) async fn stats(&self, ad_id: &str, ask: &Ask) -> Result<StatsResponse, StoreError> {
+        let counts = self.key_counts(ad_id, ask).await?;
+        Ok(ad_stats(ad_id, ask, &counts, self.hourly_retention_days))
+    }
+
+    /// The stats of post `post_id`, by the same cut as an ad's, read under
+    /// the post's counts key.
     pub(crate) async fn post_stats(
         &self,
         post_id: &str,
-        range: DayRange,
+        ask: &Ask,
     ) -> Result<PostStatsResponse, StoreError> {
-        let key = post_key(post_id);
-        let pending = self.aggregator.pending(&key, range);
-        let stored = self
-            .store
-            .read_days(&key, range)
-            .await
-            .map_err(|e| self.read_failed(e))?;
-        Ok(post_stats(post_id, range, stored, pending))
+        let counts = self.key_counts(&post_key(post_id), ask).await?;
+        Ok(post_stats(
+            post_id,
+            ask,
+            &counts,
+            self.hourly_retention_days,
+        ))
+    }
+
+    /// The stats of campaign `campaign_id`: its own key's counts (reach is
+    /// the union of all its ads' visitors) and the numbers of each ad in it
+    /// (the campaign's share of the ad), the ads with counts in the range.
+    pub(crate) async fn campaign_stats(
+        &self,
+        campaign_id: &str,
+        ask: &Ask,
+    ) -> Result<CampaignStatsResponse, StoreError> {
+        let counts = self.key_counts(&campaign_key(campaign_id), ask).await?;
+        let prefix = campaign_ads_prefix(campaign_id);
+        let shares = self
+            .listed(ask.read_range(), vec![prefix.clone()], |key| {
+                key.starts_with(&prefix)
+            })
+            .await?;
+        let daily = ask.daily();
+        let mut ads = Vec::with_capacity(shares.len());
+        for share in shares {
+            let ad_id = &share[prefix.len()..];
+            let stats = self.stats_of_key(&share, ad_id, &daily).await?;
+            if has_counts(&stats) {
+                ads.push(ad_summary(&stats));
+            }
+        }
+        Ok(campaign_stats(
+            campaign_id,
+            ask,
+            &counts,
+            ads,
+            self.hourly_retention_days,
+        ))
+    }
+
+    /// The stats of counts key `key`, answered as those of ad `ad_id`.
+    async fn stats_of_key(
+        &self,
+        key: &str,
+        ad_id: &str,
+        ask: &Ask,
+    ) -> Result<StatsResponse, StoreError> {
+        let counts = self.key_counts(key, ask).await?;
+        Ok(ad_stats(ad_id, ask, &counts, self.hourly_retention_days))
     }
 
     /// The all-time views of each of `post_ids` (0 for a post never
@@ -304,40 +394,120 @@ impl Edge {
         Ok(ViewsResponse { views })
     }
 
-    /// One page of the ads inside `scope` with counts in `range` (stored or
-    /// pending), by ad id: at most `limit` ads whose ids sort after `after`.
-    /// The scope is applied to the ids before any stats are read, and only
-    /// the page's stats are.
-    pub(crate) async fn ads(
+    /// The listed keys (`crate::counts::is_listed`) with data in `range`,
+    /// stored or pending, that start with one of `prefixes` and satisfy
+    /// `wanted`, ascending.
+    async fn listed(
         &self,
         range: DayRange,
+        prefixes: Vec<String>,
+        wanted: impl Fn(&str) -> bool,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut keys = self
+            .store
+            .listed_in_range(range, prefixes)
+            .await
+            .map_err(|e| self.read_failed(e))?;
+        keys.retain(|k| wanted(k));
+        keys.extend(self.aggregator.pending_listed(range, &wanted));
+        keys.sort_unstable();
+        keys.dedup();
+        Ok(keys)
+    }
+
+    /// At most `limit` of `ids` (ascending) after `after`, each made a row by
+    /// `row`; in a zone other than UTC the UTC days read hold hours outside
+    /// the range, so rows without counts are left out (a page may then be
+    /// shorter than `limit`).
+    async fn page<T, F, Fut>(
+        ids: Vec<String>,
+        after: Option<&str>,
+        limit: usize,
+        row: F,
+        counted: impl Fn(&T) -> bool,
+    ) -> Result<Page<T>, StoreError>
+    where
+        F: Fn(String) -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        let mut ids: Vec<String> = match after {
+            Some(after) => ids.into_iter().filter(|id| id.as_str() > after).collect(),
+            None => ids,
+        };
+        let more = ids.len() > limit;
+        ids.truncate(limit);
+        let last = ids.last().cloned();
+        let mut rows = Vec::with_capacity(ids.len());
+        for id in ids {
+            let r = row(id).await?;
+            if counted(&r) {
+                rows.push(r);
+            }
+        }
+        Ok(Page { rows, last, more })
+    }
+
+    /// One page of the ads inside `scope` with counts in `ask`'s range, by ad
+    /// id: at most `limit` ads whose ids sort after `after`. The scope is
+    /// applied to the ids before any stats are read, and only the page's
+    /// stats are.
+    pub(crate) async fn ads(
+        &self,
+        ask: &Ask,
         scope: &Scope,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<AdsPage, StoreError> {
-        let mut ids = self
-            .store
-            .ads_in_range(range, scope)
-            .await
-            .map_err(|e| self.read_failed(e))?;
-        ids.extend(
-            self.aggregator
-                .pending_ads(range)
-                .into_iter()
-                .filter(|id| scope.allows(id)),
-        );
-        if let Some(after) = after {
-            ids.retain(|id| id.as_str() > after);
-        }
-        ids.sort_unstable();
-        ids.dedup();
-        let more = ids.len() > limit;
-        ids.truncate(limit);
-        let mut ads = Vec::with_capacity(ids.len());
-        for id in ids {
-            ads.push(ad_summary(&self.stats(&id, range).await?));
-        }
-        Ok(AdsPage { ads, more })
+    ) -> Result<Page<AdSummary>, StoreError> {
+        let daily = ask.daily();
+        let ids = self
+            .listed(ask.read_range(), scope.prefixes(), |key| {
+                is_ad_key(key) && scope.allows(key)
+            })
+            .await?;
+        Self::page(
+            ids,
+            after,
+            limit,
+            |id| {
+                let daily = &daily;
+                async move { Ok(ad_summary(&self.stats(&id, daily).await?)) }
+            },
+            |ad| ad.impressions + ad.measurable + ad.invalid > 0 || ask.zone().is_utc(),
+        )
+        .await
+    }
+
+    /// One page of the campaigns inside `scope` (the prefix rule on campaign
+    /// ids) with counts in `ask`'s range, by campaign id, as [`Edge::ads`].
+    pub(crate) async fn campaigns(
+        &self,
+        ask: &Ask,
+        scope: &Scope,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<CampaignSummary>, StoreError> {
+        let daily = ask.daily();
+        let prefixes = scope.prefixes().iter().map(|p| campaign_key(p)).collect();
+        let keys = self
+            .listed(ask.read_range(), prefixes, |key| {
+                campaign_of_key(key).is_some_and(|id| scope.allows(id))
+            })
+            .await?;
+        let ids = keys
+            .iter()
+            .filter_map(|k| campaign_of_key(k).map(str::to_owned))
+            .collect();
+        Self::page(
+            ids,
+            after,
+            limit,
+            |id| {
+                let daily = &daily;
+                async move { Ok(campaign_summary(&self.campaign_stats(&id, daily).await?)) }
+            },
+            |c| c.impressions + c.measurable + c.invalid > 0 || ask.zone().is_utc(),
+        )
+        .await
     }
 
     /// Whether the edge can accept ingest: its log has not failed, and the
@@ -396,4 +566,9 @@ impl Edge {
         };
         self.metrics.render(&gauges)
     }
+}
+
+/// Whether an answer counted anything in its range.
+fn has_counts(stats: &StatsResponse) -> bool {
+    stats.impressions + stats.measurable + stats.invalid > 0
 }

@@ -11,8 +11,8 @@ use axum::http::{HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use glimpse_wire::api::{
-    viewability_rate, AdSummary, AdsResponse, DayStats, PostStatsResponse, StatsResponse,
-    UniqueVisitorsResponse, VideoStats,
+    viewability_rate, AdSummary, AdsResponse, CampaignStatsResponse, CampaignsResponse, DayStats,
+    HourStats, PostStatsResponse, StatsResponse, UniqueVisitorsResponse, VideoStats,
 };
 use serde::{Deserialize, Serialize};
 
@@ -163,16 +163,66 @@ fn rate(rate: Option<f64>) -> String {
     rate.map(|r| r.to_string()).unwrap_or_default()
 }
 
+/// A number, or an empty cell for `null`.
+fn maybe(n: Option<u64>) -> String {
+    n.map(|n| n.to_string()).unwrap_or_default()
+}
+
 fn day_counts(day: &DayStats) -> Vec<String> {
     vec![
         day.date.to_string(),
         day.impressions.to_string(),
         day.measurable.to_string(),
-        day.unique_visitors.to_string(),
+        maybe(day.unique_visitors),
         rate(viewability_rate(day.impressions, day.measurable)),
         day.invalid.to_string(),
         day.verified.to_string(),
     ]
+}
+
+fn hour_counts(hour: &HourStats) -> Vec<String> {
+    vec![
+        hour.hour.clone(),
+        hour.impressions.to_string(),
+        hour.measurable.to_string(),
+        maybe(hour.unique_visitors),
+        rate(viewability_rate(hour.impressions, hour.measurable)),
+        hour.invalid.to_string(),
+        hour.verified.to_string(),
+    ]
+}
+
+/// The rows of an answer by day (with the video columns when `video`), or
+/// by hour when it has hours, each after the subject's id.
+fn day_or_hour_rows(
+    id: &str,
+    days: &[DayStats],
+    hours: Option<&Vec<HourStats>>,
+    video: bool,
+) -> Vec<Vec<String>> {
+    let with_id = |cells: Vec<String>| std::iter::once(id.to_owned()).chain(cells).collect();
+    match hours {
+        Some(hours) => hours.iter().map(|h| with_id(hour_counts(h))).collect(),
+        None => days
+            .iter()
+            .map(|day| {
+                let mut row: Vec<String> = with_id(day_counts(day));
+                if video {
+                    row.extend(video_counts(&day.video.unwrap_or_default()));
+                }
+                row
+            })
+            .collect(),
+    }
+}
+
+/// The header of [`day_or_hour_rows`].
+fn day_or_hour_columns(id: &'static str, hourly: bool, video: bool) -> Vec<&'static str> {
+    if hourly {
+        columns(&[id, "hour"], false)
+    } else {
+        columns(&[id, "date"], video)
+    }
 }
 
 fn video_counts(video: &VideoStats) -> [String; 6] {
@@ -196,39 +246,79 @@ fn columns(first: &[&'static str], video: bool) -> Vec<&'static str> {
     header
 }
 
-/// One row per day of the range with counts.
+/// One row per day of the range, or per hour with `granularity=hour`.
 impl Table for StatsResponse {
     fn header(&self) -> Vec<&'static str> {
-        columns(&["ad_id", "date"], true)
+        day_or_hour_columns("ad_id", self.hours.is_some(), true)
     }
 
     fn rows(&self) -> Vec<Vec<String>> {
-        self.days
-            .iter()
-            .map(|day| {
-                let mut row = vec![self.ad_id.clone()];
-                row.extend(day_counts(day));
-                row.extend(video_counts(&day.video.unwrap_or_default()));
-                row
-            })
-            .collect()
+        day_or_hour_rows(&self.ad_id, &self.days, self.hours.as_ref(), true)
     }
 }
 
-/// One row per day of the range with views.
+/// One row per day of the range with views, or per hour.
 impl Table for PostStatsResponse {
     fn header(&self) -> Vec<&'static str> {
-        columns(&["post_id", "date"], false)
+        day_or_hour_columns("post_id", self.hours.is_some(), false)
     }
 
     fn rows(&self) -> Vec<Vec<String>> {
-        self.days
+        day_or_hour_rows(&self.post_id, &self.days, self.hours.as_ref(), false)
+    }
+}
+
+/// One row per day (its `unique_visitors` the day's reach), or per hour.
+impl Table for CampaignStatsResponse {
+    fn header(&self) -> Vec<&'static str> {
+        day_or_hour_columns("campaign_id", self.hours.is_some(), true)
+    }
+
+    fn rows(&self) -> Vec<Vec<String>> {
+        day_or_hour_rows(&self.campaign_id, &self.days, self.hours.as_ref(), true)
+    }
+}
+
+/// One row per campaign of the page; the next page's cursor in
+/// [`NEXT_CURSOR`].
+impl Table for CampaignsResponse {
+    fn header(&self) -> Vec<&'static str> {
+        vec![
+            "campaign_id",
+            "impressions",
+            "measurable",
+            "viewability_rate",
+            "invalid",
+            "verified",
+            "reach",
+            "frequency",
+            "ads",
+        ]
+    }
+
+    fn rows(&self) -> Vec<Vec<String>> {
+        self.campaigns
             .iter()
-            .map(|day| {
-                let mut row = vec![self.post_id.clone()];
-                row.extend(day_counts(day));
-                row
+            .map(|c| {
+                vec![
+                    c.campaign_id.clone(),
+                    c.impressions.to_string(),
+                    c.measurable.to_string(),
+                    rate(c.viewability_rate),
+                    c.invalid.to_string(),
+                    c.verified.to_string(),
+                    maybe(c.reach),
+                    rate(c.frequency),
+                    c.ads.to_string(),
+                ]
             })
+            .collect()
+    }
+
+    fn csv_headers(&self) -> Vec<(HeaderName, String)> {
+        self.next_cursor
+            .iter()
+            .map(|cursor| (NEXT_CURSOR, cursor.clone()))
             .collect()
     }
 }
@@ -256,7 +346,7 @@ fn ad_row(ad: &AdSummary) -> Vec<String> {
         ad.ad_id.clone(),
         ad.impressions.to_string(),
         ad.measurable.to_string(),
-        ad.unique_visitors.to_string(),
+        maybe(ad.unique_visitors),
         rate(ad.viewability_rate),
         ad.invalid.to_string(),
         ad.verified.to_string(),

@@ -144,7 +144,9 @@ pub fn app(state: AppState) -> Router {
         .routes(routes!(stats::ads_route))
         .routes(routes!(stats::post_stats_route))
         .routes(routes!(stats::ad_stats_route))
-        .routes(routes!(stats::unique_visitors_route));
+        .routes(routes!(stats::unique_visitors_route))
+        .routes(routes!(stats::campaigns_route))
+        .routes(routes!(stats::campaign_stats_route));
     let stats = if state.guard.metrics_on_main {
         stats.routes(routes!(guard::metrics_guarded))
     } else {

@@ -10,15 +10,19 @@
 //! - `video`: `(starts, q25, q50, q75, completes, audible)`, only for the
 //!   (ad, day)s with a video counter above zero (a missing row is zeros, so
 //!   directories written before video counters need no migration);
-//! - `ads_by_day`: `(day, ad_id) -> ()`, to list the ads of a date range
-//!   (posts are not listed);
+//! - `ads_by_day`: `(day, key) -> ()`, to list the ads, campaigns and
+//!   campaigns' shares of ads of a date range (`crate::counts::is_listed`:
+//!   posts and hours are not listed);
+//! - `hour_sketches_by_day`: `(day, hour key) -> ()`, the hours' sketches
+//!   by day, so those past `--hourly-retention-days` are deleted oldest
+//!   first in the transactions that apply deltas;
 //! - `post_views`: `post_id -> views`, each post's viewable total over all
 //!   time, added to in the transaction that adds its days' counts, so
 //!   `/v1/views` reads one row per post.
 //!
-//! A post's days are kept in the same tables as an ad's, under its counts
-//! key (`post/<post_id>`, see `crate::counts::counts_key`), which no ad id
-//! can equal.
+//! A post's days, a campaign's and every hour's are kept in the same tables
+//! as an ad's, under their counts keys (`crate::counts::EventKeys`), which no
+//! ad id can equal.
 //! - `batches` and `batches_by_time`: the client batch ids counted here,
 //!   kept 48 h (`super::seen`, shared with the Redis store's local index);
 //!   the ids the edge mints for `GET /v1/impression` are left out;
@@ -44,8 +48,9 @@ use redb::{Database, ReadableTable, TableDefinition, TableHandle};
 use super::seen::{self, SeenBatches};
 use super::{Applied, Store, StoreError, StoredDays, StoredViews};
 use crate::counted::needs_claim;
-use crate::counts::{post_of_key, AdDays, Counters, DayCounts, Delta, VideoCounters};
-use crate::keys::Scope;
+use crate::counts::{
+    is_hour_key, is_listed, post_of_key, AdDays, Counters, DayCounts, Delta, VideoCounters,
+};
 
 /// How [`COUNTS`] holds an (ad, day)'s counters.
 type StoredCounters = (u64, u64, u64, u64);
@@ -88,6 +93,10 @@ type StoredVideo = (u64, u64, u64, u64, u64, u64);
 const VIDEO: TableDefinition<(&str, u32), StoredVideo> = TableDefinition::new("video");
 const POST_VIEWS: TableDefinition<&str, u64> = TableDefinition::new("post_views");
 const ADS_BY_DAY: TableDefinition<(u32, &str), ()> = TableDefinition::new("ads_by_day");
+const HOUR_SKETCHES_BY_DAY: TableDefinition<(u32, &str), ()> =
+    TableDefinition::new("hour_sketches_by_day");
+/// A day's sketch is deleted after this many whole days at most, in ms.
+const DAY_MS: i64 = 86_400_000;
 /// The highest sequence number of the deltas applied, under [`APPLIED_THROUGH`]:
 /// stats add only the pending deltas above it.
 const APPLIED: TableDefinition<&str, u64> = TableDefinition::new("applied");
@@ -102,6 +111,9 @@ pub(crate) const FILE_NAME: &str = "glimpse.redb";
 #[derive(Debug, Clone)]
 pub struct EmbeddedStore {
     db: Arc<Database>,
+    /// Days an hour's sketch is kept after its day starts
+    /// (`--hourly-retention-days`); `None` keeps them.
+    hourly_retention_days: Option<u32>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -141,11 +153,23 @@ impl EmbeddedStore {
             txn.open_table(VIDEO).map_err(unavailable)?;
             txn.open_table(POST_VIEWS).map_err(unavailable)?;
             txn.open_table(ADS_BY_DAY).map_err(unavailable)?;
+            txn.open_table(HOUR_SKETCHES_BY_DAY).map_err(unavailable)?;
             txn.open_table(APPLIED).map_err(unavailable)?;
         }
         seen::create_tables(&txn)?;
         txn.commit().map_err(unavailable)?;
-        Ok(EmbeddedStore { db: Arc::new(db) })
+        Ok(EmbeddedStore {
+            db: Arc::new(db),
+            hourly_retention_days: None,
+        })
+    }
+
+    /// Deletes each hour's sketch `days` days after its day starts.
+    pub fn with_hourly_retention(self, days: u32) -> Self {
+        EmbeddedStore {
+            hourly_retention_days: Some(days),
+            ..self
+        }
     }
 
     async fn blocking<T: Send + 'static>(
@@ -201,7 +225,12 @@ fn migrate_counts<V: redb::Value + 'static>(
     Ok(())
 }
 
-fn apply_delta(db: &Database, delta: &Delta, now_ms: i64) -> Result<(), StoreError> {
+fn apply_delta(
+    db: &Database,
+    delta: &Delta,
+    now_ms: i64,
+    hourly_retention_days: Option<u32>,
+) -> Result<(), StoreError> {
     let txn = db.begin_write().map_err(unavailable)?;
     {
         let mut applied = txn.open_table(APPLIED).map_err(unavailable)?;
@@ -234,6 +263,7 @@ fn apply_delta(db: &Database, delta: &Delta, now_ms: i64) -> Result<(), StoreErr
         let mut counts = txn.open_table(COUNTS).map_err(unavailable)?;
         let mut visitors = txn.open_table(VISITORS).map_err(unavailable)?;
         let mut ads_by_day = txn.open_table(ADS_BY_DAY).map_err(unavailable)?;
+        let mut hour_sketches = txn.open_table(HOUR_SKETCHES_BY_DAY).map_err(unavailable)?;
         let mut video = txn.open_table(VIDEO).map_err(unavailable)?;
         let mut post_views = txn.open_table(POST_VIEWS).map_err(unavailable)?;
         for update in updates {
@@ -257,6 +287,11 @@ fn apply_delta(db: &Database, delta: &Delta, now_ms: i64) -> Result<(), StoreErr
                 visitors
                     .insert(key, sketch.to_redis_bytes().as_slice())
                     .map_err(unavailable)?;
+                if is_hour_key(ad_id) {
+                    hour_sketches
+                        .insert((day.days_since_epoch(), ad_id), ())
+                        .map_err(unavailable)?;
+                }
             }
             if update.counters.video != VideoCounters::default() {
                 let mut stored = video
@@ -269,28 +304,65 @@ fn apply_delta(db: &Database, delta: &Delta, now_ms: i64) -> Result<(), StoreErr
                     .insert(key, encode_video(stored))
                     .map_err(unavailable)?;
             }
+            // A post's hour keys (`h<HH>/post/…`) are neither a post's
+            // total nor listed.
             match post_of_key(ad_id) {
-                Some(post_id) => {
-                    if update.counters.impressions > 0 {
-                        let views = post_views
-                            .get(post_id)
-                            .map_err(unavailable)?
-                            .map_or(0, |v| v.value());
-                        post_views
-                            .insert(post_id, views + update.counters.impressions)
-                            .map_err(unavailable)?;
-                    }
+                Some(post_id) if update.counters.impressions > 0 => {
+                    let views = post_views
+                        .get(post_id)
+                        .map_err(unavailable)?
+                        .map_or(0, |v| v.value());
+                    post_views
+                        .insert(post_id, views + update.counters.impressions)
+                        .map_err(unavailable)?;
                 }
-                None => {
+                Some(_) => {}
+                None if is_listed(ad_id) => {
                     ads_by_day
                         .insert((day.days_since_epoch(), ad_id), ())
                         .map_err(unavailable)?;
                 }
+                None => {}
             }
+        }
+        if let Some(days) = hourly_retention_days {
+            forget_hour_sketches(&mut hour_sketches, &mut visitors, now_ms, days)?;
         }
         seen.forget_old(now_ms)?;
     }
     txn.commit().map_err(unavailable)
+}
+
+/// Deletes the hours' sketches of the days that started `days` days or
+/// more before `now_ms`, oldest first. Their counters stay.
+fn forget_hour_sketches(
+    by_day: &mut redb::Table<(u32, &str), ()>,
+    visitors: &mut redb::Table<(&str, u32), &[u8]>,
+    now_ms: i64,
+    days: u32,
+) -> Result<(), StoreError> {
+    // A day d is past retention once d.start + days * DAY_MS <= now.
+    let Ok(first_kept) = u32::try_from(now_ms.div_euclid(DAY_MS) - i64::from(days) + 1) else {
+        return Ok(());
+    };
+    let old: Vec<(u32, String)> = by_day
+        .range((0, "")..(first_kept, ""))
+        .map_err(unavailable)?
+        .map(|entry| {
+            let (key, _) = entry.map_err(unavailable)?;
+            let (day, hour_key) = key.value();
+            Ok((day, hour_key.to_owned()))
+        })
+        .collect::<Result<_, StoreError>>()?;
+    for (day, hour_key) in old {
+        visitors
+            .remove((hour_key.as_str(), day))
+            .map_err(unavailable)?;
+        by_day
+            .remove((day, hour_key.as_str()))
+            .map_err(unavailable)?;
+    }
+    Ok(())
 }
 
 fn applied_through(table: &impl ReadableTable<&'static str, u64>) -> Result<u64, StoreError> {
@@ -350,7 +422,8 @@ impl Store for EmbeddedStore {
     async fn apply(&self, delta: &Arc<Delta>, now_ms: i64) -> Result<(), StoreError> {
         // The blocking task needs its own handle on the delta.
         let delta = Arc::clone(delta);
-        self.blocking(move |db| apply_delta(db, &delta, now_ms))
+        let hourly_retention_days = self.hourly_retention_days;
+        self.blocking(move |db| apply_delta(db, &delta, now_ms, hourly_retention_days))
             .await
     }
 
@@ -394,13 +467,12 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn ads_in_range(
+    async fn listed_in_range(
         &self,
         range: DayRange,
-        scope: &Scope,
+        prefixes: Vec<String>,
     ) -> Result<Vec<String>, StoreError> {
-        // Each prefix of the scope is a range of each day's keys.
-        let prefixes = scope.prefixes();
+        // Each prefix is a range of each day's keys.
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(unavailable)?;
             let table = txn.open_table(ADS_BY_DAY).map_err(unavailable)?;
@@ -441,6 +513,7 @@ impl Store for EmbeddedStore {
 mod tests {
     use std::borrow::Cow;
 
+    use crate::keys::Scope;
     use glimpse_wire::ingest::Event;
     use glimpse_wire::{Kind, Subject};
 
@@ -463,6 +536,7 @@ mod tests {
             token: None,
             verified: false,
             audible: false,
+            campaign_id: None,
         }
     }
 
@@ -499,6 +573,7 @@ mod tests {
                 event("5", "vid", "u3", Kind::VideoStart),
                 Event {
                     audible: true,
+                    campaign_id: None,
                     ..event("6", "vid", "u3", Kind::Viewable)
                 },
             ],
@@ -538,7 +613,10 @@ mod tests {
         );
         let ad_days = values(store.read_days("p1", today()).await.unwrap().days);
         assert_eq!(ad_days[0].counters.impressions, 1);
-        let ads = store.ads_in_range(today(), &Scope::All).await.unwrap();
+        let ads = store
+            .listed_in_range(today(), Scope::All.prefixes())
+            .await
+            .unwrap();
         assert_eq!(ads, ["p1", "vid"]);
         let vid = values(store.read_days("vid", today()).await.unwrap().days);
         assert_eq!(
@@ -580,7 +658,10 @@ mod tests {
         expected.insert(b"u2");
         assert_eq!(days[0].visitors, expected);
         assert_eq!(
-            store.ads_in_range(today(), &Scope::All).await.unwrap(),
+            store
+                .listed_in_range(today(), Scope::All.prefixes())
+                .await
+                .unwrap(),
             vec!["ad-1", "ad-2"]
         );
         assert!(store

@@ -28,7 +28,6 @@ use self::identity::EdgeIdentity;
 use self::redis::{RedisOptions, RedisStore};
 use crate::config::{Config, StoreKind};
 use crate::counts::{AdDays, Delta};
-use crate::keys::Scope;
 
 /// How long a batch id is remembered for de-duplication. The contract asks
 /// for at least 24 h; twice that covers the 48 h window of accepted events.
@@ -110,8 +109,8 @@ pub trait Store: Debug + Send + Sync + 'static {
     /// while a sync runs.
     async fn apply(&self, delta: &Arc<Delta>, now_ms: i64) -> Result<(), StoreError>;
 
-    /// The counts of `key` (an ad's id, or a post's counts key,
-    /// `crate::counts::counts_key`) on the days of `range` on which it has
+    /// The counts of `key` (any counts key: `crate::counts::EventKeys`) on
+    /// the days of `range` on which it has
     /// data, with the deltas of this edge they hold
     /// ([`StoredDays::applied`]), each day read atomically with its mark.
     async fn read_days(&self, key: &str, range: DayRange) -> Result<StoredDays, StoreError>;
@@ -126,11 +125,16 @@ pub trait Store: Debug + Send + Sync + 'static {
         posts: &[(String, Vec<Day>)],
     ) -> Result<Vec<StoredViews>, StoreError>;
 
-    /// Ids of the ads inside `scope` with data on any day of `range`,
-    /// ascending. The scope is applied as the ids are read, so a key that
-    /// reads a few ads costs a few, wherever the store can.
-    async fn ads_in_range(&self, range: DayRange, scope: &Scope)
-        -> Result<Vec<String>, StoreError>;
+    /// The listed keys (`crate::counts::is_listed`: ads, campaigns and
+    /// campaigns' shares of ads) with data on any day of `range` that start
+    /// with one of `prefixes`, ascending. The prefixes are applied as the
+    /// keys are read, so a scoped API key that reads a few ads costs a few,
+    /// wherever the store can.
+    async fn listed_in_range(
+        &self,
+        range: DayRange,
+        prefixes: Vec<String>,
+    ) -> Result<Vec<String>, StoreError>;
 
     /// Whether a batch with this id has been counted already, as far as
     /// this edge knows: both stores answer from the batches this edge has
@@ -159,12 +163,14 @@ pub trait Store: Debug + Send + Sync + 'static {
 pub(crate) fn open(config: &Config, identity: &EdgeIdentity) -> anyhow::Result<Arc<dyn Store>> {
     match config.store {
         StoreKind::Embedded => {
-            let store = EmbeddedStore::open(&config.data_dir).with_context(|| {
-                format!(
-                    "opening the embedded store in {}",
-                    config.data_dir.display()
-                )
-            })?;
+            let store = EmbeddedStore::open(&config.data_dir)
+                .with_context(|| {
+                    format!(
+                        "opening the embedded store in {}",
+                        config.data_dir.display()
+                    )
+                })?
+                .with_hourly_retention(config.hourly_sketch_days());
             Ok(Arc::new(store))
         }
         StoreKind::Redis => {
@@ -178,6 +184,7 @@ pub(crate) fn open(config: &Config, identity: &EdgeIdentity) -> anyhow::Result<A
                 cluster_nodes: config.redis_cluster_nodes.clone(),
                 prefix: config.redis_prefix.clone(),
                 retention_days: config.retention_days,
+                hourly_retention_days: config.hourly_sketch_days(),
                 stats_cache: config.stats_cache,
                 edge_id: identity.id.clone(),
                 boot: identity.boot,

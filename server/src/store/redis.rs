@@ -70,8 +70,9 @@ use self::plan::{KeyPlan, StepId};
 use super::identity::MAX_SEQUENCE;
 use super::seen::SeenIndex;
 use super::{Store, StoreError, StoredDays, StoredViews};
-use crate::counts::{post_key, post_of_key, Counters, DayCounts, Delta, VideoCounters};
-use crate::keys::Scope;
+use crate::counts::{
+    is_hour_key, is_listed, post_key, post_of_key, Counters, DayCounts, Delta, VideoCounters,
+};
 
 /// Time allowed for one reply. A timeout leaves the outcome unknown, which
 /// the ledger makes harmless; a generous value just avoids needless retries.
@@ -98,6 +99,8 @@ pub struct RedisOptions {
     pub cluster_nodes: Vec<String>,
     pub prefix: String,
     pub retention_days: u32,
+    /// Days an hour's sketch is kept (`--hourly-retention-days`).
+    pub hourly_retention_days: u32,
     pub stats_cache: Duration,
     /// This edge's id ([`super::identity::EdgeIdentity`]): its ledger
     /// field and the first half of its batch claims.
@@ -116,6 +119,7 @@ impl fmt::Debug for RedisOptions {
             .field("target", &self.target())
             .field("prefix", &self.prefix)
             .field("retention_days", &self.retention_days)
+            .field("hourly_retention_days", &self.hourly_retention_days)
             .field("stats_cache", &self.stats_cache)
             .field("edge_id", &self.edge_id)
             .field("boot", &self.boot)
@@ -275,6 +279,7 @@ pub struct RedisStore {
     /// `views.lua`: a post's total and this edge's ledger entries, atomically.
     views_script: Script,
     retention_days: u32,
+    hourly_retention_days: u32,
     target: String,
     days_cache: ReadCache<(String, u32, u32), StoredDays>,
     /// Ad listings by (range, the scope's prefixes).
@@ -360,6 +365,7 @@ impl RedisStore {
             ads_script: Script::new(include_str!("redis/ads.lua")),
             views_script: Script::new(include_str!("redis/views.lua")),
             retention_days: options.retention_days,
+            hourly_retention_days: options.hourly_retention_days,
             target,
             days_cache: ReadCache::new(options.stats_cache),
             ads_cache: ReadCache::new(options.stats_cache),
@@ -383,6 +389,11 @@ impl RedisStore {
     async fn apply_key(&self, plan: KeyPlan<'_>, seq: u64) -> Result<(), StoreError> {
         let keys = self.keys.day_keys(plan.key, plan.day);
         let expiry = plan::day_expiry_ms(plan.day, self.retention_days);
+        let sketch_expiry = if is_hour_key(plan.key) {
+            plan::day_expiry_ms(plan.day, self.hourly_retention_days)
+        } else {
+            expiry
+        };
         let mut conn = self.conn.clone();
         let id = StepId { seq, chunk: 0 };
         let mut call = self.script.prepare_invoke();
@@ -398,7 +409,9 @@ impl RedisStore {
             Some(sketch) => call.arg(sketch.to_redis_bytes()),
             None => call.arg(""),
         };
-        call.arg(expiry).arg(plan::CLAIM_LIFETIME_MS);
+        call.arg(expiry)
+            .arg(plan::CLAIM_LIFETIME_MS)
+            .arg(sketch_expiry);
         for (field, n) in counter_fields(plan.counters) {
             call.arg(field).arg(n);
         }
@@ -699,13 +712,13 @@ impl Store for RedisStore {
             .await
     }
 
-    async fn ads_in_range(
+    async fn listed_in_range(
         &self,
         range: DayRange,
-        scope: &Scope,
+        prefixes: Vec<String>,
     ) -> Result<Vec<String>, StoreError> {
-        // Each prefix of the scope is a range of each day's index.
-        self.ads_in_range_cached(range, scope.prefixes()).await
+        // Each prefix is a range of each day's index.
+        self.listed_in_range_cached(range, prefixes).await
     }
 
     async fn batch_seen(&self, batch_id: &str) -> Result<bool, StoreError> {
@@ -810,10 +823,10 @@ impl RedisStore {
             );
         }
         let plans = plan::plan(delta, |id| !not_owned.contains(id));
-        // Posts are not listed with the ads.
+        // Posts and hours are not listed.
         let ad_days: Vec<(String, Day)> = plans
             .iter()
-            .filter(|p| post_of_key(p.key).is_none())
+            .filter(|p| is_listed(p.key))
             .map(|p| (p.key.to_owned(), p.day))
             .collect();
         let mut steps: Vec<BoxFuture<'_, Result<(), StoreError>>> = Vec::new();
@@ -892,7 +905,7 @@ impl RedisStore {
         Ok(stored)
     }
 
-    async fn ads_in_range_cached(
+    async fn listed_in_range_cached(
         &self,
         range: DayRange,
         prefixes: Vec<String>,

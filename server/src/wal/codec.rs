@@ -3,13 +3,19 @@
 //! A segment file is a header followed by records:
 //!
 //! ```text
-//! header  (24 bytes): magic "GLMPSWAL" | version u32 = 2 | seq u64 | crc32 u32 of the 20 bytes before
+//! header  (24 bytes): magic "GLMPSWAL" | version u32 = 3 | seq u64 | crc32 u32 of the 20 bytes before
 //! record:             len u32 | crc32 u32 of (len bytes ++ payload) | payload (len bytes)
 //! payload:            flags u8 | received_ms i64 | batch_id str | events u32 | event*
+//! event (version 3):  kind u8 | event flags u8 | day u32 (days since 1970-01-01) | hour u8 | subject id str | user_id str | campaign_id str (empty: none)
 //! event (version 2):  kind u8 | event flags u8 | day u32 (days since 1970-01-01) | subject id str | user_id str
 //! event (version 1):  kind u8 (0 viewable, 1 measurable, 2 viewable and verified) | day u32 | ad_id str | user_id str
 //! str:                len u16 | UTF-8 bytes
 //! ```
+//!
+//! Version 3 came with hourly and campaign counts: each event's UTC hour
+//! and campaign. A version 2 or 1 event has neither: it replays into its
+//! day as before, into hour 00 of that day, and into no campaign (only
+//! segments an older edge left at a crash hold such events).
 //!
 //! Version 2 came with video kinds, `audible` and posts: its kind byte is
 //! 0 viewable, 1 measurable, 2 video_start, 3 video_q25, 4 video_q50,
@@ -46,7 +52,9 @@ use glimpse_wire::{Day, Kind, Subject};
 use crate::traffic::Traffic;
 
 pub const MAGIC: [u8; 8] = *b"GLMPSWAL";
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
+/// The version before hours and campaigns, still replayed.
+const VERSION_2: u32 = 2;
 /// The version before video kinds and posts, still replayed.
 const VERSION_1: u32 = 1;
 pub const HEADER_LEN: usize = 24;
@@ -130,8 +138,10 @@ pub fn encode_record(
         }
         out.push(flags);
         out.extend_from_slice(&e.day.days_since_epoch().to_le_bytes());
+        out.push(e.hour());
         put_str(out, &e.subject_id);
         put_str(out, &e.user_id);
+        put_str(out, e.campaign_id.as_deref().unwrap_or(""));
     }
     let len = (out.len() - start - RECORD_HEADER_LEN) as u32;
     out[start..start + 4].copy_from_slice(&len.to_le_bytes());
@@ -142,8 +152,8 @@ pub fn encode_record(
 }
 
 /// One accepted batch as the log holds it. Its events borrow from the
-/// segment's bytes; their `id` is empty and `ts` the start of their day (the
-/// aggregator uses neither).
+/// segment's bytes; their `id` is empty and `ts` the start of their hour
+/// (the aggregator needs no more).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Record<'a> {
     pub traffic: Traffic,
@@ -277,19 +287,31 @@ fn decode_payload(p: &[u8], version: u32) -> Option<Record<'_>> {
         let ((kind, verified, audible, subject), took) = decode_kind(p, at, version)?;
         let day = Day::from_days_since_epoch(u32_at(p, at + took)?);
         at += took + 4;
+        let mut hour = 0;
+        if version == VERSION {
+            hour = *p.get(at).filter(|h| **h < 24)?;
+            at += 1;
+        }
         let subject_id = take_str(&mut at)?;
         let user_id = take_str(&mut at)?;
+        let mut campaign_id = None;
+        if version == VERSION {
+            campaign_id = Some(take_str(&mut at)?)
+                .filter(|c| !c.is_empty())
+                .map(Cow::Borrowed);
+        }
         events.push(Event {
             id: Cow::Borrowed(""),
             subject,
             subject_id: Cow::Borrowed(subject_id),
             user_id: Cow::Borrowed(user_id),
             kind,
-            ts: day.start_ms(),
+            ts: day.start_ms() + i64::from(hour) * 3_600_000,
             day,
             token: None,
             verified,
             audible,
+            campaign_id,
         });
     }
     (at == p.len()).then_some(Record {
@@ -414,12 +436,10 @@ pub fn read_segment<R: Read>(
         return Err(corrupt(0, "not a glimpse write-ahead log segment"));
     }
     let version = u32_at(head, 8).unwrap_or_default();
-    if version != VERSION && version != VERSION_1 {
+    if ![VERSION, VERSION_2, VERSION_1].contains(&version) {
         return Err(corrupt(
             8,
-            &format!(
-                "format version {version}; this edge reads versions {VERSION_1} and {VERSION}"
-            ),
+            &format!("format version {version}; this edge reads versions {VERSION_1} to {VERSION}"),
         ));
     }
     if crc32fast::hash(&head[..20]).to_le_bytes() != head[20..24] {
@@ -492,6 +512,7 @@ mod tests {
             token: None,
             verified: false,
             audible: false,
+            campaign_id: None,
         }
     }
 
@@ -664,9 +685,9 @@ mod tests {
     fn foreign_files_and_future_versions_are_refused() {
         assert!(decode(b"not a wal segment at all, no").is_err());
         let mut h = header(1);
-        h[8] = 3;
+        h[8] = 4;
         let err = decode(&h).unwrap_err();
-        assert!(err.to_string().contains("version 3"), "{err}");
+        assert!(err.to_string().contains("version 4"), "{err}");
     }
 
     #[test]
@@ -714,6 +735,7 @@ mod tests {
         };
         let audible = Event {
             audible: true,
+            campaign_id: None,
             verified: true,
             ..ev("ad-v", "u1", Kind::Viewable, 20_417)
         };
@@ -726,6 +748,94 @@ mod tests {
         let mut decoded = Vec::new();
         read_segment(bytes.as_slice(), |r| decoded.push(r.events == events)).unwrap();
         assert_eq!(decoded, [true]);
+    }
+
+    #[test]
+    fn hours_and_campaigns_round_trip() {
+        let day = Day::from_days_since_epoch(20_417);
+        let at = |hour: i64| day.start_ms() + hour * 3_600_000;
+        let events = vec![
+            Event {
+                ts: at(0),
+                campaign_id: Some(Cow::Borrowed("fall-run")),
+                ..ev("ad-1", "u1", Kind::Viewable, 20_417)
+            },
+            Event {
+                ts: at(23),
+                ..ev("ad-2", "u2", Kind::Measurable, 20_417)
+            },
+            Event {
+                ts: at(13),
+                campaign_id: Some(Cow::Borrowed("c")),
+                ..ev("ad-2", "u3", Kind::Viewable, 20_417)
+            },
+        ];
+        let mut bytes = header(5).to_vec();
+        encode_record(&mut bytes, Traffic::Valid, "b-hours", 9, &events);
+        let mut decoded = Vec::new();
+        read_segment(bytes.as_slice(), |r| {
+            let read: Vec<(u8, Option<String>)> = r
+                .events
+                .iter()
+                .map(|e| (e.hour(), e.campaign_id.as_deref().map(str::to_owned)))
+                .collect();
+            decoded.push(read);
+            assert_eq!(r.events, events);
+        })
+        .unwrap();
+        assert_eq!(
+            decoded,
+            [vec![
+                (0, Some("fall-run".to_owned())),
+                (23, None),
+                (13, Some("c".to_owned()))
+            ]]
+        );
+    }
+
+    #[test]
+    fn a_version_2_segment_replays_into_its_days_at_hour_zero() {
+        let events = vec![
+            Event {
+                audible: true,
+                ..ev("vid-1", "u1", Kind::Viewable, 20_417)
+            },
+            ev("ad-2", "u2", Kind::VideoStart, 20_416),
+        ];
+        let mut bytes = header(7).to_vec();
+        bytes[8..12].copy_from_slice(&VERSION_2.to_le_bytes());
+        let crc = crc32fast::hash(&bytes[..20]);
+        bytes[20..24].copy_from_slice(&crc.to_le_bytes());
+        let mut payload = vec![0u8];
+        payload.extend_from_slice(&9i64.to_le_bytes());
+        put_str(&mut payload, "b-v2");
+        payload.extend_from_slice(&(events.len() as u32).to_le_bytes());
+        for e in &events {
+            let kind = KINDS.iter().position(|k| *k == e.kind).unwrap();
+            payload.push(kind as u8);
+            payload.push(if e.audible { EVENT_AUDIBLE } else { 0 });
+            payload.extend_from_slice(&e.day.days_since_epoch().to_le_bytes());
+            put_str(&mut payload, &e.subject_id);
+            put_str(&mut payload, &e.user_id);
+        }
+        frame(&mut bytes, &payload);
+        let mut decoded = Vec::new();
+        read_segment(bytes.as_slice(), |r| decoded.push(r.events == events)).unwrap();
+        assert_eq!(decoded, [true]);
+        assert!(events
+            .iter()
+            .all(|e| e.hour() == 0 && e.campaign_id.is_none()));
+    }
+
+    /// Appends `payload` framed by its length and CRC.
+    fn frame(out: &mut Vec<u8>, payload: &[u8]) {
+        let len = payload.len() as u32;
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&len.to_le_bytes());
+        crc.update(payload);
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&crc.finalize().to_le_bytes());
+        out.extend_from_slice(payload);
     }
 
     /// A record as version 1 wrote it: ads only, the kind byte saying
@@ -745,13 +855,7 @@ mod tests {
             put_str(&mut payload, &e.subject_id);
             put_str(&mut payload, &e.user_id);
         }
-        let len = payload.len() as u32;
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(&len.to_le_bytes());
-        crc.update(&payload);
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(&crc.finalize().to_le_bytes());
-        out.extend_from_slice(&payload);
+        frame(out, &payload);
     }
 
     #[test]
@@ -782,7 +886,7 @@ mod tests {
             }
         );
         assert_eq!(decoded, [("b-old".to_owned(), true)]);
-        // The same bytes under a version 2 header do not parse: the header
+        // The same bytes under a newer header do not parse: the header
         // says how to read them.
         bytes[8..12].copy_from_slice(&VERSION.to_le_bytes());
         let crc = crc32fast::hash(&bytes[..20]);

@@ -156,6 +156,7 @@ mod tests {
             token: None,
             verified: false,
             audible: false,
+            campaign_id: None,
         }
     }
 

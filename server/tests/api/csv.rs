@@ -3,32 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use axum::body::Body;
-use axum::http::{header, HeaderMap, Request, StatusCode};
-use http_body_util::BodyExt;
+use axum::http::{header, HeaderMap, StatusCode};
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
-use crate::support::{assert_error, batch, event, TestEdge, TODAY};
-
-async fn get_text(
-    t: &TestEdge,
-    uri: &str,
-    accept: Option<&str>,
-) -> (StatusCode, HeaderMap, String) {
-    let mut request = Request::get(uri);
-    if let Some(accept) = accept {
-        request = request.header(header::ACCEPT, accept);
-    }
-    let response = t
-        .router()
-        .oneshot(request.body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let (status, headers) = (response.status(), response.headers().clone());
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (status, headers, String::from_utf8(bytes.to_vec()).unwrap())
-}
+use crate::support::{assert_error, batch, event, get_text, TestEdge, TODAY};
 
 /// A CSV answer's rows as maps from column to field, after checking its
 /// type and line ends. (The ids of these tests hold nothing to quote.)

@@ -42,7 +42,12 @@ async fn counts(t: &TestEdge, ad: &str) -> (u64, u64, u64, u64) {
     let s: StatsResponse = t.stats(ad, "").await;
     assert_eq!(s.days.len(), 1);
     assert_eq!(s.days[0].invalid, s.invalid, "today is the whole range");
-    (s.impressions, s.measurable, s.unique_visitors, s.invalid)
+    (
+        s.impressions,
+        s.measurable,
+        s.unique_visitors.unwrap(),
+        s.invalid,
+    )
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@
 
 mod access;
 mod ads_pages;
+mod analytics;
 mod csv;
 mod ingest;
 mod invalid_traffic;

@@ -48,13 +48,15 @@ fn routed_paths(t: &TestEdge) -> BTreeSet<String> {
     paths
 }
 
-const EVERY_ROUTE: [&str; 11] = [
+const EVERY_ROUTE: [&str; 13] = [
     "/healthz",
     "/metrics",
     "/readyz",
     "/v1/ads",
     "/v1/ads/{ad_id}/stats",
     "/v1/ads/{ad_id}/unique-visitors",
+    "/v1/campaigns",
+    "/v1/campaigns/{campaign_id}/stats",
     "/v1/impression",
     "/v1/impressions",
     "/v1/openapi.json",
@@ -108,7 +110,10 @@ async fn every_operation_documents_its_parameters_answers_and_errors() {
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    assert_eq!(params, ["ad_id", "from", "to", "format"]);
+    assert_eq!(
+        params,
+        ["ad_id", "from", "to", "tz", "granularity", "format"]
+    );
     assert_eq!(stats["security"], serde_json::json!([{"api_key": []}]));
     let ok = &stats["responses"]["200"]["content"];
     assert_eq!(

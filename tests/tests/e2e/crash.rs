@@ -145,7 +145,7 @@ fn check_exact(edge: &Edge, ad: &str, batches: usize) {
         (
             (batches * VIEWABLE_PER_BATCH) as u64,
             (batches * MEASURABLE_PER_BATCH) as u64,
-            reference(batches).estimate()
+            Some(reference(batches).estimate())
         )
     );
 }

@@ -1,5 +1,6 @@
 //! End-to-end tests with real processes, one module per area.
 
+mod analytics;
 mod bad_input;
 mod browser_engines;
 mod crash;

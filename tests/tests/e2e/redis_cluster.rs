@@ -75,7 +75,7 @@ fn exact_on_a_three_master_cluster() {
                 &format!("{what}: stats on every edge equal PFCOUNT of the reference"),
                 || e.get_json::<StatsResponse>(&format!("/v1/ads/{ad}/stats?from={day}&to={day}")),
                 |s| {
-                    s.unique_visitors == count
+                    s.unique_visitors == Some(count)
                         && (s.impressions, s.measurable) == (exp.impressions, exp.measurable)
                 },
             );

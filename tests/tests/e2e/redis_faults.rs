@@ -50,7 +50,7 @@ fn check(redis: &RedisServer, edges: &[&Edge], load: &Load) {
                 || e.get_json::<StatsResponse>(&format!("/v1/ads/{ad}/stats?from={day}&to={day}")),
                 |s| {
                     (s.impressions, s.measurable, s.unique_visitors)
-                        == (exp.impressions, exp.measurable, count)
+                        == (exp.impressions, exp.measurable, Some(count))
                 },
             );
         }

@@ -266,7 +266,7 @@ fn a_headless_browser_is_invalid_traffic_without_the_switch() {
         let s = view_one_ad(&b, &edge, ad);
         assert_eq!(
             (s.impressions, s.measurable, s.unique_visitors, s.invalid),
-            (0, 0, 0, 2),
+            (0, 0, Some(0), 2),
             "{ad} ({ua})"
         );
         assert_eq!(s.viewability_rate, None);
@@ -312,7 +312,7 @@ fn driven_browser_counts_as_automation_unless_the_switch(engine: Engine) {
     let s = view_one_ad(&b, &production, "driven");
     assert_eq!(
         (s.impressions, s.measurable, s.unique_visitors, s.invalid),
-        (0, 0, 0, 2),
+        (0, 0, Some(0), 2),
         "{engine}: without --count-automation"
     );
     assert_eq!(
@@ -325,7 +325,7 @@ fn driven_browser_counts_as_automation_unless_the_switch(engine: Engine) {
     let s = view_one_ad(&b, &counting, "driven");
     assert_eq!(
         (s.impressions, s.measurable, s.unique_visitors, s.invalid),
-        (1, 1, 1, 0),
+        (1, 1, Some(1), 0),
         "{engine}: with --count-automation"
     );
 }

@@ -7,9 +7,11 @@
 -- ARGV[1] ledger field of this edge ("s:<edge_id>")
 -- ARGV[2] step sequence (decimal, < 2^53)   ARGV[3] chunk number (0)
 -- ARGV[4] sketch bytes in Redis's HLL format, or "" for none
--- ARGV[5] expiry of the day's keys, unix ms
+-- ARGV[5] expiry of the day's counters, unix ms
 -- ARGV[6] ledger time to live, ms
--- ARGV[7], ARGV[8], ...: pairs of a counters-hash field and the count to
+-- ARGV[7] expiry of the sketch, unix ms (an hour's sketch goes before its
+-- counters: --hourly-retention-days)
+-- ARGV[8], ARGV[9], ...: pairs of a counters-hash field and the count to
 -- add to it ("imp", "meas", "invalid", "verified", the video counters
 -- "vs", "v25", "v50", "v75", "vc", "aud"; the edge has already left out the
 -- batches it does not own, see the batch claims in docs/redis.md)
@@ -47,12 +49,12 @@ if ARGV[4] ~= '' then
   redis.call('SET', KEYS[4], ARGV[4], 'PX', 60000)
   redis.call('PFMERGE', KEYS[1], KEYS[4])
   redis.call('DEL', KEYS[4])
-  redis.call('PEXPIREAT', KEYS[1], ARGV[5])
+  redis.call('PEXPIREAT', KEYS[1], ARGV[7])
 end
 
 local reply = {1}
 local counted = false
-for i = 7, #ARGV - 1, 2 do
+for i = 8, #ARGV - 1, 2 do
   local n = tonumber(ARGV[i + 1])
   if n > 0 then
     redis.call('HINCRBY', KEYS[2], ARGV[i], n)
