@@ -615,12 +615,13 @@ mod tests {
             m,
             r#"{"id":"x","ad_id":"a","campaign_id":"acme-fall-run","user_id":"u","kind":"viewable","ts":0,"token":"9.ab"}"#
         );
-        // The edge takes the event whole: the campaign is a field of the
-        // event it decodes, not something that breaks the batch.
         let body = format!(r#"{{"batch_id":"b","events":[{m}]}}"#);
         let batch = glimpse_wire::ingest::decode_batch(body.as_bytes()).unwrap();
         let e = glimpse_wire::ingest::validate_event(batch.events[0], 0).unwrap();
-        assert_eq!((e.ad_id(), e.token.as_deref()), (Some("a"), Some("9.ab")));
+        assert_eq!(
+            (e.ad_id(), e.campaign_id.as_deref(), e.token.as_deref()),
+            (Some("a"), Some("acme-fall-run"), Some("9.ab"))
+        );
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! What the SDK counts on pages built the way real ad pages are, in a real
 //! browser against a real edge: slots an ad server fills (or empties) after
 //! the fact, ads hidden by CSS, covered ads, single-page apps, remounts, ad
-//! refreshes, prerendering and frames. Counts are read from the edge's stats
-//! route; what the page sent is read from its own record of each body.
+//! refreshes, prerendering, frames and campaigns. Counts are read from the
+//! edge's stats routes; what the page sent is read from its own record of
+//! each body.
 //!
 //! Dwell waits (`pause`) are the behaviour under test (the 1 s rule);
 //! everything else is polled with a deadline.
@@ -15,7 +16,7 @@ use glimpse_tests::in_every_engine;
 use glimpse_tests::sdk_page::{
     counts, edge_with_sdk, expect_counts, flush, pause, start_tracker, DELIVERY_DEADLINE,
 };
-use glimpse_wire::api::StatsResponse;
+use glimpse_wire::api::{CampaignStatsResponse, StatsResponse};
 use serde_json::{json, Value};
 
 /// Flushes only when a test says so, in batches that hold everything.
@@ -435,6 +436,12 @@ in_every_engine! {
     }
 }
 
+/// (viewable, measurable) of `campaign`, as the edge reports them.
+fn campaign_counts(edge: &Edge, campaign: &str) -> (u64, u64) {
+    let s: CampaignStatsResponse = edge.get_json(&format!("/v1/campaigns/{campaign}/stats"));
+    (s.impressions, s.measurable)
+}
+
 /// `(id, campaign_id)` of every event the page sent about `id` (an ad's or
 /// a post's); `campaign_id` is `null` when the event had none.
 fn campaigns_sent(b: &Browser, id: &str) -> Vec<Value> {
@@ -489,6 +496,10 @@ in_every_engine! {
         for ad in ["camp-attr", "camp-none", "camp-opt", "camp-opt-number"] {
             expect_counts(edge, ad, (1, 1), engine);
         }
+        // Counted in the same cut as their ads: for their campaigns too.
+        for campaign in ["acme-fall-run", "orbit-roam-free", "2026"] {
+            assert_eq!(campaign_counts(edge, campaign), (1, 1), "{engine}: {campaign}");
+        }
         for (id, campaign) in [
             ("camp-attr", json!("acme-fall-run")),
             ("camp-opt", json!("orbit-roam-free")),
@@ -521,6 +532,8 @@ in_every_engine! {
         pause(1400);
         flush(b);
         expect_counts(edge, "camp-refill", (1, 1), engine);
+        assert_eq!(campaign_counts(edge, "lumen-mornings"), (1, 1), "{engine}");
+        assert_eq!(campaign_counts(edge, "acme-fall-run"), (1, 1), "{engine}");
         assert_eq!(
             campaigns_sent(b, "camp-refill"),
             vec![json!("lumen-mornings"); 2],
