@@ -412,7 +412,7 @@ function setBanner(text, kind = "") {
   banner.replaceChildren();
   if (!text) return;
   banner.append(document.createTextNode(text));
-  if (kind && kind !== "auth") {
+  if (kind && retries({ kind })) {
     const b = document.createElement("button");
     b.type = "button";
     b.className = "button";
