@@ -1,6 +1,7 @@
-// Pure helpers of the dashboard: dates in UTC, number formatting, API URLs and
-// errors, and the geometry of the hand-made SVG chart. No DOM, no globals
-// (fetchJson takes its fetch), so `node --test www/tests/` covers them.
+// Pure helpers of the dashboard: dates and time zones, number formatting, API
+// URLs and errors, CSV, and the geometry of the hand-made SVG chart. No DOM,
+// no globals (fetchJson takes its fetch; time zones come from `Intl`), so
+// `node --test www/tests/` covers them.
 
 export const MAX_RANGE_DAYS = 366;
 const DAY_MS = 86_400_000;
@@ -25,11 +26,112 @@ export function parseIsoDate(s) {
   return t;
 }
 
-/** The last `n` days up to and including today, in UTC: {from, to}. */
-export function lastNDays(n, now = new Date()) {
+/** The last `n` days up to and including today in time zone `zone` (UTC by default): {from, to}. */
+export function lastNDays(n, now = new Date(), zone = "UTC") {
   if (!Number.isInteger(n) || n < 1) throw new RangeError("n must be a positive integer");
-  const today = Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate());
+  const today = parseIsoDate(todayIn(zone, now));
   return { from: isoDate(today - (n - 1) * DAY_MS), to: isoDate(today) };
+}
+
+// Time zones --------------------------------------------------------------
+//
+// The edge keeps counts per UTC hour, so it cuts the days of a zone only
+// while its offset is a whole number of hours; for any other zone it answers
+// 400 `unsupported_tz`, whose message the page shows as it is.
+
+/** The zones the picker offers (the browser's own and the URL's are added when missing). */
+export const COMMON_ZONES = Object.freeze([
+  "UTC", "America/Los_Angeles", "America/Denver", "America/Chicago", "America/New_York", "America/Sao_Paulo",
+  "Europe/London", "Europe/Lisbon", "Europe/Paris", "Europe/Berlin", "Europe/Helsinki", "Europe/Moscow",
+  "Africa/Lagos", "Africa/Johannesburg", "Asia/Dubai", "Asia/Kolkata", "Asia/Bangkok", "Asia/Singapore",
+  "Asia/Shanghai", "Asia/Tokyo", "Australia/Sydney", "Pacific/Auckland",
+]);
+
+/** The `YYYY-MM-DD` of `now` on the wall calendars of `zone`. */
+export function todayIn(zone, now = new Date()) {
+  const parts = new Intl.DateTimeFormat("en-CA", { timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit" })
+    .formatToParts(now);
+  const get = (type) => parts.find((p) => p.type === type).value;
+  return `${get("year")}-${get("month")}-${get("day")}`;
+}
+
+/** The UTC offset of `zone` at `at`, in minutes east of UTC ("GMT+05:30" is 330). */
+export function zoneOffsetMinutes(zone, at = new Date()) {
+  const name = new Intl.DateTimeFormat("en-US", { timeZone: zone, timeZoneName: "longOffset" })
+    .formatToParts(at).find((p) => p.type === "timeZoneName").value;
+  const m = /^GMT(?:([+-])(\d{1,2})(?::(\d{2}))?)?$/.exec(name);
+  if (!m) throw new RangeError(`unexpected offset name ${name} for ${zone}`);
+  if (!m[1]) return 0;
+  return (m[1] === "-" ? -1 : 1) * (Number(m[2]) * 60 + Number(m[3] || 0));
+}
+
+/** Whether `zone` is a zone name this browser knows. */
+export function isKnownZone(zone) {
+  try {
+    new Intl.DateTimeFormat("en-US", { timeZone: zone });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** "UTC+9", "UTC−5", "UTC+5:30", "UTC" for an offset in minutes. */
+export function formatOffset(minutes) {
+  if (minutes === 0) return "UTC";
+  const sign = minutes < 0 ? "\u2212" : "+";
+  const abs = Math.abs(minutes);
+  const h = Math.floor(abs / 60);
+  const m = abs % 60;
+  return `UTC${sign}${h}${m ? `:${String(m).padStart(2, "0")}` : ""}`;
+}
+
+/** The zones of the picker: the common ones, then `current` (the zone shown) when it is not among them. */
+export function pickerZones(current) {
+  return COMMON_ZONES.includes(current) ? [...COMMON_ZONES] : [...COMMON_ZONES, current];
+}
+
+/**
+ * The zone the dashboard starts in: `asked` (from the URL) when this browser
+ * knows it, else the browser's own zone, else UTC; with a sentence when the
+ * URL's zone had to be set aside. Whether the edge can cut the zone's days is
+ * the edge's to say.
+ */
+export function initialZone(asked, browser) {
+  const fallback = browser && isKnownZone(browser) ? browser : "UTC";
+  if (asked && !isKnownZone(asked)) {
+    return { zone: fallback, note: `${asked} is not a time zone this browser knows; days are shown in ${fallback}.` };
+  }
+  return { zone: asked || fallback, note: null };
+}
+
+// Hours -------------------------------------------------------------------
+
+const HOUR_MS = 3_600_000;
+
+/** The local day range that holds the last `hours` hours before `now` in `zone`: {from, to}. */
+export function lastHoursRange(hours, now = new Date(), zone = "UTC") {
+  return { from: todayIn(zone, new Date(now.getTime() - hours * HOUR_MS)), to: todayIn(zone, now) };
+}
+
+/**
+ * Of an hourly answer's `hours`, the last `count` that have begun by `now`
+ * (each `hour` is RFC 3339 with its offset), oldest first.
+ */
+export function lastHours(hours, count, now = new Date()) {
+  const started = (hours || []).filter((h) => Date.parse(h.hour) <= now.getTime());
+  return started.slice(Math.max(0, started.length - count));
+}
+
+/** "Dec 1, 08:00" for "2026-12-01T08:00:00-05:00": the wall time the answer names. */
+export function formatHour(hour) {
+  const m = /^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2})/.exec(String(hour ?? ""));
+  return m ? `${formatDayShort(m[1])}, ${m[2]}` : String(hour);
+}
+
+/** "08:00" of an hour entry, for the axis. */
+export function formatHourShort(hour) {
+  const m = /T(\d{2}:\d{2})/.exec(String(hour ?? ""));
+  return m ? m[1] : String(hour);
 }
 
 /** Days from `from` to `to`, both included (NaN when a date is invalid). */
@@ -114,30 +216,33 @@ export function hasVideo(counts) {
   return Boolean(video) && VIDEO_COUNTERS.some((k) => typeof video[k] === "number" && video[k] > 0);
 }
 
-/** The columns of a CSV of ads: those of the edge's `GET /v1/ads?format=csv`. */
-export const ADS_CSV_COLUMNS = [
-  "ad_id", "impressions", "measurable", "unique_visitors", "viewability_rate", "invalid", "verified",
-  ...VIDEO_COUNTERS.map((k) => `video_${k}`),
-];
-
-/** One CSV field, quoted as RFC 4180 asks when it holds a comma, a quote or a line break. */
-function csvField(value) {
-  const text = value === null || value === undefined ? "" : String(value);
-  return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+/** The download's file name for a range: `what` is "ads" or "campaigns". */
+export function csvName(what, from, to, zone = "UTC") {
+  const range = from === to ? from : `${from}-to-${to}`;
+  const tz = zone === "UTC" ? "" : `-${zone.replaceAll("/", "_")}`;
+  return `glimpse-${what}-${range}${tz}.csv`;
 }
 
-/** The ads the table shows as CSV (RFC 4180, CRLF line ends, a header row); an empty rate means nothing was measured. */
-export function adsCsv(ads) {
-  const rows = ads.map((a) => [
-    a.ad_id, a.impressions, a.measurable, a.unique_visitors, a.viewability_rate, a.invalid, a.verified,
-    ...VIDEO_COUNTERS.map((k) => (a.video ? a.video[k] : 0)),
-  ]);
-  return [ADS_CSV_COLUMNS, ...rows].map((r) => r.map(csvField).join(",") + "\r\n").join("");
+/** `url` (a JSON route of the edge) asking for the edge's CSV of the same answer. */
+export function csvUrl(url) {
+  return `${url}${url.includes("?") ? "&" : "?"}format=csv`;
 }
 
-/** The download's file name for a range. */
-export function adsCsvName(from, to) {
-  return from === to ? `glimpse-ads-${from}.csv` : `glimpse-ads-${from}-to-${to}.csv`;
+/**
+ * Every page of a listing ("ads" or "campaigns") as the edge's own CSV, one
+ * file: the first page whole, then each next page (the `Next-Cursor` header)
+ * without its header row. `getPage(url)` answers {text, nextCursor}.
+ */
+export async function listAllCsv(what, from, to, getPage, { zone = "UTC", maxPages = 1000 } = {}) {
+  let csv = "";
+  let cursor = null;
+  for (let pages = 0; pages < maxPages; pages++) {
+    const page = await getPage(csvUrl(listingUrl(what, from, to, cursor, zone)));
+    csv += pages === 0 ? page.text : page.text.slice(page.text.indexOf("\n") + 1);
+    cursor = page.nextCursor ?? null;
+    if (cursor === null || cursor === "") return csv;
+  }
+  throw new ApiError("bad-response", `The CSV of ${what} did not end within ${maxPages} pages.`);
 }
 
 /** Totals over the listed ads. Unique visitors are not additive across ads, so they are left out. */
@@ -149,35 +254,56 @@ export function totals(ads) {
 
 // API ---------------------------------------------------------------------
 
-/** The largest page `GET /v1/ads` gives: the dashboard asks for it, to need the fewest requests. */
+/** The largest page the listings give: the dashboard asks for it, to need the fewest requests. */
 export const ADS_PAGE_LIMIT = 1000;
 
-/** One page of the ads of a range; `cursor` is the previous page's `next_cursor`. */
-export function adsUrl(from, to, cursor = null) {
-  const url = `/v1/ads?from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}&limit=${ADS_PAGE_LIMIT}`;
-  return cursor === null ? url : `${url}&cursor=${encodeURIComponent(cursor)}`;
+/** `?from&to&tz` of a range in `zone` (always named, so no answer depends on the edge's default), then `extra` pairs. */
+function rangeQuery(from, to, zone, extra = []) {
+  const q = new URLSearchParams({ from, to, tz: zone });
+  for (const [k, v] of extra) q.set(k, v);
+  return q.toString();
+}
+
+/** One page of a listing ("ads" or "campaigns") of a range; `cursor` is the previous page's `next_cursor`. */
+export function listingUrl(what, from, to, cursor = null, zone = "UTC") {
+  const extra = [["limit", String(ADS_PAGE_LIMIT)]];
+  if (cursor !== null) extra.push(["cursor", cursor]);
+  return `/v1/${what}?${rangeQuery(from, to, zone, extra)}`;
 }
 
 /**
- * Every ad of a range, following `next_cursor` page after page. `getPage(url)` answers one
- * page's JSON. A server whose pages never end is refused after `maxPages`.
+ * Every entry of a listing ("ads" or "campaigns") of a range, following
+ * `next_cursor` page after page. `getPage(url)` answers one page's JSON. A
+ * server whose pages never end is refused after `maxPages`.
  */
-export async function listAllAds(from, to, getPage, maxPages = 1000) {
-  const ads = [];
+export async function listAll(what, from, to, getPage, { zone = "UTC", maxPages = 1000 } = {}) {
+  const entries = [];
   let cursor = null;
   for (let pages = 0; pages < maxPages; pages++) {
-    const page = await getPage(adsUrl(from, to, cursor));
-    if (!Array.isArray(page?.ads)) throw new ApiError("bad-response", "The server's answer has no list of ads.");
-    ads.push(...page.ads);
+    const page = await getPage(listingUrl(what, from, to, cursor, zone));
+    if (!Array.isArray(page?.[what])) throw new ApiError("bad-response", `The server's answer has no list of ${what}.`);
+    entries.push(...page[what]);
     cursor = page.next_cursor ?? null;
-    if (cursor === null) return ads;
+    if (cursor === null) return entries;
     if (typeof cursor !== "string") throw new ApiError("bad-response", "The server's answer has a bad next_cursor.");
   }
-  throw new ApiError("bad-response", `The list of ads did not end within ${maxPages} pages.`);
+  throw new ApiError("bad-response", `The list of ${what} did not end within ${maxPages} pages.`);
 }
 
-export function statsUrl(adId, from, to) {
-  return `/v1/ads/${encodeURIComponent(adId)}/stats?from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`;
+/** An ad's stats over a range; `granularity` "hour" adds its hours. */
+export function statsUrl(adId, from, to, zone = "UTC", granularity = "day") {
+  const extra = granularity === "day" ? [] : [["granularity", granularity]];
+  return `/v1/ads/${encodeURIComponent(adId)}/stats?${rangeQuery(from, to, zone, extra)}`;
+}
+
+/** A campaign's stats over a range. */
+export function campaignStatsUrl(campaignId, from, to, zone = "UTC") {
+  return `/v1/campaigns/${encodeURIComponent(campaignId)}/stats?${rangeQuery(from, to, zone)}`;
+}
+
+/** Frequency (impressions per person reached) as "1.43", or "—" when unknown. */
+export function formatFrequency(f) {
+  return typeof f === "number" && Number.isFinite(f) ? f.toFixed(2) : "—";
 }
 
 /** An API failure: `kind` is "network" | "auth" | "forbidden" | "range" | "not-found" | "server" | "bad-response". */
@@ -211,9 +337,13 @@ export function describeError(status, body) {
   return new ApiError("server", `The server answered ${status}${said ? `: ${said}` : "."}`, status, code);
 }
 
-/** GET a JSON document with an optional bearer key; resolves to the body or throws an ApiError. */
-export async function fetchJson(url, { key = "", fetch: f = globalThis.fetch, signal } = {}) {
-  const headers = { Accept: "application/json" };
+/**
+ * GET `url` with an optional bearer key, asking for `accept`; resolves to
+ * the response when it is a success, else throws the ApiError of its JSON
+ * error answer.
+ */
+async function request(url, accept, { key = "", fetch: f = globalThis.fetch, signal } = {}) {
+  const headers = { Accept: accept };
   if (key) headers.Authorization = `Bearer ${key}`;
   let res;
   try {
@@ -222,17 +352,37 @@ export async function fetchJson(url, { key = "", fetch: f = globalThis.fetch, si
     if (e && e.name === "AbortError") throw e;
     throw new ApiError("network", "Can't reach the glimpse server. Is it running?");
   }
+  if (!res.ok) {
+    let body = null;
+    try {
+      body = await res.json();
+    } catch {
+      body = null;
+    }
+    throw describeError(res.status, body);
+  }
+  return res;
+}
+
+/** GET a JSON document with an optional bearer key; resolves to the body or throws an ApiError. */
+export async function fetchJson(url, options) {
+  const res = await request(url, "application/json", options);
   let body = null;
   try {
     body = await res.json();
   } catch {
     body = null;
   }
-  if (!res.ok) throw describeError(res.status, body);
   if (body === null || typeof body !== "object") {
     throw new ApiError("bad-response", `The server answered ${res.status} without a JSON body.`, res.status);
   }
   return body;
+}
+
+/** GET the edge's CSV of `url` (a `format=csv` URL): {text, nextCursor} (the `Next-Cursor` header, or null). */
+export async function fetchCsv(url, options) {
+  const res = await request(url, "text/csv", options);
+  return { text: await res.text(), nextCursor: res.headers.get("next-cursor") };
 }
 
 // Chart geometry ----------------------------------------------------------
@@ -286,14 +436,21 @@ export function chartScales({ length, max, width, height, margin = { top: 16, ri
 
 const r2 = (v) => Math.round(v * 100) / 100;
 
-/** An SVG path through `points` ([x, y] pairs): "M x y L x y ...", or "" when empty. */
+/**
+ * An SVG path through `points` ([x, y] pairs): "M x y L x y ...", or "" when
+ * empty. A null point (a value not known) breaks the line: the next point
+ * starts a new piece.
+ */
 export function buildChartPath(points) {
-  return points.map(([px, py], i) => `${i ? "L" : "M"}${r2(px)} ${r2(py)}`).join(" ");
+  return points
+    .map((p, i) => p && `${i && points[i - 1] ? "L" : "M"}${r2(p[0])} ${r2(p[1])}`)
+    .filter(Boolean)
+    .join(" ");
 }
 
-/** The series of a stats answer as points of the chart. */
+/** The series of a stats answer as points of the chart; null where the answer's value is null (not known). */
 export function seriesPoints(days, field, scales) {
-  return days.map((d, i) => [scales.x(i), scales.y(d[field] || 0)]);
+  return days.map((d, i) => (d[field] === null ? null : [scales.x(i), scales.y(d[field] || 0)]));
 }
 
 /** A sentence describing a stats answer, for the chart's <desc>. */

@@ -1,17 +1,23 @@
-// The advertiser dashboard: lists the ads of a date range, charts one ad per
-// day, refreshes every 3 s while the tab is visible, asks for an API key when
-// the server answers 401. Pure logic lives in dashboard-lib.js.
+// The advertiser dashboard: lists the ads (or the campaigns) of a date range
+// in a time zone, charts one ad per day and over the last 48 hours, or one
+// campaign's reach per day with its ads; refreshes every 3 s while the tab is
+// visible, asks for an API key when the server answers 401. Pure logic lives
+// in dashboard-lib.js.
 //
 // URL parameters (kept up to date, so a view can be shared or opened by a
-// test): ?from=YYYY-MM-DD&to=YYYY-MM-DD&ad=<ad id>&live=0
+// test): ?from=YYYY-MM-DD&to=YYYY-MM-DD&tz=<IANA zone>&view=campaigns
+// &ad=<ad id>&campaign=<campaign id>&live=0
 
 import {
   ApiError, buildChartPath, chartScales, compareAdIds, daysOf, describeStats,
-  adsCsv, adsCsvName, fetchJson, formatCount, listAllAds, formatDayLong, formatDayShort, formatRate, labelIndices,
-  lastNDays, seriesPoints, statsUrl, totals, validateRange, verifiedShare, hasVideo, VIDEO_COUNTERS,
+  csvName, fetchCsv, fetchJson, listAllCsv, formatCount, listAll, formatDayLong, formatDayShort, formatRate,
+  formatFrequency, formatHour, formatHourShort, formatOffset, labelIndices, lastNDays, lastHours, lastHoursRange,
+  seriesPoints, statsUrl, campaignStatsUrl, totals, validateRange, verifiedShare, hasVideo, VIDEO_COUNTERS,
+  initialZone, pickerZones, todayIn, zoneOffsetMinutes,
 } from "./dashboard-lib.js";
 
 const REFRESH_MS = 3000;
+const HOURS_SHOWN = 48;
 const KEY_STORAGE = "glimpse.apiKey";
 
 const $ = (id) => document.getElementById(id);
@@ -37,17 +43,37 @@ const detailTitle = $("detail-title");
 const chartBox = $("chart-box");
 const detailState = $("detail-state");
 const daysBody = $("days-body");
+const tzEl = $("tz");
+const tzNote = $("tz-note");
+const hoursBox = $("hours-box");
+const hoursState = $("hours-state");
+const hoursBody = $("hours-body");
+const campaignsBody = $("campaigns-body");
+const campaignsTable = $("campaigns-table");
+const campaignsState = $("campaigns-state");
+const downloadCampaignsCsv = $("download-campaigns-csv");
+const campaignDetail = $("campaign-detail");
+const campaignTitle = $("campaign-title");
+const campaignChartBox = $("campaign-chart-box");
+const campaignState = $("campaign-state");
+const campaignAdsBody = $("campaign-ads-body");
 
 const params = new URLSearchParams(location.search);
 const state = {
   from: "",
   to: "",
+  zone: "UTC",
+  view: params.get("view") === "campaigns" ? "campaigns" : "ads",
   selected: params.get("ad") || "",
   autoSelect: !params.get("ad"),
+  campaign: params.get("campaign") || "",
   key: readKey(),
   live: params.get("live") !== "0",
   ads: null,      // last good list
   stats: null,    // last good stats of the selected ad
+  hourly: null,   // last good hourly stats of the selected ad: { stats } or { error }
+  campaigns: null,      // last good list of campaigns
+  campaignStats: null,  // last good stats of the selected campaign
   timer: 0,
   controller: null,
   lastError: null,
@@ -67,7 +93,21 @@ function setText(el, text) {
 // Range -----------------------------------------------------------------------
 
 function initRange() {
-  const dflt = lastNDays(7);
+  const browserZone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  const { zone, note } = initialZone(params.get("tz"), browserZone);
+  state.zone = zone;
+  tzNote.hidden = !note;
+  setText(tzNote, note || "");
+  const now = new Date();
+  tzEl.replaceChildren(...pickerZones(zone).map((z) => {
+    const o = document.createElement("option");
+    o.value = z;
+    o.textContent = z === "UTC" ? "UTC" : `${z.replaceAll("_", " ")} (${formatOffset(zoneOffsetMinutes(z, now))})`;
+    return o;
+  }));
+  tzEl.value = zone;
+  renderZone();
+  const dflt = lastNDays(7, now, zone);
   const f = params.get("from");
   const t = params.get("to");
   const ok = f && t && !validateRange(f, t);
@@ -82,7 +122,10 @@ function syncUrl() {
   const q = new URLSearchParams();
   q.set("from", state.from);
   q.set("to", state.to);
+  q.set("tz", state.zone);
+  if (state.view === "campaigns") q.set("view", "campaigns");
   if (state.selected) q.set("ad", state.selected);
+  if (state.campaign) q.set("campaign", state.campaign);
   if (!state.live) q.set("live", "0");
   history.replaceState(null, "", `${location.pathname}?${q}`);
 }
@@ -99,13 +142,52 @@ function applyRange(from, to) {
   if (from === state.from && to === state.to) return;
   state.from = from;
   state.to = to;
+  forgetData();
+  syncUrl();
+  refresh({ loading: true });
+}
+
+/** Drops every answer held: they were for another range, zone or view. */
+function forgetData() {
   state.ads = null;
   state.stats = null;
+  state.hourly = null;
+  state.campaigns = null;
+  state.campaignStats = null;
+}
+
+/** The zone's name wherever the page says which days and hours it shows. */
+function renderZone() {
+  setText($("zone-name"), state.zone);
+  for (const th of document.querySelectorAll("[data-zone-label]")) setText(th, `${th.dataset.zoneLabel} (${state.zone})`);
+}
+
+// A new zone keeps the length of the range and ends it on today in that zone
+// when the old range ended on today in the old one; any other range keeps its dates.
+function applyZone(zone) {
+  if (zone === state.zone) return;
+  const endedToday = state.to === todayIn(state.zone);
+  const length = daysOf(state.from, state.to).length;
+  state.zone = zone;
+  tzNote.hidden = true;
+  renderZone();
+  forgetData();
+  if (endedToday) {
+    const r = lastNDays(length, new Date(), zone);
+    state.from = r.from;
+    state.to = r.to;
+    fromEl.value = r.from;
+    toEl.value = r.to;
+  }
   syncUrl();
   refresh({ loading: true });
 }
 
 form.addEventListener("change", (e) => {
+  if (e.target === tzEl) {
+    applyZone(tzEl.value);
+    return;
+  }
   if (e.target === liveEl) {
     state.live = liveEl.checked;
     syncUrl();
@@ -117,9 +199,33 @@ form.addEventListener("change", (e) => {
 });
 form.addEventListener("submit", (e) => { e.preventDefault(); applyRange(fromEl.value, toEl.value); });
 form.querySelectorAll("[data-preset]").forEach((b) => b.addEventListener("click", () => {
-  const r = lastNDays(Number(b.dataset.preset));
+  const r = lastNDays(Number(b.dataset.preset), new Date(), state.zone);
   applyRange(r.from, r.to);
 }));
+
+// Views -------------------------------------------------------------------
+
+const viewButtons = [...document.querySelectorAll("[data-view]")];
+for (const b of viewButtons) b.addEventListener("click", () => setView(b.dataset.view));
+
+function setView(view) {
+  if (view === state.view) return;
+  state.view = view;
+  syncUrl();
+  renderView();
+  refresh({ loading: true });
+}
+
+function renderView() {
+  main.dataset.view = state.view;
+  for (const b of viewButtons) b.setAttribute("aria-pressed", String(b.dataset.view === state.view));
+  for (const el of document.querySelectorAll("[data-view-of]")) {
+    if (el.dataset.viewOf !== state.view) el.hidden = true;
+  }
+  $("ads-panel").hidden = state.view !== "ads";
+  $("campaigns-panel").hidden = state.view !== "campaigns";
+  setText($("count-label"), state.view === "ads" ? "Ads" : "Campaigns");
+}
 
 // API key -----------------------------------------------------------------
 
@@ -155,12 +261,20 @@ function showKeyPanel(err, { fromKeyForm = false } = {}) {
 
 // Loading -----------------------------------------------------------------
 
+/**
+ * Whether asking again may mend `err`: not without a key, nor for a request
+ * the edge refused (a 400, such as a zone whose days it cannot cut): a new
+ * key, range or zone asks again by itself.
+ */
+function retries(err) {
+  return !["auth", "forbidden", "range"].includes(err.kind);
+}
+
 function schedule() {
   clearTimeout(state.timer);
   state.timer = 0;
   if (!state.live || document.hidden) return;
-  // Waiting for a key: no point polling until one is given.
-  if (state.lastError && (state.lastError.kind === "auth" || state.lastError.kind === "forbidden")) return;
+  if (state.lastError && !retries(state.lastError)) return;
   state.timer = setTimeout(() => refresh(), REFRESH_MS);
 }
 
@@ -169,29 +283,18 @@ async function refresh({ loading = false, fromKeyForm = false } = {}) {
   state.controller?.abort();
   const controller = new AbortController();
   state.controller = controller;
-  const { from, to, key } = state;
-  if (loading || !state.ads) setLoading();
+  const { view } = state;
+  const get = (url) => fetchJson(url, { key: state.key, signal: controller.signal });
+  if (loading || !listed()) setLoading();
   try {
-    const listed = await listAllAds(from, to, (url) => fetchJson(url, { key, signal: controller.signal }));
-    const ads = listed.sort((a, b) => compareAdIds(String(a.ad_id), String(b.ad_id)));
-    if (state.autoSelect && !state.selected && ads.length) {
-      state.selected = ads[0].ad_id;
-      syncUrl();
-    }
-    let stats = null;
-    if (state.selected) {
-      stats = await fetchJson(statsUrl(state.selected, from, to), { key, signal: controller.signal });
-    }
+    const count = view === "ads" ? await loadAds(get) : await loadCampaigns(get);
     if (controller.signal.aborted) return;
-    state.ads = ads;
-    state.stats = stats;
-    downloadCsv.disabled = ads.length === 0;
     state.lastError = null;
     keyPanel.hidden = true;
     delete main.dataset.error;
     renderAll();
     setBanner(null);
-    main.dataset.state = ads.length ? "ready" : "empty";
+    main.dataset.state = count ? "ready" : "empty";
     liveStatus.dataset.updatedAt = new Date().toISOString();
   } catch (e) {
     if (controller.signal.aborted || e?.name === "AbortError") return;
@@ -210,20 +313,70 @@ async function refresh({ loading = false, fromKeyForm = false } = {}) {
   }
 }
 
+/** The ads, their selected one's stats, and its last 48 hours; answers how many ads. */
+async function loadAds(get) {
+  const { from, to, zone } = state;
+  const ads = (await listAll("ads", from, to, get, { zone }))
+    .sort((a, b) => compareAdIds(String(a.ad_id), String(b.ad_id)));
+  if (state.autoSelect && !state.selected && ads.length) {
+    state.selected = ads[0].ad_id;
+    syncUrl();
+  }
+  let stats = null;
+  let hourly = null;
+  if (state.selected) {
+    const hours = lastHoursRange(HOURS_SHOWN, new Date(), zone);
+    // An edge without hourly counts still shows its days.
+    const hourlyAnswer = get(statsUrl(state.selected, hours.from, hours.to, zone, "hour"))
+      .then((s) => ({ stats: s }), (e) => (e?.name === "AbortError" ? Promise.reject(e) : { error: e }));
+    [stats, hourly] = await Promise.all([get(statsUrl(state.selected, from, to, zone)), hourlyAnswer]);
+  }
+  if (state.view !== "ads") return ads.length;
+  state.ads = ads;
+  state.stats = stats;
+  state.hourly = hourly;
+  downloadCsv.disabled = ads.length === 0;
+  return ads.length;
+}
+
+/** The campaigns and the selected one's stats; answers how many campaigns. */
+async function loadCampaigns(get) {
+  const { from, to, zone } = state;
+  const campaigns = (await listAll("campaigns", from, to, get, { zone }))
+    .sort((a, b) => compareAdIds(String(a.campaign_id), String(b.campaign_id)));
+  const stats = state.campaign ? await get(campaignStatsUrl(state.campaign, from, to, zone)) : null;
+  if (state.view !== "campaigns") return campaigns.length;
+  state.campaigns = campaigns;
+  state.campaignStats = stats;
+  downloadCampaignsCsv.disabled = campaigns.length === 0;
+  return campaigns.length;
+}
+
+/** The last good list of the current view. */
+function listed() {
+  return state.view === "ads" ? state.ads : state.campaigns;
+}
+
 function setLoading() {
   main.dataset.state = "loading";
-  adsTable.setAttribute("aria-busy", "true");
-  adsState.hidden = false;
-  adsState.dataset.kind = "loading";
-  setText(adsState, `Loading ads from ${formatDayLong(state.from)} to ${formatDayLong(state.to)}…`);
-  if (!state.ads) {
-    adsBody.replaceChildren();
+  const [table, stateEl, body, what] = state.view === "ads"
+    ? [adsTable, adsState, adsBody, "ads"]
+    : [campaignsTable, campaignsState, campaignsBody, "campaigns"];
+  table.setAttribute("aria-busy", "true");
+  stateEl.hidden = false;
+  stateEl.dataset.kind = "loading";
+  setText(stateEl, `Loading ${what} from ${formatDayLong(state.from)} to ${formatDayLong(state.to)}…`);
+  if (!listed()) {
+    body.replaceChildren();
     setTotals(null);
   }
 }
 
 function showError(err) {
-  adsTable.setAttribute("aria-busy", "false");
+  const [table, stateEl, what] = state.view === "ads"
+    ? [adsTable, adsState, "ads"]
+    : [campaignsTable, campaignsState, "campaigns"];
+  table.setAttribute("aria-busy", "false");
   const messages = {
     network: "Can't reach the glimpse server. It may be down or restarting.",
     auth: state.key ? "The API key was not accepted." : "This server needs an API key to show stats.",
@@ -233,16 +386,24 @@ function showError(err) {
     server: err.message,
     "bad-response": err.message,
   };
-  const retry = state.live && err.kind !== "auth" && err.kind !== "forbidden" ? " Retrying every 3 s." : "";
-  const stale = state.ads ? " The numbers below are from the last successful update." : "";
+  const retry = state.live && retries(err) ? " Retrying every 3 s." : "";
+  const stale = listed() ? " The numbers below are from the last successful update." : "";
   // The key panel speaks for itself; every other failure gets the banner.
   setBanner(err.kind === "auth" ? null : `${messages[err.kind] || err.message}${retry}${stale}`, err.kind);
-  if (!state.ads) {
-    adsTable.hidden = true;
-    adsState.hidden = false;
-    adsState.dataset.kind = "error";
-    setText(adsState, err.kind === "auth" ? "Enter an API key above to see your ads." : "No data to show yet.");
+  // A detail whose numbers were for another range or zone says why it is empty.
+  if (state.view === "ads") renderDetail();
+  else renderCampaignDetail();
+  if (!listed()) {
+    table.hidden = true;
+    stateEl.hidden = false;
+    stateEl.dataset.kind = "error";
+    setText(stateEl, err.kind === "auth" ? `Enter an API key above to see your ${what}.` : "No data to show yet.");
   }
+}
+
+/** Why a detail panel has no numbers: they are loading, or the request failed (the banner says why). */
+function missing(what) {
+  return state.lastError ? `No ${what} to show: the server refused or failed the request (see above).` : `Loading the ${what}…`;
 }
 
 function setBanner(text, kind = "") {
@@ -251,7 +412,7 @@ function setBanner(text, kind = "") {
   banner.replaceChildren();
   if (!text) return;
   banner.append(document.createTextNode(text));
-  if (kind && kind !== "auth") {
+  if (kind && retries({ kind })) {
     const b = document.createElement("button");
     b.type = "button";
     b.className = "button";
@@ -265,7 +426,7 @@ function renderLive() {
   const on = state.live && !document.hidden;
   liveStatus.dataset.live = String(on);
   const when = liveStatus.dataset.updatedAt
-    ? new Date(liveStatus.dataset.updatedAt).toISOString().slice(11, 19) + " UTC"
+    ? new Date(liveStatus.dataset.updatedAt).toLocaleTimeString("en-GB", { timeZone: state.zone, hour12: false }) + ` ${state.zone}`
     : "";
   let text;
   if (state.lastError) text = state.lastError.kind === "auth" ? "Waiting for an API key" : "Connection problem";
@@ -334,6 +495,11 @@ function updateCell(td, value) {
 }
 
 function renderAll() {
+  renderView();
+  if (state.view === "campaigns") {
+    renderCampaigns();
+    return;
+  }
   adsTable.setAttribute("aria-busy", "false");
   adsTable.dataset.from = state.from;
   adsTable.dataset.to = state.to;
@@ -356,6 +522,19 @@ function renderAll() {
   renderDetail();
 }
 
+/** A row's header: its id as the button that selects it, for the panel `controls`. */
+function rowHeader(id, controls) {
+  const th = document.createElement("th");
+  th.scope = "row";
+  const b = document.createElement("button");
+  b.type = "button";
+  b.className = "row-select";
+  b.textContent = id;
+  b.setAttribute("aria-controls", controls);
+  th.append(b);
+  return th;
+}
+
 // Update rows in place (keyed by ad id) so live refreshes keep focus and scroll.
 function renderTable(ads) {
   const existing = new Map([...adsBody.rows].map((r) => [r.dataset.adId, r]));
@@ -367,15 +546,7 @@ function renderTable(ads) {
     if (!row) {
       row = document.createElement("tr");
       row.dataset.adId = ad.ad_id;
-      const th = document.createElement("th");
-      th.scope = "row";
-      const b = document.createElement("button");
-      b.type = "button";
-      b.className = "row-select";
-      b.textContent = ad.ad_id;
-      b.setAttribute("aria-controls", "detail");
-      th.append(b);
-      row.append(th, ...FIELDS.map((f) => cell(f, fieldValue(ad, f))));
+      row.append(rowHeader(ad.ad_id, "detail"), ...FIELDS.map((f) => cell(f, fieldValue(ad, f))));
     } else {
       for (const f of FIELDS) updateCell(row.querySelector(`[data-field="${f}"]`), fieldValue(ad, f));
     }
@@ -390,16 +561,33 @@ function renderTable(ads) {
   }
 }
 
-// The table's ads as a file, built from the numbers on screen.
-downloadCsv.addEventListener("click", () => {
-  if (!state.ads) return;
-  const url = URL.createObjectURL(new Blob([adsCsv(state.ads)], { type: "text/csv" }));
+/** Offers `text` as a CSV file named `name`. */
+function offer(text, name) {
+  const url = URL.createObjectURL(new Blob([text], { type: "text/csv" }));
   const a = document.createElement("a");
   a.href = url;
-  a.download = adsCsvName(state.from, state.to);
+  a.download = name;
   a.click();
   setTimeout(() => URL.revokeObjectURL(url), 0);
-});
+}
+
+// The table on screen as a file: the edge's own CSV of the same listing
+// (range and zone), every page of it.
+async function download(what, button) {
+  const { from, to, zone, key } = state;
+  button.disabled = true;
+  try {
+    const csv = await listAllCsv(what, from, to, (url) => fetchCsv(url, { key }), { zone });
+    offer(csv, csvName(what, from, to, zone));
+  } catch (e) {
+    const err = e instanceof ApiError ? e : new ApiError("bad-response", `Unexpected answer: ${e?.message || e}`);
+    setBanner(`The CSV could not be downloaded: ${err.message}`, err.kind);
+  } finally {
+    button.disabled = false;
+  }
+}
+downloadCsv.addEventListener("click", () => download("ads", downloadCsv));
+downloadCampaignsCsv.addEventListener("click", () => download("campaigns", downloadCampaignsCsv));
 
 adsBody.addEventListener("click", (e) => {
   const row = e.target.closest("tr[data-ad-id]");
@@ -415,6 +603,7 @@ function select(adId, { scroll = false } = {}) {
   }
   state.selected = adId;
   state.stats = null;
+  state.hourly = null;
   syncUrl();
   if (state.ads) renderTable(state.ads);
   renderDetail();
@@ -427,11 +616,18 @@ $("detail-close").addEventListener("click", () => {
   state.selected = "";
   state.autoSelect = false;
   state.stats = null;
+  state.hourly = null;
   syncUrl();
   if (state.ads) renderTable(state.ads);
   renderDetail();
   adsBody.querySelector(`tr[data-ad-id="${CSS.escape(id)}"] .row-select`)?.focus();
 });
+
+/** Shows `note` (an answer's `visitors_note`) in `el`, or hides it. */
+function renderVisitorsNote(el, note) {
+  el.hidden = !note;
+  setText(el, note || "");
+}
 
 function renderDetail() {
   if (!state.selected) { detail.hidden = true; delete detail.dataset.adId; return; }
@@ -446,34 +642,194 @@ function renderDetail() {
     dd.dataset.value = v === null || v === undefined ? "" : String(v);
     setText(dd, !s ? "…" : formatField(f, v));
   }
+  renderVisitorsNote($("detail-visitors-note"), s?.visitors_note);
   if (!s) {
     detailState.hidden = false;
-    setText(detailState, "Loading the days…");
+    setText(detailState, missing("days"));
     chartBox.replaceChildren();
     daysBody.replaceChildren();
+    hoursBox.replaceChildren();
+    hoursBody.replaceChildren();
     return;
   }
   detailState.hidden = true;
-  drawChart(s);
+  drawDays(s);
   renderDays(s);
+  renderHours();
+}
+
+/** A day's or an hour's row of counts, headed by `label`. */
+function periodRow(label, counts) {
+  const tr = document.createElement("tr");
+  const th = document.createElement("th");
+  th.scope = "row";
+  th.textContent = label;
+  tr.append(th, cell("impressions", counts.impressions), cell("measurable", counts.measurable),
+    cell("unique_visitors", counts.unique_visitors), cell("verified_share", verifiedShare(counts)),
+    cell("invalid", counts.invalid));
+  return tr;
 }
 
 function renderDays(s) {
   daysBody.replaceChildren(...(s.days || []).map((d) => {
-    const tr = document.createElement("tr");
+    const tr = periodRow(formatDayLong(d.date), d);
     tr.dataset.day = d.date;
-    const th = document.createElement("th");
-    th.scope = "row";
-    th.textContent = formatDayLong(d.date);
-    tr.append(th, cell("impressions", d.impressions), cell("measurable", d.measurable),
-      cell("unique_visitors", d.unique_visitors), cell("verified_share", verifiedShare(d)),
-      cell("invalid", d.invalid), ...VIDEO_FIELDS.map((f) => cell(f, fieldValue(d, f))));
+    tr.append(...VIDEO_FIELDS.map((f) => cell(f, fieldValue(d, f))));
     return tr;
   }));
   showVideo(detail, hasVideo(s));
 }
 
-// The chart: hand-made SVG, sized to its box so text stays readable.
+/** The selected ad's last 48 hours: a chart and a table, or why there are none. */
+function renderHours() {
+  const h = state.hourly;
+  const counted = Array.isArray(h?.stats?.hours);
+  const hours = counted ? lastHours(h.stats.hours, HOURS_SHOWN) : [];
+  hoursState.hidden = counted;
+  if (!h) setText(hoursState, "Loading the hours…");
+  else if (h.error) setText(hoursState, `Hours are not available: ${h.error.message}`);
+  else if (!counted) setText(hoursState, "Hours are not available: this glimpse server does not count per hour.");
+  if (!counted) {
+    hoursBox.replaceChildren();
+    hoursBody.replaceChildren();
+    return;
+  }
+  hoursBox.dataset.hours = String(hours.length);
+  drawChart(hoursBox, hours, {
+    id: "hours-chart",
+    title: `Viewable impressions and unique visitors per hour for ${h.stats.ad_id}, the last 48 hours (${state.zone})`,
+    desc: describeHours(hours),
+    axisLabel: `Hour (${state.zone})`,
+    tick: (row) => formatHourShort(row.hour),
+    long: (row) => formatHour(row.hour),
+    second: "unique visitors",
+  });
+  hoursBody.replaceChildren(...hours.map((row) => {
+    const tr = periodRow(formatHour(row.hour), row);
+    tr.dataset.hour = row.hour;
+    return tr;
+  }));
+}
+
+function describeHours(hours) {
+  if (!hours.length) return "No hours in this range.";
+  const total = hours.reduce((n, row) => n + (row.impressions || 0), 0);
+  const peak = hours.reduce((best, row) => (row.impressions > best.impressions ? row : best), hours[0]);
+  const base = `${formatCount(total)} viewable impressions from ${formatHour(hours[0].hour)} to ${formatHour(hours[hours.length - 1].hour)}.`;
+  return total > 0 ? `${base} Busiest hour: ${formatHour(peak.hour)} with ${formatCount(peak.impressions)}.` : base;
+}
+
+// Campaigns -----------------------------------------------------------------
+
+const CAMPAIGN_FIELDS = ["impressions", "measurable", "reach", "frequency", "viewability_rate", "invalid", "ads"];
+
+function formatCampaignField(field, value) {
+  if (field === "frequency") return formatFrequency(value);
+  return field === "viewability_rate" ? formatRate(value) : formatCount(value);
+}
+
+function campaignCell(field, value) {
+  const td = document.createElement("td");
+  td.className = "num";
+  td.dataset.field = field;
+  td.dataset.value = value === null || value === undefined ? "" : String(value);
+  td.textContent = formatCampaignField(field, value);
+  return td;
+}
+
+function renderCampaigns() {
+  const campaigns = state.campaigns;
+  campaignsTable.setAttribute("aria-busy", "false");
+  campaignsTable.dataset.from = state.from;
+  campaignsTable.dataset.to = state.to;
+  campaignsTable.hidden = campaigns.length === 0;
+  const t = totals(campaigns);
+  setTotals({ ...t, ads: campaigns.length });
+  campaignsBody.replaceChildren(...campaigns.map((c) => {
+    const tr = document.createElement("tr");
+    tr.dataset.campaignId = c.campaign_id;
+    const selected = c.campaign_id === state.campaign;
+    tr.classList.toggle("is-selected", selected);
+    if (selected) tr.setAttribute("aria-current", "true");
+    const th = rowHeader(c.campaign_id, "campaign-detail");
+    th.querySelector(".row-select").setAttribute("aria-pressed", String(selected));
+    tr.append(th, ...CAMPAIGN_FIELDS.map((f) => campaignCell(f, c[f])));
+    return tr;
+  }));
+  if (!campaigns.length) {
+    campaignsState.hidden = false;
+    campaignsState.dataset.kind = "empty";
+    setText(campaignsState, `No campaign was seen between ${formatDayLong(state.from)} and ${formatDayLong(state.to)}. Ads join a campaign by their data-campaign-id attribute.`);
+  } else {
+    campaignsState.hidden = true;
+    campaignsState.dataset.kind = "ready";
+  }
+  renderCampaignDetail();
+}
+
+campaignsBody.addEventListener("click", (e) => {
+  const row = e.target.closest("tr[data-campaign-id]");
+  if (!row || row.dataset.campaignId === state.campaign) return;
+  state.campaign = row.dataset.campaignId;
+  state.campaignStats = null;
+  syncUrl();
+  renderCampaigns();
+  campaignDetail.scrollIntoView({ block: "nearest", behavior: "smooth" });
+  refresh();
+});
+
+$("campaign-close").addEventListener("click", () => {
+  const id = state.campaign;
+  state.campaign = "";
+  state.campaignStats = null;
+  syncUrl();
+  renderCampaigns();
+  campaignsBody.querySelector(`tr[data-campaign-id="${CSS.escape(id)}"] .row-select`)?.focus();
+});
+
+function renderCampaignDetail() {
+  if (!state.campaign) { campaignDetail.hidden = true; delete campaignDetail.dataset.campaignId; return; }
+  campaignDetail.hidden = false;
+  campaignDetail.dataset.campaignId = state.campaign;
+  setText(campaignTitle, `${state.campaign}, day by day`);
+  const s = state.campaignStats;
+  for (const dd of campaignDetail.querySelectorAll(".detail__stats dd")) {
+    const f = dd.dataset.field;
+    const v = s ? s[f] : undefined;
+    dd.dataset.value = v === null || v === undefined ? "" : String(v);
+    setText(dd, !s ? "…" : formatCampaignField(f, v));
+  }
+  renderVisitorsNote($("campaign-visitors-note"), s?.visitors_note);
+  campaignState.hidden = Boolean(s);
+  if (!s) {
+    setText(campaignState, missing("campaign"));
+    campaignChartBox.replaceChildren();
+    campaignAdsBody.replaceChildren();
+    return;
+  }
+  const days = filledDays(s);
+  drawChart(campaignChartBox, days, {
+    id: "campaign-chart",
+    title: `Viewable impressions and reach per day for ${s.campaign_id}`,
+    desc: describeStats({ ...s, unique_visitors: s.reach, days }),
+    axisLabel: `Day (${state.zone})`,
+    tick: (row) => formatDayShort(row.date),
+    long: (row) => formatDayLong(row.date),
+    second: "reached",
+  });
+  campaignAdsBody.replaceChildren(...(s.ads || []).map((ad) => {
+    const tr = document.createElement("tr");
+    tr.dataset.adId = ad.ad_id;
+    const th = document.createElement("th");
+    th.scope = "row";
+    th.textContent = ad.ad_id;
+    tr.append(th, cell("impressions", ad.impressions), cell("measurable", ad.measurable),
+      cell("unique_visitors", ad.unique_visitors), cell("viewability_rate", ad.viewability_rate), cell("invalid", ad.invalid));
+    return tr;
+  }));
+}
+
+// The charts: hand-made SVG, sized to their box so text stays readable.
 const SVG_NS = "http://www.w3.org/2000/svg";
 function svgEl(tag, attrs = {}, text) {
   const el = document.createElementNS(SVG_NS, tag);
@@ -482,27 +838,47 @@ function svgEl(tag, attrs = {}, text) {
   return el;
 }
 
-function drawChart(s) {
-  // Fill missing days so the x axis always covers the whole range.
+/** Every day of a stats answer's range, zeros where it has none, so the x axis covers the range. */
+function filledDays(s) {
   const byDate = new Map((s.days || []).map((d) => [d.date, d]));
-  const days = daysOf(s.from || state.from, s.to || state.to).map((date) =>
+  return daysOf(s.from || state.from, s.to || state.to).map((date) =>
     byDate.get(date) || { date, impressions: 0, measurable: 0, unique_visitors: 0, verified: 0, invalid: 0 });
-  const width = Math.max(280, Math.floor(chartBox.clientWidth || 640));
+}
+
+function drawDays(s) {
+  const days = filledDays(s);
+  drawChart(chartBox, days, {
+    id: "chart",
+    title: `Viewable impressions and unique visitors per day for ${s.ad_id}`,
+    desc: describeStats({ ...s, days }),
+    axisLabel: `Day (${state.zone})`,
+    tick: (row) => formatDayShort(row.date),
+    long: (row) => formatDayLong(row.date),
+    second: "unique visitors",
+  });
+}
+
+/**
+ * Draws `rows` (days or hours) into `box`: viewable impressions and unique
+ * visitors (a campaign's reach) as two lines. `o` names the chart and its
+ * labels: `tick(row)` under the axis, `long(row)` in each point's tooltip,
+ * `second` the second series' words.
+ */
+function drawChart(box, rows, o) {
+  box.chart = { rows, o };
+  const width = Math.max(280, Math.floor(box.clientWidth || 640));
   const narrow = width < 520;
   const height = narrow ? 220 : 280;
-  const max = Math.max(0, ...days.map((d) => Math.max(d.impressions || 0, d.unique_visitors || 0)));
+  const max = Math.max(0, ...rows.map((d) => Math.max(d.impressions || 0, d.unique_visitors || 0)));
   const margin = { top: 16, right: narrow ? 12 : 20, bottom: 44, left: narrow ? 44 : 56 };
-  const sc = chartScales({ length: days.length, max, width, height, margin });
+  const sc = chartScales({ length: rows.length, max, width, height, margin });
   const { x0, x1, y0, y1 } = sc.plot;
 
   const svg = svgEl("svg", {
     width, height, viewBox: `0 0 ${width} ${height}`, role: "img",
-    "aria-labelledby": "chart-title chart-desc", class: "chart__svg",
+    "aria-labelledby": `${o.id}-title ${o.id}-desc`, class: "chart__svg",
   });
-  svg.append(
-    svgEl("title", { id: "chart-title" }, `Viewable impressions and unique visitors per day for ${s.ad_id}`),
-    svgEl("desc", { id: "chart-desc" }, describeStats({ ...s, days })),
-  );
+  svg.append(svgEl("title", { id: `${o.id}-title` }, o.title), svgEl("desc", { id: `${o.id}-desc` }, o.desc));
 
   const grid = svgEl("g", { class: "chart__grid" });
   for (const t of sc.ticks) {
@@ -517,48 +893,57 @@ function drawChart(s) {
   const axis = svgEl("g", { class: "chart__axis" });
   axis.append(svgEl("line", { x1: x0, x2: x1, y1: y0, y2: y0 }), svgEl("line", { x1: x0, x2: x0, y1: y1, y2: y0 }));
   const maxLabels = Math.max(2, Math.floor((x1 - x0) / (narrow ? 56 : 72)));
-  for (const i of labelIndices(days.length, maxLabels)) {
+  for (const i of labelIndices(rows.length, maxLabels)) {
     const x = sc.x(i);
     axis.append(
       svgEl("line", { x1: x, x2: x, y1: y0, y2: y0 + 5 }),
-      svgEl("text", { x, y: y0 + 19, "text-anchor": "middle", class: "chart__tick" }, formatDayShort(days[i].date)),
+      svgEl("text", { x, y: y0 + 19, "text-anchor": "middle", class: "chart__tick" }, o.tick(rows[i])),
     );
   }
-  axis.append(svgEl("text", { x: (x0 + x1) / 2, y: height - 6, "text-anchor": "middle", class: "chart__axis-label" }, "Day (UTC)"));
+  axis.append(svgEl("text", { x: (x0 + x1) / 2, y: height - 6, "text-anchor": "middle", class: "chart__axis-label" }, o.axisLabel));
   svg.append(axis);
 
   const series = [
     { field: "impressions", cls: "impressions", label: "viewable impressions" },
-    { field: "unique_visitors", cls: "uniques", label: "unique visitors" },
+    { field: "unique_visitors", cls: "uniques", label: o.second },
   ];
-  const showDots = days.length <= 62;
+  const showDots = rows.length <= 62;
   for (const ser of series) {
-    const pts = seriesPoints(days, ser.field, sc);
+    const pts = seriesPoints(rows, ser.field, sc);
     const g = svgEl("g", { class: `chart__series`, "data-series": ser.field });
     g.append(svgEl("path", { d: buildChartPath(pts), class: `series--${ser.cls}`, fill: "none" }));
-    if (showDots || days.length === 1) {
-      pts.forEach(([x, y], i) => {
+    if (showDots || rows.length === 1) {
+      pts.forEach((p, i) => {
+        if (!p) return;
+        const [x, y] = p;
         const dot = ser.cls === "impressions"
           ? svgEl("circle", { cx: x, cy: y, r: 3.5, class: "dot--impressions" })
           : svgEl("rect", { x: x - 3.5, y: y - 3.5, width: 7, height: 7, class: "dot--uniques" });
-        dot.append(svgEl("title", {}, `${formatDayLong(days[i].date)}: ${formatCount(days[i][ser.field])} ${ser.label}`));
+        dot.append(svgEl("title", {}, `${o.long(rows[i])}: ${formatCount(rows[i][ser.field])} ${ser.label}`));
         g.append(dot);
       });
     }
     svg.append(g);
   }
-  chartBox.replaceChildren(svg);
+  box.replaceChildren(svg);
 }
 
-let lastWidth = 0;
-new ResizeObserver(() => {
-  const w = Math.floor(chartBox.clientWidth);
-  if (w && w !== lastWidth && state.stats && !detail.hidden) { lastWidth = w; drawChart(state.stats); }
-}).observe(chartBox);
+// Redraw a chart when its box changes width.
+const resized = new ResizeObserver((entries) => {
+  for (const { target } of entries) {
+    const w = Math.floor(target.clientWidth);
+    if (w && target.chart && w !== target.chartWidth) {
+      target.chartWidth = w;
+      drawChart(target, target.chart.rows, target.chart.o);
+    }
+  }
+});
+for (const box of [chartBox, hoursBox, campaignChartBox]) resized.observe(box);
 
 // Start -------------------------------------------------------------------
 
 initRange();
+renderView();
 syncUrl();
 renderLive();
 refresh({ loading: true });

@@ -25,6 +25,10 @@
 // So in DOM order a page is: acme, p0..p3, orbit-banner, p4, p5, p6, p7, lumen,
 // p8, p9, p10, p11, pixel. Ids only use [A-Za-z0-9._:-].
 //
+// Each advertiser runs one campaign (`data-campaign-id`, the same on every
+// page): acme-fall-run, orbit-roam-free (the banner and the video ad),
+// lumen-mornings, pixel-lisbon.
+//
 // Each post carries `data-post-id` `post-<n>` (its number across the feed), the
 // SDK counts its views, and the feed shows them ("N views").
 //
@@ -43,22 +47,22 @@ export const MAX_PAGES = 100;
 
 export const ADVERTISERS = Object.freeze({
   tall: {
-    slot: "tall", format: "tall", prefix: "acme-shoes",
+    slot: "tall", format: "tall", prefix: "acme-shoes", campaign: "acme-fall-run",
     brand: "Acme Shoes", tagline: "Run lighter. Land softer.", cta: "Shop the drop",
     colors: ["#7a2e0e", "#c2410c"], motif: "shoe",
   },
   banner: {
-    slot: "banner", format: "banner", prefix: "orbit-banner",
+    slot: "banner", format: "banner", prefix: "orbit-banner", campaign: "orbit-roam-free",
     brand: "Orbit Mobile", tagline: "Unlimited data in 80 countries. No roaming fees, ever.", cta: "Switch in 5 minutes",
     colors: ["#1e1b4b", "#4338ca"], motif: "orbit",
   },
   squareA: {
-    slot: "squareA", format: "square", prefix: "lumen-coffee",
+    slot: "squareA", format: "square", prefix: "lumen-coffee", campaign: "lumen-mornings",
     brand: "Lumen Coffee", tagline: "Roasted this morning.", cta: "Order beans",
     colors: ["#3b2314", "#7c4a2d"], motif: "cup",
   },
   squareB: {
-    slot: "squareB", format: "square", prefix: "pixel-travel",
+    slot: "squareB", format: "square", prefix: "pixel-travel", campaign: "pixel-lisbon",
     brand: "Pixel Travel", tagline: "A weekend in Lisbon from 99 EUR.", cta: "See trips",
     colors: ["#064e4b", "#0f766e"], motif: "sun",
   },
@@ -66,7 +70,7 @@ export const ADVERTISERS = Object.freeze({
 
 /** The video ad of the stream, after page `afterPage`. */
 export const VIDEO_AD = Object.freeze({
-  id: "orbit-video-0", afterPage: 0, seconds: 6,
+  id: "orbit-video-0", campaign: "orbit-roam-free", afterPage: 0, seconds: 6,
   brand: "Orbit Mobile", tagline: "Your world, one plan. Watch the 6-second tour.", cta: "See plans",
   colors: ["#1e1b4b", "#4338ca"],
 });

@@ -138,6 +138,7 @@ function renderAd(item) {
   const el = h("article", {
     class: `tile ad ad--${a.format}`,
     "data-ad-id": item.id,
+    "data-campaign-id": a.campaign,
     "data-ad-format": a.format,
     "data-ad-slot": a.slot,
     "data-page": String(item.page),
@@ -172,6 +173,7 @@ function renderVideoAd() {
   const el = h("article", {
     class: "tile ad ad--video",
     "data-ad-id": a.id,
+    "data-campaign-id": a.campaign,
     "data-ad-format": "video",
     "aria-label": `Sponsored video: ${a.brand}`,
   }, [

@@ -29,14 +29,28 @@ export interface GlimpseOptions {
   debug?: boolean;
 }
 
+/** Options of {@link Tracker.observe}. */
+export interface ObserveOptions {
+  /**
+   * The campaign of the slot's ad (1-128 characters of `[A-Za-z0-9._:-]`; a number is taken as its
+   * string), sent as `campaign_id` on each of its events; overrides its `data-campaign-id`. A slot
+   * whose campaign id is not valid is not followed, as for a bad ad id.
+   */
+  campaignId?: string | number;
+}
+
 /**
  * A running tracker. No method throws, whatever it is given (a bad argument
  * is ignored, with a warning in debug mode), and the methods work unbound
  * (`const { observe } = tracker`).
  */
 export interface Tracker {
-  /** Follow `element` as an ad slot; `adId` (a number is taken as its string) overrides its `data-ad-id`. Observing twice counts once. */
-  observe(element: Element, adId?: string | number): void;
+  /**
+   * Follow `element` as an ad slot; `adId` (a number is taken as its string) overrides its
+   * `data-ad-id`, and `options.campaignId` its `data-campaign-id`. Observing twice counts once.
+   * A slot's campaign is read again when its `data-ad-id` changes (a slot refilled with another ad).
+   */
+  observe(element: Element, adId?: string | number, options?: ObserveOptions): void;
   /**
    * Follow `element` as a post (any content item that is not an ad): one view per page view by
    * the display rule, sent with `post_id`. `postId` (a number is taken as its string) overrides

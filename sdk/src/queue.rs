@@ -57,12 +57,14 @@ pub fn valid_id(s: &str, max: usize) -> bool {
 }
 
 /// Appends the wire JSON of one event: `imp` with its event `id` (naming
-/// its ad by `ad_id`, or its post by `post_id`), the visitor, the time and
-/// the ad's token. Every id, and the token of a signed ad when there is
-/// one, must be a valid wire id, so nothing needs escaping.
+/// its ad by `ad_id`, or its post by `post_id`), the ad's campaign, the
+/// visitor, the time and the ad's token. Every id, and the token of a
+/// signed ad when there is one, must be a valid wire id, so nothing needs
+/// escaping; a campaign is for ad events only (the edge rejects a post's).
 pub fn event_json(
     id: &str,
     imp: &Impression,
+    campaign_id: Option<&str>,
     user_id: &str,
     ts: u64,
     token: Option<&str>,
@@ -76,6 +78,10 @@ pub fn event_json(
         "\",\"ad_id\":\""
     });
     out.push_str(&imp.ad_id);
+    if let Some(campaign_id) = campaign_id {
+        out.push_str("\",\"campaign_id\":\"");
+        out.push_str(campaign_id);
+    }
     out.push_str("\",\"user_id\":\"");
     out.push_str(user_id);
     out.push_str("\",\"kind\":\"");
@@ -524,6 +530,7 @@ mod tests {
         event_json(
             &format!("e{i}"),
             &imp("ad-42", Kind::Viewable, false),
+            None,
             user,
             1_764_000_000_000 + i,
             None,
@@ -561,6 +568,7 @@ mod tests {
         event_json(
             "x",
             &imp("a", Kind::Measurable, false),
+            None,
             "u",
             0,
             None,
@@ -574,6 +582,7 @@ mod tests {
         event_json(
             "x",
             &imp("a", Kind::Viewable, true),
+            None,
             "u",
             0,
             Some("9.ab"),
@@ -591,13 +600,38 @@ mod tests {
     }
 
     #[test]
+    fn an_ad_event_names_its_campaign_when_the_slot_has_one() {
+        let mut m = String::new();
+        event_json(
+            "x",
+            &imp("a", Kind::Viewable, false),
+            Some("acme-fall-run"),
+            "u",
+            0,
+            Some("9.ab"),
+            &mut m,
+        );
+        assert_eq!(
+            m,
+            r#"{"id":"x","ad_id":"a","campaign_id":"acme-fall-run","user_id":"u","kind":"viewable","ts":0,"token":"9.ab"}"#
+        );
+        let body = format!(r#"{{"batch_id":"b","events":[{m}]}}"#);
+        let batch = glimpse_wire::ingest::decode_batch(body.as_bytes()).unwrap();
+        let e = glimpse_wire::ingest::validate_event(batch.events[0], 0).unwrap();
+        assert_eq!(
+            (e.ad_id(), e.campaign_id.as_deref(), e.token.as_deref()),
+            (Some("a"), Some("acme-fall-run"), Some("9.ab"))
+        );
+    }
+
+    #[test]
     fn post_and_video_events_on_the_wire() {
         let mut m = String::new();
         let post = Impression {
             post: true,
             ..imp("p-1", Kind::Viewable, false)
         };
-        event_json("x", &post, "u", 0, None, &mut m);
+        event_json("x", &post, None, "u", 0, None, &mut m);
         assert_eq!(
             m,
             r#"{"id":"x","post_id":"p-1","user_id":"u","kind":"viewable","ts":0}"#
@@ -607,7 +641,7 @@ mod tests {
             audible: true,
             ..imp("v", Kind::Viewable, false)
         };
-        event_json("x", &audible, "u", 0, None, &mut m);
+        event_json("x", &audible, None, "u", 0, None, &mut m);
         assert_eq!(
             m,
             r#"{"id":"x","ad_id":"v","user_id":"u","kind":"viewable","ts":0,"audible":true}"#
@@ -620,7 +654,7 @@ mod tests {
             (Kind::VideoComplete, "video_complete"),
         ] {
             m.clear();
-            event_json("x", &imp("v", kind, false), "u", 0, None, &mut m);
+            event_json("x", &imp("v", kind, false), None, "u", 0, None, &mut m);
             let want = format!(r#"{{"id":"x","ad_id":"v","user_id":"u","kind":"{name}","ts":0}}"#);
             assert_eq!(m, want);
         }
@@ -634,7 +668,7 @@ mod tests {
                 post,
                 ..imp(id, Kind::Measurable, false)
             };
-            event_json("e", &i, "u", 0, None, &mut s);
+            event_json("e", &i, None, "u", 0, None, &mut s);
             s
         };
         let mut q = Queue::new(500, false);
@@ -846,6 +880,7 @@ mod tests {
             event_json(
                 &format!("e{i}"),
                 &imp(ad, Kind::Viewable, false),
+                None,
                 "u",
                 1_764_000_000_000,
                 None,

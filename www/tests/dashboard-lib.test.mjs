@@ -2,10 +2,12 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
-  ApiError, adsCsv, adsCsvName, adsUrl, buildChartPath, listAllAds, chartScales, compareAdIds, daysOf, describeError,
+  ApiError, csvName, csvUrl, fetchCsv, listAllCsv, listingUrl, buildChartPath, listAll, chartScales, compareAdIds, daysOf, describeError,
   describeStats, fetchJson, formatCount, formatDayLong, formatDayShort, formatRate, isoDate,
   labelIndices, lastNDays, niceStep, niceTicks, parseIsoDate, rangeLength, seriesPoints,
   statsUrl, totals, validateRange, verifiedShare, hasVideo, VIDEO_COUNTERS,
+  todayIn, zoneOffsetMinutes, formatOffset, pickerZones, initialZone, COMMON_ZONES, lastHoursRange,
+  lastHours, formatHour, formatHourShort, campaignStatsUrl, formatFrequency,
 } from "../dashboard-lib.js";
 
 test("lastNDays counts back in UTC, today included", () => {
@@ -81,9 +83,9 @@ test("totals leave unique visitors out and rate is impressions / measurable", ()
 });
 
 test("URLs encode the ad id and the range", () => {
-  assert.equal(adsUrl("2025-01-01", "2025-01-07"), "/v1/ads?from=2025-01-01&to=2025-01-07&limit=1000");
-  assert.equal(adsUrl("2025-01-01", "2025-01-07", "61"), "/v1/ads?from=2025-01-01&to=2025-01-07&limit=1000&cursor=61");
-  assert.equal(statsUrl("acme:shoes.1", "2025-01-01", "2025-01-02"), "/v1/ads/acme%3Ashoes.1/stats?from=2025-01-01&to=2025-01-02");
+  assert.equal(listingUrl("ads", "2025-01-01", "2025-01-07"), "/v1/ads?from=2025-01-01&to=2025-01-07&tz=UTC&limit=1000");
+  assert.equal(listingUrl("ads", "2025-01-01", "2025-01-07", "61"), "/v1/ads?from=2025-01-01&to=2025-01-07&tz=UTC&limit=1000&cursor=61");
+  assert.equal(statsUrl("acme:shoes.1", "2025-01-01", "2025-01-02"), "/v1/ads/acme%3Ashoes.1/stats?from=2025-01-01&to=2025-01-02&tz=UTC");
 });
 
 test("describeError maps statuses to kinds and keeps the server's message", () => {
@@ -182,6 +184,9 @@ test("chartScales maps days and values into the plot area", () => {
 test("buildChartPath draws a polyline from the series", () => {
   assert.equal(buildChartPath([]), "");
   assert.equal(buildChartPath([[0, 10], [5.5, 2.123], [10, 0]]), "M0 10 L5.5 2.12 L10 0");
+  // Unknown values break the line instead of drawing a zero.
+  assert.equal(buildChartPath([[0, 10], null, [10, 0], [20, 5]]), "M0 10 M10 0 L20 5");
+  assert.equal(buildChartPath([null, [10, 0]]), "M10 0");
   const days = [
     { date: "2025-01-01", impressions: 0, unique_visitors: 0 },
     { date: "2025-01-02", impressions: 4, unique_visitors: 2 },
@@ -189,6 +194,8 @@ test("buildChartPath draws a polyline from the series", () => {
   const sc = chartScales({ length: 2, max: 4, width: 100, height: 100, margin: { top: 0, right: 0, bottom: 0, left: 0 } });
   assert.equal(buildChartPath(seriesPoints(days, "impressions", sc)), "M0 100 L100 0");
   assert.equal(buildChartPath(seriesPoints(days, "unique_visitors", sc)), "M0 100 L100 50");
+  const unknown = [{ unique_visitors: null }, { unique_visitors: 2 }];
+  assert.deepEqual(seriesPoints(unknown, "unique_visitors", sc), [null, [100, 50]]);
 });
 
 test("describeStats summarises the range for the chart description", () => {
@@ -214,23 +221,23 @@ test("verifiedShare: verified over viewable impressions, null without impression
   assert.equal(verifiedShare(null), null);
 });
 
-test("listAllAds follows next_cursor to the last page", async () => {
+test("listAll follows next_cursor to the last page", async () => {
   const pages = {
-    "/v1/ads?from=d1&to=d2&limit=1000": { ads: [{ ad_id: "a" }, { ad_id: "b" }], next_cursor: "62" },
-    "/v1/ads?from=d1&to=d2&limit=1000&cursor=62": { ads: [{ ad_id: "c" }], next_cursor: null },
+    "/v1/ads?from=d1&to=d2&tz=UTC&limit=1000": { ads: [{ ad_id: "a" }, { ad_id: "b" }], next_cursor: "62" },
+    "/v1/ads?from=d1&to=d2&tz=UTC&limit=1000&cursor=62": { ads: [{ ad_id: "c" }], next_cursor: null },
   };
   const asked = [];
-  const ads = await listAllAds("d1", "d2", async (url) => { asked.push(url); return pages[url]; });
+  const ads = await listAll("ads", "d1", "d2", async (url) => { asked.push(url); return pages[url]; });
   assert.deepEqual(ads.map((a) => a.ad_id), ["a", "b", "c"]);
   assert.deepEqual(asked, Object.keys(pages));
   // An answer without next_cursor (an older edge) is one page.
-  assert.equal((await listAllAds("d1", "d2", async () => ({ ads: [{ ad_id: "x" }] }))).length, 1);
+  assert.equal((await listAll("ads", "d1", "d2", async () => ({ ads: [{ ad_id: "x" }] }))).length, 1);
 });
 
-test("listAllAds refuses bad pages and pages that never end", async () => {
-  await assert.rejects(listAllAds("d1", "d2", async () => ({})), { kind: "bad-response" });
-  await assert.rejects(listAllAds("d1", "d2", async () => ({ ads: [], next_cursor: 7 })), { kind: "bad-response" });
-  await assert.rejects(listAllAds("d1", "d2", async () => ({ ads: [], next_cursor: "61" }), 3), { kind: "bad-response" });
+test("listAll refuses bad pages and pages that never end", async () => {
+  await assert.rejects(listAll("ads", "d1", "d2", async () => ({})), { kind: "bad-response" });
+  await assert.rejects(listAll("ads", "d1", "d2", async () => ({ ads: [], next_cursor: 7 })), { kind: "bad-response" });
+  await assert.rejects(listAll("ads", "d1", "d2", async () => ({ ads: [], next_cursor: "61" }), { maxPages: 3 }), { kind: "bad-response" });
 });
 
 test("hasVideo is true only when some video counter is above zero", () => {
@@ -244,20 +251,118 @@ test("hasVideo is true only when some video counter is above zero", () => {
   assert.deepEqual(VIDEO_COUNTERS, ["starts", "q25", "q50", "q75", "completes", "audible_impressions"]);
 });
 
-test("adsCsv writes the table's ads as RFC 4180 rows with the edge's columns", () => {
-  const ads = [
-    { ad_id: "ad-1", impressions: 3, measurable: 6, unique_visitors: 3, viewability_rate: 0.5, invalid: 1, verified: 2,
-      video: { starts: 1, q25: 1, q50: 0, q75: 0, completes: 0, audible_impressions: 0 } },
-    { ad_id: "ad,2", impressions: 0, measurable: 0, unique_visitors: 0, viewability_rate: null, invalid: 0, verified: 0 },
-  ];
-  assert.equal(
-    adsCsv(ads),
-    "ad_id,impressions,measurable,unique_visitors,viewability_rate,invalid,verified," +
-      "video_starts,video_q25,video_q50,video_q75,video_completes,video_audible_impressions\r\n" +
-      "ad-1,3,6,3,0.5,1,2,1,1,0,0,0,0\r\n" +
-      "\"ad,2\",0,0,0,,0,0,0,0,0,0,0,0\r\n",
+test("the CSV download is the edge's own CSV of the listing, every page of it", async () => {
+  assert.equal(csvUrl("/v1/ads?from=d1&to=d2&tz=UTC"), "/v1/ads?from=d1&to=d2&tz=UTC&format=csv");
+  assert.equal(csvUrl("/v1/campaigns"), "/v1/campaigns?format=csv");
+  const pages = {
+    "/v1/ads?from=d1&to=d2&tz=Asia%2FTokyo&limit=1000&format=csv": { text: "ad_id,impressions\r\na,1\r\n", nextCursor: "a" },
+    "/v1/ads?from=d1&to=d2&tz=Asia%2FTokyo&limit=1000&cursor=a&format=csv": { text: "ad_id,impressions\r\nb,2\r\n", nextCursor: null },
+  };
+  const asked = [];
+  const csv = await listAllCsv("ads", "d1", "d2", async (url) => { asked.push(url); return pages[url]; }, { zone: "Asia/Tokyo" });
+  assert.equal(csv, "ad_id,impressions\r\na,1\r\nb,2\r\n", "one header row");
+  assert.deepEqual(asked, Object.keys(pages));
+  await assert.rejects(
+    listAllCsv("ads", "d1", "d2", async () => ({ text: "h\r\n", nextCursor: "x" }), { maxPages: 2 }),
+    { kind: "bad-response" },
   );
-  assert.equal(adsCsv([]).split("\r\n").length, 2, "a header row alone");
-  assert.equal(adsCsvName("2026-12-01", "2026-12-01"), "glimpse-ads-2026-12-01.csv");
-  assert.equal(adsCsvName("2026-11-25", "2026-12-01"), "glimpse-ads-2026-11-25-to-2026-12-01.csv");
+  assert.equal(csvName("ads", "2026-12-01", "2026-12-01"), "glimpse-ads-2026-12-01.csv");
+  assert.equal(csvName("ads", "2026-11-25", "2026-12-01"), "glimpse-ads-2026-11-25-to-2026-12-01.csv");
+});
+
+test("fetchCsv asks for text/csv with the key and reads Next-Cursor; errors are the edge's", async () => {
+  const seen = [];
+  const ok = async (url, init) => {
+    seen.push(init);
+    return { ok: true, status: 200, text: async () => "a,b\r\n", headers: new Headers({ "next-cursor": "c1" }) };
+  };
+  assert.deepEqual(await fetchCsv("/v1/ads?format=csv", { key: "k", fetch: ok }), { text: "a,b\r\n", nextCursor: "c1" });
+  assert.equal(seen[0].headers.Accept, "text/csv");
+  assert.equal(seen[0].headers.Authorization, "Bearer k");
+  const refused = async () => ({
+    ok: false, status: 400,
+    json: async () => ({ error: { code: "unsupported_tz", message: "Asia/Kolkata is UTC+05:30 here" } }),
+  });
+  await assert.rejects(fetchCsv("/x", { fetch: refused }), (e) => e.kind === "range" && e.code === "unsupported_tz" && /UTC\+05:30/.test(e.message));
+});
+
+test("lastNDays and todayIn follow the chosen zone's calendar", () => {
+  const now = new Date("2026-03-01T03:30:00Z");
+  assert.equal(todayIn("UTC", now), "2026-03-01");
+  assert.equal(todayIn("America/New_York", now), "2026-02-28", "22:30 the evening before");
+  assert.equal(todayIn("Asia/Tokyo", new Date("2026-02-28T15:00:00Z")), "2026-03-01", "midnight in Tokyo");
+  assert.deepEqual(lastNDays(2, now, "America/New_York"), { from: "2026-02-27", to: "2026-02-28" });
+  assert.deepEqual(lastNDays(2, now), { from: "2026-02-28", to: "2026-03-01" });
+});
+
+test("zone offsets and their labels", () => {
+  const winter = new Date("2026-01-15T12:00:00Z");
+  const summer = new Date("2026-07-15T12:00:00Z");
+  assert.equal(zoneOffsetMinutes("UTC", winter), 0);
+  assert.equal(zoneOffsetMinutes("America/New_York", winter), -300);
+  assert.equal(zoneOffsetMinutes("America/New_York", summer), -240);
+  assert.equal(zoneOffsetMinutes("Asia/Tokyo", summer), 540);
+  assert.equal(zoneOffsetMinutes("Asia/Kolkata", summer), 330);
+  assert.equal(zoneOffsetMinutes("Asia/Kathmandu", summer), 345);
+  assert.equal(formatOffset(0), "UTC");
+  assert.equal(formatOffset(540), "UTC+9");
+  assert.equal(formatOffset(-300), "UTC\u22125");
+  assert.equal(formatOffset(330), "UTC+5:30");
+});
+
+test("the picker offers the common zones, and the zone shown when it is not one of them", () => {
+  assert.equal(COMMON_ZONES[0], "UTC");
+  for (const z of COMMON_ZONES) assert.doesNotThrow(() => todayIn(z), z);
+  assert.deepEqual(pickerZones("Asia/Tokyo"), [...COMMON_ZONES]);
+  assert.deepEqual(pickerZones("Asia/Kathmandu"), [...COMMON_ZONES, "Asia/Kathmandu"]);
+});
+
+test("initialZone takes the URL's zone, else the browser's, whole hours or not", () => {
+  assert.deepEqual(initialZone("Asia/Tokyo", "Europe/Paris"), { zone: "Asia/Tokyo", note: null });
+  assert.deepEqual(initialZone("", "Europe/Paris"), { zone: "Europe/Paris", note: null });
+  assert.deepEqual(initialZone(null, "UTC"), { zone: "UTC", note: null });
+  // The edge says whether it can cut a zone's days (400 unsupported_tz).
+  assert.deepEqual(initialZone("", "Asia/Kolkata"), { zone: "Asia/Kolkata", note: null });
+  assert.deepEqual(initialZone(null, undefined), { zone: "UTC", note: null });
+  const unknown = initialZone("Mars/Olympus", "Europe/Paris");
+  assert.equal(unknown.zone, "Europe/Paris");
+  assert.match(unknown.note, /Mars\/Olympus is not a time zone this browser knows; days are shown in Europe\/Paris/);
+});
+
+test("the last 48 hours: the local days that hold them, and the hours begun by now", () => {
+  const now = new Date("2026-12-03T10:20:00Z");
+  assert.deepEqual(lastHoursRange(48, now), { from: "2026-12-01", to: "2026-12-03" });
+  assert.deepEqual(lastHoursRange(48, now, "America/New_York"), { from: "2026-12-01", to: "2026-12-03" });
+  assert.deepEqual(lastHoursRange(48, new Date("2026-12-03T02:00:00Z"), "America/New_York"), { from: "2026-11-30", to: "2026-12-02" });
+  const hours = [];
+  for (let t = Date.parse("2026-12-01T00:00:00Z"); t < Date.parse("2026-12-04T00:00:00Z"); t += 3_600_000) {
+    hours.push({ hour: new Date(t).toISOString().replace(".000Z", "Z"), impressions: 1 });
+  }
+  const last = lastHours(hours, 48, now);
+  assert.equal(last.length, 48);
+  assert.equal(last[47].hour, "2026-12-03T10:00:00Z", "the hour under way is the last");
+  assert.equal(last[0].hour, "2026-12-01T11:00:00Z");
+  assert.equal(lastHours(hours.slice(0, 5), 48, now).length, 5);
+  // Offsets in the hour strings are honoured: 05:00-05:00 is 10:00Z.
+  assert.equal(lastHours([{ hour: "2026-12-03T05:00:00-05:00" }, { hour: "2026-12-03T06:00:00-05:00" }], 48, now).length, 1);
+});
+
+test("hour labels are the answer's own wall time", () => {
+  assert.equal(formatHour("2026-12-01T08:00:00-05:00"), "Dec 1, 08:00");
+  assert.equal(formatHour("2026-12-01T23:00:00Z"), "Dec 1, 23:00");
+  assert.equal(formatHourShort("2026-12-01T08:00:00+09:00"), "08:00");
+});
+
+test("every URL names its zone; the granularity only when it is not the default", () => {
+  assert.equal(statsUrl("a", "2026-12-01", "2026-12-03", "UTC", "hour"), "/v1/ads/a/stats?from=2026-12-01&to=2026-12-03&tz=UTC&granularity=hour");
+  assert.equal(statsUrl("a", "2026-12-01", "2026-12-01", "America/New_York"), "/v1/ads/a/stats?from=2026-12-01&to=2026-12-01&tz=America%2FNew_York");
+  assert.equal(listingUrl("campaigns", "d1", "d2", null, "Asia/Tokyo"), "/v1/campaigns?from=d1&to=d2&tz=Asia%2FTokyo&limit=1000");
+  assert.equal(campaignStatsUrl("acme:fall", "d1", "d2"), "/v1/campaigns/acme%3Afall/stats?from=d1&to=d2&tz=UTC");
+  assert.equal(csvName("campaigns", "2026-12-01", "2026-12-02", "Asia/Tokyo"), "glimpse-campaigns-2026-12-01-to-2026-12-02-Asia_Tokyo.csv");
+});
+
+test("null visitors and frequencies are shown as a dash", () => {
+  assert.equal(formatCount(null), "—");
+  assert.equal(formatFrequency(10 / 7), "1.43");
+  assert.equal(formatFrequency(null), "—");
 });

@@ -1,7 +1,7 @@
 // node --test www/tests/  (the pure parts of the feed and of the overlay)
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { adId, adIdsOfPage, pageItems, parseAdId, post, postId, POSTS_PER_PAGE, VIDEO_AD } from "../feed-data.js";
+import { ADVERTISERS, adId, adIdsOfPage, pageItems, parseAdId, post, postId, POSTS_PER_PAGE, VIDEO_AD } from "../feed-data.js";
 import { formatViews, readViews, viewsUrls, MAX_IDS_PER_REQUEST } from "../feed-views.js";
 import { Dwell, RULE, VIDEO_RULE, meetsPixelRule, requiredRatio } from "../overlay.js";
 
@@ -11,6 +11,14 @@ test("ad ids are <advertiser>-<page> and valid wire ids", () => {
   assert.deepEqual(parseAdId("pixel-travel-7"), { slot: "squareB", page: 7 });
   assert.equal(parseAdId("nope-3"), null);
   for (const id of adIdsOfPage(99)) assert.match(id, /^[A-Za-z0-9._:-]{1,128}$/);
+});
+
+test("each advertiser runs one campaign; the banner and the video ad share Orbit's", () => {
+  const campaigns = Object.values(ADVERTISERS).map((a) => a.campaign);
+  assert.equal(new Set(campaigns).size, 4);
+  for (const c of campaigns) assert.match(c, /^[A-Za-z0-9._:-]{1,128}$/);
+  assert.equal(VIDEO_AD.campaign, ADVERTISERS.banner.campaign);
+  for (const item of pageItems(3).filter((i) => i.kind === "ad")) assert.equal(item.ad.campaign, ADVERTISERS[item.slot].campaign);
 });
 
 test("every page has 12 posts and 4 ads filling a 3 x 7 grid exactly once", () => {

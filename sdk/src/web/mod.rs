@@ -198,8 +198,9 @@ fn flag(v: &JsValue) -> Option<bool> {
     })
 }
 
-/// An `adId` argument: absent, a string, or a finite number as its string
-/// (`observe(el, 42)` means the ad `"42"`); `Err` for anything else.
+/// An `adId` argument (or `campaignId` option): absent, a string, or a
+/// finite number as its string (`observe(el, 42)` means the ad `"42"`);
+/// `Err` for anything else.
 fn ad_id_arg(v: &JsValue) -> Result<Option<String>, ()> {
     if v.is_undefined() || v.is_null() {
         return Ok(None);
@@ -264,9 +265,10 @@ pub fn start(options: JsValue) -> Result<Tracker, JsError> {
 #[wasm_bindgen]
 impl Tracker {
     /// Follows `element` as an ad slot; `adId` (a string, or a number taken
-    /// as its string) overrides its `data-ad-id`.
-    pub fn observe(&self, element: JsValue, ad_id: JsValue) {
-        self.follow(element, ad_id, false);
+    /// as its string) overrides its `data-ad-id`, and `options.campaignId`
+    /// (the same) its `data-campaign-id`.
+    pub fn observe(&self, element: JsValue, ad_id: JsValue, options: JsValue) {
+        self.follow(element, ad_id, get(&options, "campaignId"), false);
     }
 
     /// Follows `element` as a post (content, not an ad), counted by the
@@ -274,7 +276,7 @@ impl Tracker {
     /// `data-post-id`.
     #[wasm_bindgen(js_name = observePost)]
     pub fn observe_post(&self, element: JsValue, post_id: JsValue) {
-        self.follow(element, post_id, true);
+        self.follow(element, post_id, JsValue::UNDEFINED, true);
     }
 
     /// Stops following `element`.
@@ -366,8 +368,8 @@ impl Tracker {
 }
 
 impl Tracker {
-    /// `observe` (or `observePost` when `post`).
-    fn follow(&self, element: JsValue, id: JsValue, post: bool) {
+    /// `observe` (or `observePost` when `post`), with the campaign `campaign`.
+    fn follow(&self, element: JsValue, id: JsValue, campaign: JsValue, post: bool) {
         let Ok(mut i) = self.inner.try_borrow_mut() else {
             return;
         };
@@ -375,15 +377,15 @@ impl Tracker {
         let Some(el) = i.element_arg(element, method) else {
             return;
         };
-        match ad_id_arg(&id) {
-            Ok(id) => {
-                i.track(&el, id, post);
+        match (ad_id_arg(&id), ad_id_arg(&campaign)) {
+            (Ok(id), Ok(campaign)) => {
+                i.track(&el, id, campaign, post);
                 i.after();
             }
-            Err(()) => {
+            _ => {
                 let mut m = String::from("glimpse: ");
                 m.push_str(method);
-                m.push_str("(element, id) needs a string id; ignored");
+                m.push_str("() needs string ids; ignored");
                 i.debug_warn(&m);
             }
         }

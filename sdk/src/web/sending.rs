@@ -239,7 +239,7 @@ impl Inner {
     }
 
     /// Turns the engine's impressions so far into queued events, each with
-    /// its slot's token; seals the batch when it is full.
+    /// its slot's token and campaign; seals the batch when it is full.
     pub(super) fn queue_out(&mut self) {
         if self.stopped {
             return;
@@ -252,14 +252,15 @@ impl Inner {
             let mut id = self.tabs.id.clone();
             id.push('-');
             push_u64(&mut id, u64::from(s.seq));
-            let token = self.slots.token(imp.slot);
+            let (token, campaign) = self.slots.token_and_campaign(imp.slot);
             let mut json = String::with_capacity(256);
             queue::event_json(
                 &id,
                 imp,
+                campaign,
                 &self.user_id,
                 epoch_ms(),
-                token.as_deref(),
+                token,
                 &mut json,
             );
             if self.opts.debug {

@@ -186,6 +186,23 @@ struct Slot {
     /// set: by the time an ad refresh is seen the element already holds
     /// the next ad's token, and the last events of the old ad need theirs.
     token: Option<String>,
+    /// The campaign of the slot's current ad, sent on each of its events:
+    /// `campaignId` of `observe`, else `data-campaign-id`, read when the ad
+    /// was set, as the token is. A post has none.
+    campaign: Option<String>,
+}
+
+/// The campaign of the slot `el`: `given` (`campaignId` of `observe`),
+/// else its `data-campaign-id`; none for a post. `Err` when it is not a
+/// valid wire id: the slot is then refused as for a bad ad id.
+fn campaign_of(el: &Element, given: Option<String>, post: bool) -> Result<Option<String>, ()> {
+    if post {
+        return Ok(None);
+    }
+    match given.or_else(|| el.get_attribute("data-campaign-id")) {
+        Some(c) if !queue::valid_id(&c, MAX_AD_OR_USER_ID_BYTES) => Err(()),
+        c => Ok(c),
+    }
 }
 
 /// A slot's `data-ad-token`; one that would need escaping is left out (the
@@ -330,12 +347,14 @@ impl Slots {
         }
     }
 
-    /// The token of the ad `slot` shows now.
-    pub(super) fn token(&self, slot: SlotId) -> Option<String> {
+    /// The token and the campaign of the ad `slot` shows now.
+    pub(super) fn token_and_campaign(&self, slot: SlotId) -> (Option<&str>, Option<&str>) {
         self.list
             .iter()
             .find(|s| s.id == slot)
-            .and_then(|s| s.token.clone())
+            .map_or((None, None), |s| {
+                (s.token.as_deref(), s.campaign.as_deref())
+            })
     }
 
     fn id_of(&self, el: &Element) -> Option<SlotId> {
@@ -611,12 +630,12 @@ impl Inner {
         let ads = self.opts.selector.clone();
         for (selector, post) in [(ads.as_str(), false), (POST_SELECTOR, true)] {
             if el.matches(selector).unwrap_or(false) {
-                self.track(el, None, post);
+                self.track(el, None, None, post);
             }
             if let Ok(list) = el.query_selector_all(selector) {
                 for n in 0..list.length() {
                     if let Some(child) = list.item(n).and_then(|n| n.dyn_into::<Element>().ok()) {
-                        self.track(&child, None, post);
+                        self.track(&child, None, None, post);
                     }
                 }
             }
@@ -637,9 +656,14 @@ impl Inner {
             return;
         }
         let id = slot.id;
-        match el.get_attribute(id_attribute(post)) {
-            Some(ad) if queue::valid_id(&ad, MAX_AD_OR_USER_ID_BYTES) => {
-                self.before_ad_change(el);
+        match (
+            el.get_attribute(id_attribute(post)),
+            campaign_of(el, None, post),
+        ) {
+            (Some(ad), Ok(campaign)) if queue::valid_id(&ad, MAX_AD_OR_USER_ID_BYTES) => {
+                if let Some(slot) = self.before_ad_change(el) {
+                    slot.campaign = campaign;
+                }
                 let s = &mut self.slots;
                 s.engine.set_ad_id(id, &ad, now(), &mut s.out);
             }
@@ -648,8 +672,16 @@ impl Inner {
     }
 
     /// Follows `el` as an ad slot, or a post when `post`, under `ad_id` or
-    /// else its attribute.
-    pub(super) fn track(&mut self, el: &Element, ad_id: Option<String>, post: bool) {
+    /// else its attribute, in the campaign `campaign_id` or else its
+    /// attribute's.
+    #[inline(never)]
+    pub(super) fn track(
+        &mut self,
+        el: &Element,
+        ad_id: Option<String>,
+        campaign_id: Option<String>,
+        post: bool,
+    ) {
         if self.stopped {
             return;
         }
@@ -658,17 +690,22 @@ impl Inner {
             self.log("glimpse: an element without data-ad-id (data-post-id for a post) is skipped");
             return;
         };
-        if !queue::valid_id(&ad, MAX_AD_OR_USER_ID_BYTES) {
+        let (true, Ok(campaign)) = (
+            queue::valid_id(&ad, MAX_AD_OR_USER_ID_BYTES),
+            campaign_of(el, campaign_id, post),
+        ) else {
             warn("glimpse: an id must be 1 to 128 characters of [A-Za-z0-9._:-]; element skipped");
             return;
-        }
+        };
         if let Some(slot) = self.slots.list.iter_mut().find(|s| &s.el == el) {
             // Observed twice (a re-render): no second impression. An
             // explicit id of the other namespace does not turn it over.
             if explicit && post == (slot.format == Format::Post) {
                 slot.explicit = true;
                 let id = slot.id;
-                self.before_ad_change(el);
+                if let Some(slot) = self.before_ad_change(el) {
+                    slot.campaign = campaign;
+                }
                 let s = &mut self.slots;
                 s.engine.set_ad_id(id, &ad, now(), &mut s.out);
             }
@@ -702,6 +739,7 @@ impl Inner {
             video,
             explicit,
             token: ad_token(el),
+            campaign,
         });
     }
 
@@ -728,15 +766,16 @@ impl Inner {
     }
 
     /// Before `el`'s slot changes ads: queues what its current ad has
-    /// earned up to now, with that ad's token, then takes the token now on
-    /// the element for the next ad's events.
-    fn before_ad_change(&mut self, el: &Element) {
+    /// earned up to now, with that ad's token and campaign, then takes the
+    /// token now on the element for the next ad's events. Returns the slot,
+    /// for the caller to set the next ad's campaign (a refresh keeps it).
+    fn before_ad_change(&mut self, el: &Element) -> Option<&mut Slot> {
         let s = &mut self.slots;
         s.engine.tick(now(), &mut s.out);
         self.queue_out();
-        if let Some(slot) = self.slots.list.iter_mut().find(|s| &s.el == el) {
-            slot.token = ad_token(el);
-        }
+        let slot = self.slots.list.iter_mut().find(|s| &s.el == el)?;
+        slot.token = ad_token(el);
+        Some(slot)
     }
 
     /// Turns the engine's impressions into queued events and arms the

@@ -25,4 +25,5 @@ mod sdk_delivery;
 mod sdk_video;
 mod stats_consistency;
 mod www_accessibility;
+mod www_dashboard;
 mod www_demo;

@@ -1,8 +1,9 @@
 //! What the SDK counts on pages built the way real ad pages are, in a real
 //! browser against a real edge: slots an ad server fills (or empties) after
 //! the fact, ads hidden by CSS, covered ads, single-page apps, remounts, ad
-//! refreshes, prerendering and frames. Counts are read from the edge's stats
-//! route; what the page sent is read from its own record of each body.
+//! refreshes, prerendering, frames and campaigns. Counts are read from the
+//! edge's stats routes; what the page sent is read from its own record of
+//! each body.
 //!
 //! Dwell waits (`pause`) are the behaviour under test (the 1 s rule);
 //! everything else is polled with a deadline.
@@ -15,7 +16,7 @@ use glimpse_tests::in_every_engine;
 use glimpse_tests::sdk_page::{
     counts, edge_with_sdk, expect_counts, flush, pause, start_tracker, DELIVERY_DEADLINE,
 };
-use glimpse_wire::api::StatsResponse;
+use glimpse_wire::api::{CampaignStatsResponse, StatsResponse};
 use serde_json::{json, Value};
 
 /// Flushes only when a test says so, in batches that hold everything.
@@ -432,5 +433,118 @@ in_every_engine! {
         pause(1400);
         flush_frame(b);
         expect_counts(edge, "cross-origin", (1, 1), engine);
+    }
+}
+
+/// (viewable, measurable) of `campaign`, as the edge reports them.
+fn campaign_counts(edge: &Edge, campaign: &str) -> (u64, u64) {
+    let s: CampaignStatsResponse = edge.get_json(&format!("/v1/campaigns/{campaign}/stats"));
+    (s.impressions, s.measurable)
+}
+
+/// `(id, campaign_id)` of every event the page sent about `id` (an ad's or
+/// a post's); `campaign_id` is `null` when the event had none.
+fn campaigns_sent(b: &Browser, id: &str) -> Vec<Value> {
+    let sent = b.execute(
+        "return sentEvents()
+             .filter((e) => (e.ad_id || e.post_id) === arguments[0])
+             .map((e) => e.campaign_id === undefined ? null : e.campaign_id);",
+        vec![json!(id)],
+    );
+    sent.as_array().unwrap().clone()
+}
+
+in_every_engine! {
+    fn each_event_of_a_slot_names_its_campaign(engine) {
+        let s = session(engine);
+        let (b, edge, engine) = (&s.b, &s.edge, engine.name());
+        counting_page(
+            b,
+            edge,
+            "place('camp-attr', 0, 100, 50).dataset.campaignId = 'acme-fall-run';
+             place('camp-none', 60, 100, 50);
+             place('camp-bad', 120, 100, 50).dataset.campaignId = 'not a campaign id';
+             const post = place('unused', 180, 100, 50);
+             delete post.dataset.adId;
+             post.dataset.postId = 'camp-post';
+             post.dataset.campaignId = 'acme-fall-run';",
+        );
+        // The option overrides the attribute; a bad option refuses the
+        // slot, and nothing is thrown into the page.
+        let thrown = b.execute(
+            "const el = (top, campaign) => {
+                 const d = document.createElement('div');
+                 d.className = 'ad';
+                 d.style.cssText = 'top:' + top + 'px;width:100px;height:50px';
+                 if (campaign) d.dataset.campaignId = campaign;
+                 document.body.appendChild(d);
+                 return d;
+             };
+             const thrown = [];
+             try {
+                 tracker.observe(el(240, 'overridden'), 'camp-opt', { campaignId: 'orbit-roam-free' });
+                 tracker.observe(el(300), 'camp-opt-bad', { campaignId: 'no spaces' });
+                 tracker.observe(el(360), 'camp-opt-number', { campaignId: 2026 });
+             } catch (e) { thrown.push(String(e)); }
+             return thrown;",
+            vec![],
+        );
+        assert_eq!(thrown, json!([]), "{engine}: thrown into the page");
+        pause(1400);
+        flush(b);
+        // The edge takes the events with their campaign, and counts them.
+        for ad in ["camp-attr", "camp-none", "camp-opt", "camp-opt-number"] {
+            expect_counts(edge, ad, (1, 1), engine);
+        }
+        // Counted in the same cut as their ads: for their campaigns too.
+        for campaign in ["acme-fall-run", "orbit-roam-free", "2026"] {
+            assert_eq!(campaign_counts(edge, campaign), (1, 1), "{engine}: {campaign}");
+        }
+        for (id, campaign) in [
+            ("camp-attr", json!("acme-fall-run")),
+            ("camp-opt", json!("orbit-roam-free")),
+            ("camp-opt-number", json!("2026")),
+            ("camp-none", Value::Null),
+            // A post has no campaign, whatever its element says.
+            ("camp-post", Value::Null),
+        ] {
+            assert_eq!(
+                campaigns_sent(b, id),
+                vec![campaign; 2],
+                "{engine}: {id}'s measurable and viewable events"
+            );
+        }
+        for ad in ["camp-bad", "camp-opt-bad"] {
+            assert_eq!(campaigns_sent(b, ad), Vec::<Value>::new(), "{engine}: {ad}");
+            assert_eq!(counts(edge, ad), (0, 0), "{engine}: {ad} is not followed");
+        }
+        // Refilled with another ad of another campaign: the campaign is
+        // read again; refilled with a bad campaign, the slot is dropped.
+        b.execute(
+            "const a = slot('camp-attr');
+             a.dataset.campaignId = 'lumen-mornings';
+             a.dataset.adId = 'camp-refill';
+             const n = slot('camp-none');
+             n.dataset.campaignId = 'bad campaign';
+             n.dataset.adId = 'camp-refill-bad';",
+            vec![],
+        );
+        pause(1400);
+        flush(b);
+        expect_counts(edge, "camp-refill", (1, 1), engine);
+        assert_eq!(campaign_counts(edge, "lumen-mornings"), (1, 1), "{engine}");
+        assert_eq!(campaign_counts(edge, "acme-fall-run"), (1, 1), "{engine}");
+        assert_eq!(
+            campaigns_sent(b, "camp-refill"),
+            vec![json!("lumen-mornings"); 2],
+            "{engine}: the refilled ad's events"
+        );
+        assert_eq!(
+            campaigns_sent(b, "camp-attr"),
+            vec![json!("acme-fall-run"); 2],
+            "{engine}: the first ad's events keep its campaign"
+        );
+        assert_eq!(counts(edge, "camp-refill-bad"), (0, 0), "{engine}");
+        assert_eq!(campaigns_sent(b, "camp-refill-bad"), Vec::<Value>::new(), "{engine}");
     }
 }

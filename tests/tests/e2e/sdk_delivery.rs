@@ -276,7 +276,7 @@ glimpse_tests::in_every_engine! {
         );
         for method in ["observe", "observePost"] {
             assert!(
-                said(&format!("{method}(element, id) needs a string id")),
+                said(&format!("{method}() needs string ids")),
                 "{engine}: {warnings}"
             );
         }

@@ -466,12 +466,14 @@ fn the_dashboard_downloads_its_table_as_the_edges_csv() {
         vec![],
     );
     let range = b.execute(
-        "return [document.getElementById('from').value, document.getElementById('to').value];",
+        "return [document.getElementById('from').value, document.getElementById('to').value,
+                 document.getElementById('tz').value];",
         vec![],
     );
     let (from, to) = (range[0].as_str().unwrap(), range[1].as_str().unwrap());
+    let tz = range[2].as_str().unwrap().replace('/', "%2F");
     let (status, edge_csv) = edge
-        .get_raw(&format!("/v1/ads?from={from}&to={to}&format=csv"))
+        .get_raw(&format!("/v1/ads?from={from}&to={to}&tz={tz}&format=csv"))
         .unwrap();
     assert_eq!(status, 200, "{edge_csv}");
     assert_eq!(downloaded, json!(edge_csv));
