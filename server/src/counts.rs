@@ -206,7 +206,10 @@ impl EventKeys {
             next(&mut self.bufs, &[CAMPAIGN_KEY_PREFIX, campaign]);
             next(&mut self.bufs, &[hh, CAMPAIGN_KEY_PREFIX, campaign]);
             next(&mut self.bufs, &[CAMPAIGN_KEY_PREFIX, campaign, "/", id]);
-            next(&mut self.bufs, &[hh, CAMPAIGN_KEY_PREFIX, campaign, "/", id]);
+            next(
+                &mut self.bufs,
+                &[hh, CAMPAIGN_KEY_PREFIX, campaign, "/", id],
+            );
         }
         &self.bufs[..n]
     }

@@ -207,6 +207,22 @@ async fn a_campaign_s_reach_is_the_union_of_its_ads_visitors() {
         ),
         ("fall", 3, Some(2), 2)
     );
+    // In Tokyo's days (the 25th there already holds 16:00Z) the same ads.
+    let tokyo: CampaignStatsResponse = get_json(
+        &t,
+        "/v1/campaigns/fall/stats?from=2025-11-24&to=2025-11-25&tz=Asia/Tokyo",
+    )
+    .await;
+    let ads: Vec<(&str, u64)> = tokyo
+        .ads
+        .iter()
+        .map(|a| (a.ad_id.as_str(), a.impressions))
+        .collect();
+    assert_eq!(ads, [("ad-1", 1), ("ad-2", 2)]);
+    assert_eq!((tokyo.impressions, tokyo.reach), (3, Some(2)));
+    let campaigns: CampaignsResponse =
+        get_json(&t, "/v1/campaigns?tz=Asia/Tokyo&from=2025-11-25").await;
+    assert_eq!(campaigns.campaigns[0].ads, 2);
     // An unknown campaign is zeros.
     let none: CampaignStatsResponse = get_json(&t, "/v1/campaigns/spring/stats").await;
     assert_eq!(

@@ -565,3 +565,46 @@ fn ad_listing_reads_by_prefix_and_folds_in_old_day_sets() {
     );
     assert!(edge.terminate().success());
 }
+
+#[test]
+fn a_key_of_another_type_holds_the_counts_back_until_it_is_gone_then_they_count_once() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let edge = edge_on(&redis.url(), dir.path(), &[]);
+    let mut conn = redis.connect();
+    let ts = now_ms() - 1_000;
+    let day = day_of(ts);
+    // Written by hand with the wrong types: the counters hash as a string,
+    // the sketch as a hash. Each step must fail before it counts.
+    let (counters_at, sketch_at_key) = (counters_key("typed-1", &day), uv_key("typed-2", &day));
+    conn.cmd(&["SET", &counters_at, "by hand"]).ok();
+    conn.cmd(&["HSET", &sketch_at_key, "f", "by hand"])
+        .not_error();
+    let mut load = Load::default();
+    load.add("t1", visitors("typed-1", "e", 0..40, ts));
+    load.add("t2", visitors("typed-2", "e", 0..40, ts));
+    post_all(
+        std::slice::from_ref(&edge.base_url),
+        &load.batches,
+        1,
+        |_| vec![0],
+    );
+    // The edge keeps answering from memory while its syncs fail.
+    let stats: StatsResponse = edge.get_json(&format!("/v1/ads/typed-1/stats?from={day}&to={day}"));
+    assert_eq!(stats.impressions, 40);
+    wait_for(
+        SYNC_DEADLINE,
+        "a sync of the day has failed on the wrong types",
+        || edge.get_raw("/metrics").unwrap().1,
+        |m| {
+            m.lines().any(|l| {
+                l.starts_with("glimpse_store_errors_total{operation=\"apply\"} ")
+                    && !l.ends_with(" 0")
+            })
+        },
+    );
+    conn.cmd(&["DEL", &counters_at, &sketch_at_key]).not_error();
+    wait_synced(&redis, &load);
+    // Retried steps counted once: counters exact, sketches equal to PFADD.
+    check_against_references(&redis, &[&edge], &load);
+}

@@ -23,12 +23,18 @@
 -- comes first and the ledger (the record that the step happened) is written
 -- last: a step that fails part way is simply run again.
 
+-- A key of another type (written by hand) must stop the step before it
+-- counts anything. The sketch and the counters need no check of their own:
+-- PFMERGE refuses a destination that is not an HLL before writing, and the
+-- first HINCRBY refuses a hash of another type after only the sketch (whose
+-- merge is idempotent) was written. The ledger, written last, and the post's
+-- total, written between counters, are checked first: a failure there
+-- would leave counts without the record that they landed.
 local function has_type(key, wanted)
   local t = redis.call('TYPE', key)['ok']
   return t == 'none' or t == wanted
 end
-if not has_type(KEYS[1], 'string') or not has_type(KEYS[2], 'hash')
-    or not has_type(KEYS[3], 'hash') or (KEYS[5] and not has_type(KEYS[5], 'string')) then
+if not has_type(KEYS[3], 'hash') or (KEYS[5] and not has_type(KEYS[5], 'string')) then
   return redis.error_reply('GLIMPSE_WRONGTYPE a key of ' .. KEYS[1] .. ' holds another type')
 end
 
