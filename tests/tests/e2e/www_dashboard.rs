@@ -118,22 +118,31 @@ fn zones_hours_and_campaigns(store_args: &[&str], label: &str) {
     // ad outside the campaign, seen by u1.
     let now = crate::load::now_ms();
     let (recent, older) = (now - 2 * HOUR_MS, now - 26 * HOUR_MS);
+    // Each impression as the SDK sends it: measurable, then viewable.
     let event = |id: &str, ad: &str, campaign: Option<&str>, user: &str, ts: i64| {
-        let mut e = json!({"id": id, "ad_id": ad, "user_id": user, "kind": "viewable", "ts": ts});
-        if let Some(c) = campaign {
-            e["campaign_id"] = json!(c);
-        }
-        e
+        ["measurable", "viewable"].map(|kind| {
+            let mut e = json!({"id": format!("{id}-{kind}"), "ad_id": ad, "user_id": user,
+                               "kind": kind, "ts": ts});
+            if let Some(c) = campaign {
+                e["campaign_id"] = json!(c);
+            }
+            e
+        })
     };
-    let body = json!({"batch_id": format!("dash-{label}"), "events": [
+    let events: Vec<_> = [
         event("a1", "dash-a", Some("dash-camp"), "u1", recent),
         event("a2", "dash-a", Some("dash-camp"), "u2", recent),
         event("b2", "dash-b", Some("dash-camp"), "u2", older),
         event("b3", "dash-b", Some("dash-camp"), "u3", older),
-        event("c1", "dash-c", None, "u1", recent)]});
+        event("c1", "dash-c", None, "u1", recent),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let body = json!({"batch_id": format!("dash-{label}"), "events": events});
     let (status, answer) = edge.post_batch(&body.to_string());
     assert_eq!(status, 202, "{answer}");
-    assert_eq!(answer["accepted"], json!(5), "{answer}");
+    assert_eq!(answer["accepted"], json!(10), "{answer}");
 
     let b = Browser::start_with_size(1280, 1000);
     visit_the_feed(&b, &edge);
