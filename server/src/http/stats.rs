@@ -310,7 +310,7 @@ fn page_limit(limit: Option<&str>) -> Result<usize, ApiError> {
     get,
     path = "/v1/ads",
     tag = "stats",
-    summary = "The ads with counts in a range of UTC days, a page at a time",
+    summary = "The ads with counts in a range of days, a page at a time",
     description = "Only the ads the key's scope reads, by ad id. CSV: one row per ad, and the \
         next page's cursor in the `Next-Cursor` header.",
     params(RangeQuery, AdsQuery, FormatQuery),
