@@ -35,7 +35,7 @@ pub mod sketch;
 
 pub use codec::DecodeError;
 pub use hash::murmur64a;
-pub use sketch::Sketch;
+pub use sketch::{Element, Sketch};
 
 /// Register-index bits: Redis's `HLL_P`.
 pub const P: u32 = 14;

@@ -75,6 +75,27 @@ fn dense_from_entries(entries: &[u32]) -> Box<[u8; REGISTERS]> {
     regs
 }
 
+/// An element as a sketch sees it: the register it raises and the rank it
+/// raises it to, as `PFADD` hashes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Element {
+    index: u16,
+    rank: u8,
+}
+
+impl Element {
+    /// Hashes exactly these bytes, as `PFADD key item` would.
+    #[inline]
+    pub fn of(item: &[u8]) -> Element {
+        let (index, rank) = index_and_rank(item);
+        Element {
+            // REGISTERS is 2^14: every index fits.
+            index: index as u16,
+            rank,
+        }
+    }
+}
+
 impl Sketch {
     /// An empty sketch (every register zero). Allocates nothing.
     pub fn new() -> Self {
@@ -85,8 +106,14 @@ impl Sketch {
     /// would. Returns true when a register changed (as PFADD's reply 1).
     #[inline]
     pub fn insert(&mut self, item: &[u8]) -> bool {
-        let (index, rank) = index_and_rank(item);
-        self.raise(index, rank)
+        self.insert_element(Element::of(item))
+    }
+
+    /// [`Sketch::insert`] of an element hashed once, for adding the same
+    /// element to several sketches.
+    #[inline]
+    pub fn insert_element(&mut self, element: Element) -> bool {
+        self.raise(usize::from(element.index), element.rank)
     }
 
     /// Sets register `index` to `max(current, value)`; true if it changed.

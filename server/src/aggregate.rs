@@ -42,6 +42,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::counted::BatchClaims;
 use crate::counts::{AdDays, BatchCount, BatchRecord, DayCounts, Delta, EventKeys};
 use crate::heap;
+use crate::store::Grain;
 use crate::traffic::Traffic;
 
 const SHARDS: usize = 32;
@@ -57,7 +58,7 @@ fn record_heap_bytes(record: &BatchRecord) -> usize {
         + record
             .counts
             .iter()
-            .map(|c| heap::allocation(c.key.len()) + heap::allocation(c.visitors.heap_bytes()))
+            .map(|c| heap::allocation(c.key.len()) + c.counts.heap_bytes())
             .sum::<usize>()
         + BatchClaims::heap_bytes(&record.batch_id)
 }
@@ -130,9 +131,9 @@ impl Generation {
                     }
                     DayCounts::default()
                 });
-                let sketch_before = heap::allocation(day.visitors.heap_bytes());
+                let before = day.heap_bytes();
                 day.add(event, traffic);
-                bytes += heap::allocation(day.visitors.heap_bytes()).saturating_sub(sketch_before);
+                bytes += day.heap_bytes().saturating_sub(before);
             }
         }
         let mut batches = self.batches.lock();
@@ -376,14 +377,20 @@ impl Aggregator {
     }
 
     /// Pending counts of `key` (an ad's or a post's counts key) on the days
-    /// of `range`, one entry per pending delta (in flight, recovered,
+    /// of `range`, with their hours when `grain` asks, one entry per pending delta (in flight, recovered,
     /// current) that has any, each with its sequence number, so stats can
     /// leave out the ones the store already holds (`crate::stats`).
-    pub fn pending(&self, key: &str, range: DayRange) -> Vec<PendingDays> {
+    pub fn pending(&self, key: &str, range: DayRange, grain: Grain) -> Vec<PendingDays> {
         self.pending_with(key, |seq, days| {
             let days: AdDays = days
                 .range(range.from()..=range.to())
-                .map(|(day, d)| (*day, d.clone()))
+                .map(|(day, d)| {
+                    let d = match grain {
+                        Grain::Hours => d.clone(),
+                        Grain::Days => d.without_hours(),
+                    };
+                    (*day, d)
+                })
                 .collect();
             (!days.is_empty()).then_some(PendingDays { seq, days })
         })
@@ -484,15 +491,25 @@ mod tests {
     use glimpse_wire::{Day, Kind, Subject};
 
     use super::*;
-    use crate::counts::{is_ad_key, is_hour_key, Counters, VideoCounters};
+    use crate::counts::{is_ad_key, Counters, HourCounts, VideoCounters};
 
-    /// A batch's shares of days, without those of their hours.
-    fn day_shares(counts: &[BatchCount]) -> Vec<BatchCount> {
-        counts
-            .iter()
-            .filter(|c| !is_hour_key(&c.key))
-            .cloned()
-            .collect()
+    /// A batch's share whose events all fell in hour 00 of their day (the
+    /// tests' events are at midnight).
+    fn share(key: &str, d: &str, counters: Counters, users: &[&str]) -> BatchCount {
+        let visitors = visitors(users);
+        let hour = HourCounts {
+            counters,
+            visitors: visitors.clone(),
+        };
+        BatchCount {
+            key: key.into(),
+            day: day(d),
+            counts: DayCounts {
+                counters,
+                visitors,
+                hours: [(0, hour)].into_iter().collect(),
+            },
+        }
     }
 
     fn day(s: &str) -> Day {
@@ -510,7 +527,7 @@ mod tests {
     /// Every pending delta of `ad_id` folded together.
     fn folded(agg: &Aggregator, ad_id: &str, range: DayRange) -> AdDays {
         let mut out = AdDays::new();
-        for p in agg.pending(ad_id, range) {
+        for p in agg.pending(ad_id, range, Grain::Hours) {
             for (day, d) in &p.days {
                 out.entry(*day).or_default().merge(d);
             }
@@ -589,32 +606,32 @@ mod tests {
         let rec = &delta.batches[0];
         assert_eq!((rec.batch_id.as_str(), rec.received_ms), ("b1", 7));
         assert_eq!(
-            day_shares(&rec.counts),
+            rec.counts,
             vec![
-                BatchCount {
-                    key: "ad-1".into(),
-                    day: day(d),
-                    counters: Counters {
+                share(
+                    "ad-1",
+                    d,
+                    Counters {
                         impressions: 2,
                         measurable: 1,
                         invalid: 0,
                         verified: 0,
                         video: VideoCounters::default(),
                     },
-                    visitors: visitors(&["u1", "u2"]),
-                },
-                BatchCount {
-                    key: "ad-2".into(),
-                    day: day(d),
-                    counters: Counters {
+                    &["u1", "u2"],
+                ),
+                share(
+                    "ad-2",
+                    d,
+                    Counters {
                         impressions: 0,
                         measurable: 1,
                         invalid: 0,
                         verified: 0,
                         video: VideoCounters::default(),
                     },
-                    visitors: visitors(&[]),
-                },
+                    &[],
+                ),
             ]
         );
     }
@@ -654,32 +671,32 @@ mod tests {
         assert_eq!(agg.pending_listed(range, is_ad_key), ["ad-1", "ad-9"]);
         let delta = agg.begin_sync().unwrap();
         assert_eq!(
-            day_shares(&delta.batches[0].counts),
+            delta.batches[0].counts,
             [
-                BatchCount {
-                    key: "ad-1".into(),
-                    day: day(d),
-                    counters: Counters {
+                share(
+                    "ad-1",
+                    d,
+                    Counters {
                         impressions: 0,
                         measurable: 0,
                         invalid: 2,
                         verified: 0,
                         video: VideoCounters::default(),
                     },
-                    visitors: visitors(&[]),
-                },
-                BatchCount {
-                    key: "ad-9".into(),
-                    day: day(d),
-                    counters: Counters {
+                    &[],
+                ),
+                share(
+                    "ad-9",
+                    d,
+                    Counters {
                         impressions: 0,
                         measurable: 0,
                         invalid: 1,
                         verified: 0,
                         video: VideoCounters::default(),
                     },
-                    visitors: visitors(&[]),
-                },
+                    &[],
+                ),
             ]
         );
     }
@@ -708,7 +725,7 @@ mod tests {
         assert_eq!(folded(&agg, "ad-1", range)[&day(d)].counters.impressions, 2);
         // Each pending delta apart, under its number.
         let seqs: Vec<(u64, u64)> = agg
-            .pending("ad-1", range)
+            .pending("ad-1", range, Grain::Days)
             .iter()
             .map(|p| (p.seq, p.days[&day(d)].counters.impressions))
             .collect();
@@ -828,14 +845,13 @@ mod tests {
             // A delta holds whole batches: its counters equal its records.
             let from_keys: u64 = delta
                 .keys()
-                .filter(|(key, _, _)| !is_hour_key(key))
                 .map(|(_, _, d)| d.counters.impressions)
                 .sum();
             let from_records: u64 = delta
                 .batches
                 .iter()
-                .flat_map(|b| day_shares(&b.counts))
-                .map(|c| c.counters.impressions)
+                .flat_map(|b| &b.counts)
+                .map(|c| c.counts.counters.impressions)
                 .sum();
             assert_eq!(from_keys, from_records);
             impressions += from_keys;
@@ -945,7 +961,7 @@ mod tests {
         );
         assert_eq!(folded(&agg, "ad-1", range)[&day(d)].counters.impressions, 3);
         assert_eq!(agg.pending_listed(range, is_ad_key), vec!["ad-1"]);
-        assert_eq!(agg.pending_keys(), 6, "3 (ad, day)s and their hours");
+        assert_eq!(agg.pending_keys(), 3, "one (ad, day) in each of 3 deltas");
         let bytes = agg.pending_bytes();
         let first = agg.begin_sync().unwrap();
         assert_eq!(

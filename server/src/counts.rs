@@ -14,7 +14,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::AddAssign;
 
-use glimpse_hll::Sketch;
+use glimpse_hll::{Element, Sketch};
 use glimpse_wire::ingest::Event;
 use glimpse_wire::{Day, Kind, Subject};
 
@@ -104,13 +104,15 @@ impl AddAssign for VideoCounters {
 ///
 /// - its subject's: an ad's id as it is, a post's id after
 ///   [`POST_KEY_PREFIX`];
-/// - that key's UTC hour: `h<HH>/` before it ([`hour_key`]), on the same
-///   day, so an hour is counted, stored and read exactly as a day is;
 /// - for an ad's event with a campaign: the campaign's
 ///   (`campaign/<campaign_id>`, its reach being the union of all its ads'
-///   visitors), the campaign's hour, the campaign's share of the ad
-///   (`campaign/<campaign_id>/<ad_id>`), which lists the campaign's ads,
-///   and that share's hour (a zone's day of any key is its hours' sum).
+///   visitors) and the campaign's share of the ad
+///   (`campaign/<campaign_id>/<ad_id>`), which lists the campaign's ads.
+///
+/// Under each key an event counts in its UTC day and, inside that day's
+/// counts, in its UTC hour ([`DayCounts::hours`]): an hour is a part of its
+/// day, counted, stored and read with it (a zone's day of any key is its
+/// hours' sum).
 ///
 /// No ad id contains `/` (it is outside the id alphabet), so no ad's key
 /// is ever any of the others, and no client can name one as an ad.
@@ -145,27 +147,15 @@ pub(crate) fn campaign_ads_prefix(campaign_id: &str) -> String {
     format!("{CAMPAIGN_KEY_PREFIX}{campaign_id}/")
 }
 
-/// The key of `key`'s counts in UTC hour `hour` (0..=23) of each day.
-pub(crate) fn hour_key(key: &str, hour: u8) -> String {
-    format!("h{hour:02}/{key}")
-}
-
-/// Whether `key` is an hour's ([`hour_key`]).
-pub(crate) fn is_hour_key(key: &str) -> bool {
-    let b = key.as_bytes();
-    b.len() > 4 && b[0] == b'h' && b[1].is_ascii_digit() && b[2].is_ascii_digit() && b[3] == b'/'
-}
-
 /// Whether `key` is an ad's (the ads listing reads only those).
 pub(crate) fn is_ad_key(key: &str) -> bool {
     !key.contains('/')
 }
 
 /// Whether the stores list `key` in each day's index, read by prefix: ads,
-/// campaigns and campaigns' shares of ads; not posts (never listed) nor
-/// hours (read by their key only).
+/// campaigns and campaigns' shares of ads; not posts (never listed).
 pub(crate) fn is_listed(key: &str) -> bool {
-    post_of_key(key).is_none() && !is_hour_key(key)
+    post_of_key(key).is_none()
 }
 
 /// The keys one event counts under (the list above), written into buffers
@@ -178,7 +168,6 @@ pub(crate) struct EventKeys {
 
 impl EventKeys {
     pub fn of(&mut self, event: &Event<'_>) -> &[String] {
-        let hour = event.hour();
         let mut n = 0;
         let mut next = |bufs: &mut Vec<String>, parts: &[&str]| {
             if bufs.len() == n {
@@ -189,27 +178,14 @@ impl EventKeys {
             parts.iter().for_each(|p| buf.push_str(p));
             n += 1;
         };
-        let hh = [b'h', b'0' + hour / 10, b'0' + hour % 10, b'/'];
-        let hh = std::str::from_utf8(&hh).unwrap_or("h00/");
         let id = event.subject_id.as_ref();
         match event.subject {
-            Subject::Ad => {
-                next(&mut self.bufs, &[id]);
-                next(&mut self.bufs, &[hh, id]);
-            }
-            Subject::Post => {
-                next(&mut self.bufs, &[POST_KEY_PREFIX, id]);
-                next(&mut self.bufs, &[hh, POST_KEY_PREFIX, id]);
-            }
+            Subject::Ad => next(&mut self.bufs, &[id]),
+            Subject::Post => next(&mut self.bufs, &[POST_KEY_PREFIX, id]),
         }
         if let (Subject::Ad, Some(campaign)) = (event.subject, event.campaign_id.as_deref()) {
             next(&mut self.bufs, &[CAMPAIGN_KEY_PREFIX, campaign]);
-            next(&mut self.bufs, &[hh, CAMPAIGN_KEY_PREFIX, campaign]);
             next(&mut self.bufs, &[CAMPAIGN_KEY_PREFIX, campaign, "/", id]);
-            next(
-                &mut self.bufs,
-                &[hh, CAMPAIGN_KEY_PREFIX, campaign, "/", id],
-            );
         }
         &self.bufs[..n]
     }
@@ -271,29 +247,130 @@ impl AddAssign for Counters {
     }
 }
 
-/// The counters and visitors of one (ad, day).
+/// The counters and visitors of one UTC hour of a (key, day).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HourCounts {
+    pub counters: Counters,
+    pub visitors: Sketch,
+}
+
+/// The hours of a (key, day) that have counts: each once, in hour order
+/// (0..=23). A day rarely has more than a few, so a sorted list beats a
+/// map.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Hours(Vec<(u8, HourCounts)>);
+
+impl Hours {
+    pub fn iter(&self) -> impl Iterator<Item = (u8, &HourCounts)> {
+        self.0.iter().map(|(hour, counts)| (*hour, counts))
+    }
+
+    pub fn get(&self, hour: u8) -> Option<&HourCounts> {
+        let at = self.0.binary_search_by_key(&hour, |(h, _)| *h).ok()?;
+        Some(&self.0[at].1)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The counts of `hour`, added empty if the day had none.
+    pub fn entry(&mut self, hour: u8) -> &mut HourCounts {
+        let at = match self.0.binary_search_by_key(&hour, |(h, _)| *h) {
+            Ok(at) => at,
+            Err(at) => {
+                self.0.insert(at, (hour, HourCounts::default()));
+                at
+            }
+        };
+        &mut self.0[at].1
+    }
+
+    /// The heap the list and its sketches hold (`crate::heap`).
+    pub(crate) fn heap_bytes(&self) -> usize {
+        crate::heap::allocation(self.0.capacity() * std::mem::size_of::<(u8, HourCounts)>())
+            + self
+                .0
+                .iter()
+                .map(|(_, h)| crate::heap::allocation(h.visitors.heap_bytes()))
+                .sum::<usize>()
+    }
+}
+
+impl FromIterator<(u8, HourCounts)> for Hours {
+    /// The hours of `iter`, in hour order; an hour named twice keeps its
+    /// last counts.
+    fn from_iter<I: IntoIterator<Item = (u8, HourCounts)>>(iter: I) -> Self {
+        let mut hours = Hours::default();
+        for (hour, counts) in iter {
+            *hours.entry(hour) = counts;
+        }
+        hours
+    }
+}
+
+/// The counters and visitors of one (key, day), and of each of its UTC
+/// hours that has any: the day's counts are the sum of its hours', its
+/// visitors their union.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct DayCounts {
     pub counters: Counters,
     /// Visitors of the impressions (never of invalid traffic).
     pub visitors: Sketch,
+    /// The day's hours. Pending counts always have them; a store's read
+    /// brings them only when asked (`crate::store::Grain::Hours`).
+    pub hours: Hours,
 }
 
 impl DayCounts {
-    /// Counts one event. An event adds its visitor exactly when it counts
-    /// as an impression: invalid traffic is no audience.
+    /// Counts one event, in the day and in its hour. An event adds its
+    /// visitor exactly when it counts as an impression: invalid traffic is
+    /// no audience.
     pub(crate) fn add(&mut self, event: &Event<'_>, traffic: Traffic) {
         let one = Counters::of_event(event, traffic);
+        let hour = self.hours.entry(event.hour());
         self.counters += one;
+        hour.counters += one;
         if one.impressions != 0 {
-            self.visitors.insert(event.user_id.as_bytes());
+            let visitor = Element::of(event.user_id.as_bytes());
+            self.visitors.insert_element(visitor);
+            hour.visitors.insert_element(visitor);
         }
     }
 
-    /// Folds `other` into `self`.
+    /// Folds `other` into `self`, hour by hour.
     pub fn merge(&mut self, other: &DayCounts) {
         self.counters += other.counters;
         self.visitors.merge(&other.visitors);
+        for (hour, counts) in other.hours.iter() {
+            let mine = self.hours.entry(hour);
+            mine.counters += counts.counters;
+            mine.visitors.merge(&counts.visitors);
+        }
+    }
+
+    /// The same counts without their hours (what a read by day needs).
+    pub fn without_hours(&self) -> DayCounts {
+        DayCounts {
+            counters: self.counters,
+            visitors: self.visitors.clone(),
+            hours: Hours::default(),
+        }
+    }
+
+    /// The day's part and each hour's, as (`None` for the day or the hour,
+    /// counters, visitors): what the exactly-once rule subtracts alike.
+    fn parts(&self) -> impl Iterator<Item = (Option<u8>, Counters, &Sketch)> {
+        std::iter::once((None, self.counters, &self.visitors)).chain(
+            self.hours
+                .iter()
+                .map(|(hour, h)| (Some(hour), h.counters, &h.visitors)),
+        )
+    }
+
+    /// The heap the sketches and the hours hold (`crate::heap`).
+    pub(crate) fn heap_bytes(&self) -> usize {
+        crate::heap::allocation(self.visitors.heap_bytes()) + self.hours.heap_bytes()
     }
 }
 
@@ -303,7 +380,7 @@ pub type AdDays = BTreeMap<Day, DayCounts>;
 /// What one batch added to the counters and sketches, kept so that a store
 /// can leave out a batch that was counted already (by this edge before, or
 /// by another).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct BatchRecord {
     pub batch_id: String,
     /// Server time when the batch was accepted, epoch ms.
@@ -315,17 +392,16 @@ pub struct BatchRecord {
 
 /// One (ad, day) share of a batch (or of any counts key: see
 /// [`EventKeys`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct BatchCount {
     pub key: String,
     pub day: Day,
-    pub counters: Counters,
-    /// The visitors of the share's impressions: when the batch is left
-    /// out, the (ad, day)'s sketch is rebuilt from the shares that count
-    /// ([`Delta::updates`]). A batch holds at most
-    /// [`glimpse_wire::MAX_EVENTS_PER_BATCH`] visitors, so this stays a
-    /// sparse sketch of 4 bytes a visitor.
-    pub visitors: Sketch,
+    /// The share's counters and visitors, of the day and of each hour: when
+    /// the batch is left out, the (ad, day)'s sketches are rebuilt from the
+    /// shares that count ([`Delta::updates`]). A batch holds at most
+    /// [`glimpse_wire::MAX_EVENTS_PER_BATCH`] visitors, so these stay
+    /// sparse sketches of 4 bytes a visitor.
+    pub counts: DayCounts,
 }
 
 impl BatchRecord {
@@ -340,7 +416,6 @@ impl BatchRecord {
         let mut counts: Vec<BatchCount> = Vec::new();
         let mut keys = EventKeys::default();
         for event in events {
-            let one = Counters::of_event(event, traffic);
             for key in keys.of(event) {
                 // A batch names at most a few dozen (ad, day)s: a scan beats a map.
                 let at = match counts
@@ -352,18 +427,12 @@ impl BatchRecord {
                         counts.push(BatchCount {
                             key: key.clone(),
                             day: event.day,
-                            counters: Counters::default(),
-                            visitors: Sketch::new(),
+                            counts: DayCounts::default(),
                         });
                         counts.len() - 1
                     }
                 };
-                let count = &mut counts[at];
-                count.counters += one;
-                // The same rule as `DayCounts::add`: impressions add visitors.
-                if one.impressions != 0 {
-                    count.visitors.insert(event.user_id.as_bytes());
-                }
+                counts[at].counts.add(event, traffic);
             }
         }
         BatchRecord {
@@ -401,6 +470,49 @@ pub struct KeyUpdate<'a> {
     /// else rebuilt from the shares of the batches that count, so a second
     /// copy of a batch with other content adds no visitors either.
     pub visitors: Cow<'a, Sketch>,
+    /// Each hour of the day the delta has counts in, by the same rule, in
+    /// hour order.
+    pub hours: Vec<HourUpdate<'a>>,
+}
+
+/// What a store adds to one UTC hour of an (ad, day): see [`KeyUpdate`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct HourUpdate<'a> {
+    pub hour: u8,
+    pub counters: Counters,
+    pub visitors: Cow<'a, Sketch>,
+}
+
+/// A part of a (key, day) the exactly-once rule subtracts from: the day
+/// (`None`) or one of its hours.
+type Part<'a> = (&'a str, Day, Option<u8>);
+
+/// The counters and visitors of batches left out, by part.
+#[derive(Default)]
+struct LeftOut<'a> {
+    counters: HashMap<Part<'a>, Counters>,
+    /// The parts whose sketch a left-out batch added to: rebuilt from the
+    /// shares that count.
+    rebuilt: HashMap<Part<'a>, Sketch>,
+}
+
+impl<'a> LeftOut<'a> {
+    /// What `part` adds: `counters` less those left out, and `visitors`
+    /// whole or rebuilt.
+    fn take(
+        &mut self,
+        part: Part<'a>,
+        counters: Counters,
+        visitors: &'a Sketch,
+    ) -> (Counters, Cow<'a, Sketch>) {
+        let counters =
+            counters.saturating_sub(self.counters.get(&part).copied().unwrap_or_default());
+        let visitors = match self.rebuilt.remove(&part) {
+            Some(sketch) => Cow::Owned(sketch),
+            None => Cow::Borrowed(visitors),
+        };
+        (counters, visitors)
+    }
 }
 
 impl Delta {
@@ -416,19 +528,17 @@ impl Delta {
     }
 
     /// The exactly-once rule, for both stores: one update per (ad, day) of
-    /// the delta, sorted by (ad, day), whose counters and visitors leave out
-    /// the shares of every batch for which `counts` answers no. `counts` is
-    /// asked in record order, and never again for an id it said yes to: a
-    /// batch id recorded twice in one delta counts once. Deterministic for a
-    /// given delta and answers, so a retried delta gives the same updates.
+    /// the delta, sorted by (ad, day), whose counters and visitors (of the
+    /// day and of each hour) leave out the shares of every batch for which
+    /// `counts` answers no. `counts` is asked in record order, and never
+    /// again for an id it said yes to: a batch id recorded twice in one
+    /// delta counts once. Deterministic for a given delta and answers, so a
+    /// retried delta gives the same updates.
     pub fn updates<E>(
         &self,
         mut counts: impl FnMut(&BatchRecord) -> Result<bool, E>,
     ) -> Result<Vec<KeyUpdate<'_>>, E> {
-        let mut left_out: HashMap<(&str, Day), Counters> = HashMap::new();
-        // The (ad, day)s whose sketch a left-out batch added to: rebuilt
-        // from the shares that count.
-        let mut rebuilt: HashMap<(&str, Day), Sketch> = HashMap::new();
+        let mut left_out = LeftOut::default();
         let mut counted: HashSet<&str> = HashSet::new();
         let mut counting: Vec<&BatchRecord> = Vec::new();
         for record in &self.batches {
@@ -439,32 +549,49 @@ impl Delta {
                 continue;
             }
             for c in &record.counts {
-                let key = (c.key.as_str(), c.day);
-                *left_out.entry(key).or_default() += c.counters;
-                if !c.visitors.is_empty() {
-                    rebuilt.entry(key).or_default();
+                for (hour, counters, visitors) in c.counts.parts() {
+                    let part = (c.key.as_str(), c.day, hour);
+                    *left_out.counters.entry(part).or_default() += counters;
+                    if !visitors.is_empty() {
+                        left_out.rebuilt.entry(part).or_default();
+                    }
                 }
             }
         }
-        if !rebuilt.is_empty() {
+        if !left_out.rebuilt.is_empty() {
             for c in counting.iter().flat_map(|r| &r.counts) {
-                if let Some(sketch) = rebuilt.get_mut(&(c.key.as_str(), c.day)) {
-                    sketch.merge(&c.visitors);
+                for (hour, _, visitors) in c.counts.parts() {
+                    if let Some(sketch) = left_out.rebuilt.get_mut(&(c.key.as_str(), c.day, hour))
+                    {
+                        sketch.merge(visitors);
+                    }
                 }
             }
         }
         let mut updates: Vec<KeyUpdate<'_>> = self
             .keys()
-            .map(|(key, day, d)| KeyUpdate {
-                key,
-                day,
-                counters: d
-                    .counters
-                    .saturating_sub(left_out.get(&(key, day)).copied().unwrap_or_default()),
-                visitors: match rebuilt.remove(&(key, day)) {
-                    Some(sketch) => Cow::Owned(sketch),
-                    None => Cow::Borrowed(&d.visitors),
-                },
+            .map(|(key, day, d)| {
+                let (counters, visitors) = left_out.take((key, day, None), d.counters, &d.visitors);
+                let hours = d
+                    .hours
+                    .iter()
+                    .map(|(hour, h)| {
+                        let (counters, visitors) =
+                            left_out.take((key, day, Some(hour)), h.counters, &h.visitors);
+                        HourUpdate {
+                            hour,
+                            counters,
+                            visitors,
+                        }
+                    })
+                    .collect();
+                KeyUpdate {
+                    key,
+                    day,
+                    counters,
+                    visitors,
+                    hours,
+                }
             })
             .collect();
         updates.sort_by(|a, b| (a.key, a.day).cmp(&(b.key, b.day)));
@@ -496,19 +623,7 @@ mod tests {
         }
     }
 
-    /// The delta of `batches` with only their days' keys: the rule is the
-    /// same for every key, and the hour keys would double every figure
-    /// (they are tested in `an_event_counts_in_its_hour_and_its_campaign`).
     fn delta(batches: &[(&str, Traffic, Vec<Event<'_>>)]) -> Delta {
-        let mut delta = delta_of_every_key(batches);
-        delta.ads.retain(|key, _| !is_hour_key(key));
-        for record in &mut delta.batches {
-            record.counts.retain(|c| !is_hour_key(&c.key));
-        }
-        delta
-    }
-
-    fn delta_of_every_key(batches: &[(&str, Traffic, Vec<Event<'_>>)]) -> Delta {
         let mut delta = Delta::default();
         for (id, traffic, events) in batches {
             let mut keys = EventKeys::default();
@@ -623,23 +738,20 @@ mod tests {
         };
         let ad = ev("x", "u1", Kind::Viewable);
         let mut keys = EventKeys::default();
-        assert_eq!(keys.of(&post), ["post/x", "h00/post/x"]);
-        assert_eq!(keys.of(&ad), ["x", "h00/x"]);
+        assert_eq!(keys.of(&post), ["post/x"]);
+        assert_eq!(keys.of(&ad), ["x"]);
         assert_eq!(post_of_key(&post_key("x")), Some("x"));
         assert_eq!(post_of_key("x"), None);
-        let d = delta_of_every_key(&[("b1", Traffic::Valid, vec![post.clone(), ad, post])]);
+        let d = delta(&[("b1", Traffic::Valid, vec![post.clone(), ad, post])]);
         let keys: Vec<(&str, u64)> = d
             .updates(|_| Ok::<_, Infallible>(true))
             .unwrap()
             .iter()
             .map(|u| (u.key, u.counters.impressions))
             .collect();
-        assert_eq!(
-            keys,
-            [("h00/post/x", 2), ("h00/x", 1), ("post/x", 2), ("x", 1)]
-        );
+        assert_eq!(keys, [("post/x", 2), ("x", 1)]);
         let shares: Vec<&str> = d.batches[0].counts.iter().map(|c| c.key.as_str()).collect();
-        assert_eq!(shares, ["post/x", "h00/post/x", "x", "h00/x"]);
+        assert_eq!(shares, ["post/x", "x"]);
     }
 
     #[test]
@@ -653,46 +765,54 @@ mod tests {
         let mut keys = EventKeys::default();
         assert_eq!(
             keys.of(&in_campaign("ad-1", "u1", 7)),
-            [
-                "ad-1",
-                "h07/ad-1",
-                "campaign/fall",
-                "h07/campaign/fall",
-                "campaign/fall/ad-1",
-                "h07/campaign/fall/ad-1"
-            ]
+            ["ad-1", "campaign/fall", "campaign/fall/ad-1"]
         );
-        for key in keys.of(&in_campaign("ad-1", "u1", 23)) {
-            assert!(is_hour_key(key) != is_listed(key), "{key}");
-        }
         assert_eq!(campaign_of_key("campaign/fall"), Some("fall"));
         assert_eq!(campaign_of_key("campaign/fall/ad-1"), None);
-        assert!(is_ad_key("ad-1") && !is_ad_key("campaign/fall") && !is_ad_key("h07/ad-1"));
-        assert!(!is_listed("post/p") && !is_hour_key("h1/x") && !is_hour_key("hello"));
+        assert!(is_ad_key("ad-1") && !is_ad_key("campaign/fall"));
+        assert!(!is_listed("post/p") && is_listed("campaign/fall/ad-1"));
         // One visitor on two ads of the campaign: two for the ads, one reach.
-        let d = delta_of_every_key(&[(
+        let d = delta(&[(
             "b1",
             Traffic::Valid,
-            vec![in_campaign("ad-1", "u1", 7), in_campaign("ad-2", "u1", 9)],
+            vec![
+                in_campaign("ad-1", "u1", 7),
+                in_campaign("ad-2", "u1", 9),
+                in_campaign("ad-2", "u2", 9),
+            ],
         )]);
         let updates = d.updates(|_| Ok::<_, Infallible>(true)).unwrap();
         let of = |key: &str| updates.iter().find(|u| u.key == key).unwrap();
-        assert_eq!(of("campaign/fall").counters.impressions, 2);
-        assert_eq!(of("campaign/fall").visitors.estimate(), 1);
-        assert_eq!(of("h07/campaign/fall").counters.impressions, 1);
-        assert_eq!(of("h09/ad-2").counters.impressions, 1);
-        assert_eq!(of("campaign/fall/ad-2").counters.impressions, 1);
-        // A second copy of the batch adds nothing to any of its keys.
-        let d = delta_of_every_key(&[
+        let hours = |key: &str| -> Vec<(u8, u64, u64)> {
+            of(key)
+                .hours
+                .iter()
+                .map(|h| (h.hour, h.counters.impressions, h.visitors.estimate()))
+                .collect()
+        };
+        assert_eq!(of("campaign/fall").counters.impressions, 3);
+        assert_eq!(of("campaign/fall").visitors.estimate(), 2);
+        assert_eq!(hours("campaign/fall"), [(7, 1, 1), (9, 2, 2)]);
+        assert_eq!(hours("ad-2"), [(9, 2, 2)]);
+        assert_eq!(of("campaign/fall/ad-2").counters.impressions, 2);
+        // A second copy of the batch adds nothing to any of its keys or
+        // hours.
+        let d = delta(&[
             ("b1", Traffic::Valid, vec![in_campaign("ad-1", "u1", 7)]),
             ("b1", Traffic::Valid, vec![in_campaign("ad-1", "u9", 8)]),
         ]);
         let updates = d.updates(|_| Ok::<_, Infallible>(true)).unwrap();
         let total: u64 = updates.iter().map(|u| u.counters.impressions).sum();
-        assert_eq!(total, 6, "the first copy's six keys, once each");
-        assert!(updates
-            .iter()
-            .all(|u| u.key != "h08/ad-1" || u.counters.is_zero()));
+        assert_eq!(total, 3, "the first copy's three keys, once each");
+        for u in &updates {
+            assert_eq!(u.visitors.estimate(), 1, "{}", u.key);
+            let hours: Vec<(u8, u64, u64)> = u
+                .hours
+                .iter()
+                .map(|h| (h.hour, h.counters.impressions, h.visitors.estimate()))
+                .collect();
+            assert_eq!(hours, [(7, 1, 1), (8, 0, 0)], "{}", u.key);
+        }
     }
 
     #[test]
@@ -739,7 +859,7 @@ mod tests {
         let shares: Vec<u64> = d.batches[2]
             .counts
             .iter()
-            .map(|c| c.visitors.estimate())
+            .map(|c| c.counts.visitors.estimate())
             .collect();
         assert_eq!(shares, [2]);
     }

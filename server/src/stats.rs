@@ -115,7 +115,7 @@ impl Ask {
 
 /// One UTC hour's counts as an answer reads them.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct HourCounts {
+pub(crate) struct HourTally {
     pub counters: Counters,
     /// `None` when the hour's sketch is past the hourly retention.
     pub visitors: Option<Sketch>,
@@ -126,24 +126,28 @@ pub(crate) struct HourCounts {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct KeyCounts {
     pub days: AdDays,
-    pub hours: BTreeMap<UtcHour, HourCounts>,
+    pub hours: BTreeMap<UtcHour, HourTally>,
 }
 
 impl KeyCounts {
-    /// Adds the merged days of the key's hour `hour` (its hour key). The
-    /// sketches of days before `sketches_from` are past the hourly
+    /// The counts of a key's merged days, and of the hours they hold. The
+    /// hours' sketches of days before `sketches_from` are past the hourly
     /// retention: a store may still hold them for a while, but an answer
     /// never depends on how soon it deletes them.
-    pub fn add_hour(&mut self, hour: u8, days: AdDays, sketches_from: Day) {
-        for (day, d) in days {
-            self.hours.insert(
-                UtcHour { day, hour },
-                HourCounts {
-                    counters: d.counters,
-                    visitors: (day >= sketches_from).then_some(d.visitors),
-                },
-            );
+    pub fn new(days: AdDays, sketches_from: Day) -> KeyCounts {
+        let mut hours = BTreeMap::new();
+        for (day, d) in &days {
+            for (hour, h) in d.hours.iter() {
+                hours.insert(
+                    UtcHour { day: *day, hour },
+                    HourTally {
+                        counters: h.counters,
+                        visitors: (*day >= sketches_from).then(|| h.visitors.clone()),
+                    },
+                );
+            }
         }
+        KeyCounts { days, hours }
     }
 }
 
@@ -190,7 +194,7 @@ impl Union {
     /// Adds an hour's visitors: its sketch; nothing when it had no
     /// impressions; unknown when the store no longer keeps the sketch of an
     /// hour that had some.
-    fn add_hour(&mut self, hour: &HourCounts) {
+    fn add_hour(&mut self, hour: &HourTally) {
         match &hour.visitors {
             Some(sketch) => self.add(sketch),
             None if hour.counters.impressions == 0 => {}
@@ -215,8 +219,8 @@ struct Table {
     unknown_hours: bool,
 }
 
-fn hour_stats(zone: &Zone, hour: UtcHour, counts: Option<&HourCounts>) -> HourStats {
-    let none = HourCounts::default();
+fn hour_stats(zone: &Zone, hour: UtcHour, counts: Option<&HourTally>) -> HourStats {
+    let none = HourTally::default();
     let counts = counts.unwrap_or(&none);
     let mut visitors = Union::new();
     visitors.add_hour(counts);
@@ -453,7 +457,7 @@ pub(crate) fn ad_summary(stats: &StatsResponse) -> AdSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::counts::AdDays;
+    use crate::counts::{AdDays, Hours};
     use crate::store::Applied;
 
     fn day(s: &str) -> Day {
@@ -507,6 +511,7 @@ mod tests {
                 video: VideoCounters::default(),
             },
             visitors,
+            hours: Hours::default(),
         };
         let mut stored = AdDays::new();
         stored.insert(day("2026-11-23"), counts(2, 4, 5, 1, sketch(&["a", "b"])));
@@ -579,6 +584,7 @@ mod tests {
                 ..Counters::default()
             },
             visitors: sketch(&[visitor]),
+            hours: Hours::default(),
         };
         let pending = |seq, a, b| PendingDays {
             seq,
@@ -680,6 +686,7 @@ mod tests {
                         ..Counters::default()
                     },
                     visitors: sketch(&["a"]),
+                    hours: Hours::default(),
                 },
             )]),
             applied: Applied::default(),

@@ -27,7 +27,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::counted::BatchClaims;
 use crate::counts::{
-    campaign_ads_prefix, campaign_key, campaign_of_key, hour_key, is_ad_key, post_key, AdDays,
+    campaign_ads_prefix, campaign_key, campaign_of_key, is_ad_key, post_key, AdDays,
     Delta,
 };
 use crate::keys::Scope;
@@ -37,7 +37,7 @@ use crate::stats::{
     ad_stats, ad_summary, campaign_stats, campaign_summary, merged, post_stats, post_views, Ask,
     KeyCounts,
 };
-use crate::store::{Store, StoreError};
+use crate::store::{Grain, Store, StoreError};
 use crate::wal::{Log, Wal};
 
 /// Why the edge takes no batches, in `/readyz`: the log has failed.
@@ -257,36 +257,31 @@ impl Edge {
     /// deltas are taken first: a delta no longer pending then has landed
     /// whole, so the read that follows holds it; of the ones taken, the
     /// store's marks say which it holds already.
-    async fn merged_days(&self, key: &str, range: DayRange) -> Result<AdDays, StoreError> {
-        let pending = self.aggregator.pending(key, range);
+    async fn merged_days(
+        &self,
+        key: &str,
+        range: DayRange,
+        grain: Grain,
+    ) -> Result<AdDays, StoreError> {
+        let pending = self.aggregator.pending(key, range, grain);
         let stored = self
             .store
-            .read_days(key, range)
+            .read_days(key, range, grain)
             .await
             .map_err(|e| self.read_failed(e))?;
         Ok(merged(stored, pending))
     }
 
-    /// What `ask` needs of `key`: its days, and its 24 hour keys when the
-    /// answer is by hour or in a zone other than UTC, each key one cut.
+    /// What `ask` needs of `key`: its days, with their hours when the
+    /// answer is by hour or in a zone other than UTC, as one cut.
     async fn key_counts(&self, key: &str, ask: &Ask) -> Result<KeyCounts, StoreError> {
-        let range = ask.read_range();
-        let mut counts = KeyCounts {
-            days: self.merged_days(key, range).await?,
-            ..KeyCounts::default()
+        let grain = if ask.needs_hours() {
+            Grain::Hours
+        } else {
+            Grain::Days
         };
-        if ask.needs_hours() {
-            let hours = futures_util::future::try_join_all((0..24u8).map(|hour| async move {
-                let days = self.merged_days(&hour_key(key, hour), range).await?;
-                Ok::<_, StoreError>((hour, days))
-            }))
-            .await?;
-            let sketches_from = self.hourly_sketches_from();
-            for (hour, days) in hours {
-                counts.add_hour(hour, days, sketches_from);
-            }
-        }
-        Ok(counts)
+        let days = self.merged_days(key, ask.read_range(), grain).await?;
+        Ok(KeyCounts::new(days, self.hourly_sketches_from()))
     }
 
     /// The first UTC day whose hours' visitor sketches are still kept.

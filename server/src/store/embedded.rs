@@ -12,17 +12,19 @@
 //!   directories written before video counters need no migration);
 //! - `ads_by_day`: `(day, key) -> ()`, to list the ads, campaigns and
 //!   campaigns' shares of ads of a date range (`crate::counts::is_listed`:
-//!   posts and hours are not listed);
-//! - `hour_sketches_by_day`: `(day, hour key) -> ()`, the hours' sketches
+//!   posts are not listed);
+//! - `hour_sketches_by_day`: `(day, hour row) -> ()`, the hours' sketches
 //!   by day, so those past `--hourly-retention-days` are deleted oldest
 //!   first in the transactions that apply deltas;
 //! - `post_views`: `post_id -> views`, each post's viewable total over all
 //!   time, added to in the transaction that adds its days' counts, so
 //!   `/v1/views` reads one row per post.
 //!
-//! A post's days, a campaign's and every hour's are kept in the same tables
-//! as an ad's, under their counts keys (`crate::counts::EventKeys`), which no
-//! ad id can equal.
+//! A post's days and a campaign's are kept in the same tables as an ad's,
+//! under their counts keys (`crate::counts::EventKeys`), which no ad id can
+//! equal; each UTC hour of a key's day in a row of its own beside the day's,
+//! `h<HH>/<key>` ([`hour_row`]), written in the same transaction, so a
+//! read of a day with its hours is one cut.
 //! - `batches` and `batches_by_time`: the client batch ids counted here,
 //!   kept 48 h (`super::seen`, shared with the Redis store's local index);
 //!   the ids the edge mints for `GET /v1/impression` are left out;
@@ -46,10 +48,10 @@ use glimpse_wire::{Day, DayRange};
 use redb::{Database, ReadableTable, TableDefinition, TableHandle};
 
 use super::seen::{self, SeenBatches};
-use super::{Applied, Store, StoreError, StoredDays, StoredViews};
+use super::{Applied, Grain, Store, StoreError, StoredDays, StoredViews};
 use crate::counted::needs_claim;
 use crate::counts::{
-    is_hour_key, is_listed, post_of_key, AdDays, Counters, DayCounts, Delta, VideoCounters,
+    post_of_key, AdDays, Counters, DayCounts, Delta, HourCounts, Hours, VideoCounters,
 };
 
 /// How [`COUNTS`] holds an (ad, day)'s counters.
@@ -260,52 +262,29 @@ fn apply_delta(
                 Ok(last.is_some() || !seen.contains(&record.batch_id)?)
             }
         })?;
-        let mut counts = txn.open_table(COUNTS).map_err(unavailable)?;
-        let mut visitors = txn.open_table(VISITORS).map_err(unavailable)?;
+        let mut rows = Rows {
+            counts: txn.open_table(COUNTS).map_err(unavailable)?,
+            visitors: txn.open_table(VISITORS).map_err(unavailable)?,
+            video: txn.open_table(VIDEO).map_err(unavailable)?,
+        };
         let mut ads_by_day = txn.open_table(ADS_BY_DAY).map_err(unavailable)?;
         let mut hour_sketches = txn.open_table(HOUR_SKETCHES_BY_DAY).map_err(unavailable)?;
-        let mut video = txn.open_table(VIDEO).map_err(unavailable)?;
         let mut post_views = txn.open_table(POST_VIEWS).map_err(unavailable)?;
         for update in updates {
             let (ad_id, day) = (update.key, update.day);
-            let key = (ad_id, day.days_since_epoch());
-            let mut stored = counts
-                .get(key)
-                .map_err(unavailable)?
-                .map(|v| decode(v.value()))
-                .unwrap_or_default();
-            stored += update.counters;
-            counts.insert(key, encode(stored)).map_err(unavailable)?;
-            if !update.visitors.is_empty() {
-                let mut sketch = match visitors.get(key).map_err(unavailable)? {
-                    Some(bytes) => Sketch::from_redis_bytes(bytes.value()).map_err(|e| {
-                        StoreError::Corrupt(format!("sketch of {ad_id} {day}: {e}"))
-                    })?,
-                    None => Sketch::new(),
-                };
-                sketch.merge(&update.visitors);
-                visitors
-                    .insert(key, sketch.to_redis_bytes().as_slice())
-                    .map_err(unavailable)?;
-                if is_hour_key(ad_id) {
+            rows.add(ad_id, day, update.counters, &update.visitors)?;
+            for hour in &update.hours {
+                if hour.counters.is_zero() && hour.visitors.is_empty() {
+                    continue;
+                }
+                let row = hour_row(ad_id, hour.hour);
+                rows.add(&row, day, hour.counters, &hour.visitors)?;
+                if !hour.visitors.is_empty() {
                     hour_sketches
-                        .insert((day.days_since_epoch(), ad_id), ())
+                        .insert((day.days_since_epoch(), row.as_str()), ())
                         .map_err(unavailable)?;
                 }
             }
-            if update.counters.video != VideoCounters::default() {
-                let mut stored = video
-                    .get(key)
-                    .map_err(unavailable)?
-                    .map(|v| decode_video(v.value()))
-                    .unwrap_or_default();
-                stored += update.counters.video;
-                video
-                    .insert(key, encode_video(stored))
-                    .map_err(unavailable)?;
-            }
-            // A post's hour keys (`h<HH>/post/…`) are neither a post's
-            // total nor listed.
             match post_of_key(ad_id) {
                 Some(post_id) if update.counters.impressions > 0 => {
                     let views = post_views
@@ -317,20 +296,108 @@ fn apply_delta(
                         .map_err(unavailable)?;
                 }
                 Some(_) => {}
-                None if is_listed(ad_id) => {
+                // Every other key is listed (`crate::counts::is_listed`).
+                None => {
                     ads_by_day
                         .insert((day.days_since_epoch(), ad_id), ())
                         .map_err(unavailable)?;
                 }
-                None => {}
             }
         }
         if let Some(days) = hourly_retention_days {
-            forget_hour_sketches(&mut hour_sketches, &mut visitors, now_ms, days)?;
+            forget_hour_sketches(&mut hour_sketches, &mut rows.visitors, now_ms, days)?;
         }
         seen.forget_old(now_ms)?;
     }
     txn.commit().map_err(unavailable)
+}
+
+/// The row of hour `hour` (0..=23) of a key's days: `h<HH>/<key>`, beside
+/// the day's row in the same tables. No counts key starts so (ad ids hold
+/// no `/`, the others start with `post/` or `campaign/`).
+fn hour_row(key: &str, hour: u8) -> String {
+    format!("h{hour:02}/{key}")
+}
+
+/// The tables one (key, day) row or hour row is kept in.
+struct Rows<C, V, X> {
+    counts: C,
+    visitors: V,
+    video: X,
+}
+
+impl<C, V, X> Rows<C, V, X>
+where
+    C: ReadableTable<(&'static str, u32), StoredCounters>,
+    V: ReadableTable<(&'static str, u32), &'static [u8]>,
+    X: ReadableTable<(&'static str, u32), StoredVideo>,
+{
+    /// The counters and sketch of row `row` on `day`, if it has any.
+    fn get(&self, row: &str, day: Day) -> Result<Option<(Counters, Sketch)>, StoreError> {
+        let key = (row, day.days_since_epoch());
+        let Some(value) = self.counts.get(key).map_err(unavailable)? else {
+            return Ok(None);
+        };
+        let mut counters = decode(value.value());
+        if let Some(v) = self.video.get(key).map_err(unavailable)? {
+            counters.video = decode_video(v.value());
+        }
+        let sketch = match self.visitors.get(key).map_err(unavailable)? {
+            Some(bytes) => Sketch::from_redis_bytes(bytes.value())
+                .map_err(|e| StoreError::Corrupt(format!("sketch of {row} {day}: {e}")))?,
+            None => Sketch::new(),
+        };
+        Ok(Some((counters, sketch)))
+    }
+}
+
+impl Rows<
+    redb::Table<'_, (&'static str, u32), StoredCounters>,
+    redb::Table<'_, (&'static str, u32), &'static [u8]>,
+    redb::Table<'_, (&'static str, u32), StoredVideo>,
+> {
+    /// Adds `counters` and `visitors` to row `row` on `day`.
+    fn add(
+        &mut self,
+        row: &str,
+        day: Day,
+        counters: Counters,
+        visitors: &Sketch,
+    ) -> Result<(), StoreError> {
+        let key = (row, day.days_since_epoch());
+        let mut stored = self
+            .counts
+            .get(key)
+            .map_err(unavailable)?
+            .map(|v| decode(v.value()))
+            .unwrap_or_default();
+        stored += counters;
+        self.counts.insert(key, encode(stored)).map_err(unavailable)?;
+        if !visitors.is_empty() {
+            let mut sketch = match self.visitors.get(key).map_err(unavailable)? {
+                Some(bytes) => Sketch::from_redis_bytes(bytes.value())
+                    .map_err(|e| StoreError::Corrupt(format!("sketch of {row} {day}: {e}")))?,
+                None => Sketch::new(),
+            };
+            sketch.merge(visitors);
+            self.visitors
+                .insert(key, sketch.to_redis_bytes().as_slice())
+                .map_err(unavailable)?;
+        }
+        if counters.video != VideoCounters::default() {
+            let mut stored = self
+                .video
+                .get(key)
+                .map_err(unavailable)?
+                .map(|v| decode_video(v.value()))
+                .unwrap_or_default();
+            stored += counters.video;
+            self.video
+                .insert(key, encode_video(stored))
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
 }
 
 /// Deletes the hours' sketches of the days that started `days` days or
@@ -372,41 +439,47 @@ fn applied_through(table: &impl ReadableTable<&'static str, u64>) -> Result<u64,
         .map_or(0, |v| v.value()))
 }
 
-fn read_days(db: &Database, ad_id: &str, range: DayRange) -> Result<StoredDays, StoreError> {
+fn read_days(
+    db: &Database,
+    key: &str,
+    range: DayRange,
+    grain: Grain,
+) -> Result<StoredDays, StoreError> {
     let txn = db.begin_read().map_err(unavailable)?;
-    let counts = txn.open_table(COUNTS).map_err(unavailable)?;
-    let visitors = txn.open_table(VISITORS).map_err(unavailable)?;
-    let video = txn.open_table(VIDEO).map_err(unavailable)?;
+    let rows = Rows {
+        counts: txn.open_table(COUNTS).map_err(unavailable)?,
+        visitors: txn.open_table(VISITORS).map_err(unavailable)?,
+        video: txn.open_table(VIDEO).map_err(unavailable)?,
+    };
     let applied = Applied {
         everywhere: applied_through(&txn.open_table(APPLIED).map_err(unavailable)?)?,
         ..Applied::default()
     };
-    let (from, to) = (
-        range.from().days_since_epoch(),
-        range.to().days_since_epoch(),
-    );
     let mut days = AdDays::new();
-    for entry in counts
-        .range((ad_id, from)..=(ad_id, to))
-        .map_err(unavailable)?
-    {
-        let (key, value) = entry.map_err(unavailable)?;
-        let (ad, n) = key.value();
-        let day = Day::from_days_since_epoch(n);
-        let sketch = match visitors.get((ad, n)).map_err(unavailable)? {
-            Some(bytes) => Sketch::from_redis_bytes(bytes.value())
-                .map_err(|e| StoreError::Corrupt(format!("sketch of {ad} {day}: {e}")))?,
-            None => Sketch::new(),
+    for day in range.days() {
+        // A day has a row whenever one of its hours has.
+        let Some((counters, visitors)) = rows.get(key, day)? else {
+            continue;
         };
-        let mut counters = decode(value.value());
-        if let Some(v) = video.get((ad, n)).map_err(unavailable)? {
-            counters.video = decode_video(v.value());
-        }
+        let hours = match grain {
+            Grain::Days => Hours::default(),
+            Grain::Hours => (0..24u8)
+                .filter_map(|hour| match rows.get(&hour_row(key, hour), day) {
+                    Ok(row) => row.map(|(counters, visitors)| {
+                        Ok((hour, HourCounts { counters, visitors }))
+                    }),
+                    Err(e) => Some(Err(e)),
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?
+                .into_iter()
+                .collect(),
+        };
         days.insert(
             day,
             DayCounts {
                 counters,
-                visitors: sketch,
+                visitors,
+                hours,
             },
         );
     }
@@ -427,15 +500,21 @@ impl Store for EmbeddedStore {
             .await
     }
 
-    async fn read_days(&self, ad_id: &str, range: DayRange) -> Result<StoredDays, StoreError> {
+    async fn read_days(
+        &self,
+        key: &str,
+        range: DayRange,
+        grain: Grain,
+    ) -> Result<StoredDays, StoreError> {
         // A week of days is a few cached page reads and sketch decodes (tens
         // of microseconds): cheaper inline than a hop to the blocking pool,
-        // which longer ranges still take.
-        if range.len() <= INLINE_READ_MAX_DAYS {
-            return read_days(&self.db, ad_id, range);
+        // which longer ranges and hours still take.
+        if range.len() <= INLINE_READ_MAX_DAYS && grain == Grain::Days {
+            return read_days(&self.db, key, range, grain);
         }
-        let ad_id = ad_id.to_owned();
-        self.blocking(move |db| read_days(db, &ad_id, range)).await
+        let key = key.to_owned();
+        self.blocking(move |db| read_days(db, &key, range, grain))
+            .await
     }
 
     async fn read_post_views(
@@ -603,7 +682,7 @@ mod tests {
         assert!(views[0].applied.holds(day_of(NOW), 2));
         // The post's days are its own; the ad of the same id is apart, and
         // only the ad is listed.
-        let post_days = values(store.read_days("post/p1", today()).await.unwrap().days);
+        let post_days = values(store.read_days("post/p1", today(), Grain::Days).await.unwrap().days);
         assert_eq!(
             (
                 post_days[0].counters.impressions,
@@ -611,14 +690,14 @@ mod tests {
             ),
             (3, 1)
         );
-        let ad_days = values(store.read_days("p1", today()).await.unwrap().days);
+        let ad_days = values(store.read_days("p1", today(), Grain::Days).await.unwrap().days);
         assert_eq!(ad_days[0].counters.impressions, 1);
         let ads = store
             .listed_in_range(today(), Scope::All.prefixes())
             .await
             .unwrap();
         assert_eq!(ads, ["p1", "vid"]);
-        let vid = values(store.read_days("vid", today()).await.unwrap().days);
+        let vid = values(store.read_days("vid", today(), Grain::Days).await.unwrap().days);
         assert_eq!(
             vid[0].counters.video,
             VideoCounters::from_array([1, 0, 0, 0, 0, 1])
@@ -647,7 +726,7 @@ mod tests {
             assert!(store.batch_seen("b1").await.unwrap());
         }
         let store = EmbeddedStore::open(dir.path()).unwrap();
-        let days = values(store.read_days("ad-1", today()).await.unwrap().days);
+        let days = values(store.read_days("ad-1", today(), Grain::Days).await.unwrap().days);
         assert_eq!(days.len(), 1);
         assert_eq!(
             (days[0].counters.impressions, days[0].counters.measurable),
@@ -665,7 +744,7 @@ mod tests {
             vec!["ad-1", "ad-2"]
         );
         assert!(store
-            .read_days("ad-3", today())
+            .read_days("ad-3", today(), Grain::Days)
             .await
             .unwrap()
             .days
@@ -704,7 +783,7 @@ mod tests {
         );
         let second = agg.begin_sync().unwrap();
         store.apply(&second, NOW).await.unwrap();
-        let stored = store.read_days("ad-1", today()).await.unwrap();
+        let stored = store.read_days("ad-1", today(), Grain::Days).await.unwrap();
         assert_eq!(
             stored.applied.everywhere, second.seq,
             "the mark of the deltas applied, read with the counts"
@@ -714,7 +793,7 @@ mod tests {
         assert_eq!(days[0].visitors.estimate(), 2);
         // A delta replayed from an older number leaves the mark where it is.
         store.apply(&first, NOW).await.unwrap();
-        let stored = store.read_days("ad-1", today()).await.unwrap();
+        let stored = store.read_days("ad-1", today(), Grain::Days).await.unwrap();
         assert_eq!(stored.applied.everywhere, second.seq);
     }
 
@@ -741,7 +820,7 @@ mod tests {
         // The bot's batch again, in a later delta: already counted.
         agg.record("bot", NOW, Traffic::Invalid, &bot_batch);
         store.apply(&agg.begin_sync().unwrap(), NOW).await.unwrap();
-        let days = values(store.read_days("ad-1", today()).await.unwrap().days);
+        let days = values(store.read_days("ad-1", today(), Grain::Days).await.unwrap().days);
         assert_eq!(
             (
                 days[0].counters.impressions,
@@ -774,7 +853,7 @@ mod tests {
         }
         for _ in 0..2 {
             let store = EmbeddedStore::open(dir.path()).unwrap();
-            let days = values(store.read_days("ad-1", today()).await.unwrap().days);
+            let days = values(store.read_days("ad-1", today(), Grain::Days).await.unwrap().days);
             assert_eq!(
                 (
                     days[0].counters.impressions,
@@ -786,7 +865,7 @@ mod tests {
             let yesterday = Day::from_days_since_epoch(day - 1);
             let days = values(
                 store
-                    .read_days("ad-2", DayRange::single(yesterday))
+                    .read_days("ad-2", DayRange::single(yesterday), Grain::Days)
                     .await
                     .unwrap()
                     .days,
@@ -813,7 +892,7 @@ mod tests {
             &[event("1", "ad-1", "u1", Kind::Viewable)],
         );
         store.apply(&agg.begin_sync().unwrap(), NOW).await.unwrap();
-        let days = values(store.read_days("ad-1", today()).await.unwrap().days);
+        let days = values(store.read_days("ad-1", today(), Grain::Days).await.unwrap().days);
         assert_eq!(
             (
                 days[0].counters.impressions,
@@ -847,7 +926,7 @@ mod tests {
         assert!(store.batch_seen("new").await.unwrap());
         // Counts stay; only the de-duplication memory is bounded.
         assert_eq!(
-            store.read_days("ad-1", today()).await.unwrap().days[&day_of(NOW)]
+            store.read_days("ad-1", today(), Grain::Days).await.unwrap().days[&day_of(NOW)]
                 .counters
                 .impressions,
             1
@@ -876,7 +955,7 @@ mod tests {
             verified: 0,
             video: VideoCounters::default(),
         };
-        let days = store.read_days("ad-1", today()).await.unwrap().days;
+        let days = store.read_days("ad-1", today(), Grain::Days).await.unwrap().days;
         assert_eq!(days[&day_of(NOW)].counters, want);
         assert!(
             !store
@@ -890,7 +969,7 @@ mod tests {
         );
         drop(store);
         let store = EmbeddedStore::open(dir.path()).unwrap();
-        let days = store.read_days("ad-1", today()).await.unwrap().days;
+        let days = store.read_days("ad-1", today(), Grain::Days).await.unwrap().days;
         assert_eq!(days[&day_of(NOW)].counters, want, "migrated once");
     }
 
@@ -927,7 +1006,7 @@ mod tests {
         drop(store);
         let store = EmbeddedStore::open(dir.path()).unwrap();
         store.apply(&first, NOW).await.unwrap();
-        let c = store.read_days("ad-1", today()).await.unwrap().days[&day_of(NOW)].counters;
+        let c = store.read_days("ad-1", today(), Grain::Days).await.unwrap().days[&day_of(NOW)].counters;
         assert_eq!(c.impressions, 51);
         agg.finish_sync();
         agg.record(
@@ -937,7 +1016,7 @@ mod tests {
             &[event("1", "ad-1", "v", Kind::Viewable)],
         );
         store.apply(&agg.begin_sync().unwrap(), NOW).await.unwrap();
-        let c = store.read_days("ad-1", today()).await.unwrap().days[&day_of(NOW)].counters;
+        let c = store.read_days("ad-1", today(), Grain::Days).await.unwrap().days[&day_of(NOW)].counters;
         assert_eq!((c.impressions, indexed_ids(&store)), (52, 1));
     }
 
@@ -959,7 +1038,7 @@ mod tests {
         agg.finish_sync();
         agg.record("b1", NOW, Traffic::Valid, &batch);
         store.apply(&agg.begin_sync().unwrap(), NOW).await.unwrap();
-        let c = store.read_days("ad-1", today()).await.unwrap().days[&day_of(NOW)].counters;
+        let c = store.read_days("ad-1", today(), Grain::Days).await.unwrap().days[&day_of(NOW)].counters;
         assert_eq!((c.impressions, c.verified), (2, 1));
     }
 }

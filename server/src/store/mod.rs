@@ -95,6 +95,16 @@ impl Applied {
     }
 }
 
+/// How finely a read of a key's days comes back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Grain {
+    /// Each day's counts, without its hours ([`crate::counts::DayCounts::hours`]
+    /// left empty).
+    Days,
+    /// Each day's counts and those of each of its hours.
+    Hours,
+}
+
 #[async_trait]
 pub trait Store: Debug + Send + Sync + 'static {
     /// `"embedded"` or `"redis"`: the `source` of unique-visitor answers.
@@ -110,10 +120,16 @@ pub trait Store: Debug + Send + Sync + 'static {
     async fn apply(&self, delta: &Arc<Delta>, now_ms: i64) -> Result<(), StoreError>;
 
     /// The counts of `key` (any counts key: `crate::counts::EventKeys`) on
-    /// the days of `range` on which it has
-    /// data, with the deltas of this edge they hold
-    /// ([`StoredDays::applied`]), each day read atomically with its mark.
-    async fn read_days(&self, key: &str, range: DayRange) -> Result<StoredDays, StoreError>;
+    /// the days of `range` on which it has data, with their hours when
+    /// `grain` asks, and the deltas of this edge they hold
+    /// ([`StoredDays::applied`]), each day (hours included) read atomically
+    /// with its mark.
+    async fn read_days(
+        &self,
+        key: &str,
+        range: DayRange,
+        grain: Grain,
+    ) -> Result<StoredDays, StoreError>;
 
     /// The all-time viewable total of each post of `posts` (a post id, and
     /// the days on which this edge has pending counts of it), in order, each

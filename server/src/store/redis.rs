@@ -69,9 +69,10 @@ use self::keys::Keys;
 use self::plan::{KeyPlan, StepId};
 use super::identity::MAX_SEQUENCE;
 use super::seen::SeenIndex;
-use super::{Store, StoreError, StoredDays, StoredViews};
+use super::{Grain, Store, StoreError, StoredDays, StoredViews};
 use crate::counts::{
-    is_hour_key, is_listed, post_key, post_of_key, Counters, DayCounts, Delta, VideoCounters,
+    is_listed, post_key, post_of_key, Counters, DayCounts, Delta, HourCounts, Hours,
+    VideoCounters,
 };
 
 /// Time allowed for one reply. A timeout leaves the outcome unknown, which
@@ -281,7 +282,7 @@ pub struct RedisStore {
     retention_days: u32,
     hourly_retention_days: u32,
     target: String,
-    days_cache: ReadCache<(String, u32, u32), StoredDays>,
+    days_cache: ReadCache<(String, u32, u32, Grain), StoredDays>,
     /// Ad listings by (range, the scope's prefixes).
     ads_cache: ReadCache<(u32, u32, Vec<String>), Vec<String>>,
     /// The batch ids this edge has synced, for ingest's duplicate check.
@@ -385,15 +386,11 @@ impl RedisStore {
             .map_err(|e| unavailable(what, e))
     }
 
-    /// Runs the step of one (ad, day).
+    /// Runs the step of one (ad, day), its hours included.
     async fn apply_key(&self, plan: KeyPlan<'_>, seq: u64) -> Result<(), StoreError> {
         let keys = self.keys.day_keys(plan.key, plan.day);
         let expiry = plan::day_expiry_ms(plan.day, self.retention_days);
-        let sketch_expiry = if is_hour_key(plan.key) {
-            plan::day_expiry_ms(plan.day, self.hourly_retention_days)
-        } else {
-            expiry
-        };
+        let hour_sketch_expiry = plan::day_expiry_ms(plan.day, self.hourly_retention_days);
         let mut conn = self.conn.clone();
         let id = StepId { seq, chunk: 0 };
         let mut call = self.script.prepare_invoke();
@@ -401,31 +398,52 @@ impl RedisStore {
             .key(&keys.counters)
             .key(&keys.ledger)
             .key(&keys.scratch);
+        let hour_sketches: Vec<_> = plan
+            .hours
+            .iter()
+            .filter_map(|h| Some((h.hour, h.visitors.as_ref()?)))
+            .collect();
+        for (hour, _) in &hour_sketches {
+            call.key(self.keys.hour_visitors(plan.key, plan.day, *hour));
+        }
         if let Some(post_id) = post_of_key(plan.key) {
             call.key(self.keys.post_views(post_id));
         }
         call.arg(&self.edge_field).arg(id.seq).arg(id.chunk);
-        match plan.visitors {
+        match &plan.visitors {
             Some(sketch) => call.arg(sketch.to_redis_bytes()),
             None => call.arg(""),
         };
         call.arg(expiry)
             .arg(plan::CLAIM_LIFETIME_MS)
-            .arg(sketch_expiry);
-        for (field, n) in counter_fields(plan.counters) {
-            call.arg(field).arg(n);
+            .arg(hour_sketch_expiry)
+            .arg(hour_sketches.len());
+        for (_, sketch) in &hour_sketches {
+            call.arg(sketch.to_redis_bytes());
         }
-        let reply: Vec<i64> = call
+        for (field, n) in counter_fields(plan.counters) {
+            if n > 0 {
+                call.arg(field).arg(n);
+            }
+        }
+        for hour in &plan.hours {
+            for (field, n) in counter_fields(hour.counters) {
+                if n > 0 {
+                    call.arg(hour_field(hour.hour, field)).arg(n);
+                }
+            }
+        }
+        let applied: i64 = call
             .invoke_async(&mut conn)
             .await
             .map_err(|e| unavailable(&format!("sync step {id} of {} {}", plan.key, plan.day), e))?;
-        match reply.as_slice() {
-            [0, ..] => tracing::debug!(key = plan.key, day = %plan.day, step = %id,
+        match applied {
+            0 => tracing::debug!(key = plan.key, day = %plan.day, step = %id,
                 "step had landed before; left as it was"),
-            [1, ..] => {}
+            1 => {}
             other => {
                 return Err(StoreError::Corrupt(format!(
-                    "the sync script answered {other:?}"
+                    "the sync script answered {other}"
                 )))
             }
         }
@@ -535,26 +553,30 @@ impl RedisStore {
             .map_err(|e| unavailable("listing the day's ads", e))
     }
 
-    /// One (ad, day) and the last of this edge's deltas it holds (its
-    /// ledger entry; 0 for none), read atomically by `read.lua`.
+    /// One (ad, day), with its hours when `grain` asks, and the last of
+    /// this edge's deltas it holds (its ledger entry; 0 for none), read
+    /// atomically by `read.lua`.
     async fn read_day(
         &self,
-        ad_id: &str,
+        key: &str,
         day: Day,
+        grain: Grain,
     ) -> Result<(Option<DayCounts>, u64), StoreError> {
-        let keys = self.keys.day_keys(ad_id, day);
+        let keys = self.keys.day_keys(key, day);
         let mut call = self.read_script.prepare_invoke();
-        call.key(&keys.visitors)
-            .key(&keys.counters)
-            .key(&keys.ledger)
-            .arg(&self.edge_field)
-            .arg(&COUNTER_FIELDS);
+        call.key(&keys.visitors).key(&keys.counters).key(&keys.ledger);
+        if grain == Grain::Hours {
+            for hour in 0..24 {
+                call.key(self.keys.hour_visitors(key, day, hour));
+            }
+        }
+        call.arg(&self.edge_field).arg(&COUNTER_FIELDS);
         let mut conn = self.conn.clone();
-        type DayReply = (Option<Vec<u8>>, Vec<Option<u64>>, Option<String>);
-        let (sketch, fields, step): DayReply = call
+        let reply: DayReply = call
             .invoke_async(&mut conn)
             .await
-            .map_err(|e| unavailable(&format!("reading {ad_id} {day}"), e))?;
+            .map_err(|e| unavailable(&format!("reading {key} {day}"), e))?;
+        let (sketch, fields, step, (hash, sketches)) = reply;
         let applied = match step {
             Some(step) => {
                 StepId::parse(&step)
@@ -574,18 +596,51 @@ impl RedisStore {
         if sketch.is_none() && fields.iter().all(Option::is_none) {
             return Ok((None, applied));
         }
+        let decode = |bytes: &[u8], name: &dyn Fn() -> String| {
+            Sketch::from_redis_bytes(bytes).map_err(|e| StoreError::Corrupt(format!("{}: {e}", name())))
+        };
         let visitors = match sketch {
-            Some(bytes) => Sketch::from_redis_bytes(&bytes)
-                .map_err(|e| StoreError::Corrupt(format!("{}: {e}", keys.visitors)))?,
+            Some(bytes) => decode(&bytes, &|| keys.visitors.clone())?,
             None => Sketch::new(),
+        };
+        let hours = match grain {
+            Grain::Days => Hours::default(),
+            Grain::Hours => {
+                let mut counters = hour_counters(&hash)
+                    .map_err(|e| StoreError::Corrupt(format!("{}: {e}", keys.counters)))?;
+                let mut hours = Vec::new();
+                for (hour, sketch) in (0..24u8).zip(sketches) {
+                    let counters = counters.remove(&hour).unwrap_or_default();
+                    let visitors = match sketch {
+                        Some(bytes) => {
+                            decode(&bytes, &|| self.keys.hour_visitors(key, day, hour))?
+                        }
+                        None if counters.is_zero() => continue,
+                        None => Sketch::new(),
+                    };
+                    hours.push((hour, HourCounts { counters, visitors }));
+                }
+                hours.into_iter().collect()
+            }
         };
         let counts = DayCounts {
             counters: counters_of_fields(fields),
             visitors,
+            hours,
         };
         Ok((Some(counts), applied))
     }
 }
+
+/// What `read.lua` answers: the day's sketch, its counters, this edge's
+/// ledger entry, and for a read with hours the counters hash whole and the
+/// hours' sketches (both empty for a read by day).
+type DayReply = (
+    Option<Vec<u8>>,
+    Vec<Option<u64>>,
+    Option<String>,
+    (Vec<(String, u64)>, Vec<Option<Vec<u8>>>),
+);
 
 impl RedisStore {
     /// One post's total and this edge's ledger entry on each of `days`,
@@ -627,6 +682,37 @@ const BOOT_SCRIPT: &str = include_str!("redis/boot.lua");
 const COUNTER_FIELDS: [&str; 10] = [
     "imp", "meas", "invalid", "verified", "vs", "v25", "v50", "v75", "vc", "aud",
 ];
+
+/// The field of counter `field` of UTC hour `hour` in a day's counters
+/// hash: `<HH>:<field>`.
+fn hour_field(hour: u8, field: &str) -> String {
+    format!("{hour:02}:{field}")
+}
+
+/// The hours' counters among a day's counters hash (`HGETALL`): the fields
+/// `<HH>:<field>`; the day's own fields are skipped.
+fn hour_counters(hash: &[(String, u64)]) -> Result<HashMap<u8, Counters>, String> {
+    let mut hours: HashMap<u8, [Option<u64>; COUNTER_FIELDS.len()]> = HashMap::new();
+    for (name, n) in hash {
+        let Some((hour, field)) = name.split_once(':') else {
+            continue;
+        };
+        let hour: u8 = hour
+            .parse()
+            .ok()
+            .filter(|h| *h < 24)
+            .ok_or_else(|| format!("field {name:?} names no hour"))?;
+        // A field this version does not know (a newer one wrote it) is left
+        // as the day's unknown fields are.
+        if let Some(at) = COUNTER_FIELDS.iter().position(|f| *f == field) {
+            hours.entry(hour).or_default()[at] = Some(*n);
+        }
+    }
+    Ok(hours
+        .into_iter()
+        .map(|(hour, fields)| (hour, counters_of_fields(fields)))
+        .collect())
+}
 
 /// The counters as the hash's fields, in [`COUNTER_FIELDS`] order.
 fn counter_fields(c: Counters) -> [(&'static str, u64); COUNTER_FIELDS.len()] {
@@ -694,8 +780,13 @@ impl Store for RedisStore {
         applied
     }
 
-    async fn read_days(&self, ad_id: &str, range: DayRange) -> Result<StoredDays, StoreError> {
-        self.read_days_cached(ad_id, range).await
+    async fn read_days(
+        &self,
+        key: &str,
+        range: DayRange,
+        grain: Grain,
+    ) -> Result<StoredDays, StoreError> {
+        self.read_days_cached(key, range, grain).await
     }
 
     async fn read_post_views(
@@ -874,16 +965,17 @@ impl RedisStore {
         &self,
         ad_id: &str,
         range: DayRange,
+        grain: Grain,
     ) -> Result<StoredDays, StoreError> {
         let (from, to) = range_key(range);
-        let cache_key = (ad_id.to_owned(), from, to);
+        let cache_key = (ad_id.to_owned(), from, to, grain);
         if let Some(days) = self.days_cache.get(&cache_key) {
             return Ok(days);
         }
         let generation = self.days_cache.generation();
         let read: Vec<(Day, Option<DayCounts>, u64)> = futures_util::stream::iter(range.days())
             .map(|day| async move {
-                let (counts, applied) = self.read_day(ad_id, day).await?;
+                let (counts, applied) = self.read_day(ad_id, day, grain).await?;
                 Ok::<_, StoreError>((day, counts, applied))
             })
             .buffered(READ_CONCURRENCY)

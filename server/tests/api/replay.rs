@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 use glimpse_server::store::embedded::EmbeddedStore;
-use glimpse_server::store::Store;
+use glimpse_server::store::{Grain, Store};
 use glimpse_server::Config;
 use glimpse_wire::api::StatsResponse;
 use glimpse_wire::{Day, DayRange};
@@ -145,7 +145,7 @@ fn a_restarted_run_replays_what_it_acknowledged() {
     let day = Day::from_epoch_ms(ts).unwrap();
     let days = tokio::runtime::Runtime::new()
         .unwrap()
-        .block_on(store.read_days("ad-replay", DayRange::single(day)))
+        .block_on(store.read_days("ad-replay", DayRange::single(day), Grain::Days))
         .unwrap()
         .days;
     let counts = &days[&day];
@@ -192,7 +192,7 @@ fn verified_impressions_come_back_from_the_log() {
     let day = Day::from_epoch_ms(ts).unwrap();
     let days = tokio::runtime::Runtime::new()
         .unwrap()
-        .block_on(store.read_days("ad-verified", DayRange::single(day)))
+        .block_on(store.read_days("ad-verified", DayRange::single(day), Grain::Days))
         .unwrap()
         .days;
     assert_eq!(days[&day].counters.verified, 6);

@@ -1,40 +1,47 @@
--- One sync step of one (ad, day): merge a sketch, add exact counters, once.
+-- One sync step of one (ad, day) and its UTC hours: merge sketches, add
+-- exact counters, once.
 --
--- KEYS[1] visitors HLL, KEYS[2] counters hash, KEYS[3] ledger hash,
--- KEYS[4] scratch key, and for a (post, day) KEYS[5], the post's all-time
--- views (a string counter, never expiring), which gains the step's `imp`
--- (all in one hash slot).
+-- KEYS[1] the day's visitors HLL, KEYS[2] counters hash (the day's fields
+-- and each hour's, "<HH>:<field>"), KEYS[3] ledger hash, KEYS[4] scratch
+-- key, KEYS[5] .. KEYS[4 + H] the visitors HLL of each hour that gains
+-- visitors, and for a (post, day) KEYS[5 + H], the post's all-time views (a
+-- string counter, never expiring), which gains the day's `imp` (all in one
+-- hash slot).
 -- ARGV[1] ledger field of this edge ("s:<edge_id>")
 -- ARGV[2] step sequence (decimal, < 2^53)   ARGV[3] chunk number (0)
--- ARGV[4] sketch bytes in Redis's HLL format, or "" for none
--- ARGV[5] expiry of the day's counters, unix ms
+-- ARGV[4] the day's sketch bytes in Redis's HLL format, or "" for none
+-- ARGV[5] expiry of the day's counters and sketch, unix ms
 -- ARGV[6] ledger time to live, ms
--- ARGV[7] expiry of the sketch, unix ms (an hour's sketch goes before its
--- counters: --hourly-retention-days)
--- ARGV[8], ARGV[9], ...: pairs of a counters-hash field and the count to
--- add to it ("imp", "meas", "invalid", "verified", the video counters
--- "vs", "v25", "v50", "v75", "vc", "aud"; the edge has already left out the
--- batches it does not own, see the batch claims in docs/redis.md)
+-- ARGV[7] expiry of the hours' sketches, unix ms (--hourly-retention-days)
+-- ARGV[8] H, the number of hour sketches
+-- ARGV[9] .. ARGV[8 + H]: the hours' sketch bytes, in the order of their keys
+-- ARGV[9 + H], ...: pairs of a counters-hash field and the count to add to
+-- it, each above zero (the day's "imp", "meas", "invalid", "verified", the
+-- video counters "vs", "v25", "v50", "v75", "vc", "aud", and the same names
+-- after "<HH>:" for an hour; the edge has already left out the batches it
+-- does not own, see the batch claims in docs/redis.md)
 --
--- Returns {applied (0 = this step had landed before), then the count added
--- to each field, in argument order}.
+-- Returns 1, or 0 when this step had landed before.
 --
 -- Redis runs a script alone but does not roll back on error, so every check
 -- comes first and the ledger (the record that the step happened) is written
 -- last: a step that fails part way is simply run again.
 
+local hours = tonumber(ARGV[8])
+local post_views = KEYS[5 + hours]
+
 -- A key of another type (written by hand) must stop the step before it
--- counts anything. The sketch and the counters need no check of their own:
--- PFMERGE refuses a destination that is not an HLL before writing, and the
--- first HINCRBY refuses a hash of another type after only the sketch (whose
--- merge is idempotent) was written. The ledger, written last, and the post's
--- total, written between counters, are checked first: a failure there
--- would leave counts without the record that they landed.
+-- counts anything. The sketches and the counters need no check of their
+-- own: PFMERGE refuses a destination that is not an HLL before writing, and
+-- the first HINCRBY refuses a hash of another type after only sketches
+-- (whose merges are idempotent) were written. The ledger, written last, and
+-- the post's total, written between counters, are checked first: a failure
+-- there would leave counts without the record that they landed.
 local function has_type(key, wanted)
   local t = redis.call('TYPE', key)['ok']
   return t == 'none' or t == wanted
 end
-if not has_type(KEYS[3], 'hash') or (KEYS[5] and not has_type(KEYS[5], 'string')) then
+if not has_type(KEYS[3], 'hash') or (post_views and not has_type(post_views, 'string')) then
   return redis.error_reply('GLIMPSE_WRONGTYPE a key of ' .. KEYS[1] .. ' holds another type')
 end
 
@@ -46,30 +53,38 @@ if last then
   s = tonumber(s)
   c = tonumber(c)
   if s > seq or (s == seq and c >= chunk) then
-    return {0}
+    return 0
   end
 end
 
--- The sketch: merging is idempotent, so it goes first.
+-- The sketches: merging is idempotent, so they go first, each through the
+-- one scratch key.
+local function merge(key, bytes, expiry)
+  redis.call('SET', KEYS[4], bytes, 'PX', 60000)
+  redis.call('PFMERGE', key, KEYS[4])
+  redis.call('PEXPIREAT', key, expiry)
+end
+local merged = false
 if ARGV[4] ~= '' then
-  redis.call('SET', KEYS[4], ARGV[4], 'PX', 60000)
-  redis.call('PFMERGE', KEYS[1], KEYS[4])
+  merge(KEYS[1], ARGV[4], ARGV[5])
+  merged = true
+end
+for i = 1, hours do
+  merge(KEYS[4 + i], ARGV[8 + i], ARGV[7])
+  merged = true
+end
+if merged then
   redis.call('DEL', KEYS[4])
-  redis.call('PEXPIREAT', KEYS[1], ARGV[7])
 end
 
-local reply = {1}
 local counted = false
-for i = 8, #ARGV - 1, 2 do
+for i = 9 + hours, #ARGV - 1, 2 do
   local n = tonumber(ARGV[i + 1])
-  if n > 0 then
-    redis.call('HINCRBY', KEYS[2], ARGV[i], n)
-    counted = true
-    if KEYS[5] and ARGV[i] == 'imp' then
-      redis.call('INCRBY', KEYS[5], n)
-    end
+  redis.call('HINCRBY', KEYS[2], ARGV[i], n)
+  counted = true
+  if post_views and ARGV[i] == 'imp' then
+    redis.call('INCRBY', post_views, n)
   end
-  reply[#reply + 1] = n
 end
 if counted then
   redis.call('PEXPIREAT', KEYS[2], ARGV[5])
@@ -78,4 +93,4 @@ end
 -- The step record last.
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[2] .. ':' .. ARGV[3])
 redis.call('PEXPIRE', KEYS[3], ARGV[6])
-return reply
+return 1

@@ -75,6 +75,12 @@ impl Keys {
         format!("{}uv:{}", self.prefix, Self::tag(ad_id, day))
     }
 
+    /// `<prefix>uv:{<ad_id>:<YYYY-MM-DD>}:<HH>`: the visitors of UTC hour
+    /// `hour` of that day, in the day's slot.
+    pub fn hour_visitors(&self, ad_id: &str, day: Day, hour: u8) -> String {
+        format!("{}uv:{}:{hour:02}", self.prefix, Self::tag(ad_id, day))
+    }
+
     /// `<prefix>n:{<ad_id>:<YYYY-MM-DD>}`
     pub fn counters(&self, ad_id: &str, day: Day) -> String {
         format!("{}n:{}", self.prefix, Self::tag(ad_id, day))
@@ -214,6 +220,14 @@ mod tests {
         assert_eq!(keys.counters("ad42", d), "glimpse:n:{ad42:2026-11-25}");
         assert_eq!(keys.ledger("ad42", d), "glimpse:x:{ad42:2026-11-25}");
         assert_eq!(keys.scratch("ad42", d), "glimpse:tmp:{ad42:2026-11-25}");
+        assert_eq!(
+            keys.hour_visitors("ad42", d, 7),
+            "glimpse:uv:{ad42:2026-11-25}:07"
+        );
+        assert_eq!(
+            slot(&keys.hour_visitors("ad42", d, 23)),
+            slot(&keys.visitors("ad42", d))
+        );
         assert_eq!(keys.ads_of_day(d), "glimpse:adz:{2026-11-25}");
         assert_eq!(keys.old_ads_of_day(d), "glimpse:ads:{2026-11-25}");
         assert_eq!(slot(&keys.ads_of_day(d)), slot(&keys.old_ads_of_day(d)));
@@ -227,6 +241,14 @@ mod tests {
         );
         assert_eq!(keys.ledger("post/p1", d), "glimpse:x:{post/p1}:2026-11-25");
         assert_eq!(keys.post_views("p1"), "glimpse:pv:{post/p1}");
+        assert_eq!(
+            keys.hour_visitors("post/p1", d, 0),
+            "glimpse:uv:{post/p1}:2026-11-25:00"
+        );
+        assert_eq!(
+            slot(&keys.hour_visitors("post/p1", d, 0)),
+            slot(&keys.post_views("p1"))
+        );
         let other = Keys::new("tenant-b:").unwrap();
         assert_eq!(other.visitors("ad42", d), "tenant-b:uv:{ad42:2026-11-25}");
     }

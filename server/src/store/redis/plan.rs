@@ -86,7 +86,7 @@ pub fn claims(delta: &Delta) -> Vec<&str> {
         .collect()
 }
 
-/// The script call of one (ad, day) or (post, day).
+/// The script call of one (ad, day) or (post, day), its hours included.
 #[derive(Clone, Debug, PartialEq)]
 pub struct KeyPlan<'a> {
     /// The counts key (`crate::counts::EventKeys`).
@@ -97,19 +97,30 @@ pub struct KeyPlan<'a> {
     pub visitors: Option<Cow<'a, Sketch>>,
     /// The counters of the batches this delta owns.
     pub counters: Counters,
+    /// The hours that gain anything, in hour order.
+    pub hours: Vec<HourPlan<'a>>,
+}
+
+/// What one step adds to one UTC hour of its (ad, day).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HourPlan<'a> {
+    pub hour: u8,
+    pub visitors: Option<Cow<'a, Sketch>>,
+    pub counters: Counters,
 }
 
 impl KeyPlan<'_> {
-    /// A step that would write nothing is not sent.
+    /// A step that would write nothing is not sent (every hour's counts are
+    /// a part of the day's).
     pub fn is_noop(&self) -> bool {
         self.visitors.is_none() && self.counters.is_zero()
     }
 }
 
-/// Turns a delta into one step per (ad, day), sorted: the sketch and the
-/// counters, less the shares of the batches for which `owned` says no
-/// ([`Delta::updates`]). Deterministic for a given delta and answer, so a
-/// retry of the delta sends exactly the same steps.
+/// Turns a delta into one step per (ad, day), sorted: the sketches and the
+/// counters of the day and its hours, less the shares of the batches for
+/// which `owned` says no ([`Delta::updates`]). Deterministic for a given
+/// delta and answer, so a retry of the delta sends exactly the same steps.
 pub fn plan<'a>(delta: &'a Delta, owned: impl Fn(&str) -> bool) -> Vec<KeyPlan<'a>> {
     let updates = delta.updates(|record| Ok::<_, Infallible>(owned(&record.batch_id)));
     let Ok(updates) = updates;
@@ -118,11 +129,22 @@ pub fn plan<'a>(delta: &'a Delta, owned: impl Fn(&str) -> bool) -> Vec<KeyPlan<'
 
 impl<'a> From<KeyUpdate<'a>> for KeyPlan<'a> {
     fn from(u: KeyUpdate<'a>) -> Self {
+        let hours = u
+            .hours
+            .into_iter()
+            .map(|h| HourPlan {
+                hour: h.hour,
+                visitors: (!h.visitors.is_empty()).then_some(h.visitors),
+                counters: h.counters,
+            })
+            .filter(|h| h.visitors.is_some() || !h.counters.is_zero())
+            .collect();
         KeyPlan {
             key: u.key,
             day: u.day,
             visitors: (!u.visitors.is_empty()).then_some(u.visitors),
             counters: u.counters,
+            hours,
         }
     }
 }
@@ -232,16 +254,6 @@ mod tests {
     use glimpse_wire::Subject;
 
     use super::*;
-    use crate::counts::is_hour_key;
-
-    /// The plans of the days' keys only: the rule is the same for every
-    /// key, and the hours' keys would double every figure here.
-    fn day_plans<'d>(delta: &'d Delta, owns: impl Fn(&str) -> bool) -> Vec<KeyPlan<'d>> {
-        plan(delta, owns)
-            .into_iter()
-            .filter(|p| !is_hour_key(p.key))
-            .collect()
-    }
     use crate::aggregate::Aggregator;
     use crate::traffic::Traffic;
 
@@ -344,7 +356,7 @@ mod tests {
         let delta = agg.begin_sync().unwrap();
         assert_eq!(claims(&delta), ["b0", "b1", "b2", "b3", "b4", "b9"]);
         let not_owned = ["b1", "b3", "b9"];
-        let plans = day_plans(&delta, |id| !not_owned.contains(&id));
+        let plans = plan(&delta, |id| !not_owned.contains(&id));
         assert_eq!(plans.len(), 2);
         let p = &plans[0];
         assert_eq!(p.key, "ad-1");
@@ -353,16 +365,21 @@ mod tests {
         let mut owned_visitors = Sketch::new();
         owned_visitors.insert(b"u");
         assert_eq!(p.visitors.as_deref(), Some(&owned_visitors));
+        // Its one hour (every event is at 00:00) by the same rule.
+        assert_eq!(p.hours.len(), 1);
+        assert_eq!((p.hours[0].hour, p.hours[0].counters), (0, p.counters));
+        assert_eq!(p.hours[0].visitors, p.visitors);
         // ad-2 has no visitors, and its only batch is not owned: nothing to send.
         let c = plans[1].counters;
         assert_eq!((c.impressions, c.measurable), (0, 0));
         assert!(plans[1].is_noop());
+        assert!(plans[1].hours.is_empty(), "an hour that gains nothing is not sent");
         assert_eq!(
-            day_plans(&delta, |id| !not_owned.contains(&id)),
+            plan(&delta, |id| !not_owned.contains(&id)),
             plans,
             "deterministic"
         );
-        let all = day_plans(&delta, |_| true);
+        let all = plan(&delta, |_| true);
         let (c0, c1) = (all[0].counters, all[1].counters);
         assert_eq!((c0.impressions, c0.measurable), (6, 1));
         assert_eq!((c1.impressions, c1.measurable), (0, 1));
@@ -378,14 +395,14 @@ mod tests {
         agg.record("bot-1", 0, Traffic::Invalid, &bot);
         agg.record("bot-2", 0, Traffic::Invalid, &bot);
         let delta = agg.begin_sync().unwrap();
-        let plans = day_plans(&delta, |id| id != "bot-2");
+        let plans = plan(&delta, |id| id != "bot-2");
         assert_eq!(plans.len(), 1);
         let p = &plans[0];
         let c = p.counters;
         assert_eq!((c.impressions, c.measurable, c.invalid), (0, 0, 2));
         assert!(p.visitors.is_none(), "bots add no visitors");
         assert!(!p.is_noop(), "invalid counts alone are worth a step");
-        let none = day_plans(&delta, |_| false);
+        let none = plan(&delta, |_| false);
         assert_eq!(none[0].counters.invalid, 0);
         assert!(none[0].is_noop());
     }
@@ -464,7 +481,7 @@ mod tests {
                 return;
             }
             let (now, lifetime) = (self.now, self.lifetime);
-            for p in day_plans(delta, |id| !needs_claim(id) || owned.contains(id)) {
+            for p in plan(delta, |id| !needs_claim(id) || owned.contains(id)) {
                 let key = self.keys.entry((p.key.to_owned(), p.day)).or_default();
                 let id = StepId { seq, chunk: 0 };
                 let last = key
