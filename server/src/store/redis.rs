@@ -576,7 +576,7 @@ impl RedisStore {
             .invoke_async(&mut conn)
             .await
             .map_err(|e| unavailable(&format!("reading {key} {day}"), e))?;
-        let (sketch, fields, step, (hash, sketches)) = reply;
+        let (sketch, fields, step, hash, sketches) = reply;
         let applied = match step {
             Some(step) => {
                 StepId::parse(&step)
@@ -639,7 +639,8 @@ type DayReply = (
     Option<Vec<u8>>,
     Vec<Option<u64>>,
     Option<String>,
-    (Vec<(String, u64)>, Vec<Option<Vec<u8>>>),
+    Vec<(String, u64)>,
+    Vec<Option<Vec<u8>>>,
 );
 
 impl RedisStore {

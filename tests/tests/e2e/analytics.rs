@@ -132,7 +132,7 @@ fn check(edge: &Edge, conn: &mut Conn, sent: &[Sent], on_redis: bool) {
             assert_eq!(stats.unique_visitors, Some(want), "{what}");
             if on_redis && !users.is_empty() {
                 // An operator can PFCOUNT the hour's key.
-                let key = format!("glimpse:uv:{{h{hour:02}/{AD_1}:{day}}}");
+                let key = format!("glimpse:uv:{{{AD_1}:{day}}}:{hour:02}");
                 assert_eq!(pfcount(conn, &[&key]), want, "PFCOUNT {key}");
             }
         }
