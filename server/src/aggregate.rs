@@ -843,10 +843,7 @@ mod tests {
         let mut batches = 0;
         for delta in &synced {
             // A delta holds whole batches: its counters equal its records.
-            let from_keys: u64 = delta
-                .keys()
-                .map(|(_, _, d)| d.counters.impressions)
-                .sum();
+            let from_keys: u64 = delta.keys().map(|(_, _, d)| d.counters.impressions).sum();
             let from_records: u64 = delta
                 .batches
                 .iter()

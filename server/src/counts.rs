@@ -561,8 +561,7 @@ impl Delta {
         if !left_out.rebuilt.is_empty() {
             for c in counting.iter().flat_map(|r| &r.counts) {
                 for (hour, _, visitors) in c.counts.parts() {
-                    if let Some(sketch) = left_out.rebuilt.get_mut(&(c.key.as_str(), c.day, hour))
-                    {
+                    if let Some(sketch) = left_out.rebuilt.get_mut(&(c.key.as_str(), c.day, hour)) {
                         sketch.merge(visitors);
                     }
                 }

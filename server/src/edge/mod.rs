@@ -27,8 +27,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::counted::BatchClaims;
 use crate::counts::{
-    campaign_ads_prefix, campaign_key, campaign_of_key, is_ad_key, post_key, AdDays,
-    Delta,
+    campaign_ads_prefix, campaign_key, campaign_of_key, is_ad_key, post_key, AdDays, Delta,
 };
 use crate::keys::Scope;
 use crate::metrics::{Gauges, Metrics};

@@ -351,11 +351,13 @@ where
     }
 }
 
-impl Rows<
-    redb::Table<'_, (&'static str, u32), StoredCounters>,
-    redb::Table<'_, (&'static str, u32), &'static [u8]>,
-    redb::Table<'_, (&'static str, u32), StoredVideo>,
-> {
+impl
+    Rows<
+        redb::Table<'_, (&'static str, u32), StoredCounters>,
+        redb::Table<'_, (&'static str, u32), &'static [u8]>,
+        redb::Table<'_, (&'static str, u32), StoredVideo>,
+    >
+{
     /// Adds `counters` and `visitors` to row `row` on `day`.
     fn add(
         &mut self,
@@ -372,7 +374,9 @@ impl Rows<
             .map(|v| decode(v.value()))
             .unwrap_or_default();
         stored += counters;
-        self.counts.insert(key, encode(stored)).map_err(unavailable)?;
+        self.counts
+            .insert(key, encode(stored))
+            .map_err(unavailable)?;
         if !visitors.is_empty() {
             let mut sketch = match self.visitors.get(key).map_err(unavailable)? {
                 Some(bytes) => Sketch::from_redis_bytes(bytes.value())
@@ -465,9 +469,8 @@ fn read_days(
             Grain::Days => Hours::default(),
             Grain::Hours => (0..24u8)
                 .filter_map(|hour| match rows.get(&hour_row(key, hour), day) {
-                    Ok(row) => row.map(|(counters, visitors)| {
-                        Ok((hour, HourCounts { counters, visitors }))
-                    }),
+                    Ok(row) => row
+                        .map(|(counters, visitors)| Ok((hour, HourCounts { counters, visitors }))),
                     Err(e) => Some(Err(e)),
                 })
                 .collect::<Result<Vec<_>, StoreError>>()?
@@ -682,7 +685,13 @@ mod tests {
         assert!(views[0].applied.holds(day_of(NOW), 2));
         // The post's days are its own; the ad of the same id is apart, and
         // only the ad is listed.
-        let post_days = values(store.read_days("post/p1", today(), Grain::Days).await.unwrap().days);
+        let post_days = values(
+            store
+                .read_days("post/p1", today(), Grain::Days)
+                .await
+                .unwrap()
+                .days,
+        );
         assert_eq!(
             (
                 post_days[0].counters.impressions,
@@ -690,14 +699,26 @@ mod tests {
             ),
             (3, 1)
         );
-        let ad_days = values(store.read_days("p1", today(), Grain::Days).await.unwrap().days);
+        let ad_days = values(
+            store
+                .read_days("p1", today(), Grain::Days)
+                .await
+                .unwrap()
+                .days,
+        );
         assert_eq!(ad_days[0].counters.impressions, 1);
         let ads = store
             .listed_in_range(today(), Scope::All.prefixes())
             .await
             .unwrap();
         assert_eq!(ads, ["p1", "vid"]);
-        let vid = values(store.read_days("vid", today(), Grain::Days).await.unwrap().days);
+        let vid = values(
+            store
+                .read_days("vid", today(), Grain::Days)
+                .await
+                .unwrap()
+                .days,
+        );
         assert_eq!(
             vid[0].counters.video,
             VideoCounters::from_array([1, 0, 0, 0, 0, 1])
@@ -726,7 +747,13 @@ mod tests {
             assert!(store.batch_seen("b1").await.unwrap());
         }
         let store = EmbeddedStore::open(dir.path()).unwrap();
-        let days = values(store.read_days("ad-1", today(), Grain::Days).await.unwrap().days);
+        let days = values(
+            store
+                .read_days("ad-1", today(), Grain::Days)
+                .await
+                .unwrap()
+                .days,
+        );
         assert_eq!(days.len(), 1);
         assert_eq!(
             (days[0].counters.impressions, days[0].counters.measurable),
@@ -820,7 +847,13 @@ mod tests {
         // The bot's batch again, in a later delta: already counted.
         agg.record("bot", NOW, Traffic::Invalid, &bot_batch);
         store.apply(&agg.begin_sync().unwrap(), NOW).await.unwrap();
-        let days = values(store.read_days("ad-1", today(), Grain::Days).await.unwrap().days);
+        let days = values(
+            store
+                .read_days("ad-1", today(), Grain::Days)
+                .await
+                .unwrap()
+                .days,
+        );
         assert_eq!(
             (
                 days[0].counters.impressions,
@@ -853,7 +886,13 @@ mod tests {
         }
         for _ in 0..2 {
             let store = EmbeddedStore::open(dir.path()).unwrap();
-            let days = values(store.read_days("ad-1", today(), Grain::Days).await.unwrap().days);
+            let days = values(
+                store
+                    .read_days("ad-1", today(), Grain::Days)
+                    .await
+                    .unwrap()
+                    .days,
+            );
             assert_eq!(
                 (
                     days[0].counters.impressions,
@@ -892,7 +931,13 @@ mod tests {
             &[event("1", "ad-1", "u1", Kind::Viewable)],
         );
         store.apply(&agg.begin_sync().unwrap(), NOW).await.unwrap();
-        let days = values(store.read_days("ad-1", today(), Grain::Days).await.unwrap().days);
+        let days = values(
+            store
+                .read_days("ad-1", today(), Grain::Days)
+                .await
+                .unwrap()
+                .days,
+        );
         assert_eq!(
             (
                 days[0].counters.impressions,
@@ -926,7 +971,11 @@ mod tests {
         assert!(store.batch_seen("new").await.unwrap());
         // Counts stay; only the de-duplication memory is bounded.
         assert_eq!(
-            store.read_days("ad-1", today(), Grain::Days).await.unwrap().days[&day_of(NOW)]
+            store
+                .read_days("ad-1", today(), Grain::Days)
+                .await
+                .unwrap()
+                .days[&day_of(NOW)]
                 .counters
                 .impressions,
             1
@@ -955,7 +1004,11 @@ mod tests {
             verified: 0,
             video: VideoCounters::default(),
         };
-        let days = store.read_days("ad-1", today(), Grain::Days).await.unwrap().days;
+        let days = store
+            .read_days("ad-1", today(), Grain::Days)
+            .await
+            .unwrap()
+            .days;
         assert_eq!(days[&day_of(NOW)].counters, want);
         assert!(
             !store
@@ -969,7 +1022,11 @@ mod tests {
         );
         drop(store);
         let store = EmbeddedStore::open(dir.path()).unwrap();
-        let days = store.read_days("ad-1", today(), Grain::Days).await.unwrap().days;
+        let days = store
+            .read_days("ad-1", today(), Grain::Days)
+            .await
+            .unwrap()
+            .days;
         assert_eq!(days[&day_of(NOW)].counters, want, "migrated once");
     }
 
@@ -1006,7 +1063,12 @@ mod tests {
         drop(store);
         let store = EmbeddedStore::open(dir.path()).unwrap();
         store.apply(&first, NOW).await.unwrap();
-        let c = store.read_days("ad-1", today(), Grain::Days).await.unwrap().days[&day_of(NOW)].counters;
+        let c = store
+            .read_days("ad-1", today(), Grain::Days)
+            .await
+            .unwrap()
+            .days[&day_of(NOW)]
+            .counters;
         assert_eq!(c.impressions, 51);
         agg.finish_sync();
         agg.record(
@@ -1016,7 +1078,12 @@ mod tests {
             &[event("1", "ad-1", "v", Kind::Viewable)],
         );
         store.apply(&agg.begin_sync().unwrap(), NOW).await.unwrap();
-        let c = store.read_days("ad-1", today(), Grain::Days).await.unwrap().days[&day_of(NOW)].counters;
+        let c = store
+            .read_days("ad-1", today(), Grain::Days)
+            .await
+            .unwrap()
+            .days[&day_of(NOW)]
+            .counters;
         assert_eq!((c.impressions, indexed_ids(&store)), (52, 1));
     }
 
@@ -1038,7 +1105,12 @@ mod tests {
         agg.finish_sync();
         agg.record("b1", NOW, Traffic::Valid, &batch);
         store.apply(&agg.begin_sync().unwrap(), NOW).await.unwrap();
-        let c = store.read_days("ad-1", today(), Grain::Days).await.unwrap().days[&day_of(NOW)].counters;
+        let c = store
+            .read_days("ad-1", today(), Grain::Days)
+            .await
+            .unwrap()
+            .days[&day_of(NOW)]
+            .counters;
         assert_eq!((c.impressions, c.verified), (2, 1));
     }
 }

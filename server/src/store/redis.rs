@@ -71,8 +71,7 @@ use super::identity::MAX_SEQUENCE;
 use super::seen::SeenIndex;
 use super::{Grain, Store, StoreError, StoredDays, StoredViews};
 use crate::counts::{
-    is_listed, post_key, post_of_key, Counters, DayCounts, Delta, HourCounts, Hours,
-    VideoCounters,
+    is_listed, post_key, post_of_key, Counters, DayCounts, Delta, HourCounts, Hours, VideoCounters,
 };
 
 /// Time allowed for one reply. A timeout leaves the outcome unknown, which
@@ -564,7 +563,9 @@ impl RedisStore {
     ) -> Result<(Option<DayCounts>, u64), StoreError> {
         let keys = self.keys.day_keys(key, day);
         let mut call = self.read_script.prepare_invoke();
-        call.key(&keys.visitors).key(&keys.counters).key(&keys.ledger);
+        call.key(&keys.visitors)
+            .key(&keys.counters)
+            .key(&keys.ledger);
         if grain == Grain::Hours {
             for hour in 0..24 {
                 call.key(self.keys.hour_visitors(key, day, hour));
@@ -597,7 +598,8 @@ impl RedisStore {
             return Ok((None, applied));
         }
         let decode = |bytes: &[u8], name: &dyn Fn() -> String| {
-            Sketch::from_redis_bytes(bytes).map_err(|e| StoreError::Corrupt(format!("{}: {e}", name())))
+            Sketch::from_redis_bytes(bytes)
+                .map_err(|e| StoreError::Corrupt(format!("{}: {e}", name())))
         };
         let visitors = match sketch {
             Some(bytes) => decode(&bytes, &|| keys.visitors.clone())?,
@@ -612,9 +614,7 @@ impl RedisStore {
                 for (hour, sketch) in (0..24u8).zip(sketches) {
                     let counters = counters.remove(&hour).unwrap_or_default();
                     let visitors = match sketch {
-                        Some(bytes) => {
-                            decode(&bytes, &|| self.keys.hour_visitors(key, day, hour))?
-                        }
+                        Some(bytes) => decode(&bytes, &|| self.keys.hour_visitors(key, day, hour))?,
                         None if counters.is_zero() => continue,
                         None => Sketch::new(),
                     };

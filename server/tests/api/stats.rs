@@ -176,7 +176,13 @@ async fn the_sync_task_folds_pending_counts_into_the_store() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
-    let stored = t.edge.store().read_days("ad-1", range, glimpse_server::store::Grain::Days).await.unwrap().days;
+    let stored = t
+        .edge
+        .store()
+        .read_days("ad-1", range, glimpse_server::store::Grain::Days)
+        .await
+        .unwrap()
+        .days;
     assert_eq!(stored[&today].counters.impressions, 1);
     assert!(t.edge.store().batch_seen("b1").await.unwrap());
     stop.send(true).unwrap();

@@ -373,7 +373,10 @@ mod tests {
         let c = plans[1].counters;
         assert_eq!((c.impressions, c.measurable), (0, 0));
         assert!(plans[1].is_noop());
-        assert!(plans[1].hours.is_empty(), "an hour that gains nothing is not sent");
+        assert!(
+            plans[1].hours.is_empty(),
+            "an hour that gains nothing is not sent"
+        );
         assert_eq!(
             plan(&delta, |id| !not_owned.contains(&id)),
             plans,
