@@ -34,6 +34,15 @@ struct Seen {
     under: Vec<(u64, u64)>,
 }
 
+/// Sets its flag when dropped, also while a panic unwinds.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
 /// What the writers count and the readers read.
 #[derive(Clone, Copy)]
 enum Counted<'a> {
@@ -114,6 +123,10 @@ fn every_answer_is_between_acknowledged_and_sent(flags: &[String], counted: Coun
         }
         for _ in 0..READERS {
             s.spawn(|| {
+                // The writers stop when a reader ends, by its deadline or by
+                // a failed read's panic (which then fails the test instead
+                // of leaving the writers running).
+                let _stop_writers = StopOnDrop(&stop);
                 let started = Instant::now();
                 while started.elapsed() < LOAD {
                     let low = acked.load(Ordering::SeqCst);
@@ -128,7 +141,6 @@ fn every_answer_is_between_acknowledged_and_sent(flags: &[String], counted: Coun
                         seen.under.push((shown, low));
                     }
                 }
-                stop.store(true, Ordering::SeqCst);
             });
         }
     });
