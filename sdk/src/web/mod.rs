@@ -26,7 +26,7 @@ use core::cell::RefCell;
 use js_sys::{Function, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use web_sys::{Document, Element, Event, EventTarget, VisibilityState, Window};
+use web_sys::{Document, Element, Event, EventTarget, Window};
 
 use crate::options::{says_off, Options};
 
@@ -63,16 +63,45 @@ fn get(obj: &JsValue, key: &str) -> JsValue {
     Reflect::get(obj, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
 }
 
+/// The one closure type of the SDK: every listener, observer, timer and
+/// promise callback takes a value and returns one, since each closure type
+/// costs its own glue in the wasm and the JavaScript.
+type Callback = Closure<dyn FnMut(JsValue) -> JsValue>;
+
+/// A [`Callback`] running `f` at each call.
+fn callback(mut f: impl FnMut(JsValue) + 'static) -> Callback {
+    Closure::new(move |v: JsValue| {
+        f(v);
+        JsValue::UNDEFINED
+    })
+}
+
+/// A JavaScript function running `f` at its first call (later calls do
+/// nothing); its memory goes with the function, when the JavaScript
+/// garbage collector takes it.
+fn once(f: impl FnOnce(JsValue) -> JsValue + 'static) -> JsValue {
+    let mut f = Some(f);
+    let cb: Callback = Closure::new(move |v: JsValue| match f.take() {
+        Some(f) => f(v),
+        None => JsValue::UNDEFINED,
+    });
+    cb.into_js_value()
+}
+
 /// An event listener, removed on drop.
 struct Listener {
     target: EventTarget,
     name: &'static str,
-    cb: Closure<dyn FnMut(Event)>,
+    cb: Callback,
 }
 
 impl Listener {
-    fn new(target: &EventTarget, name: &'static str, f: impl FnMut(Event) + 'static) -> Listener {
-        let cb = Closure::<dyn FnMut(Event)>::new(f);
+    fn new(
+        target: &EventTarget,
+        name: &'static str,
+        mut f: impl FnMut(Event) + 'static,
+    ) -> Listener {
+        let cb = callback(move |e: JsValue| f(e.unchecked_into()));
         let _ = target.add_event_listener_with_callback(name, cb.as_ref().unchecked_ref());
         Listener {
             target: target.clone(),
@@ -229,7 +258,7 @@ pub fn start(options: JsValue) -> Result<Tracker, JsError> {
     // A page without consent keeps nothing and sends nothing.
     let store = Store::open(&win, opts.consent && !prerendering);
     let user_id = store.user_id(opts.user_id.as_deref());
-    let visible = doc.visibility_state() == VisibilityState::Visible;
+    let visible = visible(&doc);
     let focused = slots::page_focused(&win, &doc);
     // Read once: a page does not stop being driven by a program.
     let webdriver = get(&win.navigator(), "webdriver").as_bool() == Some(true);
@@ -459,7 +488,7 @@ impl Inner {
     fn activate(&mut self, win: &Window) {
         self.store = Store::open(win, self.opts.consent);
         self.user_id = self.store.user_id(self.opts.user_id.as_deref());
-        let visible = self.doc.visibility_state() == VisibilityState::Visible;
+        let visible = visible(&self.doc);
         let focused = slots::page_focused(win, &self.doc);
         let s = &mut self.slots;
         s.engine.activate(visible, focused, now(), &mut s.out);
@@ -504,7 +533,7 @@ impl Inner {
             }
             return;
         }
-        let visible = !pagehide && self.doc.visibility_state() == VisibilityState::Visible;
+        let visible = !pagehide && visible(&self.doc);
         let focused = slots::page_focused(&win, &self.doc);
         let s = &mut self.slots;
         s.engine.set_page(visible, focused, now(), &mut s.out);
@@ -547,6 +576,12 @@ impl Inner {
     }
 }
 
+/// Whether the document is visible (`visibilityState`, read as a property:
+/// web-sys's enum conversion costs a binding and a panic site).
+fn visible(doc: &Document) -> bool {
+    get(doc, "visibilityState") == "visible"
+}
+
 /// Whether the document is being prerendered, not yet shown to anyone.
 fn prerendering(doc: &Document) -> bool {
     get(doc, "prerendering").as_bool() == Some(true)
@@ -570,7 +605,7 @@ fn then_either(promise: &Promise, f: &JsValue) -> JsValue {
 /// JavaScript call), without waiting for it.
 fn ignore_outcome(promise: JsValue) {
     if let Ok(p) = promise.dyn_into::<Promise>() {
-        then_either(&p, &Closure::once_into_js(|_: JsValue| {}));
+        then_either(&p, &once(|v| v));
     }
 }
 

@@ -32,7 +32,7 @@ use web_sys::{
 };
 
 use super::timer::Timer;
-use super::{get, now, page_listener, warn, window, with, Inner, Listener};
+use super::{callback, get, now, page_listener, warn, window, with, Callback, Inner, Listener};
 use crate::engine::{
     window_focused, Engine, Format, Impression, Playback, Rule, SlotId, OCCLUSION_DELAY_MS,
 };
@@ -97,7 +97,7 @@ fn video_of(el: &Element) -> Option<Element> {
 }
 
 /// Adds (or removes) the media listener on `video`, for every media event.
-fn listen_media(video: &EventTarget, cb: &Closure<dyn FnMut(Event)>, add: bool) {
+fn listen_media(video: &EventTarget, cb: &Callback, add: bool) {
     let f = cb.as_ref().unchecked_ref();
     for name in MEDIA_EVENTS {
         let _ = if add {
@@ -119,9 +119,10 @@ enum Report {
 
 /// The callback of every observer: one closure type, since each closure
 /// type costs its own glue in the wasm.
-fn observer_callback(me: &Weak<RefCell<Inner>>, report: Report) -> Closure<dyn FnMut(Array)> {
+fn observer_callback(me: &Weak<RefCell<Inner>>, report: Report) -> Callback {
     let m = me.clone();
-    Closure::new(move |entries: Array| {
+    callback(move |entries: JsValue| {
+        let entries: Array = entries.unchecked_into();
         with(&m, |i| {
             if i.stopped {
                 return;
@@ -140,7 +141,7 @@ fn observer_callback(me: &Weak<RefCell<Inner>>, report: Report) -> Closure<dyn F
 /// An IntersectionObserver, disconnected on drop.
 struct Io {
     io: IntersectionObserver,
-    _cb: Closure<dyn FnMut(Array)>,
+    _cb: Callback,
 }
 
 impl Drop for Io {
@@ -152,7 +153,7 @@ impl Drop for Io {
 /// The ResizeObserver, disconnected on drop.
 struct Ro {
     ro: ResizeObserver,
-    _cb: Closure<dyn FnMut(Array)>,
+    _cb: Callback,
 }
 
 impl Drop for Ro {
@@ -164,7 +165,7 @@ impl Drop for Ro {
 /// The MutationObserver, disconnected on drop.
 struct Mo {
     mo: MutationObserver,
-    _cb: Closure<dyn FnMut(Array)>,
+    _cb: Callback,
 }
 
 impl Drop for Mo {
@@ -317,7 +318,7 @@ pub(super) struct Slots {
     /// When `timer` fires.
     timer_at: f64,
     /// The one media listener of every video followed.
-    media: Option<Closure<dyn FnMut(Event)>>,
+    media: Option<Callback>,
 }
 
 impl Slots {
@@ -379,7 +380,7 @@ impl Slots {
         self.mo = None;
         self.listeners.clear();
         self.timer = None;
-        for slot in self.list.drain(..) {
+        for slot in core::mem::take(&mut self.list) {
             if let (Some(v), Some(cb)) = (&slot.video, &self.media) {
                 listen_media(v, cb, false);
             }
@@ -448,8 +449,8 @@ impl Inner {
         }
 
         let m = me.clone();
-        self.slots.media = Some(Closure::new(move |e: Event| {
-            with(&m, |i| i.on_media(&e));
+        self.slots.media = Some(callback(move |e: JsValue| {
+            with(&m, |i| i.on_media(e.unchecked_ref()));
         }));
 
         if let Some(root) = self.doc.document_element() {
