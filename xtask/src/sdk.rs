@@ -7,7 +7,7 @@
 //! 4. the imports and exports renamed to one or two letters in the wasm and
 //!    the glue, and the exports the glue does not read dropped
 //!    ([`crate::minify`]);
-//! 5. `wasm-opt -Oz --converge` from the npm package `binaryen@132`,
+//! 5. `wasm-opt --flatten --rereloop -Oz --converge` from the npm package `binaryen@132`,
 //!    installed under `target/tools` (Debian's binaryen breaks current
 //!    wasm-bindgen output, so it is never used); the build fails without it;
 //! 6. `esbuild` from npm (under `target/tools` too; required): the wrapper
@@ -101,7 +101,10 @@ pub fn run() -> Result<()> {
     status(
         Command::new(&opt)
             .arg(work.join(WASM))
-            .args(["-Oz", "--converge", "--low-memory-unused"])
+            // Flattened and re-relooped first: about 200 bytes less gzip
+            // than -Oz alone.
+            .args(["--flatten", "--rereloop", "-Oz", "--converge"])
+            .arg("--low-memory-unused")
             .args(["--strip-producers", "--strip-target-features"])
             .arg("-o")
             .arg(pkg.join(WASM)),
