@@ -27,12 +27,14 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{
     Document, Element, Event, EventTarget, IntersectionObserver, IntersectionObserverEntry,
-    IntersectionObserverInit, MutationObserver, MutationObserverInit, MutationRecord, Node,
-    ResizeObserver, ResizeObserverEntry, Window,
+    IntersectionObserverInit, MutationObserver, MutationRecord, Node, ResizeObserver,
+    ResizeObserverEntry, Window,
 };
 
 use super::timer::Timer;
-use super::{callback, get, now, page_listener, warn, window, with, Callback, Inner, Listener};
+use super::{
+    callback, get, now, page_listener, set, warn, window, with, Callback, Inner, Listener,
+};
 use crate::engine::{
     window_focused, Engine, Format, Impression, Playback, Rule, SlotId, OCCLUSION_DELAY_MS,
 };
@@ -325,7 +327,7 @@ impl Slots {
     pub(super) fn new(rule: Rule, visible: bool, focused: bool, prerendered: bool) -> Slots {
         let check_options = Object::new();
         for name in ["opacityProperty", "visibilityProperty"] {
-            let _ = Reflect::set(&check_options, &JsValue::from_str(name), &JsValue::TRUE);
+            set(&check_options, name, &JsValue::TRUE);
         }
         let engine = Engine::new(rule, visible, focused);
         Slots {
@@ -420,12 +422,8 @@ impl Inner {
 
         let cb = observer_callback(&me, Report::Occlusion);
         let init = IntersectionObserverInit::new();
-        let _ = Reflect::set(&init, &JsValue::from_str("trackVisibility"), &JsValue::TRUE);
-        let _ = Reflect::set(
-            &init,
-            &JsValue::from_str("delay"),
-            &JsValue::from_f64(OCCLUSION_DELAY_MS),
-        );
+        set(&init, "trackVisibility", &JsValue::TRUE);
+        set(&init, "delay", &JsValue::from_f64(OCCLUSION_DELAY_MS));
         if let Ok(io) = IntersectionObserver::new_with_options(cb.as_ref().unchecked_ref(), &init) {
             // A browser without v2 ignores the option.
             if get(&io, "trackVisibility").as_bool() == Some(true) {
@@ -458,18 +456,18 @@ impl Inner {
         }
         let cb = observer_callback(&me, Report::Mutations);
         if let Ok(mo) = MutationObserver::new(cb.as_ref().unchecked_ref()) {
-            let init = MutationObserverInit::new();
-            init.set_child_list(true);
-            init.set_subtree(true);
-            init.set_attributes(true);
+            let init = Object::new();
+            for name in ["childList", "subtree", "attributes"] {
+                set(&init, name, &JsValue::TRUE);
+            }
             let filter: Array = ["data-ad-id", "data-post-id"]
                 .into_iter()
                 .map(JsValue::from_str)
                 .collect();
-            init.set_attribute_filter(&filter);
+            set(&init, "attributeFilter", &filter);
             let root = self.doc.document_element();
             if let Some(root) = root {
-                let _ = mo.observe_with_options(&root, &init);
+                let _ = mo.observe_with_options(&root, init.unchecked_ref());
             }
             self.slots.mo = Some(Mo { mo, _cb: cb });
         }

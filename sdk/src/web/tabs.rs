@@ -92,7 +92,7 @@ impl Inner {
         let m = self.me.clone();
         let l = locks.clone();
         let adopt = once(move |_lock: JsValue| -> JsValue {
-            let Ok(p) = query.call0(&l).map(Promise::from) else {
+            let Ok(p) = query.call0(&l) else {
                 return JsValue::UNDEFINED;
             };
             let take = once(move |snapshot: JsValue| {
