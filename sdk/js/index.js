@@ -5,6 +5,7 @@ import init, { start as startWasm } from "./glimpse_sdk.js";
 // One tracker per page, whichever embedding (tag or import) starts first:
 // a second start (re-render, StrictMode, both embeddings) gets the first one.
 const KEY = Symbol.for("glimpse.tracker");
+// In the order of the wasm's `Tracker.call` (sdk/src/web/mod.rs).
 const METHODS = ["observe", "observePost", "unobserve", "pageview", "refresh", "flush", "stop", "optOut", "setConsent"];
 
 // The page's tracker: plain functions (they work unbound, as
@@ -12,11 +13,11 @@ const METHODS = ["observe", "observePost", "unobserve", "pageview", "refresh", "
 // resolves. Without the wasm (`wasm` null) each does nothing.
 function tracker(wasm, running) {
   const t = {};
-  for (const name of METHODS) {
+  METHODS.forEach((name, i) => {
     t[name] = (...args) => {
       let result;
       try {
-        result = wasm && wasm[name](...args);
+        result = wasm && wasm.call(i, ...args);
       } catch (e) {
         console.warn("glimpse:", e);
       }
@@ -25,7 +26,7 @@ function tracker(wasm, running) {
       }
       if (name == "flush") return Promise.resolve(result).catch(() => {});
     };
-  }
+  });
   return Object.freeze(t);
 }
 

@@ -119,6 +119,12 @@ pub struct Batch {
     pub newest_ts: u64,
 }
 
+/// A pattern matching the character `c`, as a closure: a `char` pattern
+/// brings a searcher of its own (and `memchr`) into the wasm.
+fn is(c: char) -> impl Fn(char) -> bool {
+    move |x| x == c
+}
+
 /// The newest `ts` of the events in `body`, as [`event_json`] writes them
 /// (ids never hold `"` or `:`, so a piece between colons ending in `"ts"`
 /// is that key, and the next one starts with its value). Written so that
@@ -127,7 +133,7 @@ pub struct Batch {
 fn newest_ts(body: &str) -> u64 {
     let mut newest = 0;
     let mut after_ts_key = false;
-    for piece in body.split(':') {
+    for piece in body.split(is(':')) {
         if after_ts_key {
             let ts = piece
                 .bytes()
@@ -160,12 +166,12 @@ impl Batch {
         let rest = body
             .strip_prefix(BODY_HEAD)
             .or_else(|| body.strip_prefix(WEBDRIVER_BODY_HEAD))?;
-        let (id, tail) = rest.split_once('"')?;
+        let (id, tail) = rest.split_once(is('"'))?;
         let ok = valid_id(id, MAX_BATCH_OR_EVENT_ID_BYTES)
             && tail.starts_with(&BODY_MID[1..])
             && body.ends_with(BODY_TAIL)
             && body.len() <= MAX_BODY_BYTES
-            && !body.contains('\n');
+            && !body.contains(is('\n'));
         ok.then(|| Batch::new(id.into(), body.into(), now))
     }
 
@@ -485,7 +491,7 @@ impl Queue {
 /// Reads the stored form back; lines that are not batch bodies are skipped.
 pub fn decode(stored: &str, now: f64) -> Vec<Batch> {
     stored
-        .split('\n')
+        .split(is('\n'))
         .filter_map(|line| Batch::from_body(line, now))
         .collect()
 }

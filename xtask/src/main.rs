@@ -8,6 +8,7 @@
 //!
 //! Tools this needs from outside the workspace are installed by [`tools`].
 
+mod minify;
 mod sdk;
 mod test;
 mod tools;

@@ -26,7 +26,7 @@ use core::cell::RefCell;
 use js_sys::{Function, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use web_sys::{Document, Element, Event, EventTarget, VisibilityState, Window};
+use web_sys::{Document, Element, Event, EventTarget, Window};
 
 use crate::options::{says_off, Options};
 
@@ -39,15 +39,23 @@ fn random() -> f64 {
     js_sys::Math::random()
 }
 
+#[wasm_bindgen]
+extern "C" {
+    /// The page's `window`: one binding, where `web_sys::window()` looks
+    /// through four globals (`self`, `window`, `globalThis`, `global`).
+    #[wasm_bindgen(thread_local_v2, js_name = window)]
+    static WINDOW: Option<Window>;
+    /// `performance.now()`, which every browser with WebAssembly has.
+    #[wasm_bindgen(js_namespace = performance, js_name = now)]
+    fn performance_now() -> f64;
+}
+
 fn window() -> Option<Window> {
-    web_sys::window()
+    WINDOW.with(Option::clone)
 }
 
 fn now() -> f64 {
-    window()
-        .and_then(|w| w.performance())
-        .map(|p| p.now())
-        .unwrap_or_else(js_sys::Date::now)
+    performance_now()
 }
 
 /// The client's clock, epoch ms (`Date.now()`).
@@ -63,16 +71,51 @@ fn get(obj: &JsValue, key: &str) -> JsValue {
     Reflect::get(obj, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
 }
 
+/// `obj[key] = value`: one binding for every option object's fields, where
+/// web-sys has one setter each.
+fn set(obj: &JsValue, key: &str, value: &JsValue) {
+    let _ = Reflect::set(obj, &JsValue::from_str(key), value);
+}
+
+/// The one closure type of the SDK: every listener, observer, timer and
+/// promise callback takes a value and returns one, since each closure type
+/// costs its own glue in the wasm and the JavaScript.
+type Callback = Closure<dyn FnMut(JsValue) -> JsValue>;
+
+/// A [`Callback`] running `f` at each call.
+fn callback(mut f: impl FnMut(JsValue) + 'static) -> Callback {
+    Closure::new(move |v: JsValue| {
+        f(v);
+        JsValue::UNDEFINED
+    })
+}
+
+/// A JavaScript function running `f` at its first call (later calls do
+/// nothing); its memory goes with the function, when the JavaScript
+/// garbage collector takes it.
+fn once(f: impl FnOnce(JsValue) -> JsValue + 'static) -> JsValue {
+    let mut f = Some(f);
+    let cb: Callback = Closure::new(move |v: JsValue| match f.take() {
+        Some(f) => f(v),
+        None => JsValue::UNDEFINED,
+    });
+    cb.into_js_value()
+}
+
 /// An event listener, removed on drop.
 struct Listener {
     target: EventTarget,
     name: &'static str,
-    cb: Closure<dyn FnMut(Event)>,
+    cb: Callback,
 }
 
 impl Listener {
-    fn new(target: &EventTarget, name: &'static str, f: impl FnMut(Event) + 'static) -> Listener {
-        let cb = Closure::<dyn FnMut(Event)>::new(f);
+    fn new(
+        target: &EventTarget,
+        name: &'static str,
+        mut f: impl FnMut(Event) + 'static,
+    ) -> Listener {
+        let cb = callback(move |e: JsValue| f(e.unchecked_into()));
         let _ = target.add_event_listener_with_callback(name, cb.as_ref().unchecked_ref());
         Listener {
             target: target.clone(),
@@ -229,7 +272,7 @@ pub fn start(options: JsValue) -> Result<Tracker, JsError> {
     // A page without consent keeps nothing and sends nothing.
     let store = Store::open(&win, opts.consent && !prerendering);
     let user_id = store.user_id(opts.user_id.as_deref());
-    let visible = doc.visibility_state() == VisibilityState::Visible;
+    let visible = visible(&doc);
     let focused = slots::page_focused(&win, &doc);
     // Read once: a page does not stop being driven by a program.
     let webdriver = get(&win.navigator(), "webdriver").as_bool() == Some(true);
@@ -259,28 +302,51 @@ pub fn start(options: JsValue) -> Result<Tracker, JsError> {
     Ok(Tracker { inner })
 }
 
+/// The tracker's methods, by their index in the wrapper's `METHODS`
+/// (`sdk/js/index.js`): one export for all of them, since each export costs
+/// its own shim in the wasm and its own method in the glue.
+#[wasm_bindgen]
+impl Tracker {
+    /// Runs method number `method` with the page's arguments `a`, `b`, `c`
+    /// (undefined where the page gave fewer); returns `flush`'s promise,
+    /// else undefined.
+    pub fn call(&self, method: u32, a: JsValue, b: JsValue, c: JsValue) -> JsValue {
+        match method {
+            0 => self.observe(a, b, c),
+            1 => self.observe_post(a, b),
+            2 => self.unobserve(a),
+            3 => self.pageview(),
+            4 => self.refresh(a),
+            5 => return self.flush().into(),
+            6 => self.stop(),
+            7 => self.opt_out(),
+            8 => self.set_consent(a),
+            _ => {}
+        }
+        JsValue::UNDEFINED
+    }
+}
+
 // Every argument arrives as a `JsValue` and is checked here: a type that
 // wasm-bindgen would take on trust (`Option<String>` given a number) reads
 // the wrong memory.
-#[wasm_bindgen]
 impl Tracker {
     /// Follows `element` as an ad slot; `adId` (a string, or a number taken
     /// as its string) overrides its `data-ad-id`, and `options.campaignId`
     /// (the same) its `data-campaign-id`.
-    pub fn observe(&self, element: JsValue, ad_id: JsValue, options: JsValue) {
+    fn observe(&self, element: JsValue, ad_id: JsValue, options: JsValue) {
         self.follow(element, ad_id, get(&options, "campaignId"), false);
     }
 
     /// Follows `element` as a post (content, not an ad), counted by the
     /// display rule; `postId` (as `adId` of `observe`) overrides its
     /// `data-post-id`.
-    #[wasm_bindgen(js_name = observePost)]
-    pub fn observe_post(&self, element: JsValue, post_id: JsValue) {
+    fn observe_post(&self, element: JsValue, post_id: JsValue) {
         self.follow(element, post_id, JsValue::UNDEFINED, true);
     }
 
     /// Stops following `element`.
-    pub fn unobserve(&self, element: JsValue) {
+    fn unobserve(&self, element: JsValue) {
         let Ok(mut i) = self.inner.try_borrow_mut() else {
             return;
         };
@@ -292,7 +358,7 @@ impl Tracker {
 
     /// Starts a new page view (single-page apps): each slot present in it
     /// counts once more; one the route change removes does not.
-    pub fn pageview(&self) {
+    fn pageview(&self) {
         if let Ok(mut i) = self.inner.try_borrow_mut() {
             if !i.stopped {
                 i.new_page_view();
@@ -302,7 +368,7 @@ impl Tracker {
 
     /// The ad of `element` was refreshed in place under the same ad id: a
     /// new opportunity.
-    pub fn refresh(&self, element: JsValue) {
+    fn refresh(&self, element: JsValue) {
         let Ok(mut i) = self.inner.try_borrow_mut() else {
             return;
         };
@@ -314,7 +380,7 @@ impl Tracker {
     }
 
     /// Sends every queued event now; resolves once each batch got an answer.
-    pub fn flush(&self) -> Promise {
+    fn flush(&self) -> Promise {
         let mut resolve = None;
         let promise = Promise::new(&mut |res, _| resolve = Some(res));
         if let (Ok(mut i), Some(res)) = (self.inner.try_borrow_mut(), resolve.clone()) {
@@ -331,7 +397,7 @@ impl Tracker {
     }
 
     /// Stops observing and sending; unsent batches stay stored for the next start.
-    pub fn stop(&self) {
+    fn stop(&self) {
         if let Ok(mut i) = self.inner.try_borrow_mut() {
             i.shutdown();
         }
@@ -339,8 +405,7 @@ impl Tracker {
 
     /// Stops, and forgets every event, batch and id the SDK stored, with or
     /// without consent.
-    #[wasm_bindgen(js_name = optOut)]
-    pub fn opt_out(&self) {
+    fn opt_out(&self) {
         if let Ok(mut i) = self.inner.try_borrow_mut() {
             i.sending.queue.clear();
             i.store.forget_all();
@@ -350,8 +415,7 @@ impl Tracker {
 
     /// Consent given (`true`: starts as `start` with consent would) or
     /// withdrawn (`false`: stops sending and deletes what is stored).
-    #[wasm_bindgen(js_name = setConsent)]
-    pub fn set_consent(&self, consent: JsValue) {
+    fn set_consent(&self, consent: JsValue) {
         let Ok(mut i) = self.inner.try_borrow_mut() else {
             return;
         };
@@ -459,7 +523,7 @@ impl Inner {
     fn activate(&mut self, win: &Window) {
         self.store = Store::open(win, self.opts.consent);
         self.user_id = self.store.user_id(self.opts.user_id.as_deref());
-        let visible = self.doc.visibility_state() == VisibilityState::Visible;
+        let visible = visible(&self.doc);
         let focused = slots::page_focused(win, &self.doc);
         let s = &mut self.slots;
         s.engine.activate(visible, focused, now(), &mut s.out);
@@ -504,7 +568,7 @@ impl Inner {
             }
             return;
         }
-        let visible = !pagehide && self.doc.visibility_state() == VisibilityState::Visible;
+        let visible = !pagehide && visible(&self.doc);
         let focused = slots::page_focused(&win, &self.doc);
         let s = &mut self.slots;
         s.engine.set_page(visible, focused, now(), &mut s.out);
@@ -547,6 +611,12 @@ impl Inner {
     }
 }
 
+/// Whether the document is visible (`visibilityState`, read as a property:
+/// web-sys's enum conversion costs a binding and a panic site).
+fn visible(doc: &Document) -> bool {
+    get(doc, "visibilityState") == "visible"
+}
+
 /// Whether the document is being prerendered, not yet shown to anyone.
 fn prerendering(doc: &Document) -> bool {
     get(doc, "prerendering").as_bool() == Some(true)
@@ -559,7 +629,7 @@ fn new_batch_id() -> String {
 
 /// `promise.then(f, f)`: `f` runs once, on either outcome, so the promise
 /// never rejects unhandled.
-fn then_either(promise: &Promise, f: &JsValue) -> JsValue {
+fn then_either(promise: &JsValue, f: &JsValue) -> JsValue {
     get(promise, "then")
         .dyn_into::<Function>()
         .and_then(|then| then.call2(promise, f, f))
@@ -567,11 +637,10 @@ fn then_either(promise: &Promise, f: &JsValue) -> JsValue {
 }
 
 /// Handles both outcomes of `promise`, whatever it is (the result of a
-/// JavaScript call), without waiting for it.
+/// JavaScript call; anything without a `then` is left alone), without
+/// waiting for it.
 fn ignore_outcome(promise: JsValue) {
-    if let Ok(p) = promise.dyn_into::<Promise>() {
-        then_either(&p, &Closure::once_into_js(|_: JsValue| {}));
-    }
+    then_either(&promise, &once(|v| v));
 }
 
 /// Runs `f` on the tracker if it is alive and not busy.

@@ -3,13 +3,15 @@
 //! by `sendBeacon` as the page hides.
 
 use alloc::{string::String, vec::Vec};
-use js_sys::{Array, Function, Reflect};
+use js_sys::{Array, Function, Object};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use web_sys::{AbortController, RequestCredentials, RequestInit, Response};
+use web_sys::{AbortController, Response};
 
 use super::timer::Timer;
-use super::{epoch_ms, get, new_batch_id, now, random, then_either, warn, window, with, Inner};
+use super::{
+    epoch_ms, get, new_batch_id, now, once, random, set, then_either, warn, window, with, Inner,
+};
 use crate::queue::{self, classify, parse_retry_after_seconds, Outcome, Queue, REQUEST_TIMEOUT_MS};
 use crate::text::push_u64;
 
@@ -49,7 +51,7 @@ impl Sending {
     }
 
     fn resolve_waiters(&mut self) {
-        for w in self.waiters.drain(..) {
+        for w in core::mem::take(&mut self.waiters) {
             let _ = w.call0(&JsValue::UNDEFINED);
         }
     }
@@ -60,9 +62,9 @@ impl Sending {
 /// same: a rejected event would be rejected again, so it is never resent.
 fn log_rejections(resp: &Response) {
     let Ok(json) = resp.json() else { return };
-    let log = Closure::once_into_js(move |answer: JsValue| {
+    let log = once(move |answer: JsValue| {
         let Ok(rejected) = get(&answer, "rejected").dyn_into::<Array>() else {
-            return;
+            return JsValue::UNDEFINED;
         };
         for r in rejected.iter() {
             web_sys::console::log_3(
@@ -71,6 +73,7 @@ fn log_rejections(resp: &Response) {
                 &get(&r, "error"),
             );
         }
+        JsValue::UNDEFINED
     });
     then_either(&json, &log);
 }
@@ -82,18 +85,18 @@ fn post(endpoint: &str, body: &str, debug: bool, done: impl FnOnce(Outcome) + 's
     let Some(win) = window() else {
         return done(Outcome::Retry(None));
     };
-    let init = RequestInit::new();
-    init.set_method("POST");
-    init.set_body(&JsValue::from_str(body));
-    let _ = Reflect::set(&init, &JsValue::from_str("keepalive"), &JsValue::TRUE);
-    init.set_credentials(RequestCredentials::Omit);
+    let init = Object::new();
+    set(&init, "method", &JsValue::from_str("POST"));
+    set(&init, "body", &JsValue::from_str(body));
+    set(&init, "keepalive", &JsValue::TRUE);
+    set(&init, "credentials", &JsValue::from_str("omit"));
     // A request that hangs would hold the pump (one send at a time) forever.
     let timeout = AbortController::new().ok().and_then(|abort| {
-        init.set_signal(Some(&abort.signal()));
+        set(&init, "signal", &abort.signal());
         Timer::once(REQUEST_TIMEOUT_MS, move || abort.abort())
     });
     // One function for both outcomes, so it is called exactly once and freed.
-    let settle = Closure::once_into_js(move |answer: JsValue| {
+    let settle = once(move |answer: JsValue| {
         drop(timeout);
         let outcome = match answer.dyn_into::<Response>() {
             Ok(resp) => {
@@ -117,8 +120,12 @@ fn post(endpoint: &str, body: &str, debug: bool, done: impl FnOnce(Outcome) + 's
             Err(_) => Outcome::Retry(None),
         };
         done(outcome);
+        JsValue::UNDEFINED
     });
-    then_either(&win.fetch_with_str_and_init(endpoint, &init), &settle);
+    then_either(
+        &win.fetch_with_str_and_init(endpoint, init.unchecked_ref()),
+        &settle,
+    );
 }
 
 impl Inner {

@@ -27,12 +27,14 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{
     Document, Element, Event, EventTarget, IntersectionObserver, IntersectionObserverEntry,
-    IntersectionObserverInit, MutationObserver, MutationObserverInit, MutationRecord, Node,
-    ResizeObserver, ResizeObserverEntry, Window,
+    IntersectionObserverInit, MutationObserver, MutationRecord, Node, ResizeObserver,
+    ResizeObserverEntry, Window,
 };
 
 use super::timer::Timer;
-use super::{get, now, page_listener, warn, window, with, Inner, Listener};
+use super::{
+    callback, get, now, page_listener, set, warn, window, with, Callback, Inner, Listener,
+};
 use crate::engine::{
     window_focused, Engine, Format, Impression, Playback, Rule, SlotId, OCCLUSION_DELAY_MS,
 };
@@ -97,7 +99,7 @@ fn video_of(el: &Element) -> Option<Element> {
 }
 
 /// Adds (or removes) the media listener on `video`, for every media event.
-fn listen_media(video: &EventTarget, cb: &Closure<dyn FnMut(Event)>, add: bool) {
+fn listen_media(video: &EventTarget, cb: &Callback, add: bool) {
     let f = cb.as_ref().unchecked_ref();
     for name in MEDIA_EVENTS {
         let _ = if add {
@@ -119,9 +121,10 @@ enum Report {
 
 /// The callback of every observer: one closure type, since each closure
 /// type costs its own glue in the wasm.
-fn observer_callback(me: &Weak<RefCell<Inner>>, report: Report) -> Closure<dyn FnMut(Array)> {
+fn observer_callback(me: &Weak<RefCell<Inner>>, report: Report) -> Callback {
     let m = me.clone();
-    Closure::new(move |entries: Array| {
+    callback(move |entries: JsValue| {
+        let entries: Array = entries.unchecked_into();
         with(&m, |i| {
             if i.stopped {
                 return;
@@ -140,7 +143,7 @@ fn observer_callback(me: &Weak<RefCell<Inner>>, report: Report) -> Closure<dyn F
 /// An IntersectionObserver, disconnected on drop.
 struct Io {
     io: IntersectionObserver,
-    _cb: Closure<dyn FnMut(Array)>,
+    _cb: Callback,
 }
 
 impl Drop for Io {
@@ -152,7 +155,7 @@ impl Drop for Io {
 /// The ResizeObserver, disconnected on drop.
 struct Ro {
     ro: ResizeObserver,
-    _cb: Closure<dyn FnMut(Array)>,
+    _cb: Callback,
 }
 
 impl Drop for Ro {
@@ -164,7 +167,7 @@ impl Drop for Ro {
 /// The MutationObserver, disconnected on drop.
 struct Mo {
     mo: MutationObserver,
-    _cb: Closure<dyn FnMut(Array)>,
+    _cb: Callback,
 }
 
 impl Drop for Mo {
@@ -317,14 +320,14 @@ pub(super) struct Slots {
     /// When `timer` fires.
     timer_at: f64,
     /// The one media listener of every video followed.
-    media: Option<Closure<dyn FnMut(Event)>>,
+    media: Option<Callback>,
 }
 
 impl Slots {
     pub(super) fn new(rule: Rule, visible: bool, focused: bool, prerendered: bool) -> Slots {
         let check_options = Object::new();
         for name in ["opacityProperty", "visibilityProperty"] {
-            let _ = Reflect::set(&check_options, &JsValue::from_str(name), &JsValue::TRUE);
+            set(&check_options, name, &JsValue::TRUE);
         }
         let engine = Engine::new(rule, visible, focused);
         Slots {
@@ -379,7 +382,7 @@ impl Slots {
         self.mo = None;
         self.listeners.clear();
         self.timer = None;
-        for slot in self.list.drain(..) {
+        for slot in core::mem::take(&mut self.list) {
             if let (Some(v), Some(cb)) = (&slot.video, &self.media) {
                 listen_media(v, cb, false);
             }
@@ -419,12 +422,8 @@ impl Inner {
 
         let cb = observer_callback(&me, Report::Occlusion);
         let init = IntersectionObserverInit::new();
-        let _ = Reflect::set(&init, &JsValue::from_str("trackVisibility"), &JsValue::TRUE);
-        let _ = Reflect::set(
-            &init,
-            &JsValue::from_str("delay"),
-            &JsValue::from_f64(OCCLUSION_DELAY_MS),
-        );
+        set(&init, "trackVisibility", &JsValue::TRUE);
+        set(&init, "delay", &JsValue::from_f64(OCCLUSION_DELAY_MS));
         if let Ok(io) = IntersectionObserver::new_with_options(cb.as_ref().unchecked_ref(), &init) {
             // A browser without v2 ignores the option.
             if get(&io, "trackVisibility").as_bool() == Some(true) {
@@ -448,8 +447,8 @@ impl Inner {
         }
 
         let m = me.clone();
-        self.slots.media = Some(Closure::new(move |e: Event| {
-            with(&m, |i| i.on_media(&e));
+        self.slots.media = Some(callback(move |e: JsValue| {
+            with(&m, |i| i.on_media(e.unchecked_ref()));
         }));
 
         if let Some(root) = self.doc.document_element() {
@@ -457,18 +456,18 @@ impl Inner {
         }
         let cb = observer_callback(&me, Report::Mutations);
         if let Ok(mo) = MutationObserver::new(cb.as_ref().unchecked_ref()) {
-            let init = MutationObserverInit::new();
-            init.set_child_list(true);
-            init.set_subtree(true);
-            init.set_attributes(true);
+            let init = Object::new();
+            for name in ["childList", "subtree", "attributes"] {
+                set(&init, name, &JsValue::TRUE);
+            }
             let filter: Array = ["data-ad-id", "data-post-id"]
                 .into_iter()
                 .map(JsValue::from_str)
                 .collect();
-            init.set_attribute_filter(&filter);
+            set(&init, "attributeFilter", &filter);
             let root = self.doc.document_element();
             if let Some(root) = root {
-                let _ = mo.observe_with_options(&root, &init);
+                let _ = mo.observe_with_options(&root, init.unchecked_ref());
             }
             self.slots.mo = Some(Mo { mo, _cb: cb });
         }

@@ -13,7 +13,7 @@ use web_sys::Window;
 
 use super::storage::{sdk_keys, tab_key, BEAT_PREFIX, QUEUE_PREFIX};
 use super::timer::Timer;
-use super::{get, ignore_outcome, now, random, then_either, window, with, Inner};
+use super::{get, ignore_outcome, now, once, random, then_either, window, with, Inner};
 use crate::queue;
 use crate::text::{parse_u64, push_u64, random_id};
 
@@ -91,11 +91,11 @@ impl Inner {
         // Adopt under one origin-wide lock, so two tabs never take the same queue.
         let m = self.me.clone();
         let l = locks.clone();
-        let adopt = Closure::once_into_js(move |_lock: JsValue| -> JsValue {
-            let Ok(p) = query.call0(&l).map(Promise::from) else {
+        let adopt = once(move |_lock: JsValue| -> JsValue {
+            let Ok(p) = query.call0(&l) else {
                 return JsValue::UNDEFINED;
             };
-            let take = Closure::once_into_js(move |snapshot: JsValue| {
+            let take = once(move |snapshot: JsValue| {
                 let held = get(&snapshot, "held");
                 let pending = get(&snapshot, "pending");
                 let mut live = Vec::new();
@@ -111,6 +111,7 @@ impl Inner {
                     }
                 }
                 with(&m, |i| i.take_orphans(Some(&live)));
+                JsValue::UNDEFINED
             });
             then_either(&p, &take)
         });
@@ -134,7 +135,7 @@ impl Inner {
         // A `Cell`: set once and taken once, with no borrow that could fail.
         let release = Rc::new(Cell::new(None::<Function>));
         let r = release.clone();
-        let hold = Closure::once_into_js(move |_lock: JsValue| -> JsValue {
+        let hold = once(move |_lock: JsValue| -> JsValue {
             Promise::new(&mut |resolve, _| {
                 r.set(Some(resolve));
             })

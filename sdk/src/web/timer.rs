@@ -1,15 +1,14 @@
 //! Timers (`setTimeout`, `setInterval`), cleared on drop. Every timer shares
 //! one closure type, since each closure type costs its own glue in the wasm.
 
-use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-use super::window;
+use super::{callback, window, Callback};
 
 /// A pending timeout or a running interval.
 pub(super) struct Timer {
     handle: i32,
-    _cb: Closure<dyn FnMut()>,
+    _cb: Callback,
 }
 
 impl Timer {
@@ -28,9 +27,9 @@ impl Timer {
         Timer::start(ms, true, f)
     }
 
-    fn start(ms: u32, repeat: bool, f: impl FnMut() + 'static) -> Option<Timer> {
+    fn start(ms: u32, repeat: bool, mut f: impl FnMut() + 'static) -> Option<Timer> {
         let win = window()?;
-        let cb = Closure::<dyn FnMut()>::new(f);
+        let cb = callback(move |_| f());
         let ms = ms.min(i32::MAX as u32) as i32;
         let f = cb.as_ref().unchecked_ref();
         let handle = if repeat {
