@@ -58,7 +58,7 @@ fn record_heap_bytes(record: &BatchRecord) -> usize {
         + record
             .counts
             .iter()
-            .map(|c| heap::allocation(c.key.len()) + c.counts.heap_bytes())
+            .map(|c| heap::allocation(c.key.len()) + heap::allocation(c.visitors.heap_bytes()))
             .sum::<usize>()
         + BatchClaims::heap_bytes(&record.batch_id)
 }
@@ -491,24 +491,17 @@ mod tests {
     use glimpse_wire::{Day, Kind, Subject};
 
     use super::*;
-    use crate::counts::{is_ad_key, Counters, HourCounts, VideoCounters};
+    use crate::counts::{is_ad_key, Counters, VideoCounters};
 
-    /// A batch's share whose events all fell in hour 00 of their day (the
-    /// tests' events are at midnight).
+    /// A batch's share of hour 00 of its day (the tests' events are at
+    /// midnight).
     fn share(key: &str, d: &str, counters: Counters, users: &[&str]) -> BatchCount {
-        let visitors = visitors(users);
-        let hour = HourCounts {
-            counters,
-            visitors: visitors.clone(),
-        };
         BatchCount {
             key: key.into(),
             day: day(d),
-            counts: DayCounts {
-                counters,
-                visitors,
-                hours: [(0, hour)].into_iter().collect(),
-            },
+            hour: 0,
+            counters,
+            visitors: visitors(users),
         }
     }
 
@@ -848,7 +841,7 @@ mod tests {
                 .batches
                 .iter()
                 .flat_map(|b| &b.counts)
-                .map(|c| c.counts.counters.impressions)
+                .map(|c| c.counters.impressions)
                 .sum();
             assert_eq!(from_keys, from_records);
             impressions += from_keys;

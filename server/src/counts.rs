@@ -358,16 +358,6 @@ impl DayCounts {
         }
     }
 
-    /// The day's part and each hour's, as (`None` for the day or the hour,
-    /// counters, visitors): what the exactly-once rule subtracts alike.
-    fn parts(&self) -> impl Iterator<Item = (Option<u8>, Counters, &Sketch)> {
-        std::iter::once((None, self.counters, &self.visitors)).chain(
-            self.hours
-                .iter()
-                .map(|(hour, h)| (Some(hour), h.counters, &h.visitors)),
-        )
-    }
-
     /// The heap the sketches and the hours hold (`crate::heap`).
     pub(crate) fn heap_bytes(&self) -> usize {
         crate::heap::allocation(self.visitors.heap_bytes()) + self.hours.heap_bytes()
@@ -380,7 +370,7 @@ pub type AdDays = BTreeMap<Day, DayCounts>;
 /// What one batch added to the counters and sketches, kept so that a store
 /// can leave out a batch that was counted already (by this edge before, or
 /// by another).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BatchRecord {
     pub batch_id: String,
     /// Server time when the batch was accepted, epoch ms.
@@ -390,18 +380,32 @@ pub struct BatchRecord {
     pub counts: Vec<BatchCount>,
 }
 
-/// One (ad, day) share of a batch (or of any counts key: see
-/// [`EventKeys`]).
-#[derive(Clone, Debug, PartialEq)]
+/// One (ad, day, UTC hour) share of a batch (of any counts key: see
+/// [`EventKeys`]). A batch's share of a day is the sum of its shares of
+/// that day's hours; one batch rarely spans two hours, so a share per hour
+/// costs what a share per day would.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BatchCount {
     pub key: String,
     pub day: Day,
-    /// The share's counters and visitors, of the day and of each hour: when
-    /// the batch is left out, the (ad, day)'s sketches are rebuilt from the
-    /// shares that count ([`Delta::updates`]). A batch holds at most
-    /// [`glimpse_wire::MAX_EVENTS_PER_BATCH`] visitors, so these stay
-    /// sparse sketches of 4 bytes a visitor.
-    pub counts: DayCounts,
+    pub hour: u8,
+    pub counters: Counters,
+    /// The visitors of the share's impressions: when the batch is left
+    /// out, the (ad, day)'s sketches are rebuilt from the shares that count
+    /// ([`Delta::updates`]). A batch holds at most
+    /// [`glimpse_wire::MAX_EVENTS_PER_BATCH`] visitors, so this stays a
+    /// sparse sketch of 4 bytes a visitor.
+    pub visitors: Sketch,
+}
+
+impl BatchCount {
+    /// The parts of its (ad, day) the share adds to: the day and its hour.
+    fn parts(&self) -> [Part<'_>; 2] {
+        [
+            (self.key.as_str(), self.day, None),
+            (self.key.as_str(), self.day, Some(self.hour)),
+        ]
+    }
 }
 
 impl BatchRecord {
@@ -416,23 +420,32 @@ impl BatchRecord {
         let mut counts: Vec<BatchCount> = Vec::new();
         let mut keys = EventKeys::default();
         for event in events {
+            let one = Counters::of_event(event, traffic);
+            let hour = event.hour();
             for key in keys.of(event) {
-                // A batch names at most a few dozen (ad, day)s: a scan beats a map.
+                // A batch names at most a few dozen (ad, hour)s: a scan beats a map.
                 let at = match counts
                     .iter()
-                    .position(|c| c.day == event.day && c.key == *key)
+                    .position(|c| c.day == event.day && c.hour == hour && c.key == *key)
                 {
                     Some(at) => at,
                     None => {
                         counts.push(BatchCount {
                             key: key.clone(),
                             day: event.day,
-                            counts: DayCounts::default(),
+                            hour,
+                            counters: Counters::default(),
+                            visitors: Sketch::new(),
                         });
                         counts.len() - 1
                     }
                 };
-                counts[at].counts.add(event, traffic);
+                let count = &mut counts[at];
+                count.counters += one;
+                // The same rule as `DayCounts::add`: impressions add visitors.
+                if one.impressions != 0 {
+                    count.visitors.insert(event.user_id.as_bytes());
+                }
             }
         }
         BatchRecord {
@@ -549,10 +562,9 @@ impl Delta {
                 continue;
             }
             for c in &record.counts {
-                for (hour, counters, visitors) in c.counts.parts() {
-                    let part = (c.key.as_str(), c.day, hour);
-                    *left_out.counters.entry(part).or_default() += counters;
-                    if !visitors.is_empty() {
+                for part in c.parts() {
+                    *left_out.counters.entry(part).or_default() += c.counters;
+                    if !c.visitors.is_empty() {
                         left_out.rebuilt.entry(part).or_default();
                     }
                 }
@@ -560,9 +572,9 @@ impl Delta {
         }
         if !left_out.rebuilt.is_empty() {
             for c in counting.iter().flat_map(|r| &r.counts) {
-                for (hour, _, visitors) in c.counts.parts() {
-                    if let Some(sketch) = left_out.rebuilt.get_mut(&(c.key.as_str(), c.day, hour)) {
-                        sketch.merge(visitors);
+                for part in c.parts() {
+                    if let Some(sketch) = left_out.rebuilt.get_mut(&part) {
+                        sketch.merge(&c.visitors);
                     }
                 }
             }
@@ -858,7 +870,7 @@ mod tests {
         let shares: Vec<u64> = d.batches[2]
             .counts
             .iter()
-            .map(|c| c.counts.visitors.estimate())
+            .map(|c| c.visitors.estimate())
             .collect();
         assert_eq!(shares, [2]);
     }
