@@ -14,7 +14,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::AddAssign;
 
-use glimpse_hll::{Element, Sketch};
+use glimpse_hll::Sketch;
 use glimpse_wire::ingest::Event;
 use glimpse_wire::{Day, Kind, Subject};
 
@@ -323,19 +323,32 @@ pub struct DayCounts {
 }
 
 impl DayCounts {
-    /// Counts one event, in the day and in its hour. An event adds its
-    /// visitor exactly when it counts as an impression: invalid traffic is
-    /// no audience.
+    /// Counts one event in the day's counters and in its hour's counters
+    /// and visitors. An event adds its visitor exactly when it counts as an
+    /// impression: invalid traffic is no audience. The day's own sketch is
+    /// left as it is: the aggregator makes it once from the hours'
+    /// ([`DayCounts::union_of_hours`]) rather than insert every visitor
+    /// into two sketches, the day's and the hour's.
     pub(crate) fn add(&mut self, event: &Event<'_>, traffic: Traffic) {
         let one = Counters::of_event(event, traffic);
         let hour = self.hours.entry(event.hour());
         self.counters += one;
         hour.counters += one;
         if one.impressions != 0 {
-            let visitor = Element::of(event.user_id.as_bytes());
-            self.visitors.insert_element(visitor);
-            hour.visitors.insert_element(visitor);
+            hour.visitors.insert(event.user_id.as_bytes());
         }
+    }
+
+    /// The day's visitors made from its hours' (their union), for counts
+    /// built by [`DayCounts::add`]; the heap the day's sketch took (as
+    /// `crate::heap` counts it).
+    pub(crate) fn union_of_hours(&mut self) -> usize {
+        let mut visitors = Sketch::new();
+        for (_, hour) in self.hours.iter() {
+            visitors.merge(&hour.visitors);
+        }
+        self.visitors = visitors;
+        crate::heap::allocation(self.visitors.heap_bytes())
     }
 
     /// Folds `other` into `self`, hour by hour.
@@ -653,6 +666,9 @@ mod tests {
                 .batches
                 .push(BatchRecord::new(id, 0, *traffic, events));
         }
+        for d in delta.ads.values_mut().flat_map(|days| days.values_mut()) {
+            d.union_of_hours();
+        }
         delta
     }
 
@@ -684,10 +700,13 @@ mod tests {
         let mut day = DayCounts::default();
         day.add(&measured, Traffic::Valid);
         day.add(&verified, Traffic::Invalid);
-        assert!(day.visitors.is_empty());
+        assert!(day.hours.get(0).unwrap().visitors.is_empty());
         day.add(&view, Traffic::Valid);
         day.add(&verified, Traffic::Valid);
         assert_eq!(day.counters, counters(2, 1, 1, 1));
+        assert_eq!(day.hours.get(0).unwrap().visitors.estimate(), 1);
+        assert!(day.visitors.is_empty(), "made from the hours' when asked");
+        day.union_of_hours();
         assert_eq!(day.visitors.estimate(), 1);
     }
 
@@ -727,7 +746,7 @@ mod tests {
         // Progress events add no visitor.
         let mut day = DayCounts::default();
         day.add(&ev("ad-v", "u1", Kind::VideoStart), Traffic::Valid);
-        assert!(day.visitors.is_empty());
+        assert!(day.hours.get(0).unwrap().visitors.is_empty());
         // Sums and the exactly-once subtraction carry the video counters.
         let started = Counters {
             video: one(0),
