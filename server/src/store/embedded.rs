@@ -334,20 +334,43 @@ where
 {
     /// The counters and sketch of row `row` on `day`, if it has any.
     fn get(&self, row: &str, day: Day) -> Result<Option<(Counters, Sketch)>, StoreError> {
-        let key = (row, day.days_since_epoch());
-        let Some(value) = self.counts.get(key).map_err(unavailable)? else {
+        let Some(mut counters) = self.counters(row, day)? else {
             return Ok(None);
         };
-        let mut counters = decode(value.value());
-        if let Some(v) = self.video.get(key).map_err(unavailable)? {
-            counters.video = decode_video(v.value());
-        }
-        let sketch = match self.visitors.get(key).map_err(unavailable)? {
+        counters.video = self.video(row, day)?;
+        Ok(Some((counters, self.sketch(row, day)?)))
+    }
+
+    /// The row's counters of [`COUNTS`] (its video counters are in
+    /// [`VIDEO`]).
+    fn counters(&self, row: &str, day: Day) -> Result<Option<Counters>, StoreError> {
+        let key = (row, day.days_since_epoch());
+        Ok(self
+            .counts
+            .get(key)
+            .map_err(unavailable)?
+            .map(|v| decode(v.value())))
+    }
+
+    /// The row's video counters; zeros when it has none.
+    fn video(&self, row: &str, day: Day) -> Result<VideoCounters, StoreError> {
+        let key = (row, day.days_since_epoch());
+        Ok(self
+            .video
+            .get(key)
+            .map_err(unavailable)?
+            .map(|v| decode_video(v.value()))
+            .unwrap_or_default())
+    }
+
+    /// The row's sketch; empty when it has none.
+    fn sketch(&self, row: &str, day: Day) -> Result<Sketch, StoreError> {
+        let key = (row, day.days_since_epoch());
+        match self.visitors.get(key).map_err(unavailable)? {
             Some(bytes) => Sketch::from_redis_bytes(bytes.value())
-                .map_err(|e| StoreError::Corrupt(format!("sketch of {row} {day}: {e}")))?,
-            None => Sketch::new(),
-        };
-        Ok(Some((counters, sketch)))
+                .map_err(|e| StoreError::Corrupt(format!("sketch of {row} {day}: {e}"))),
+            None => Ok(Sketch::new()),
+        }
     }
 }
 
@@ -367,34 +390,20 @@ impl
         visitors: &Sketch,
     ) -> Result<(), StoreError> {
         let key = (row, day.days_since_epoch());
-        let mut stored = self
-            .counts
-            .get(key)
-            .map_err(unavailable)?
-            .map(|v| decode(v.value()))
-            .unwrap_or_default();
+        let mut stored = self.counters(row, day)?.unwrap_or_default();
         stored += counters;
         self.counts
             .insert(key, encode(stored))
             .map_err(unavailable)?;
         if !visitors.is_empty() {
-            let mut sketch = match self.visitors.get(key).map_err(unavailable)? {
-                Some(bytes) => Sketch::from_redis_bytes(bytes.value())
-                    .map_err(|e| StoreError::Corrupt(format!("sketch of {row} {day}: {e}")))?,
-                None => Sketch::new(),
-            };
+            let mut sketch = self.sketch(row, day)?;
             sketch.merge(visitors);
             self.visitors
                 .insert(key, sketch.to_redis_bytes().as_slice())
                 .map_err(unavailable)?;
         }
         if counters.video != VideoCounters::default() {
-            let mut stored = self
-                .video
-                .get(key)
-                .map_err(unavailable)?
-                .map(|v| decode_video(v.value()))
-                .unwrap_or_default();
+            let mut stored = self.video(row, day)?;
             stored += counters.video;
             self.video
                 .insert(key, encode_video(stored))
