@@ -10,11 +10,13 @@
 //! files, and drops the exports the glue never reads (`memory` and `start`
 //! keep their names), so that `wasm-opt` can remove what only they kept.
 //!
-//! First, [`stub_formatting`] gives `core::fmt`'s functions a body of one
-//! `unreachable`: the panic handler traps without formatting and the SDK
-//! formats nothing, so no call reaches them, yet the linker put them in the
-//! function table (the `fmt::Arguments` that `core`'s panic sites build take
-//! their addresses) and `wasm-opt` never removes a table entry.
+//! First, [`stub_unreached`] gives a body of one `unreachable` to the
+//! functions no call reaches but the function table keeps (`wasm-opt` never
+//! removes a table entry): `core::fmt`'s, whose addresses the
+//! `fmt::Arguments` of `core`'s panic sites take (the panic handler traps
+//! without formatting and the SDK formats nothing), and js-sys's JSPI task
+//! machinery, whose waker vtable only its `#[no_mangle]` task export (not
+//! read by the glue, so dropped) reaches (the SDK spawns no future).
 
 use anyhow::{bail, ensure, Context, Result};
 
@@ -33,7 +35,7 @@ pub fn run(wasm: &[u8], js: &str) -> Result<(Vec<u8>, String)> {
         wasm.len() >= 8 && wasm[..4] == *b"\0asm",
         "not a wasm module"
     );
-    let stubbed = stub_formatting(wasm)?;
+    let stubbed = stub_unreached(wasm)?;
     let wasm = &stubbed[..];
     let mut renames: Vec<(String, String)> = Vec::new();
     let mut next = 0usize;
@@ -68,19 +70,21 @@ pub fn run(wasm: &[u8], js: &str) -> Result<(Vec<u8>, String)> {
     Ok((out, js))
 }
 
-/// Whether a function (by its demangled name) is `core::fmt`'s: a
-/// `Formatter` method or a `Display` or `Debug` implementation.
-fn is_formatting(name: &str) -> bool {
-    name.starts_with('<')
+/// Whether a function (by its demangled name) is one no call reaches:
+/// `core::fmt`'s (a `Formatter` method or a `Display` or `Debug`
+/// implementation) or js-sys's JSPI task machinery.
+fn is_unreached(name: &str) -> bool {
+    let formatting = name.starts_with('<')
         && (name.contains("::fmt::Formatter>::")
             || name.ends_with("::fmt::Display>::fmt")
-            || name.ends_with("::fmt::Debug>::fmt"))
+            || name.ends_with("::fmt::Debug>::fmt"));
+    formatting || name.contains("js_sys::futures::jspi::")
 }
 
-/// `wasm` with every function [`is_formatting`] names (by the name section)
+/// `wasm` with every function [`is_unreached`] names (by the name section)
 /// made one `unreachable`; an error when none is found, so that a build
 /// whose names changed does not silently keep them.
-fn stub_formatting(wasm: &[u8]) -> Result<Vec<u8>> {
+fn stub_unreached(wasm: &[u8]) -> Result<Vec<u8>> {
     let mut sections = Vec::new();
     let mut r = Reader {
         bytes: wasm,
@@ -124,7 +128,7 @@ fn stub_formatting(wasm: &[u8]) -> Result<Vec<u8>> {
                     };
                     for _ in 0..f.leb()? {
                         let index = f.leb()?;
-                        if is_formatting(f.name()?) {
+                        if is_unreached(f.name()?) {
                             stubs.insert(index);
                         }
                     }
@@ -135,7 +139,7 @@ fn stub_formatting(wasm: &[u8]) -> Result<Vec<u8>> {
     }
     ensure!(
         !stubs.is_empty(),
-        "no core::fmt function found by name (is the name section gone?)"
+        "no unreached function found by name (is the name section gone?)"
     );
     let mut out = wasm[..8].to_vec();
     for (id, body) in sections {
@@ -401,20 +405,24 @@ mod tests {
     }
 
     #[test]
-    fn formatting_functions_are_known_by_name() {
-        assert!(is_formatting(
+    fn unreached_functions_are_known_by_name() {
+        assert!(is_unreached(
             "<core[c5930c85a12de822]::fmt::Formatter>::pad"
         ));
-        assert!(is_formatting(
+        assert!(is_unreached(
             "<core[c5930c85a12de822]::fmt::Formatter>::pad_integral::write_prefix"
         ));
-        assert!(is_formatting(
+        assert!(is_unreached(
             "<u32 as core[c5930c85a12de822]::fmt::Display>::fmt"
         ));
-        assert!(!is_formatting(
+        assert!(!is_unreached(
             "glimpse_sdk::web::Inner::boot::hf8e412c74d54171a"
         ));
-        assert!(!is_formatting("core::fmt::write"));
+        assert!(!is_unreached("core::fmt::write"));
+        assert!(is_unreached(
+            "js_sys::futures::jspi::SpawnedTask::wake::h1f026b9659947a37"
+        ));
+        assert!(is_unreached("core::ptr::drop_in_place<alloc::rc::Rc<js_sys::futures::jspi::SpawnedTask>>::hab3c5b5def8a048c"));
     }
 
     #[test]

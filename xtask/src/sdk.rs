@@ -5,8 +5,9 @@
 //! 3. `wasm-bindgen --target web` (the CLI is installed at the exact version of
 //!    the `wasm-bindgen` crate in Cargo.lock when the one on PATH differs);
 //! 4. the imports and exports renamed to one or two letters in the wasm and
-//!    the glue, and the exports the glue does not read dropped
-//!    ([`crate::minify`]);
+//!    the glue, the exports the glue does not read dropped, and the
+//!    functions no call reaches but the function table keeps (`core::fmt`'s,
+//!    js-sys's JSPI tasks') made one `unreachable` ([`crate::minify`]);
 //! 5. `wasm-opt --flatten --rereloop -Oz --converge -ocimfs 25` from the npm package `binaryen@132`,
 //!    installed under `target/tools` (Debian's binaryen breaks current
 //!    wasm-bindgen output, so it is never used); the build fails without it;
