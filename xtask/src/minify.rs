@@ -9,6 +9,14 @@
 //! and export the glue refers to a name of one or two letters, in both
 //! files, and drops the exports the glue never reads (`memory` and `start`
 //! keep their names), so that `wasm-opt` can remove what only they kept.
+//!
+//! First, [`stub_unreached`] gives a body of one `unreachable` to the
+//! functions no call reaches but the function table keeps (`wasm-opt` never
+//! removes a table entry): `core::fmt`'s, whose addresses the
+//! `fmt::Arguments` of `core`'s panic sites take (the panic handler traps
+//! without formatting and the SDK formats nothing), and js-sys's JSPI task
+//! machinery, whose waker vtable only its `#[no_mangle]` task export (not
+//! read by the glue, so dropped) reaches (the SDK spawns no future).
 
 use anyhow::{bail, ensure, Context, Result};
 
@@ -27,6 +35,8 @@ pub fn run(wasm: &[u8], js: &str) -> Result<(Vec<u8>, String)> {
         wasm.len() >= 8 && wasm[..4] == *b"\0asm",
         "not a wasm module"
     );
+    let stubbed = stub_unreached(wasm)?;
+    let wasm = &stubbed[..];
     let mut renames: Vec<(String, String)> = Vec::new();
     let mut next = 0usize;
     let mut out = wasm[..8].to_vec();
@@ -58,6 +68,110 @@ pub fn run(wasm: &[u8], js: &str) -> Result<(Vec<u8>, String)> {
     );
     js = js.replace(&quoted, SHORT_MODULE);
     Ok((out, js))
+}
+
+/// Whether a function (by its demangled name) is one no call reaches:
+/// `core::fmt`'s (a `Formatter` method or a `Display` or `Debug`
+/// implementation) or js-sys's JSPI task machinery.
+fn is_unreached(name: &str) -> bool {
+    let formatting = name.starts_with('<')
+        && (name.contains("::fmt::Formatter>::")
+            || name.ends_with("::fmt::Display>::fmt")
+            || name.ends_with("::fmt::Debug>::fmt"));
+    formatting || name.contains("js_sys::futures::jspi::")
+}
+
+/// `wasm` with every function [`is_unreached`] names (by the name section)
+/// made one `unreachable`; an error when none is found, so that a build
+/// whose names changed does not silently keep them.
+fn stub_unreached(wasm: &[u8]) -> Result<Vec<u8>> {
+    let mut sections = Vec::new();
+    let mut r = Reader {
+        bytes: wasm,
+        pos: 8,
+    };
+    let mut imported = 0u64;
+    let mut stubs = std::collections::HashSet::new();
+    while r.pos < wasm.len() {
+        let id = r.byte()?;
+        let size = r.leb()? as usize;
+        let body = r.take(size)?;
+        if id == 2 {
+            let mut i = Reader {
+                bytes: body,
+                pos: 0,
+            };
+            for _ in 0..i.leb()? {
+                i.name()?;
+                i.name()?;
+                if body.get(i.pos) == Some(&0) {
+                    imported += 1;
+                }
+                i.import_desc()?;
+            }
+        } else if id == 0 {
+            let mut c = Reader {
+                bytes: body,
+                pos: 0,
+            };
+            if c.name()? == "name" {
+                while c.pos < body.len() {
+                    let sub = c.byte()?;
+                    let len = c.leb()? as usize;
+                    let content = c.take(len)?;
+                    if sub != 1 {
+                        continue;
+                    }
+                    let mut f = Reader {
+                        bytes: content,
+                        pos: 0,
+                    };
+                    for _ in 0..f.leb()? {
+                        let index = f.leb()?;
+                        if is_unreached(f.name()?) {
+                            stubs.insert(index);
+                        }
+                    }
+                }
+            }
+        }
+        sections.push((id, body));
+    }
+    ensure!(
+        !stubs.is_empty(),
+        "no unreached function found by name (is the name section gone?)"
+    );
+    let mut out = wasm[..8].to_vec();
+    for (id, body) in sections {
+        let body = if id == 10 {
+            let mut c = Reader {
+                bytes: body,
+                pos: 0,
+            };
+            let n = c.leb()?;
+            let mut code = Vec::new();
+            push_leb(&mut code, n);
+            for i in 0..n {
+                let len = c.leb()? as usize;
+                let f = c.take(len)?;
+                if stubs.contains(&(imported + i)) {
+                    // No locals; `unreachable`; `end`.
+                    code.extend_from_slice(&[3, 0, 0x00, 0x0b]);
+                } else {
+                    push_leb(&mut code, len as u64);
+                    code.extend_from_slice(f);
+                }
+            }
+            ensure!(c.pos == body.len(), "trailing bytes in the code section");
+            code
+        } else {
+            body.to_vec()
+        };
+        out.push(id);
+        push_leb(&mut out, body.len() as u64);
+        out.extend_from_slice(&body);
+    }
+    Ok(out)
 }
 
 /// The import section with short names: every import must come from
@@ -288,6 +402,27 @@ mod tests {
         assert_eq!(sorted.len(), names.len());
         assert_eq!(names[0], "a");
         assert_eq!(names[52], "aa");
+    }
+
+    #[test]
+    fn unreached_functions_are_known_by_name() {
+        assert!(is_unreached(
+            "<core[c5930c85a12de822]::fmt::Formatter>::pad"
+        ));
+        assert!(is_unreached(
+            "<core[c5930c85a12de822]::fmt::Formatter>::pad_integral::write_prefix"
+        ));
+        assert!(is_unreached(
+            "<u32 as core[c5930c85a12de822]::fmt::Display>::fmt"
+        ));
+        assert!(!is_unreached(
+            "glimpse_sdk::web::Inner::boot::hf8e412c74d54171a"
+        ));
+        assert!(!is_unreached("core::fmt::write"));
+        assert!(is_unreached(
+            "js_sys::futures::jspi::SpawnedTask::wake::h1f026b9659947a37"
+        ));
+        assert!(is_unreached("core::ptr::drop_in_place<alloc::rc::Rc<js_sys::futures::jspi::SpawnedTask>>::hab3c5b5def8a048c"));
     }
 
     #[test]
