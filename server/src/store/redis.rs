@@ -47,6 +47,7 @@
 
 pub mod keys;
 pub mod plan;
+pub mod written;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -67,6 +68,7 @@ use redis::{Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
 
 use self::keys::Keys;
 use self::plan::{KeyPlan, StepId};
+use self::written::{Answer, SketchWrite, WrittenSketches};
 use super::identity::MAX_SEQUENCE;
 use super::seen::SeenIndex;
 use super::{Grain, Store, StoreError, StoredDays, StoredViews};
@@ -291,6 +293,9 @@ pub struct RedisStore {
     /// again at each sync (harmless), so the edge's memory does not grow
     /// with the number of distinct ads.
     indexed: Mutex<HashSet<(String, Day)>>,
+    /// The sketch values this edge wrote last, so a step can replace a
+    /// sketch instead of merging into it ([`written`]).
+    written: WrittenSketches,
 }
 
 impl fmt::Debug for RedisStore {
@@ -371,6 +376,7 @@ impl RedisStore {
             ads_cache: ReadCache::new(options.stats_cache),
             seen,
             indexed: Mutex::new(HashSet::new()),
+            written: WrittenSketches::default(),
         })
     }
 
@@ -385,8 +391,9 @@ impl RedisStore {
             .map_err(|e| unavailable(what, e))
     }
 
-    /// Runs the step of one (ad, day), its hours included.
-    async fn apply_key(&self, plan: KeyPlan<'_>, seq: u64) -> Result<(), StoreError> {
+    /// Runs the step of one (ad, day), its hours included, at the edge's
+    /// time `now_ms`.
+    async fn apply_key(&self, plan: KeyPlan<'_>, seq: u64, now_ms: i64) -> Result<(), StoreError> {
         let keys = self.keys.day_keys(plan.key, plan.day);
         let expiry = plan::day_expiry_ms(plan.day, self.retention_days);
         let hour_sketch_expiry = plan::day_expiry_ms(plan.day, self.hourly_retention_days);
@@ -397,29 +404,37 @@ impl RedisStore {
             .key(&keys.counters)
             .key(&keys.ledger)
             .key(&keys.scratch);
-        let hour_sketches: Vec<_> = plan
-            .hours
-            .iter()
-            .filter_map(|h| Some((h.hour, h.visitors.as_ref()?)))
-            .collect();
-        for (hour, _) in &hour_sketches {
-            call.key(self.keys.hour_visitors(plan.key, plan.day, *hour));
+        // Each sketch key with how it is written, the day's first.
+        let mut writes: Vec<(String, SketchWrite)> = Vec::new();
+        if let Some(sketch) = &plan.visitors {
+            let write = self.written.prepare(&keys.visitors, sketch);
+            writes.push((keys.visitors.clone(), write));
+        }
+        let mut hour_writes = Vec::new();
+        for hour in &plan.hours {
+            if let Some(sketch) = &hour.visitors {
+                let key = self.keys.hour_visitors(plan.key, plan.day, hour.hour);
+                call.key(&key);
+                let write = self.written.prepare(&key, sketch);
+                hour_writes.push((key, write));
+            }
         }
         if let Some(post_id) = post_of_key(plan.key) {
             call.key(self.keys.post_views(post_id));
         }
         call.arg(&self.edge_field).arg(id.seq).arg(id.chunk);
-        match &plan.visitors {
-            Some(sketch) => call.arg(sketch.to_redis_bytes()),
-            None => call.arg(""),
+        match writes.first() {
+            Some((_, w)) => call.arg(&w.bytes).arg(w.expect.as_arg()),
+            None => call.arg("").arg(""),
         };
         call.arg(expiry)
             .arg(plan::CLAIM_LIFETIME_MS)
             .arg(hour_sketch_expiry)
-            .arg(hour_sketches.len());
-        for (_, sketch) in &hour_sketches {
-            call.arg(sketch.to_redis_bytes());
+            .arg(hour_writes.len());
+        for (_, w) in &hour_writes {
+            call.arg(&w.bytes).arg(w.expect.as_arg());
         }
+        writes.extend(hour_writes);
         for (field, n) in counter_fields(plan.counters) {
             if n > 0 {
                 call.arg(field).arg(n);
@@ -432,17 +447,38 @@ impl RedisStore {
                 }
             }
         }
-        let applied: i64 = call
+        let what = || format!("sync step {id} of {} {}", plan.key, plan.day);
+        // On an error the writes are dropped, and with them what the edge
+        // knew of the keys: the next step asks afresh.
+        let reply: Vec<Value> = call
             .invoke_async(&mut conn)
             .await
-            .map_err(|e| unavailable(&format!("sync step {id} of {} {}", plan.key, plan.day), e))?;
-        match applied {
-            0 => tracing::debug!(key = plan.key, day = %plan.day, step = %id,
-                "step had landed before; left as it was"),
-            1 => {}
-            other => {
+            .map_err(|e| unavailable(&what(), e))?;
+        match reply.split_first() {
+            Some((Value::Int(0), [])) => tracing::debug!(key = plan.key, day = %plan.day,
+                step = %id, "step had landed before; left as it was"),
+            Some((Value::Int(1), answers)) if answers.len() == writes.len() => {
+                for ((key, write), answer) in writes.into_iter().zip(answers) {
+                    let answer = match answer {
+                        Value::Int(1) => Answer::Stored,
+                        Value::Nil => Answer::MergedBlind,
+                        Value::BulkString(bytes) => Answer::Merged(bytes.clone()),
+                        other => {
+                            return Err(StoreError::Corrupt(format!(
+                                "{}: the sync script answered {other:?} for {key}",
+                                what()
+                            )))
+                        }
+                    };
+                    self.written
+                        .settle(key, write, answer, now_ms)
+                        .map_err(|e| StoreError::Corrupt(format!("{}: {e}", what())))?;
+                }
+            }
+            _ => {
                 return Err(StoreError::Corrupt(format!(
-                    "the sync script answered {other}"
+                    "{}: the sync script answered {reply:?}",
+                    what()
                 )))
             }
         }
@@ -923,9 +959,11 @@ impl RedisStore {
             .collect();
         let mut steps: Vec<BoxFuture<'_, Result<(), StoreError>>> = Vec::new();
         for p in plans.into_iter().filter(|p| !p.is_noop()) {
-            steps.push(self.apply_key(p, seq).boxed());
+            steps.push(self.apply_key(p, seq, now_ms).boxed());
         }
-        run_all(steps, SYNC_CONCURRENCY).await?;
+        let landed = run_all(steps, SYNC_CONCURRENCY).await;
+        self.written.prune(now_ms);
+        landed?;
 
         // The day's ad index, once per (ad, day) while syncs succeed.
         let unindexed: Vec<(String, Day)> = {

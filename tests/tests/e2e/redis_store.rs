@@ -605,3 +605,80 @@ fn a_key_of_another_type_holds_the_counts_back_until_it_is_gone_then_they_count_
     // Retried steps counted once: counters exact, sketches equal to PFADD.
     check_against_references(&redis, &[&edge], &load);
 }
+
+/// How many times Redis has run `command` (`INFO commandstats`).
+fn command_calls(conn: &mut glimpse_tests::redis::Conn, command: &str) -> u64 {
+    let info = conn.cmd(&["INFO", "commandstats"]);
+    let text = String::from_utf8_lossy(info.bytes()).into_owned();
+    let prefix = format!("cmdstat_{command}:calls=");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+}
+
+#[test]
+fn sketches_replaced_whole_stay_exact_while_others_read_and_write_the_keys() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let edge = edge_on(&redis.url(), dir.path(), &[]);
+    let mut conn = redis.connect();
+    let ts = now_ms() - 1_000;
+    let day = day_of(ts);
+    let ad = "whole";
+    let key = uv_key(ad, &day);
+    let mut load = Load::default();
+    let round = |load: &mut Load, n: usize| {
+        let sent = load.batches.len();
+        load.add(
+            &format!("r{n}"),
+            visitors(ad, &format!("r{n}"), n * 4_000..(n + 1) * 4_000, ts),
+        );
+        post_all(
+            std::slice::from_ref(&edge.base_url),
+            &load.batches[sent..],
+            2,
+            |_| vec![0],
+        );
+        wait_synced(&redis, load);
+    };
+
+    // First the keys are new (SET), then this edge alone writes them: it
+    // replaces each with the value it knows, never a PFMERGE.
+    round(&mut load, 0);
+    let merges = command_calls(&mut conn, "pfmerge");
+    round(&mut load, 1);
+    assert_eq!(
+        command_calls(&mut conn, "pfmerge"),
+        merges,
+        "a lone writer merges nothing"
+    );
+
+    // Now another client reads the key (PFCOUNT rewrites the header's
+    // cached count) and writes it (PFADD): the edge's next steps find a
+    // value they did not write and merge into it.
+    let mut foreign = Vec::new();
+    for n in 2..5 {
+        pfcount(&mut conn, &[&key]);
+        let id = format!("someone-else-{n}");
+        conn.cmd(&["PFADD", &key, &id]).not_error();
+        foreign.push(id);
+        round(&mut load, n);
+    }
+    assert!(
+        command_calls(&mut conn, "pfmerge") > merges,
+        "the changed key was merged into"
+    );
+
+    // The key holds every visitor the edge sent and every one PFADD added.
+    let mut all = load.expected[&(ad.to_owned(), day.clone())]
+        .visitors
+        .clone();
+    all.extend(foreign);
+    pfadd_reference(&mut conn, "test:ref:whole", &all);
+    assert_same_registers(
+        &sketch_at(&mut conn, &key),
+        &sketch_at(&mut conn, "test:ref:whole"),
+        "the day's sketch",
+    );
+    assert!(edge.terminate().success());
+}

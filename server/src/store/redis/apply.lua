@@ -1,4 +1,4 @@
--- One sync step of one (ad, day) and its UTC hours: merge sketches, add
+-- One sync step of one (ad, day) and its UTC hours: write sketches, add
 -- exact counters, once.
 --
 -- KEYS[1] the day's visitors HLL, KEYS[2] counters hash (the day's fields
@@ -10,29 +10,33 @@
 -- ARGV[1] ledger field of this edge ("s:<edge_id>")
 -- ARGV[2] step sequence (decimal, < 2^53)   ARGV[3] chunk number (0)
 -- ARGV[4] the day's sketch bytes in Redis's HLL format, or "" for none
--- ARGV[5] expiry of the day's counters and sketch, unix ms
--- ARGV[6] ledger time to live, ms
--- ARGV[7] expiry of the hours' sketches, unix ms (--hourly-retention-days)
--- ARGV[8] H, the number of hour sketches
--- ARGV[9] .. ARGV[8 + H]: the hours' sketch bytes, in the order of their keys
--- ARGV[9 + H], ...: pairs of a counters-hash field and the count to add to
+-- ARGV[5] what the edge expects the day's sketch to hold (see `write`)
+-- ARGV[6] expiry of the day's counters and sketch, unix ms
+-- ARGV[7] ledger time to live, ms
+-- ARGV[8] expiry of the hours' sketches, unix ms (--hourly-retention-days)
+-- ARGV[9] H, the number of hour sketches
+-- ARGV[10] .. ARGV[9 + 2H]: each hour's sketch bytes and expectation, in
+-- the order of their keys
+-- ARGV[10 + 2H], ...: pairs of a counters-hash field and the count to add to
 -- it, each above zero (the day's "imp", "meas", "invalid", "verified", the
 -- video counters "vs", "v25", "v50", "v75", "vc", "aud", and the same names
 -- after "<HH>:" for an hour; the edge has already left out the batches it
 -- does not own, see the batch claims in docs/redis.md)
 --
--- Returns 1, or 0 when this step had landed before.
+-- Returns {0} when this step had landed before, else {1, then for the
+-- day's sketch (when sent) and each hour's, in order, what `write` answers}.
 --
 -- Redis runs a script alone but does not roll back on error, so every check
 -- comes first and the ledger (the record that the step happened) is written
 -- last: a step that fails part way is simply run again.
 
-local hours = tonumber(ARGV[8])
+local hours = tonumber(ARGV[9])
 local post_views = KEYS[5 + hours]
 
 -- A key of another type (written by hand) must stop the step before it
 -- counts anything. The sketches and the counters need no check of their
--- own: PFMERGE refuses a destination that is not an HLL before writing, and
+-- own: GET refuses a key that is not a string and PFMERGE one that is not
+-- an HLL before writing (see `write`), and
 -- the first HINCRBY refuses a hash of another type after only sketches
 -- (whose merges are idempotent) were written. The ledger, written last, and
 -- the post's total, written between counters, are checked first: a failure
@@ -53,32 +57,58 @@ if last then
   s = tonumber(s)
   c = tonumber(c)
   if s > seq or (s == seq and c >= chunk) then
-    return 0
+    return {0}
   end
 end
 
--- The sketches: merging is idempotent, so they go first, each through the
--- one scratch key.
-local function merge(key, bytes, expiry)
+-- The sketches. Each write leaves the key holding at least the union of
+-- what it held and the bytes sent, so writing the same bytes again changes
+-- nothing: they go first. The expectation says how:
+--   a SHA1 (hex): the digest of the value this edge wrote last, and the
+--     bytes are that value merged with the step's sketch. If the key still
+--     holds it (no one else wrote since), the bytes replace it with one
+--     SET: no PFMERGE, whose register-by-register rewrite costs Redis ten
+--     times more.
+--   "": the edge does not know the value; the bytes are the step's sketch.
+--   "*": another writer is busy on this key; the bytes are the step's
+--     sketch, merged without a look at the value.
+-- A missing key is SET whatever the expectation but "*". Answers true when
+-- the key now holds the bytes sent; after a PFMERGE, the value now held so
+-- that the edge knows it next time, or false for "*".
+-- GET refuses a key that is not a string before anything is written, and
+-- PFMERGE one that is not an HLL; SET only ever replaces a missing key or
+-- the very value this edge wrote.
+local scratch_used = false
+local function write(key, bytes, expect, expiry)
+  if expect ~= '*' then
+    local held = redis.call('GET', key)
+    if not held or (expect ~= '' and redis.sha1hex(held) == expect) then
+      redis.call('SET', key, bytes, 'PXAT', expiry)
+      return true
+    end
+  end
   redis.call('SET', KEYS[4], bytes, 'PX', 60000)
+  scratch_used = true
   redis.call('PFMERGE', key, KEYS[4])
   redis.call('PEXPIREAT', key, expiry)
+  if expect == '*' then
+    return false
+  end
+  return redis.call('GET', key)
 end
-local merged = false
+local answers = {1}
 if ARGV[4] ~= '' then
-  merge(KEYS[1], ARGV[4], ARGV[5])
-  merged = true
+  answers[#answers + 1] = write(KEYS[1], ARGV[4], ARGV[5], ARGV[6])
 end
 for i = 1, hours do
-  merge(KEYS[4 + i], ARGV[8 + i], ARGV[7])
-  merged = true
+  answers[#answers + 1] = write(KEYS[4 + i], ARGV[8 + 2 * i], ARGV[9 + 2 * i], ARGV[8])
 end
-if merged then
+if scratch_used then
   redis.call('DEL', KEYS[4])
 end
 
 local counted = false
-for i = 9 + hours, #ARGV - 1, 2 do
+for i = 10 + 2 * hours, #ARGV - 1, 2 do
   local n = tonumber(ARGV[i + 1])
   redis.call('HINCRBY', KEYS[2], ARGV[i], n)
   counted = true
@@ -87,10 +117,10 @@ for i = 9 + hours, #ARGV - 1, 2 do
   end
 end
 if counted then
-  redis.call('PEXPIREAT', KEYS[2], ARGV[5])
+  redis.call('PEXPIREAT', KEYS[2], ARGV[6])
 end
 
 -- The step record last.
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[2] .. ':' .. ARGV[3])
-redis.call('PEXPIRE', KEYS[3], ARGV[6])
-return 1
+redis.call('PEXPIRE', KEYS[3], ARGV[7])
+return answers
