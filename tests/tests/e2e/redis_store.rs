@@ -575,14 +575,18 @@ fn a_key_of_another_type_holds_the_counts_back_until_it_is_gone_then_they_count_
     let ts = now_ms() - 1_000;
     let day = day_of(ts);
     // Written by hand with the wrong types: the counters hash as a string,
-    // the sketch as a hash. Each step must fail before it counts.
+    // the sketch as a hash, the ledger as a string. Each step must fail
+    // before it counts.
     let (counters_at, sketch_at_key) = (counters_key("typed-1", &day), uv_key("typed-2", &day));
+    let ledger_at = format!("glimpse:x:{{typed-3:{day}}}");
     conn.cmd(&["SET", &counters_at, "by hand"]).ok();
     conn.cmd(&["HSET", &sketch_at_key, "f", "by hand"])
         .not_error();
+    conn.cmd(&["SET", &ledger_at, "by hand"]).ok();
     let mut load = Load::default();
     load.add("t1", visitors("typed-1", "e", 0..40, ts));
     load.add("t2", visitors("typed-2", "e", 0..40, ts));
+    load.add("t3", visitors("typed-3", "e", 0..40, ts));
     post_all(
         std::slice::from_ref(&edge.base_url),
         &load.batches,
@@ -600,7 +604,10 @@ fn a_key_of_another_type_holds_the_counts_back_until_it_is_gone_then_they_count_
             })
         },
     );
-    conn.cmd(&["DEL", &counters_at, &sketch_at_key]).not_error();
+    // Nothing of the ad with the wrong ledger counted meanwhile.
+    assert_eq!(counters(&mut conn, &counters_key("typed-3", &day)), (0, 0));
+    conn.cmd(&["DEL", &counters_at, &sketch_at_key, &ledger_at])
+        .not_error();
     wait_synced(&redis, &load);
     // Retried steps counted once: counters exact, sketches equal to PFADD.
     check_against_references(&redis, &[&edge], &load);

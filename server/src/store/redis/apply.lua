@@ -34,19 +34,19 @@ local hours = tonumber(ARGV[9])
 local post_views = KEYS[5 + hours]
 
 -- A key of another type (written by hand) must stop the step before it
--- counts anything. The sketches and the counters need no check of their
--- own: GET refuses a key that is not a string and PFMERGE one that is not
--- an HLL before writing (see `write`), and
--- the first HINCRBY refuses a hash of another type after only sketches
--- (whose merges are idempotent) were written. The ledger, written last, and
--- the post's total, written between counters, are checked first: a failure
--- there would leave counts without the record that they landed.
-local function has_type(key, wanted)
-  local t = redis.call('TYPE', key)['ok']
-  return t == 'none' or t == wanted
-end
-if not has_type(KEYS[3], 'hash') or (post_views and not has_type(post_views, 'string')) then
-  return redis.error_reply('GLIMPSE_WRONGTYPE a key of ' .. KEYS[1] .. ' holds another type')
+-- counts anything. The ledger's first use, the HGET below, refuses a key
+-- that is not a hash before anything is written. The sketches and the
+-- counters need no check of their own: GET refuses a key that is not a
+-- string and PFMERGE one that is not an HLL before writing (see `write`),
+-- and the first HINCRBY refuses a hash of another type after only sketches
+-- (whose writes are idempotent) were written. The post's total, written
+-- between counters, is checked first: a failure there would leave counts
+-- without the record that they landed.
+if post_views then
+  local t = redis.call('TYPE', post_views)['ok']
+  if t ~= 'none' and t ~= 'string' then
+    return redis.error_reply('GLIMPSE_WRONGTYPE a key of ' .. KEYS[1] .. ' holds another type')
+  end
 end
 
 local seq = tonumber(ARGV[2])
@@ -107,16 +107,21 @@ if scratch_used then
   redis.call('DEL', KEYS[4])
 end
 
-local counted = false
+-- The counters hash gets its expiry when a field is new (the count after
+-- the HINCRBY is the count added), which it is whenever the hash is: a
+-- hash this script made always has its expiry, and the step of a busy day
+-- sends one command less.
+local new_field = false
 for i = 10 + 2 * hours, #ARGV - 1, 2 do
   local n = tonumber(ARGV[i + 1])
-  redis.call('HINCRBY', KEYS[2], ARGV[i], n)
-  counted = true
+  if redis.call('HINCRBY', KEYS[2], ARGV[i], n) == n then
+    new_field = true
+  end
   if post_views and ARGV[i] == 'imp' then
     redis.call('INCRBY', post_views, n)
   end
 end
-if counted then
+if new_field then
   redis.call('PEXPIREAT', KEYS[2], ARGV[6])
 end
 
