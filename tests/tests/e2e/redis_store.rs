@@ -566,14 +566,45 @@ fn ad_listing_reads_by_prefix_and_folds_in_old_day_sets() {
     assert!(edge.terminate().success());
 }
 
+/// One edge on a fresh Redis, a connection to that Redis, and a time a
+/// second ago with its day.
+struct OneEdge {
+    redis: RedisServer,
+    _dir: tempfile::TempDir,
+    edge: Edge,
+    conn: glimpse_tests::redis::Conn,
+    ts: i64,
+    day: String,
+}
+
+impl OneEdge {
+    fn start() -> Self {
+        let redis = RedisServer::start();
+        let dir = tempfile::tempdir().unwrap();
+        let edge = edge_on(&redis.url(), dir.path(), &[]);
+        let conn = redis.connect();
+        let ts = now_ms() - 1_000;
+        OneEdge {
+            redis,
+            _dir: dir,
+            edge,
+            conn,
+            ts,
+            day: day_of(ts),
+        }
+    }
+}
+
 #[test]
 fn a_key_of_another_type_holds_the_counts_back_until_it_is_gone_then_they_count_once() {
-    let redis = RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let edge = edge_on(&redis.url(), dir.path(), &[]);
-    let mut conn = redis.connect();
-    let ts = now_ms() - 1_000;
-    let day = day_of(ts);
+    let OneEdge {
+        redis,
+        _dir,
+        edge,
+        mut conn,
+        ts,
+        day,
+    } = OneEdge::start();
     // Written by hand with the wrong types: the counters hash as a string,
     // the sketch as a hash, the ledger as a string. Each step must fail
     // before it counts.
@@ -625,12 +656,14 @@ fn command_calls(conn: &mut glimpse_tests::redis::Conn, command: &str) -> u64 {
 
 #[test]
 fn sketches_replaced_whole_stay_exact_while_others_read_and_write_the_keys() {
-    let redis = RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let edge = edge_on(&redis.url(), dir.path(), &[]);
-    let mut conn = redis.connect();
-    let ts = now_ms() - 1_000;
-    let day = day_of(ts);
+    let OneEdge {
+        redis,
+        _dir,
+        edge,
+        mut conn,
+        ts,
+        day,
+    } = OneEdge::start();
     let ad = "whole";
     let key = uv_key(ad, &day);
     let mut load = Load::default();
