@@ -404,12 +404,11 @@ impl RedisStore {
             .key(&keys.counters)
             .key(&keys.ledger)
             .key(&keys.scratch);
-        // Each sketch key with how it is written, the day's first.
-        let mut writes: Vec<(String, SketchWrite)> = Vec::new();
-        if let Some(sketch) = &plan.visitors {
+        // Each sketch key with how it is written.
+        let day_write: Option<(String, SketchWrite)> = plan.visitors.as_ref().map(|sketch| {
             let write = self.written.prepare(&keys.visitors, sketch);
-            writes.push((keys.visitors.clone(), write));
-        }
+            (keys.visitors.clone(), write)
+        });
         let mut hour_writes = Vec::new();
         for hour in &plan.hours {
             if let Some(sketch) = &hour.visitors {
@@ -423,7 +422,7 @@ impl RedisStore {
             call.key(self.keys.post_views(post_id));
         }
         call.arg(&self.edge_field).arg(id.seq).arg(id.chunk);
-        match writes.first() {
+        match &day_write {
             Some((_, w)) => call.arg(&w.bytes).arg(w.expect.as_arg()),
             None => call.arg("").arg(""),
         };
@@ -434,7 +433,6 @@ impl RedisStore {
         for (_, w) in &hour_writes {
             call.arg(&w.bytes).arg(w.expect.as_arg());
         }
-        writes.extend(hour_writes);
         for (field, n) in counter_fields(plan.counters) {
             if n > 0 {
                 call.arg(field).arg(n);
@@ -457,8 +455,12 @@ impl RedisStore {
         match reply.split_first() {
             Some((Value::Int(0), [])) => tracing::debug!(key = plan.key, day = %plan.day,
                 step = %id, "step had landed before; left as it was"),
-            Some((Value::Int(1), answers)) if answers.len() == writes.len() => {
-                for ((key, write), answer) in writes.into_iter().zip(answers) {
+            Some((Value::Int(1), answers))
+                if answers.len() == usize::from(day_write.is_some()) + hour_writes.len() =>
+            {
+                // The answers come in the order of the keys: the day's first.
+                let writes = day_write.into_iter().chain(hour_writes);
+                for ((key, write), answer) in writes.zip(answers) {
                     let answer = match answer {
                         Value::Int(1) => Answer::Stored,
                         Value::Nil => Answer::MergedBlind,

@@ -311,10 +311,18 @@ mod tests {
         }
     }
 
-    fn step(cache: &WrittenSketches, held: &mut Option<Vec<u8>>, add: &Sketch, now_ms: i64) {
+    /// One step adding `add` to the key "k": answers what it expected.
+    fn step(
+        cache: &WrittenSketches,
+        held: &mut Option<Vec<u8>>,
+        add: &Sketch,
+        now_ms: i64,
+    ) -> Expect {
         let w = cache.prepare("k", add);
+        let expect = w.expect.clone();
         let answer = redis_write(held, &w);
         cache.settle("k".into(), w, answer, now_ms).unwrap();
+        expect
     }
 
     #[test]
@@ -356,27 +364,13 @@ mod tests {
         assert!(matches!(answer, Answer::Merged(_)));
         a.settle("k".into(), w, answer, 0).unwrap();
         for _ in 0..BLIND_STEPS {
-            assert_eq!(a.prepare_and_run(&mut held, 30..31), Expect::Blind);
+            assert_eq!(step(&a, &mut held, &sketch(30..31), 0), Expect::Blind);
         }
-        assert_eq!(a.prepare_and_run(&mut held, 31..32), Expect::Unknown);
+        assert_eq!(step(&a, &mut held, &sketch(31..32), 0), Expect::Unknown);
         assert!(matches!(
             a.prepare("k", &sketch(32..33)).expect,
             Expect::Digest(_)
         ));
-    }
-
-    impl WrittenSketches {
-        fn prepare_and_run(
-            &self,
-            held: &mut Option<Vec<u8>>,
-            items: std::ops::Range<u32>,
-        ) -> Expect {
-            let w = self.prepare("k", &sketch(items));
-            let expect = w.expect.clone();
-            let answer = redis_write(held, &w);
-            self.settle("k".into(), w, answer, 0).unwrap();
-            expect
-        }
     }
 
     #[test]
