@@ -12,6 +12,8 @@
 //! - [`procs`]: the processes a benchmark starts (edge, baseline), stopped by
 //!   their own pid only;
 //! - [`redis_info`]: the `INFO` figures a scenario is charged with;
+//! - [`redis_target`]: the Redis a scenario runs on, one server or a
+//!   cluster, flushed, measured and read alike;
 //! - [`scenarios`]: the side-by-side run that `glimpse-bench` prints;
 //! - [`wrk`]: the browser shape from `wrk`, a second, independent generator;
 //! - [`sdk`] and [`sdk_main_thread`]: the SDK's compressed size and its
@@ -25,6 +27,7 @@ pub mod http1;
 pub mod load;
 pub mod procs;
 pub mod redis_info;
+pub mod redis_target;
 pub mod scenarios;
 pub mod sdk;
 pub mod sdk_main_thread;

@@ -63,6 +63,18 @@ impl Snapshot {
         }
     }
 
+    /// Both snapshots' figures added: a deployment of several servers as
+    /// one (every command runs on exactly one of them, so nothing counts
+    /// twice).
+    pub fn plus(mut self, other: &Snapshot) -> Snapshot {
+        for (name, n) in &other.calls {
+            *self.calls.entry(name.clone()).or_default() += n;
+        }
+        self.cpu_seconds += other.cpu_seconds;
+        self.net_input_bytes += other.net_input_bytes;
+        self
+    }
+
     /// What happened between `self` (earlier) and `later`, without the
     /// benchmark's own measuring commands.
     pub fn delta(&self, later: &Snapshot) -> Usage {
@@ -125,5 +137,20 @@ mod tests {
         assert_eq!(usage.net_input_bytes, 300);
         assert!((usage.cpu_seconds - 1.5).abs() < 1e-9);
         assert_eq!(usage.breakdown(), "pfadd=15 incrby=2");
+    }
+
+    #[test]
+    fn adds_the_snapshots_of_several_servers() {
+        let a = Snapshot::parse(
+            "used_cpu_sys:1.0\r\nused_cpu_user:2.0\r\ntotal_net_input_bytes:100\r\ncmdstat_incr:calls=4,usec=1\r\n",
+        );
+        let b = Snapshot::parse(
+            "used_cpu_sys:0.5\r\nused_cpu_user:0.25\r\ntotal_net_input_bytes:7\r\ncmdstat_incr:calls=1,usec=1\r\ncmdstat_pfadd:calls=3,usec=1\r\n",
+        );
+        let sum = Snapshot::default().plus(&a).plus(&b);
+        assert_eq!(sum.calls.get("incr"), Some(&5));
+        assert_eq!(sum.calls.get("pfadd"), Some(&3));
+        assert_eq!(sum.net_input_bytes, 107);
+        assert!((sum.cpu_seconds - 3.75).abs() < 1e-9);
     }
 }

@@ -5,7 +5,9 @@
 //! store; then the stats route at a fixed rate with and without the short
 //! cache. Each scenario starts its own server processes and stops them by
 //! pid; Redis is one private `redis-server` on a free loopback port, flushed
-//! between scenarios.
+//! between scenarios. The two Redis scenarios of the first generator (edge
+//! on Redis, baseline) also run on a Redis Cluster of three private masters
+//! (`--redis`), with the masters' figures summed.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -14,14 +16,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use glimpse_tests::redis::RedisServer;
 use glimpse_wire::{Day, DayRange};
 use tokio::runtime::Runtime;
 
 use crate::gen::{BatchSize, Mix, Tally};
 use crate::load::{self, now_ms, run_id, Connections, IngestConfig, LoadReport, StatsConfig};
 use crate::procs::{own_cpu_seconds, sibling_binary, Server};
-use crate::redis_info::{Snapshot, Usage};
+use crate::redis_info::Usage;
+use crate::redis_target::RedisTarget;
 use crate::verify::{self, Verdict};
 use crate::wrk::{self, WrkReport};
 
@@ -92,6 +94,32 @@ impl Shape {
     }
 }
 
+/// Masters of the benchmark's Redis Cluster (no replicas).
+pub const CLUSTER_MASTERS: usize = 3;
+
+/// The Redis deployments the Redis scenarios run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RedisDeployments {
+    /// One redis-server: every Redis scenario (both generators, the stats
+    /// route).
+    Single,
+    /// A Redis Cluster of three masters: the edge on Redis and the baseline,
+    /// loaded by glimpse-load.
+    Cluster,
+    /// Both of the above, in one invocation.
+    Both,
+}
+
+impl RedisDeployments {
+    fn single(self) -> bool {
+        self != RedisDeployments::Cluster
+    }
+
+    fn cluster(self) -> bool {
+        self != RedisDeployments::Single
+    }
+}
+
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct BenchConfig {
@@ -108,6 +136,8 @@ pub struct BenchConfig {
     pub repeat: usize,
     /// Scenario names to run (empty: all).
     pub only: Vec<String>,
+    /// Where the Redis scenarios run.
+    pub redis: RedisDeployments,
 }
 
 impl BenchConfig {
@@ -123,6 +153,7 @@ impl BenchConfig {
             stats_connections: 16,
             repeat: 1,
             only: Vec::new(),
+            redis: RedisDeployments::Both,
         }
     }
 
@@ -143,6 +174,7 @@ impl BenchConfig {
             stats_connections: 2,
             repeat: 1,
             only: Vec::new(),
+            redis: RedisDeployments::Both,
         }
     }
 
@@ -158,6 +190,8 @@ pub struct EdgeFeatures {
     pub stats_cache: bool,
     /// `--durability strict|relaxed` (the write-ahead log).
     pub durability: bool,
+    /// `--redis-cluster-nodes` (the Redis store on a Redis Cluster).
+    pub redis_cluster: bool,
 }
 
 impl EdgeFeatures {
@@ -171,14 +205,24 @@ impl EdgeFeatures {
             redis_store: help.contains("--store") && help.contains("--redis-url"),
             stats_cache: help.contains("--stats-cache"),
             durability: help.contains("--durability"),
+            redis_cluster: help.contains("--redis-cluster-nodes"),
         })
     }
 }
 
-#[derive(Clone, Debug)]
-enum Store {
+#[derive(Clone, Copy, Debug)]
+enum Store<'a> {
     Embedded,
-    Redis(String),
+    Redis(&'a RedisTarget),
+}
+
+impl Store<'_> {
+    fn redis(&self) -> Option<&RedisTarget> {
+        match self {
+            Store::Embedded => None,
+            Store::Redis(redis) => Some(redis),
+        }
+    }
 }
 
 /// One ingest run.
@@ -289,6 +333,9 @@ pub struct ShapeResults {
     /// The same load from wrk (the headline shape only).
     pub wrk_edge_redis: Vec<WrkRun>,
     pub wrk_baseline: Vec<WrkRun>,
+    /// The edge and the baseline on the Redis Cluster.
+    pub edge_redis_cluster: Vec<IngestRun>,
+    pub baseline_cluster: Vec<IngestRun>,
 }
 
 impl ShapeResults {
@@ -301,6 +348,8 @@ impl ShapeResults {
             edge_embedded_relaxed: Vec::new(),
             wrk_edge_redis: Vec::new(),
             wrk_baseline: Vec::new(),
+            edge_redis_cluster: Vec::new(),
+            baseline_cluster: Vec::new(),
         }
     }
 
@@ -319,6 +368,8 @@ impl ShapeResults {
             .chain(&self.baseline)
             .chain(&self.edge_embedded)
             .chain(&self.edge_embedded_relaxed)
+            .chain(&self.edge_redis_cluster)
+            .chain(&self.baseline_cluster)
     }
 }
 
@@ -347,13 +398,12 @@ struct Ctx<'a> {
     server_bin: std::path::PathBuf,
     baseline_bin: std::path::PathBuf,
     features: EdgeFeatures,
-    redis: &'a RedisServer,
 }
 
 fn edge_command(
     ctx: &Ctx<'_>,
     dir: &Path,
-    store: &Store,
+    store: Store<'_>,
     stats_cache: Option<&str>,
     durability: Option<&str>,
 ) -> Command {
@@ -373,6 +423,7 @@ fn edge_command(
         "GLIMPSE_API_KEYS",
         "GLIMPSE_STORE",
         "GLIMPSE_REDIS_URL",
+        "GLIMPSE_REDIS_CLUSTER_NODES",
         "GLIMPSE_STATS_CACHE",
         "GLIMPSE_DURABILITY",
     ] {
@@ -381,18 +432,13 @@ fn edge_command(
     if let Some(durability) = durability {
         c.args(["--durability", durability]);
     }
-    if let Store::Redis(url) = store {
-        c.args(["--store", "redis", "--redis-url", url]);
+    if let Store::Redis(redis) = store {
+        c.args(["--store", "redis"]).args(redis.client_args());
     }
     if let (Some(cache), true) = (stats_cache, ctx.features.stats_cache) {
         c.args(["--stats-cache", cache]);
     }
     c
-}
-
-fn flush_redis(ctx: &Ctx<'_>) -> Snapshot {
-    ctx.redis.cmd(&[b"FLUSHALL"]).not_error();
-    Snapshot::take(&mut ctx.redis.connect())
 }
 
 fn ingest_config(ctx: &Ctx<'_>, shape: &Shape, target: std::net::SocketAddr) -> IngestConfig {
@@ -473,18 +519,18 @@ fn load_and_measure(ctx: &Ctx<'_>, shape: &Shape, server: &Server) -> Measured {
 fn ingest_edge(
     ctx: &Ctx<'_>,
     shape: &Shape,
-    store: &Store,
+    store: Store<'_>,
     durability: Option<&str>,
 ) -> Result<IngestRun> {
     let dir = tempfile::tempdir()?;
-    let before = matches!(store, Store::Redis(_)).then(|| flush_redis(ctx));
+    let before = store.redis().map(RedisTarget::flush);
     let edge = Server::start(
         "glimpse-server",
         edge_command(ctx, dir.path(), store, None, durability),
     )?;
     let measured = load_and_measure(ctx, shape, &edge);
     edge.terminate()?;
-    let redis = before.map(|b| b.delta(&Snapshot::take(&mut ctx.redis.connect())));
+    let redis = before.map(|b| b.delta(&store.redis().expect("flushed").snapshot()));
     // Checked through a restarted edge: what the store kept, not memory.
     let edge = Server::start(
         "glimpse-server",
@@ -497,25 +543,24 @@ fn ingest_edge(
     Ok(measured.into_run(redis, verdict))
 }
 
-/// The write-through baseline on the benchmark's Redis.
-fn baseline_server(ctx: &Ctx<'_>) -> Result<Server> {
+/// The write-through baseline on `redis`.
+fn baseline_server(ctx: &Ctx<'_>, redis: &RedisTarget) -> Result<Server> {
     let mut command = Command::new(&ctx.baseline_bin);
     command
-        .args(["--listen", "127.0.0.1:0", "--redis-url"])
-        .arg(ctx.redis.url());
+        .args(["--listen", "127.0.0.1:0"])
+        .args(redis.client_args());
     Server::start("glimpse-baseline", command)
 }
 
 /// The write-through baseline under the same load; checked in Redis itself.
-fn ingest_baseline(ctx: &Ctx<'_>, shape: &Shape) -> Result<IngestRun> {
-    let before = flush_redis(ctx);
-    let server = baseline_server(ctx)?;
+fn ingest_baseline(ctx: &Ctx<'_>, shape: &Shape, redis: &RedisTarget) -> Result<IngestRun> {
+    let before = redis.flush();
+    let server = baseline_server(ctx, redis)?;
     let measured = load_and_measure(ctx, shape, &server);
     server.terminate()?;
-    let mut conn = ctx.redis.connect();
-    let redis = Some(before.delta(&Snapshot::take(&mut conn)));
-    let verdict = verify::baseline(&mut conn, &measured.tally, measured.days);
-    Ok(measured.into_run(redis, verdict))
+    let usage = Some(before.delta(&redis.snapshot()));
+    let verdict = verify::baseline(redis, &measured.tally, measured.days);
+    Ok(measured.into_run(usage, verdict))
 }
 
 /// The most events wrk can leave unanswered at its stop: a batch per
@@ -545,9 +590,10 @@ fn wrk_load(ctx: &Ctx<'_>, shape: &Shape, server: Server) -> Result<(WrkReport, 
 
 /// The headline shape from wrk against the edge on Redis; the stored total
 /// read back through a restarted edge.
-fn wrk_edge(ctx: &Ctx<'_>, shape: &Shape, store: &Store) -> Result<WrkRun> {
+fn wrk_edge(ctx: &Ctx<'_>, shape: &Shape, redis: &RedisTarget) -> Result<WrkRun> {
     let dir = tempfile::tempdir()?;
-    let before = flush_redis(ctx);
+    let store = Store::Redis(redis);
+    let before = redis.flush();
     let start = || {
         Server::start(
             "glimpse-server",
@@ -555,7 +601,7 @@ fn wrk_edge(ctx: &Ctx<'_>, shape: &Shape, store: &Store) -> Result<WrkRun> {
         )
     };
     let (report, server_cpu, days) = wrk_load(ctx, shape, start()?)?;
-    let redis = Some(before.delta(&Snapshot::take(&mut ctx.redis.connect())));
+    let usage = Some(before.delta(&redis.snapshot()));
     let edge = start()?;
     let stored = ctx
         .rt
@@ -564,33 +610,32 @@ fn wrk_edge(ctx: &Ctx<'_>, shape: &Shape, store: &Store) -> Result<WrkRun> {
     Ok(WrkRun {
         report,
         server_cpu,
-        redis,
+        redis: usage,
         stored,
         in_flight: in_flight(shape),
     })
 }
 
 /// The headline shape from wrk against the write-through baseline.
-fn wrk_baseline(ctx: &Ctx<'_>, shape: &Shape) -> Result<WrkRun> {
-    let before = flush_redis(ctx);
-    let (report, server_cpu, days) = wrk_load(ctx, shape, baseline_server(ctx)?)?;
-    let mut conn = ctx.redis.connect();
-    let redis = Some(before.delta(&Snapshot::take(&mut conn)));
+fn wrk_baseline(ctx: &Ctx<'_>, shape: &Shape, redis: &RedisTarget) -> Result<WrkRun> {
+    let before = redis.flush();
+    let (report, server_cpu, days) = wrk_load(ctx, shape, baseline_server(ctx, redis)?)?;
+    let usage = Some(before.delta(&redis.snapshot()));
     Ok(WrkRun {
         report,
         server_cpu,
-        redis,
-        stored: Ok(verify::baseline_total(&mut conn, ctx.cfg.mix.ads, days)),
+        redis: usage,
+        stored: Ok(verify::baseline_total(redis, ctx.cfg.mix.ads, days)),
         in_flight: in_flight(shape),
     })
 }
 
 /// The stats route at a fixed rate on an edge whose store holds a day of
 /// every ad and nothing pending (loaded, stopped, started again).
-fn stats_run(ctx: &Ctx<'_>, store: &Store, cache: Option<&str>) -> Result<LoadReport> {
+fn stats_run(ctx: &Ctx<'_>, store: Store<'_>, cache: Option<&str>) -> Result<LoadReport> {
     let dir = tempfile::tempdir()?;
-    if matches!(store, Store::Redis(_)) {
-        flush_redis(ctx);
+    if let Some(redis) = store.redis() {
+        redis.flush();
     }
     let edge = Server::start(
         "glimpse-server",
@@ -624,30 +669,44 @@ pub fn run(cfg: &BenchConfig, rt: &Runtime, log: &mut dyn FnMut(&str)) -> Result
     let server_bin = sibling_binary("glimpse-server")?;
     let baseline_bin = sibling_binary("glimpse-baseline")?;
     let features = EdgeFeatures::probe(&server_bin)?;
-    let redis = RedisServer::start();
     let ctx = Ctx {
         rt,
         cfg,
         server_bin,
         baseline_bin,
         features,
-        redis: &redis,
     };
     let mut results = Results::default();
-    let redis_store = Store::Redis(redis.url());
     if !ctx.features.redis_store {
         results.notes.push(
             "this glimpse-server has no Redis store (--store redis): the edge-on-Redis scenarios did not run"
                 .into(),
         );
     }
+    let single = cfg.redis.single().then(RedisTarget::single);
+    let edge_on_cluster = ctx.features.redis_store && ctx.features.redis_cluster;
+    if cfg.redis.cluster() && ctx.features.redis_store && !edge_on_cluster {
+        results.notes.push(
+            "this glimpse-server has no --redis-cluster-nodes: the edge-on-Redis-Cluster scenarios did not run"
+                .into(),
+        );
+    }
+    // Its masters are started only when a scenario will use them.
+    let cluster = (cfg.redis.cluster()
+        && (cfg.wants("baseline") || (edge_on_cluster && cfg.wants("edge-redis"))))
+    .then(|| RedisTarget::cluster(CLUSTER_MASTERS));
+    if cluster.is_some() {
+        results.notes.push(format!(
+            "the Redis Cluster rows ran on {CLUSTER_MASTERS} masters (no replicas) on loopback ports; their Redis figures are the masters' INFO summed, CPU including each node's cluster bus"
+        ));
+    }
     results.shapes = cfg.shapes.iter().cloned().map(ShapeResults::new).collect();
-    // The second generator loads the headline shape, when it keeps its
-    // connections alive (wrk does).
+    // The second generator loads the headline shape on the single Redis,
+    // when it keeps its connections alive (wrk does).
     let wrk_shape = cfg
         .shapes
         .first()
-        .filter(|s| s.connections == Connections::KeepAlive && cfg.wants("wrk"))
+        .filter(|s| s.connections == Connections::KeepAlive && cfg.wants("wrk") && single.is_some())
         .map(|s| s.name);
     let wrk_available = wrk_shape.is_some() && wrk::available();
     if wrk_shape.is_some() && !wrk_available {
@@ -669,29 +728,43 @@ pub fn run(cfg: &BenchConfig, rt: &Runtime, log: &mut dyn FnMut(&str)) -> Result
                     r.verdict
                 ));
             };
-            if ctx.features.redis_store && cfg.wants("edge-redis") {
-                let r = ingest_edge(&ctx, &shape, &redis_store, None)?;
-                logged("edge on Redis", &r);
-                shaped.edge_redis.push(r);
-            }
-            if cfg.wants("baseline") {
-                let r = ingest_baseline(&ctx, &shape)?;
-                logged("write-through baseline", &r);
-                shaped.baseline.push(r);
+            if let Some(redis) = &single {
+                if ctx.features.redis_store && cfg.wants("edge-redis") {
+                    let r = ingest_edge(&ctx, &shape, Store::Redis(redis), None)?;
+                    logged("edge on Redis", &r);
+                    shaped.edge_redis.push(r);
+                }
+                if cfg.wants("baseline") {
+                    let r = ingest_baseline(&ctx, &shape, redis)?;
+                    logged("write-through baseline", &r);
+                    shaped.baseline.push(r);
+                }
             }
             if cfg.wants("edge-embedded") {
-                let r = ingest_edge(&ctx, &shape, &Store::Embedded, None)?;
+                let r = ingest_edge(&ctx, &shape, Store::Embedded, None)?;
                 logged("edge on embedded store", &r);
                 shaped.edge_embedded.push(r);
             }
             if ctx.features.durability && cfg.wants("edge-embedded-relaxed") {
-                let r = ingest_edge(&ctx, &shape, &Store::Embedded, Some("relaxed"))?;
+                let r = ingest_edge(&ctx, &shape, Store::Embedded, Some("relaxed"))?;
                 logged("edge on embedded store, --durability relaxed", &r);
                 shaped.edge_embedded_relaxed.push(r);
             }
-            if wrk_available && wrk_shape == Some(shape.name) {
+            if let Some(redis) = &cluster {
+                if edge_on_cluster && cfg.wants("edge-redis") {
+                    let r = ingest_edge(&ctx, &shape, Store::Redis(redis), None)?;
+                    logged("edge on Redis Cluster", &r);
+                    shaped.edge_redis_cluster.push(r);
+                }
+                if cfg.wants("baseline") {
+                    let r = ingest_baseline(&ctx, &shape, redis)?;
+                    logged("write-through baseline on Redis Cluster", &r);
+                    shaped.baseline_cluster.push(r);
+                }
+            }
+            if let (Some(redis), true) = (&single, wrk_available && wrk_shape == Some(shape.name)) {
                 if ctx.features.redis_store {
-                    let r = wrk_edge(&ctx, &shape, &redis_store)?;
+                    let r = wrk_edge(&ctx, &shape, redis)?;
                     log(&format!(
                         "[{round}] {} / edge on Redis, {}",
                         shape.name,
@@ -699,7 +772,7 @@ pub fn run(cfg: &BenchConfig, rt: &Runtime, log: &mut dyn FnMut(&str)) -> Result
                     ));
                     shaped.wrk_edge_redis.push(r);
                 }
-                let r = wrk_baseline(&ctx, &shape)?;
+                let r = wrk_baseline(&ctx, &shape, redis)?;
                 log(&format!(
                     "[{round}] {} / write-through baseline, {}",
                     shape.name,
@@ -710,33 +783,23 @@ pub fn run(cfg: &BenchConfig, rt: &Runtime, log: &mut dyn FnMut(&str)) -> Result
         }
     }
     if cfg.wants("stats") {
-        let mut runs: Vec<(String, Store, Option<&str>)> = if ctx.features.redis_store {
-            if ctx.features.stats_cache {
-                vec![
-                    (
-                        "edge on Redis, --stats-cache 1s".into(),
-                        redis_store.clone(),
-                        Some("1s"),
-                    ),
-                    (
-                        "edge on Redis, --stats-cache 0s".into(),
-                        redis_store.clone(),
-                        Some("0s"),
-                    ),
-                ]
-            } else {
-                vec![(
-                    "edge on Redis (no --stats-cache flag)".into(),
-                    redis_store.clone(),
-                    None,
-                )]
+        let mut runs: Vec<(String, Store<'_>, Option<&str>)> = match &single {
+            Some(redis) if ctx.features.redis_store => {
+                let redis = Store::Redis(redis);
+                if ctx.features.stats_cache {
+                    vec![
+                        ("edge on Redis, --stats-cache 1s".into(), redis, Some("1s")),
+                        ("edge on Redis, --stats-cache 0s".into(), redis, Some("0s")),
+                    ]
+                } else {
+                    vec![("edge on Redis (no --stats-cache flag)".into(), redis, None)]
+                }
             }
-        } else {
-            Vec::new()
+            _ => Vec::new(),
         };
         runs.push(("edge on embedded store".into(), Store::Embedded, None));
         for (label, store, cache) in runs {
-            let report = stats_run(&ctx, &store, cache)?;
+            let report = stats_run(&ctx, store, cache)?;
             log(&format!("stats, {label}: {}", report.summary("stats")));
             results.stats.push((label, report));
         }
@@ -883,6 +946,11 @@ fn shape_table(out: &mut String, cfg: &BenchConfig, shaped: &ShapeResults) {
     let relaxed = ingest_row(&shaped.edge_embedded_relaxed);
     let wrk_edge = wrk_row(&shaped.wrk_edge_redis);
     let wrk_base = wrk_row(&shaped.wrk_baseline);
+    let edge_cluster = ingest_row(&shaped.edge_redis_cluster);
+    let baseline_cluster = ingest_row(&shaped.baseline_cluster);
+    let cluster = format!("Redis Cluster ({CLUSTER_MASTERS} masters)");
+    let edge_cluster_name = format!("edge, {cluster}");
+    let baseline_cluster_name = format!("write-through baseline, {cluster}");
     for (name, r) in [
         ("edge, Redis store", &edge_redis),
         ("write-through baseline", &baseline),
@@ -890,33 +958,48 @@ fn shape_table(out: &mut String, cfg: &BenchConfig, shaped: &ShapeResults) {
         ("edge, embedded store, --durability relaxed", &relaxed),
         ("edge, Redis store (wrk)", &wrk_edge),
         ("write-through baseline (wrk)", &wrk_base),
+        (&edge_cluster_name, &edge_cluster),
+        (&baseline_cluster_name, &baseline_cluster),
     ] {
         if let Some(r) = r {
             write_row(out, name, r);
         }
     }
+    let cluster_ratio = format!("ratio edge on {cluster} / baseline on {cluster}");
     for (name, e, b) in [
         ("ratio edge on Redis / baseline", &edge_redis, &baseline),
         ("ratio embedded / baseline", &embedded, &baseline),
         ("ratio embedded relaxed / baseline", &relaxed, &baseline),
         ("ratio edge on Redis / baseline (wrk)", &wrk_edge, &wrk_base),
+        (&cluster_ratio, &edge_cluster, &baseline_cluster),
     ] {
         if let (Some(e), Some(b)) = (e, b) {
             write_ratio(out, name, e, b);
         }
     }
-    if let (Some(e), Some(b)) = (&edge_redis, &baseline) {
-        let _ = writeln!(
-            out,
-            "\nImpressions per Redis CPU second: edge {} vs baseline {} = {}x.",
-            fmt_num(1e6 / e.redis.cpu_per_m),
-            fmt_num(1e6 / b.redis.cpu_per_m),
-            fmt_num(b.redis.cpu_per_m / e.redis.cpu_per_m),
-        );
+    for (on, e, b) in [
+        (String::new(), &edge_redis, &baseline),
+        (
+            format!(" on the {cluster}"),
+            &edge_cluster,
+            &baseline_cluster,
+        ),
+    ] {
+        if let (Some(e), Some(b)) = (e, b) {
+            let _ = writeln!(
+                out,
+                "\nImpressions per Redis CPU second{on}: edge {} vs baseline {} = {}x.",
+                fmt_num(1e6 / e.redis.cpu_per_m),
+                fmt_num(1e6 / b.redis.cpu_per_m),
+                fmt_num(b.redis.cpu_per_m / e.redis.cpu_per_m),
+            );
+        }
     }
     for (name, runs) in [
         ("edge, Redis store", &shaped.edge_redis),
         ("write-through baseline", &shaped.baseline),
+        (&edge_cluster_name, &shaped.edge_redis_cluster),
+        (&baseline_cluster_name, &shaped.baseline_cluster),
     ] {
         if let Some(r) = runs.first() {
             if let Some(u) = &r.redis {

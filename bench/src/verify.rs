@@ -9,12 +9,13 @@
 use std::fmt;
 use std::net::SocketAddr;
 
-use glimpse_tests::redis::{Conn, Reply};
+use glimpse_tests::redis::Reply;
 use glimpse_wire::api::StatsResponse;
 use glimpse_wire::DayRange;
 
 use crate::gen::{ad_id, Tally};
 use crate::http1::Client;
+use crate::redis_target::RedisTarget;
 
 /// The outcome of a check.
 #[derive(Debug, Default)]
@@ -161,8 +162,9 @@ fn int_of(reply: &Reply) -> u64 {
     }
 }
 
-/// Checks the write-through baseline's keys in Redis directly.
-pub fn baseline(redis: &mut Conn, tally: &Tally, days: DayRange) -> Verdict {
+/// Checks the write-through baseline's keys in Redis directly, on the node
+/// of each key's slot when `redis` is a cluster.
+pub fn baseline(redis: &RedisTarget, tally: &Tally, days: DayRange) -> Verdict {
     let mut verdict = Verdict::default();
     for Expected {
         ad,
@@ -172,14 +174,14 @@ pub fn baseline(redis: &mut Conn, tally: &Tally, days: DayRange) -> Verdict {
     } in verdict.expect(tally)
     {
         let (mut i, mut m) = (0, 0);
-        let mut pfcount = vec![b"PFCOUNT".to_vec()];
+        let mut sketches = Vec::new();
         for day in days.days() {
             let [ki, km, kv] = baseline_keys(&id, &day.to_string());
-            i += int_of(&redis.cmd(&[b"GET".as_slice(), ki.as_bytes()]));
-            m += int_of(&redis.cmd(&[b"GET".as_slice(), km.as_bytes()]));
-            pfcount.push(kv.into_bytes());
+            i += int_of(&redis.get(&ki));
+            m += int_of(&redis.get(&km));
+            sketches.push(kv);
         }
-        let uniques = int_of(&redis.cmd(&pfcount));
+        let uniques = int_of(&redis.pfcount(&sketches));
         verdict.compare(&id, "impressions", i, impressions);
         verdict.compare(&id, "measurable", m, measurable);
         verdict.compare(
@@ -218,13 +220,13 @@ pub async fn edge_total(target: SocketAddr, ads: u32, days: DayRange) -> Result<
 }
 
 /// The same total from the baseline's Redis keys.
-pub fn baseline_total(redis: &mut Conn, ads: u32, days: DayRange) -> u64 {
+pub fn baseline_total(redis: &RedisTarget, ads: u32, days: DayRange) -> u64 {
     let mut total = 0;
     for ad in 0..ads {
         for day in days.days() {
             let [ki, km, _] = baseline_keys(&ad_id(ad), &day.to_string());
-            total += int_of(&redis.cmd(&[b"GET".as_slice(), ki.as_bytes()]));
-            total += int_of(&redis.cmd(&[b"GET".as_slice(), km.as_bytes()]));
+            total += int_of(&redis.get(&ki));
+            total += int_of(&redis.get(&km));
         }
     }
     total

@@ -1,6 +1,7 @@
 //! CI runs the benchmark in its tiny configuration against real processes
-//! (its own redis-server, the edge, the baseline) and checks that it runs and
-//! that every exactness check passes. Nothing here is timed.
+//! (its own redis-server and 3-master Redis Cluster, the edge, the baseline)
+//! and checks that it runs and that every exactness check passes. Nothing
+//! here is timed.
 
 use std::process::Command;
 
@@ -42,7 +43,12 @@ fn tiny_bench_runs_and_counts_exactly() {
         &stdout[fifty..beacons],
         &stdout[beacons..],
     ] {
-        for scenario in ["write-through baseline", "edge, embedded store"] {
+        for scenario in [
+            "write-through baseline",
+            "edge, embedded store",
+            "edge, Redis Cluster (3 masters)",
+            "write-through baseline, Redis Cluster (3 masters)",
+        ] {
             assert!(
                 table.contains(&format!("| {scenario} |")),
                 "{scenario} missing:\n{table}"

@@ -2,7 +2,8 @@
 //! invocation with its own redis-server, printed as Markdown tables: the
 //! browser shape (1..6-event batches over 64 connections) first, then
 //! 50-event batches, then beacons (1,000 connections at a time, one batch
-//! each).
+//! each). The edge on Redis and the baseline also run on a 3-master Redis
+//! Cluster of its own (`--redis single|cluster|both`, both by default).
 //!
 //! `glimpse-bench --tiny` runs in seconds (CI checks that it runs and that its
 //! exactness checks pass). `glimpse-bench sdk [DIR]` prints the SDK's
@@ -12,7 +13,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use glimpse_bench::scenarios::{self, BenchConfig};
+use glimpse_bench::scenarios::{self, BenchConfig, RedisDeployments};
 
 #[derive(Debug, Parser)]
 #[command(name = "glimpse-bench", about)]
@@ -48,9 +49,14 @@ struct Args {
     #[arg(long)]
     repeat: Option<usize>,
     /// Scenarios to run: edge-redis, baseline, edge-embedded,
-    /// edge-embedded-relaxed, stats.
+    /// edge-embedded-relaxed, wrk, stats. edge-redis and baseline run on
+    /// every deployment `--redis` names.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// The Redis the Redis scenarios run on (default: both). The second
+    /// generator (wrk) and the stats route run on the single Redis only.
+    #[arg(long, value_enum)]
+    redis: Option<RedisDeployments>,
     /// Worker threads of the load generator.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -137,6 +143,9 @@ fn main() -> ExitCode {
         cfg.repeat = r;
     }
     cfg.only = args.only.clone();
+    if let Some(redis) = args.redis {
+        cfg.redis = redis;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.threads.max(1))
         .enable_all()
