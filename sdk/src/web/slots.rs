@@ -417,7 +417,7 @@ impl Inner {
         t.sort_unstable_by(f64::total_cmp);
         t.dedup();
         let thresholds: Array = t.into_iter().map(JsValue::from_f64).collect();
-        init.set_threshold(&thresholds);
+        set(&init, "threshold", &thresholds);
         let Ok(io) = IntersectionObserver::new_with_options(cb.as_ref().unchecked_ref(), &init)
         else {
             return;
