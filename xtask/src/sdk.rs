@@ -9,7 +9,7 @@
 //!    functions no call reaches but the function table keeps (`core::fmt`'s,
 //!    js-sys's JSPI tasks') made one `unreachable`, and the text only a
 //!    panic would read zeroed ([`crate::minify`]);
-//! 5. `wasm-opt --flatten --rereloop -Oz --converge -ocimfs 25 --type-ssa -Oz` from the npm package `binaryen@132`,
+//! 5. `wasm-opt --flatten --rereloop -Oz --converge -ocimfs 25 -Oz` from the npm package `binaryen@132`,
 //!    installed under `target/tools` (Debian's binaryen breaks current
 //!    wasm-bindgen output, so it is never used); the build fails without it;
 //! 6. `esbuild` from npm (under `target/tools` too; required): the wrapper
@@ -120,9 +120,10 @@ pub fn run() -> Result<()> {
             // (binaryen's default: whatever its size): about 1 KB more raw
             // but 500 bytes less gzip, measured.
             .args(["--one-caller-inline-max-function-size", "25"])
-            // Each function's types split by where they are made, then
-            // optimised again: about 100 bytes less gzip, measured.
-            .args(["--type-ssa", "-Oz"])
+            // Once more after the passes above: about 100 bytes less
+            // gzip, measured (`--type-ssa`, `--gufa`, `--licm` or
+            // `--monomorphize` before it add nothing).
+            .arg("-Oz")
             .arg("--low-memory-unused")
             .args(["--strip-producers", "--strip-target-features"])
             .arg("-o")
