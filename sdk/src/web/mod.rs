@@ -87,6 +87,29 @@ fn is_true(obj: &JsValue, key: &str) -> bool {
     get(obj, key).as_bool() == Some(true)
 }
 
+/// The elements of an array, or of an array-like list (a `NodeList`):
+/// `list[0]` to `list[length - 1]`, read by [`get`]'s binding; none when
+/// `list` has no length.
+fn elements(list: &JsValue) -> impl Iterator<Item = JsValue> + '_ {
+    // `NaN` (no length) as 0.
+    let len = number(list, "length") as u32;
+    (0..len).map(move |n| Reflect::get(list, &JsValue::from(n)).unwrap_or(JsValue::UNDEFINED))
+}
+
+/// Whether `obj` has a property `key` that is not `undefined`.
+fn has(obj: &JsValue, key: &str) -> bool {
+    !get(obj, key).is_undefined()
+}
+
+/// `f()`, through the binding of [`try_invoke`] (`Function.call`).
+fn call(f: &JsValue) {
+    let _ = f.unchecked_ref::<Function>().call2(
+        &JsValue::UNDEFINED,
+        &JsValue::UNDEFINED,
+        &JsValue::UNDEFINED,
+    );
+}
+
 /// `obj[method](a, b)`, or what it threw. Every DOM method the SDK calls
 /// outside the observers goes through this one binding (`Function.call`
 /// of the method read by [`get`]), where web-sys has one binding each; an
@@ -444,7 +467,7 @@ impl Tracker {
             }
         }
         if let Some(res) = resolve {
-            let _ = res.call0(&JsValue::UNDEFINED);
+            call(&res);
         }
         promise
     }

@@ -22,7 +22,7 @@ use alloc::rc::Weak;
 use alloc::{string::String, vec, vec::Vec};
 use core::cell::RefCell;
 
-use js_sys::{Array, Object, Reflect};
+use js_sys::{Array, Object};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{
@@ -32,8 +32,8 @@ use web_sys::{
 
 use super::timer::Timer;
 use super::{
-    attribute, callback, get, invoke, is_true, listen, now, number, object, page_listener, set,
-    warn, window, with, Callback, Inner, Listener,
+    attribute, callback, elements, get, has, invoke, is_true, listen, now, number, object,
+    page_listener, set, warn, window, with, Callback, Inner, Listener,
 };
 use crate::engine::{
     window_focused, Engine, Format, Impression, Playback, Rule, SlotId, OCCLUSION_DELAY_MS,
@@ -127,7 +127,6 @@ enum Report {
 fn observer_callback(me: &Weak<RefCell<Inner>>, report: Report) -> Callback {
     let m = me.clone();
     callback(move |entries: JsValue| {
-        let entries: Array = entries.unchecked_into();
         with(&m, |i| {
             if i.stopped {
                 return;
@@ -231,7 +230,7 @@ fn area(r: &JsValue) -> f64 {
 /// Firefox before 125, Safari before 17.4) the same is read from the
 /// computed styles of the element and its ancestors.
 fn rendered(win: &Window, el: &Element, check_options: &JsValue) -> bool {
-    let check = Reflect::has(el, &JsValue::from_str("checkVisibility")).unwrap_or(false);
+    let check = has(el, "checkVisibility");
     let mut at = Some(el.clone());
     let mut own = true;
     while let Some(e) = at {
@@ -283,13 +282,6 @@ fn frame(win: &Window) -> Frame {
 /// `doc.hasFocus()`; `None` when it throws.
 fn has_focus(doc: &JsValue) -> Option<bool> {
     invoke(doc, "hasFocus", &JsValue::UNDEFINED, &JsValue::UNDEFINED).as_bool()
-}
-
-/// The items of a `NodeList` (none when `list` is not one).
-fn items(list: JsValue) -> impl Iterator<Item = JsValue> {
-    // `NaN` (no length) as 0.
-    let len = number(&list, "length") as u32;
-    (0..len).map(move |n| invoke(&list, "item", &JsValue::from(n), &JsValue::UNDEFINED))
 }
 
 /// Whether the window counts as focused ([`window_focused`]).
@@ -401,8 +393,7 @@ impl Inner {
     /// Creates the observers and tracks the slots already on the page.
     pub(super) fn install_observers(&mut self, win: &Window) {
         let me = self.me.clone();
-        let has = |name: &str| Reflect::has(win, &JsValue::from_str(name)).unwrap_or(false);
-        if !has("IntersectionObserver") {
+        if !has(win, "IntersectionObserver") {
             self.log("glimpse: no IntersectionObserver; nothing is measurable");
             return;
         }
@@ -435,7 +426,7 @@ impl Inner {
             }
         }
 
-        if has("ResizeObserver") {
+        if has(win, "ResizeObserver") {
             let cb = observer_callback(&me, Report::Resizes);
             if let Ok(ro) = ResizeObserver::new(cb.as_ref().unchecked_ref()) {
                 self.slots.ro = Some(Ro { ro, _cb: cb });
@@ -477,10 +468,10 @@ impl Inner {
         }
     }
 
-    fn on_intersections(&mut self, entries: &Array) {
+    fn on_intersections(&mut self, entries: &JsValue) {
         let Some(win) = window() else { return };
         let s = &mut self.slots;
-        for e in entries.iter() {
+        for e in elements(entries) {
             let target: Element = get(&e, "target").unchecked_into();
             let Some(id) = s.id_of(&target) else {
                 continue;
@@ -499,9 +490,9 @@ impl Inner {
     }
 
     /// IntersectionObserver v2: whether each slot is covered or altered.
-    fn on_occlusion(&mut self, entries: &Array) {
+    fn on_occlusion(&mut self, entries: &JsValue) {
         let s = &mut self.slots;
-        for e in entries.iter() {
+        for e in elements(entries) {
             let visible = is_true(&e, "isVisible");
             if let Some(id) = s.id_of(get(&e, "target").unchecked_ref()) {
                 s.engine
@@ -512,9 +503,9 @@ impl Inner {
 
     /// Slots whose box appeared, changed or went: the engine learns the new
     /// area now, and the share in view from the report asked for.
-    fn on_resizes(&mut self, entries: &Array) {
+    fn on_resizes(&mut self, entries: &JsValue) {
         let s = &mut self.slots;
-        for e in entries.iter() {
+        for e in elements(entries) {
             let el: Element = get(&e, "target").unchecked_into();
             let Some(id) = s.id_of(&el) else { continue };
             let rect = invoke(
@@ -591,12 +582,10 @@ impl Inner {
         self.after();
     }
 
-    fn on_mutations(&mut self, records: &Array) {
+    fn on_mutations(&mut self, records: &JsValue) {
         // Removals first: a slot replaced by one of the same ad (a keyed
         // remount) hands over what it earned.
-        let removed = records
-            .iter()
-            .any(|r| number(&get(&r, "removedNodes"), "length") > 0.0);
+        let removed = elements(records).any(|r| number(&get(&r, "removedNodes"), "length") > 0.0);
         if removed {
             let gone: Vec<Element> = self
                 .slots
@@ -609,7 +598,7 @@ impl Inner {
                 self.untrack(&el);
             }
         }
-        for r in records.iter() {
+        for r in elements(records) {
             if get(&r, "type") == "attributes" {
                 if let Ok(el) = get(&r, "target").dyn_into::<Element>() {
                     let post = get(&r, "attributeName") == "data-post-id";
@@ -617,7 +606,7 @@ impl Inner {
                 }
                 continue;
             }
-            for node in items(get(&r, "addedNodes")) {
+            for node in elements(&get(&r, "addedNodes")) {
                 if node.is_object() {
                     self.scan(node.unchecked_ref());
                 }
@@ -642,7 +631,7 @@ impl Inner {
                 self.track(el, None, None, post);
             }
             let list = invoke(el, "querySelectorAll", &selector, &JsValue::UNDEFINED);
-            for child in items(list) {
+            for child in elements(&list) {
                 if let Ok(child) = child.dyn_into::<Element>() {
                     self.track(&child, None, None, post);
                 }

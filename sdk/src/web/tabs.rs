@@ -6,14 +6,16 @@ use alloc::rc::Rc;
 use alloc::{string::String, vec::Vec};
 use core::cell::Cell;
 
-use js_sys::{Array, Function, Promise};
+use js_sys::{Function, Promise};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::Window;
 
 use super::storage::{read, remove, sdk_keys, tab_key, write, BEAT_PREFIX, QUEUE_PREFIX};
 use super::timer::Timer;
-use super::{get, ignore_outcome, now, once, random, then_either, window, with, Inner};
+use super::{
+    call, elements, get, ignore_outcome, now, once, random, then_either, window, with, Inner,
+};
 use crate::queue;
 use crate::text::{parse_u64, push_u64, random_id};
 
@@ -30,7 +32,7 @@ struct TabLock {
 impl Drop for TabLock {
     fn drop(&mut self) {
         if let Some(f) = self.release.take() {
-            let _ = f.call0(&JsValue::UNDEFINED);
+            call(&f);
         }
     }
 }
@@ -92,7 +94,8 @@ impl Inner {
         let m = self.me.clone();
         let l = locks.clone();
         let adopt = once(move |_lock: JsValue| -> JsValue {
-            let Ok(p) = query.call0(&l) else {
+            let none = JsValue::UNDEFINED;
+            let Ok(p) = query.call2(&l, &none, &none) else {
                 return JsValue::UNDEFINED;
             };
             let take = once(move |snapshot: JsValue| {
@@ -100,12 +103,10 @@ impl Inner {
                 let pending = get(&snapshot, "pending");
                 let mut live = Vec::new();
                 for list in [held, pending] {
-                    if let Ok(list) = list.dyn_into::<Array>() {
-                        for lock in list.iter() {
-                            if let Some(n) = get(&lock, "name").as_string() {
-                                if let Some(tab) = n.strip_prefix(LOCK_PREFIX) {
-                                    live.push(String::from(tab));
-                                }
+                    for lock in elements(&list) {
+                        if let Some(n) = get(&lock, "name").as_string() {
+                            if let Some(tab) = n.strip_prefix(LOCK_PREFIX) {
+                                live.push(String::from(tab));
                             }
                         }
                     }
