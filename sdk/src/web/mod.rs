@@ -111,7 +111,7 @@ fn call(f: &JsValue) {
 }
 
 /// `obj[method](a, b)`, or what it threw. Every DOM method the SDK calls
-/// outside the observers goes through this one binding (`Function.call`
+/// outside the observers and `fetch` goes through this one binding (`Function.call`
 /// of the method read by [`get`]), where web-sys has one binding each; an
 /// argument a method does not take is given as `undefined`, which a
 /// method's optional argument reads as absent.
