@@ -17,6 +17,12 @@
 //! without formatting and the SDK formats nothing), and js-sys's JSPI task
 //! machinery, whose waker vtable only its `#[no_mangle]` task export (not
 //! read by the glue, so dropped) reaches (the SDK spawns no future).
+//!
+//! Then [`blank_panic_text`] zeroes the text only a panic would read: the
+//! source paths of panic locations and the messages of `core`'s and
+//! `alloc`'s panic sites (the panic handler traps and reads neither), and
+//! the digit pairs of `core::fmt`'s integer formatting, whose functions
+//! are stubbed. Addresses stay as they are; `wasm-opt` drops the zeroes.
 
 use anyhow::{bail, ensure, Context, Result};
 
@@ -28,14 +34,40 @@ const SHORT_MODULE: &str = "m";
 /// the glue's `start` function shares the name.
 const KEPT: &[&str] = &["memory", "start"];
 
+/// The messages of `core`'s and `alloc`'s panic sites linked into the SDK
+/// (allocation failure, `Vec` bounds and capacity, `RefCell` borrows, a
+/// poisoned `LazyCell`, division by zero, `unreachable!`): only the panic
+/// handler, which never reads them, receives them. Not wasm-bindgen's
+/// `throw_str` messages: those reach JavaScript as an `Error`.
+const PANIC_MESSAGES: &[&str] = &[
+    "memory allocation of ",
+    " bytes failed",
+    "removal index (is ",
+    "swap_remove index (is ",
+    ") should be < len (is ",
+    "Tried to shrink to a larger capacity",
+    "capacity overflow",
+    "LazyCell instance has previously been poisoned",
+    "attempt to divide by zero",
+    "RefCell already mutably borrowed",
+    "RefCell already borrowed",
+    "internal error: entered unreachable code",
+];
+
+/// `core::fmt`'s table of decimal digit pairs, `00` to `99`.
+const DIGIT_PAIRS: &str = "0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839404142434445464748495051525354555657585960\
+616263646566676869707172737475767778798081828384858687888990919293949596979899";
+
 /// Renames in `wasm` (a module from wasm-bindgen, before `wasm-opt`) and in
-/// `js` (its glue); returns both rewritten.
-pub fn run(wasm: &[u8], js: &str) -> Result<(Vec<u8>, String)> {
+/// `js` (its glue), and blanks the panic text (`source_prefixes`: how the
+/// source paths of panic locations start); returns both rewritten.
+pub fn run(wasm: &[u8], js: &str, source_prefixes: &[String]) -> Result<(Vec<u8>, String)> {
     ensure!(
         wasm.len() >= 8 && wasm[..4] == *b"\0asm",
         "not a wasm module"
     );
-    let stubbed = stub_unreached(wasm)?;
+    let stubbed = blank_panic_text(&stub_unreached(wasm)?, source_prefixes)?;
     let wasm = &stubbed[..];
     let mut renames: Vec<(String, String)> = Vec::new();
     let mut next = 0usize;
@@ -171,6 +203,87 @@ fn stub_unreached(wasm: &[u8]) -> Result<Vec<u8>> {
         push_leb(&mut out, body.len() as u64);
         out.extend_from_slice(&body);
     }
+    Ok(out)
+}
+
+/// The places in `data` of the panic text [`blank_panic_text`] zeroes: each
+/// [`PANIC_MESSAGES`] entry, [`DIGIT_PAIRS`], and each source path (one of
+/// `source_prefixes`, then path characters up to the first `.rs`).
+fn panic_text(data: &[u8], source_prefixes: &[String]) -> Vec<std::ops::Range<usize>> {
+    let is_path = |c: u8| c.is_ascii_alphanumeric() || b"_-./".contains(&c);
+    let mut found = Vec::new();
+    let texts = PANIC_MESSAGES.iter().copied().chain([DIGIT_PAIRS]);
+    for text in texts {
+        found.extend(find_all(data, text.as_bytes()).map(|at| at..at + text.len()));
+    }
+    for prefix in source_prefixes {
+        for at in find_all(data, prefix.as_bytes()) {
+            let mut end = at + prefix.len();
+            while end < data.len() && is_path(data[end]) && !data[..end].ends_with(b".rs") {
+                end += 1;
+            }
+            if data[..end].ends_with(b".rs") {
+                found.push(at..end);
+            }
+        }
+    }
+    found
+}
+
+/// The offsets where `needle` starts in `haystack`.
+fn find_all<'a>(haystack: &'a [u8], needle: &'a [u8]) -> impl Iterator<Item = usize> + 'a {
+    haystack
+        .windows(needle.len())
+        .enumerate()
+        .filter(move |(_, w)| *w == needle)
+        .map(|(at, _)| at)
+}
+
+/// `wasm` with the [`panic_text`] of its data segments zeroed; an error
+/// when no source path is found, so that a build whose paths changed does
+/// not silently keep them.
+fn blank_panic_text(wasm: &[u8], source_prefixes: &[String]) -> Result<Vec<u8>> {
+    let mut out = wasm.to_vec();
+    let mut r = Reader {
+        bytes: wasm,
+        pos: 8,
+    };
+    let mut paths = 0;
+    while r.pos < wasm.len() {
+        let id = r.byte()?;
+        let size = r.leb()? as usize;
+        let start = r.pos;
+        r.take(size)?;
+        if id != 11 {
+            continue;
+        }
+        let mut d = Reader {
+            bytes: &wasm[..start + size],
+            pos: start,
+        };
+        for _ in 0..d.leb()? {
+            match d.leb()? {
+                0 => d.const_offset()?,
+                1 => {}
+                2 => {
+                    d.leb()?;
+                    d.const_offset()?;
+                }
+                k => bail!("data segment of kind {k}"),
+            }
+            let len = d.leb()? as usize;
+            let at = d.pos;
+            let data = d.take(len)?;
+            for range in panic_text(data, source_prefixes) {
+                paths += usize::from(data[range.clone()].ends_with(b".rs"));
+                out[at + range.start..at + range.end].fill(0);
+            }
+        }
+    }
+    ensure!(
+        paths > 0,
+        "no panic location's source path found (did the paths change?)"
+    );
     Ok(out)
 }
 
@@ -349,6 +462,20 @@ impl<'a> Reader<'a> {
         std::str::from_utf8(self.take(n)?).context("a wasm name that is not UTF-8")
     }
 
+    /// Skips a data segment's offset, an `i32.const` expression.
+    fn const_offset(&mut self) -> Result<()> {
+        ensure!(
+            self.byte()? == 0x41,
+            "a data segment offset that is not i32.const"
+        );
+        self.leb()?;
+        ensure!(
+            self.byte()? == 0x0b,
+            "a data segment offset of more than i32.const"
+        );
+        Ok(())
+    }
+
     fn limits(&mut self) -> Result<()> {
         let flags = self.byte()?;
         self.leb()?;
@@ -423,6 +550,31 @@ mod tests {
             "js_sys::futures::jspi::SpawnedTask::wake::h1f026b9659947a37"
         ));
         assert!(is_unreached("core::ptr::drop_in_place<alloc::rc::Rc<js_sys::futures::jspi::SpawnedTask>>::hab3c5b5def8a048c"));
+    }
+
+    #[test]
+    fn panic_text_is_found_by_prefix_and_message() {
+        let data = b"keep\x01sdk/src/queue.rs\x02keep/rustc/0abc/library/alloc/src/vec/mod.rs\
+capacity overflowsdk/src/not-a-path\x03";
+        let prefixes = ["sdk/src/".to_string(), "/rustc/".to_string()];
+        let found: Vec<&[u8]> = panic_text(data, &prefixes)
+            .into_iter()
+            .map(|r| &data[r])
+            .collect();
+        assert_eq!(
+            found,
+            [
+                &b"capacity overflow"[..],
+                b"sdk/src/queue.rs",
+                b"/rustc/0abc/library/alloc/src/vec/mod.rs",
+            ]
+        );
+    }
+
+    #[test]
+    fn digit_pairs_are_00_to_99() {
+        let pairs: String = (0..100).map(|n| format!("{n:02}")).collect();
+        assert_eq!(DIGIT_PAIRS, pairs);
     }
 
     #[test]

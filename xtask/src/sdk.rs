@@ -7,8 +7,9 @@
 //! 4. the imports and exports renamed to one or two letters in the wasm and
 //!    the glue, the exports the glue does not read dropped, and the
 //!    functions no call reaches but the function table keeps (`core::fmt`'s,
-//!    js-sys's JSPI tasks') made one `unreachable` ([`crate::minify`]);
-//! 5. `wasm-opt --flatten --rereloop -Oz --converge -ocimfs 25` from the npm package `binaryen@132`,
+//!    js-sys's JSPI tasks') made one `unreachable`, and the text only a
+//!    panic would read zeroed ([`crate::minify`]);
+//! 5. `wasm-opt --flatten --rereloop -Oz --converge -ocimfs 25 -Oz` from the npm package `binaryen@132`,
 //!    installed under `target/tools` (Debian's binaryen breaks current
 //!    wasm-bindgen output, so it is never used); the build fails without it;
 //! 6. `esbuild` from npm (under `target/tools` too; required): the wrapper
@@ -91,9 +92,19 @@ pub fn run() -> Result<()> {
     // Short import and export names in the wasm and the glue, before
     // wasm-opt removes what only the dropped exports kept.
     let glue = work.join("glimpse_sdk.js");
-    let (short_wasm, short_glue) =
-        crate::minify::run(&fs::read(work.join(WASM))?, &fs::read_to_string(&glue)?)
-            .context("shortening the wasm's import and export names")?;
+    // Panic locations name the standard library's sources under
+    // `/rustc/<commit>/`, the registry's under cargo's home, and this
+    // crate's relative to the workspace.
+    let mut source_prefixes = vec!["/rustc/".to_string(), "sdk/src/".to_string()];
+    if let Some(home) = crate::tools::cargo_home() {
+        source_prefixes.push(format!("{}/registry/src/", home.display()));
+    }
+    let (short_wasm, short_glue) = crate::minify::run(
+        &fs::read(work.join(WASM))?,
+        &fs::read_to_string(&glue)?,
+        &source_prefixes,
+    )
+    .context("shortening the wasm's import and export names")?;
     fs::write(work.join(WASM), short_wasm)?;
     fs::write(&glue, short_glue)?;
 
@@ -109,6 +120,10 @@ pub fn run() -> Result<()> {
             // (binaryen's default: whatever its size): about 1 KB more raw
             // but 500 bytes less gzip, measured.
             .args(["--one-caller-inline-max-function-size", "25"])
+            // Once more after the passes above: about 100 bytes less
+            // gzip, measured (`--type-ssa`, `--gufa`, `--licm` or
+            // `--monomorphize` before it add nothing).
+            .arg("-Oz")
             .arg("--low-memory-unused")
             .args(["--strip-producers", "--strip-target-features"])
             .arg("-o")

@@ -71,6 +71,72 @@ fn get(obj: &JsValue, key: &str) -> JsValue {
     Reflect::get(obj, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
 }
 
+/// `obj[key]` when it is an object: properties are read through
+/// [`get`], one binding, where web-sys has a getter each.
+fn object(obj: &JsValue, key: &str) -> Option<JsValue> {
+    Some(get(obj, key)).filter(JsValue::is_object)
+}
+
+/// `obj[key]` as a number, `NaN` when it is not one.
+fn number(obj: &JsValue, key: &str) -> f64 {
+    get(obj, key).as_f64().unwrap_or(f64::NAN)
+}
+
+/// Whether `obj[key]` is `true`.
+fn is_true(obj: &JsValue, key: &str) -> bool {
+    get(obj, key).as_bool() == Some(true)
+}
+
+/// The elements of an array, or of an array-like list (a `NodeList`):
+/// `list[0]` to `list[length - 1]`, read by [`get`]'s binding; none when
+/// `list` has no length.
+fn elements(list: &JsValue) -> impl Iterator<Item = JsValue> + '_ {
+    // `NaN` (no length) as 0.
+    let len = number(list, "length") as u32;
+    (0..len).map(move |n| Reflect::get(list, &JsValue::from(n)).unwrap_or(JsValue::UNDEFINED))
+}
+
+/// Whether `obj` has a property `key` that is not `undefined`.
+fn has(obj: &JsValue, key: &str) -> bool {
+    !get(obj, key).is_undefined()
+}
+
+/// `f()`, through the binding of [`try_invoke`] (`Function.call`).
+fn call(f: &JsValue) {
+    let _ = f.unchecked_ref::<Function>().call2(
+        &JsValue::UNDEFINED,
+        &JsValue::UNDEFINED,
+        &JsValue::UNDEFINED,
+    );
+}
+
+/// `obj[method](a, b)`, or what it threw. Every DOM method the SDK calls
+/// outside the observers and `fetch` goes through this one binding (`Function.call`
+/// of the method read by [`get`]), where web-sys has one binding each; an
+/// argument a method does not take is given as `undefined`, which a
+/// method's optional argument reads as absent.
+fn try_invoke(obj: &JsValue, method: &str, a: &JsValue, b: &JsValue) -> Result<JsValue, JsValue> {
+    get(obj, method)
+        .unchecked_into::<Function>()
+        .call2(obj, a, b)
+}
+
+/// [`try_invoke`], `undefined` when it throws (or `method` is none).
+fn invoke(obj: &JsValue, method: &str, a: &JsValue, b: &JsValue) -> JsValue {
+    try_invoke(obj, method, a, b).unwrap_or(JsValue::UNDEFINED)
+}
+
+/// `el.getAttribute(name)`.
+fn attribute(el: &JsValue, name: &str) -> Option<String> {
+    invoke(
+        el,
+        "getAttribute",
+        &JsValue::from_str(name),
+        &JsValue::UNDEFINED,
+    )
+    .as_string()
+}
+
 /// `obj[key] = value`: one binding for every option object's fields, where
 /// web-sys has one setter each.
 fn set(obj: &JsValue, key: &str, value: &JsValue) {
@@ -102,6 +168,16 @@ fn once(f: impl FnOnce(JsValue) -> JsValue + 'static) -> JsValue {
     cb.into_js_value()
 }
 
+/// Adds (or removes) `cb` as the listener of `name` events on `target`.
+fn listen(target: &JsValue, name: &str, cb: &Callback, add: bool) {
+    let method = if add {
+        "addEventListener"
+    } else {
+        "removeEventListener"
+    };
+    invoke(target, method, &JsValue::from_str(name), cb.as_ref());
+}
+
 /// An event listener, removed on drop.
 struct Listener {
     target: EventTarget,
@@ -116,7 +192,7 @@ impl Listener {
         mut f: impl FnMut(Event) + 'static,
     ) -> Listener {
         let cb = callback(move |e: JsValue| f(e.unchecked_into()));
-        let _ = target.add_event_listener_with_callback(name, cb.as_ref().unchecked_ref());
+        listen(target, name, &cb, true);
         Listener {
             target: target.clone(),
             name,
@@ -127,9 +203,7 @@ impl Listener {
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        let _ = self
-            .target
-            .remove_event_listener_with_callback(self.name, self.cb.as_ref().unchecked_ref());
+        listen(&self.target, self.name, &self.cb, false);
     }
 }
 
@@ -266,7 +340,9 @@ fn ad_id_arg(v: &JsValue) -> Result<Option<String>, ()> {
 pub fn start(options: JsValue) -> Result<Tracker, JsError> {
     let opts = read_options(&options)?;
     let win = window().ok_or_else(|| bad("glimpse: no window"))?;
-    let doc = win.document().ok_or_else(|| bad("glimpse: no document"))?;
+    let doc: Document = object(&win, "document")
+        .ok_or_else(|| bad("glimpse: no document"))?
+        .unchecked_into();
     // A prerendered page stores nothing until it is shown (`activate`).
     let prerendering = prerendering(&doc);
     // A page without consent keeps nothing and sends nothing.
@@ -275,7 +351,7 @@ pub fn start(options: JsValue) -> Result<Tracker, JsError> {
     let visible = visible(&doc);
     let focused = slots::page_focused(&win, &doc);
     // Read once: a page does not stop being driven by a program.
-    let webdriver = get(&win.navigator(), "webdriver").as_bool() == Some(true);
+    let webdriver = is_true(&get(&win, "navigator"), "webdriver");
     let inner = Rc::new_cyclic(|me| {
         RefCell::new(Inner {
             slots: Slots::new(opts.rule, visible, focused, prerendering),
@@ -391,7 +467,7 @@ impl Tracker {
             }
         }
         if let Some(res) = resolve {
-            let _ = res.call0(&JsValue::UNDEFINED);
+            call(&res);
         }
         promise
     }
@@ -619,7 +695,7 @@ fn visible(doc: &Document) -> bool {
 
 /// Whether the document is being prerendered, not yet shown to anyone.
 fn prerendering(doc: &Document) -> bool {
-    get(doc, "prerendering").as_bool() == Some(true)
+    is_true(doc, "prerendering")
 }
 
 /// A new batch id.

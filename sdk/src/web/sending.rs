@@ -3,14 +3,15 @@
 //! by `sendBeacon` as the page hides.
 
 use alloc::{string::String, vec::Vec};
-use js_sys::{Array, Function, Object};
+use js_sys::{Function, Object};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use web_sys::{AbortController, Response};
+use web_sys::AbortController;
 
 use super::timer::Timer;
 use super::{
-    epoch_ms, get, new_batch_id, now, once, random, set, then_either, warn, window, with, Inner,
+    call, elements, epoch_ms, get, invoke, new_batch_id, now, once, random, set, then_either, warn,
+    window, with, Inner,
 };
 use crate::queue::{self, classify, parse_retry_after_seconds, Outcome, Queue, REQUEST_TIMEOUT_MS};
 use crate::text::push_u64;
@@ -52,7 +53,7 @@ impl Sending {
 
     fn resolve_waiters(&mut self) {
         for w in core::mem::take(&mut self.waiters) {
-            let _ = w.call0(&JsValue::UNDEFINED);
+            call(&w);
         }
     }
 }
@@ -60,13 +61,10 @@ impl Sending {
 /// Logs each event the edge rejected in an accepted batch (its 202's
 /// `rejected` list), with the reason. The batch is acknowledged all the
 /// same: a rejected event would be rejected again, so it is never resent.
-fn log_rejections(resp: &Response) {
-    let Ok(json) = resp.json() else { return };
+fn log_rejections(resp: &JsValue) {
+    let json = invoke(resp, "json", &JsValue::UNDEFINED, &JsValue::UNDEFINED);
     let log = once(move |answer: JsValue| {
-        let Ok(rejected) = get(&answer, "rejected").dyn_into::<Array>() else {
-            return JsValue::UNDEFINED;
-        };
-        for r in rejected.iter() {
+        for r in elements(&get(&answer, "rejected")) {
             web_sys::console::log_3(
                 &JsValue::from_str("glimpse: the edge rejected an event (it is not resent):"),
                 &get(&r, "index"),
@@ -92,32 +90,40 @@ fn post(endpoint: &str, body: &str, debug: bool, done: impl FnOnce(Outcome) + 's
     set(&init, "credentials", &JsValue::from_str("omit"));
     // A request that hangs would hold the pump (one send at a time) forever.
     let timeout = AbortController::new().ok().and_then(|abort| {
-        set(&init, "signal", &abort.signal());
-        Timer::once(REQUEST_TIMEOUT_MS, move || abort.abort())
+        set(&init, "signal", &get(&abort, "signal"));
+        Timer::once(REQUEST_TIMEOUT_MS, move || {
+            invoke(&abort, "abort", &JsValue::UNDEFINED, &JsValue::UNDEFINED);
+        })
     });
     // One function for both outcomes, so it is called exactly once and freed.
     let settle = once(move |answer: JsValue| {
         drop(timeout);
-        let outcome = match answer.dyn_into::<Response>() {
-            Ok(resp) => {
-                let retry_after = resp
-                    .headers()
-                    .get("retry-after")
-                    .ok()
-                    .flatten()
-                    .and_then(|v| {
-                        parse_retry_after_seconds(&v).or_else(|| {
-                            let at = js_sys::Date::parse(&v);
-                            at.is_finite().then(|| at - js_sys::Date::now())
-                        })
-                    });
-                let outcome = classify(Some(resp.status()), retry_after);
+        // A `Response` has a numeric `status`; what `fetch` rejects with
+        // (a `TypeError`, the abort's `DOMException`) has none.
+        let outcome = match get(&answer, "status").as_f64() {
+            Some(status) => {
+                let resp = answer;
+                let headers = get(&resp, "headers");
+                let retry_after = invoke(
+                    &headers,
+                    "get",
+                    &JsValue::from_str("retry-after"),
+                    &JsValue::UNDEFINED,
+                )
+                .as_string()
+                .and_then(|v| {
+                    parse_retry_after_seconds(&v).or_else(|| {
+                        let at = js_sys::Date::parse(&v);
+                        at.is_finite().then(|| at - js_sys::Date::now())
+                    })
+                });
+                let outcome = classify(Some(status as u16), retry_after);
                 if debug && outcome == Outcome::Ack {
                     log_rejections(&resp);
                 }
                 outcome
             }
-            Err(_) => Outcome::Retry(None),
+            None => Outcome::Retry(None),
         };
         done(outcome);
         JsValue::UNDEFINED
@@ -230,9 +236,11 @@ impl Inner {
         self.check_ownership();
         self.expire();
         let Some(win) = window() else { return };
-        let nav = win.navigator();
+        let nav = get(&win, "navigator");
+        let endpoint = JsValue::from_str(&self.opts.endpoint);
         for (id, body) in self.sending.queue.beacon_plan(now(), epoch_ms()) {
-            if nav.send_beacon_with_opt_str(&self.opts.endpoint, Some(&body)) == Ok(true) {
+            let sent = invoke(&nav, "sendBeacon", &endpoint, &JsValue::from_str(&body));
+            if sent.as_bool() == Some(true) {
                 self.log("glimpse: batch handed to sendBeacon");
             } else {
                 // Refused: fetch with keepalive, settled normally if the page lives.

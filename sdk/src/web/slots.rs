@@ -22,18 +22,18 @@ use alloc::rc::Weak;
 use alloc::{string::String, vec, vec::Vec};
 use core::cell::RefCell;
 
-use js_sys::{Array, Object, Reflect};
+use js_sys::{Array, Object};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{
-    Document, Element, Event, EventTarget, IntersectionObserver, IntersectionObserverEntry,
-    IntersectionObserverInit, MutationObserver, MutationRecord, Node, ResizeObserver,
-    ResizeObserverEntry, Window,
+    Document, Element, Event, EventTarget, IntersectionObserver, IntersectionObserverInit,
+    MutationObserver, Node, ResizeObserver, Window,
 };
 
 use super::timer::Timer;
 use super::{
-    callback, get, now, page_listener, set, warn, window, with, Callback, Inner, Listener,
+    attribute, callback, elements, get, has, invoke, is_true, listen, now, number, object,
+    page_listener, set, warn, window, with, Callback, Inner, Listener,
 };
 use crate::engine::{
     window_focused, Engine, Format, Impression, Playback, Rule, SlotId, OCCLUSION_DELAY_MS,
@@ -71,8 +71,8 @@ const HAVE_FUTURE_DATA: f64 = 3.0;
 /// A video's playback as the engine takes it. Read as properties: one
 /// import for all of them, not one binding each.
 fn playback(v: &Element) -> Playback {
-    let flag = |name: &str| get(v, name).as_bool() == Some(true);
-    let number = |name: &str| get(v, name).as_f64().unwrap_or(f64::NAN);
+    let flag = |name: &str| is_true(v, name);
+    let number = |name: &str| number(v, name);
     let ended = flag("ended");
     Playback {
         playing: !flag("paused")
@@ -89,24 +89,27 @@ fn playback(v: &Element) -> Playback {
 /// The `<video>` of a slot that follows the video rule: the slot itself,
 /// or the one it holds when it says `data-ad-format="video"`.
 fn video_of(el: &Element) -> Option<Element> {
-    if el.tag_name().eq_ignore_ascii_case("video") {
+    let tag = get(el, "tagName").as_string();
+    if tag.is_some_and(|t| t.eq_ignore_ascii_case("video")) {
         return Some(el.clone());
     }
-    if el.get_attribute("data-ad-format").as_deref() != Some("video") {
+    if attribute(el, "data-ad-format").as_deref() != Some("video") {
         return None;
     }
-    el.query_selector("video").ok().flatten()
+    invoke(
+        el,
+        "querySelector",
+        &JsValue::from_str("video"),
+        &JsValue::UNDEFINED,
+    )
+    .dyn_into()
+    .ok()
 }
 
 /// Adds (or removes) the media listener on `video`, for every media event.
 fn listen_media(video: &EventTarget, cb: &Callback, add: bool) {
-    let f = cb.as_ref().unchecked_ref();
     for name in MEDIA_EVENTS {
-        let _ = if add {
-            video.add_event_listener_with_callback(name, f)
-        } else {
-            video.remove_event_listener_with_callback(name, f)
-        };
+        listen(video, name, cb, add);
     }
 }
 
@@ -124,7 +127,6 @@ enum Report {
 fn observer_callback(me: &Weak<RefCell<Inner>>, report: Report) -> Callback {
     let m = me.clone();
     callback(move |entries: JsValue| {
-        let entries: Array = entries.unchecked_into();
         with(&m, |i| {
             if i.stopped {
                 return;
@@ -202,7 +204,7 @@ fn campaign_of(el: &Element, given: Option<String>, post: bool) -> Result<Option
     if post {
         return Ok(None);
     }
-    match given.or_else(|| el.get_attribute("data-campaign-id")) {
+    match given.or_else(|| attribute(el, "data-campaign-id")) {
         Some(c) if !queue::valid_id(&c, MAX_AD_OR_USER_ID_BYTES) => Err(()),
         c => Ok(c),
     }
@@ -211,22 +213,13 @@ fn campaign_of(el: &Element, given: Option<String>, post: bool) -> Result<Option
 /// A slot's `data-ad-token`; one that would need escaping is left out (the
 /// edge then says why).
 fn ad_token(el: &Element) -> Option<String> {
-    el.get_attribute("data-ad-token")
-        .filter(|t| queue::valid_id(t, MAX_AD_OR_USER_ID_BYTES))
+    attribute(el, "data-ad-token").filter(|t| queue::valid_id(t, MAX_AD_OR_USER_ID_BYTES))
 }
 
-#[wasm_bindgen]
-extern "C" {
-    /// An element, for `checkVisibility(options)`, which web-sys lacks.
-    #[wasm_bindgen(extends = Element)]
-    type Checked;
-    #[wasm_bindgen(method, js_name = checkVisibility)]
-    fn check_visibility(this: &Checked, options: &JsValue) -> bool;
-}
-
-/// The area of `el`'s border box, as IntersectionObserver measures it.
-fn area(r: &web_sys::DomRectReadOnly) -> f64 {
-    r.width().max(0.0) * r.height().max(0.0)
+/// The area of the rectangle `r` (a `DOMRectReadOnly`: an element's
+/// border box, as IntersectionObserver measures it).
+fn area(r: &JsValue) -> f64 {
+    number(r, "width").max(0.0) * number(r, "height").max(0.0)
 }
 
 /// Whether CSS renders `el` visibly. `checkVisibility` with the opacity and
@@ -237,11 +230,13 @@ fn area(r: &web_sys::DomRectReadOnly) -> f64 {
 /// Firefox before 125, Safari before 17.4) the same is read from the
 /// computed styles of the element and its ancestors.
 fn rendered(win: &Window, el: &Element, check_options: &JsValue) -> bool {
-    let check = Reflect::has(el, &JsValue::from_str("checkVisibility")).unwrap_or(false);
+    let check = has(el, "checkVisibility");
     let mut at = Some(el.clone());
     let mut own = true;
     while let Some(e) = at {
-        let Some(style) = win.get_computed_style(&e).ok().flatten() else {
+        let Some(style) = Some(invoke(win, "getComputedStyle", &e, &JsValue::UNDEFINED))
+            .filter(JsValue::is_object)
+        else {
             break;
         };
         let is = |name: &str, value: &str| get(&style, name) == JsValue::from_str(value);
@@ -251,12 +246,11 @@ fn rendered(win: &Window, el: &Element, check_options: &JsValue) -> bool {
             return false;
         }
         if check {
-            return el
-                .unchecked_ref::<Checked>()
-                .check_visibility(check_options);
+            let checked = invoke(el, "checkVisibility", check_options, &JsValue::UNDEFINED);
+            return checked.as_bool() == Some(true);
         }
         own = false;
-        at = e.parent_element();
+        at = object(&e, "parentElement").map(JsCast::unchecked_into);
     }
     true
 }
@@ -285,15 +279,17 @@ fn frame(win: &Window) -> Frame {
     }
 }
 
+/// `doc.hasFocus()`; `None` when it throws.
+fn has_focus(doc: &JsValue) -> Option<bool> {
+    invoke(doc, "hasFocus", &JsValue::UNDEFINED, &JsValue::UNDEFINED).as_bool()
+}
+
 /// Whether the window counts as focused ([`window_focused`]).
 pub(super) fn page_focused(win: &Window, doc: &Document) -> bool {
-    let own = doc.has_focus().unwrap_or(true);
+    let own = has_focus(doc).unwrap_or(true);
     let top = match frame(win) {
         Frame::Top => return own,
-        Frame::Reaches(top) => get(&top, "document")
-            .unchecked_into::<Document>()
-            .has_focus()
-            .ok(),
+        Frame::Reaches(top) => has_focus(&get(&top, "document")),
         Frame::Isolated => None,
     };
     window_focused(own, true, top)
@@ -397,8 +393,7 @@ impl Inner {
     /// Creates the observers and tracks the slots already on the page.
     pub(super) fn install_observers(&mut self, win: &Window) {
         let me = self.me.clone();
-        let has = |name: &str| Reflect::has(win, &JsValue::from_str(name)).unwrap_or(false);
-        if !has("IntersectionObserver") {
+        if !has(win, "IntersectionObserver") {
             self.log("glimpse: no IntersectionObserver; nothing is measurable");
             return;
         }
@@ -413,7 +408,7 @@ impl Inner {
         t.sort_unstable_by(f64::total_cmp);
         t.dedup();
         let thresholds: Array = t.into_iter().map(JsValue::from_f64).collect();
-        init.set_threshold(&thresholds);
+        set(&init, "threshold", &thresholds);
         let Ok(io) = IntersectionObserver::new_with_options(cb.as_ref().unchecked_ref(), &init)
         else {
             return;
@@ -431,7 +426,7 @@ impl Inner {
             }
         }
 
-        if has("ResizeObserver") {
+        if has(win, "ResizeObserver") {
             let cb = observer_callback(&me, Report::Resizes);
             if let Ok(ro) = ResizeObserver::new(cb.as_ref().unchecked_ref()) {
                 self.slots.ro = Some(Ro { ro, _cb: cb });
@@ -451,8 +446,9 @@ impl Inner {
             with(&m, |i| i.on_media(e.unchecked_ref()));
         }));
 
-        if let Some(root) = self.doc.document_element() {
-            self.scan(&root);
+        let root = object(&self.doc, "documentElement");
+        if let Some(root) = &root {
+            self.scan(root.unchecked_ref());
         }
         let cb = observer_callback(&me, Report::Mutations);
         if let Ok(mo) = MutationObserver::new(cb.as_ref().unchecked_ref()) {
@@ -465,55 +461,60 @@ impl Inner {
                 .map(JsValue::from_str)
                 .collect();
             set(&init, "attributeFilter", &filter);
-            let root = self.doc.document_element();
             if let Some(root) = root {
-                let _ = mo.observe_with_options(&root, init.unchecked_ref());
+                let _ = mo.observe_with_options(root.unchecked_ref(), init.unchecked_ref());
             }
             self.slots.mo = Some(Mo { mo, _cb: cb });
         }
     }
 
-    fn on_intersections(&mut self, entries: &Array) {
+    fn on_intersections(&mut self, entries: &JsValue) {
         let Some(win) = window() else { return };
         let s = &mut self.slots;
-        for e in entries.iter() {
-            let e: IntersectionObserverEntry = e.unchecked_into();
-            let target = e.target();
+        for e in elements(entries) {
+            let target: Element = get(&e, "target").unchecked_into();
             let Some(id) = s.id_of(&target) else {
                 continue;
             };
-            let ratio = if e.is_intersecting() {
-                e.intersection_ratio()
+            let ratio = if is_true(&e, "isIntersecting") {
+                number(&e, "intersectionRatio")
             } else {
                 0.0
             };
+            let time = number(&e, "time");
             let shown = rendered(&win, &target, &s.check_options);
-            s.engine.set_shown(id, shown, e.time(), &mut s.out);
-            let area = area(&e.bounding_client_rect());
-            s.engine.update(id, ratio, area, e.time(), &mut s.out);
+            s.engine.set_shown(id, shown, time, &mut s.out);
+            let area = area(&get(&e, "boundingClientRect"));
+            s.engine.update(id, ratio, area, time, &mut s.out);
         }
     }
 
     /// IntersectionObserver v2: whether each slot is covered or altered.
-    fn on_occlusion(&mut self, entries: &Array) {
+    fn on_occlusion(&mut self, entries: &JsValue) {
         let s = &mut self.slots;
-        for e in entries.iter() {
-            let visible = get(&e, "isVisible").as_bool() == Some(true);
-            let e: IntersectionObserverEntry = e.unchecked_into();
-            if let Some(id) = s.id_of(&e.target()) {
-                s.engine.set_unoccluded(id, visible, e.time(), &mut s.out);
+        for e in elements(entries) {
+            let visible = is_true(&e, "isVisible");
+            if let Some(id) = s.id_of(get(&e, "target").unchecked_ref()) {
+                s.engine
+                    .set_unoccluded(id, visible, number(&e, "time"), &mut s.out);
             }
         }
     }
 
     /// Slots whose box appeared, changed or went: the engine learns the new
     /// area now, and the share in view from the report asked for.
-    fn on_resizes(&mut self, entries: &Array) {
+    fn on_resizes(&mut self, entries: &JsValue) {
         let s = &mut self.slots;
-        for e in entries.iter() {
-            let el = e.unchecked_into::<ResizeObserverEntry>().target();
+        for e in elements(entries) {
+            let el: Element = get(&e, "target").unchecked_into();
             let Some(id) = s.id_of(&el) else { continue };
-            let area = area(&el.get_bounding_client_rect());
+            let rect = invoke(
+                &el,
+                "getBoundingClientRect",
+                &JsValue::UNDEFINED,
+                &JsValue::UNDEFINED,
+            );
+            let area = area(&rect);
             if s.engine.resize(id, area, now(), &mut s.out) {
                 s.report_again(&el);
             }
@@ -542,11 +543,12 @@ impl Inner {
             return;
         }
         let s = &mut self.slots;
-        let target = e.target();
-        let found = s
-            .list
-            .iter()
-            .find(|x| x.video.as_ref().map(|v| v.as_ref()) == target.as_ref());
+        let target = get(e, "target");
+        let found = s.list.iter().find(|x| {
+            x.video
+                .as_ref()
+                .is_some_and(|v| AsRef::<JsValue>::as_ref(v) == &target)
+        });
         if let Some(slot) = found {
             if let Some(v) = &slot.video {
                 s.engine
@@ -580,40 +582,33 @@ impl Inner {
         self.after();
     }
 
-    fn on_mutations(&mut self, records: &Array) {
+    fn on_mutations(&mut self, records: &JsValue) {
         // Removals first: a slot replaced by one of the same ad (a keyed
         // remount) hands over what it earned.
-        let removed = records.iter().any(|r| {
-            r.unchecked_into::<MutationRecord>()
-                .removed_nodes()
-                .length()
-                > 0
-        });
+        let removed = elements(records).any(|r| number(&get(&r, "removedNodes"), "length") > 0.0);
         if removed {
             let gone: Vec<Element> = self
                 .slots
                 .list
                 .iter()
-                .filter(|s| !s.el.is_connected())
+                .filter(|s| !is_true(&s.el, "isConnected"))
                 .map(|s| s.el.clone())
                 .collect();
             for el in gone {
                 self.untrack(&el);
             }
         }
-        for r in records.iter() {
-            let r: MutationRecord = r.unchecked_into();
-            if r.type_() == "attributes" {
-                if let Some(el) = r.target().and_then(|t| t.dyn_into::<Element>().ok()) {
-                    let post = r.attribute_name().as_deref() == Some("data-post-id");
+        for r in elements(records) {
+            if get(&r, "type") == "attributes" {
+                if let Ok(el) = get(&r, "target").dyn_into::<Element>() {
+                    let post = get(&r, "attributeName") == "data-post-id";
                     self.on_id_change(&el, post);
                 }
                 continue;
             }
-            let added = r.added_nodes();
-            for n in 0..added.length() {
-                if let Some(node) = added.item(n) {
-                    self.scan(&node);
+            for node in elements(&get(&r, "addedNodes")) {
+                if node.is_object() {
+                    self.scan(node.unchecked_ref());
                 }
             }
         }
@@ -623,19 +618,22 @@ impl Inner {
     /// carry `data-post-id` (posts); an element that is both is an ad.
     fn scan(&mut self, node: &Node) {
         // Added and removed again before this callback: nothing to follow.
-        let Some(el) = node.dyn_ref::<Element>().filter(|el| el.is_connected()) else {
+        let Some(el) = node
+            .dyn_ref::<Element>()
+            .filter(|el| is_true(el, "isConnected"))
+        else {
             return;
         };
         let ads = self.opts.selector.clone();
         for (selector, post) in [(ads.as_str(), false), (POST_SELECTOR, true)] {
-            if el.matches(selector).unwrap_or(false) {
+            let selector = JsValue::from_str(selector);
+            if invoke(el, "matches", &selector, &JsValue::UNDEFINED).as_bool() == Some(true) {
                 self.track(el, None, None, post);
             }
-            if let Ok(list) = el.query_selector_all(selector) {
-                for n in 0..list.length() {
-                    if let Some(child) = list.item(n).and_then(|n| n.dyn_into::<Element>().ok()) {
-                        self.track(&child, None, None, post);
-                    }
+            let list = invoke(el, "querySelectorAll", &selector, &JsValue::UNDEFINED);
+            for child in elements(&list) {
+                if let Ok(child) = child.dyn_into::<Element>() {
+                    self.track(&child, None, None, post);
                 }
             }
         }
@@ -644,7 +642,7 @@ impl Inner {
     /// `data-ad-id` (or `data-post-id` when `post`) of `el` changed.
     fn on_id_change(&mut self, el: &Element, post: bool) {
         let Some(slot) = self.slots.list.iter().find(|s| &s.el == el) else {
-            if el.is_connected() {
+            if is_true(el, "isConnected") {
                 self.scan(el);
             }
             return;
@@ -656,7 +654,7 @@ impl Inner {
         }
         let id = slot.id;
         match (
-            el.get_attribute(id_attribute(post)),
+            attribute(el, id_attribute(post)),
             campaign_of(el, None, post),
         ) {
             (Some(ad), Ok(campaign)) if queue::valid_id(&ad, MAX_AD_OR_USER_ID_BYTES) => {
@@ -685,7 +683,7 @@ impl Inner {
             return;
         }
         let explicit = ad_id.is_some();
-        let Some(ad) = ad_id.or_else(|| el.get_attribute(id_attribute(post))) else {
+        let Some(ad) = ad_id.or_else(|| attribute(el, id_attribute(post))) else {
             self.log("glimpse: an element without data-ad-id (data-post-id for a post) is skipped");
             return;
         };

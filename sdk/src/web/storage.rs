@@ -5,7 +5,9 @@ use alloc::{string::String, vec::Vec};
 
 use web_sys::{Storage, Window};
 
-use super::{random, window, Inner};
+use wasm_bindgen::{JsCast, JsValue};
+
+use super::{invoke, number, object, random, try_invoke, window, Inner};
 use crate::limits::MAX_AD_OR_USER_ID_BYTES;
 use crate::queue;
 use crate::text::random_id;
@@ -33,22 +35,51 @@ pub(super) fn tab_key(prefix: &str, tab: &str) -> String {
 
 /// Every key of `s` the SDK wrote (by any tab).
 pub(super) fn sdk_keys(s: &Storage) -> Vec<String> {
-    let len = s.length().unwrap_or(0);
+    // `NaN` (no number) as 0.
+    let len = number(s, "length") as u32;
     (0..len)
-        .filter_map(|n| s.key(n).ok().flatten())
+        .filter_map(|n| invoke(s, "key", &JsValue::from(n), &JsValue::UNDEFINED).as_string())
         .filter(|k| k.starts_with(KEY_PREFIX))
         .collect()
+}
+
+/// `s.getItem(key)`; `None` when it throws or there is none.
+pub(super) fn read(s: &Storage, key: &str) -> Option<String> {
+    invoke(s, "getItem", &JsValue::from_str(key), &JsValue::UNDEFINED).as_string()
+}
+
+/// `s.setItem(key, value)`; whether it was stored (not over quota).
+pub(super) fn write(s: &Storage, key: &str, value: &str) -> bool {
+    try_invoke(
+        s,
+        "setItem",
+        &JsValue::from_str(key),
+        &JsValue::from_str(value),
+    )
+    .is_ok()
+}
+
+/// `s.removeItem(key)`.
+pub(super) fn remove(s: &Storage, key: &str) {
+    invoke(
+        s,
+        "removeItem",
+        &JsValue::from_str(key),
+        &JsValue::UNDEFINED,
+    );
+}
+
+/// `localStorage`, unless reading it throws (storage disabled) or gives
+/// nothing.
+fn local_storage(win: &Window) -> Option<Storage> {
+    object(win, "localStorage").map(JsCast::unchecked_into)
 }
 
 impl Store {
     /// localStorage with consent; without it nothing is kept.
     pub(super) fn open(win: &Window, consent: bool) -> Store {
         Store {
-            storage: if consent {
-                win.local_storage().ok().flatten()
-            } else {
-                None
-            },
+            storage: if consent { local_storage(win) } else { None },
             stored: false,
         }
     }
@@ -62,11 +93,11 @@ impl Store {
         let Some(s) = &self.storage else {
             return random_id(22, random);
         };
-        match s.get_item(USER_KEY).ok().flatten() {
+        match read(s, USER_KEY) {
             Some(id) if queue::valid_id(&id, MAX_AD_OR_USER_ID_BYTES) => id,
             _ => {
                 let id = random_id(22, random);
-                let _ = s.set_item(USER_KEY, &id);
+                write(s, USER_KEY, &id);
                 id
             }
         }
@@ -77,9 +108,9 @@ impl Store {
     pub(super) fn forget_all(&mut self) {
         self.storage = None;
         self.stored = false;
-        if let Some(s) = window().and_then(|w| w.local_storage().ok().flatten()) {
+        if let Some(s) = window().and_then(|w| local_storage(&w)) {
             for k in sdk_keys(&s) {
-                let _ = s.remove_item(&k);
+                remove(&s, &k);
             }
         }
     }
@@ -94,7 +125,7 @@ impl Inner {
     /// tab took them over if our stored queue vanished.
     pub(super) fn check_ownership(&mut self) {
         if let (true, Some(s)) = (self.store.stored, &self.store.storage) {
-            if s.get_item(&self.queue_key()).ok().flatten().is_none() {
+            if read(s, &self.queue_key()).is_none() {
                 self.log("glimpse: another tab took over this tab's batches");
                 let ids: Vec<String> = self
                     .sending
@@ -118,10 +149,10 @@ impl Inner {
         let key = self.queue_key();
         let v = self.sending.queue.encode();
         if v.is_empty() {
-            let _ = s.remove_item(&key);
+            remove(s, &key);
             self.store.stored = false;
         } else {
-            self.store.stored = s.set_item(&key, &v).is_ok();
+            self.store.stored = write(s, &key, &v);
         }
     }
 }

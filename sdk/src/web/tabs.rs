@@ -6,14 +6,16 @@ use alloc::rc::Rc;
 use alloc::{string::String, vec::Vec};
 use core::cell::Cell;
 
-use js_sys::{Array, Function, Promise};
+use js_sys::{Function, Promise};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::Window;
 
-use super::storage::{sdk_keys, tab_key, BEAT_PREFIX, QUEUE_PREFIX};
+use super::storage::{read, remove, sdk_keys, tab_key, write, BEAT_PREFIX, QUEUE_PREFIX};
 use super::timer::Timer;
-use super::{get, ignore_outcome, now, once, random, then_either, window, with, Inner};
+use super::{
+    call, elements, get, ignore_outcome, now, once, random, then_either, window, with, Inner,
+};
 use crate::queue;
 use crate::text::{parse_u64, push_u64, random_id};
 
@@ -30,7 +32,7 @@ struct TabLock {
 impl Drop for TabLock {
     fn drop(&mut self) {
         if let Some(f) = self.release.take() {
-            let _ = f.call0(&JsValue::UNDEFINED);
+            call(&f);
         }
     }
 }
@@ -70,7 +72,7 @@ impl Tabs {
 /// `navigator.locks` and its `request` and `query`, where the browser has
 /// Web Locks.
 fn web_locks(win: &Window) -> Option<(JsValue, Function, Function)> {
-    let locks = get(&win.navigator(), "locks");
+    let locks = get(&get(win, "navigator"), "locks");
     let request = get(&locks, "request").dyn_into::<Function>().ok()?;
     let query = get(&locks, "query").dyn_into::<Function>().ok()?;
     Some((locks, request, query))
@@ -92,7 +94,8 @@ impl Inner {
         let m = self.me.clone();
         let l = locks.clone();
         let adopt = once(move |_lock: JsValue| -> JsValue {
-            let Ok(p) = query.call0(&l) else {
+            let none = JsValue::UNDEFINED;
+            let Ok(p) = query.call2(&l, &none, &none) else {
                 return JsValue::UNDEFINED;
             };
             let take = once(move |snapshot: JsValue| {
@@ -100,12 +103,10 @@ impl Inner {
                 let pending = get(&snapshot, "pending");
                 let mut live = Vec::new();
                 for list in [held, pending] {
-                    if let Ok(list) = list.dyn_into::<Array>() {
-                        for lock in list.iter() {
-                            if let Some(n) = get(&lock, "name").as_string() {
-                                if let Some(tab) = n.strip_prefix(LOCK_PREFIX) {
-                                    live.push(String::from(tab));
-                                }
+                    for lock in elements(&list) {
+                        if let Some(n) = get(&lock, "name").as_string() {
+                            if let Some(tab) = n.strip_prefix(LOCK_PREFIX) {
+                                live.push(String::from(tab));
                             }
                         }
                     }
@@ -154,7 +155,7 @@ impl Inner {
         if let Some(s) = &self.store.storage {
             let mut v = String::new();
             push_u64(&mut v, js_sys::Date::now() as u64);
-            let _ = s.set_item(&tab_key(BEAT_PREFIX, &self.tabs.id), &v);
+            write(s, &tab_key(BEAT_PREFIX, &self.tabs.id), &v);
         }
     }
 
@@ -176,21 +177,18 @@ impl Inner {
             if tab == self.tabs.id {
                 continue;
             }
-            let beat = s
-                .get_item(&tab_key(BEAT_PREFIX, tab))
-                .ok()
-                .flatten()
+            let beat = read(&s, &tab_key(BEAT_PREFIX, tab))
                 .and_then(|v| parse_u64(&v))
                 .map(|v| v as f64);
             if !queue::is_orphan(tab, live, beat, now_epoch, HEARTBEAT_STALE_MS) {
                 continue;
             }
             if is_queue {
-                if let Some(v) = s.get_item(&k).ok().flatten() {
+                if let Some(v) = read(&s, &k) {
                     adopted += self.sending.queue.adopt(queue::decode(&v, now()));
                 }
             }
-            let _ = s.remove_item(&k);
+            remove(&s, &k);
         }
         if adopted > 0 {
             self.log("glimpse: resending batches left by an earlier page");

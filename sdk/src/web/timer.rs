@@ -1,13 +1,14 @@
 //! Timers (`setTimeout`, `setInterval`), cleared on drop. Every timer shares
 //! one closure type, since each closure type costs its own glue in the wasm.
 
-use wasm_bindgen::JsCast;
+use wasm_bindgen::JsValue;
 
-use super::{callback, window, Callback};
+use super::{callback, invoke, try_invoke, window, Callback};
 
 /// A pending timeout or a running interval.
 pub(super) struct Timer {
-    handle: i32,
+    /// The id `setTimeout` or `setInterval` gave.
+    handle: JsValue,
     _cb: Callback,
 }
 
@@ -30,14 +31,9 @@ impl Timer {
     fn start(ms: u32, repeat: bool, mut f: impl FnMut() + 'static) -> Option<Timer> {
         let win = window()?;
         let cb = callback(move |_| f());
-        let ms = ms.min(i32::MAX as u32) as i32;
-        let f = cb.as_ref().unchecked_ref();
-        let handle = if repeat {
-            win.set_interval_with_callback_and_timeout_and_arguments_0(f, ms)
-        } else {
-            win.set_timeout_with_callback_and_timeout_and_arguments_0(f, ms)
-        }
-        .ok()?;
+        let method = if repeat { "setInterval" } else { "setTimeout" };
+        let ms = JsValue::from(ms.min(i32::MAX as u32));
+        let handle = try_invoke(&win, method, cb.as_ref(), &ms).ok()?;
         Some(Timer { handle, _cb: cb })
     }
 }
@@ -47,7 +43,7 @@ impl Drop for Timer {
         // Timeouts and intervals share one list of timers, which
         // `clearTimeout` clears either from (HTML, timers).
         if let Some(win) = window() {
-            win.clear_timeout_with_handle(self.handle);
+            invoke(&win, "clearTimeout", &self.handle, &JsValue::UNDEFINED);
         }
     }
 }
