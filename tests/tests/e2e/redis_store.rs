@@ -272,6 +272,7 @@ fn three_edges_under_concurrent_load_and_batches_sent_twice_count_once() {
 fn a_claim_another_edge_made_two_days_ago_keeps_the_batch_from_counting_again() {
     let OneEdge {
         redis: _redis,
+        _dir,
         edge,
         mut conn,
         ..
@@ -294,7 +295,11 @@ fn a_claim_another_edge_made_two_days_ago_keeps_the_batch_from_counting_again() 
             {"id": "e1", "ad_id": ad, "user_id": batch_id, "kind": "viewable", "ts": ts},
         ]});
         let (status, answer) = edge.post_batch(&body.to_string());
-        assert_eq!((status, answer["accepted"].as_u64()), (202, Some(1)));
+        assert_eq!(
+            (status, answer["accepted"].as_u64()),
+            (202, Some(1)),
+            "{answer}"
+        );
     }
     // Posted after it, the unclaimed batch syncs in the same delta or a later one.
     let day = day_of(ts);
