@@ -2,8 +2,8 @@
 //!
 //! Each sync of the in-flight [`Delta`] has two phases. First it *claims*
 //! each of the delta's batches: one call of `claims.lua` per shard of the
-//! batch ids looks each id up in the shard's claim hashes of the last 72 h
-//! and writes `<edge>:<seq>` for the ones no one holds (a few commands per
+//! batch ids looks each id up in the shard's claim hashes of the days that
+//! can hold a claim on it (from 49 h before this edge accepted it) and writes `<edge>:<seq>` for the ones no one holds (a few commands per
 //! call, whatever the number of batches): a batch already claimed by
 //! another edge or delta is not counted again. Then it runs one *step* per (ad, day) ([`plan`]): one call
 //! of the Lua script `apply.lua`, atomic on the Redis side and confined to
@@ -67,7 +67,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
 
 use self::keys::Keys;
-use self::plan::{KeyPlan, StepId};
+use self::plan::{BatchClaim, KeyPlan, StepId};
 use self::written::{Answer, SketchWrite, WrittenSketches};
 use super::identity::MAX_SEQUENCE;
 use super::seen::SeenIndex;
@@ -487,25 +487,27 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Claims `ids`, all of `shard`, for the delta whose claim value is
-    /// `ours`, at the edge's time `now_ms`, with one call of `claims.lua`;
-    /// answers the ids this delta does not own.
+    /// Claims `batches`, all of `shard`, for the delta whose claim value is
+    /// `ours`, at the edge's time `now_ms`, with one call of `claims.lua`
+    /// that reads the windows their claims can be in; answers the ids this
+    /// delta does not own.
     async fn claim_shard<'a>(
         &self,
         shard: u16,
-        ids: &[&'a str],
+        batches: &[BatchClaim<'a>],
         ours: &str,
         now_ms: i64,
     ) -> Result<Vec<&'a str>, StoreError> {
         let windows = plan::CLAIMS;
+        let oldest_accepted = batches.iter().map(|b| b.accepted_ms).fold(now_ms, i64::min);
         let mut call = self.claims_script.prepare_invoke();
-        for window in windows.to_check(now_ms) {
+        for window in windows.to_check(now_ms, oldest_accepted) {
             call.key(self.keys.claims(shard, window));
         }
         call.arg(ours)
             .arg(windows.expiry_ms(windows.window(now_ms)));
-        for id in ids {
-            call.arg(*id);
+        for b in batches {
+            call.arg(b.batch_id);
         }
         let mut conn = self.conn.clone();
         let taken: Vec<String> = call
@@ -513,9 +515,9 @@ impl RedisStore {
             .await
             .map_err(|e| unavailable("claiming batches", e))?;
         let taken: HashSet<&str> = taken.iter().map(String::as_str).collect();
-        Ok(ids
+        Ok(batches
             .iter()
-            .copied()
+            .map(|b| b.batch_id)
             .filter(|id| taken.contains(id))
             .collect())
     }
@@ -530,14 +532,17 @@ impl RedisStore {
         now_ms: i64,
     ) -> Result<HashSet<&'a str>, StoreError> {
         let ours = plan::claim_value(&self.edge_id, seq);
-        let mut by_shard: HashMap<u16, Vec<&str>> = HashMap::new();
-        for id in plan::claims(delta) {
-            by_shard.entry(plan::claim_shard(id)).or_default().push(id);
+        let mut by_shard: HashMap<u16, Vec<BatchClaim<'a>>> = HashMap::new();
+        for claim in plan::claims(delta) {
+            by_shard
+                .entry(plan::claim_shard(claim.batch_id))
+                .or_default()
+                .push(claim);
         }
         let ours = ours.as_str();
         let mut jobs: Vec<BoxFuture<'_, Result<Vec<&'a str>, StoreError>>> = Vec::new();
-        for (shard, ids) in &by_shard {
-            for chunk in ids.chunks(CLAIMS_PER_CALL) {
+        for (shard, batches) in &by_shard {
+            for chunk in batches.chunks(CLAIMS_PER_CALL) {
                 jobs.push(self.claim_shard(*shard, chunk, ours, now_ms).boxed());
             }
         }

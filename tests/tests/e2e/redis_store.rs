@@ -8,8 +8,8 @@ use glimpse_tests::redis::{RedisServer, Reply};
 use glimpse_wire::api::{AdsResponse, StatsResponse, UniqueVisitorsResponse};
 
 use crate::load::{
-    assert_same_registers, counter_field, counters, counters_key, day_of, now_ms, pfadd_reference,
-    pfcount, post_all, sketch_at, uv_key, visitors, wait_for, Load,
+    assert_same_registers, batch_claims, counter_field, counters, counters_key, day_of, now_ms,
+    pfadd_reference, pfcount, post_all, sketch_at, uv_key, visitors, wait_for, Load,
 };
 
 const SYNC_DEADLINE: Duration = Duration::from_secs(60);
@@ -261,6 +261,71 @@ fn three_edges_under_concurrent_load_and_batches_sent_twice_count_once() {
     }
     let after = counters(&mut conn, &counters_key("many-a", &d1));
     assert_eq!(after, (12_000, 3_000), "nothing changed at shutdown");
+}
+
+/// Another edge that took a batch 47 h ago claimed it in the claim hash of
+/// that day, one or two windows before today's. An edge that takes the batch
+/// now reads every window from 49 h before it accepted it, so it finds that
+/// claim and leaves the batch out; a batch no one claimed, synced beside
+/// it, counts.
+#[test]
+fn a_claim_another_edge_made_two_days_ago_keeps_the_batch_from_counting_again() {
+    let OneEdge {
+        redis: _redis,
+        _dir,
+        edge,
+        mut conn,
+        ..
+    } = OneEdge::start();
+    let ts = now_ms() - 47 * 3_600_000;
+    let window = ts.div_euclid(86_400_000);
+    let theirs = "other-edge:4294967297";
+    // The claim goes into that window's hash of every shard, so the test
+    // need not compute the batch's shard; the edge reads only its own.
+    for shard in 0..16 {
+        let key = format!("glimpse:claims:{{c{shard}}}:{window}");
+        conn.cmd(&["HSET", &key, "claimed-elsewhere", theirs])
+            .not_error();
+    }
+    for (batch_id, ad) in [
+        ("claimed-elsewhere", "old-claim"),
+        ("unclaimed", "new-claim"),
+    ] {
+        let body = serde_json::json!({"batch_id": batch_id, "events": [
+            {"id": "e1", "ad_id": ad, "user_id": batch_id, "kind": "viewable", "ts": ts},
+        ]});
+        let (status, answer) = edge.post_batch(&body.to_string());
+        assert_eq!(
+            (status, answer["accepted"].as_u64()),
+            (202, Some(1)),
+            "{answer}"
+        );
+    }
+    // Posted after it, the unclaimed batch syncs in the same delta or a later one.
+    let day = day_of(ts);
+    wait_for(
+        SYNC_DEADLINE,
+        "the unclaimed batch counts",
+        || counters(&mut conn, &counters_key("new-claim", &day)),
+        |c| *c == (1, 0),
+    );
+    assert_eq!(
+        counters(&mut conn, &counters_key("old-claim", &day)),
+        (0, 0)
+    );
+    let stats: StatsResponse =
+        edge.get_json(&format!("/v1/ads/old-claim/stats?from={day}&to={day}"));
+    assert_eq!(stats.impressions, 0, "left out of the edge's stats too");
+    let claims = batch_claims(&mut conn);
+    assert_eq!(claims["claimed-elsewhere"].0, theirs);
+    let (ours, key) = &claims["unclaimed"];
+    assert_ne!(ours, theirs);
+    let today = now_ms().div_euclid(86_400_000);
+    assert!(
+        key.ends_with(&format!(":{today}")) || key.ends_with(&format!(":{}", today - 1)),
+        "a new claim goes into the window of its sync: {key}"
+    );
+    assert!(edge.terminate().success());
 }
 
 #[test]

@@ -2,8 +2,10 @@
 -- claim unless a claim is found for it already, in one atomic call of a few
 -- commands whatever the number of ids.
 --
--- KEYS[1..n] the shard's claim hashes of the windows to check, newest
--- first (one hash slot); new claims go into KEYS[1].
+-- KEYS[1..n] the shard's claim hashes of the windows that can hold a claim
+-- on these ids (from 49 h before the oldest was accepted: plan.rs,
+-- `ClaimWindows::to_check`), newest first (one hash slot); new claims go
+-- into KEYS[1].
 -- ARGV[1] this delta's claim ("<edge_id>:<seq>")
 -- ARGV[2] KEYS[1]'s expiry (epoch ms)
 -- ARGV[3..] the batch ids (distinct)

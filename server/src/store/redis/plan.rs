@@ -5,7 +5,8 @@
 //! and duplicate batches.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::fmt;
 
@@ -74,16 +75,41 @@ pub fn owns_claim(previous: Option<&str>, ours: &str) -> bool {
     previous.is_none_or(|v| v == ours)
 }
 
+/// A batch id to claim, with when this edge accepted it: every claim on the
+/// batch, by any edge, was made after that less [`CLAIM_LOOKBACK_MS`], which
+/// bounds the windows its look-up reads ([`ClaimWindows::to_check`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchClaim<'a> {
+    pub batch_id: &'a str,
+    pub accepted_ms: i64,
+}
+
 /// The batch ids of a delta that need a claim ([`needs_claim`]: not the
-/// ones the edge minted), each once, in a stable order.
-pub fn claims(delta: &Delta) -> Vec<&str> {
-    let mut seen = HashSet::new();
-    delta
-        .batches
-        .iter()
-        .map(|r| r.batch_id.as_str())
-        .filter(|id| needs_claim(id) && seen.insert(*id))
-        .collect()
+/// ones the edge minted), each once, in a stable order, with the earliest
+/// time this edge accepted a copy.
+pub fn claims(delta: &Delta) -> Vec<BatchClaim<'_>> {
+    let mut at: HashMap<&str, usize> = HashMap::new();
+    let mut claims: Vec<BatchClaim<'_>> = Vec::new();
+    for r in &delta.batches {
+        let id = r.batch_id.as_str();
+        if !needs_claim(id) {
+            continue;
+        }
+        match at.entry(id) {
+            Entry::Occupied(i) => {
+                let claim = &mut claims[*i.get()];
+                claim.accepted_ms = claim.accepted_ms.min(r.received_ms);
+            }
+            Entry::Vacant(v) => {
+                v.insert(claims.len());
+                claims.push(BatchClaim {
+                    batch_id: id,
+                    accepted_ms: r.received_ms,
+                });
+            }
+        }
+    }
+    claims
 }
 
 /// The script call of one (ad, day) or (post, day), its hours included.
@@ -184,16 +210,21 @@ impl ClaimWindows {
         ms.div_euclid(CLAIM_WINDOW_MS)
     }
 
-    /// The windows a claim made in the last `lifetime_ms` before `now_ms`
-    /// is in, newest first: the first is where new claims go. Four for
-    /// 72 h of day windows (three when `now_ms - 72 h` starts a day).
-    pub fn to_check(self, now_ms: i64) -> impl Iterator<Item = i64> {
-        (self.window(now_ms - self.lifetime_ms)..=self.window(now_ms)).rev()
+    /// The windows a look-up at `now_ms` reads for batches this edge
+    /// accepted at `oldest_accepted_ms` or later, newest first: the first is
+    /// where new claims go. Every claim on such a batch was made after
+    /// `oldest_accepted_ms - CLAIM_LOOKBACK_MS` (49 h), so older windows
+    /// cannot hold one: three day windows for a sync of batches accepted
+    /// after 01:00 UTC (four in the first hour of a day), not the four that
+    /// cover the claims' whole lifetime. A delta is sent within
+    /// [`RETRY_HORIZON_MS`] of its oldest batch, so every window named here
+    /// is younger than `lifetime_ms` and still there ([`expiry_ms`](Self::expiry_ms)).
+    pub fn to_check(self, now_ms: i64, oldest_accepted_ms: i64) -> impl Iterator<Item = i64> {
+        (self.window(oldest_accepted_ms - CLAIM_LOOKBACK_MS)..=self.window(now_ms)).rev()
     }
 
     /// When a window's hash expires: `lifetime_ms` after the window ends,
-    /// so each claim lives at least that long and at most one window more,
-    /// and every window [`to_check`](Self::to_check) names is still there.
+    /// so each claim lives at least that long and at most one window more.
     pub fn expiry_ms(self, window: i64) -> i64 {
         (window + 1) * CLAIM_WINDOW_MS + self.lifetime_ms
     }
@@ -207,18 +238,23 @@ pub fn claim_shard(batch_id: &str) -> u16 {
 /// Room for the clocks of edges and Redis to differ.
 const CLOCK_ALLOWANCE_MS: i64 = 55 * 60_000;
 
+/// How far before this edge accepted a batch any claim on it can have been
+/// made, by any edge: 49 h. A claim is made once some copy of the batch was
+/// accepted, so after its events happened; this edge accepted the batch at
+/// `r` with events at most 48 h old (and at most 5 min ahead), so every
+/// claim on it was made after `r - 48 h - 5 min`, by clocks that differ by
+/// up to the allowance.
+pub const CLAIM_LOOKBACK_MS: i64 = MAX_EVENT_AGE_MS + MAX_EVENT_LEAD_MS + CLOCK_ALLOWANCE_MS;
+
 /// How long after its oldest batch was accepted a delta may still be sent
-/// to Redis: 23 h. Every claim on a batch, by any edge, was made once some
-/// copy of it had been accepted, so after its events happened; this edge
-/// accepted the batch at `r` with events at most 48 h old (and at most
-/// 5 min ahead), so every claim on it was made after `r - 48 h - 5 min` and
-/// lives past `r + 24 h - 5 min`. This edge's own claims and ledger entries
-/// for the delta were written after `r` and live 72 h. A delta sent within
-/// the horizon therefore meets every claim and ledger entry that says a
-/// batch or a step counted already; past it one of them may have expired,
-/// and sending it could count a batch twice.
-pub const RETRY_HORIZON_MS: i64 =
-    CLAIM_LIFETIME_MS - MAX_EVENT_AGE_MS - MAX_EVENT_LEAD_MS - CLOCK_ALLOWANCE_MS;
+/// to Redis: 23 h. Every claim on a batch that this edge accepted at `r` was
+/// made after `r -` [`CLAIM_LOOKBACK_MS`] and lives [`CLAIM_LIFETIME_MS`]
+/// (72 h), so past `r + 23 h`; this edge's own claims and ledger entries for
+/// the delta were written after `r` and live 72 h. A delta sent within the
+/// horizon therefore meets every claim and ledger entry that says a batch
+/// or a step counted already; past it one of them may have expired, and
+/// sending it could count a batch twice.
+pub const RETRY_HORIZON_MS: i64 = CLAIM_LIFETIME_MS - CLAIM_LOOKBACK_MS;
 const _: () = assert!(RETRY_HORIZON_MS > 0, "claims must outlive the event window");
 
 /// The retry rule: `Some(age)` when `delta` is too old to send (its oldest
@@ -312,16 +348,63 @@ mod tests {
             let expires = CLAIMS.expiry_ms(w);
             assert!(expires - made >= CLAIM_LIFETIME_MS, "{offset}");
             assert!(expires - made <= CLAIM_LIFETIME_MS + CLAIM_WINDOW_MS);
-            // Every lookup within the lifetime checks the claim's window,
-            // and each window it checks is still there.
-            for later in [made, made + HOUR_MS, made + CLAIM_LIFETIME_MS] {
-                let windows: Vec<i64> = CLAIMS.to_check(later).collect();
-                assert_eq!(windows[0], CLAIMS.window(later));
-                assert!(windows.contains(&w), "{offset} {later}");
-                assert!(windows.iter().all(|&x| CLAIMS.expiry_ms(x) > later));
-                assert!((3..=4).contains(&windows.len()));
-            }
         }
+    }
+
+    #[test]
+    fn a_look_up_reads_every_window_that_can_hold_a_claim_on_its_batches() {
+        let t0 = 1_764_000_000_000;
+        let minute = 60_000;
+        // This edge accepted a batch at `accepted`; any edge may have
+        // claimed it from `accepted - lookback` on (the earliest at the
+        // edge of the event window, by a clock the allowance behind), and
+        // this edge looks it up from when it accepted it until the horizon.
+        // t0 is 16:00 UTC: the offsets reach the first hour of the next day.
+        assert_eq!(t0 % DAY_MS, 16 * HOUR_MS);
+        for offset in [
+            0,
+            1,
+            HOUR_MS,
+            8 * HOUR_MS + 30 * minute,
+            13 * HOUR_MS,
+            DAY_MS - 1,
+        ] {
+            let accepted = t0 + offset;
+            for made in [
+                accepted - CLAIM_LOOKBACK_MS,
+                accepted - 48 * HOUR_MS,
+                accepted - DAY_MS,
+                accepted,
+                accepted + RETRY_HORIZON_MS,
+            ] {
+                let w = CLAIMS.window(made);
+                for later in [made.max(accepted), accepted + RETRY_HORIZON_MS] {
+                    let windows: Vec<i64> = CLAIMS.to_check(later, accepted).collect();
+                    assert_eq!(windows[0], CLAIMS.window(later));
+                    assert!(windows.contains(&w), "{offset} {made} {later}");
+                    // The claim, and every window read, is still there.
+                    assert!(CLAIMS.expiry_ms(w) > later, "{offset} {made} {later}");
+                    assert!(windows.iter().all(|&x| CLAIMS.expiry_ms(x) > later));
+                    assert!((3..=4).contains(&windows.len()), "{windows:?}");
+                }
+            }
+            // A sync a second after accepting reads three windows, four in
+            // the first hour of a UTC day (the look-back is 2 days and 1 h):
+            // not the four of the claims' whole lifetime.
+            let sync = accepted + 1_000;
+            let expected = if sync.rem_euclid(DAY_MS) < HOUR_MS + 1_000 {
+                4
+            } else {
+                3
+            };
+            assert_eq!(
+                CLAIMS.to_check(sync, accepted).count(),
+                expected,
+                "{offset}"
+            );
+        }
+        // The whole lifetime of a claim is the look-back and the horizon.
+        assert_eq!(CLAIM_LOOKBACK_MS + RETRY_HORIZON_MS, CLAIM_LIFETIME_MS);
         let shards: HashSet<u16> = (0..1000).map(|i| claim_shard(&format!("b-{i}"))).collect();
         assert_eq!(shards.len(), usize::from(CLAIM_SHARDS));
     }
@@ -354,7 +437,8 @@ mod tests {
             ],
         );
         let delta = agg.begin_sync().unwrap();
-        assert_eq!(claims(&delta), ["b0", "b1", "b2", "b3", "b4", "b9"]);
+        let ids: Vec<&str> = claims(&delta).iter().map(|c| c.batch_id).collect();
+        assert_eq!(ids, ["b0", "b1", "b2", "b3", "b4", "b9"]);
         let not_owned = ["b1", "b3", "b9"];
         let plans = plan(&delta, |id| !not_owned.contains(&id));
         assert_eq!(plans.len(), 2);
@@ -447,9 +531,10 @@ mod tests {
             }
         }
 
-        /// `claims.lua` for one id: the claim found in the windows to
-        /// check, else `value` written to the newest one.
-        fn claim(&mut self, id: &str, value: &str) -> Option<String> {
+        /// `claims.lua` for one id this edge accepted at `accepted_ms`:
+        /// the claim found in the windows to check, else `value` written to
+        /// the newest one.
+        fn claim(&mut self, id: &str, accepted_ms: i64, value: &str) -> Option<String> {
             let (now, windows) = (
                 self.now,
                 ClaimWindows {
@@ -458,7 +543,7 @@ mod tests {
             );
             self.claims.retain(|_, (_, expires)| *expires > now);
             let found = windows
-                .to_check(now)
+                .to_check(now, accepted_ms)
                 .find_map(|w| self.claims.get(&w)?.0.get(id).cloned());
             if found.is_none() {
                 let w = windows.window(now);
@@ -477,8 +562,11 @@ mod tests {
             let ours = claim_value(edge, seq);
             let owned: HashSet<String> = claims(delta)
                 .into_iter()
-                .filter(|id| owns_claim(self.claim(id, &ours).as_deref(), &ours))
-                .map(str::to_owned)
+                .filter(|c| {
+                    let found = self.claim(c.batch_id, c.accepted_ms, &ours);
+                    owns_claim(found.as_deref(), &ours)
+                })
+                .map(|c| c.batch_id.to_owned())
                 .collect();
             if lose_steps {
                 return;
