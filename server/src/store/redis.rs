@@ -3,7 +3,8 @@
 //! Each sync of the in-flight [`Delta`] has two phases. First it *claims*
 //! each of the delta's batches: one call of `claims.lua` per shard of the
 //! batch ids looks each id up in the shard's claim hashes of the days that
-//! can hold a claim on it (from 49 h before this edge accepted it) and writes `<edge>:<seq>` for the ones no one holds (a few commands per
+//! can hold a claim on it (from 49 h before this edge accepted it) and
+//! writes `<edge>:<seq>` for the ones no one holds (a few commands per
 //! call, whatever the number of batches): a batch already claimed by
 //! another edge or delta is not counted again. Then it runs one *step* per (ad, day) ([`plan`]): one call
 //! of the Lua script `apply.lua`, atomic on the Redis side and confined to
