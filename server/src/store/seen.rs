@@ -231,6 +231,17 @@ mod tests {
         assert!(index.contains("new").unwrap());
     }
 
+    #[test]
+    fn the_earlier_redb_index_is_deleted_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let earlier = dir.path().join(SeenIndex::EARLIER_FILE_NAME);
+        std::fs::write(&earlier, b"an earlier version's redb file").unwrap();
+        let index = SeenIndex::open(dir.path()).unwrap();
+        assert!(!earlier.exists());
+        assert!(dir.path().join(SeenIndex::FILE_NAME).exists());
+        assert!(!index.contains("old").unwrap());
+    }
+
     #[tokio::test]
     async fn minted_ids_are_not_recorded() {
         let dir = tempfile::tempdir().unwrap();
