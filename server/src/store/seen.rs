@@ -1,23 +1,33 @@
-//! The batch ids an edge has handed to its store, kept in redb for
+//! The batch ids an edge has handed to its store, kept for
 //! [`BATCH_ID_RETENTION_MS`]: what ingest reads to answer a batch seen
 //! before as a duplicate, on the edge itself, without asking anyone.
 //!
-//! Two tables: `batches`, `batch_id -> received_ms`, and `batches_by_time`,
-//! `(received_ms, batch_id) -> ()`, so old ids are forgotten oldest first
-//! without a scan. The embedded store keeps them in its own database, in the
+//! The embedded store keeps them in its own redb database, in the
 //! transaction that counts the batches ([`SeenBatches`]), so an id is seen
-//! exactly when its counts are stored. The Redis store keeps them in a file
-//! of their own in the data directory ([`SeenIndex`]), written once a delta
-//! has landed in Redis.
+//! exactly when its counts are stored: two tables, `batches`,
+//! `batch_id -> received_ms`, and `batches_by_time`,
+//! `(received_ms, batch_id) -> ()`, so old ids are forgotten oldest first
+//! without a scan. That one holds whole ids and is not sized for billions.
+//!
+//! The Redis store keeps them in a file of their own in the data directory
+//! ([`SeenIndex`]), written once a delta has landed in Redis: fingerprints
+//! in 4 KiB hash pages that grow one bucket at a time, one page read per
+//! lookup, about 16 bytes of disk per id and no memory that grows with
+//! them (`seen/fingerprints.rs` has the layout, the odds of a false "seen"
+//! and why a crash only loses hints).
 
 use std::path::Path;
 use std::sync::Arc;
+
+use self::fingerprints::FingerprintFile;
 
 use redb::{Database, ReadableTable, Table, TableDefinition, WriteTransaction};
 
 use super::{StoreError, BATCH_ID_RETENTION_MS};
 use crate::counted::needs_claim;
 use crate::counts::Delta;
+
+mod fingerprints;
 
 const BATCHES: TableDefinition<&str, i64> = TableDefinition::new("batches");
 const BATCHES_BY_TIME: TableDefinition<(i64, &str), ()> = TableDefinition::new("batches_by_time");
@@ -108,41 +118,57 @@ impl<'txn> SeenBatches<'txn> {
     }
 }
 
-/// A database of its own holding only the seen batch ids: the Redis store's
-/// local index of the batches this edge has synced.
+/// The Redis store's local index of the batches this edge has synced: a
+/// fingerprint file of its own in the data directory.
 #[derive(Debug, Clone)]
 pub struct SeenIndex {
-    db: Arc<Database>,
+    file: Arc<FingerprintFile>,
 }
 
 impl SeenIndex {
     /// The file inside the data directory.
-    pub const FILE_NAME: &'static str = "synced-batches.redb";
+    pub const FILE_NAME: &'static str = "synced-batches.index";
+    /// The redb file earlier versions kept the ids in; its ids are only
+    /// hints (Redis's claims catch a re-sent batch), so it is deleted
+    /// rather than read.
+    const EARLIER_FILE_NAME: &'static str = "synced-batches.redb";
 
     /// Opens (or creates) the index in `data_dir`. The edge holds the
-    /// directory's lock (`identity.rs`) while it runs, and redb locks the
-    /// file as well, so no second process writes it.
+    /// directory's lock (`identity.rs`) while it runs, so no second process
+    /// writes it.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
             StoreError::Unavailable(format!("cannot create {}: {e}", data_dir.display()))
         })?;
+        let earlier = data_dir.join(Self::EARLIER_FILE_NAME);
+        match std::fs::remove_file(&earlier) {
+            Ok(()) => tracing::info!(path = %earlier.display(), "deleted the earlier seen index"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(StoreError::Unavailable(format!(
+                    "cannot delete {}: {e}",
+                    earlier.display()
+                )))
+            }
+        }
         let path = data_dir.join(Self::FILE_NAME);
-        let db = Database::create(&path)
+        let file = FingerprintFile::open(&path, BATCH_ID_RETENTION_MS)
             .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
-        let txn = db.begin_write().map_err(unavailable)?;
-        create_tables(&txn)?;
-        txn.commit().map_err(unavailable)?;
-        Ok(SeenIndex { db: Arc::new(db) })
+        Ok(SeenIndex {
+            file: Arc::new(file),
+        })
     }
 
+    /// One page read (two when the bucket overflows), inline on the async
+    /// worker: cheaper than a hop to the blocking pool on every batch.
     pub fn contains(&self, batch_id: &str) -> Result<bool, StoreError> {
-        contains(&self.db, batch_id)
+        self.file.contains(batch_id.as_bytes()).map_err(unavailable)
     }
 
     /// Records every batch of `delta` (owned or not: each is counted
     /// somewhere) but the ones the edge minted, which ingest never looks up
-    /// ([`crate::counted`]), and forgets old ids, in one transaction made
-    /// durable before it returns, on the blocking pool.
+    /// ([`crate::counted`]), and forgets old ids, made durable before it
+    /// returns, on the blocking pool.
     pub async fn record(&self, delta: &Delta, now_ms: i64) -> Result<(), StoreError> {
         let ids: Vec<(String, i64)> = delta
             .batches
@@ -150,17 +176,10 @@ impl SeenIndex {
             .filter(|b| needs_claim(&b.batch_id))
             .map(|b| (b.batch_id.clone(), b.received_ms))
             .collect();
-        let db = Arc::clone(&self.db);
+        let file = Arc::clone(&self.file);
         tokio::task::spawn_blocking(move || {
-            let txn = db.begin_write().map_err(unavailable)?;
-            {
-                let mut seen = SeenBatches::open(&txn)?;
-                for (id, received_ms) in &ids {
-                    seen.insert(id, *received_ms)?;
-                }
-                seen.forget_old(now_ms)?;
-            }
-            txn.commit().map_err(unavailable)
+            file.record(ids.iter().map(|(id, ms)| (id.as_bytes(), *ms)), now_ms)
+                .map_err(unavailable)
         })
         .await
         .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
@@ -193,14 +212,34 @@ mod tests {
         }
         let index = SeenIndex::open(dir.path()).unwrap();
         assert!(index.contains("old").unwrap(), "kept across a restart");
+        // Ids are kept by the hour they arrived in, for 48 to 49 h: NOW is
+        // an hour's start, so they are all kept 48 h later and gone an hour
+        // after that.
+        const HOUR_MS: i64 = 3_600_000;
         agg.record("new", NOW + BATCH_ID_RETENTION_MS, Traffic::Valid, &[]);
-        let later = NOW + BATCH_ID_RETENTION_MS + 1;
         index
-            .record(&agg.begin_sync().unwrap(), later)
+            .record(&agg.begin_sync().unwrap(), NOW + BATCH_ID_RETENTION_MS)
+            .await
+            .unwrap();
+        agg.finish_sync();
+        assert!(index.contains("old").unwrap(), "kept for 48 h");
+        index
+            .record(&Delta::default(), NOW + BATCH_ID_RETENTION_MS + HOUR_MS)
             .await
             .unwrap();
         assert!(!index.contains("old").unwrap() && !index.contains("bot").unwrap());
         assert!(index.contains("new").unwrap());
+    }
+
+    #[test]
+    fn the_earlier_redb_index_is_deleted_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let earlier = dir.path().join(SeenIndex::EARLIER_FILE_NAME);
+        std::fs::write(&earlier, b"an earlier version's redb file").unwrap();
+        let index = SeenIndex::open(dir.path()).unwrap();
+        assert!(!earlier.exists());
+        assert!(dir.path().join(SeenIndex::FILE_NAME).exists());
+        assert!(!index.contains("old").unwrap());
     }
 
     #[tokio::test]
