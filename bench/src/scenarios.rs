@@ -563,6 +563,31 @@ fn ingest_baseline(ctx: &Ctx<'_>, shape: &Shape, redis: &RedisTarget) -> Result<
     Ok(measured.into_run(usage, verdict))
 }
 
+/// The runs of the first generator on one Redis deployment: the edge on it
+/// when `edge` (and asked for), then the baseline, each logged with its
+/// label and pushed to its results.
+fn redis_runs(
+    ctx: &Ctx<'_>,
+    shape: &Shape,
+    redis: &RedisTarget,
+    edge: bool,
+    [edge_label, baseline_label]: [&str; 2],
+    (edge_runs, baseline_runs): (&mut Vec<IngestRun>, &mut Vec<IngestRun>),
+    logged: &mut dyn FnMut(&str, &IngestRun),
+) -> Result<()> {
+    if edge && ctx.cfg.wants("edge-redis") {
+        let r = ingest_edge(ctx, shape, Store::Redis(redis), None)?;
+        logged(edge_label, &r);
+        edge_runs.push(r);
+    }
+    if ctx.cfg.wants("baseline") {
+        let r = ingest_baseline(ctx, shape, redis)?;
+        logged(baseline_label, &r);
+        baseline_runs.push(r);
+    }
+    Ok(())
+}
+
 /// The most events wrk can leave unanswered at its stop: a batch per
 /// connection.
 fn in_flight(shape: &Shape) -> u64 {
@@ -729,16 +754,10 @@ pub fn run(cfg: &BenchConfig, rt: &Runtime, log: &mut dyn FnMut(&str)) -> Result
                 ));
             };
             if let Some(redis) = &single {
-                if ctx.features.redis_store && cfg.wants("edge-redis") {
-                    let r = ingest_edge(&ctx, &shape, Store::Redis(redis), None)?;
-                    logged("edge on Redis", &r);
-                    shaped.edge_redis.push(r);
-                }
-                if cfg.wants("baseline") {
-                    let r = ingest_baseline(&ctx, &shape, redis)?;
-                    logged("write-through baseline", &r);
-                    shaped.baseline.push(r);
-                }
+                let runs = (&mut shaped.edge_redis, &mut shaped.baseline);
+                let labels = ["edge on Redis", "write-through baseline"];
+                let edge = ctx.features.redis_store;
+                redis_runs(&ctx, &shape, redis, edge, labels, runs, &mut logged)?;
             }
             if cfg.wants("edge-embedded") {
                 let r = ingest_edge(&ctx, &shape, Store::Embedded, None)?;
@@ -751,16 +770,20 @@ pub fn run(cfg: &BenchConfig, rt: &Runtime, log: &mut dyn FnMut(&str)) -> Result
                 shaped.edge_embedded_relaxed.push(r);
             }
             if let Some(redis) = &cluster {
-                if edge_on_cluster && cfg.wants("edge-redis") {
-                    let r = ingest_edge(&ctx, &shape, Store::Redis(redis), None)?;
-                    logged("edge on Redis Cluster", &r);
-                    shaped.edge_redis_cluster.push(r);
-                }
-                if cfg.wants("baseline") {
-                    let r = ingest_baseline(&ctx, &shape, redis)?;
-                    logged("write-through baseline on Redis Cluster", &r);
-                    shaped.baseline_cluster.push(r);
-                }
+                let runs = (&mut shaped.edge_redis_cluster, &mut shaped.baseline_cluster);
+                let labels = [
+                    "edge on Redis Cluster",
+                    "write-through baseline on Redis Cluster",
+                ];
+                redis_runs(
+                    &ctx,
+                    &shape,
+                    redis,
+                    edge_on_cluster,
+                    labels,
+                    runs,
+                    &mut logged,
+                )?;
             }
             if let (Some(redis), true) = (&single, wrk_available && wrk_shape == Some(shape.name)) {
                 if ctx.features.redis_store {
