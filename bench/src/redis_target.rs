@@ -64,13 +64,17 @@ impl RedisTarget {
             .fold(Snapshot::default(), |sum, node| sum.plus(&node))
     }
 
+    /// The command `args`, about `key`, on the node serving `key`.
+    fn cmd_for(&self, key: &str, args: &[&[u8]]) -> Reply {
+        match self {
+            RedisTarget::Single(server) => server.cmd(args),
+            RedisTarget::Cluster(cluster) => cluster.cmd(key.as_bytes(), args),
+        }
+    }
+
     /// `GET key` on the node serving it.
     pub fn get(&self, key: &str) -> Reply {
-        let args: [&[u8]; 2] = [b"GET", key.as_bytes()];
-        match self {
-            RedisTarget::Single(server) => server.cmd(&args),
-            RedisTarget::Cluster(cluster) => cluster.cmd(key.as_bytes(), &args),
-        }
+        self.cmd_for(key, &[b"GET", key.as_bytes()])
     }
 
     /// `PFCOUNT` of the union of `keys`, by Redis's own estimator. On a
@@ -90,7 +94,7 @@ impl RedisTarget {
         let scratch = cluster.node_for(UNION_TAG.as_bytes());
         let mut copies = Vec::new();
         for key in keys {
-            match cluster.cmd(key.as_bytes(), &[b"GET", key.as_bytes()]) {
+            match self.get(key) {
                 Reply::Bulk(Some(sketch)) => {
                     let copy = format!("{UNION_TAG}:{}", copies.len());
                     scratch.cmd(&[b"SET", copy.as_bytes(), &sketch]).not_error();
@@ -122,11 +126,7 @@ mod tests {
         let mut args: Vec<Vec<u8>> = vec![b"PFADD".to_vec(), key.as_bytes().to_vec()];
         args.extend(visitors.map(|v| format!("visitor-{v}").into_bytes()));
         let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-        let reply = match target {
-            RedisTarget::Single(server) => server.cmd(&args),
-            RedisTarget::Cluster(cluster) => cluster.cmd(key.as_bytes(), &args),
-        };
-        reply.not_error();
+        target.cmd_for(key, &args).not_error();
     }
 
     #[test]
