@@ -59,6 +59,23 @@ const DIGIT_PAIRS: &str = "0001020304050607080910111213141516171819\
 2021222324252627282930313233343536373839404142434445464748495051525354555657585960\
 616263646566676869707172737475767778798081828384858687888990919293949596979899";
 
+/// The sections of `wasm` after its 8-byte preamble, in order: each id,
+/// where its body starts in `wasm`, and the body.
+fn sections(wasm: &[u8]) -> Result<Vec<(u8, usize, &[u8])>> {
+    let mut r = Reader {
+        bytes: wasm,
+        pos: 8,
+    };
+    let mut found = Vec::new();
+    while r.pos < wasm.len() {
+        let id = r.byte()?;
+        let size = r.leb()? as usize;
+        let start = r.pos;
+        found.push((id, start, r.take(size)?));
+    }
+    Ok(found)
+}
+
 /// Renames in `wasm` (a module from wasm-bindgen, before `wasm-opt`) and in
 /// `js` (its glue), and blanks the panic text (`source_prefixes`: how the
 /// source paths of panic locations start); returns both rewritten.
@@ -72,14 +89,7 @@ pub fn run(wasm: &[u8], js: &str, source_prefixes: &[String]) -> Result<(Vec<u8>
     let mut renames: Vec<(String, String)> = Vec::new();
     let mut next = 0usize;
     let mut out = wasm[..8].to_vec();
-    let mut r = Reader {
-        bytes: wasm,
-        pos: 8,
-    };
-    while r.pos < wasm.len() {
-        let id = r.byte()?;
-        let size = r.leb()? as usize;
-        let body = r.take(size)?;
+    for (id, _, body) in sections(wasm)? {
         let section = match id {
             2 => imports(body, js, &mut renames, &mut next)?,
             7 => exports(body, js, &mut renames, &mut next)?,
@@ -117,17 +127,10 @@ fn is_unreached(name: &str) -> bool {
 /// made one `unreachable`; an error when none is found, so that a build
 /// whose names changed does not silently keep them.
 fn stub_unreached(wasm: &[u8]) -> Result<Vec<u8>> {
-    let mut sections = Vec::new();
-    let mut r = Reader {
-        bytes: wasm,
-        pos: 8,
-    };
+    let sections = sections(wasm)?;
     let mut imported = 0u64;
     let mut stubs = std::collections::HashSet::new();
-    while r.pos < wasm.len() {
-        let id = r.byte()?;
-        let size = r.leb()? as usize;
-        let body = r.take(size)?;
+    for &(id, _, body) in &sections {
         if id == 2 {
             let mut i = Reader {
                 bytes: body,
@@ -167,14 +170,13 @@ fn stub_unreached(wasm: &[u8]) -> Result<Vec<u8>> {
                 }
             }
         }
-        sections.push((id, body));
     }
     ensure!(
         !stubs.is_empty(),
         "no unreached function found by name (is the name section gone?)"
     );
     let mut out = wasm[..8].to_vec();
-    for (id, body) in sections {
+    for (id, _, body) in sections {
         let body = if id == 10 {
             let mut c = Reader {
                 bytes: body,
@@ -244,21 +246,13 @@ fn find_all<'a>(haystack: &'a [u8], needle: &'a [u8]) -> impl Iterator<Item = us
 /// not silently keep them.
 fn blank_panic_text(wasm: &[u8], source_prefixes: &[String]) -> Result<Vec<u8>> {
     let mut out = wasm.to_vec();
-    let mut r = Reader {
-        bytes: wasm,
-        pos: 8,
-    };
     let mut paths = 0;
-    while r.pos < wasm.len() {
-        let id = r.byte()?;
-        let size = r.leb()? as usize;
-        let start = r.pos;
-        r.take(size)?;
+    for (id, start, body) in sections(wasm)? {
         if id != 11 {
             continue;
         }
         let mut d = Reader {
-            bytes: &wasm[..start + size],
+            bytes: &wasm[..start + body.len()],
             pos: start,
         };
         for _ in 0..d.leb()? {
