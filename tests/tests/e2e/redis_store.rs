@@ -313,9 +313,19 @@ fn a_claim_another_edge_made_two_days_ago_keeps_the_batch_from_counting_again() 
         counters(&mut conn, &counters_key("old-claim", &day)),
         (0, 0)
     );
-    let stats: StatsResponse =
-        edge.get_json(&format!("/v1/ads/old-claim/stats?from={day}&to={day}"));
-    assert_eq!(stats.impressions, 0, "left out of the edge's stats too");
+    // The edge's stats add its delta while the delta's sync is still
+    // finishing (the steps land before the delta leaves memory), so they
+    // are read until that sync is done.
+    wait_for(
+        SYNC_DEADLINE,
+        "the claimed batch is left out of the edge's stats too",
+        || {
+            let stats: StatsResponse =
+                edge.get_json(&format!("/v1/ads/old-claim/stats?from={day}&to={day}"));
+            stats.impressions
+        },
+        |impressions| *impressions == 0,
+    );
     let claims = batch_claims(&mut conn);
     assert_eq!(claims["claimed-elsewhere"].0, theirs);
     let (ours, key) = &claims["unclaimed"];
