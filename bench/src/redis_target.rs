@@ -14,6 +14,28 @@ use crate::redis_info::Snapshot;
 /// scenario shares it.
 const UNION_TAG: &str = "{glimpse-bench-union}";
 
+/// The shards of the edge's batch claims (`server/src/store/redis/keys.rs`,
+/// `claims`): a claim window is one hash per shard.
+pub const CLAIM_SHARDS: u16 = 16;
+
+/// The edge's claim hash of `shard` and `window` (days since 1970) under
+/// its default `--redis-prefix`: the name `server/src/store/redis/keys.rs`
+/// gives it. Written out here because the benchmark drives the edge as a
+/// black box; [`RedisTarget::claims_held`] catches a name that drifted.
+fn claims_key(shard: u16, window: i64) -> String {
+    format!("glimpse:claims:{{c{shard}}}:{window}")
+}
+
+/// Plants `ARGV[2]` claims of another edge in the hash `KEYS[1]`, fields
+/// `<ARGV[1]>-<n>`: ids no load generator sends. In one script call per
+/// chunk, so the fill costs no round trip per claim.
+const FILL_CLAIMS: &str = r"
+for n = tonumber(ARGV[2]), tonumber(ARGV[3]) do
+  redis.call('HSET', KEYS[1], ARGV[1] .. '-' .. n, 'e-0000000000000000:1')
+end
+return 0
+";
+
 #[derive(Debug)]
 pub enum RedisTarget {
     Single(RedisServer),
@@ -70,6 +92,44 @@ impl RedisTarget {
             RedisTarget::Single(server) => server.cmd(args),
             RedisTarget::Cluster(cluster) => cluster.cmd(key.as_bytes(), args),
         }
+    }
+
+    /// Fills every claim hash of the windows `windows` (days since 1970)
+    /// with `per_window` claims another edge made: the claims an edge finds
+    /// in Redis after days of traffic, when each of its look-ups searches
+    /// hashes far larger than the CPU's caches. A fresh Redis has none, so
+    /// without this a claim costs what it costs in an empty hash.
+    pub fn fill_claim_windows(&self, windows: std::ops::RangeInclusive<i64>, per_window: usize) {
+        const CHUNK: usize = 10_000;
+        for window in windows {
+            for shard in 0..CLAIM_SHARDS {
+                let key = claims_key(shard, window);
+                for from in (0..per_window).step_by(CHUNK) {
+                    let to = (from + CHUNK).min(per_window) - 1;
+                    let (from, to) = (from.to_string(), to.to_string());
+                    let args: [&[u8]; 7] = [
+                        b"EVAL",
+                        FILL_CLAIMS.as_bytes(),
+                        b"1",
+                        key.as_bytes(),
+                        b"planted",
+                        from.as_bytes(),
+                        to.as_bytes(),
+                    ];
+                    self.cmd_for(&key, &args).not_error();
+                }
+            }
+        }
+    }
+
+    /// How many claims the claim hashes of `window` hold, over every shard.
+    pub fn claims_held(&self, window: i64) -> i64 {
+        (0..CLAIM_SHARDS)
+            .map(|shard| {
+                let key = claims_key(shard, window);
+                self.cmd_for(&key, &[b"HLEN", key.as_bytes()]).int()
+            })
+            .sum()
     }
 
     /// `GET key` on the node serving it.

@@ -23,7 +23,7 @@ use crate::gen::{BatchSize, Mix, Tally};
 use crate::load::{self, now_ms, run_id, Connections, IngestConfig, LoadReport, StatsConfig};
 use crate::procs::{own_cpu_seconds, sibling_binary, Server};
 use crate::redis_info::Usage;
-use crate::redis_target::RedisTarget;
+use crate::redis_target::{RedisTarget, CLAIM_SHARDS};
 use crate::verify::{self, Verdict};
 use crate::wrk::{self, WrkReport};
 
@@ -138,6 +138,9 @@ pub struct BenchConfig {
     pub only: Vec<String>,
     /// Where the Redis scenarios run.
     pub redis: RedisDeployments,
+    /// Claims per shard and day window planted before the headline shape's
+    /// `edge-redis-filled` run on the single Redis (0: the run is skipped).
+    pub filled_claims: usize,
 }
 
 impl BenchConfig {
@@ -154,6 +157,10 @@ impl BenchConfig {
             repeat: 1,
             only: Vec::new(),
             redis: RedisDeployments::Both,
+            // 6.4 million claims over the 64 hashes, about 0.9 GB of Redis:
+            // each hash some 14 MB, far past the CPU's caches, as after days
+            // of traffic (at 10,000 batches/s a shard's day holds 54 million).
+            filled_claims: 100_000,
         }
     }
 
@@ -175,6 +182,7 @@ impl BenchConfig {
             repeat: 1,
             only: Vec::new(),
             redis: RedisDeployments::Both,
+            filled_claims: 500,
         }
     }
 
@@ -325,6 +333,9 @@ fn per_million(x: f64, events: u64) -> f64 {
 pub struct ShapeResults {
     pub shape: Shape,
     pub edge_redis: Vec<IngestRun>,
+    /// The edge on a Redis whose claim windows were filled first (the
+    /// headline shape only).
+    pub edge_redis_filled: Vec<IngestRun>,
     pub baseline: Vec<IngestRun>,
     pub edge_embedded: Vec<IngestRun>,
     /// The embedded store with `--durability relaxed` (answers before the
@@ -343,6 +354,7 @@ impl ShapeResults {
         ShapeResults {
             shape,
             edge_redis: Vec::new(),
+            edge_redis_filled: Vec::new(),
             baseline: Vec::new(),
             edge_embedded: Vec::new(),
             edge_embedded_relaxed: Vec::new(),
@@ -365,6 +377,7 @@ impl ShapeResults {
     fn runs(&self) -> impl Iterator<Item = &IngestRun> {
         self.edge_redis
             .iter()
+            .chain(&self.edge_redis_filled)
             .chain(&self.baseline)
             .chain(&self.edge_embedded)
             .chain(&self.edge_embedded_relaxed)
@@ -516,14 +529,36 @@ fn load_and_measure(ctx: &Ctx<'_>, shape: &Shape, server: &Server) -> Measured {
     }
 }
 
+/// The claim windows an edge's claims calls can read today: today and the
+/// three days before (`CLAIM_LOOKBACK_MS`, 49 h, in
+/// `server/src/store/redis/plan.rs`; four windows in the first hour of a
+/// day).
+fn claim_windows(day: Day) -> std::ops::RangeInclusive<i64> {
+    let today = i64::from(day.days_since_epoch());
+    today - 3..=today
+}
+
+/// The edge on `store` under `shape`, checked through a restarted edge.
+/// With `filled_claims` (a Redis store), the claim windows hold that many
+/// claims per shard before the load starts, and Redis's figures count from
+/// after the fill.
 fn ingest_edge(
     ctx: &Ctx<'_>,
     shape: &Shape,
     store: Store<'_>,
     durability: Option<&str>,
+    filled_claims: usize,
 ) -> Result<IngestRun> {
     let dir = tempfile::tempdir()?;
-    let before = store.redis().map(RedisTarget::flush);
+    let first_day = today();
+    let before = store.redis().map(|redis| {
+        let flushed = redis.flush();
+        if filled_claims == 0 {
+            return flushed;
+        }
+        redis.fill_claim_windows(claim_windows(first_day), filled_claims);
+        redis.snapshot()
+    });
     let edge = Server::start(
         "glimpse-server",
         edge_command(ctx, dir.path(), store, None, durability),
@@ -531,6 +566,23 @@ fn ingest_edge(
     let measured = load_and_measure(ctx, shape, &edge);
     edge.terminate()?;
     let redis = before.map(|b| b.delta(&store.redis().expect("flushed").snapshot()));
+    if let (Some(target), true) = (store.redis(), filled_claims > 0) {
+        // The edge's own claims went into the planted hashes (today's, or a
+        // new day's past midnight), else the fill missed the keys it reads.
+        let planted = claim_windows(first_day).count() as i64
+            * i64::from(CLAIM_SHARDS)
+            * filled_claims as i64;
+        let held: i64 = claim_windows(today())
+            .chain(claim_windows(first_day))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .map(|window| target.claims_held(window))
+            .sum();
+        anyhow::ensure!(
+            held > planted,
+            "the edge made no claim in the claim hashes planted for it ({held} held, {planted} planted): their key names no longer match the edge's"
+        );
+    }
     // Checked through a restarted edge: what the store kept, not memory.
     let edge = Server::start(
         "glimpse-server",
@@ -576,7 +628,7 @@ fn redis_runs(
     logged: &mut dyn FnMut(&str, &IngestRun),
 ) -> Result<()> {
     if edge && ctx.cfg.wants("edge-redis") {
-        let r = ingest_edge(ctx, shape, Store::Redis(redis), None)?;
+        let r = ingest_edge(ctx, shape, Store::Redis(redis), None, 0)?;
         logged(edge_label, &r);
         edge_runs.push(r);
     }
@@ -759,13 +811,26 @@ pub fn run(cfg: &BenchConfig, rt: &Runtime, log: &mut dyn FnMut(&str)) -> Result
                 let edge = ctx.features.redis_store;
                 redis_runs(&ctx, &shape, redis, edge, labels, runs, &mut logged)?;
             }
+            let headline = cfg.shapes.first().map(|s| s.name) == Some(shape.name);
+            if let (Some(redis), true) = (
+                &single,
+                headline
+                    && ctx.features.redis_store
+                    && cfg.filled_claims > 0
+                    && cfg.wants("edge-redis-filled"),
+            ) {
+                let store = Store::Redis(redis);
+                let r = ingest_edge(&ctx, &shape, store, None, cfg.filled_claims)?;
+                logged("edge on Redis, claim windows filled", &r);
+                shaped.edge_redis_filled.push(r);
+            }
             if cfg.wants("edge-embedded") {
-                let r = ingest_edge(&ctx, &shape, Store::Embedded, None)?;
+                let r = ingest_edge(&ctx, &shape, Store::Embedded, None, 0)?;
                 logged("edge on embedded store", &r);
                 shaped.edge_embedded.push(r);
             }
             if ctx.features.durability && cfg.wants("edge-embedded-relaxed") {
-                let r = ingest_edge(&ctx, &shape, Store::Embedded, Some("relaxed"))?;
+                let r = ingest_edge(&ctx, &shape, Store::Embedded, Some("relaxed"), 0)?;
                 logged("edge on embedded store, --durability relaxed", &r);
                 shaped.edge_embedded_relaxed.push(r);
             }
@@ -964,6 +1029,7 @@ fn shape_table(out: &mut String, cfg: &BenchConfig, shaped: &ShapeResults) {
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     );
     let edge_redis = ingest_row(&shaped.edge_redis);
+    let filled = ingest_row(&shaped.edge_redis_filled);
     let baseline = ingest_row(&shaped.baseline);
     let embedded = ingest_row(&shaped.edge_embedded);
     let relaxed = ingest_row(&shaped.edge_embedded_relaxed);
@@ -974,8 +1040,13 @@ fn shape_table(out: &mut String, cfg: &BenchConfig, shaped: &ShapeResults) {
     let cluster = format!("Redis Cluster ({CLUSTER_MASTERS} masters)");
     let edge_cluster_name = format!("edge, {cluster}");
     let baseline_cluster_name = format!("write-through baseline, {cluster}");
+    let filled_name = format!(
+        "edge, Redis store, claim windows filled ({} claims per shard and day)",
+        fmt_num(cfg.filled_claims as f64)
+    );
     for (name, r) in [
         ("edge, Redis store", &edge_redis),
+        (&filled_name, &filled),
         ("write-through baseline", &baseline),
         ("edge, embedded store", &embedded),
         ("edge, embedded store, --durability relaxed", &relaxed),
@@ -991,6 +1062,11 @@ fn shape_table(out: &mut String, cfg: &BenchConfig, shaped: &ShapeResults) {
     let cluster_ratio = format!("ratio edge on {cluster} / baseline on {cluster}");
     for (name, e, b) in [
         ("ratio edge on Redis / baseline", &edge_redis, &baseline),
+        (
+            "ratio edge on Redis, claim windows filled / baseline",
+            &filled,
+            &baseline,
+        ),
         ("ratio embedded / baseline", &embedded, &baseline),
         ("ratio embedded relaxed / baseline", &relaxed, &baseline),
         ("ratio edge on Redis / baseline (wrk)", &wrk_edge, &wrk_base),
@@ -1002,6 +1078,7 @@ fn shape_table(out: &mut String, cfg: &BenchConfig, shaped: &ShapeResults) {
     }
     for (on, e, b) in [
         (String::new(), &edge_redis, &baseline),
+        (" with the claim windows filled".into(), &filled, &baseline),
         (
             format!(" on the {cluster}"),
             &edge_cluster,

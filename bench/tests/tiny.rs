@@ -55,8 +55,18 @@ fn tiny_bench_runs_and_counts_exactly() {
             );
         }
     }
-    // The second generator ran beside the first on the headline shape.
+    // The second generator ran beside the first on the headline shape, and
+    // so did the edge on Redis with its claim windows filled (only there).
     let headline = &stdout[browser..fifty];
+    assert!(
+        headline
+            .contains("| edge, Redis store, claim windows filled (500 claims per shard and day) |"),
+        "no filled-claims row:\n{stdout}"
+    );
+    assert!(
+        !stdout[fifty..].contains("claim windows filled"),
+        "{stdout}"
+    );
     assert!(
         headline.contains("| write-through baseline (wrk) |"),
         "no wrk rows (is wrk installed?):\n{stdout}"

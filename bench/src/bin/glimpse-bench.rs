@@ -48,8 +48,8 @@ struct Args {
     /// Runs per ingest scenario (the table shows medians).
     #[arg(long)]
     repeat: Option<usize>,
-    /// Scenarios to run: edge-redis, baseline, edge-embedded,
-    /// edge-embedded-relaxed, wrk, stats. edge-redis and baseline run on
+    /// Scenarios to run: edge-redis, edge-redis-filled, baseline,
+    /// edge-embedded, edge-embedded-relaxed, wrk, stats. edge-redis and baseline run on
     /// every deployment `--redis` names.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -57,6 +57,11 @@ struct Args {
     /// generator (wrk) and the stats route run on the single Redis only.
     #[arg(long, value_enum)]
     redis: Option<RedisDeployments>,
+    /// Claims per shard and day window planted before the headline shape's
+    /// edge-redis-filled run (the steady state of days of traffic; 0 skips
+    /// it).
+    #[arg(long)]
+    filled_claims: Option<usize>,
     /// Worker threads of the load generator.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -141,6 +146,9 @@ fn main() -> ExitCode {
     }
     if let Some(r) = args.repeat {
         cfg.repeat = r;
+    }
+    if let Some(n) = args.filled_claims {
+        cfg.filled_claims = n;
     }
     cfg.only = args.only.clone();
     if let Some(redis) = args.redis {
