@@ -20,7 +20,7 @@ mod tabs;
 mod timer;
 
 use alloc::rc::{Rc, Weak};
-use alloc::{string::String, vec, vec::Vec};
+use alloc::{boxed::Box, string::String, vec, vec::Vec};
 use core::cell::RefCell;
 
 use js_sys::{Function, Promise, Reflect};
@@ -150,10 +150,16 @@ type Callback = Closure<dyn FnMut(JsValue) -> JsValue>;
 
 /// A [`Callback`] running `f` at each call.
 fn callback(mut f: impl FnMut(JsValue) + 'static) -> Callback {
-    Closure::new(move |v: JsValue| {
+    boxed(Box::new(move |v: JsValue| {
         f(v);
         JsValue::UNDEFINED
-    })
+    }))
+}
+
+/// `f` as a [`Callback`]: `Closure::new` would instantiate wasm-bindgen's
+/// call glue once per closure it is given, this takes the one boxed type.
+fn boxed(f: Box<dyn FnMut(JsValue) -> JsValue>) -> Callback {
+    Closure::wrap(f)
 }
 
 /// A JavaScript function running `f` at its first call (later calls do
@@ -161,10 +167,10 @@ fn callback(mut f: impl FnMut(JsValue) + 'static) -> Callback {
 /// garbage collector takes it.
 fn once(f: impl FnOnce(JsValue) -> JsValue + 'static) -> JsValue {
     let mut f = Some(f);
-    let cb: Callback = Closure::new(move |v: JsValue| match f.take() {
+    let cb = boxed(Box::new(move |v: JsValue| match f.take() {
         Some(f) => f(v),
         None => JsValue::UNDEFINED,
-    });
+    }));
     cb.into_js_value()
 }
 
