@@ -26,9 +26,10 @@ fn claims_key(shard: u16, window: i64) -> String {
     format!("glimpse:claims:{{c{shard}}}:{window}")
 }
 
-/// Plants `ARGV[2]` claims of another edge in the hash `KEYS[1]`, fields
-/// `<ARGV[1]>-<n>`: ids no load generator sends. In one script call per
-/// chunk, so the fill costs no round trip per claim.
+/// Plants claims of another edge in the hash `KEYS[1]` under the fields
+/// `<ARGV[1]>-<n>` for `n` from `ARGV[2]` to `ARGV[3]`: ids no load
+/// generator sends. One script call per chunk, so the fill costs no round
+/// trip per claim.
 const FILL_CLAIMS: &str = r"
 for n = tonumber(ARGV[2]), tonumber(ARGV[3]) do
   redis.call('HSET', KEYS[1], ARGV[1] .. '-' .. n, 'e-0000000000000000:1')

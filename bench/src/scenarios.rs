@@ -572,12 +572,8 @@ fn ingest_edge(
         let planted = claim_windows(first_day).count() as i64
             * i64::from(CLAIM_SHARDS)
             * filled_claims as i64;
-        let held: i64 = claim_windows(today())
-            .chain(claim_windows(first_day))
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .map(|window| target.claims_held(window))
-            .sum();
+        let windows = *claim_windows(first_day).start()..=*claim_windows(today()).end();
+        let held: i64 = windows.map(|window| target.claims_held(window)).sum();
         anyhow::ensure!(
             held > planted,
             "the edge made no claim in the claim hashes planted for it ({held} held, {planted} planted): their key names no longer match the edge's"
@@ -780,9 +776,8 @@ pub fn run(cfg: &BenchConfig, rt: &Runtime, log: &mut dyn FnMut(&str)) -> Result
     results.shapes = cfg.shapes.iter().cloned().map(ShapeResults::new).collect();
     // The second generator loads the headline shape on the single Redis,
     // when it keeps its connections alive (wrk does).
-    let wrk_shape = cfg
-        .shapes
-        .first()
+    let headline = cfg.shapes.first();
+    let wrk_shape = headline
         .filter(|s| s.connections == Connections::KeepAlive && cfg.wants("wrk") && single.is_some())
         .map(|s| s.name);
     let wrk_available = wrk_shape.is_some() && wrk::available();
@@ -811,10 +806,9 @@ pub fn run(cfg: &BenchConfig, rt: &Runtime, log: &mut dyn FnMut(&str)) -> Result
                 let edge = ctx.features.redis_store;
                 redis_runs(&ctx, &shape, redis, edge, labels, runs, &mut logged)?;
             }
-            let headline = cfg.shapes.first().map(|s| s.name) == Some(shape.name);
             if let (Some(redis), true) = (
                 &single,
-                headline
+                headline.map(|s| s.name) == Some(shape.name)
                     && ctx.features.redis_store
                     && cfg.filled_claims > 0
                     && cfg.wants("edge-redis-filled"),
