@@ -209,9 +209,10 @@ pub fn classify(status: Option<u16>, retry_after_ms: Option<f64>) -> Outcome {
     }
 }
 
-/// Parses a `Retry-After` of delta seconds into milliseconds.
+/// Parses a `Retry-After` of delta seconds into milliseconds (HTTP's
+/// whitespace is ASCII).
 pub fn parse_retry_after_seconds(value: &str) -> Option<f64> {
-    let v = value.trim();
+    let v = value.trim_ascii();
     if v.len() > 9 {
         return None;
     }
