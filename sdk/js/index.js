@@ -2,10 +2,12 @@
 // this file) and starts a tracker; see index.d.ts for the options.
 import init, { start as startWasm } from "./glimpse_sdk.js";
 
+
 // One tracker per page, whichever embedding (tag or import) starts first:
 // a second start (re-render, StrictMode, both embeddings) gets the first one.
 const KEY = Symbol.for("glimpse.tracker");
-// In the order of the wasm's `Tracker.call` (sdk/src/web/mod.rs).
+// In the order of the wasm's `Tracker::call` (sdk/src/web/mod.rs): the
+// tracker `startWasm` returns is a function of `[index, ...arguments]`.
 const METHODS = ["observe", "observePost", "unobserve", "pageview", "refresh", "flush", "stop", "optOut", "setConsent"];
 
 // The page's tracker: plain functions (they work unbound, as
@@ -17,7 +19,7 @@ function tracker(wasm, running) {
     t[name] = (...args) => {
       let result;
       try {
-        result = wasm && wasm.call(i, ...args);
+        result = wasm && wasm([i, ...args]);
       } catch (e) {
         console.warn("glimpse:", e);
       }
