@@ -137,6 +137,15 @@ fn attribute(el: &JsValue, name: &str) -> Option<String> {
     .as_string()
 }
 
+/// A JavaScript array of `values`.
+fn array(values: &[JsValue]) -> js_sys::Array {
+    let a = js_sys::Array::new();
+    for v in values {
+        a.push(v);
+    }
+    a
+}
+
 /// `obj[key] = value`: one binding for every option object's fields, where
 /// web-sys has one setter each.
 fn set(obj: &JsValue, key: &str, value: &JsValue) {
