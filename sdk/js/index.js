@@ -1,7 +1,15 @@
 // glimpse-sdk: the ES module. `start(options)` loads the wasm (found next to
 // this file) and starts a tracker; see index.d.ts for the options.
-import init, { start as startWasm } from "./glimpse_sdk.js";
+import { initSync, start as startWasm } from "./glimpse_sdk.js";
 
+// The wasm next to this file, fetched as the tag preloads it and compiled
+// whatever the server says its type is (60 KB compile at once), then
+// instantiated by the glue: its own asynchronous loader is larger.
+async function load() {
+  const response = await fetch(new URL("glimpse_sdk_bg.wasm", import.meta.url));
+  if (!response.ok) throw new Error(`glimpse: the wasm answered ${response.status}`);
+  initSync({ module: await WebAssembly.compile(await response.arrayBuffer()) });
+}
 
 // One tracker per page, whichever embedding (tag or import) starts first:
 // a second start (re-render, StrictMode, both embeddings) gets the first one.
@@ -37,7 +45,7 @@ export function start(options) {
   if (g[KEY]) return g[KEY];
   const running = (async () => {
     try {
-      await init();
+      await load();
     } catch (e) {
       // A Content-Security-Policy without 'wasm-unsafe-eval', a blocked or
       // missing file: the page goes on, and nothing is counted.
