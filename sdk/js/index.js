@@ -2,9 +2,10 @@
 // this file) and starts a tracker; see index.d.ts for the options.
 import { initSync, start as startWasm } from "./glimpse_sdk.js";
 
-// The wasm next to this file, fetched as the tag preloads it and compiled
-// whatever the server says its type is (60 KB compile at once), then
-// instantiated by the glue: its own asynchronous loader is larger.
+// The wasm next to this file, fetched as the tag preloads it, compiled from
+// the whole download whatever type the server gives it (streaming saves
+// nothing at this size), then instantiated by the glue: the glue's own
+// asynchronous loader is larger.
 async function load() {
   const response = await fetch(new URL("glimpse_sdk_bg.wasm", import.meta.url));
   if (!response.ok) throw new Error(`glimpse: the wasm answered ${response.status}`);
