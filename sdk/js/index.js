@@ -1,11 +1,22 @@
 // glimpse-sdk: the ES module. `start(options)` loads the wasm (found next to
 // this file) and starts a tracker; see index.d.ts for the options.
-import init, { start as startWasm } from "./glimpse_sdk.js";
+import { initSync, start as startWasm } from "./glimpse_sdk.js";
+
+// The wasm next to this file, fetched as the tag preloads it, compiled from
+// the whole download whatever type the server gives it (streaming saves
+// nothing at this size), then instantiated by the glue: the glue's own
+// asynchronous loader is larger.
+async function load() {
+  const response = await fetch(new URL("glimpse_sdk_bg.wasm", import.meta.url));
+  if (!response.ok) throw new Error(`glimpse: the wasm answered ${response.status}`);
+  initSync({ module: await WebAssembly.compile(await response.arrayBuffer()) });
+}
 
 // One tracker per page, whichever embedding (tag or import) starts first:
 // a second start (re-render, StrictMode, both embeddings) gets the first one.
 const KEY = Symbol.for("glimpse.tracker");
-// In the order of the wasm's `Tracker.call` (sdk/src/web/mod.rs).
+// In the order of the wasm's `Tracker::call` (sdk/src/web/mod.rs): the
+// tracker `startWasm` returns is a function of `[index, ...arguments]`.
 const METHODS = ["observe", "observePost", "unobserve", "pageview", "refresh", "flush", "stop", "optOut", "setConsent"];
 
 // The page's tracker: plain functions (they work unbound, as
@@ -17,7 +28,7 @@ function tracker(wasm, running) {
     t[name] = (...args) => {
       let result;
       try {
-        result = wasm && wasm.call(i, ...args);
+        result = wasm && wasm([i, ...args]);
       } catch (e) {
         console.warn("glimpse:", e);
       }
@@ -35,7 +46,7 @@ export function start(options) {
   if (g[KEY]) return g[KEY];
   const running = (async () => {
     try {
-      await init();
+      await load();
     } catch (e) {
       // A Content-Security-Policy without 'wasm-unsafe-eval', a blocked or
       // missing file: the page goes on, and nothing is counted.

@@ -62,7 +62,9 @@ impl Options {
         fn time(x: f64) -> bool {
             x.is_finite() && x >= 0.0
         }
-        if self.endpoint.trim().is_empty() {
+        // ASCII whitespace, as URLs and CSS know it (`trim` would bring
+        // Unicode's whitespace table into the wasm).
+        if self.endpoint.trim_ascii().is_empty() {
             return Err("glimpse: the `endpoint` option is required (the URL of /v1/impressions)");
         }
         if let Some(id) = &self.user_id {
@@ -70,7 +72,7 @@ impl Options {
                 return Err("glimpse: `userId` must be 1 to 128 characters of [A-Za-z0-9._:-]");
             }
         }
-        if self.selector.trim().is_empty() {
+        if self.selector.trim_ascii().is_empty() {
             return Err("glimpse: `selector` must not be empty");
         }
         if !time(self.flush_interval_ms) {

@@ -14,7 +14,7 @@ use crate::limits::{
 };
 
 use crate::engine::Impression;
-use crate::text::push_u64;
+use crate::text::{push_u64, split_ascii};
 
 /// Largest body the SDK forms. Half the 64 KiB quota that `sendBeacon` and
 /// `fetch(.., {keepalive})` share, so two batches fit in flight at once.
@@ -119,12 +119,6 @@ pub struct Batch {
     pub newest_ts: u64,
 }
 
-/// A pattern matching the character `c`, as a closure: a `char` pattern
-/// brings a searcher of its own (and `memchr`) into the wasm.
-fn is(c: char) -> impl Fn(char) -> bool {
-    move |x| x == c
-}
-
 /// The newest `ts` of the events in `body`, as [`event_json`] writes them
 /// (ids never hold `"` or `:`, so a piece between colons ending in `"ts"`
 /// is that key, and the next one starts with its value). Written so that
@@ -133,7 +127,7 @@ fn is(c: char) -> impl Fn(char) -> bool {
 fn newest_ts(body: &str) -> u64 {
     let mut newest = 0;
     let mut after_ts_key = false;
-    for piece in body.split(is(':')) {
+    for piece in split_ascii(body, b':') {
         if after_ts_key {
             let ts = piece
                 .bytes()
@@ -166,12 +160,12 @@ impl Batch {
         let rest = body
             .strip_prefix(BODY_HEAD)
             .or_else(|| body.strip_prefix(WEBDRIVER_BODY_HEAD))?;
-        let (id, tail) = rest.split_once(is('"'))?;
+        let id = split_ascii(rest, b'"').next()?;
         let ok = valid_id(id, MAX_BATCH_OR_EVENT_ID_BYTES)
-            && tail.starts_with(&BODY_MID[1..])
+            && rest.get(id.len()..)?.starts_with(BODY_MID)
             && body.ends_with(BODY_TAIL)
             && body.len() <= MAX_BODY_BYTES
-            && !body.contains(is('\n'));
+            && !body.bytes().any(|b| b == b'\n');
         ok.then(|| Batch::new(id.into(), body.into(), now))
     }
 
@@ -209,9 +203,10 @@ pub fn classify(status: Option<u16>, retry_after_ms: Option<f64>) -> Outcome {
     }
 }
 
-/// Parses a `Retry-After` of delta seconds into milliseconds.
+/// Parses a `Retry-After` of delta seconds into milliseconds (HTTP's
+/// whitespace is ASCII).
 pub fn parse_retry_after_seconds(value: &str) -> Option<f64> {
-    let v = value.trim();
+    let v = value.trim_ascii();
     if v.len() > 9 {
         return None;
     }
@@ -490,8 +485,7 @@ impl Queue {
 
 /// Reads the stored form back; lines that are not batch bodies are skipped.
 pub fn decode(stored: &str, now: f64) -> Vec<Batch> {
-    stored
-        .split(is('\n'))
+    split_ascii(stored, b'\n')
         .filter_map(|line| Batch::from_body(line, now))
         .collect()
 }

@@ -14,9 +14,11 @@
 //! functions no call reaches but the function table keeps (`wasm-opt` never
 //! removes a table entry): `core::fmt`'s, whose addresses the
 //! `fmt::Arguments` of `core`'s panic sites take (the panic handler traps
-//! without formatting and the SDK formats nothing), and js-sys's JSPI task
+//! without formatting and the SDK formats nothing), js-sys's JSPI task
 //! machinery, whose waker vtable only its `#[no_mangle]` task export (not
-//! read by the glue, so dropped) reaches (the SDK spawns no future).
+//! read by the glue, so dropped) reaches (the SDK spawns no future), and
+//! the `call_once` entry of every closure's vtable (the SDK's boxed
+//! closures are all called by `call_mut`).
 //!
 //! Then [`blank_panic_text`] zeroes the text only a panic would read: the
 //! source paths of panic locations and the messages of `core`'s and
@@ -114,13 +116,19 @@ pub fn run(wasm: &[u8], js: &str, source_prefixes: &[String]) -> Result<(Vec<u8>
 
 /// Whether a function (by its demangled name) is one no call reaches:
 /// `core::fmt`'s (a `Formatter` method or a `Display` or `Debug`
-/// implementation) or js-sys's JSPI task machinery.
+/// implementation), js-sys's JSPI task machinery, or the `call_once` entry
+/// of a closure's vtable. Every closure the SDK boxes is a `dyn FnMut`
+/// (wasm-bindgen's callbacks, `Promise::new`'s executor), called through
+/// `call_mut`; only a `Box<dyn FnOnce>` called by value would use
+/// `call_once`, and the SDK has none.
 fn is_unreached(name: &str) -> bool {
     let formatting = name.starts_with('<')
         && (name.contains("::fmt::Formatter>::")
             || name.ends_with("::fmt::Display>::fmt")
             || name.ends_with("::fmt::Debug>::fmt"));
-    formatting || name.contains("js_sys::futures::jspi::")
+    formatting
+        || name.contains("js_sys::futures::jspi::")
+        || name.starts_with("core::ops::function::FnOnce::call_once{{vtable.shim}}")
 }
 
 /// `wasm` with every function [`is_unreached`] names (by the name section)
@@ -544,6 +552,12 @@ mod tests {
             "js_sys::futures::jspi::SpawnedTask::wake::h1f026b9659947a37"
         ));
         assert!(is_unreached("core::ptr::drop_in_place<alloc::rc::Rc<js_sys::futures::jspi::SpawnedTask>>::hab3c5b5def8a048c"));
+        assert!(is_unreached(
+            "core::ops::function::FnOnce::call_once{{vtable.shim}}::hacfc63530af63809"
+        ));
+        assert!(!is_unreached(
+            "core::ops::function::impls::<impl core::ops::function::FnMut<A> for &mut F>::call_mut::h644e3de0f07eab37"
+        ));
     }
 
     #[test]

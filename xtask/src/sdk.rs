@@ -7,7 +7,8 @@
 //! 4. the imports and exports renamed to one or two letters in the wasm and
 //!    the glue, the exports the glue does not read dropped, and the
 //!    functions no call reaches but the function table keeps (`core::fmt`'s,
-//!    js-sys's JSPI tasks') made one `unreachable`, and the text only a
+//!    js-sys's JSPI tasks', the closures' `call_once` vtable entries) made
+//!    one `unreachable`, and the text only a
 //!    panic would read zeroed ([`crate::minify`]);
 //! 5. `wasm-opt --flatten --rereloop -Oz --converge -ocimfs 25 -Oz` from the npm package `binaryen@132`,
 //!    installed under `target/tools` (Debian's binaryen breaks current

@@ -137,6 +137,15 @@ fn attribute(el: &JsValue, name: &str) -> Option<String> {
     .as_string()
 }
 
+/// A JavaScript array of `values`.
+fn array(values: &[JsValue]) -> js_sys::Array {
+    let a = js_sys::Array::new();
+    for v in values {
+        a.push(v);
+    }
+    a
+}
+
 /// `obj[key] = value`: one binding for every option object's fields, where
 /// web-sys has one setter each.
 fn set(obj: &JsValue, key: &str, value: &JsValue) {
@@ -244,16 +253,10 @@ struct Inner {
     alive: Option<Rc<RefCell<Inner>>>,
 }
 
-/// A running tracker (see `index.d.ts` for the documented API).
-#[wasm_bindgen]
-pub struct Tracker {
+/// A running tracker (see `index.d.ts` for the documented API), held by
+/// the function `start` returns.
+struct Tracker {
     inner: Rc<RefCell<Inner>>,
-}
-
-impl core::fmt::Debug for Tracker {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str("Tracker")
-    }
 }
 
 fn bad(msg: &str) -> JsError {
@@ -342,8 +345,12 @@ fn ad_id_arg(v: &JsValue) -> Result<Option<String>, ()> {
 }
 
 /// Starts a tracker; throws a JavaScript `Error` when an option is wrong.
+/// The tracker is a function of one array, `[method, a, b, c]`
+/// ([`Tracker::call`]): a function is a [`Callback`], whose glue the SDK
+/// has already, where an exported Rust type brings a JavaScript class, its
+/// finalizer and a borrow check of its own.
 #[wasm_bindgen]
-pub fn start(options: JsValue) -> Result<Tracker, JsError> {
+pub fn start(options: JsValue) -> Result<JsValue, JsError> {
     let opts = read_options(&options)?;
     let win = window().ok_or_else(|| bad("glimpse: no window"))?;
     let doc: Document = object(&win, "document")
@@ -381,19 +388,23 @@ pub fn start(options: JsValue) -> Result<Tracker, JsError> {
             i.log("glimpse: no consent; nothing is stored or sent");
         }
     }
-    Ok(Tracker { inner })
+    let tracker = Tracker { inner };
+    Ok(boxed(Box::new(move |args: JsValue| tracker.call(&args))).into_js_value())
 }
 
 /// The tracker's methods, by their index in the wrapper's `METHODS`
-/// (`sdk/js/index.js`): one export for all of them, since each export costs
-/// its own shim in the wasm and its own method in the glue.
-#[wasm_bindgen]
+/// (`sdk/js/index.js`): one function for all of them, since each export
+/// costs its own shim in the wasm and its own method in the glue.
 impl Tracker {
-    /// Runs method number `method` with the page's arguments `a`, `b`, `c`
-    /// (undefined where the page gave fewer); returns `flush`'s promise,
-    /// else undefined.
-    pub fn call(&self, method: u32, a: JsValue, b: JsValue, c: JsValue) -> JsValue {
-        match method {
+    /// Runs method number `method` of `[method, a, b, c]` with the page's
+    /// arguments `a`, `b`, `c` (undefined where the page gave fewer);
+    /// returns `flush`'s promise, else undefined.
+    fn call(&self, args: &JsValue) -> JsValue {
+        let [method, a, b, c] = core::array::from_fn(|n| {
+            Reflect::get(args, &JsValue::from(n as u32)).unwrap_or(JsValue::UNDEFINED)
+        });
+        // Not a number (never from the wrapper): no method.
+        match method.as_f64().map_or(u32::MAX, |m| m as u32) {
             0 => self.observe(a, b, c),
             1 => self.observe_post(a, b),
             2 => self.unobserve(a),

@@ -2,7 +2,9 @@
 //! batches, and the pump sends them one at a time by `fetch`, or all at once
 //! by `sendBeacon` as the page hides.
 
+use alloc::rc::Weak;
 use alloc::{string::String, vec::Vec};
+use core::cell::RefCell;
 use js_sys::{Function, Object};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -78,10 +80,11 @@ fn log_rejections(resp: &JsValue) {
 
 /// Posts one body with `fetch(.., {keepalive: true})`, aborted after
 /// [`REQUEST_TIMEOUT_MS`], and calls `done` with the outcome; in `debug`
-/// mode logs the events the edge rejected.
-fn post(endpoint: &str, body: &str, debug: bool, done: impl FnOnce(Outcome) + 'static) {
+/// mode logs the events the edge rejected. Not generic over `done`: each
+/// caller's type would make a copy of the whole answer handling.
+fn post(endpoint: &str, body: &str, debug: bool, done: Settle) {
     let Some(win) = window() else {
-        return done(Outcome::Retry(None));
+        return done.run(Outcome::Retry(None));
     };
     let init = Object::new();
     set(&init, "method", &JsValue::from_str("POST"));
@@ -125,13 +128,33 @@ fn post(endpoint: &str, body: &str, debug: bool, done: impl FnOnce(Outcome) + 's
             }
             None => Outcome::Retry(None),
         };
-        done(outcome);
+        done.run(outcome);
         JsValue::UNDEFINED
     });
     then_either(
         &win.fetch_with_str_and_init(endpoint, init.unchecked_ref()),
         &settle,
     );
+}
+
+/// What to do with the outcome of a [`post`] of the batch `id`: settle it,
+/// and when the pump sent it (not a refused beacon's fallback), let the
+/// pump send the next.
+struct Settle {
+    me: Weak<RefCell<Inner>>,
+    id: String,
+    pumped: bool,
+}
+
+impl Settle {
+    fn run(self, outcome: Outcome) {
+        with(&self.me, |i| {
+            if self.pumped {
+                i.sending.busy = false;
+            }
+            i.settle(&self.id, outcome);
+        });
+    }
 }
 
 impl Inner {
@@ -183,14 +206,7 @@ impl Inner {
         self.expire();
         if let Some((id, body)) = self.sending.queue.take_due(now(), epoch_ms()) {
             self.sending.busy = true;
-            let endpoint = self.opts.endpoint.clone();
-            let m = self.me.clone();
-            post(&endpoint, &body, self.opts.debug, move |outcome| {
-                with(&m, |i| {
-                    i.sending.busy = false;
-                    i.settle(&id, outcome);
-                })
-            });
+            self.post(id, &body, true);
             return;
         }
         self.sending.resolve_waiters();
@@ -207,6 +223,16 @@ impl Inner {
             self.log("glimpse: dropped batches older than the edge accepts");
             self.persist();
         }
+    }
+
+    /// [`post`]s the batch `id` to the endpoint (`pumped`: sent by the pump).
+    fn post(&self, id: String, body: &str, pumped: bool) {
+        let done = Settle {
+            me: self.me.clone(),
+            id,
+            pumped,
+        };
+        post(&self.opts.endpoint, body, self.opts.debug, done);
     }
 
     fn settle(&mut self, id: &str, outcome: Outcome) {
@@ -244,11 +270,7 @@ impl Inner {
                 self.log("glimpse: batch handed to sendBeacon");
             } else {
                 // Refused: fetch with keepalive, settled normally if the page lives.
-                let endpoint = self.opts.endpoint.clone();
-                let m = self.me.clone();
-                post(&endpoint, &body, self.opts.debug, move |outcome| {
-                    with(&m, |i| i.settle(&id, outcome))
-                });
+                self.post(id, &body, false);
             }
         }
     }

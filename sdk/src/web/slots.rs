@@ -22,7 +22,7 @@ use alloc::rc::Weak;
 use alloc::{string::String, vec, vec::Vec};
 use core::cell::RefCell;
 
-use js_sys::{Array, Object};
+use js_sys::Object;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{
@@ -32,7 +32,7 @@ use web_sys::{
 
 use super::timer::Timer;
 use super::{
-    attribute, callback, elements, get, has, invoke, is_true, listen, now, number, object,
+    array, attribute, callback, elements, get, has, invoke, is_true, listen, now, number, object,
     page_listener, set, warn, window, with, Callback, Inner, Listener,
 };
 use crate::engine::{
@@ -399,16 +399,11 @@ impl Inner {
         }
         let cb = observer_callback(&me, Report::Intersections);
         let init = IntersectionObserverInit::new();
-        let mut t = vec![
-            0.0,
-            self.opts.rule.min_ratio,
-            self.opts.rule.large_ratio,
-            1.0,
-        ];
-        t.sort_unstable_by(f64::total_cmp);
-        t.dedup();
-        let thresholds: Array = t.into_iter().map(JsValue::from_f64).collect();
-        set(&init, "threshold", &thresholds);
+        // In any order, repeats allowed: the constructor sorts them (both
+        // ratios are checked to be in 0..=1).
+        let rule = &self.opts.rule;
+        let thresholds = [0.0, rule.min_ratio, rule.large_ratio, 1.0].map(JsValue::from_f64);
+        set(&init, "threshold", &array(&thresholds));
         let Ok(io) = IntersectionObserver::new_with_options(cb.as_ref().unchecked_ref(), &init)
         else {
             return;
@@ -456,11 +451,8 @@ impl Inner {
             for name in ["childList", "subtree", "attributes"] {
                 set(&init, name, &JsValue::TRUE);
             }
-            let filter: Array = ["data-ad-id", "data-post-id"]
-                .into_iter()
-                .map(JsValue::from_str)
-                .collect();
-            set(&init, "attributeFilter", &filter);
+            let filter = ["data-ad-id", "data-post-id"].map(JsValue::from_str);
+            set(&init, "attributeFilter", &array(&filter));
             if let Some(root) = root {
                 let _ = mo.observe_with_options(root.unchecked_ref(), init.unchecked_ref());
             }

@@ -16,21 +16,22 @@ impl Timer {
     /// Runs `f` once, after `ms`; `None` without a window.
     pub(super) fn once(ms: u32, f: impl FnOnce() + 'static) -> Option<Timer> {
         let mut f = Some(f);
-        Timer::start(ms, false, move || {
+        let cb = callback(move |_| {
             if let Some(f) = f.take() {
                 f();
             }
-        })
+        });
+        Timer::start(ms, false, cb)
     }
 
     /// Runs `f` every `ms`; `None` without a window.
-    pub(super) fn every(ms: u32, f: impl FnMut() + 'static) -> Option<Timer> {
-        Timer::start(ms, true, f)
+    pub(super) fn every(ms: u32, mut f: impl FnMut() + 'static) -> Option<Timer> {
+        Timer::start(ms, true, callback(move |_| f()))
     }
 
-    fn start(ms: u32, repeat: bool, mut f: impl FnMut() + 'static) -> Option<Timer> {
+    /// Not generic: what the callers share is compiled once.
+    fn start(ms: u32, repeat: bool, cb: Callback) -> Option<Timer> {
         let win = window()?;
-        let cb = callback(move |_| f());
         let method = if repeat { "setInterval" } else { "setTimeout" };
         let ms = JsValue::from(ms.min(i32::MAX as u32));
         let handle = try_invoke(&win, method, cb.as_ref(), &ms).ok()?;
