@@ -793,10 +793,13 @@ pub fn run(cfg: &BenchConfig, rt: &Runtime, log: &mut dyn FnMut(&str)) -> Result
         for shaped in &mut results.shapes {
             let shape = shaped.shape.clone();
             let mut logged = |what: &str, r: &IngestRun| {
+                // Each run's server CPU too, so the table's medians come
+                // with their spread.
                 log(&format!(
-                    "[{round}] {} / {what}: {}; {}",
+                    "[{round}] {} / {what}: {}, server CPU {:.2} s / M; {}",
                     shape.name,
                     r.load.summary("ingest"),
+                    r.figures().server_cpu_per_m,
                     r.verdict
                 ));
             };

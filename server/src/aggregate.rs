@@ -87,11 +87,12 @@ struct Generation {
 }
 
 impl Generation {
-    fn new(seq: u64) -> Self {
+    /// A generation with room for `batches` records without growing.
+    fn new(seq: u64, batches: usize) -> Self {
         Generation {
             seq,
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
-            batches: Mutex::new(Vec::new()),
+            batches: Mutex::new(Vec::with_capacity(batches)),
             bytes: AtomicUsize::new(0),
         }
     }
@@ -232,7 +233,7 @@ pub struct Rebuild {
 impl Rebuild {
     pub fn new(seq: u64) -> Self {
         Rebuild {
-            generation: Generation::new(seq),
+            generation: Generation::new(seq, 0),
             hasher: Default::default(),
         }
     }
@@ -280,7 +281,7 @@ impl Aggregator {
             "recovered deltas must be numbered below {first_seq}"
         );
         Aggregator {
-            current: RwLock::new(Generation::new(first_seq)),
+            current: RwLock::new(Generation::new(first_seq, 0)),
             in_flight: RwLock::new(None),
             recovered: RwLock::new(
                 recovered
@@ -360,7 +361,11 @@ impl Aggregator {
             // Nothing to sync: keep the generation and the sequence number.
             return None;
         }
-        let next = Generation::new(current.seq + 1);
+        // Room for as many batches as the last generation took: grown
+        // from empty, the list was reallocated into fresh pages a dozen
+        // times per sync, on the request path (page faults, copies).
+        let batches = current.batches.get_mut().len();
+        let next = Generation::new(current.seq + 1, batches);
         let taken = std::mem::replace(&mut *current, next);
         drop(current);
         let (delta, bytes) = taken.into_delta();

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::Semaphore;
 
 use super::error::{ApiError, ErrorCode};
-use super::AppState;
+use super::{AppState, HttpState};
 use crate::keys::Scope;
 use crate::proxies::{client_ip, Cidr};
 use crate::ratelimit::{RateLimiter, DEFAULT_MAX_CLIENTS};
@@ -68,6 +68,11 @@ impl Guard {
     /// A limit of `max` requests in flight (0 means no limit).
     fn concurrency_limit(max: usize) -> Option<(Arc<Semaphore>, usize)> {
         (max > 0).then(|| (Arc::new(Semaphore::new(max)), max))
+    }
+
+    /// Whether ingest is rate limited per client.
+    pub(super) fn rate_limited(&self) -> bool {
+        self.rate_limiter.is_some()
     }
 
     /// Requests holding a permit now.
@@ -124,9 +129,29 @@ fn exempt_from_shedding(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz" | "/metrics")
 }
 
+/// Counts every error answer by code, and ingest refusals as rejected
+/// batches, around the load shedding (whose 503s count too). One layer for
+/// both: each `from_fn` layer costs a boxed service and a boxed future per
+/// request.
+pub async fn shed_and_count(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let ingest = request.uri().path() == "/v1/impressions";
+    let response = shed_load(&state, request, next).await;
+    if let Some(ErrorCode(code)) = response.extensions().get::<ErrorCode>().copied() {
+        state.edge.metrics().http_error(code);
+        if ingest {
+            state.edge.metrics().batch_rejected(code);
+        }
+    }
+    response
+}
+
 /// Answers 503 at once when the concurrency limit is reached, rather than
 /// queueing requests until everything times out.
-pub async fn shed_load(State(state): State<AppState>, request: Request, next: Next) -> Response {
+async fn shed_load(state: &HttpState, request: Request, next: Next) -> Response {
     let Some((semaphore, _)) = state.guard.concurrency.as_ref() else {
         return next.run(request).await;
     };
@@ -144,20 +169,6 @@ pub async fn shed_load(State(state): State<AppState>, request: Request, next: Ne
             ApiError::Overloaded.into_response()
         }
     }
-}
-
-/// Counts every error answer by code, and ingest refusals as rejected
-/// batches.
-pub async fn count_errors(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let ingest = request.uri().path() == "/v1/impressions";
-    let response = next.run(request).await;
-    if let Some(ErrorCode(code)) = response.extensions().get::<ErrorCode>().copied() {
-        state.edge.metrics().http_error(code);
-        if ingest {
-            state.edge.metrics().batch_rejected(code);
-        }
-    }
-    response
 }
 
 /// `GET /metrics` on the main listener: needs a key whose scope is `*`

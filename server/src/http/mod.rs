@@ -3,6 +3,7 @@
 //! every route calls the edge's core ([`crate::edge`]) for the work.
 
 mod auth;
+mod cors;
 mod csv;
 mod error;
 mod extract;
@@ -18,12 +19,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{header, Method, StatusCode, Uri};
+use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{middleware, Extension, Json, Router};
 use glimpse_wire::api::Readiness;
-use tower_http::cors::{Any, CorsLayer};
 use tower_http::services::{ServeDir, ServeFile};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -32,6 +32,7 @@ pub use auth::Access;
 pub use guard::Guard;
 pub(crate) use serve::serve;
 
+use self::cors::Cors;
 use self::error::ApiError;
 use crate::config::Config;
 use crate::edge::Edge;
@@ -101,13 +102,6 @@ pub type AppState = Arc<HttpState>;
 
 /// The whole application as a router; `serve` adds the connection info.
 pub fn app(state: AppState) -> Router {
-    // Beacons come from any site: no credentials, so any origin is safe.
-    let ingest_cors = CorsLayer::new()
-        .allow_origin(Any)
-        .allow_methods([Method::POST, Method::GET])
-        .allow_headers([header::CONTENT_TYPE])
-        // The SDK honours Retry-After on 429 and 503 answers.
-        .expose_headers([header::RETRY_AFTER]);
     // Every route goes in by `routes!`, which documents it too (see
     // `openapi.rs`).
     let (ingest, ingest_doc) = OpenApiRouter::new()
@@ -115,31 +109,18 @@ pub fn app(state: AppState) -> Router {
         .routes(routes!(ingest::get_impression))
         .split_for_parts();
     // The 405 fallback goes in before the CORS layer so preflights reach it.
-    let ingest = ingest
-        .route_layer(middleware::from_fn_with_state(
-            Arc::clone(&state),
-            guard::rate_limit,
-        ))
+    let ingest = rate_limited(ingest, &state)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(ingest_cors);
+        // Beacons come from any site: no credentials, so any origin is safe.
+        .layer(Cors::<cors::Ingest>::new());
     // View counts are shown to every visitor of a feed: public, from any
     // origin, rate limited like ingest.
-    let views_cors = CorsLayer::new()
-        .allow_origin(Any)
-        .allow_methods([Method::GET])
-        // A script may revalidate by hand (browsers' own caches need not).
-        .allow_headers([header::IF_NONE_MATCH])
-        .expose_headers([header::ETAG, header::CACHE_CONTROL]);
     let (views, views_doc) = OpenApiRouter::new()
         .routes(routes!(views::views_route))
         .split_for_parts();
-    let views = views
-        .route_layer(middleware::from_fn_with_state(
-            Arc::clone(&state),
-            guard::rate_limit,
-        ))
+    let views = rate_limited(views, &state)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(views_cors);
+        .layer(Cors::<cors::Views>::new());
     let stats = OpenApiRouter::new()
         .routes(routes!(stats::ads_route))
         .routes(routes!(stats::post_stats_route))
@@ -190,13 +171,23 @@ pub fn app(state: AppState) -> Router {
     router
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state),
-            guard::shed_load,
-        ))
-        .layer(middleware::from_fn_with_state(
-            Arc::clone(&state),
-            guard::count_errors,
+            guard::shed_and_count,
         ))
         .with_state(state)
+}
+
+/// `router`'s routes behind the per-client rate limit, when the edge has
+/// one; without, no layer at all (it would only pass each request on, at
+/// the cost of a boxed service and future per request).
+fn rate_limited(router: Router<AppState>, state: &AppState) -> Router<AppState> {
+    if state.guard.rate_limited() {
+        router.route_layer(middleware::from_fn_with_state(
+            Arc::clone(state),
+            guard::rate_limit,
+        ))
+    } else {
+        router
+    }
 }
 
 /// `/metrics` alone, for `--metrics-listen`: no key needed, so bind it to an

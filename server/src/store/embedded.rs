@@ -1039,6 +1039,71 @@ mod tests {
         assert_eq!(days[&day_of(NOW)].counters, want, "migrated once");
     }
 
+    #[tokio::test]
+    async fn a_data_dir_with_whole_batch_ids_keeps_them_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let later = NOW + BATCH_ID_RETENTION_MS;
+        {
+            // Earlier versions' seen index: the whole ids, by time too.
+            let db = Database::create(dir.path().join(FILE_NAME)).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut batches = txn.open_table(seen::EARLIER_BATCHES).unwrap();
+                let mut by_time = txn.open_table(seen::EARLIER_BATCHES_BY_TIME).unwrap();
+                for (id, ms) in [("old", NOW), ("new", later)] {
+                    batches.insert(id, ms).unwrap();
+                    by_time.insert((ms, id), ()).unwrap();
+                }
+            }
+            txn.commit().unwrap();
+        }
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        assert!(store.batch_seen("old").await.unwrap());
+        assert!(store.batch_seen("new").await.unwrap());
+        assert!(!store.batch_seen("other").await.unwrap());
+        assert_eq!(indexed_ids(&store), 2);
+        {
+            let txn = store.db.begin_read().unwrap();
+            let earlier = [
+                seen::EARLIER_BATCHES.name(),
+                seen::EARLIER_BATCHES_BY_TIME.name(),
+            ];
+            assert!(
+                !txn.list_tables()
+                    .unwrap()
+                    .any(|t| earlier.contains(&t.name())),
+                "the old tables are gone once moved"
+            );
+        }
+        // A moved id still counts once, and keeps its time: the delta that
+        // carries "old" again adds nothing, then forgets it 48 h on.
+        let agg = Aggregator::new();
+        agg.record(
+            "old",
+            NOW,
+            Traffic::Valid,
+            &[event("1", "ad-1", "u1", Kind::Viewable)],
+        );
+        store
+            .apply(&agg.begin_sync().unwrap(), later + 1)
+            .await
+            .unwrap();
+        let days = store
+            .read_days("ad-1", today(), Grain::Days)
+            .await
+            .unwrap()
+            .days;
+        assert_eq!(
+            days.get(&day_of(NOW)).map_or(0, |d| d.counters.impressions),
+            0
+        );
+        drop(store);
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        assert!(!store.batch_seen("old").await.unwrap());
+        assert!(store.batch_seen("new").await.unwrap());
+        assert_eq!(indexed_ids(&store), 1, "moved once");
+    }
+
     /// How many batch ids the seen index holds.
     fn indexed_ids(store: &EmbeddedStore) -> u64 {
         seen::len(&store.db.begin_read().unwrap()).unwrap()

@@ -4,10 +4,24 @@
 //!
 //! The embedded store keeps them in its own redb database, in the
 //! transaction that counts the batches ([`SeenBatches`]), so an id is seen
-//! exactly when its counts are stored: two tables, `batches`,
-//! `batch_id -> received_ms`, and `batches_by_time`,
-//! `(received_ms, batch_id) -> ()`, so old ids are forgotten oldest first
-//! without a scan. That one holds whole ids and is not sized for billions.
+//! exactly when its counts are stored: two tables, `batch_fingerprints`,
+//! `fingerprint -> received_ms`, and `batch_fingerprints_by_time`,
+//! `(received_ms, fingerprint) -> ()`, so old ids are forgotten oldest first
+//! without a scan. An id is kept as its 128-bit XXH3 fingerprint, not as
+//! its text: every key of a table is then 16 bytes, so a leaf insert moves
+//! fixed-width keys instead of rewriting the offsets of variable-length
+//! ones, and a lookup compares two integers. A fresh id is taken for one
+//! seen before only when its fingerprint equals one of the ids held: with
+//! `n` ids held that is `n / 2^128` per lookup, `1.7e9 / 3.4e38 = 5e-30` at
+//! 1.7 billion ids, and for any two of a full 48 h window's ids to meet at
+//! all, at most `n^2 / 2^129 = 4.2e-21` (the birthday bound). XXH3 is not a keyed hash, so a client can craft two ids
+//! of its own that collide; that only makes its own second batch a
+//! duplicate, and it cannot aim at another client's id without knowing it.
+//! Earlier versions kept whole ids in `batches` and `batches_by_time`:
+//! opening their directory moves those ids (with their times) into the
+//! fingerprint tables and deletes the old ones, in the transaction that
+//! creates the tables, so it happens once and whole. Neither layout is
+//! sized for billions of ids.
 //!
 //! The Redis store keeps them in a file of their own in the data directory
 //! ([`SeenIndex`]), written once a delta has landed in Redis: fingerprints
@@ -21,7 +35,8 @@ use std::sync::Arc;
 
 use self::fingerprints::FingerprintFile;
 
-use redb::{Database, ReadableTable, Table, TableDefinition, WriteTransaction};
+use redb::{Database, ReadableTable, Table, TableDefinition, TableHandle, WriteTransaction};
+use xxhash_rust::xxh3::xxh3_128;
 
 use super::{StoreError, BATCH_ID_RETENTION_MS};
 use crate::counted::needs_claim;
@@ -29,17 +44,47 @@ use crate::counts::Delta;
 
 mod fingerprints;
 
-const BATCHES: TableDefinition<&str, i64> = TableDefinition::new("batches");
-const BATCHES_BY_TIME: TableDefinition<(i64, &str), ()> = TableDefinition::new("batches_by_time");
+const BATCHES: TableDefinition<u128, i64> = TableDefinition::new("batch_fingerprints");
+const BATCHES_BY_TIME: TableDefinition<(i64, u128), ()> =
+    TableDefinition::new("batch_fingerprints_by_time");
+/// Earlier versions' tables, keyed by the whole id.
+pub(super) const EARLIER_BATCHES: TableDefinition<&str, i64> = TableDefinition::new("batches");
+pub(super) const EARLIER_BATCHES_BY_TIME: TableDefinition<(i64, &str), ()> =
+    TableDefinition::new("batches_by_time");
+
+/// The key an id is kept under.
+fn fingerprint(batch_id: &str) -> u128 {
+    xxh3_128(batch_id.as_bytes())
+}
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
-/// Creates both tables if missing, so readers never meet a missing one.
+/// Creates both tables if missing, so readers never meet a missing one,
+/// and moves the ids of an earlier version's tables into them.
 pub fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
-    txn.open_table(BATCHES).map_err(unavailable)?;
-    txn.open_table(BATCHES_BY_TIME).map_err(unavailable)?;
+    let mut seen = SeenBatches::open(txn)?;
+    let earlier = txn
+        .list_tables()
+        .map_err(unavailable)?
+        .any(|t| t.name() == EARLIER_BATCHES.name());
+    if earlier {
+        let mut ids = 0u64;
+        {
+            let table = txn.open_table(EARLIER_BATCHES).map_err(unavailable)?;
+            for entry in table.iter().map_err(unavailable)? {
+                let (id, received_ms) = entry.map_err(unavailable)?;
+                seen.insert(id.value(), received_ms.value())?;
+                ids += 1;
+            }
+        }
+        txn.delete_table(EARLIER_BATCHES).map_err(unavailable)?;
+        tracing::info!(ids, "moved the seen batch ids into fingerprint tables");
+    }
+    // It holds the same ids as `batches`, by time.
+    txn.delete_table(EARLIER_BATCHES_BY_TIME)
+        .map_err(unavailable)?;
     Ok(())
 }
 
@@ -49,7 +94,10 @@ pub fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
 pub fn contains(db: &Database, batch_id: &str) -> Result<bool, StoreError> {
     let txn = db.begin_read().map_err(unavailable)?;
     let table = txn.open_table(BATCHES).map_err(unavailable)?;
-    Ok(table.get(batch_id).map_err(unavailable)?.is_some())
+    Ok(table
+        .get(fingerprint(batch_id))
+        .map_err(unavailable)?
+        .is_some())
 }
 
 /// How many batch ids are recorded.
@@ -65,8 +113,8 @@ pub fn len(txn: &redb::ReadTransaction) -> Result<u64, StoreError> {
 /// The two tables open in one write transaction.
 #[derive(Debug)]
 pub struct SeenBatches<'txn> {
-    batches: Table<'txn, &'static str, i64>,
-    by_time: Table<'txn, (i64, &'static str), ()>,
+    batches: Table<'txn, u128, i64>,
+    by_time: Table<'txn, (i64, u128), ()>,
 }
 
 impl<'txn> SeenBatches<'txn> {
@@ -79,20 +127,29 @@ impl<'txn> SeenBatches<'txn> {
 
     /// Whether `batch_id` is recorded.
     pub fn contains(&self, batch_id: &str) -> Result<bool, StoreError> {
-        Ok(self.batches.get(batch_id).map_err(unavailable)?.is_some())
+        self.holds(fingerprint(batch_id))
+    }
+
+    fn holds(&self, fingerprint: u128) -> Result<bool, StoreError> {
+        Ok(self
+            .batches
+            .get(fingerprint)
+            .map_err(unavailable)?
+            .is_some())
     }
 
     /// Records `batch_id`, received at `received_ms`; answers false when it
     /// was recorded already (and leaves its time as it was).
     pub fn insert(&mut self, batch_id: &str, received_ms: i64) -> Result<bool, StoreError> {
-        if self.contains(batch_id)? {
+        let fingerprint = fingerprint(batch_id);
+        if self.holds(fingerprint)? {
             return Ok(false);
         }
         self.batches
-            .insert(batch_id, received_ms)
+            .insert(fingerprint, received_ms)
             .map_err(unavailable)?;
         self.by_time
-            .insert((received_ms, batch_id), ())
+            .insert((received_ms, fingerprint), ())
             .map_err(unavailable)?;
         Ok(true)
     }
@@ -101,18 +158,16 @@ impl<'txn> SeenBatches<'txn> {
     /// `now_ms`, oldest first.
     pub fn forget_old(&mut self, now_ms: i64) -> Result<(), StoreError> {
         let cutoff_ms = now_ms - BATCH_ID_RETENTION_MS;
-        let old: Vec<(i64, String)> = self
+        let old: Vec<(i64, u128)> = self
             .by_time
-            .range(..(cutoff_ms, ""))
+            .range(..(cutoff_ms, 0))
             .map_err(unavailable)?
-            .map(|entry| entry.map(|(k, _)| (k.value().0, k.value().1.to_owned())))
+            .map(|entry| entry.map(|(k, _)| k.value()))
             .collect::<Result<_, _>>()
             .map_err(unavailable)?;
-        for (ms, id) in old {
-            self.by_time
-                .remove((ms, id.as_str()))
-                .map_err(unavailable)?;
-            self.batches.remove(id.as_str()).map_err(unavailable)?;
+        for key in old {
+            self.by_time.remove(key).map_err(unavailable)?;
+            self.batches.remove(key.1).map_err(unavailable)?;
         }
         Ok(())
     }

@@ -15,6 +15,10 @@ use tokio::sync::watch;
 
 use super::{codec, list_segments, segment_path, Lsn};
 
+/// The largest written buffer kept for the next group (a few groups' worth
+/// at the browser shape).
+const MAX_SPARE_BYTES: usize = 1 << 20;
+
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -31,6 +35,10 @@ struct Progress {
 struct Pending {
     /// `(segment seq, bytes, records)`, in append order (hence seq order).
     chunks: Vec<(u64, Vec<u8>, u64)>,
+    /// A written group's buffer, emptied, for the next group's first
+    /// record: a fresh one grown record by record was reallocated several
+    /// times per group, under this lock, on the request path.
+    spare: Vec<u8>,
     appended: Lsn,
     forget_through: Option<u64>,
     stop: bool,
@@ -125,7 +133,11 @@ impl Wal {
                 bytes.extend_from_slice(record);
                 *n += 1;
             }
-            _ => pending.chunks.push((seq, record.to_vec(), 1)),
+            _ => {
+                let mut bytes = std::mem::take(&mut pending.spare);
+                bytes.extend_from_slice(record);
+                pending.chunks.push((seq, bytes, 1));
+            }
         }
         pending.appended += record.len() as u64;
         self.shared
@@ -273,9 +285,14 @@ impl Writer {
     }
 
     fn run(mut self) {
+        let mut written: Option<Vec<u8>> = None;
         loop {
             let (chunks, end, forget, stop) = {
                 let mut pending = self.shared.pending.lock();
+                if let Some(mut bytes) = written.take() {
+                    bytes.clear();
+                    pending.spare = bytes;
+                }
                 while pending.chunks.is_empty() && pending.forget_through.is_none() && !pending.stop
                 {
                     match self.sync_deadline() {
@@ -329,6 +346,12 @@ impl Writer {
             if stop && self.shared.pending.lock().chunks.is_empty() {
                 return;
             }
+            // Kept unless a backlog made it large.
+            written = chunks
+                .into_iter()
+                .next()
+                .map(|(_, bytes, _)| bytes)
+                .filter(|bytes| bytes.capacity() <= MAX_SPARE_BYTES);
         }
     }
 
