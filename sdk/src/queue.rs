@@ -431,9 +431,10 @@ impl Queue {
         }
     }
 
-    /// Forgets a batch (another tab took it over).
-    pub fn forget(&mut self, id: &str) {
-        self.batches.retain(|b| b.id != id);
+    /// Forgets every batch, in flight or not (another tab took them over);
+    /// the events not yet in a batch stay.
+    pub fn forget_batches(&mut self) {
+        self.batches.clear();
     }
 
     /// The batches to hand to `sendBeacon` as the page hides, as sent at
@@ -1020,8 +1021,10 @@ mod tests {
         let mut other = Queue::new(50, false);
         assert_eq!(other.adopt(back.clone()), 2);
         assert_eq!(other.adopt(back), 0, "adopting twice adds nothing");
-        other.forget("b1");
-        assert_eq!(other.batches().len(), 1);
+        other.push(ev(3, "u"), "ad-42", false);
+        other.forget_batches();
+        assert!(other.batches().is_empty());
+        assert_eq!(other.pending(), 1, "events not yet in a batch stay");
         other.clear();
         assert!(other.encode().is_empty());
         assert!(decode("", 0.0).is_empty());

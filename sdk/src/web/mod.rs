@@ -400,9 +400,9 @@ impl Tracker {
     /// arguments `a`, `b`, `c` (undefined where the page gave fewer);
     /// returns `flush`'s promise, else undefined.
     fn call(&self, args: &JsValue) -> JsValue {
-        let [method, a, b, c] = core::array::from_fn(|n| {
-            Reflect::get(args, &JsValue::from(n as u32)).unwrap_or(JsValue::UNDEFINED)
-        });
+        let mut args = elements(args);
+        let mut arg = || args.next().unwrap_or(JsValue::UNDEFINED);
+        let (method, a, b, c) = (arg(), arg(), arg(), arg());
         // Not a number (never from the wrapper): no method.
         match method.as_f64().map_or(u32::MAX, |m| m as u32) {
             0 => self.observe(a, b, c),

@@ -402,7 +402,13 @@ impl Inner {
         // In any order, repeats allowed: the constructor sorts them (both
         // ratios are checked to be in 0..=1).
         let rule = &self.opts.rule;
-        let thresholds = [0.0, rule.min_ratio, rule.large_ratio, 1.0].map(JsValue::from_f64);
+        // Written out: `[T; N]::map` is compiled once for each use.
+        let thresholds = [
+            JsValue::from(0.0),
+            JsValue::from(rule.min_ratio),
+            JsValue::from(rule.large_ratio),
+            JsValue::from(1.0),
+        ];
         set(&init, "threshold", &array(&thresholds));
         let Ok(io) = IntersectionObserver::new_with_options(cb.as_ref().unchecked_ref(), &init)
         else {
@@ -451,7 +457,10 @@ impl Inner {
             for name in ["childList", "subtree", "attributes"] {
                 set(&init, name, &JsValue::TRUE);
             }
-            let filter = ["data-ad-id", "data-post-id"].map(JsValue::from_str);
+            let filter = [
+                JsValue::from_str(id_attribute(false)),
+                JsValue::from_str(id_attribute(true)),
+            ];
             set(&init, "attributeFilter", &array(&filter));
             if let Some(root) = root {
                 let _ = mo.observe_with_options(root.unchecked_ref(), init.unchecked_ref());
@@ -519,8 +528,10 @@ impl Inner {
         let Some(win) = window() else { return };
         let s = &mut self.slots;
         let t = now();
-        let watched: Vec<SlotId> = s.engine.watched().collect();
-        for slot in s.list.iter().filter(|x| watched.contains(&x.id)) {
+        for slot in &s.list {
+            if !s.engine.watched().any(|w| w == slot.id) {
+                continue;
+            }
             if let Some(v) = &slot.video {
                 s.engine.set_playback(slot.id, playback(v), t, &mut s.out);
             }

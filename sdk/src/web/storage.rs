@@ -127,16 +127,7 @@ impl Inner {
         if let (true, Some(s)) = (self.store.stored, &self.store.storage) {
             if read(s, &self.queue_key()).is_none() {
                 self.log("glimpse: another tab took over this tab's batches");
-                let ids: Vec<String> = self
-                    .sending
-                    .queue
-                    .batches()
-                    .iter()
-                    .map(|b| b.id.clone())
-                    .collect();
-                for id in ids {
-                    self.sending.queue.forget(&id);
-                }
+                self.sending.queue.forget_batches();
                 self.store.stored = false;
             }
         }
