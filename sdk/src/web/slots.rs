@@ -590,13 +590,14 @@ impl Inner {
         // remount) hands over what it earned.
         let removed = elements(records).any(|r| number(&get(&r, "removedNodes"), "length") > 0.0);
         if removed {
-            let gone: Vec<Element> = self
-                .slots
-                .list
-                .iter()
-                .filter(|s| !is_true(&s.el, "isConnected"))
-                .map(|s| s.el.clone())
-                .collect();
+            // Pushed, not collected: each `collect` is a copy of its own of
+            // the collecting code in the wasm.
+            let mut gone = Vec::new();
+            for s in &self.slots.list {
+                if !is_true(&s.el, "isConnected") {
+                    gone.push(s.el.clone());
+                }
+            }
             for el in gone {
                 self.untrack(&el);
             }

@@ -37,10 +37,15 @@ pub(super) fn tab_key(prefix: &str, tab: &str) -> String {
 pub(super) fn sdk_keys(s: &Storage) -> Vec<String> {
     // `NaN` (no number) as 0.
     let len = number(s, "length") as u32;
-    (0..len)
-        .filter_map(|n| invoke(s, "key", &JsValue::from(n), &JsValue::UNDEFINED).as_string())
-        .filter(|k| k.starts_with(KEY_PREFIX))
-        .collect()
+    // Pushed, not collected, as `on_mutations`' removed slots are.
+    let mut keys = Vec::new();
+    for n in 0..len {
+        let key = invoke(s, "key", &JsValue::from(n), &JsValue::UNDEFINED).as_string();
+        if let Some(key) = key.filter(|k| k.starts_with(KEY_PREFIX)) {
+            keys.push(key);
+        }
+    }
+    keys
 }
 
 /// `s.getItem(key)`; `None` when it throws or there is none.
