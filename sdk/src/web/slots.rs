@@ -747,8 +747,11 @@ impl Inner {
     pub(super) fn untrack(&mut self, el: &Element) {
         if let Some(pos) = self.slots.list.iter().position(|s| &s.el == el) {
             let s = &mut self.slots;
-            for io in [&s.io, &s.occlusion].into_iter().flatten() {
+            if let Some(io) = &s.io {
                 io.io.unobserve(el);
+            }
+            if let Some(o) = &s.occlusion {
+                o.io.unobserve(el);
             }
             if let Some(ro) = &s.ro {
                 ro.ro.unobserve(el);
@@ -791,11 +794,10 @@ impl Inner {
         let t = now();
         let s = &mut self.slots;
         let sample = s.engine.watched().next().map(|_| t + SAMPLE_EVERY_MS);
-        let Some(due) = [s.engine.next_deadline(), sample]
-            .into_iter()
-            .flatten()
-            .reduce(f64::min)
-        else {
+        let Some(due) = (match (s.engine.next_deadline(), sample) {
+            (Some(deadline), Some(sample)) => Some(deadline.min(sample)),
+            (deadline, sample) => deadline.or(sample),
+        }) else {
             s.timer = None;
             return;
         };
