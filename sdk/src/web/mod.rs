@@ -41,17 +41,21 @@ fn random() -> f64 {
 
 #[wasm_bindgen]
 extern "C" {
-    /// The page's `window`: one binding, where `web_sys::window()` looks
-    /// through four globals (`self`, `window`, `globalThis`, `global`).
-    #[wasm_bindgen(thread_local_v2, js_name = window)]
-    static WINDOW: Option<Window>;
+    /// The global object, only to read `window` from.
+    type Global;
+    /// The page's `window` (`globalThis.window`), read at each call: one
+    /// binding, where `web_sys::window()` looks through four globals
+    /// (`self`, `window`, `globalThis`, `global`), and a cached static
+    /// brings a lazy cell of its own.
+    #[wasm_bindgen(getter, static_method_of = Global, js_class = globalThis, js_name = window)]
+    fn window() -> Option<Window>;
     /// `performance.now()`, which every browser with WebAssembly has.
     #[wasm_bindgen(js_namespace = performance, js_name = now)]
     fn performance_now() -> f64;
 }
 
 fn window() -> Option<Window> {
-    WINDOW.with(Option::clone)
+    Global::window()
 }
 
 fn now() -> f64 {
