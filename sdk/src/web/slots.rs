@@ -378,12 +378,13 @@ impl Slots {
         self.mo = None;
         self.listeners.clear();
         self.timer = None;
-        for slot in core::mem::take(&mut self.list) {
+        for slot in &self.list {
             if let (Some(v), Some(cb)) = (&slot.video, &self.media) {
                 listen_media(v, cb, false);
             }
             self.engine.remove(slot.id);
         }
+        self.list.clear();
         self.media = None;
         self.out.clear();
     }
@@ -598,8 +599,8 @@ impl Inner {
                     gone.push(s.el.clone());
                 }
             }
-            for el in gone {
-                self.untrack(&el);
+            for el in &gone {
+                self.untrack(el);
             }
         }
         for r in elements(records) {

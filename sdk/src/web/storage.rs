@@ -114,8 +114,8 @@ impl Store {
         self.storage = None;
         self.stored = false;
         if let Some(s) = window().and_then(|w| local_storage(&w)) {
-            for k in sdk_keys(&s) {
-                remove(&s, &k);
+            for k in &sdk_keys(&s) {
+                remove(&s, k);
             }
         }
     }
