@@ -529,10 +529,14 @@ impl Inner {
         let Some(win) = window() else { return };
         let s = &mut self.slots;
         let t = now();
-        for slot in &s.list {
-            if !s.engine.watched().any(|w| w == slot.id) {
-                continue;
-            }
+        // The watched ids once, by a push loop (a `collect` would be a copy
+        // of its own of the collecting code): asking the engine for each
+        // slot would scan every slot for every slot.
+        let mut watched = Vec::new();
+        for id in s.engine.watched() {
+            watched.push(id);
+        }
+        for slot in s.list.iter().filter(|x| watched.contains(&x.id)) {
             if let Some(v) = &slot.video {
                 s.engine.set_playback(slot.id, playback(v), t, &mut s.out);
             }
