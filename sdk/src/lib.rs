@@ -21,10 +21,12 @@ pub mod text;
 #[cfg(target_arch = "wasm32")]
 mod web;
 
-// The SDK is single-threaded (no `atomics` target feature).
+// The SDK is single-threaded (no `atomics` target feature), so the lock
+// is never contended; it keeps the allocator's statics free of `unsafe`.
 #[cfg(target_arch = "wasm32")]
 #[global_allocator]
-static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+static ALLOCATOR: lol_alloc::LockedAllocator<lol_alloc::FreeListAllocator> =
+    lol_alloc::LockedAllocator::new(lol_alloc::FreeListAllocator::new());
 
 /// A panic (a bug: the hot paths have none by construction) traps: the call
 /// from JavaScript throws a `RuntimeError`, which the wrapper's methods

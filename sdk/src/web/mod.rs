@@ -41,17 +41,21 @@ fn random() -> f64 {
 
 #[wasm_bindgen]
 extern "C" {
-    /// The page's `window`: one binding, where `web_sys::window()` looks
-    /// through four globals (`self`, `window`, `globalThis`, `global`).
-    #[wasm_bindgen(thread_local_v2, js_name = window)]
-    static WINDOW: Option<Window>;
+    /// The global object, only to read `window` from.
+    type Global;
+    /// The page's `window` (`globalThis.window`), read at each call: one
+    /// binding, where `web_sys::window()` looks through four globals
+    /// (`self`, `window`, `globalThis`, `global`), and a cached static
+    /// brings a lazy cell of its own.
+    #[wasm_bindgen(getter, static_method_of = Global, js_class = globalThis, js_name = window)]
+    fn window() -> Option<Window>;
     /// `performance.now()`, which every browser with WebAssembly has.
     #[wasm_bindgen(js_namespace = performance, js_name = now)]
     fn performance_now() -> f64;
 }
 
 fn window() -> Option<Window> {
-    WINDOW.with(Option::clone)
+    Global::window()
 }
 
 fn now() -> f64 {
@@ -400,9 +404,9 @@ impl Tracker {
     /// arguments `a`, `b`, `c` (undefined where the page gave fewer);
     /// returns `flush`'s promise, else undefined.
     fn call(&self, args: &JsValue) -> JsValue {
-        let [method, a, b, c] = core::array::from_fn(|n| {
-            Reflect::get(args, &JsValue::from(n as u32)).unwrap_or(JsValue::UNDEFINED)
-        });
+        let mut args = elements(args);
+        let mut arg = || args.next().unwrap_or(JsValue::UNDEFINED);
+        let (method, a, b, c) = (arg(), arg(), arg(), arg());
         // Not a number (never from the wrapper): no method.
         match method.as_f64().map_or(u32::MAX, |m| m as u32) {
             0 => self.observe(a, b, c),

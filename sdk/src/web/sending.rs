@@ -54,8 +54,11 @@ impl Sending {
     }
 
     fn resolve_waiters(&mut self) {
-        for w in core::mem::take(&mut self.waiters) {
-            call(&w);
+        // By reference, then dropped whole: a loop by value would link a
+        // `Vec` iterator's drop for each element type.
+        let waiters = core::mem::take(&mut self.waiters);
+        for w in &waiters {
+            call(w);
         }
     }
 }
@@ -264,13 +267,14 @@ impl Inner {
         let Some(win) = window() else { return };
         let nav = get(&win, "navigator");
         let endpoint = JsValue::from_str(&self.opts.endpoint);
-        for (id, body) in self.sending.queue.beacon_plan(now(), epoch_ms()) {
-            let sent = invoke(&nav, "sendBeacon", &endpoint, &JsValue::from_str(&body));
+        // By reference, as `resolve_waiters` goes through its list.
+        for (id, body) in &self.sending.queue.beacon_plan(now(), epoch_ms()) {
+            let sent = invoke(&nav, "sendBeacon", &endpoint, &JsValue::from_str(body));
             if sent.as_bool() == Some(true) {
                 self.log("glimpse: batch handed to sendBeacon");
             } else {
                 // Refused: fetch with keepalive, settled normally if the page lives.
-                self.post(id, &body, false);
+                self.post(id.clone(), body, false);
             }
         }
     }

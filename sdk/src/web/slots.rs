@@ -378,12 +378,13 @@ impl Slots {
         self.mo = None;
         self.listeners.clear();
         self.timer = None;
-        for slot in core::mem::take(&mut self.list) {
+        for slot in &self.list {
             if let (Some(v), Some(cb)) = (&slot.video, &self.media) {
                 listen_media(v, cb, false);
             }
             self.engine.remove(slot.id);
         }
+        self.list.clear();
         self.media = None;
         self.out.clear();
     }
@@ -402,7 +403,13 @@ impl Inner {
         // In any order, repeats allowed: the constructor sorts them (both
         // ratios are checked to be in 0..=1).
         let rule = &self.opts.rule;
-        let thresholds = [0.0, rule.min_ratio, rule.large_ratio, 1.0].map(JsValue::from_f64);
+        // Written out: `[T; N]::map` is compiled once for each use.
+        let thresholds = [
+            JsValue::from(0.0),
+            JsValue::from(rule.min_ratio),
+            JsValue::from(rule.large_ratio),
+            JsValue::from(1.0),
+        ];
         set(&init, "threshold", &array(&thresholds));
         let Ok(io) = IntersectionObserver::new_with_options(cb.as_ref().unchecked_ref(), &init)
         else {
@@ -451,7 +458,10 @@ impl Inner {
             for name in ["childList", "subtree", "attributes"] {
                 set(&init, name, &JsValue::TRUE);
             }
-            let filter = ["data-ad-id", "data-post-id"].map(JsValue::from_str);
+            let filter = [
+                JsValue::from_str(id_attribute(false)),
+                JsValue::from_str(id_attribute(true)),
+            ];
             set(&init, "attributeFilter", &array(&filter));
             if let Some(root) = root {
                 let _ = mo.observe_with_options(root.unchecked_ref(), init.unchecked_ref());
@@ -519,7 +529,13 @@ impl Inner {
         let Some(win) = window() else { return };
         let s = &mut self.slots;
         let t = now();
-        let watched: Vec<SlotId> = s.engine.watched().collect();
+        // The watched ids once, by a push loop (a `collect` would be a copy
+        // of its own of the collecting code): asking the engine for each
+        // slot would scan every slot for every slot.
+        let mut watched = Vec::new();
+        for id in s.engine.watched() {
+            watched.push(id);
+        }
         for slot in s.list.iter().filter(|x| watched.contains(&x.id)) {
             if let Some(v) = &slot.video {
                 s.engine.set_playback(slot.id, playback(v), t, &mut s.out);
@@ -579,15 +595,16 @@ impl Inner {
         // remount) hands over what it earned.
         let removed = elements(records).any(|r| number(&get(&r, "removedNodes"), "length") > 0.0);
         if removed {
-            let gone: Vec<Element> = self
-                .slots
-                .list
-                .iter()
-                .filter(|s| !is_true(&s.el, "isConnected"))
-                .map(|s| s.el.clone())
-                .collect();
-            for el in gone {
-                self.untrack(&el);
+            // Pushed, not collected: each `collect` is a copy of its own of
+            // the collecting code in the wasm.
+            let mut gone = Vec::new();
+            for s in &self.slots.list {
+                if !is_true(&s.el, "isConnected") {
+                    gone.push(s.el.clone());
+                }
+            }
+            for el in &gone {
+                self.untrack(el);
             }
         }
         for r in elements(records) {
@@ -735,8 +752,11 @@ impl Inner {
     pub(super) fn untrack(&mut self, el: &Element) {
         if let Some(pos) = self.slots.list.iter().position(|s| &s.el == el) {
             let s = &mut self.slots;
-            for io in [&s.io, &s.occlusion].into_iter().flatten() {
+            if let Some(io) = &s.io {
                 io.io.unobserve(el);
+            }
+            if let Some(o) = &s.occlusion {
+                o.io.unobserve(el);
             }
             if let Some(ro) = &s.ro {
                 ro.ro.unobserve(el);
@@ -779,11 +799,10 @@ impl Inner {
         let t = now();
         let s = &mut self.slots;
         let sample = s.engine.watched().next().map(|_| t + SAMPLE_EVERY_MS);
-        let Some(due) = [s.engine.next_deadline(), sample]
-            .into_iter()
-            .flatten()
-            .reduce(f64::min)
-        else {
+        let Some(due) = (match (s.engine.next_deadline(), sample) {
+            (Some(deadline), Some(sample)) => Some(deadline.min(sample)),
+            (deadline, sample) => deadline.or(sample),
+        }) else {
             s.timer = None;
             return;
         };

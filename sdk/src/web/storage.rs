@@ -37,10 +37,15 @@ pub(super) fn tab_key(prefix: &str, tab: &str) -> String {
 pub(super) fn sdk_keys(s: &Storage) -> Vec<String> {
     // `NaN` (no number) as 0.
     let len = number(s, "length") as u32;
-    (0..len)
-        .filter_map(|n| invoke(s, "key", &JsValue::from(n), &JsValue::UNDEFINED).as_string())
-        .filter(|k| k.starts_with(KEY_PREFIX))
-        .collect()
+    // Pushed, not collected, as `on_mutations`' removed slots are.
+    let mut keys = Vec::new();
+    for n in 0..len {
+        let key = invoke(s, "key", &JsValue::from(n), &JsValue::UNDEFINED).as_string();
+        if let Some(key) = key.filter(|k| k.starts_with(KEY_PREFIX)) {
+            keys.push(key);
+        }
+    }
+    keys
 }
 
 /// `s.getItem(key)`; `None` when it throws or there is none.
@@ -109,8 +114,8 @@ impl Store {
         self.storage = None;
         self.stored = false;
         if let Some(s) = window().and_then(|w| local_storage(&w)) {
-            for k in sdk_keys(&s) {
-                remove(&s, &k);
+            for k in &sdk_keys(&s) {
+                remove(&s, k);
             }
         }
     }
@@ -127,16 +132,7 @@ impl Inner {
         if let (true, Some(s)) = (self.store.stored, &self.store.storage) {
             if read(s, &self.queue_key()).is_none() {
                 self.log("glimpse: another tab took over this tab's batches");
-                let ids: Vec<String> = self
-                    .sending
-                    .queue
-                    .batches()
-                    .iter()
-                    .map(|b| b.id.clone())
-                    .collect();
-                for id in ids {
-                    self.sending.queue.forget(&id);
-                }
+                self.sending.queue.forget_batches();
                 self.store.stored = false;
             }
         }

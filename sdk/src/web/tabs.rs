@@ -167,7 +167,7 @@ impl Inner {
         };
         let now_epoch = js_sys::Date::now();
         let mut adopted = 0;
-        for k in sdk_keys(&s) {
+        for k in &sdk_keys(&s) {
             let (tab, is_queue) = match (k.strip_prefix(QUEUE_PREFIX), k.strip_prefix(BEAT_PREFIX))
             {
                 (Some(t), _) => (t, true),
@@ -184,11 +184,11 @@ impl Inner {
                 continue;
             }
             if is_queue {
-                if let Some(v) = read(&s, &k) {
+                if let Some(v) = read(&s, k) {
                     adopted += self.sending.queue.adopt(queue::decode(&v, now()));
                 }
             }
-            remove(&s, &k);
+            remove(&s, k);
         }
         if adopted > 0 {
             self.log("glimpse: resending batches left by an earlier page");
