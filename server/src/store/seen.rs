@@ -181,8 +181,9 @@ impl<'txn> SeenBatches<'txn> {
         let fingerprint = fingerprint(batch_id);
         // One descent of the tree instead of a lookup and then an insert:
         // at sync nearly every id is new, and the lookup before each insert
-        // was a fifth of the sync's cost (docs/BENCHMARKS.md, "Edge CPU per
-        // request"). An id held already gets its own time back.
+        // was a fifth of this function's samples (docs/BENCHMARKS.md, "The
+        // seen-id lookup held open"). An id held already gets its own time
+        // back.
         let earlier = self
             .batches
             .insert(fingerprint, received_ms)
