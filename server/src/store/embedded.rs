@@ -47,7 +47,7 @@ use glimpse_hll::Sketch;
 use glimpse_wire::{Day, DayRange};
 use redb::{Database, ReadableTable, TableDefinition, TableHandle};
 
-use super::seen::{self, SeenBatches};
+use super::seen::{self, SeenBatches, SeenReader};
 use super::{Applied, Grain, Store, StoreError, StoredDays, StoredViews};
 use crate::counted::needs_claim;
 use crate::counts::{
@@ -113,6 +113,8 @@ pub(crate) const FILE_NAME: &str = "glimpse.redb";
 #[derive(Debug, Clone)]
 pub struct EmbeddedStore {
     db: Arc<Database>,
+    /// The seen ids as of the last sync, for ingest's lookups.
+    seen: Arc<SeenReader>,
     /// Days an hour's sketch is kept after its day starts
     /// (`--hourly-retention-days`); `None` keeps them.
     hourly_retention_days: Option<u32>,
@@ -161,6 +163,7 @@ impl EmbeddedStore {
         seen::create_tables(&txn)?;
         txn.commit().map_err(unavailable)?;
         Ok(EmbeddedStore {
+            seen: Arc::new(SeenReader::open(&db)?),
             db: Arc::new(db),
             hourly_retention_days: None,
         })
@@ -508,8 +511,13 @@ impl Store for EmbeddedStore {
         // The blocking task needs its own handle on the delta.
         let delta = Arc::clone(delta);
         let hourly_retention_days = self.hourly_retention_days;
-        self.blocking(move |db| apply_delta(db, &delta, now_ms, hourly_retention_days))
-            .await
+        let seen = Arc::clone(&self.seen);
+        self.blocking(move |db| {
+            apply_delta(db, &delta, now_ms, hourly_retention_days)?;
+            // Before this sync returns and releases its batches' claims.
+            seen.refresh(db)
+        })
+        .await
     }
 
     async fn read_days(
@@ -591,7 +599,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn batch_seen(&self, batch_id: &str) -> Result<bool, StoreError> {
-        seen::contains(&self.db, batch_id)
+        self.seen.contains(batch_id)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -35,7 +35,10 @@ use std::sync::Arc;
 
 use self::fingerprints::FingerprintFile;
 
-use redb::{Database, ReadableTable, Table, TableDefinition, TableHandle, WriteTransaction};
+use parking_lot::RwLock;
+use redb::{
+    Database, ReadOnlyTable, ReadableTable, Table, TableDefinition, TableHandle, WriteTransaction,
+};
 use xxhash_rust::xxh3::xxh3_128;
 
 use super::{StoreError, BATCH_ID_RETENTION_MS};
@@ -88,16 +91,54 @@ pub fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Whether `batch_id` was recorded (and not yet forgotten). One point
-/// lookup in pages redb keeps cached: a few microseconds, cheaper inline on
-/// the async worker than a hop to the blocking pool on every batch.
-pub fn contains(db: &Database, batch_id: &str) -> Result<bool, StoreError> {
-    let txn = db.begin_read().map_err(unavailable)?;
-    let table = txn.open_table(BATCHES).map_err(unavailable)?;
-    Ok(table
-        .get(fingerprint(batch_id))
+/// The ids table as the last commit that wrote it left it, held open for
+/// ingest's lookups. Opening a read transaction and the table on every
+/// batch cost more than the lookup itself (redb's reader registry behind a
+/// mutex, then a search of the table tree for the table's name); the
+/// store's one writer of the table opens it again after each commit
+/// ([`SeenReader::refresh`]). An id committed is seen from then on: a
+/// batch whose id a sync stores stays claimed until that sync has
+/// returned, so no lookup can meet the table from before the sync and
+/// miss it. The transaction held keeps the pages of at most one sync's
+/// older versions from being reused.
+#[derive(Debug)]
+pub struct SeenReader {
+    table: RwLock<ReadOnlyTable<u128, i64>>,
+}
+
+impl SeenReader {
+    pub fn open(db: &Database) -> Result<Self, StoreError> {
+        Ok(SeenReader {
+            table: RwLock::new(read_table(db)?),
+        })
+    }
+
+    /// Reads the table as committed now; call after each commit that wrote it.
+    pub fn refresh(&self, db: &Database) -> Result<(), StoreError> {
+        let table = read_table(db)?;
+        *self.table.write() = table;
+        Ok(())
+    }
+
+    /// Whether `batch_id` was recorded (and not yet forgotten). One point
+    /// lookup in pages redb keeps cached: a few microseconds, cheaper
+    /// inline on the async worker than a hop to the blocking pool on every
+    /// batch.
+    pub fn contains(&self, batch_id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .table
+            .read()
+            .get(fingerprint(batch_id))
+            .map_err(unavailable)?
+            .is_some())
+    }
+}
+
+fn read_table(db: &Database) -> Result<ReadOnlyTable<u128, i64>, StoreError> {
+    db.begin_read()
         .map_err(unavailable)?
-        .is_some())
+        .open_table(BATCHES)
+        .map_err(unavailable)
 }
 
 /// How many batch ids are recorded.
@@ -127,13 +168,9 @@ impl<'txn> SeenBatches<'txn> {
 
     /// Whether `batch_id` is recorded.
     pub fn contains(&self, batch_id: &str) -> Result<bool, StoreError> {
-        self.holds(fingerprint(batch_id))
-    }
-
-    fn holds(&self, fingerprint: u128) -> Result<bool, StoreError> {
         Ok(self
             .batches
-            .get(fingerprint)
+            .get(fingerprint(batch_id))
             .map_err(unavailable)?
             .is_some())
     }
@@ -142,12 +179,22 @@ impl<'txn> SeenBatches<'txn> {
     /// was recorded already (and leaves its time as it was).
     pub fn insert(&mut self, batch_id: &str, received_ms: i64) -> Result<bool, StoreError> {
         let fingerprint = fingerprint(batch_id);
-        if self.holds(fingerprint)? {
+        // One descent of the tree instead of a lookup and then an insert:
+        // at sync nearly every id is new, and the lookup before each insert
+        // was a fifth of this function's samples (docs/BENCHMARKS.md, "The
+        // seen-id lookup held open"). An id held already gets its own time
+        // back.
+        let earlier = self
+            .batches
+            .insert(fingerprint, received_ms)
+            .map_err(unavailable)?
+            .map(|time| time.value());
+        if let Some(earlier_ms) = earlier {
+            self.batches
+                .insert(fingerprint, earlier_ms)
+                .map_err(unavailable)?;
             return Ok(false);
         }
-        self.batches
-            .insert(fingerprint, received_ms)
-            .map_err(unavailable)?;
         self.by_time
             .insert((received_ms, fingerprint), ())
             .map_err(unavailable)?;
@@ -243,6 +290,8 @@ impl SeenIndex {
 
 #[cfg(test)]
 mod tests {
+    use redb::ReadableTableMetadata;
+
     use super::*;
     use crate::aggregate::Aggregator;
     use crate::traffic::Traffic;
@@ -284,6 +333,26 @@ mod tests {
             .unwrap();
         assert!(!index.contains("old").unwrap() && !index.contains("bot").unwrap());
         assert!(index.contains("new").unwrap());
+    }
+
+    #[test]
+    fn an_id_recorded_again_answers_false_and_keeps_its_first_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::create(dir.path().join("seen.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut seen = SeenBatches::open(&txn).unwrap();
+            assert!(seen.insert("b1", NOW).unwrap());
+            assert!(!seen.insert("b1", NOW + 5_000).unwrap());
+            let held = seen.batches.get(fingerprint("b1")).unwrap().unwrap();
+            assert_eq!(held.value(), NOW);
+            drop(held);
+            // Forgotten by its first time, not the second.
+            seen.forget_old(NOW + BATCH_ID_RETENTION_MS + 1).unwrap();
+            assert!(!seen.contains("b1").unwrap());
+            assert_eq!(seen.by_time.len().unwrap(), 0);
+        }
+        txn.commit().unwrap();
     }
 
     #[test]
