@@ -344,6 +344,10 @@ glimpse_tests::in_every_engine! {
 /// back by itself. The page tells the edge how each showing came about, so
 /// no WebDriver command meets a page between two documents (WebKit's
 /// driver can hang then).
+/// How many pages with the SDK may be left for the back/forward cache
+/// before it counts as keeping them out.
+const BFCACHE_TRIES: usize = 3;
+
 fn restored_from_bfcache(b: &Browser, edge: &Edge, run: &str, sdk: bool) -> bool {
     let query = if sdk { "&sdk" } else { "" };
     b.goto(&edge.url(&format!("/bfcache.html?run={run}{query}")));
@@ -385,14 +389,21 @@ glimpse_tests::in_every_engine! {
             );
             return;
         }
-        assert!(
-            restored_from_bfcache(b, &edge, "with", true),
-            "{engine}: the SDK kept the page out of the back/forward cache"
-        );
+        // A browser may evict any page from its cache (memory pressure, a
+        // busy machine), so a page with the SDK gets three tries; one the
+        // SDK kept out (an `unload` listener, a held connection) is never
+        // restored, so three misses still fail.
+        let run = (1..=BFCACHE_TRIES)
+            .map(|attempt| format!("with{attempt}"))
+            .find(|run| restored_from_bfcache(b, &edge, run, true))
+            .unwrap_or_else(|| {
+                panic!("{engine}: the SDK kept the page out of the back/forward cache")
+            });
         // The restored page still counts, once.
-        b.execute("place('with-after', 300);", vec![]);
-        expect_counts(&edge, "with-after", (1, 1), engine.name());
-        assert_eq!(counts(&edge, "with-ad"), (1, 1), "{engine}");
+        let after = format!("{run}-after");
+        b.execute(&format!("place('{after}', 300);"), vec![]);
+        expect_counts(&edge, &after, (1, 1), engine.name());
+        assert_eq!(counts(&edge, &format!("{run}-ad")), (1, 1), "{engine}");
     }
 }
 
