@@ -86,16 +86,32 @@ fn place_video(b: &Browser, id: &str, top: u32, wrapped: bool) {
     );
 }
 
+/// Script that finds `v`, the `<video>` of the slot whose ad id is
+/// `arguments[0]`: the slot itself or the one it wraps.
+const CLIP_OF_SLOT: &str =
+    "const slot = document.querySelector(`[data-ad-id=\"${arguments[0]}\"]`);
+     const v = slot.tagName == 'VIDEO' ? slot : slot.querySelector('video');";
+
 /// Runs `method` (`play` or `pause`) on the video of ad `id`.
 fn video(b: &Browser, id: &str, method: &str) {
     let r = b.execute_async(
-        "const done = arguments[2];
-         const slot = document.querySelector(`[data-ad-id=\"${arguments[0]}\"]`);
-         const v = slot.tagName == 'VIDEO' ? slot : slot.querySelector('video');
-         Promise.resolve(v[arguments[1]]()).then(() => done('ok'), e => done(String(e)));",
+        &format!(
+            "const done = arguments[2]; {CLIP_OF_SLOT}
+             Promise.resolve(v[arguments[1]]()).then(() => done('ok'), e => done(String(e)));"
+        ),
         vec![json!(id), json!(method)],
     );
     assert_eq!(r, json!("ok"), "{method}() of {id}");
+}
+
+/// The `currentTime` of the clip of slot `id`, in seconds.
+fn played_s(b: &Browser, id: &str) -> f64 {
+    let r = b.execute(
+        &format!("{CLIP_OF_SLOT} return v.currentTime;"),
+        vec![json!(id)],
+    );
+    r.as_f64()
+        .unwrap_or_else(|| panic!("no currentTime for {id}: {r}"))
 }
 
 /// The events the SDK sent for the ad (or the post, `field` = `post_id`)
@@ -133,9 +149,18 @@ where_clips_record! {
         }
         video(b, "video-own", "play");
         video(b, "video-wrapped", "play");
-        pause(2500);
-        flush(b);
+        // 2.5 s of the clips' own time: a busy machine may start playback
+        // late or stall it, and the rule counts time played.
         for ad in ["video-own", "video-wrapped"] {
+            wait_until(DELIVERY_DEADLINE, &format!("{ad} played 2.5 s"), &mut || {
+                played_s(b, ad) >= 2.5
+            });
+        }
+        for ad in ["video-own", "video-wrapped"] {
+            wait_until(DELIVERY_DEADLINE, &format!("{ad} sent viewable"), &mut || {
+                flush(b);
+                kinds(&sent(b, "ad_id", ad)).contains(&"viewable")
+            });
             let events = sent(b, "ad_id", ad);
             let viewable: Vec<&Value> = events.iter().filter(|e| e["kind"] == "viewable").collect();
             assert_eq!(viewable.len(), 1, "{ad}: {events:?}");
