@@ -369,22 +369,23 @@ pub fn start(options: JsValue) -> Result<JsValue, JsError> {
     let focused = slots::page_focused(&win, &doc);
     // Read once: a page does not stop being driven by a program.
     let webdriver = is_true(&get(&win, "navigator"), "webdriver");
-    let inner = Rc::new_cyclic(|me| {
-        RefCell::new(Inner {
-            slots: Slots::new(opts.rule, visible, focused, prerendering),
-            sending: Sending::new(opts.max_batch as usize, webdriver),
-            opts,
-            doc,
-            user_id,
-            stopped: false,
-            store,
-            tabs: Tabs::new(),
-            listeners: Vec::new(),
-            me: me.clone(),
-            alive: None,
-        })
-    });
+    // `me` and `alive` are set once the `Rc` exists: `Rc::new_cyclic`
+    // linked a copy of the whole construction of its own (845 bytes).
+    let inner = Rc::new(RefCell::new(Inner {
+        slots: Slots::new(opts.rule, visible, focused, prerendering),
+        sending: Sending::new(opts.max_batch as usize, webdriver),
+        opts,
+        doc,
+        user_id,
+        stopped: false,
+        store,
+        tabs: Tabs::new(),
+        listeners: Vec::new(),
+        me: Weak::new(),
+        alive: None,
+    }));
     if let Ok(mut i) = inner.try_borrow_mut() {
+        i.me = Rc::downgrade(&inner);
         i.alive = Some(Rc::clone(&inner));
         if i.opts.consent {
             i.boot(&win);

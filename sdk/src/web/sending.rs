@@ -5,14 +5,12 @@
 use alloc::rc::Weak;
 use alloc::{string::String, vec::Vec};
 use core::cell::RefCell;
-use js_sys::{Function, Object};
+use js_sys::Function;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen::JsCast;
-use web_sys::AbortController;
 
 use super::timer::Timer;
 use super::{
-    call, elements, epoch_ms, get, invoke, new_batch_id, now, once, random, set, then_either, warn,
+    call, elements, epoch_ms, get, invoke, new_batch_id, now, once, random, then_either, warn,
     window, with, Inner,
 };
 use crate::queue::{self, classify, parse_retry_after_seconds, Outcome, Queue, REQUEST_TIMEOUT_MS};
@@ -81,31 +79,22 @@ fn log_rejections(resp: &JsValue) {
     then_either(&json, &log);
 }
 
+#[wasm_bindgen(module = "/js/post.js")]
+extern "C" {
+    /// `fetch` of `body` to `url` (`sdk/js/post.js`), aborted after `ms`;
+    /// `done` gets the `Response`, or `undefined` when there is none.
+    #[wasm_bindgen(js_name = post)]
+    fn fetch_post(url: &str, body: &str, ms: u32, done: &JsValue);
+}
+
 /// Posts one body with `fetch(.., {keepalive: true})`, aborted after
 /// [`REQUEST_TIMEOUT_MS`], and calls `done` with the outcome; in `debug`
 /// mode logs the events the edge rejected. Not generic over `done`: each
 /// caller's type would make a copy of the whole answer handling.
 fn post(endpoint: &str, body: &str, debug: bool, done: Settle) {
-    let Some(win) = window() else {
-        return done.run(Outcome::Retry(None));
-    };
-    let init = Object::new();
-    set(&init, "method", &JsValue::from_str("POST"));
-    set(&init, "body", &JsValue::from_str(body));
-    set(&init, "keepalive", &JsValue::TRUE);
-    set(&init, "credentials", &JsValue::from_str("omit"));
-    // A request that hangs would hold the pump (one send at a time) forever.
-    let timeout = AbortController::new().ok().and_then(|abort| {
-        set(&init, "signal", &get(&abort, "signal"));
-        Timer::once(REQUEST_TIMEOUT_MS, move || {
-            invoke(&abort, "abort", &JsValue::UNDEFINED, &JsValue::UNDEFINED);
-        })
-    });
-    // One function for both outcomes, so it is called exactly once and freed.
+    // Called once, on either outcome, so it is freed.
     let settle = once(move |answer: JsValue| {
-        drop(timeout);
-        // A `Response` has a numeric `status`; what `fetch` rejects with
-        // (a `TypeError`, the abort's `DOMException`) has none.
+        // A `Response` has a numeric `status`; no answer has none.
         let outcome = match get(&answer, "status").as_f64() {
             Some(status) => {
                 let resp = answer;
@@ -134,10 +123,7 @@ fn post(endpoint: &str, body: &str, debug: bool, done: Settle) {
         done.run(outcome);
         JsValue::UNDEFINED
     });
-    then_either(
-        &win.fetch_with_str_and_init(endpoint, init.unchecked_ref()),
-        &settle,
-    );
+    fetch_post(endpoint, body, REQUEST_TIMEOUT_MS, &settle);
 }
 
 /// What to do with the outcome of a [`post`] of the batch `id`: settle it,

@@ -142,39 +142,37 @@ fn observer_callback(me: &Weak<RefCell<Inner>>, report: Report) -> Callback {
     })
 }
 
-/// An IntersectionObserver, disconnected on drop.
-struct Io {
-    io: IntersectionObserver,
+#[wasm_bindgen]
+extern "C" {
+    /// The methods the three observer types share, bound once: web-sys
+    /// binds them for each type, an import and its glue apiece.
+    type Observer;
+    #[wasm_bindgen(method)]
+    fn observe(this: &Observer, target: &Element);
+    #[wasm_bindgen(method)]
+    fn unobserve(this: &Observer, target: &Element);
+    #[wasm_bindgen(method)]
+    fn disconnect(this: &Observer);
+}
+
+/// An observer and the callback it reports to, disconnected on drop.
+struct Watching {
+    observer: Observer,
     _cb: Callback,
 }
 
-impl Drop for Io {
-    fn drop(&mut self) {
-        self.io.disconnect();
+impl Watching {
+    fn new(observer: impl JsCast, cb: Callback) -> Watching {
+        Watching {
+            observer: observer.unchecked_into(),
+            _cb: cb,
+        }
     }
 }
 
-/// The ResizeObserver, disconnected on drop.
-struct Ro {
-    ro: ResizeObserver,
-    _cb: Callback,
-}
-
-impl Drop for Ro {
+impl Drop for Watching {
     fn drop(&mut self) {
-        self.ro.disconnect();
-    }
-}
-
-/// The MutationObserver, disconnected on drop.
-struct Mo {
-    mo: MutationObserver,
-    _cb: Callback,
-}
-
-impl Drop for Mo {
-    fn drop(&mut self) {
-        self.mo.disconnect();
+        self.observer.disconnect();
     }
 }
 
@@ -301,11 +299,11 @@ pub(super) struct Slots {
     /// The engine's impressions not yet queued; kept for its capacity.
     pub(super) out: Vec<Impression>,
     list: Vec<Slot>,
-    io: Option<Io>,
+    io: Option<Watching>,
     /// IntersectionObserver v2, where the browser has it.
-    occlusion: Option<Io>,
-    ro: Option<Ro>,
-    mo: Option<Mo>,
+    occlusion: Option<Watching>,
+    ro: Option<Watching>,
+    mo: Option<Watching>,
     /// `{opacityProperty: true, visibilityProperty: true}` for `checkVisibility`.
     check_options: JsValue,
     /// The top-level window's focus and blur, in a same-origin frame.
@@ -364,8 +362,8 @@ impl Slots {
     /// observed again is reported at the next frame.
     fn report_again(&self, el: &Element) {
         if let Some(io) = &self.io {
-            io.io.unobserve(el);
-            io.io.observe(el);
+            io.observer.unobserve(el);
+            io.observer.observe(el);
         }
     }
 
@@ -415,7 +413,7 @@ impl Inner {
         else {
             return;
         };
-        self.slots.io = Some(Io { io, _cb: cb });
+        self.slots.io = Some(Watching::new(io, cb));
 
         let cb = observer_callback(&me, Report::Occlusion);
         let init = IntersectionObserverInit::new();
@@ -424,14 +422,14 @@ impl Inner {
         if let Ok(io) = IntersectionObserver::new_with_options(cb.as_ref().unchecked_ref(), &init) {
             // A browser without v2 ignores the option.
             if get(&io, "trackVisibility").as_bool() == Some(true) {
-                self.slots.occlusion = Some(Io { io, _cb: cb });
+                self.slots.occlusion = Some(Watching::new(io, cb));
             }
         }
 
         if has(win, "ResizeObserver") {
             let cb = observer_callback(&me, Report::Resizes);
             if let Ok(ro) = ResizeObserver::new(cb.as_ref().unchecked_ref()) {
-                self.slots.ro = Some(Ro { ro, _cb: cb });
+                self.slots.ro = Some(Watching::new(ro, cb));
             }
         }
 
@@ -466,7 +464,7 @@ impl Inner {
             if let Some(root) = root {
                 let _ = mo.observe_with_options(root.unchecked_ref(), init.unchecked_ref());
             }
-            self.slots.mo = Some(Mo { mo, _cb: cb });
+            self.slots.mo = Some(Watching::new(mo, cb));
         }
     }
 
@@ -731,12 +729,12 @@ impl Inner {
             // It may be playing already (autoplay before the SDK started).
             s.engine.set_playback(id, playback(v), now(), &mut s.out);
         }
-        io.io.observe(el);
+        io.observer.observe(el);
         if let Some(o) = &s.occlusion {
-            o.io.observe(el);
+            o.observer.observe(el);
         }
         if let Some(ro) = &s.ro {
-            ro.ro.observe(el);
+            ro.observer.observe(el);
         }
         s.list.push(Slot {
             el: el.clone(),
@@ -753,13 +751,13 @@ impl Inner {
         if let Some(pos) = self.slots.list.iter().position(|s| &s.el == el) {
             let s = &mut self.slots;
             if let Some(io) = &s.io {
-                io.io.unobserve(el);
+                io.observer.unobserve(el);
             }
             if let Some(o) = &s.occlusion {
-                o.io.unobserve(el);
+                o.observer.unobserve(el);
             }
             if let Some(ro) = &s.ro {
-                ro.ro.unobserve(el);
+                ro.observer.unobserve(el);
             }
             if let (Some(v), Some(cb)) = (s.list.get(pos).and_then(|x| x.video.as_ref()), &s.media)
             {
