@@ -287,6 +287,17 @@ fn screenshots_of_the_feed_and_dashboard() {
             ) == json!(true)
         });
         b.screenshot(&artifacts().join(format!("feed-{name}.png")));
+        // The dashboard shows what the edge has synced, and the viewable
+        // impression may still be on its way there (a dashboard with
+        // nothing to show says so and stays so with `live=0`).
+        wait_until(
+            DEADLINE,
+            "the edge counts a viewable impression",
+            &mut || {
+                let ads: AdsResponse = edge.get_json("/v1/ads");
+                ads.ads.iter().any(|a| a.impressions > 0)
+            },
+        );
         let shown = dashboard_impressions(&b, &edge);
         assert!(
             !shown.is_empty(),
