@@ -94,7 +94,8 @@ extern "C" {
 fn post(endpoint: &str, body: &str, debug: bool, done: Settle) {
     // Called once, on either outcome, so it is freed.
     let settle = once(move |answer: JsValue| {
-        // A `Response` has a numeric `status`; no answer has none.
+        // A `Response` has a numeric `status`; `undefined` (no answer) has
+        // none.
         let outcome = match get(&answer, "status").as_f64() {
             Some(status) => {
                 let resp = answer;

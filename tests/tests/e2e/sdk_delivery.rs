@@ -339,15 +339,15 @@ glimpse_tests::in_every_engine! {
     }
 }
 
+/// How many pages with the SDK may be left for the back/forward cache
+/// before it counts as keeping them out.
+const BFCACHE_TRIES: usize = 3;
+
 /// Whether `bfcache.html` (with the SDK started when `sdk`) comes back
 /// from the back/forward cache after a visit to another page, which goes
 /// back by itself. The page tells the edge how each showing came about, so
 /// no WebDriver command meets a page between two documents (WebKit's
 /// driver can hang then).
-/// How many pages with the SDK may be left for the back/forward cache
-/// before it counts as keeping them out.
-const BFCACHE_TRIES: usize = 3;
-
 fn restored_from_bfcache(b: &Browser, edge: &Edge, run: &str, sdk: bool) -> bool {
     let query = if sdk { "&sdk" } else { "" };
     b.goto(&edge.url(&format!("/bfcache.html?run={run}{query}")));
