@@ -21,6 +21,7 @@ async fn main() -> anyhow::Result<()> {
         return sign_ad(SignAd::parse_from(std::env::args_os().skip(1)));
     }
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )

@@ -3,12 +3,15 @@
 //! The binary is the one cargo built for this test run (it sits beside the
 //! test executable's `deps/` directory). The edge prints the address it bound
 //! on stdout; the harness reads it rather than guessing a port, then polls
-//! `/healthz` until the server answers.
+//! `/healthz` until the server answers. Its log (stderr, warnings and
+//! errors) is kept, and printed with the test's output when the test fails
+//! while the edge is still held, so a failure in CI says what the edge saw.
 
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
@@ -18,6 +21,9 @@ use serde_json::Value;
 
 /// How long a server may take to start or stop before the test fails.
 const STARTUP_DEADLINE: Duration = Duration::from_secs(30);
+
+/// How many of the edge's last log lines a failing test prints.
+const LOG_LINES_KEPT: usize = 200;
 
 /// The flag for edges that browser tests talk to: the tests drive browsers
 /// over WebDriver (`navigator.webdriver`, and Chromium's `HeadlessChrome`),
@@ -58,6 +64,8 @@ pub struct Edge {
     /// `http://ADDR` of `/metrics` when started with `--metrics-listen`.
     pub metrics_url: Option<String>,
     pub data_dir: PathBuf,
+    /// The last [`LOG_LINES_KEPT`] lines the edge wrote to stderr.
+    log: Arc<Mutex<VecDeque<String>>>,
 }
 
 impl Edge {
@@ -72,9 +80,10 @@ impl Edge {
             .arg(data_dir)
             .args(extra_args)
             .env("RUST_LOG", "warn")
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(Stdio::piped());
         // Tests pick their own directories and store; the defaults would
         // point at the developer's working copy.
         for var in [
@@ -110,6 +119,18 @@ impl Edge {
         }
         let mut child = command.spawn().expect("spawn glimpse-server");
         let stdout = child.stdout.take().expect("piped stdout");
+        let log = Arc::new(Mutex::new(VecDeque::new()));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let kept = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut kept = kept.lock().unwrap_or_else(|e| e.into_inner());
+                if kept.len() == LOG_LINES_KEPT {
+                    kept.pop_front();
+                }
+                kept.push_back(line);
+            }
+        });
         let (tx, rx) = mpsc::channel();
         let (metrics_tx, metrics_rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -140,6 +161,7 @@ impl Edge {
             base_url,
             metrics_url,
             data_dir: data_dir.to_path_buf(),
+            log,
         };
         edge.wait_until(STARTUP_DEADLINE, "/healthz answers", || {
             edge.get_raw("/healthz")
@@ -243,6 +265,19 @@ impl Edge {
 
 impl Drop for Edge {
     fn drop(&mut self) {
+        // Printed from the test's thread, so the test harness shows it with
+        // the failure.
+        if std::thread::panicking() {
+            let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+            eprintln!(
+                "--- the edge at {} logged ({} last lines) ---",
+                self.base_url,
+                log.len()
+            );
+            for line in log.iter() {
+                eprintln!("{line}");
+            }
+        }
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();

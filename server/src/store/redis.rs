@@ -81,6 +81,12 @@ use crate::counts::{
 /// the ledger makes harmless; a generous value just avoids needless retries.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Time allowed for one command on a cluster, its retries, reconnections
+/// and redirections included. The cluster client bounds each reply by
+/// [`RESPONSE_TIMEOUT`] but, unless told, not the wait for a connection or
+/// a slot refresh, so a sync could wait on one command for good: with this
+/// it fails, and is retried.
+const CLUSTER_REQUEST_TIMEOUT: Duration = Duration::from_secs(8);
 /// Script calls (one per (ad, day)) in flight at once during a sync.
 const SYNC_CONCURRENCY: usize = 32;
 /// Most batch ids in one call of `claims.lua`: Lua's `unpack` takes a few
@@ -338,6 +344,7 @@ impl RedisStore {
             (None, nodes) if !nodes.is_empty() => {
                 let client = ClusterClient::builder(nodes.iter().map(|n| node_url(n)))
                     .retries(2)
+                    .overall_response_timeout(Some(CLUSTER_REQUEST_TIMEOUT))
                     .build()
                     .map_err(bad_config)?;
                 let config = ClusterConfig::new()

@@ -1,6 +1,8 @@
 //! The Redis store on a 3-master Redis Cluster created by the test: the same
 //! exactness checks as on a single Redis, with ads spread over the slots.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use glimpse_tests::edge::{redis_cluster_flags, Edge};
@@ -11,6 +13,11 @@ use crate::load::{
     assert_same_registers, counters, counters_key, day_of, now_ms, pfadd_reference, pfcount,
     post_all, sketch_at, uv_key, visitors, wait_for, Load,
 };
+
+/// Until the counts reach the cluster. On a loaded machine a few syncs may
+/// fail (a reply or a connection timing out), and an edge then waits up to
+/// 30 s between attempts: the deadline leaves room for a few of those.
+const SYNC_DEADLINE: Duration = Duration::from_secs(150);
 
 #[test]
 fn exact_on_a_three_master_cluster() {
@@ -57,7 +64,7 @@ fn exact_on_a_three_master_cluster() {
         let node = cluster.node_for(ckey.as_bytes());
         let mut conn = node.connect();
         wait_for(
-            Duration::from_secs(60),
+            SYNC_DEADLINE,
             &format!("{what} is synced"),
             || counters(&mut conn, &ckey),
             |c| *c == (exp.impressions, exp.measurable),
@@ -131,7 +138,7 @@ fn an_edge_waits_for_a_cluster_that_is_not_up_yet() {
     let ckey = counters_key("cl-early", &day);
     let mut conn = cluster.node_for(ckey.as_bytes()).connect();
     wait_for(
-        Duration::from_secs(60),
+        SYNC_DEADLINE,
         "the counts reach the cluster",
         || counters(&mut conn, &ckey),
         |c| *c == load.totals(),
@@ -141,6 +148,83 @@ fn an_edge_waits_for_a_cluster_that_is_not_up_yet() {
         "/readyz reports the cluster up",
         || edge.get_raw("/readyz").unwrap(),
         |(s, body)| *s == 200 && body.contains("\"store_status\":\"ok\""),
+    );
+    assert!(edge.terminate().success());
+}
+
+/// A cluster node that takes connections and never answers (a host that is
+/// up but stuck): each sync ends, failed, and is retried, so once a real
+/// node serves that address the counts land, once.
+#[test]
+fn a_node_that_never_answers_fails_syncs_until_a_real_one_serves_its_address() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    silent.set_nonblocking(true).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let holder = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            // Held open, never read: the client's commands go unanswered.
+            let mut held = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                match silent.accept() {
+                    Ok((socket, _)) => held.push(socket),
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        })
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = redis_cluster_flags(&format!("127.0.0.1:{port}"));
+    args.extend(
+        [
+            "--sync-interval",
+            "200ms",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ]
+        .map(String::from),
+    );
+    let edge = Edge::start(dir.path(), &args);
+    let ts = now_ms() - 1_000;
+    let mut load = Load::default();
+    load.add("stuck", visitors("cl-stuck", "a", 0..1_000, ts));
+    let (accepted, _) = post_all(
+        std::slice::from_ref(&edge.base_url),
+        &load.batches,
+        2,
+        |_| vec![0],
+    );
+    assert_eq!(accepted, load.totals().0 + load.totals().1);
+    let metrics_url = edge.metrics_url.clone().expect("metrics listener");
+    wait_for(
+        SYNC_DEADLINE,
+        "two syncs have failed",
+        || {
+            let text = ureq::get(&format!("{metrics_url}/metrics"))
+                .call()
+                .ok()
+                .and_then(|r| r.into_string().ok())
+                .unwrap_or_default();
+            text.lines()
+                .find_map(|l| l.strip_prefix("glimpse_sync_failures_total "))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        },
+        |failures| *failures >= 2,
+    );
+    // The stuck host goes; a node of a real cluster takes its address.
+    stop.store(true, Ordering::Relaxed);
+    holder.join().unwrap();
+    let free = || glimpse_tests::redis::free_port().unwrap();
+    let cluster = RedisCluster::start_on(&[port, free(), free()]);
+    let ckey = counters_key("cl-stuck", &day_of(ts));
+    let mut conn = cluster.node_for(ckey.as_bytes()).connect();
+    wait_for(
+        SYNC_DEADLINE,
+        "the counts reach the cluster",
+        || counters(&mut conn, &ckey),
+        |c| *c == load.totals(),
     );
     assert!(edge.terminate().success());
 }
