@@ -145,10 +145,11 @@ fn observer_callback(me: &Weak<RefCell<Inner>>, report: Report) -> Callback {
 #[wasm_bindgen]
 extern "C" {
     /// The methods the three observer types share, bound once: web-sys
-    /// binds them for each type, an import and its glue apiece.
+    /// binds them for each type, an import and its glue apiece. `options`
+    /// is the MutationObserver's; the others are given `undefined`.
     type Observer;
     #[wasm_bindgen(method)]
-    fn observe(this: &Observer, target: &Element);
+    fn observe(this: &Observer, target: &JsValue, options: &JsValue);
     #[wasm_bindgen(method)]
     fn unobserve(this: &Observer, target: &Element);
     #[wasm_bindgen(method)]
@@ -363,7 +364,7 @@ impl Slots {
     fn report_again(&self, el: &Element) {
         if let Some(io) = &self.io {
             io.observer.unobserve(el);
-            io.observer.observe(el);
+            io.observer.observe(el, &JsValue::UNDEFINED);
         }
     }
 
@@ -461,10 +462,11 @@ impl Inner {
                 JsValue::from_str(id_attribute(true)),
             ];
             set(&init, "attributeFilter", &array(&filter));
+            let mo = Watching::new(mo, cb);
             if let Some(root) = root {
-                let _ = mo.observe_with_options(root.unchecked_ref(), init.unchecked_ref());
+                mo.observer.observe(&root, &init);
             }
-            self.slots.mo = Some(Watching::new(mo, cb));
+            self.slots.mo = Some(mo);
         }
     }
 
@@ -729,12 +731,12 @@ impl Inner {
             // It may be playing already (autoplay before the SDK started).
             s.engine.set_playback(id, playback(v), now(), &mut s.out);
         }
-        io.observer.observe(el);
+        io.observer.observe(el, &JsValue::UNDEFINED);
         if let Some(o) = &s.occlusion {
-            o.observer.observe(el);
+            o.observer.observe(el, &JsValue::UNDEFINED);
         }
         if let Some(ro) = &s.ro {
-            ro.observer.observe(el);
+            ro.observer.observe(el, &JsValue::UNDEFINED);
         }
         s.list.push(Slot {
             el: el.clone(),

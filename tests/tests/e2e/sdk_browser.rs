@@ -504,7 +504,7 @@ glimpse_tests::in_every_engine! {
 }
 
 /// The budget of what the drop-in tag loads, gzip -9 (README, SDK).
-const SDK_BUDGET_GZIP_BYTES: usize = 25_855;
+const SDK_BUDGET_GZIP_BYTES: usize = 25_833;
 
 #[test]
 fn sdk_size_is_within_budget() {
