@@ -124,15 +124,7 @@ fn an_edge_waits_for_a_cluster_that_is_not_up_yet() {
         "{body}"
     );
     let ts = now_ms() - 1_000;
-    let mut load = Load::default();
-    load.add("early", visitors("cl-early", "a", 0..2_000, ts));
-    let (accepted, _) = post_all(
-        std::slice::from_ref(&edge.base_url),
-        &load.batches,
-        2,
-        |_| vec![0],
-    );
-    assert_eq!(accepted, load.totals().0 + load.totals().1);
+    let load = posted_to(&edge, "early", "cl-early", 2_000, ts);
     let cluster = RedisCluster::start_on(&ports);
     let day = day_of(ts);
     let ckey = counters_key("cl-early", &day);
@@ -187,15 +179,7 @@ fn a_node_that_never_answers_fails_syncs_until_a_real_one_serves_its_address() {
     );
     let edge = Edge::start(dir.path(), &args);
     let ts = now_ms() - 1_000;
-    let mut load = Load::default();
-    load.add("stuck", visitors("cl-stuck", "a", 0..1_000, ts));
-    let (accepted, _) = post_all(
-        std::slice::from_ref(&edge.base_url),
-        &load.batches,
-        2,
-        |_| vec![0],
-    );
-    assert_eq!(accepted, load.totals().0 + load.totals().1);
+    let load = posted_to(&edge, "stuck", "cl-stuck", 1_000, ts);
     let metrics_url = edge.metrics_url.clone().expect("metrics listener");
     wait_for(
         SYNC_DEADLINE,
@@ -227,4 +211,19 @@ fn a_node_that_never_answers_fails_syncs_until_a_real_one_serves_its_address() {
         |c| *c == load.totals(),
     );
     assert!(edge.terminate().success());
+}
+
+/// `visitors_n` visitors' events of `ad_id` at `ts`, as batches `<prefix>-<n>`, posted
+/// to `edge`, which must accept every one.
+fn posted_to(edge: &Edge, prefix: &str, ad_id: &str, visitors_n: usize, ts: i64) -> Load {
+    let mut load = Load::default();
+    load.add(prefix, visitors(ad_id, "a", 0..visitors_n, ts));
+    let (accepted, _) = post_all(
+        std::slice::from_ref(&edge.base_url),
+        &load.batches,
+        2,
+        |_| vec![0],
+    );
+    assert_eq!(accepted, load.totals().0 + load.totals().1);
+    load
 }
