@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use glimpse_tests::edge::{redis_cluster_flags, Edge};
 use glimpse_tests::redis::RedisCluster;
+use glimpse_tests::sdk_page::metric;
 use glimpse_wire::api::StatsResponse;
 
 use crate::load::{
@@ -126,15 +127,7 @@ fn an_edge_waits_for_a_cluster_that_is_not_up_yet() {
     let ts = now_ms() - 1_000;
     let load = posted_to(&edge, "early", "cl-early", 2_000, ts);
     let cluster = RedisCluster::start_on(&ports);
-    let day = day_of(ts);
-    let ckey = counters_key("cl-early", &day);
-    let mut conn = cluster.node_for(ckey.as_bytes()).connect();
-    wait_for(
-        SYNC_DEADLINE,
-        "the counts reach the cluster",
-        || counters(&mut conn, &ckey),
-        |c| *c == load.totals(),
-    );
+    wait_for_counts(&cluster, "cl-early", ts, load.totals());
     wait_for(
         Duration::from_secs(30),
         "/readyz reports the cluster up",
@@ -168,33 +161,14 @@ fn a_node_that_never_answers_fails_syncs_until_a_real_one_serves_its_address() {
     };
     let dir = tempfile::tempdir().unwrap();
     let mut args = redis_cluster_flags(&format!("127.0.0.1:{port}"));
-    args.extend(
-        [
-            "--sync-interval",
-            "200ms",
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ]
-        .map(String::from),
-    );
+    args.extend(["--sync-interval", "200ms"].map(String::from));
     let edge = Edge::start(dir.path(), &args);
     let ts = now_ms() - 1_000;
     let load = posted_to(&edge, "stuck", "cl-stuck", 1_000, ts);
-    let metrics_url = edge.metrics_url.clone().expect("metrics listener");
     wait_for(
         SYNC_DEADLINE,
         "two syncs have failed",
-        || {
-            let text = ureq::get(&format!("{metrics_url}/metrics"))
-                .call()
-                .ok()
-                .and_then(|r| r.into_string().ok())
-                .unwrap_or_default();
-            text.lines()
-                .find_map(|l| l.strip_prefix("glimpse_sync_failures_total "))
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .unwrap_or(0)
-        },
+        || metric(&edge, "glimpse_sync_failures_total"),
         |failures| *failures >= 2,
     );
     // The stuck host goes; a node of a real cluster takes its address.
@@ -202,19 +176,12 @@ fn a_node_that_never_answers_fails_syncs_until_a_real_one_serves_its_address() {
     holder.join().unwrap();
     let free = || glimpse_tests::redis::free_port().unwrap();
     let cluster = RedisCluster::start_on(&[port, free(), free()]);
-    let ckey = counters_key("cl-stuck", &day_of(ts));
-    let mut conn = cluster.node_for(ckey.as_bytes()).connect();
-    wait_for(
-        SYNC_DEADLINE,
-        "the counts reach the cluster",
-        || counters(&mut conn, &ckey),
-        |c| *c == load.totals(),
-    );
+    wait_for_counts(&cluster, "cl-stuck", ts, load.totals());
     assert!(edge.terminate().success());
 }
 
-/// `visitors_n` visitors' events of `ad_id` at `ts`, as batches `<prefix>-<n>`, posted
-/// to `edge`, which must accept every one.
+/// `visitors_n` visitors' events of `ad_id` at `ts`, as batches
+/// `<prefix>-<n>`, posted to `edge`, which must accept every one.
 fn posted_to(edge: &Edge, prefix: &str, ad_id: &str, visitors_n: usize, ts: i64) -> Load {
     let mut load = Load::default();
     load.add(prefix, visitors(ad_id, "a", 0..visitors_n, ts));
@@ -226,4 +193,17 @@ fn posted_to(edge: &Edge, prefix: &str, ad_id: &str, visitors_n: usize, ts: i64)
     );
     assert_eq!(accepted, load.totals().0 + load.totals().1);
     load
+}
+
+/// Waits until the cluster holds `want` (impressions, measurable) for
+/// `ad_id` on the UTC day of `ts`.
+fn wait_for_counts(cluster: &RedisCluster, ad_id: &str, ts: i64, want: (u64, u64)) {
+    let ckey = counters_key(ad_id, &day_of(ts));
+    let mut conn = cluster.node_for(ckey.as_bytes()).connect();
+    wait_for(
+        SYNC_DEADLINE,
+        "the counts reach the cluster",
+        || counters(&mut conn, &ckey),
+        |c| *c == want,
+    );
 }
