@@ -222,6 +222,26 @@ impl Edge {
         format!("{}{path}", self.base_url)
     }
 
+    /// A Prometheus counter of the edge's `/metrics`, 0 while absent: a
+    /// labelled series is written from its first increment on.
+    pub fn counter(&self, series: &str) -> u64 {
+        self.series_value(series).unwrap_or(0)
+    }
+
+    /// A Prometheus gauge of the edge's `/metrics`, which the edge always
+    /// writes; panics when it is absent.
+    pub fn gauge(&self, series: &str) -> u64 {
+        self.series_value(series)
+            .unwrap_or_else(|| panic!("no {series} in the edge's /metrics"))
+    }
+
+    fn series_value(&self, series: &str) -> Option<u64> {
+        let (status, text) = self.get_raw("/metrics").expect("GET /metrics");
+        assert_eq!(status, 200, "{text}");
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
     /// GET, any status; `Err` only when no answer came.
     pub fn get_raw(&self, path: &str) -> Result<(u16, String), String> {
         answer(agent().get(&self.url(path)).call())

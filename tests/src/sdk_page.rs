@@ -60,15 +60,6 @@ pub fn expect_counts(edge: &Edge, ad: &str, want: (u64, u64), what: &str) {
     );
 }
 
-/// The value of one Prometheus series of the edge's `/metrics` (0 if absent).
-pub fn metric(edge: &Edge, series: &str) -> u64 {
-    let (status, text) = edge.get_raw("/metrics").expect("GET /metrics");
-    assert_eq!(status, 200, "{text}");
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0)
-}
-
 /// Starts the page's tracker (`boot(options)`), failing on a rejection.
 pub fn start_tracker(b: &Browser, options: Value) {
     let r = b.execute_async(

@@ -306,15 +306,6 @@ fn unauthenticated_answers_show_no_internals() {
     assert_no_internals(&body, dir.path(), "/readyz");
 }
 
-/// The value of one `/metrics` series of the edge.
-fn metric(edge: &Edge, series: &str) -> String {
-    let (status, text) = edge.get_raw("/metrics").unwrap();
-    assert_eq!(status, 200, "{text}");
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ').map(str::to_owned))
-        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
-}
-
 #[test]
 fn a_store_outage_leaves_the_edge_ready_and_shows_in_its_health() {
     let mut redis = RedisServer::start();
@@ -325,7 +316,7 @@ fn a_store_outage_leaves_the_edge_ready_and_shows_in_its_health() {
     let (status, body) = edge.get_raw("/readyz").unwrap();
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"store_status\":\"ok\""), "{body}");
-    assert_eq!(metric(&edge, "glimpse_store_up"), "1");
+    assert_eq!(edge.gauge("glimpse_store_up"), 1);
 
     redis.kill();
     let mut body = String::new();
@@ -346,7 +337,7 @@ fn a_store_outage_leaves_the_edge_ready_and_shows_in_its_health() {
         !body.contains(&redis.port().to_string()),
         "/readyz shows Redis's port: {body}"
     );
-    assert_eq!(metric(&edge, "glimpse_store_up"), "0");
+    assert_eq!(edge.gauge("glimpse_store_up"), 0);
     let (status, answer) = edge.post_batch(
         &json!({"batch_id": "b-outage", "events": [
             {"id": "e1", "ad_id": "ad-outage", "user_id": "u1", "kind": "viewable", "ts": now_ms()}
@@ -370,7 +361,7 @@ fn a_store_outage_leaves_the_edge_ready_and_shows_in_its_health() {
                 .contains("\"store_status\":\"ok\"")
         },
     );
-    assert_eq!(metric(&edge, "glimpse_store_up"), "1");
+    assert_eq!(edge.gauge("glimpse_store_up"), 1);
 }
 
 /// The secret a rotation replaces; it still verifies while listed.

@@ -77,14 +77,6 @@ fn log_bytes(data_dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-fn metric(edge: &Edge, name: &str) -> u64 {
-    let (status, text) = edge.get_raw("/metrics").expect("GET /metrics");
-    assert_eq!(status, 200, "{text}");
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 #[test]
 fn the_log_stops_at_its_bound_with_503s_and_replays_in_bounded_memory() {
     let mut redis = RedisServer::start();
@@ -135,7 +127,7 @@ fn the_log_stops_at_its_bound_with_503s_and_replays_in_bounded_memory() {
     }
     assert_eq!(log_bytes(dir.path()), at_bound, "the log grew while full");
     assert_eq!(
-        metric(&edge, "glimpse_http_errors_total{code=\"log_full\"}"),
+        edge.counter("glimpse_http_errors_total{code=\"log_full\"}"),
         1 + REFUSED_AFTER_BOUND as u64
     );
     edge.kill_hard();

@@ -40,14 +40,6 @@ fn batch(i: usize, ts: i64) -> String {
     json!({"batch_id": format!("spray-{i}"), "events": events}).to_string()
 }
 
-fn metric(edge: &Edge, name: &str) -> u64 {
-    let (status, text) = edge.get_raw("/metrics").expect("GET /metrics");
-    assert_eq!(status, 200, "{text}");
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
-}
-
 #[test]
 fn pending_bytes_follow_resident_memory_and_the_503_comes_in_time() {
     let dir = tempfile::tempdir().unwrap();
@@ -67,7 +59,7 @@ fn pending_bytes_follow_resident_memory_and_the_503_comes_in_time() {
     let (status, answer) = edge.post_batch(&batch(0, ts));
     assert_eq!(status, 202, "{answer}");
     let baseline_rss = edge.memory_bytes("VmRSS");
-    let baseline_reported = metric(&edge, "glimpse_pending_bytes");
+    let baseline_reported = edge.gauge("glimpse_pending_bytes");
 
     let next = AtomicUsize::new(1);
     let refused = AtomicBool::new(false);
@@ -93,7 +85,7 @@ fn pending_bytes_follow_resident_memory_and_the_503_comes_in_time() {
     let batches = next.load(Ordering::Relaxed);
     let rss_growth = edge.memory_bytes("VmRSS").saturating_sub(baseline_rss);
     let peak_growth = edge.memory_bytes("VmHWM").saturating_sub(baseline_rss);
-    let reported = metric(&edge, "glimpse_pending_bytes") - baseline_reported;
+    let reported = edge.gauge("glimpse_pending_bytes") - baseline_reported;
     eprintln!(
         "{batches} batches sent; at the 503: {reported} bytes reported pending, resident \
          memory grew by {rss_growth} (peak {peak_growth}); bound {MAX_PENDING_BYTES}"

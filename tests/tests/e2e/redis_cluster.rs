@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use glimpse_tests::edge::{redis_cluster_flags, Edge};
 use glimpse_tests::redis::RedisCluster;
-use glimpse_tests::sdk_page::metric;
 use glimpse_wire::api::StatsResponse;
 
 use crate::load::{
@@ -168,7 +167,7 @@ fn a_node_that_never_answers_fails_syncs_until_a_real_one_serves_its_address() {
     wait_for(
         SYNC_DEADLINE,
         "two syncs have failed",
-        || metric(&edge, "glimpse_sync_failures_total"),
+        || edge.counter("glimpse_sync_failures_total"),
         |failures| *failures >= 2,
     );
     // The stuck host goes; a node of a real cluster takes its address.

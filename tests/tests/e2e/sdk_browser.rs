@@ -18,8 +18,7 @@ use std::time::Duration;
 use glimpse_tests::browser::{self, Browser, Engine};
 use glimpse_tests::edge::{wait_for_value, wait_until, workspace_binary, Edge, COUNT_AUTOMATION};
 use glimpse_tests::sdk_page::{
-    counts, edge_with_sdk, expect_counts, flush, metric, pause, place, start_tracker,
-    DELIVERY_DEADLINE,
+    counts, edge_with_sdk, expect_counts, flush, pause, place, start_tracker, DELIVERY_DEADLINE,
 };
 use glimpse_wire::api::{AdsResponse, StatsResponse};
 use serde_json::json;
@@ -198,9 +197,7 @@ glimpse_tests::in_every_engine! {
         expect_counts(&edge, "signed-next", (1, 1), engine.name());
         assert_eq!(counts(&edge, "signed"), (1, 1));
         assert_eq!(
-            metric(
-                &edge,
-                "glimpse_events_rejected_total{reason=\"invalid_token\"}"
+            edge.counter("glimpse_events_rejected_total{reason=\"invalid_token\"}"
             ),
             2,
             "the unsigned ad's two events only"
@@ -286,9 +283,9 @@ fn a_headless_browser_is_invalid_traffic_without_the_switch() {
         "/v1/ads"
     );
     // Every event the edge took in is one of those invalid ones.
-    assert_eq!(metric(&edge, "glimpse_events_accepted_total"), 4);
+    assert_eq!(edge.counter("glimpse_events_accepted_total"), 4);
     assert_eq!(
-        metric(&edge, "glimpse_events_invalid_total{reason=\"automation\"}"),
+        edge.counter("glimpse_events_invalid_total{reason=\"automation\"}"),
         4
     );
 }
@@ -316,10 +313,7 @@ fn driven_browser_counts_as_automation_unless_the_switch(engine: Engine) {
         "{engine}: without --count-automation"
     );
     assert_eq!(
-        metric(
-            &production,
-            "glimpse_events_invalid_total{reason=\"automation\"}"
-        ),
+        production.counter("glimpse_events_invalid_total{reason=\"automation\"}"),
         2
     );
     let s = view_one_ad(&b, &counting, "driven");

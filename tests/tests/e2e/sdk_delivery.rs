@@ -10,7 +10,7 @@ use std::path::Path;
 use glimpse_tests::browser::{self, Browser};
 use glimpse_tests::edge::{wait_until, Edge, COUNT_AUTOMATION};
 use glimpse_tests::sdk_page::{
-    counts, edge_serving, edge_with_sdk, expect_counts, flush, metric, pause, place, start_tracker,
+    counts, edge_serving, edge_with_sdk, expect_counts, flush, pause, place, start_tracker,
     DELIVERY_DEADLINE,
 };
 use glimpse_wire::api::{AdsResponse, StatsResponse};
@@ -88,15 +88,13 @@ glimpse_tests::in_every_engine! {
         );
         // No batch was refused for naming too many ads.
         assert_eq!(
-            metric(
-                &edge,
-                "glimpse_batches_rejected_total{reason=\"too_many_ads\"}"
+            edge.counter("glimpse_batches_rejected_total{reason=\"too_many_ads\"}"
             ),
             0,
             "{engine}"
         );
         assert_eq!(
-            metric(&edge, "glimpse_events_accepted_total"),
+            edge.counter("glimpse_events_accepted_total"),
             200,
             "{engine}"
         );
@@ -123,9 +121,7 @@ glimpse_tests::in_every_engine! {
             expect_counts(&edge, ad, (1, 1), engine.name());
         }
         assert_eq!(
-            metric(
-                &edge,
-                "glimpse_events_rejected_total{reason=\"ts_out_of_window\"}"
+            edge.counter("glimpse_events_rejected_total{reason=\"ts_out_of_window\"}"
             ),
             0,
             "{engine}"
@@ -177,7 +173,7 @@ glimpse_tests::in_every_engine! {
         flush(b);
         assert_eq!(counts(&edge, "after-withdrawal"), (0, 0), "{engine}");
         assert_eq!(
-            metric(&edge, "glimpse_events_accepted_total"),
+            edge.counter("glimpse_events_accepted_total"),
             2,
             "{engine}"
         );
@@ -307,15 +303,15 @@ glimpse_tests::in_every_engine! {
         flush(b);
         let rejected = "glimpse_events_rejected_total{reason=\"invalid_token\"}";
         edge.wait_until(DELIVERY_DEADLINE, "the edge rejected both events", || {
-            metric(&edge, rejected) == 2
+            edge.counter(rejected) == 2
         });
         // Flushed again and again, and hidden: nothing goes out twice.
         flush(b);
         b.execute("setHidden(true); setHidden(false);", vec![]);
         flush(b);
-        assert_eq!(metric(&edge, rejected), 2, "{engine}");
+        assert_eq!(edge.counter(rejected), 2, "{engine}");
         assert_eq!(
-            metric(&edge, "glimpse_batches_duplicate_total"),
+            edge.counter("glimpse_batches_duplicate_total"),
             0,
             "{engine}"
         );
@@ -477,7 +473,7 @@ fn check_inert(b: &Browser, edge: &Edge, engine: browser::Engine, how: &str) {
     );
     assert_eq!(failures(b), json!([]), "{engine} ({how})");
     assert_eq!(
-        metric(edge, "glimpse_events_accepted_total"),
+        edge.counter("glimpse_events_accepted_total"),
         0,
         "{engine} ({how})"
     );
