@@ -21,21 +21,25 @@ const METHODS = ["observe", "observePost", "unobserve", "pageview", "refresh", "
 
 // The page's tracker: plain functions (they work unbound, as
 // `const { observe } = tracker`), none of which throws; `flush` always
-// resolves. Without the wasm (`wasm` null) each does nothing.
+// resolves: its promise is made here and the wasm is given its resolve (as
+// the first argument) to call once every batch got an answer. Without the
+// wasm (`wasm` null) each does nothing.
 function tracker(wasm, running) {
   const t = {};
   METHODS.forEach((name, i) => {
     t[name] = (...args) => {
-      let result;
+      let done = () => {};
+      const flushed = name == "flush" && new Promise((resolve) => (args = [(done = resolve)]));
       try {
-        result = wasm && wasm([i, ...args]);
+        wasm ? wasm([i, ...args]) : done();
       } catch (e) {
         console.warn("glimpse:", e);
+        done();
       }
       if (name == "stop" || name == "optOut") {
         if (globalThis[KEY] === running) delete globalThis[KEY];
       }
-      if (name == "flush") return Promise.resolve(result).catch(() => {});
+      if (flushed) return flushed;
     };
   });
   return Object.freeze(t);
@@ -53,8 +57,11 @@ export function start(options) {
       console.warn("glimpse: the SDK could not load its wasm and does nothing on this page:", e);
       return tracker(null, running);
     }
-    // Throws, and so rejects, for bad options only.
-    return tracker(startWasm(options), running);
+    // A string says what is wrong with the options: thrown, so the start
+    // rejects, for bad options only.
+    const wasm = startWasm(options);
+    if (typeof wasm == "string") throw new Error(wasm);
+    return tracker(wasm, running);
   })();
   g[KEY] = running;
   running.catch(() => {

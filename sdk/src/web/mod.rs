@@ -23,7 +23,7 @@ use alloc::rc::{Rc, Weak};
 use alloc::{boxed::Box, string::String, vec, vec::Vec};
 use core::cell::RefCell;
 
-use js_sys::{Function, Promise, Reflect};
+use js_sys::{Function, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{Document, Element, Event, EventTarget, Window};
@@ -263,18 +263,18 @@ struct Tracker {
     inner: Rc<RefCell<Inner>>,
 }
 
-fn bad(msg: &str) -> JsError {
-    JsError::new(msg)
+fn bad(msg: &str) -> String {
+    msg.into()
 }
 
-fn read_options(o: &JsValue) -> Result<Options, JsError> {
+fn read_options(o: &JsValue) -> Result<Options, String> {
     if !o.is_object() {
         return Err(bad(
             "glimpse: start(options) needs an options object with an `endpoint`",
         ));
     }
     let mut opts = Options::default();
-    let string = |name: &str| -> Result<Option<String>, JsError> {
+    let string = |name: &str| -> Result<Option<String>, String> {
         let v = get(o, name);
         if v.is_undefined() || v.is_null() {
             return Ok(None);
@@ -286,7 +286,7 @@ fn read_options(o: &JsValue) -> Result<Options, JsError> {
             bad(&m)
         })
     };
-    let number = |name: &str, default: f64| -> Result<f64, JsError> {
+    let number = |name: &str, default: f64| -> Result<f64, String> {
         let v = get(o, name);
         if v.is_undefined() || v.is_null() {
             return Ok(default);
@@ -348,14 +348,20 @@ fn ad_id_arg(v: &JsValue) -> Result<Option<String>, ()> {
     }
 }
 
-/// Starts a tracker; throws a JavaScript `Error` when an option is wrong.
-/// The tracker is a function of one array, `[method, a, b, c]`
-/// ([`Tracker::call`]): a function is a [`Callback`], whose glue the SDK
-/// has already, where an exported Rust type brings a JavaScript class, its
-/// finalizer and a borrow check of its own.
+/// Starts a tracker: returns it, or the message of what is wrong with the
+/// options as a string, which the wrapper throws as an `Error` (a
+/// `JsError` result costs glue of its own). The tracker is a function of
+/// one array, `[method, a, b, c]` ([`Tracker::call`]): a function is a
+/// [`Callback`], whose glue the SDK has already, where an exported Rust
+/// type brings a JavaScript class, its finalizer and a borrow check of its
+/// own.
 #[wasm_bindgen]
-pub fn start(options: JsValue) -> Result<JsValue, JsError> {
-    let opts = read_options(&options)?;
+pub fn start(options: JsValue) -> JsValue {
+    start_tracker(&options).unwrap_or_else(|msg| JsValue::from_str(&msg))
+}
+
+fn start_tracker(options: &JsValue) -> Result<JsValue, String> {
+    let opts = read_options(options)?;
     let win = window().ok_or_else(|| bad("glimpse: no window"))?;
     let doc: Document = object(&win, "document")
         .ok_or_else(|| bad("glimpse: no document"))?
@@ -394,7 +400,11 @@ pub fn start(options: JsValue) -> Result<JsValue, JsError> {
         }
     }
     let tracker = Tracker { inner };
-    Ok(boxed(Box::new(move |args: JsValue| tracker.call(&args))).into_js_value())
+    Ok(boxed(Box::new(move |args: JsValue| {
+        tracker.call(&args);
+        JsValue::UNDEFINED
+    }))
+    .into_js_value())
 }
 
 /// The tracker's methods, by their index in the wrapper's `METHODS`
@@ -402,9 +412,9 @@ pub fn start(options: JsValue) -> Result<JsValue, JsError> {
 /// costs its own shim in the wasm and its own method in the glue.
 impl Tracker {
     /// Runs method number `method` of `[method, a, b, c]` with the page's
-    /// arguments `a`, `b`, `c` (undefined where the page gave fewer);
-    /// returns `flush`'s promise, else undefined.
-    fn call(&self, args: &JsValue) -> JsValue {
+    /// arguments `a`, `b`, `c` (undefined where the page gave fewer; for
+    /// `flush`, `a` is the wrapper's resolve of the promise it returns).
+    fn call(&self, args: &JsValue) {
         let mut args = elements(args);
         let mut arg = || args.next().unwrap_or(JsValue::UNDEFINED);
         let (method, a, b, c) = (arg(), arg(), arg(), arg());
@@ -415,13 +425,12 @@ impl Tracker {
             2 => self.unobserve(a),
             3 => self.pageview(),
             4 => self.refresh(a),
-            5 => return self.flush().into(),
+            5 => self.flush(a),
             6 => self.stop(),
             7 => self.opt_out(),
             8 => self.set_consent(a),
             _ => {}
         }
-        JsValue::UNDEFINED
     }
 }
 
@@ -477,21 +486,20 @@ impl Tracker {
         }
     }
 
-    /// Sends every queued event now; resolves once each batch got an answer.
-    fn flush(&self) -> Promise {
-        let mut resolve = None;
-        let promise = Promise::new(&mut |res, _| resolve = Some(res));
-        if let (Ok(mut i), Some(res)) = (self.inner.try_borrow_mut(), resolve.clone()) {
+    /// Sends every queued event now; calls `done` (the wrapper's resolve
+    /// of `flush`'s promise) once each batch got an answer.
+    fn flush(&self, done: JsValue) {
+        let Ok(done) = done.dyn_into::<Function>() else {
+            return;
+        };
+        if let Ok(mut i) = self.inner.try_borrow_mut() {
             // Without consent nothing is sent: there is nothing to wait for.
             if !i.stopped && i.opts.consent {
-                i.flush_now(res);
-                resolve = None;
+                i.flush_now(done);
+                return;
             }
         }
-        if let Some(res) = resolve {
-            call(&res);
-        }
-        promise
+        call(&done);
     }
 
     /// Stops observing and sending; unsent batches stay stored for the next start.
@@ -650,7 +658,7 @@ impl Inner {
             }),
         ];
         self.start_flush_interval();
-        self.adopt_orphans(win);
+        self.adopt_orphans();
     }
 
     /// The page hid, showed, or lost or gained focus.
@@ -732,13 +740,6 @@ fn then_either(promise: &JsValue, f: &JsValue) -> JsValue {
         .dyn_into::<Function>()
         .and_then(|then| then.call2(promise, f, f))
         .unwrap_or(JsValue::UNDEFINED)
-}
-
-/// Handles both outcomes of `promise`, whatever it is (the result of a
-/// JavaScript call; anything without a `then` is left alone), without
-/// waiting for it.
-fn ignore_outcome(promise: JsValue) {
-    then_either(&promise, &once(|v| v));
 }
 
 /// Runs `f` on the tracker if it is alive and not busy.

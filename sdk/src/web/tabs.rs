@@ -2,38 +2,40 @@
 //! Locks, writes a heartbeat), so another tab can tell when it is gone and
 //! take over the batches it left in storage.
 
-use alloc::rc::Rc;
 use alloc::{string::String, vec::Vec};
-use core::cell::Cell;
 
-use js_sys::{Function, Promise};
+use js_sys::Function;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use web_sys::Window;
 
 use super::storage::{read, remove, sdk_keys, tab_key, write, BEAT_PREFIX, QUEUE_PREFIX};
 use super::timer::Timer;
-use super::{
-    call, elements, get, ignore_outcome, now, once, random, then_either, window, with, Inner,
-};
+use super::{call, elements, now, once, random, with, Inner};
 use crate::queue;
 use crate::text::{parse_u64, push_u64, random_id};
 
-const LOCK_PREFIX: &str = "glimpse.tab.";
 /// Without Web Locks, a tab whose heartbeat is older than this is gone.
 const HEARTBEAT_STALE_MS: f64 = 120_000.0;
 const HEARTBEAT_EVERY_MS: u32 = 20_000;
 
+#[wasm_bindgen(module = "/js/locks.js")]
+extern "C" {
+    /// Holds the Web Lock that tells other tabs `tab` is alive until the
+    /// returned function is called; when `take` is a function, also calls
+    /// it with the ids of the tabs holding their lock, under an origin-wide
+    /// lock. Undefined, and no call, without Web Locks (`sdk/js/locks.js`).
+    #[wasm_bindgen(js_name = tabLock)]
+    fn tab_lock(tab: &str, take: &JsValue) -> JsValue;
+}
+
 /// The Web Lock that tells other tabs this one is alive; released on drop.
 struct TabLock {
-    release: Rc<Cell<Option<Function>>>,
+    release: Function,
 }
 
 impl Drop for TabLock {
     fn drop(&mut self) {
-        if let Some(f) = self.release.take() {
-            call(&f);
-        }
+        call(&self.release);
     }
 }
 
@@ -69,86 +71,48 @@ impl Tabs {
     }
 }
 
-/// `navigator.locks` and its `request` and `query`, where the browser has
-/// Web Locks.
-fn web_locks(win: &Window) -> Option<(JsValue, Function, Function)> {
-    let locks = get(&get(win, "navigator"), "locks");
-    let request = get(&locks, "request").dyn_into::<Function>().ok()?;
-    let query = get(&locks, "query").dyn_into::<Function>().ok()?;
-    Some((locks, request, query))
-}
-
 impl Inner {
-    /// Takes over the stored queues of tabs that are gone, under a Web Lock
-    /// when the browser has them, else by heartbeat.
-    pub(super) fn adopt_orphans(&mut self, win: &Window) {
-        let Some((locks, request, query)) = web_locks(win) else {
-            self.beat();
-            let m = self.me.clone();
-            self.tabs.heartbeat = Timer::every(HEARTBEAT_EVERY_MS, move || with(&m, |i| i.beat()));
-            self.take_orphans(None);
-            return;
-        };
-        self.hold_tab_lock();
-        // Adopt under one origin-wide lock, so two tabs never take the same queue.
+    /// Takes over the stored queues of tabs that are gone: those without
+    /// their Web Lock when the browser has them, else those whose
+    /// heartbeat stopped. Holds this tab's lock (or beats) from now on.
+    pub(super) fn adopt_orphans(&mut self) {
         let m = self.me.clone();
-        let l = locks.clone();
-        let adopt = once(move |_lock: JsValue| -> JsValue {
-            let none = JsValue::UNDEFINED;
-            let Ok(p) = query.call2(&l, &none, &none) else {
-                return JsValue::UNDEFINED;
-            };
-            let take = once(move |snapshot: JsValue| {
-                let held = get(&snapshot, "held");
-                let pending = get(&snapshot, "pending");
-                let mut live = Vec::new();
-                for list in [held, pending] {
-                    for lock in elements(&list) {
-                        if let Some(n) = get(&lock, "name").as_string() {
-                            if let Some(tab) = n.strip_prefix(LOCK_PREFIX) {
-                                live.push(String::from(tab));
-                            }
-                        }
-                    }
+        let take = once(move |tabs: JsValue| {
+            // Pushed, not collected, as `sdk_keys`' keys are.
+            let mut live = Vec::new();
+            for tab in elements(&tabs) {
+                if let Some(tab) = tab.as_string() {
+                    live.push(tab);
                 }
-                with(&m, |i| i.take_orphans(Some(&live)));
-                JsValue::UNDEFINED
-            });
-            then_either(&p, &take)
+            }
+            with(&m, |i| i.take_orphans(Some(&live)));
+            JsValue::UNDEFINED
         });
-        ignore_outcome(
-            request
-                .call2(&locks, &JsValue::from_str("glimpse.adopt"), &adopt)
-                .unwrap_or_default(),
-        );
+        if self.lock_tab(&take) {
+            return;
+        }
+        self.beat();
+        let m = self.me.clone();
+        self.tabs.heartbeat = Timer::every(HEARTBEAT_EVERY_MS, move || with(&m, |i| i.beat()));
+        self.take_orphans(None);
     }
 
     /// Holds a lock named after this tab, for as long as the tracker runs
     /// and the page is not hidden by `pagehide` (taken again when it comes
     /// back from the back/forward cache); nothing without Web Locks.
     pub(super) fn hold_tab_lock(&mut self) {
-        if self.tabs.lock.is_some() || self.stopped || !self.opts.consent {
-            return;
+        if self.tabs.lock.is_none() && !self.stopped && self.opts.consent {
+            self.lock_tab(&JsValue::UNDEFINED);
         }
-        let Some((locks, request, _)) = window().as_ref().and_then(web_locks) else {
-            return;
-        };
-        // A `Cell`: set once and taken once, with no borrow that could fail.
-        let release = Rc::new(Cell::new(None::<Function>));
-        let r = release.clone();
-        let hold = once(move |_lock: JsValue| -> JsValue {
-            Promise::new(&mut |resolve, _| {
-                r.set(Some(resolve));
-            })
-            .into()
-        });
-        let name = tab_key(LOCK_PREFIX, &self.tabs.id);
-        ignore_outcome(
-            request
-                .call2(&locks, &JsValue::from_str(&name), &hold)
-                .unwrap_or_default(),
-        );
-        self.tabs.lock = Some(TabLock { release });
+    }
+
+    /// Takes this tab's lock (and runs `take` as [`tab_lock`] does);
+    /// whether the browser has Web Locks.
+    fn lock_tab(&mut self, take: &JsValue) -> bool {
+        let release = tab_lock(&self.tabs.id, take).dyn_into::<Function>();
+        let held = release.is_ok();
+        self.tabs.lock = release.ok().map(|release| TabLock { release });
+        held
     }
 
     fn beat(&self) {
