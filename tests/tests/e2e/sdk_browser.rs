@@ -10,6 +10,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -452,17 +453,25 @@ impl Drop for Switch {
     }
 }
 
+/// An edge with the SDK, a [`Switch`] in front of it (down until `up`), a
+/// browser of `engine` on the edge's ad page, and the endpoint through the
+/// switch, for a tracker to send to.
+fn ads_page_behind_a_switch(engine: Engine, dir: &Path) -> (Edge, Switch, Browser, String) {
+    let edge = edge_with_sdk(dir, &[COUNT_AUTOMATION]);
+    let target: SocketAddr = edge.base_url.trim_start_matches("http://").parse().unwrap();
+    let switch = Switch::new(target);
+    let b = Browser::start_in(engine);
+    b.goto(&edge.url("/ads.html"));
+    let endpoint = format!("http://{}/v1/impressions", switch.addr);
+    (edge, switch, b, endpoint)
+}
+
 glimpse_tests::in_every_engine! {
     fn edge_down_during_a_flush_then_up_delivers_once(engine) {
         let _one_at_a_time = browser::exclusive();
         let dir = tempfile::tempdir().unwrap();
-        let edge = edge_with_sdk(dir.path(), &[COUNT_AUTOMATION]);
-        let target: SocketAddr = edge.base_url.trim_start_matches("http://").parse().unwrap();
-        let mut switch = Switch::new(target);
-        let b = Browser::start_in(engine);
-        b.goto(&edge.url("/ads.html"));
+        let (edge, mut switch, b, endpoint) = ads_page_behind_a_switch(engine, dir.path());
         place(&b, "outage", 0.0, 300, 250);
-        let endpoint = format!("http://{}/v1/impressions", switch.addr);
         start_tracker(
             &b,
             json!({"endpoint": endpoint, "flushIntervalMs": 600000, "maxBatch": 500}),
@@ -507,14 +516,9 @@ glimpse_tests::in_every_engine! {
     fn a_gone_tab_s_batches_are_sent_by_the_next_and_a_live_tab_s_are_not(engine) {
         let _one_at_a_time = browser::exclusive();
         let dir = tempfile::tempdir().unwrap();
-        let edge = edge_with_sdk(dir.path(), &[COUNT_AUTOMATION]);
-        let target: SocketAddr = edge.base_url.trim_start_matches("http://").parse().unwrap();
         // Down until the last tracker: the first two only store.
-        let mut switch = Switch::new(target);
-        let b = Browser::start_in(engine);
-        b.goto(&edge.url("/ads.html"));
+        let (edge, mut switch, b, endpoint) = ads_page_behind_a_switch(engine, dir.path());
         b.execute("localStorage.clear();", vec![]);
-        let endpoint = format!("http://{}/v1/impressions", switch.addr);
         let options = json!({"endpoint": endpoint, "flushIntervalMs": 600000, "maxBatch": 500});
         // One ad per tracker, stopped once its viewable event is stored
         // (a stopped tracker keeps its batches stored and holds no lock,
