@@ -187,9 +187,21 @@ impl BenchConfig {
     }
 
     fn wants(&self, name: &str) -> bool {
+        debug_assert!(SCENARIOS.contains(&name), "{name} is not in SCENARIOS");
         self.only.is_empty() || self.only.iter().any(|o| o == name)
     }
 }
+
+/// Every scenario `--only` can name, as `wants` is asked for them.
+pub const SCENARIOS: [&str; 7] = [
+    "edge-redis",
+    "edge-redis-filled",
+    "baseline",
+    "edge-embedded",
+    "edge-embedded-relaxed",
+    "wrk",
+    "stats",
+];
 
 /// The store flags the edge binary knows (the Redis store lands separately).
 #[derive(Clone, Debug, Default)]

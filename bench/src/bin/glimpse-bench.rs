@@ -51,7 +51,8 @@ struct Args {
     /// Scenarios to run: edge-redis, edge-redis-filled, baseline,
     /// edge-embedded, edge-embedded-relaxed, wrk, stats. edge-redis and baseline run on
     /// every deployment `--redis` names.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',',
+        value_parser = clap::builder::PossibleValuesParser::new(scenarios::SCENARIOS))]
     only: Vec<String>,
     /// The Redis the Redis scenarios run on (default: both). The second
     /// generator (wrk) and the stats route run on the single Redis only.
