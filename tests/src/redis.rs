@@ -243,7 +243,10 @@ impl RedisBuilder {
         self
     }
 
-    fn args(&self) -> Vec<String> {
+    /// The command line, less `--port`. A cluster node's bus gets a free
+    /// port of its own: Redis would otherwise take port + 10000, which does
+    /// not exist for ports above 55535, a fifth of the ephemeral range.
+    fn args(&self) -> io::Result<Vec<String>> {
         let mut args: Vec<String> = ["--save", "", "--bind", "127.0.0.1"]
             .map(String::from)
             .to_vec();
@@ -261,11 +264,13 @@ impl RedisBuilder {
                     "nodes.conf",
                     "--cluster-node-timeout",
                     "2000",
+                    "--cluster-port",
                 ]
                 .map(String::from),
             );
+            args.push(free_port()?.to_string());
         }
-        args
+        Ok(args)
     }
 
     /// Starts a server and waits until it answers PING.
@@ -286,7 +291,9 @@ impl RedisBuilder {
                         .prefix("glimpse-redis-")
                         .tempdir()
                         .map_err(|e| format!("creating a temp dir: {e}"))?;
-                    let args = self.args();
+                    let args = self
+                        .args()
+                        .map_err(|e| format!("picking a free cluster bus port: {e}"))?;
                     let child = spawn_and_wait(&args, port, dir.path())?;
                     Ok(RedisServer {
                         conn: Mutex::new(Some(ping(port).expect("answered PING just now"))),

@@ -136,6 +136,20 @@ fn an_edge_waits_for_a_cluster_that_is_not_up_yet() {
     assert!(edge.terminate().success());
 }
 
+/// The tests above hand the cluster ports picked before it exists, any in
+/// the ephemeral range; Redis's default bus port (port + 10000) does not
+/// exist above 55535, so the harness gives each node's bus a port of its own.
+#[test]
+fn a_cluster_forms_on_ports_above_55535() {
+    let high: Vec<u16> = (55_536..=u16::MAX)
+        .filter(|&p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
+        .take(3)
+        .collect();
+    assert_eq!(high.len(), 3, "no three free ports above 55535");
+    let cluster = RedisCluster::start_on(&high);
+    assert!(high.contains(&cluster.node_for(b"any key").port()));
+}
+
 /// A cluster node that takes connections and never answers (a host that is
 /// up but stuck): each sync ends, failed, and is retried, so once a real
 /// node serves that address the counts land, once.
