@@ -110,6 +110,7 @@
 //! by one record's ids among millions.)
 
 use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::hash::{BuildHasher, Hasher};
 use std::io;
@@ -142,6 +143,11 @@ const SPENT_KEY: u64 = 1;
 const HAS_OVERFLOW: u8 = 1;
 
 const MAGIC: [u8; 8] = *b"GLSEENIX";
+const JOURNAL_MAGIC: [u8; 8] = *b"GLSEENJR";
+/// A journal entry's head: the page number and what happens to it.
+const JOURNAL_ENTRY_BYTES: usize = 16;
+const JOURNAL_WRITE: u64 = 1;
+const JOURNAL_RELEASE: u64 = 0;
 const FORMAT_VERSION: u32 = 1;
 const HEADER_COPY_BYTES: usize = PAGE_BYTES / 2;
 const HEADER_FIELDS_BYTES: usize = 68;
@@ -371,6 +377,100 @@ enum PageWrite {
     Release(u64),
 }
 
+impl PageWrite {
+    fn page(&self) -> u64 {
+        match self {
+            PageWrite::Write(page, _) | PageWrite::Release(page) => *page,
+        }
+    }
+}
+
+/// A record's writes, worked out before any is made: each step's writes
+/// with the geometry lookups use once they are made, and where each page's
+/// last write is, so that the record reads what it wrote before.
+#[derive(Debug, Default)]
+struct Staged {
+    steps: Vec<(Vec<PageWrite>, Geometry)>,
+    /// Page -> (step, index of the write in that step).
+    latest: HashMap<u64, (usize, usize)>,
+}
+
+impl Staged {
+    fn push(&mut self, writes: Vec<PageWrite>, geometry: Geometry) {
+        let step = self.steps.len();
+        for (index, write) in writes.iter().enumerate() {
+            self.latest.insert(write.page(), (step, index));
+        }
+        self.steps.push((writes, geometry));
+    }
+
+    fn latest(&self, page: u64) -> Option<&PageWrite> {
+        self.latest
+            .get(&page)
+            .map(|&(step, index)| &self.steps[step].0[index])
+    }
+}
+
+/// Writes the journal in large pieces, keeping its checksum.
+struct JournalWriter<'a> {
+    file: &'a File,
+    offset: u64,
+    buf: Vec<u8>,
+    crc: crc32fast::Hasher,
+}
+
+impl JournalWriter<'_> {
+    const FLUSH_BYTES: usize = 1 << 20;
+
+    fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.crc.update(bytes);
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() >= Self::FLUSH_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.write_all_at(&self.buf, self.offset)?;
+        self.offset += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
+    }
+}
+
+/// A whole journal: the final write of each page a record makes, and the
+/// header it ends with. `None` for an empty, torn or foreign journal.
+fn parse_journal(bytes: &[u8]) -> Option<(Vec<PageWrite>, Geometry)> {
+    let u64_at = |at: usize| Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?));
+    if bytes.get(0..8)? != JOURNAL_MAGIC {
+        return None;
+    }
+    let count = u64_at(8)?;
+    let mut at = 16;
+    let mut writes = Vec::new();
+    for _ in 0..count {
+        let (page, kind) = (u64_at(at)?, u64_at(at + 8)?);
+        at += JOURNAL_ENTRY_BYTES;
+        writes.push(match kind {
+            JOURNAL_WRITE => {
+                let image: [u8; PAGE_BYTES] = bytes.get(at..at + PAGE_BYTES)?.try_into().ok()?;
+                at += PAGE_BYTES;
+                PageWrite::Write(page, Box::new(image))
+            }
+            JOURNAL_RELEASE => PageWrite::Release(page),
+            _ => return None,
+        });
+    }
+    let header = bytes.get(at..at + HEADER_COPY_BYTES)?;
+    at += HEADER_COPY_BYTES;
+    let crc = u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?);
+    if crc32fast::hash(&bytes[..at]) != crc {
+        return None;
+    }
+    Some((writes, Geometry::decode(header).ok()?))
+}
+
 /// What the file holds and what it takes on disk.
 #[derive(Debug, Clone, Copy)]
 #[cfg_attr(not(test), allow(dead_code))] // read by the tests and the benchmark
@@ -389,6 +489,9 @@ pub struct Usage {
 #[derive(Debug)]
 pub struct FingerprintFile {
     file: File,
+    /// The record in flight, whole, written before any of its pages
+    /// (`<path>.journal`).
+    journal: File,
     retention_ms: i64,
     /// Held shared by a lookup across its reads, exclusive while pages are
     /// written, so a lookup never meets a half-written page or a bucket
@@ -437,14 +540,50 @@ impl FingerprintFile {
         } else {
             Self::choose_header(&header)?
         };
-        Ok(FingerprintFile {
+        let mut journal_path = path.as_os_str().to_owned();
+        journal_path.push(".journal");
+        let journal = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(journal_path)?;
+        // Both files' names durable, so that a journal written later is
+        // found after a crash.
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            File::open(dir)?.sync_all()?;
+        }
+        let opened = FingerprintFile {
             file,
+            journal,
             retention_ms,
             geometry: RwLock::new(geometry),
             writer: Mutex::new(()),
             lookup_page_reads: AtomicU64::new(0),
             torn_pages: AtomicU64::new(0),
-        })
+        };
+        opened.finish_journaled_record()?;
+        Ok(opened)
+    }
+
+    /// Finishes the record a crash cut short: when the journal is whole and
+    /// newer than the header, its pages and header are written again
+    /// (they are whole page images, so writing them twice is harmless).
+    /// A torn journal is a record that had not begun to write its pages.
+    fn finish_journaled_record(&self) -> io::Result<()> {
+        let length = self.journal.metadata()?.len();
+        if length == 0 {
+            return Ok(());
+        }
+        let mut bytes = vec![0u8; length as usize];
+        self.journal.read_exact_at(&mut bytes, 0)?;
+        let current = *self.geometry_shared();
+        let Some((writes, geometry)) =
+            parse_journal(&bytes).filter(|(_, g)| g.seed == current.seed && g.seq > current.seq)
+        else {
+            return Ok(());
+        };
+        self.apply(&[(writes, geometry)], geometry)
     }
 
     /// The newer of the two header copies that is whole.
@@ -547,18 +686,39 @@ impl FingerprintFile {
         Ok(false)
     }
 
+    /// Reads page `page` as the record staging `staged` will leave it.
+    fn read_staged_page(
+        &self,
+        page: u64,
+        staged: &Staged,
+        buf: &mut [u8; PAGE_BYTES],
+    ) -> io::Result<Option<(u32, usize, u8)>> {
+        match staged.latest(page) {
+            Some(PageWrite::Write(_, image)) => {
+                buf.copy_from_slice(&image[..]);
+                Ok(check_page(buf, page))
+            }
+            Some(PageWrite::Release(_)) => Ok(None),
+            None => self.read_page(page, buf),
+        }
+    }
+
     /// Reads a bucket's slots, both pages, for a writer.
-    fn read_bucket(&self, bucket: u64) -> io::Result<Bucket> {
+    fn read_bucket(&self, bucket: u64, staged: &Staged) -> io::Result<Bucket> {
         let mut buf = [0u8; PAGE_BYTES];
         let mut read = Bucket::default();
-        let Some((base, count, flags)) = self.read_page(primary_page(bucket), &mut buf)? else {
+        let Some((base, count, flags)) =
+            self.read_staged_page(primary_page(bucket), staged, &mut buf)?
+        else {
             return Ok(read);
         };
         read.slots
             .extend((0..count).map(|i| slot_at(&buf, base, i)));
         if flags & HAS_OVERFLOW != 0 {
             read.overflow_in_use = true;
-            if let Some((base, count, _)) = self.read_page(overflow_page(bucket), &mut buf)? {
+            if let Some((base, count, _)) =
+                self.read_staged_page(overflow_page(bucket), staged, &mut buf)?
+            {
                 read.slots
                     .extend((0..count).map(|i| slot_at(&buf, base, i)));
             }
@@ -633,11 +793,11 @@ impl FingerprintFile {
         Ok(())
     }
 
-    /// Splits the bucket at `geometry.split`.
-    fn split(&self, geometry: &mut Geometry) -> io::Result<()> {
+    /// Stages the split of the bucket at `geometry.split`.
+    fn split(&self, geometry: &mut Geometry, staged: &mut Staged) -> io::Result<()> {
         let bucket = geometry.split;
         let image = bucket + (1u64 << geometry.level);
-        let read = self.read_bucket(bucket)?;
+        let read = self.read_bucket(bucket, staged)?;
         let (mut stay, mut moved) = (Vec::new(), Vec::new());
         for slot in read.slots {
             if expired(slot.hour, geometry.now_ms, self.retention_ms) || slot.key == SPENT_KEY {
@@ -663,19 +823,37 @@ impl FingerprintFile {
         let mut dropped = Self::bucket_writes(image, moved, false, &mut writes);
         dropped += Self::bucket_writes(bucket, stay, read.overflow_in_use, &mut writes);
         geometry.occupied = geometry.occupied.saturating_sub(dropped);
-        self.publish(&writes, *geometry)
+        staged.push(writes, *geometry);
+        Ok(())
     }
 
     /// Records `ids` (each with the time its batch was received) as of
     /// `now_ms`, dropping the expired slots of every bucket it writes, and
     /// makes it all durable before it returns. An id recorded already keeps
-    /// its first time.
+    /// its first time. A crash leaves the file as it was before the call or
+    /// as it is after, never between: every page the record writes goes to
+    /// the journal first.
     pub fn record<'a>(
         &self,
         ids: impl IntoIterator<Item = (&'a [u8], i64)>,
         now_ms: i64,
     ) -> io::Result<()> {
         let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let (staged, geometry) = self.stage(ids, now_ms)?;
+        if !staged.steps.is_empty() {
+            self.write_journal(&staged, &geometry)?;
+        }
+        self.apply(&staged.steps, geometry)
+    }
+
+    /// Works out the writes of a record, reading the file but writing
+    /// nothing, and the header it ends with.
+    fn stage<'a>(
+        &self,
+        ids: impl IntoIterator<Item = (&'a [u8], i64)>,
+        now_ms: i64,
+    ) -> io::Result<(Staged, Geometry)> {
+        let mut staged = Staged::default();
         let mut geometry = *self.geometry_shared();
         geometry.now_ms = geometry.now_ms.max(now_ms);
         let hashed: Vec<(u128, u32)> = ids
@@ -690,7 +868,7 @@ impl FingerprintFile {
         // early), so that no bucket takes more ids at once than its pages
         // hold, and the buckets stay put while the ids go in.
         while geometry.wants_split(hashed.len() as u64) {
-            self.split(&mut geometry)?;
+            self.split(&mut geometry, &mut staged)?;
         }
         // In bucket order, so each bucket is read and written once, and the
         // writes go through the file from front to back.
@@ -699,10 +877,9 @@ impl FingerprintFile {
             .map(|(hash, hour)| (geometry.bucket_of(hash).0, hash, hour))
             .collect();
         new.sort_unstable_by_key(|&(bucket, _, _)| bucket);
-        let mut writes = Vec::new();
         for group in new.chunk_by(|a, b| a.0 == b.0) {
             let (bucket, address_bits) = geometry.bucket_of(group[0].1);
-            let read = self.read_bucket(bucket)?;
+            let read = self.read_bucket(bucket, &staged)?;
             let before = read.slots.len() as u64;
             let mut slots: Vec<Slot> = read
                 .slots
@@ -722,13 +899,56 @@ impl FingerprintFile {
                     geometry.occupied += 1;
                 }
             }
-            writes.clear();
+            let mut writes = Vec::with_capacity(2);
             let dropped = Self::bucket_writes(bucket, slots, read.overflow_in_use, &mut writes);
             geometry.occupied = geometry.occupied.saturating_sub(dropped);
-            self.publish(&writes, geometry)?;
+            staged.push(writes, geometry);
+        }
+        geometry.seq += 1;
+        Ok((staged, geometry))
+    }
+
+    /// Writes the final state of every page `staged` writes, and the header
+    /// `geometry`, to the journal, and syncs it. Sequential and about as
+    /// many bytes as the pages themselves: the price of a record a crash
+    /// cannot cut in half.
+    fn write_journal(&self, staged: &Staged, geometry: &Geometry) -> io::Result<()> {
+        let mut out = JournalWriter {
+            file: &self.journal,
+            offset: 0,
+            buf: Vec::with_capacity(JournalWriter::FLUSH_BYTES + PAGE_BYTES),
+            crc: crc32fast::Hasher::new(),
+        };
+        out.put(&JOURNAL_MAGIC)?;
+        out.put(&(staged.latest.len() as u64).to_le_bytes())?;
+        for &(step, index) in staged.latest.values() {
+            match &staged.steps[step].0[index] {
+                PageWrite::Write(page, image) => {
+                    out.put(&page.to_le_bytes())?;
+                    out.put(&JOURNAL_WRITE.to_le_bytes())?;
+                    out.put(&image[..])?;
+                }
+                PageWrite::Release(page) => {
+                    out.put(&page.to_le_bytes())?;
+                    out.put(&JOURNAL_RELEASE.to_le_bytes())?;
+                }
+            }
+        }
+        out.put(&geometry.encode())?;
+        let crc = out.crc.clone().finalize();
+        out.buf.extend_from_slice(&crc.to_le_bytes());
+        out.flush()?;
+        self.journal.set_len(out.offset)?;
+        self.journal.sync_data()
+    }
+
+    /// Makes `steps` in order, each published to lookups with its
+    /// geometry, syncs them, then writes and syncs the header `geometry`.
+    fn apply(&self, steps: &[(Vec<PageWrite>, Geometry)], geometry: Geometry) -> io::Result<()> {
+        for (writes, step) in steps {
+            self.publish(writes, *step)?;
         }
         self.file.sync_data()?;
-        geometry.seq += 1;
         let copy = (geometry.seq % 2) as usize * HEADER_COPY_BYTES;
         self.file.write_all_at(&geometry.encode(), copy as u64)?;
         self.file.sync_data()?;
@@ -862,6 +1082,95 @@ mod tests {
         // The bucket takes writes again, and its ids come back when synced again.
         record_range(&file, 0..5_000, T0);
         assert!((0..5_000).all(|n| file.contains(id(n).as_bytes()).unwrap()));
+    }
+
+    fn journal_path(dir: &tempfile::TempDir) -> std::path::PathBuf {
+        dir.path().join("seen.journal")
+    }
+
+    /// Records `ids` as a crash would leave it: the journal written, the
+    /// first `steps_made` of its steps made, no header.
+    fn record_cut_short(file: &FingerprintFile, ids: std::ops::Range<u64>, steps_made: usize) {
+        let names: Vec<String> = ids.map(id).collect();
+        let (staged, geometry) = file
+            .stage(names.iter().map(|n| (n.as_bytes(), T0)), T0)
+            .unwrap();
+        assert!(staged.steps.len() > steps_made);
+        file.write_journal(&staged, &geometry).unwrap();
+        for (writes, step) in &staged.steps[..steps_made] {
+            file.publish(writes, *step).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_record_a_crash_cut_short_is_finished_from_its_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = open(&dir);
+        record_range(&file, 0..5_000, T0);
+        // 10,000 more ids split most buckets: half the steps made moves
+        // ids whose new place the header does not know yet.
+        record_cut_short(&file, 5_000..15_000, 40);
+        drop(file);
+        let saved = std::fs::read(journal_path(&dir)).unwrap();
+
+        let file = open(&dir);
+        assert_eq!(found(&file, 0..15_000), 15_000, "every id, old and new");
+        assert_eq!(found(&file, 15_000..20_000), 0);
+        assert_eq!(file.usage().unwrap().occupied, 15_000);
+        drop(file);
+
+        // What the journal is for: the same cut without it loses old ids.
+        let dir = tempfile::tempdir().unwrap();
+        let file = open(&dir);
+        record_range(&file, 0..5_000, T0);
+        record_cut_short(&file, 5_000..15_000, 40);
+        drop(file);
+        assert_eq!(
+            saved.len(),
+            std::fs::read(journal_path(&dir)).unwrap().len()
+        );
+        std::fs::remove_file(journal_path(&dir)).unwrap();
+        let file = open(&dir);
+        assert!(
+            found(&file, 0..5_000) < 5_000,
+            "ids lost to the half-made splits"
+        );
+    }
+
+    #[test]
+    fn a_torn_journal_leaves_the_file_as_before_its_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = open(&dir);
+        record_range(&file, 0..5_000, T0);
+        record_cut_short(&file, 5_000..15_000, 0);
+        drop(file);
+        let journal = OpenOptions::new()
+            .write(true)
+            .open(journal_path(&dir))
+            .unwrap();
+        let length = journal.metadata().unwrap().len();
+        journal.set_len(length - 100).unwrap();
+        drop(journal);
+
+        let file = open(&dir);
+        assert_eq!(found(&file, 0..5_000), 5_000);
+        assert_eq!(found(&file, 5_000..15_000), 0, "the record never happened");
+        record_range(&file, 5_000..15_000, T0);
+        assert_eq!(found(&file, 0..15_000), 15_000);
+    }
+
+    #[test]
+    fn a_journal_the_header_has_passed_is_not_written_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = open(&dir);
+        record_range(&file, 0..5_000, T0);
+        let earlier = std::fs::read(journal_path(&dir)).unwrap();
+        record_range(&file, 5_000..15_000, T0);
+        drop(file);
+        // As if the second record's journal had not reached the disk.
+        std::fs::write(journal_path(&dir), earlier).unwrap();
+        let file = open(&dir);
+        assert_eq!(found(&file, 0..15_000), 15_000);
     }
 
     #[test]
