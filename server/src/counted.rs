@@ -35,8 +35,10 @@
 //! 5. **Sync** (`crate::sync`, then the store). A store applying a delta
 //!    leaves out the counters of every batch it has counted before
 //!    ([`crate::counts::Delta::updates`]): the embedded store by its seen
-//!    index, written in the same transaction as the counts (and a delta at
-//!    or below the last one it applied changes nothing); the Redis store
+//!    index, written right after the transaction that stores the counts
+//!    (a delta at or below the last one it applied changes no count and
+//!    writes its ids into the index again, which mends a crash between the
+//!    two); the Redis store
 //!    by batch claims in Redis, which also catch a copy another edge
 //!    counted, and then writes its seen index before `apply` returns.
 //!    Redis keeps claims and ledger entries 72 h, which covers every delta

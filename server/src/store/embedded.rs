@@ -25,14 +25,18 @@
 //! equal; each UTC hour of a key's day in a row of its own beside the day's,
 //! `h<HH>/<key>` ([`hour_row`]), written in the same transaction, so a
 //! read of a day with its hours is one cut.
-//! - `batches` and `batches_by_time`: the client batch ids counted here,
-//!   kept 48 h (`super::seen`, shared with the Redis store's local index);
-//!   the ids the edge mints for `GET /v1/impression` are left out;
+//! - `batch_fingerprints` and `batch_fingerprints_by_time`, only in a
+//!   directory an earlier version wrote: the client batch ids it counted,
+//!   read until they expire, then deleted (`super::seen`); the ids counted
+//!   now are in the seen index file beside the database;
 //! - `applied`: `"through" -> seq`, the highest delta sequence number
 //!   applied, written with the delta's counts.
 //!
 //! A delta is applied in one write transaction, so a crash or error leaves
-//! either all of it or none of it. Deltas reach the store in sequence order
+//! either all of its counts or none of them; its batch ids go into the seen
+//! index (`counted-batches.index`, [`SeenIndex`]) right after the commit,
+//! and a delta found applied already records them again, so a crash in
+//! between is mended when the log replays the delta. Deltas reach the store in sequence order
 //! (a replayed one before any newer), so one at or below `through` has
 //! landed already (a retry after a lost answer, or a delta replayed after a
 //! crash between the commit and the log's delete) and changes nothing. A
@@ -47,7 +51,7 @@ use glimpse_hll::Sketch;
 use glimpse_wire::{Day, DayRange};
 use redb::{Database, ReadableTable, TableDefinition, TableHandle};
 
-use super::seen::{self, SeenBatches, SeenReader};
+use super::seen::{EarlierSeen, SeenIndex};
 use super::{Applied, Grain, Store, StoreError, StoredDays, StoredViews};
 use crate::counted::needs_claim;
 use crate::counts::{
@@ -113,8 +117,10 @@ pub(crate) const FILE_NAME: &str = "glimpse.redb";
 #[derive(Debug, Clone)]
 pub struct EmbeddedStore {
     db: Arc<Database>,
-    /// The seen ids as of the last sync, for ingest's lookups.
-    seen: Arc<SeenReader>,
+    /// The batch ids counted here, for ingest's lookups and the sync's.
+    seen: SeenIndex,
+    /// The ids an earlier version kept in the database, until they expire.
+    earlier_seen: Arc<EarlierSeen>,
     /// Days an hour's sketch is kept after its day starts
     /// (`--hourly-retention-days`); `None` keeps them.
     hourly_retention_days: Option<u32>,
@@ -132,6 +138,7 @@ impl EmbeddedStore {
         std::fs::create_dir_all(data_dir).map_err(|e| {
             StoreError::Unavailable(format!("cannot create {}: {e}", data_dir.display()))
         })?;
+        let seen = SeenIndex::open_counted(data_dir)?;
         let path = data_dir.join(FILE_NAME);
         let db = Database::create(&path)
             .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
@@ -160,10 +167,11 @@ impl EmbeddedStore {
             txn.open_table(HOUR_SKETCHES_BY_DAY).map_err(unavailable)?;
             txn.open_table(APPLIED).map_err(unavailable)?;
         }
-        seen::create_tables(&txn)?;
+        EarlierSeen::migrate(&txn, &seen)?;
         txn.commit().map_err(unavailable)?;
         Ok(EmbeddedStore {
-            seen: Arc::new(SeenReader::open(&db)?),
+            seen,
+            earlier_seen: Arc::new(EarlierSeen::open(&db)?),
             db: Arc::new(db),
             hourly_retention_days: None,
         })
@@ -232,6 +240,8 @@ fn migrate_counts<V: redb::Value + 'static>(
 
 fn apply_delta(
     db: &Database,
+    seen: &SeenIndex,
+    earlier_seen: &EarlierSeen,
     delta: &Delta,
     now_ms: i64,
     hourly_retention_days: Option<u32>,
@@ -245,25 +255,27 @@ fn apply_delta(
             .map(|v| v.value());
         if last.is_some_and(|last| last >= delta.seq) {
             tracing::debug!(seq = delta.seq, "delta had landed before; left as it was");
-            return Ok(());
+            // Its ids may have missed the index (a crash or an error after
+            // the commit below): recorded again, which adds what is missing.
+            return seen.record_blocking(delta, now_ms);
         }
         applied
             .insert(APPLIED_THROUGH, delta.seq)
             .map_err(unavailable)?;
-        let mut seen = SeenBatches::open(&txn)?;
         // A client batch counted before (a retry that reached this edge
-        // after its first copy was synced) is already in the index: its
-        // counters are left out. The index is written in this transaction,
-        // so it holds an id exactly when the id's counts are stored. A
-        // minted id is unique and keeps no state; only a directory that an
-        // earlier version wrote (no `through` mark yet) may hold one, from a
-        // delta that landed before the crash that replays it.
+        // after its first copy was synced) is in the index: its counters are
+        // left out. A minted id is unique and keeps no state; only a
+        // directory that an earlier version wrote (no `through` mark yet)
+        // may hold one, from a delta that landed before the crash that
+        // replays it.
         let updates = delta.updates(|record| {
-            if needs_claim(&record.batch_id) {
-                seen.insert(&record.batch_id, record.received_ms)
+            let held =
+                seen.contains(&record.batch_id)? || earlier_seen.contains(&record.batch_id)?;
+            Ok(if needs_claim(&record.batch_id) {
+                !held
             } else {
-                Ok(last.is_some() || !seen.contains(&record.batch_id)?)
-            }
+                last.is_some() || !held
+            })
         })?;
         let mut rows = Rows {
             counts: txn.open_table(COUNTS).map_err(unavailable)?,
@@ -310,9 +322,14 @@ fn apply_delta(
         if let Some(days) = hourly_retention_days {
             forget_hour_sketches(&mut hour_sketches, &mut rows.visitors, now_ms, days)?;
         }
-        seen.forget_old(now_ms)?;
+        earlier_seen.forget_old(&txn, now_ms)?;
     }
-    txn.commit().map_err(unavailable)
+    txn.commit().map_err(unavailable)?;
+    // After the commit, so the index never holds an id whose counts are not
+    // stored; until it returns, the batches' claims in memory turn their
+    // copies away.
+    seen.record_blocking(delta, now_ms)?;
+    earlier_seen.refresh(db)
 }
 
 /// The row of hour `hour` (0..=23) of a key's days: `h<HH>/<key>`, beside
@@ -511,11 +528,17 @@ impl Store for EmbeddedStore {
         // The blocking task needs its own handle on the delta.
         let delta = Arc::clone(delta);
         let hourly_retention_days = self.hourly_retention_days;
-        let seen = Arc::clone(&self.seen);
+        let seen = self.seen.clone();
+        let earlier_seen = Arc::clone(&self.earlier_seen);
         self.blocking(move |db| {
-            apply_delta(db, &delta, now_ms, hourly_retention_days)?;
-            // Before this sync returns and releases its batches' claims.
-            seen.refresh(db)
+            apply_delta(
+                db,
+                &seen,
+                &earlier_seen,
+                &delta,
+                now_ms,
+                hourly_retention_days,
+            )
         })
         .await
     }
@@ -599,7 +622,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn batch_seen(&self, batch_id: &str) -> Result<bool, StoreError> {
-        self.seen.contains(batch_id)
+        Ok(self.seen.contains(batch_id)? || self.earlier_seen.contains(batch_id)?)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -622,6 +645,7 @@ mod tests {
     use crate::traffic::Traffic;
 
     const NOW: i64 = 1_764_000_000_000;
+    const HOUR_MS: i64 = 3_600_000;
 
     fn event<'a>(id: &'a str, ad: &'a str, user: &'a str, kind: Kind) -> Event<'a> {
         Event {
@@ -979,7 +1003,8 @@ mod tests {
         store.apply(&agg.begin_sync().unwrap(), NOW).await.unwrap();
         agg.finish_sync();
         agg.record("new", NOW + BATCH_ID_RETENTION_MS, Traffic::Valid, &[]);
-        let later = NOW + BATCH_ID_RETENTION_MS + 1;
+        // Ids are kept by the hour they came in (NOW starts one), 48 to 49 h.
+        let later = NOW + BATCH_ID_RETENTION_MS + HOUR_MS;
         store
             .apply(&agg.begin_sync().unwrap(), later)
             .await
@@ -1056,8 +1081,10 @@ mod tests {
             let db = Database::create(dir.path().join(FILE_NAME)).unwrap();
             let txn = db.begin_write().unwrap();
             {
-                let mut batches = txn.open_table(seen::EARLIER_BATCHES).unwrap();
-                let mut by_time = txn.open_table(seen::EARLIER_BATCHES_BY_TIME).unwrap();
+                let mut batches = txn.open_table(crate::store::seen::EARLIER_BATCHES).unwrap();
+                let mut by_time = txn
+                    .open_table(crate::store::seen::EARLIER_BATCHES_BY_TIME)
+                    .unwrap();
                 for (id, ms) in [("old", NOW), ("new", later)] {
                     batches.insert(id, ms).unwrap();
                     by_time.insert((ms, id), ()).unwrap();
@@ -1069,12 +1096,12 @@ mod tests {
         assert!(store.batch_seen("old").await.unwrap());
         assert!(store.batch_seen("new").await.unwrap());
         assert!(!store.batch_seen("other").await.unwrap());
-        assert_eq!(indexed_ids(&store), 2);
+        assert_eq!(store.seen.len(), 2);
         {
             let txn = store.db.begin_read().unwrap();
             let earlier = [
-                seen::EARLIER_BATCHES.name(),
-                seen::EARLIER_BATCHES_BY_TIME.name(),
+                crate::store::seen::EARLIER_BATCHES.name(),
+                crate::store::seen::EARLIER_BATCHES_BY_TIME.name(),
             ];
             assert!(
                 !txn.list_tables()
@@ -1084,7 +1111,8 @@ mod tests {
             );
         }
         // A moved id still counts once, and keeps its time: the delta that
-        // carries "old" again adds nothing, then forgets it 48 h on.
+        // carries "old" again adds nothing, then forgets it 48 h on (by the
+        // hour it came in).
         let agg = Aggregator::new();
         agg.record(
             "old",
@@ -1093,7 +1121,7 @@ mod tests {
             &[event("1", "ad-1", "u1", Kind::Viewable)],
         );
         store
-            .apply(&agg.begin_sync().unwrap(), later + 1)
+            .apply(&agg.begin_sync().unwrap(), later + HOUR_MS)
             .await
             .unwrap();
         let days = store
@@ -1109,12 +1137,43 @@ mod tests {
         let store = EmbeddedStore::open(dir.path()).unwrap();
         assert!(!store.batch_seen("old").await.unwrap());
         assert!(store.batch_seen("new").await.unwrap());
-        assert_eq!(indexed_ids(&store), 1, "moved once");
     }
 
-    /// How many batch ids the seen index holds.
-    fn indexed_ids(store: &EmbeddedStore) -> u64 {
-        seen::len(&store.db.begin_read().unwrap()).unwrap()
+    #[tokio::test]
+    async fn a_delta_whose_ids_missed_the_index_records_them_when_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let agg = Aggregator::new();
+        agg.record(
+            "b1",
+            NOW,
+            Traffic::Valid,
+            &[event("1", "ad-1", "u1", Kind::Viewable)],
+        );
+        let delta = agg.begin_sync().unwrap();
+        EmbeddedStore::open(dir.path())
+            .unwrap()
+            .apply(&delta, NOW)
+            .await
+            .unwrap();
+        // As a crash after the commit and before the index write leaves it
+        // (here the whole index is lost, which is more).
+        for name in [
+            SeenIndex::COUNTED_FILE_NAME,
+            "counted-batches.index.journal",
+        ] {
+            std::fs::remove_file(dir.path().join(name)).unwrap();
+        }
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        assert!(!store.batch_seen("b1").await.unwrap());
+        // The log replays the delta: counted once, and its id is seen.
+        store.apply(&delta, NOW).await.unwrap();
+        assert!(store.batch_seen("b1").await.unwrap());
+        let days = store
+            .read_days("ad-1", today(), Grain::Days)
+            .await
+            .unwrap()
+            .days;
+        assert_eq!(days[&day_of(NOW)].counters.impressions, 1);
     }
 
     #[tokio::test]
@@ -1138,7 +1197,7 @@ mod tests {
         );
         let first = agg.begin_sync().unwrap();
         store.apply(&first, NOW).await.unwrap();
-        assert_eq!(indexed_ids(&store), 1, "only the client's batch id");
+        assert_eq!(store.seen.len(), 1, "only the client's batch id");
         // The same delta again (a lost answer, or replayed from the log
         // after it had landed): its minted batches count once all the same.
         store.apply(&first, NOW).await.unwrap();
@@ -1166,7 +1225,7 @@ mod tests {
             .unwrap()
             .days[&day_of(NOW)]
             .counters;
-        assert_eq!((c.impressions, indexed_ids(&store)), (52, 1));
+        assert_eq!((c.impressions, store.seen.len()), (52, 1));
     }
 
     #[tokio::test]

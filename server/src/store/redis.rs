@@ -325,7 +325,7 @@ impl RedisStore {
     /// of synced batch ids in the data directory.
     pub fn open(options: RedisOptions) -> Result<RedisStore, StoreError> {
         let keys = Keys::new(&options.prefix).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let seen = SeenIndex::open(&options.data_dir)?;
+        let seen = SeenIndex::open_synced(&options.data_dir)?;
         let target = options.target();
         let bad_config = |e: RedisError| StoreError::Unavailable(format!("{target}: {e}"));
         let conn = match (&options.url, options.cluster_nodes.as_slice()) {
@@ -935,7 +935,11 @@ impl RedisStore {
         }
     }
 
-    async fn apply_delta(&self, delta: &Delta, now_ms: i64) -> Result<(), StoreError> {
+    async fn apply_delta(
+        &self,
+        delta: &std::sync::Arc<Delta>,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
         // The aggregator numbers deltas with the boot counter in the high
         // bits (`identity::sequence`), the same number after a replay from
         // the write-ahead log: claims and ledger recognise a previous life's
