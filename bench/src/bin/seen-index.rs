@@ -1,17 +1,26 @@
-//! `seen-index`: the Redis store's duplicate check
-//! (`server/src/store/seen/fingerprints.rs`, compiled here as it is) filled
-//! to many ids on a synthetic clock, with lookup and record latency
-//! measured at the start and at the end, and the disk the file takes.
+//! `seen-index`: the edge's duplicate check filled to many ids on a
+//! synthetic clock, with lookup and record latency measured at the start
+//! and at the end, and the disk it takes. Two subjects: the fingerprint
+//! file itself (`server/src/store/seen/fingerprints.rs`, compiled here as
+//! it is), or the whole embedded store (`--store embedded`), whose records
+//! are deltas of batches with no events applied as a sync applies them,
+//! and whose lookups are ingest's `batch_seen`.
 //!
 //! ```text
 //! cargo run --release -p glimpse-bench --bin seen-index -- --ids 50000000
+//! cargo run --release -p glimpse-bench --bin seen-index -- --store embedded --ids 10000000
 //! ```
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use std::os::unix::fs::MetadataExt;
+use std::sync::Arc;
+
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, ValueEnum};
+use glimpse_server::counts::{BatchRecord, Delta};
+use glimpse_server::store::{embedded::EmbeddedStore, Store};
 use hdrhistogram::Histogram;
 
 #[path = "../../../server/src/store/seen/fingerprints.rs"]
@@ -24,9 +33,21 @@ const RETENTION_MS: i64 = 48 * 3_600_000;
 /// An hour's start, where the synthetic clock begins.
 const T0_MS: i64 = 1_764_000_000_000;
 
+/// What is filled and measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Subject {
+    /// The fingerprint file alone.
+    File,
+    /// The embedded store, through `apply` and `batch_seen`.
+    Embedded,
+}
+
 #[derive(Debug, Parser)]
 #[command(name = "seen-index", about)]
 struct Args {
+    /// What to fill.
+    #[arg(long, value_enum, default_value_t = Subject::File)]
+    store: Subject,
     /// Ids held at the end.
     #[arg(long, default_value_t = 50_000_000)]
     ids: u64,
@@ -58,9 +79,78 @@ fn id(n: u64) -> String {
     format!("bench-{n:020}")
 }
 
+/// The index under test.
+enum Index {
+    File(FingerprintFile),
+    Embedded {
+        store: EmbeddedStore,
+        runtime: tokio::runtime::Runtime,
+        next_seq: u64,
+    },
+}
+
+impl Index {
+    fn record(&mut self, names: Vec<String>, now_ms: i64) -> anyhow::Result<()> {
+        match self {
+            Index::File(file) => {
+                file.record(names.iter().map(|n| (n.as_bytes(), now_ms)), now_ms)?;
+            }
+            Index::Embedded {
+                store,
+                runtime,
+                next_seq,
+            } => {
+                let batches = names
+                    .into_iter()
+                    .map(|batch_id| BatchRecord {
+                        batch_id,
+                        received_ms: now_ms,
+                        counts: Vec::new(),
+                    })
+                    .collect();
+                *next_seq += 1;
+                let delta = Arc::new(Delta {
+                    seq: *next_seq,
+                    ads: Default::default(),
+                    batches,
+                });
+                runtime.block_on(store.apply(&delta, now_ms))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn contains(&self, name: &str) -> anyhow::Result<bool> {
+        Ok(match self {
+            Index::File(file) => file.contains(name.as_bytes())?,
+            Index::Embedded { store, runtime, .. } => runtime.block_on(store.batch_seen(name))?,
+        })
+    }
+
+    /// Page reads of lookups so far, where the index counts them.
+    fn lookup_page_reads(&self) -> Option<u64> {
+        match self {
+            Index::File(file) => Some(file.lookup_page_reads()),
+            Index::Embedded { .. } => None,
+        }
+    }
+}
+
+/// Bytes the file system allocated to the files in `dir`.
+fn disk_bytes(dir: &std::path::Path) -> anyhow::Result<(u64, u64)> {
+    let (mut disk, mut length) = (0, 0);
+    for entry in std::fs::read_dir(dir)? {
+        let metadata = entry?.metadata()?;
+        disk += metadata.blocks() * 512;
+        length += metadata.len();
+    }
+    Ok((disk, length))
+}
+
 /// Ids `next..next + count` and the clock they are recorded at.
 struct Filler<'a> {
-    file: &'a FingerprintFile,
+    index: &'a mut Index,
+    dir: &'a std::path::Path,
     next: u64,
     rate: u64,
 }
@@ -75,8 +165,7 @@ impl Filler<'_> {
         self.next += count;
         let now_ms = self.now_ms();
         let started = Instant::now();
-        self.file
-            .record(names.iter().map(|n| (n.as_bytes(), now_ms)), now_ms)?;
+        self.index.record(names, now_ms)?;
         Ok(started.elapsed())
     }
 }
@@ -108,29 +197,36 @@ fn measure(label: &str, filler: &mut Filler, args: &Args) -> anyhow::Result<()> 
     let step = (held / args.lookups).max(1);
     for (what, first, step, expect) in [("held", 0, step, true), ("unknown", unknown, 1, false)] {
         let mut lookups = histogram();
-        let reads_before = filler.file.lookup_page_reads();
+        let reads_before = filler.index.lookup_page_reads();
         for k in 0..args.lookups {
             let name = id(first + k * step);
             let started = Instant::now();
-            let found = filler.file.contains(name.as_bytes())?;
+            let found = filler.index.contains(&name)?;
             lookups.record(started.elapsed().as_nanos() as u64)?;
             anyhow::ensure!(found == expect, "{name}: found {found}, expected {expect}");
         }
-        let reads = filler.file.lookup_page_reads() - reads_before;
         line += &format!(
-            "; lookup of {what} ids p50 {:.2} µs, p99 {:.2} µs, {:.3} page reads each",
+            "; lookup of {what} ids p50 {:.2} µs, p99 {:.2} µs",
             micros(&lookups, 0.5),
             micros(&lookups, 0.99),
-            reads as f64 / args.lookups as f64
         );
+        if let (Some(before), Some(after)) = (reads_before, filler.index.lookup_page_reads()) {
+            let reads = after - before;
+            line += &format!(
+                ", {:.3} page reads each",
+                reads as f64 / args.lookups as f64
+            );
+        }
     }
-    let usage = filler.file.usage()?;
+    if let Index::File(file) = &*filler.index {
+        line += &format!("; {} buckets", file.usage()?.buckets);
+    }
+    let (disk, length) = disk_bytes(filler.dir)?;
     line += &format!(
-        "; {} buckets, {:.1} MB on disk ({:.2} B per id), {:.1} MB long",
-        usage.buckets,
-        usage.disk_bytes as f64 / 1e6,
-        usage.disk_bytes as f64 / held as f64,
-        usage.length_bytes as f64 / 1e6
+        "; {:.1} MB on disk ({:.2} B per id), {:.1} MB long",
+        disk as f64 / 1e6,
+        disk as f64 / held as f64,
+        length as f64 / 1e6
     );
     println!("{line}");
     Ok(())
@@ -145,9 +241,20 @@ fn main() -> anyhow::Result<()> {
     let parent = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     let dir = tempfile::tempdir_in(&parent)
         .with_context(|| format!("cannot make a directory in {}", parent.display()))?;
-    let file = FingerprintFile::open(&dir.path().join("seen"), RETENTION_MS)?;
+    let mut index = match args.store {
+        Subject::File => Index::File(FingerprintFile::open(
+            &dir.path().join("seen"),
+            RETENTION_MS,
+        )?),
+        Subject::Embedded => Index::Embedded {
+            store: EmbeddedStore::open(dir.path())?,
+            runtime: tokio::runtime::Builder::new_current_thread().build()?,
+            next_seq: 0,
+        },
+    };
     let mut filler = Filler {
-        file: &file,
+        index: &mut index,
+        dir: dir.path(),
         next: 0,
         rate: args.rate,
     };
