@@ -193,12 +193,14 @@ fn measure(label: &str, filler: &mut Filler, args: &Args) -> anyhow::Result<()> 
         micros(&records, 0.5),
         micros(&records, 0.99)
     );
-    // Held ids spread over the whole file, unknown ones never recorded.
-    let step = (held / args.lookups).max(1);
+    // Held ids spread over the whole file, unknown ones never recorded;
+    // no more lookups than ids held.
+    let lookups_made = args.lookups.min(held);
+    let step = (held / lookups_made.max(1)).max(1);
     for (what, first, step, expect) in [("held", 0, step, true), ("unknown", unknown, 1, false)] {
         let mut lookups = histogram();
         let reads_before = filler.index.lookup_page_reads();
-        for k in 0..args.lookups {
+        for k in 0..lookups_made {
             let name = id(first + k * step);
             let started = Instant::now();
             let found = filler.index.contains(&name)?;
@@ -214,7 +216,7 @@ fn measure(label: &str, filler: &mut Filler, args: &Args) -> anyhow::Result<()> 
             let reads = after - before;
             line += &format!(
                 ", {:.3} page reads each",
-                reads as f64 / args.lookups as f64
+                reads as f64 / lookups_made.max(1) as f64
             );
         }
     }

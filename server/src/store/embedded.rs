@@ -663,6 +663,16 @@ mod tests {
         }
     }
 
+    /// A valid batch `batch_id` at `NOW`: one viewable impression of ad-1.
+    fn record_one_view(agg: &Aggregator, batch_id: &str) {
+        agg.record(
+            batch_id,
+            NOW,
+            Traffic::Valid,
+            &[event("1", "ad-1", "u1", Kind::Viewable)],
+        );
+    }
+
     fn day_of(ms: i64) -> Day {
         Day::from_epoch_ms(ms).unwrap()
     }
@@ -825,24 +835,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStore::open(dir.path()).unwrap();
         let agg = Aggregator::new();
-        agg.record(
-            "b1",
-            NOW,
-            Traffic::Valid,
-            &[event("1", "ad-1", "u1", Kind::Viewable)],
-        );
+        record_one_view(&agg, "b1");
         let first = agg.begin_sync().unwrap();
         store.apply(&first, NOW).await.unwrap();
         // Applying the same delta again (a retry after a lost answer).
         store.apply(&first, NOW).await.unwrap();
         agg.finish_sync();
         // The same batch recorded again with a new one beside it.
-        agg.record(
-            "b1",
-            NOW,
-            Traffic::Valid,
-            &[event("1", "ad-1", "u1", Kind::Viewable)],
-        );
+        record_one_view(&agg, "b1");
         agg.record(
             "b2",
             NOW,
@@ -994,12 +994,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStore::open(dir.path()).unwrap();
         let agg = Aggregator::new();
-        agg.record(
-            "old",
-            NOW,
-            Traffic::Valid,
-            &[event("1", "ad-1", "u1", Kind::Viewable)],
-        );
+        record_one_view(&agg, "old");
         store.apply(&agg.begin_sync().unwrap(), NOW).await.unwrap();
         agg.finish_sync();
         agg.record("new", NOW + BATCH_ID_RETENTION_MS, Traffic::Valid, &[]);
@@ -1114,12 +1109,7 @@ mod tests {
         // carries "old" again adds nothing, then forgets it 48 h on (by the
         // hour it came in).
         let agg = Aggregator::new();
-        agg.record(
-            "old",
-            NOW,
-            Traffic::Valid,
-            &[event("1", "ad-1", "u1", Kind::Viewable)],
-        );
+        record_one_view(&agg, "old");
         store
             .apply(&agg.begin_sync().unwrap(), later + HOUR_MS)
             .await
@@ -1143,12 +1133,7 @@ mod tests {
     async fn a_delta_whose_ids_missed_the_index_records_them_when_replayed() {
         let dir = tempfile::tempdir().unwrap();
         let agg = Aggregator::new();
-        agg.record(
-            "b1",
-            NOW,
-            Traffic::Valid,
-            &[event("1", "ad-1", "u1", Kind::Viewable)],
-        );
+        record_one_view(&agg, "b1");
         let delta = agg.begin_sync().unwrap();
         EmbeddedStore::open(dir.path())
             .unwrap()

@@ -14,9 +14,9 @@
 //!   stores its counts, and before the write-ahead log lets the delta go.
 //!   A crash between the two leaves the delta in the log; its replay finds
 //!   the delta applied (the `through` mark) and records its ids then. So
-//!   the index holds an id from the moment its counts are stored until the
-//!   sync returns at the latest, and until then ingest's in-memory claim
-//!   on the batch turns a copy away.
+//!   the index holds every id of a delta by the time its sync returns, and
+//!   from the commit until then ingest's in-memory claim on the batch turns
+//!   a copy away.
 //! - The Redis store records a delta's ids once the delta has landed in
 //!   Redis; there the index is a hint in front of Redis's own claims.
 //!
@@ -25,7 +25,7 @@
 //! moved into the index (its hash is seeded per file), so they are read
 //! beside it until the last of them expires, then deleted; and, before
 //! that, by the whole id, which is recorded into the index when the store
-//! opens. Neither layout was sized for billions of ids: about 80 bytes of
+//! opens. Neither layout was sized for billions of ids: about 130 bytes of
 //! disk per id and a sync's inserts slowing as the tree grew
 //! (docs/BENCHMARKS.md, "The duplicate check at 1.7 billion ids").
 
@@ -149,8 +149,10 @@ pub(super) const EARLIER_BATCHES: TableDefinition<&str, i64> = TableDefinition::
 pub(super) const EARLIER_BATCHES_BY_TIME: TableDefinition<(i64, &str), ()> =
     TableDefinition::new("batches_by_time");
 
-/// Whole ids recorded into the index at once while an old directory opens.
-const MIGRATION_CHUNK: usize = 100_000;
+/// Whole ids recorded into the index at once while an old directory opens:
+/// a record holds the images of the pages it writes until it has written
+/// them (two per bucket it touches, 80 MB at most for 10,000 ids).
+const MIGRATION_CHUNK: usize = 10_000;
 
 /// The ids an earlier version of the embedded store kept in its database,
 /// by fingerprint (`batch_fingerprints`, `fingerprint -> received_ms`, and

@@ -1120,7 +1120,6 @@ mod tests {
         // ids whose new place the header does not know yet.
         record_cut_short(&file, 5_000..15_000, 40);
         drop(file);
-        let saved = std::fs::read(journal_path(&dir)).unwrap();
 
         let file = open(&dir);
         assert_eq!(found(&file, 0..15_000), 15_000, "every id, old and new");
@@ -1134,10 +1133,8 @@ mod tests {
         record_range(&file, 0..5_000, T0);
         record_cut_short(&file, 5_000..15_000, 40);
         drop(file);
-        assert_eq!(
-            saved.len(),
-            std::fs::read(journal_path(&dir)).unwrap().len()
-        );
+        // Each file's hash is seeded afresh, so this cut splits other
+        // buckets than the first; what it loses without the journal is the same.
         std::fs::remove_file(journal_path(&dir)).unwrap();
         let file = open(&dir);
         assert!(
