@@ -21,10 +21,10 @@ pub enum Durability {
     /// After the batch's record is fsynced (group commit): a crash of the
     /// process or the machine loses no acknowledged event.
     Strict,
-    /// At once; the record is written in the background moments later and
-    /// fsynced at most every 100 ms. A crash of the process loses what was
-    /// not yet written (moments), a crash of the machine what was not yet
-    /// fsynced (up to 100 ms more).
+    /// At once; the record is written in the background with the others
+    /// of the same 2 ms and fsynced at most every 100 ms. A crash of the
+    /// process loses what was not yet written (up to 2 ms), a crash of the
+    /// machine what was not yet fsynced (up to 100 ms more).
     Relaxed,
 }
 

@@ -51,6 +51,11 @@ use crate::store::identity::EdgeIdentity;
 /// at most this much of acknowledged batches, and fsyncs stay few under load.
 pub const RELAXED_FSYNC_INTERVAL: Duration = Duration::from_millis(100);
 
+/// How long `--durability relaxed` gathers appended records before it
+/// writes them: what a killed process can lose, and one `write` for every
+/// record that arrives meanwhile instead of one each.
+pub const RELAXED_WRITE_INTERVAL: Duration = Duration::from_millis(2);
+
 /// The log of one run, opened on the data directory's `wal/`: its writer,
 /// and the deltas the previous run logged and did not sync, which the edge
 /// counts again first ([`crate::edge::Edge::new`]).
@@ -93,7 +98,10 @@ impl Log {
         }
         let policy = match durability {
             Durability::Strict => SyncPolicy::EveryGroup,
-            Durability::Relaxed => SyncPolicy::AtMostEvery(RELAXED_FSYNC_INTERVAL),
+            Durability::Relaxed => SyncPolicy::AtMostEvery {
+                write: RELAXED_WRITE_INTERVAL,
+                fsync: RELAXED_FSYNC_INTERVAL,
+            },
         };
         Ok(Log {
             wal: Wal::start(dir, policy)?,

@@ -128,6 +128,10 @@ impl Wal {
     /// aggregator's guard.
     pub fn append(&self, seq: u64, record: &[u8]) -> Lsn {
         let mut pending = self.shared.pending.lock();
+        // A relaxed writer gathers for a moment once woken, so only the
+        // first record of a gathering wakes it: waking it per record cost
+        // a thread switch and a `write` per request.
+        let wake = self.policy == SyncPolicy::EveryGroup || pending.chunks.is_empty();
         match pending.chunks.last_mut() {
             Some((s, bytes, n)) if *s == seq => {
                 bytes.extend_from_slice(record);
@@ -146,7 +150,9 @@ impl Wal {
             .fetch_add(record.len() as u64, Ordering::Relaxed);
         let lsn = pending.appended;
         drop(pending);
-        self.shared.wake.notify_one();
+        if wake {
+            self.shared.wake.notify_one();
+        }
         lsn
     }
 
@@ -226,11 +232,14 @@ impl Drop for Wal {
 pub enum SyncPolicy {
     /// After every group, before its waiters wake (`--durability strict`).
     EveryGroup,
-    /// At most this often (`--durability relaxed`): each group is still
-    /// written at once, so it survives the process being killed, but only
-    /// reaches the disk with the next fsync. Fewer fsyncs leave the cores
-    /// to ingest.
-    AtMostEvery(std::time::Duration),
+    /// At most every `fsync` (`--durability relaxed`). What is appended
+    /// is written `write` after the first record of it (what a killed
+    /// process can lose), and reaches the disk with the next fsync. Fewer
+    /// fsyncs and writes leave the cores to ingest.
+    AtMostEvery {
+        write: std::time::Duration,
+        fsync: std::time::Duration,
+    },
 }
 
 /// The thread that owns the files.
@@ -279,7 +288,7 @@ impl Writer {
     /// When the written data must be fsynced by, if that is up to a timer.
     fn sync_deadline(&self) -> Option<Instant> {
         match self.policy {
-            SyncPolicy::AtMostEvery(interval) if self.dirty => Some(self.last_sync + interval),
+            SyncPolicy::AtMostEvery { fsync, .. } if self.dirty => Some(self.last_sync + fsync),
             _ => None,
         }
     }
@@ -309,6 +318,16 @@ impl Writer {
                         }
                     }
                 }
+                if let SyncPolicy::AtMostEvery { write, .. } = self.policy {
+                    // Gather: appends meanwhile do not wake this thread;
+                    // only close does.
+                    let until = Instant::now() + write;
+                    while !pending.chunks.is_empty()
+                        && !pending.stop
+                        && !self.shared.wake.wait_until(&mut pending, until).timed_out()
+                    {
+                    }
+                }
                 (
                     std::mem::take(&mut pending.chunks),
                     pending.appended,
@@ -320,8 +339,8 @@ impl Writer {
                 let result = self.write(&chunks, end).and_then(|()| {
                     let due = match self.policy {
                         SyncPolicy::EveryGroup => true,
-                        SyncPolicy::AtMostEvery(interval) => {
-                            stop || self.last_sync.elapsed() >= interval
+                        SyncPolicy::AtMostEvery { fsync, .. } => {
+                            stop || self.last_sync.elapsed() >= fsync
                         }
                     };
                     if self.dirty && due {
@@ -453,7 +472,10 @@ mod tests {
         // A timer that never fires within the test: only the close syncs.
         let wal = Wal::start(
             &wal_dir,
-            SyncPolicy::AtMostEvery(std::time::Duration::from_secs(3600)),
+            SyncPolicy::AtMostEvery {
+                write: std::time::Duration::from_millis(1),
+                fsync: std::time::Duration::from_secs(3600),
+            },
         )
         .unwrap();
         let records: Vec<Vec<u8>> = (0..3).map(|i| record(&format!("b{i}"), "u")).collect();
@@ -461,7 +483,8 @@ mod tests {
         for r in &records {
             last = wal.append(7, r);
         }
-        // Written at once (a killed process loses none of it), not fsynced.
+        // Written within moments (a killed process loses none of it once
+        // written), not fsynced.
         let full = (codec::HEADER_LEN + records.iter().map(Vec::len).sum::<usize>()) as u64;
         let path = segment_path(&wal_dir, 7);
         let deadline = Instant::now() + std::time::Duration::from_secs(10);
