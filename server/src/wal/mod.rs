@@ -16,7 +16,9 @@
 //!   publishes the new durable position ([`Lsn`], bytes appended since
 //!   start) on a watch channel; every request waiting on a position at or
 //!   below it wakes. While one fsync runs the next group accumulates, so
-//!   concurrent requests share fsyncs without any timer.
+//!   concurrent requests share fsyncs without any timer. Under
+//!   `--durability relaxed` nothing waits, so the writer gathers for
+//!   [`RELAXED_WRITE_INTERVAL`] once woken instead.
 //! - **Truncation.** Once the store has delta `N` ([`Wal::forget_through`]),
 //!   the writer deletes segments `<= N`, after writing anything already
 //!   taken. A segment that outlives its delta (a crash between the store's
