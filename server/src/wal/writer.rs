@@ -466,7 +466,7 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_relaxed_log_writes_at_once_and_fsyncs_on_its_timer_or_at_close() {
+    async fn a_relaxed_log_writes_within_moments_and_fsyncs_on_its_timer_or_at_close() {
         let dir = tempfile::tempdir().unwrap();
         let wal_dir = dir.path().join("wal");
         // A timer that never fires within the test: only the close syncs.
