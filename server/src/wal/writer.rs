@@ -320,12 +320,12 @@ impl Writer {
                 }
                 if let SyncPolicy::AtMostEvery { write, .. } = self.policy {
                     // Gather: appends meanwhile do not wake this thread;
-                    // only close does.
+                    // close cuts it short.
                     let until = Instant::now() + write;
-                    while !pending.chunks.is_empty()
-                        && !pending.stop
-                        && !self.shared.wake.wait_until(&mut pending, until).timed_out()
-                    {
+                    while !pending.chunks.is_empty() && !pending.stop {
+                        if self.shared.wake.wait_until(&mut pending, until).timed_out() {
+                            break;
+                        }
                     }
                 }
                 (

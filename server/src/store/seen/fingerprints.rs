@@ -1134,7 +1134,8 @@ mod tests {
         record_cut_short(&file, 5_000..15_000, 40);
         drop(file);
         // Each file's hash is seeded afresh, so this cut splits other
-        // buckets than the first; what it loses without the journal is the same.
+        // buckets than the first, and loses old ids without the journal
+        // all the same.
         std::fs::remove_file(journal_path(&dir)).unwrap();
         let file = open(&dir);
         assert!(
