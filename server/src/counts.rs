@@ -394,7 +394,7 @@ pub struct BatchRecord {
 }
 
 /// One (ad, day, UTC hour) share of a batch (of any counts key: see
-/// [`EventKeys`]). A batch's share of a day is the sum of its shares of
+/// `EventKeys`). A batch's share of a day is the sum of its shares of
 /// that day's hours; one batch rarely spans two hours, so a share per hour
 /// costs what a share per day would.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -485,7 +485,7 @@ pub struct Delta {
 /// What a store adds to one (ad, day) for a delta: see [`Delta::updates`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct KeyUpdate<'a> {
-    /// The counts key ([`EventKeys`]).
+    /// The counts key (`EventKeys`).
     pub key: &'a str,
     pub day: Day,
     /// The delta's counters of this (ad, day), less the shares of the

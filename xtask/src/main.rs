@@ -4,7 +4,7 @@
 //!   demo site, as a new user would;
 //! - `sdk`: builds the browser SDK into `sdk/pkg/` ([`sdk`]);
 //! - `test`: installs what the tests need when it is missing, then runs every
-//!   check and test ([`test`]).
+//!   check and test ([`test`](mod@test)).
 //!
 //! Tools this needs from outside the workspace are installed by [`tools`].
 

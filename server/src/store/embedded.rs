@@ -23,7 +23,7 @@
 //! A post's days and a campaign's are kept in the same tables as an ad's,
 //! under their counts keys (`crate::counts::EventKeys`), which no ad id can
 //! equal; each UTC hour of a key's day in a row of its own beside the day's,
-//! `h<HH>/<key>` ([`hour_row`]), written in the same transaction, so a
+//! `h<HH>/<key>` (`hour_row`), written in the same transaction, so a
 //! read of a day with its hours is one cut.
 //! - `batch_fingerprints` and `batch_fingerprints_by_time`, only in a
 //!   directory an earlier version wrote: the client batch ids it counted,
@@ -34,14 +34,14 @@
 //!
 //! A delta is applied in one write transaction, so a crash or error leaves
 //! either all of its counts or none of them; its batch ids go into the seen
-//! index (`counted-batches.index`, [`SeenIndex`]) right after the commit,
+//! index (`counted-batches.index`, `SeenIndex`) right after the commit,
 //! and a delta found applied already records them again, so a crash in
 //! between is mended when the log replays the delta. Deltas reach the store in sequence order
 //! (a replayed one before any newer), so one at or below `through` has
 //! landed already (a retry after a lost answer, or a delta replayed after a
 //! crash between the commit and the log's delete) and changes nothing. A
 //! read takes the counts and the `applied` mark in one read transaction:
-//! one cut ([`crate::stats`]).
+//! one cut (`crate::stats`).
 
 use std::path::Path;
 use std::sync::Arc;
