@@ -339,6 +339,12 @@ impl Metrics {
             );
             counter(
                 &mut out,
+                "glimpse_wal_writes_total",
+                "Write-ahead log groups written (records_total / writes_total is the records per write).",
+                wal.writes,
+            );
+            counter(
+                &mut out,
                 "glimpse_wal_records_total",
                 "Batches written to the write-ahead log.",
                 wal.records,
@@ -395,6 +401,7 @@ mod tests {
             max_pending_bytes: 4096,
             wal: Some(crate::wal::WalFigures {
                 fsyncs: 3,
+                writes: 4,
                 records: 12,
                 bytes_written: 900,
                 bytes_on_disk: 500,
@@ -402,6 +409,7 @@ mod tests {
             ..Gauges::default()
         });
         assert!(text.contains("glimpse_wal_fsyncs_total 3"));
+        assert!(text.contains("glimpse_wal_writes_total 4"));
         assert!(text.contains("glimpse_wal_records_total 12"));
         assert!(text.contains("glimpse_wal_written_bytes_total 900"));
         assert!(text.contains("glimpse_wal_bytes 500"));

@@ -48,6 +48,7 @@ struct Pending {
 #[derive(Debug, Default)]
 struct Counters {
     fsyncs: AtomicU64,
+    writes: AtomicU64,
     records: AtomicU64,
     bytes_written: AtomicU64,
     bytes_on_disk: AtomicU64,
@@ -60,6 +61,9 @@ struct Counters {
 pub struct WalFigures {
     /// Group commits (one `fdatasync` per file touched, usually one).
     pub fsyncs: u64,
+    /// Groups written, each in one `write` per segment it spans (a relaxed
+    /// log gathers many records into each).
+    pub writes: u64,
     /// Records written (durable at the next fsync).
     pub records: u64,
     pub bytes_written: u64,
@@ -205,6 +209,7 @@ impl Wal {
         let c = &self.shared.counters;
         WalFigures {
             fsyncs: c.fsyncs.load(Ordering::Relaxed),
+            writes: c.writes.load(Ordering::Relaxed),
             records: c.records.load(Ordering::Relaxed),
             bytes_written: c.bytes_written.load(Ordering::Relaxed),
             bytes_on_disk: c.bytes_on_disk.load(Ordering::Relaxed),
@@ -404,6 +409,9 @@ impl Writer {
         self.written = end;
         let c = &self.shared.counters;
         let bytes: u64 = chunks.iter().map(|c| c.1.len() as u64).sum();
+        if !chunks.is_empty() {
+            c.writes.fetch_add(1, Ordering::Relaxed);
+        }
         c.records
             .fetch_add(chunks.iter().map(|c| c.2).sum(), Ordering::Relaxed);
         c.bytes_written.fetch_add(bytes, Ordering::Relaxed);
@@ -500,6 +508,44 @@ mod tests {
         wal.durable(last).await.unwrap();
         assert_eq!(wal.figures().fsyncs, 1, "one fsync, at close");
         assert_eq!(recover(&wal_dir).unwrap()[0].delta.batches.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_relaxed_log_gathers_records_into_one_write_and_strict_writes_each_group() {
+        let dir = tempfile::tempdir().unwrap();
+        // A gathering that outlasts the test: everything appended meanwhile
+        // goes out in one write, when close cuts the gathering short.
+        let relaxed = Wal::start(
+            &dir.path().join("relaxed"),
+            SyncPolicy::AtMostEvery {
+                write: std::time::Duration::from_secs(3600),
+                fsync: std::time::Duration::from_secs(3600),
+            },
+        )
+        .unwrap();
+        for i in 0..50 {
+            relaxed.append(7, &record(&format!("b{i}"), "u"));
+        }
+        relaxed.close();
+        let figures = relaxed.figures();
+        assert_eq!(
+            (figures.writes, figures.records, figures.fsyncs),
+            (1, 50, 1),
+            "{figures:?}"
+        );
+
+        // Strict: a record waited on before the next is a group of its own.
+        let strict = Wal::start(&dir.path().join("strict"), SyncPolicy::EveryGroup).unwrap();
+        for i in 0..3 {
+            let lsn = strict.append(7, &record(&format!("b{i}"), "u"));
+            strict.durable(lsn).await.unwrap();
+        }
+        let figures = strict.figures();
+        assert_eq!(
+            (figures.writes, figures.records, figures.fsyncs),
+            (3, 3, 3),
+            "{figures:?}"
+        );
     }
 
     #[tokio::test]
