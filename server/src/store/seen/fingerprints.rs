@@ -871,6 +871,9 @@ impl FingerprintFile {
                 let hash = xxh3_128_with_seed(id, geometry.seed);
                 (hash, hour_of(received_ms.min(geometry.now_ms)))
             })
+            // An id past its retention already would only take a slot that
+            // no lookup can find.
+            .filter(|&(_, hour)| !expired(hour, geometry.now_ms, self.retention_ms))
             .collect();
         // Split first to the size the file has once every new id is in it
         // (ids recorded already are counted too, so it may split a little
@@ -1042,6 +1045,18 @@ mod tests {
         )
         .unwrap();
         assert_eq!(file.usage().unwrap().occupied, 1, "its slot was reused");
+    }
+
+    #[test]
+    fn an_id_past_its_retention_when_recorded_takes_no_slot() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = open(&dir);
+        let now_ms = T0 + RETENTION_MS + HOUR_MS;
+        file.record([(&b"old"[..], T0), (&b"new"[..], now_ms)], now_ms)
+            .unwrap();
+        assert!(!file.contains(b"old").unwrap());
+        assert!(file.contains(b"new").unwrap());
+        assert_eq!(file.usage().unwrap().occupied, 1, "only the live id");
     }
 
     #[test]
