@@ -21,7 +21,7 @@
 //!    naming that wasm; `glimpse.js` names both (it preloads the wasm);
 //! 8. a Brotli (`.br`, quality 11) and a gzip (`.gz`, level 9) file next to
 //!    every served file, which the edge picks by `Accept-Encoding`;
-//! 9. `index.d.ts` and `package.json` from `sdk/js/`, and the sizes.
+//! 9. `index.d.ts`, `README.md` and `package.json` from `sdk/js/`, and the sizes.
 
 use std::fs;
 use std::io::Write as _;
@@ -72,9 +72,9 @@ pub fn run() -> Result<()> {
     let bindgen = ensure_wasm_bindgen(&root, &cargo)?;
     // Both tools first: a build without either must fail before it
     // replaces a good package.
-    let opt = npm_tool(&root, BINARYEN, "binaryen/bin/wasm-opt")
+    let opt = crate::tools::npm_tool(&root, BINARYEN, "binaryen/bin/wasm-opt")
         .with_context(|| format!("wasm-opt is required: npm could not install {BINARYEN}"))?;
-    let esbuild = npm_tool(&root, ESBUILD, "esbuild/bin/esbuild")
+    let esbuild = crate::tools::npm_tool(&root, ESBUILD, "esbuild/bin/esbuild")
         .with_context(|| format!("esbuild is required: npm could not install {ESBUILD}"))?;
     let work = crate::tools::target_dir().join("sdk-build");
     for dir in [&pkg, &work] {
@@ -165,7 +165,9 @@ pub fn run() -> Result<()> {
     let tag = replace_once(&tag, MODULE, &hashed_module).context("the tag")?;
     fs::write(pkg.join(TAG), tag)?;
 
-    fs::copy(js.join("index.d.ts"), pkg.join("index.d.ts"))?;
+    for file in ["index.d.ts", "README.md"] {
+        fs::copy(js.join(file), pkg.join(file))?;
+    }
     let manifest = fs::read_to_string(js.join("package.json"))?
         .replace("@VERSION@", env!("CARGO_PKG_VERSION"));
     fs::write(pkg.join("package.json"), manifest)?;
@@ -281,24 +283,4 @@ fn ensure_wasm_bindgen(root: &Path, cargo: &str) -> Result<PathBuf> {
         .map(|h| h.join("bin/wasm-bindgen"))
         .filter(|p| p.exists())
         .unwrap_or_else(|| PathBuf::from("wasm-bindgen")))
-}
-
-/// The program `bin` (a path under `node_modules`) of the npm `package`,
-/// installed under target/tools on first use.
-fn npm_tool(root: &Path, package: &str, bin: &str) -> Option<PathBuf> {
-    let prefix = root.join("target/tools");
-    let bin = prefix.join("node_modules").join(bin);
-    if !bin.exists() {
-        eprintln!("xtask sdk: installing {package} under {}", prefix.display());
-        let ok = Command::new("npm")
-            .args(["install", "--no-audit", "--no-fund", "--prefix"])
-            .arg(&prefix)
-            .arg(package)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            return None;
-        }
-    }
-    output(Command::new(&bin).arg("--version")).map(|_| bin)
 }

@@ -6,7 +6,7 @@
 //! `xauth`; `geckodriver` from crates.io into `~/.cache/glimpse/tools`;
 //! schemathesis and openapi-spec-validator from PyPI into the venv
 //! `~/.cache/glimpse/openapi-venv`, with `python3-venv` when Debian's
-//! `python3` lacks it; the wasm target and the wasm-bindgen CLI through
+//! `python3` lacks it; Vite and TypeScript from npm under `target/tools`; the wasm target and the wasm-bindgen CLI through
 //! [`crate::sdk`]), then runs,
 //! stopping at the first failure:
 //! formatting, clippy, the SDK build, the demo site's unit tests, the deploy
@@ -17,7 +17,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::tools::{self, status};
 
@@ -43,6 +43,15 @@ pub fn run() -> Result<()> {
     let cargo = tools::cargo();
     tools::ensure_geckodriver(&cargo)?;
     tools::ensure_openapi_tools()?;
+    // The npm package's test (`tests/tests/e2e/npm_package.rs`) checks an
+    // app's types with tsc and bundles it with Vite, as its users do.
+    for (package, bin) in [
+        ("vite@7.3.8", "vite/bin/vite.js"),
+        ("typescript@6.0.3", "typescript/bin/tsc"),
+    ] {
+        tools::npm_tool(&root, package, bin)
+            .with_context(|| format!("npm could not install {package}"))?;
+    }
     let step = |name: &str| eprintln!("\n==> xtask test: {name}");
 
     step("cargo fmt --check");

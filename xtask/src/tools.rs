@@ -201,3 +201,26 @@ pub fn ensure_openapi_tools() -> Result<()> {
     )?;
     std::fs::write(&pins, wanted).with_context(|| format!("writing {}", pins.display()))
 }
+
+/// The program `bin` (a path under `node_modules`) of the npm `package`
+/// (`name@version`), installed under target/tools when it is missing or
+/// its `--version` does not name the pinned version.
+pub fn npm_tool(root: &Path, package: &str, bin: &str) -> Option<PathBuf> {
+    let prefix = root.join("target/tools");
+    let bin = prefix.join("node_modules").join(bin);
+    let pinned = package.rsplit_once('@').map_or(package, |(_, v)| v);
+    let installed = || output(Command::new(&bin).arg("--version"));
+    if !installed().is_some_and(|v| v.contains(pinned)) {
+        eprintln!("xtask: installing {package} under {}", prefix.display());
+        let ok = Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&prefix)
+            .arg(package)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            return None;
+        }
+    }
+    installed().filter(|v| v.contains(pinned)).map(|_| bin)
+}

@@ -11,6 +11,7 @@ mod hll_vs_redis;
 mod http_guarantees;
 mod load;
 mod log_bound;
+mod npm_package;
 mod openapi;
 mod pending_bound;
 mod posts_video;
