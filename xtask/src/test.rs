@@ -6,8 +6,9 @@
 //! `xauth`; `geckodriver` from crates.io into `~/.cache/glimpse/tools`;
 //! schemathesis and openapi-spec-validator from PyPI into the venv
 //! `~/.cache/glimpse/openapi-venv`, with `python3-venv` when Debian's
-//! `python3` lacks it; Vite and TypeScript from npm under `target/tools`; the wasm target and the wasm-bindgen CLI through
-//! [`crate::sdk`]), then runs,
+//! `python3` lacks it; Vite and TypeScript from npm under `target/tools`;
+//! the wasm target and the wasm-bindgen CLI through [`crate::sdk`]), then
+//! runs,
 //! stopping at the first failure:
 //! formatting, clippy, the SDK build, the demo site's unit tests, the deploy
 //! manifest checks, and `cargo test --workspace` (unit, router and

@@ -53,9 +53,13 @@ fn type_check(app: &Path, file: &str) -> Command {
     tsc
 }
 
-/// The files of the package's tarball, by `npm pack`'s own report.
-fn packed_files(report: &[u8]) -> Vec<String> {
+/// The tarball's file name and the files it holds (sorted), by `npm pack
+/// --json`'s own report.
+fn pack_report(report: &[u8]) -> (String, Vec<String>) {
     let report: Value = serde_json::from_slice(report).expect("npm pack --json");
+    let tarball = report[0]["filename"]
+        .as_str()
+        .expect("npm pack names the tarball");
     let mut files: Vec<String> = report[0]["files"]
         .as_array()
         .expect("npm pack lists the files")
@@ -63,7 +67,7 @@ fn packed_files(report: &[u8]) -> Vec<String> {
         .map(|f| f["path"].as_str().unwrap().to_owned())
         .collect();
     files.sort();
-    files
+    (tarball.to_owned(), files)
 }
 
 /// The app of `tests/fixtures/npm-app`, with the package installed from its
@@ -81,7 +85,7 @@ fn bundled_app() -> &'static Path {
             .current_dir(&pkg)
             .args(["pack", "--json", "--pack-destination"])
             .arg(&work));
-        let files = packed_files(&packed.stdout);
+        let (tarball, files) = pack_report(&packed.stdout);
         let hashed = |ext: &str| {
             files
                 .iter()
@@ -106,11 +110,7 @@ fn bundled_app() -> &'static Path {
             ],
             "what the package ships (no precompressed copies)"
         );
-        let tarball = work.join(
-            serde_json::from_slice::<Value>(&packed.stdout).unwrap()[0]["filename"]
-                .as_str()
-                .unwrap(),
-        );
+        let tarball = work.join(tarball);
 
         let fixture = workspace_root().join("tests/fixtures/npm-app");
         for file in ["index.html", "main.ts", "misuse.ts"] {
