@@ -210,7 +210,7 @@ pub fn npm_tool(root: &Path, package: &str, bin: &str) -> Option<PathBuf> {
     let bin = prefix.join("node_modules").join(bin);
     let pinned = package.rsplit_once('@').map_or(package, |(_, v)| v);
     let installed = || output(Command::new(&bin).arg("--version"));
-    if !installed().is_some_and(|v| v.contains(pinned)) {
+    if !installed().is_some_and(|v| names_version(&v, pinned)) {
         eprintln!("xtask: installing {package} under {}", prefix.display());
         let ok = Command::new("npm")
             .args(["install", "--no-audit", "--no-fund", "--prefix"])
@@ -222,5 +222,37 @@ pub fn npm_tool(root: &Path, package: &str, bin: &str) -> Option<PathBuf> {
             return None;
         }
     }
-    installed().filter(|v| v.contains(pinned)).map(|_| bin)
+    installed()
+        .filter(|v| names_version(v, pinned))
+        .map(|_| bin)
+}
+
+/// Whether a tool's `--version` output names `version` as a whole word:
+/// the tools print it bare (`0.28.2`), after a slash (`vite/7.3.8 linux-x64
+/// node-v20.20.2`) or an underscore (`version 132 (version_132)`), so a
+/// pin of `13` is not taken for `132`, nor `7.3` for `7.3.8`.
+fn names_version(output: &str, version: &str) -> bool {
+    output
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '.' || c == '-'))
+        .any(|word| word == version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_version;
+
+    #[test]
+    fn a_version_is_named_as_a_whole_word_only() {
+        let wasm_opt = "wasm-opt version 132 (version_132)\n";
+        assert!(names_version(wasm_opt, "132"));
+        assert!(!names_version(wasm_opt, "13"));
+        assert!(!names_version(wasm_opt, "1320"));
+        let vite = "vite/7.3.8 linux-x64 node-v20.20.2\n";
+        assert!(names_version(vite, "7.3.8"));
+        assert!(!names_version(vite, "7.3"));
+        assert!(!names_version(vite, "20.20.2"));
+        assert!(names_version("Version 6.0.3\n", "6.0.3"));
+        assert!(names_version("0.28.2\n", "0.28.2"));
+        assert!(!names_version("0.28.20\n", "0.28.2"));
+    }
 }
