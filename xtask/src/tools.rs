@@ -209,22 +209,19 @@ pub fn npm_tool(root: &Path, package: &str, bin: &str) -> Option<PathBuf> {
     let prefix = root.join("target/tools");
     let bin = prefix.join("node_modules").join(bin);
     let pinned = package.rsplit_once('@').map_or(package, |(_, v)| v);
-    let installed = || output(Command::new(&bin).arg("--version"));
-    if !installed().is_some_and(|v| names_version(&v, pinned)) {
-        eprintln!("xtask: installing {package} under {}", prefix.display());
-        let ok = Command::new("npm")
-            .args(["install", "--no-audit", "--no-fund", "--prefix"])
-            .arg(&prefix)
-            .arg(package)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            return None;
-        }
+    let installed =
+        || output(Command::new(&bin).arg("--version")).is_some_and(|v| names_version(&v, pinned));
+    if installed() {
+        return Some(bin);
     }
-    installed()
-        .filter(|v| names_version(v, pinned))
-        .map(|_| bin)
+    eprintln!("xtask: installing {package} under {}", prefix.display());
+    let ok = Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund", "--prefix"])
+        .arg(&prefix)
+        .arg(package)
+        .status()
+        .is_ok_and(|s| s.success());
+    (ok && installed()).then_some(bin)
 }
 
 /// Whether a tool's `--version` output names `version` as a whole word:
