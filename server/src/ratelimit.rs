@@ -261,15 +261,23 @@ mod tests {
             let _ = limiter.check(addr, i64::from(i / 1000));
             assert!(limiter.clients() <= max, "{} at {i}", limiter.clients());
         }
-        // Idle, refilled buckets go first: an active client keeps its state.
-        let limiter = RateLimiter::new("1/h".parse().unwrap(), 16);
+    }
+
+    #[test]
+    fn idle_refilled_clients_make_room_and_an_active_one_keeps_its_bucket() {
+        // Two buckets per shard. Each second one newcomer arrives and the
+        // busy client spends the token that second refilled, so when a
+        // newcomer lands in a full shard, last second's newcomers are full
+        // again and go; the busy client, never full, stays.
+        let limiter = RateLimiter::new("1/s".parse().unwrap(), 2 * SHARDS);
         let busy = ip("198.51.100.1");
-        assert!(limiter.check(busy, 0).is_ok());
-        for i in 0..1000u32 {
-            let _ = limiter.check(IpAddr::from((i + 1).to_be_bytes()), 0);
+        for second in 0..1_000u32 {
+            let now_ms = i64::from(second) * 1000;
+            assert!(limiter.check(busy, now_ms).is_ok(), "second {second}");
+            let _ = limiter.check(IpAddr::from((second + 1).to_be_bytes()), now_ms);
+            // Had its bucket gone, it would start full again.
+            assert_eq!(limiter.check(busy, now_ms), Err(1), "second {second}");
+            assert!(limiter.clients() <= 2 * SHARDS);
         }
-        // Most likely still tracked; when dropped it would get a fresh
-        // bucket, so only check the bound.
-        assert!(limiter.clients() <= 16);
     }
 }
