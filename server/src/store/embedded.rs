@@ -677,9 +677,20 @@ mod tests {
         Day::from_epoch_ms(ms).unwrap()
     }
 
-    /// The stored days, in order.
-    fn values(days: AdDays) -> Vec<DayCounts> {
-        days.into_values().collect()
+    /// The stored days of `key` in `range`, in order.
+    async fn stored_days(store: &EmbeddedStore, key: &str, range: DayRange) -> Vec<DayCounts> {
+        let stored = store.read_days(key, range, Grain::Days).await.unwrap();
+        stored.days.into_values().collect()
+    }
+
+    /// The stored counters of `key` on `NOW`'s day (zero when it has none).
+    async fn counters_now(store: &EmbeddedStore, key: &str) -> Counters {
+        let stored = store.read_days(key, today(), Grain::Days).await.unwrap();
+        stored
+            .days
+            .get(&day_of(NOW))
+            .map(|day| day.counters)
+            .unwrap_or_default()
     }
 
     fn today() -> DayRange {
@@ -736,13 +747,7 @@ mod tests {
         assert!(views[0].applied.holds(day_of(NOW), 2));
         // The post's days are its own; the ad of the same id is apart, and
         // only the ad is listed.
-        let post_days = values(
-            store
-                .read_days("post/p1", today(), Grain::Days)
-                .await
-                .unwrap()
-                .days,
-        );
+        let post_days = stored_days(&store, "post/p1", today()).await;
         assert_eq!(
             (
                 post_days[0].counters.impressions,
@@ -750,26 +755,14 @@ mod tests {
             ),
             (3, 1)
         );
-        let ad_days = values(
-            store
-                .read_days("p1", today(), Grain::Days)
-                .await
-                .unwrap()
-                .days,
-        );
+        let ad_days = stored_days(&store, "p1", today()).await;
         assert_eq!(ad_days[0].counters.impressions, 1);
         let ads = store
             .listed_in_range(today(), Scope::All.prefixes())
             .await
             .unwrap();
         assert_eq!(ads, ["p1", "vid"]);
-        let vid = values(
-            store
-                .read_days("vid", today(), Grain::Days)
-                .await
-                .unwrap()
-                .days,
-        );
+        let vid = stored_days(&store, "vid", today()).await;
         assert_eq!(
             vid[0].counters.video,
             VideoCounters::from_array([1, 0, 0, 0, 0, 1])
@@ -798,13 +791,7 @@ mod tests {
             assert!(store.batch_seen("b1").await.unwrap());
         }
         let store = EmbeddedStore::open(dir.path()).unwrap();
-        let days = values(
-            store
-                .read_days("ad-1", today(), Grain::Days)
-                .await
-                .unwrap()
-                .days,
-        );
+        let days = stored_days(&store, "ad-1", today()).await;
         assert_eq!(days.len(), 1);
         assert_eq!(
             (days[0].counters.impressions, days[0].counters.measurable),
@@ -821,12 +808,7 @@ mod tests {
                 .unwrap(),
             vec!["ad-1", "ad-2"]
         );
-        assert!(store
-            .read_days("ad-3", today(), Grain::Days)
-            .await
-            .unwrap()
-            .days
-            .is_empty());
+        assert!(stored_days(&store, "ad-3", today()).await.is_empty());
         assert!(!store.batch_seen("b2").await.unwrap());
     }
 
@@ -856,9 +838,9 @@ mod tests {
             stored.applied.everywhere, second.seq,
             "the mark of the deltas applied, read with the counts"
         );
-        let days = values(stored.days);
-        assert_eq!(days[0].counters.impressions, 2);
-        assert_eq!(days[0].visitors.estimate(), 2);
+        let today_counts = &stored.days[&day_of(NOW)];
+        assert_eq!(today_counts.counters.impressions, 2);
+        assert_eq!(today_counts.visitors.estimate(), 2);
         // A delta replayed from an older number leaves the mark where it is.
         store.apply(&first, NOW).await.unwrap();
         let stored = store.read_days("ad-1", today(), Grain::Days).await.unwrap();
@@ -888,13 +870,7 @@ mod tests {
         // The bot's batch again, in a later delta: already counted.
         agg.record("bot", NOW, Traffic::Invalid, &bot_batch);
         store.apply(&agg.begin_sync().unwrap(), NOW).await.unwrap();
-        let days = values(
-            store
-                .read_days("ad-1", today(), Grain::Days)
-                .await
-                .unwrap()
-                .days,
-        );
+        let days = stored_days(&store, "ad-1", today()).await;
         assert_eq!(
             (
                 days[0].counters.impressions,
@@ -927,13 +903,7 @@ mod tests {
         }
         for _ in 0..2 {
             let store = EmbeddedStore::open(dir.path()).unwrap();
-            let days = values(
-                store
-                    .read_days("ad-1", today(), Grain::Days)
-                    .await
-                    .unwrap()
-                    .days,
-            );
+            let days = stored_days(&store, "ad-1", today()).await;
             assert_eq!(
                 (
                     days[0].counters.impressions,
@@ -943,13 +913,7 @@ mod tests {
                 (3, 4, 0)
             );
             let yesterday = Day::from_days_since_epoch(day - 1);
-            let days = values(
-                store
-                    .read_days("ad-2", DayRange::single(yesterday), Grain::Days)
-                    .await
-                    .unwrap()
-                    .days,
-            );
+            let days = stored_days(&store, "ad-2", DayRange::single(yesterday)).await;
             assert_eq!(
                 (days[0].counters.measurable, days[0].counters.invalid),
                 (9, 0)
@@ -972,13 +936,7 @@ mod tests {
             &[event("1", "ad-1", "u1", Kind::Viewable)],
         );
         store.apply(&agg.begin_sync().unwrap(), NOW).await.unwrap();
-        let days = values(
-            store
-                .read_days("ad-1", today(), Grain::Days)
-                .await
-                .unwrap()
-                .days,
-        );
+        let days = stored_days(&store, "ad-1", today()).await;
         assert_eq!(
             (
                 days[0].counters.impressions,
@@ -1007,16 +965,7 @@ mod tests {
         assert!(!store.batch_seen("old").await.unwrap());
         assert!(store.batch_seen("new").await.unwrap());
         // Counts stay; only the de-duplication memory is bounded.
-        assert_eq!(
-            store
-                .read_days("ad-1", today(), Grain::Days)
-                .await
-                .unwrap()
-                .days[&day_of(NOW)]
-                .counters
-                .impressions,
-            1
-        );
+        assert_eq!(counters_now(&store, "ad-1").await.impressions, 1);
     }
 
     #[tokio::test]
@@ -1041,12 +990,7 @@ mod tests {
             verified: 0,
             video: VideoCounters::default(),
         };
-        let days = store
-            .read_days("ad-1", today(), Grain::Days)
-            .await
-            .unwrap()
-            .days;
-        assert_eq!(days[&day_of(NOW)].counters, want);
+        assert_eq!(counters_now(&store, "ad-1").await, want);
         assert!(
             !store
                 .db
@@ -1059,12 +1003,7 @@ mod tests {
         );
         drop(store);
         let store = EmbeddedStore::open(dir.path()).unwrap();
-        let days = store
-            .read_days("ad-1", today(), Grain::Days)
-            .await
-            .unwrap()
-            .days;
-        assert_eq!(days[&day_of(NOW)].counters, want, "migrated once");
+        assert_eq!(counters_now(&store, "ad-1").await, want, "migrated once");
     }
 
     #[tokio::test]
@@ -1114,15 +1053,7 @@ mod tests {
             .apply(&agg.begin_sync().unwrap(), later + HOUR_MS)
             .await
             .unwrap();
-        let days = store
-            .read_days("ad-1", today(), Grain::Days)
-            .await
-            .unwrap()
-            .days;
-        assert_eq!(
-            days.get(&day_of(NOW)).map_or(0, |d| d.counters.impressions),
-            0
-        );
+        assert_eq!(counters_now(&store, "ad-1").await.impressions, 0);
         drop(store);
         let store = EmbeddedStore::open(dir.path()).unwrap();
         assert!(!store.batch_seen("old").await.unwrap());
@@ -1153,12 +1084,7 @@ mod tests {
         // The log replays the delta: counted once, and its id is seen.
         store.apply(&delta, NOW).await.unwrap();
         assert!(store.batch_seen("b1").await.unwrap());
-        let days = store
-            .read_days("ad-1", today(), Grain::Days)
-            .await
-            .unwrap()
-            .days;
-        assert_eq!(days[&day_of(NOW)].counters.impressions, 1);
+        assert_eq!(counters_now(&store, "ad-1").await.impressions, 1);
     }
 
     #[tokio::test]
@@ -1189,12 +1115,7 @@ mod tests {
         drop(store);
         let store = EmbeddedStore::open(dir.path()).unwrap();
         store.apply(&first, NOW).await.unwrap();
-        let c = store
-            .read_days("ad-1", today(), Grain::Days)
-            .await
-            .unwrap()
-            .days[&day_of(NOW)]
-            .counters;
+        let c = counters_now(&store, "ad-1").await;
         assert_eq!(c.impressions, 51);
         agg.finish_sync();
         agg.record(
@@ -1204,12 +1125,7 @@ mod tests {
             &[event("1", "ad-1", "v", Kind::Viewable)],
         );
         store.apply(&agg.begin_sync().unwrap(), NOW).await.unwrap();
-        let c = store
-            .read_days("ad-1", today(), Grain::Days)
-            .await
-            .unwrap()
-            .days[&day_of(NOW)]
-            .counters;
+        let c = counters_now(&store, "ad-1").await;
         assert_eq!((c.impressions, store.seen.len()), (52, 1));
     }
 
@@ -1231,12 +1147,7 @@ mod tests {
         agg.finish_sync();
         agg.record("b1", NOW, Traffic::Valid, &batch);
         store.apply(&agg.begin_sync().unwrap(), NOW).await.unwrap();
-        let c = store
-            .read_days("ad-1", today(), Grain::Days)
-            .await
-            .unwrap()
-            .days[&day_of(NOW)]
-            .counters;
+        let c = counters_now(&store, "ad-1").await;
         assert_eq!((c.impressions, c.verified), (2, 1));
     }
 }
