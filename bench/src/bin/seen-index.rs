@@ -93,7 +93,14 @@ impl Index {
     fn record(&mut self, names: Vec<String>, now_ms: i64) -> anyhow::Result<()> {
         match self {
             Index::File(file) => {
-                file.record(names.iter().map(|n| (n.as_bytes(), now_ms)), now_ms)?;
+                // As the embedded store's sync does: staged, the ids held
+                // before read off the staging (none: every name is new),
+                // then written.
+                let record =
+                    file.stage_record(names.iter().map(|n| (n.as_bytes(), now_ms)), now_ms)?;
+                let held = record.held().iter().filter(|&&held| held).count();
+                anyhow::ensure!(held == 0, "{held} of {} new ids read as held", names.len());
+                record.write()?;
             }
             Index::Embedded {
                 store,

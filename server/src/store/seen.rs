@@ -29,10 +29,11 @@
 //! disk per id and a sync's inserts slowing as the tree grew
 //! (docs/BENCHMARKS.md, "The duplicate check at 1.7 billion ids").
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use self::fingerprints::FingerprintFile;
+use self::fingerprints::{FingerprintFile, StagedRecord};
 
 use parking_lot::RwLock;
 use redb::{
@@ -114,16 +115,39 @@ impl SeenIndex {
     /// ([`crate::counted`]), and forgets old ids, made durable before it
     /// returns. It blocks: call it from a blocking task.
     pub fn record_blocking(&self, delta: &Delta, now_ms: i64) -> Result<(), StoreError> {
-        self.file
-            .record(
-                delta
-                    .batches
+        self.stage_blocking(delta, now_ms)?.write()
+    }
+
+    /// Works out [`SeenIndex::record_blocking`]'s record of `delta` without
+    /// writing it, and with it which of the delta's ids the index held
+    /// before: the same page reads answer both, where a lookup per batch
+    /// and then the record would read each page twice. No other record
+    /// begins until it is written or dropped. It blocks.
+    pub fn stage_blocking<'d>(
+        &self,
+        delta: &'d Delta,
+        now_ms: i64,
+    ) -> Result<StagedIds<'_, 'd>, StoreError> {
+        let recorded: Vec<_> = delta
+            .batches
+            .iter()
+            .filter(|b| needs_claim(&b.batch_id))
+            .collect();
+        let record = self
+            .file
+            .stage_record(
+                recorded
                     .iter()
-                    .filter(|b| needs_claim(&b.batch_id))
                     .map(|b| (b.batch_id.as_bytes(), b.received_ms)),
                 now_ms,
             )
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        let held = recorded
+            .into_iter()
+            .zip(record.held())
+            .filter_map(|(b, &held)| held.then_some(b.batch_id.as_str()))
+            .collect();
+        Ok(StagedIds { record, held })
     }
 
     /// [`SeenIndex::record_blocking`] on the blocking pool.
@@ -138,6 +162,27 @@ impl SeenIndex {
     #[cfg(test)]
     pub fn len(&self) -> u64 {
         self.file.usage().unwrap().occupied
+    }
+}
+
+/// A delta's ids staged for the index ([`SeenIndex::stage_blocking`]).
+pub struct StagedIds<'i, 'd> {
+    record: StagedRecord<'i>,
+    /// Ids the index held before this record: few, as retries are.
+    held: HashSet<&'d str>,
+}
+
+impl StagedIds<'_, '_> {
+    /// Whether the index held `batch_id` before this record, as
+    /// [`SeenIndex::contains`] answers, with expiry judged at the record's
+    /// time.
+    pub fn held(&self, batch_id: &str) -> bool {
+        self.held.contains(batch_id)
+    }
+
+    /// Writes the record, durable before it returns.
+    pub fn write(self) -> Result<(), StoreError> {
+        self.record.write().map_err(unavailable)
     }
 }
 

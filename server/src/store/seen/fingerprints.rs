@@ -126,7 +126,7 @@ use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Mutex, MutexGuard, RwLock};
 
 use xxhash_rust::xxh3::xxh3_128_with_seed;
 
@@ -417,6 +417,33 @@ impl Staged {
         self.latest
             .get(&page)
             .map(|&(step, index)| &self.steps[step].0[index])
+    }
+}
+
+/// A record worked out and not yet written
+/// ([`FingerprintFile::stage_record`]): it holds the file's writer, and the
+/// images of the pages it writes.
+pub struct StagedRecord<'f> {
+    file: &'f FingerprintFile,
+    _writer: MutexGuard<'f, ()>,
+    staged: Staged,
+    geometry: Geometry,
+    held: Vec<bool>,
+}
+
+impl StagedRecord<'_> {
+    /// One answer per id staged, in order: whether the file held it before
+    /// this record, unexpired at the record's time.
+    pub fn held(&self) -> &[bool] {
+        &self.held
+    }
+
+    /// Writes the record through the journal, durable before it returns.
+    pub fn write(self) -> io::Result<()> {
+        if !self.staged.steps.is_empty() {
+            self.file.write_journal(&self.staged, &self.geometry)?;
+        }
+        self.file.apply(&self.staged.steps, self.geometry)
     }
 }
 
@@ -842,26 +869,46 @@ impl FingerprintFile {
     /// its first time. A crash leaves the file as it was before the call or
     /// as it is after, never between: every page the record writes goes to
     /// the journal first.
+    #[allow(dead_code)] // the benchmark compiles this file and records as a sync does
     pub fn record<'a>(
         &self,
         ids: impl IntoIterator<Item = (&'a [u8], i64)>,
         now_ms: i64,
     ) -> io::Result<()> {
-        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        let (staged, geometry) = self.stage(ids, now_ms)?;
-        if !staged.steps.is_empty() {
-            self.write_journal(&staged, &geometry)?;
-        }
-        self.apply(&staged.steps, geometry)
+        self.stage_record(ids, now_ms)?.write()
+    }
+
+    /// Works out the record of `ids` as [`FingerprintFile::record`] makes
+    /// it, reading the pages it will write and writing nothing, and answers
+    /// which ids the file held before it, from the same reads: what
+    /// [`FingerprintFile::contains`] would say with `now_ms` the time its
+    /// expiry is judged by (a lookup judges by the last record's time).
+    /// Until the record is written or dropped no other record begins;
+    /// lookups go on.
+    pub fn stage_record<'a>(
+        &self,
+        ids: impl IntoIterator<Item = (&'a [u8], i64)>,
+        now_ms: i64,
+    ) -> io::Result<StagedRecord<'_>> {
+        let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let (staged, geometry, held) = self.stage(ids, now_ms)?;
+        Ok(StagedRecord {
+            file: self,
+            _writer: writer,
+            staged,
+            geometry,
+            held,
+        })
     }
 
     /// Works out the writes of a record, reading the file but writing
-    /// nothing, and the header it ends with.
+    /// nothing, the header it ends with, and which ids the file held before
+    /// it (one answer per id, in order).
     fn stage<'a>(
         &self,
         ids: impl IntoIterator<Item = (&'a [u8], i64)>,
         now_ms: i64,
-    ) -> io::Result<(Staged, Geometry)> {
+    ) -> io::Result<(Staged, Geometry, Vec<bool>)> {
         let mut staged = Staged::default();
         let mut geometry = *self.geometry_shared();
         geometry.now_ms = geometry.now_ms.max(now_ms);
@@ -871,26 +918,33 @@ impl FingerprintFile {
                 let hash = xxh3_128_with_seed(id, geometry.seed);
                 (hash, hour_of(received_ms.min(geometry.now_ms)))
             })
-            // An id past its retention already would only take a slot that
-            // no lookup can find.
-            .filter(|&(_, hour)| !expired(hour, geometry.now_ms, self.retention_ms))
+            .collect();
+        // An id past its retention already is held nowhere (its slot, if
+        // any, is older still) and would only take a slot that no lookup
+        // can find.
+        let mut held = vec![false; hashed.len()];
+        let live: Vec<(usize, u128, u32)> = hashed
+            .into_iter()
+            .enumerate()
+            .filter(|&(_, (_, hour))| !expired(hour, geometry.now_ms, self.retention_ms))
+            .map(|(index, (hash, hour))| (index, hash, hour))
             .collect();
         // Split first to the size the file has once every new id is in it
         // (ids recorded already are counted too, so it may split a little
         // early), so that no bucket takes more ids at once than its pages
         // hold, and the buckets stay put while the ids go in.
-        while geometry.wants_split(hashed.len() as u64) {
+        while geometry.wants_split(live.len() as u64) {
             self.split(&mut geometry, &mut staged)?;
         }
         // In bucket order, so each bucket is read and written once, and the
         // writes go through the file from front to back.
-        let mut new: Vec<(u64, u128, u32)> = hashed
+        let mut new: Vec<(u64, usize, u128, u32)> = live
             .into_iter()
-            .map(|(hash, hour)| (geometry.bucket_of(hash).0, hash, hour))
+            .map(|(index, hash, hour)| (geometry.bucket_of(hash).0, index, hash, hour))
             .collect();
-        new.sort_unstable_by_key(|&(bucket, _, _)| bucket);
+        new.sort_unstable_by_key(|&(bucket, ..)| bucket);
         for group in new.chunk_by(|a, b| a.0 == b.0) {
-            let (bucket, address_bits) = geometry.bucket_of(group[0].1);
+            let (bucket, address_bits) = geometry.bucket_of(group[0].2);
             let read = self.read_bucket(bucket, &staged)?;
             let before = read.slots.len() as u64;
             let mut slots: Vec<Slot> = read
@@ -901,9 +955,12 @@ impl FingerprintFile {
             geometry.occupied = geometry
                 .occupied
                 .saturating_sub(before - slots.len() as u64);
-            for &(_, hash, hour) in group {
+            let earlier = slots.len();
+            for &(_, index, hash, hour) in group {
                 let probe = Probe::new(hash, address_bits);
-                if !slots.iter().any(|slot| probe.matches(slot.key)) {
+                if slots[..earlier].iter().any(|slot| probe.matches(slot.key)) {
+                    held[index] = true;
+                } else if !slots[earlier..].iter().any(|slot| probe.matches(slot.key)) {
                     slots.push(Slot {
                         hour,
                         key: probe.fresh,
@@ -917,7 +974,7 @@ impl FingerprintFile {
             staged.push(writes, geometry);
         }
         geometry.seq += 1;
-        Ok((staged, geometry))
+        Ok((staged, geometry, held))
     }
 
     /// Writes the final state of every page `staged` writes, and the header
@@ -1079,6 +1136,37 @@ mod tests {
     }
 
     #[test]
+    fn a_staged_record_answers_as_lookups_do_and_writes_nothing_until_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = open(&dir);
+        record_range(&file, 0..3_000, T0);
+        // Half held, half new (enough to split), one new id twice, one
+        // received past its retention.
+        let names: Vec<String> = (1_500..4_500).chain([4_000]).map(id).collect();
+        let later = T0 + HOUR_MS;
+        let mut ids: Vec<(&[u8], i64)> = names.iter().map(|n| (n.as_bytes(), later)).collect();
+        ids.push((b"long ago", later - RETENTION_MS - 2 * HOUR_MS));
+        let looked_up: Vec<bool> = ids
+            .iter()
+            .map(|(id, _)| file.contains(id).unwrap())
+            .collect();
+        assert_eq!(looked_up.iter().filter(|&&held| held).count(), 1_500);
+
+        let record = file.stage_record(ids.iter().copied(), later).unwrap();
+        assert_eq!(record.held(), looked_up);
+        // Lookups go on, and see none of it yet.
+        assert!(!file.contains(id(4_000).as_bytes()).unwrap());
+        record.write().unwrap();
+
+        assert!((0..4_500).all(|n| file.contains(id(n).as_bytes()).unwrap()));
+        assert!(!file.contains(b"long ago").unwrap());
+        assert_eq!(file.usage().unwrap().occupied, 4_500);
+        drop(file);
+        let file = open(&dir);
+        assert!((0..4_500).all(|n| file.contains(id(n).as_bytes()).unwrap()));
+    }
+
+    #[test]
     fn a_torn_page_reads_as_empty_and_the_file_still_opens() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("seen");
@@ -1121,7 +1209,7 @@ mod tests {
     /// first `steps_made` of its steps made, no header.
     fn record_cut_short(file: &FingerprintFile, ids: std::ops::Range<u64>, steps_made: usize) {
         let names: Vec<String> = ids.map(id).collect();
-        let (staged, geometry) = file
+        let (staged, geometry, _) = file
             .stage(names.iter().map(|n| (n.as_bytes(), T0)), T0)
             .unwrap();
         assert!(staged.steps.len() > steps_made);
