@@ -8,9 +8,12 @@
 //!
 //! Memory is bounded: at most `max_clients` buckets are kept. A bucket that
 //! has refilled completely is the same as no bucket, so it is dropped when
-//! room is needed; if every bucket is still in use, an arbitrary half of the
-//! full shard is dropped (those clients start again with a full bucket, which
-//! costs at most one extra burst each).
+//! room is needed; if every bucket is still in use, the fullest half of the
+//! shard is dropped. Those clients start again with a full bucket, which
+//! gives each the tokens it lacked: the fullest lack the fewest, and a
+//! client being limited, whose bucket is empty, goes last: a flood of new
+//! addresses lifts no one's limit unless each of them spends its own whole
+//! burst first.
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
@@ -156,9 +159,17 @@ impl RateLimiter {
         let full = f64::from(self.rate.burst);
         buckets.retain(|_, b| b.refilled(self.rate, now_ms) < full);
         if buckets.len() >= self.per_shard {
-            let mut drop = buckets.len() / 2 + 1;
-            buckets.retain(|_, _| {
-                if drop > 0 {
+            // The fullest half go (room for the newcomer at the least):
+            // the `drop`-th most tokens is the line, and ties at it go
+            // until `drop` are gone.
+            let mut drop = (buckets.len() / 2).max(buckets.len() + 1 - self.per_shard);
+            let mut tokens: Vec<f64> = buckets
+                .values()
+                .map(|b| b.refilled(self.rate, now_ms))
+                .collect();
+            let (_, &mut line, _) = tokens.select_nth_unstable_by(drop - 1, |a, b| b.total_cmp(a));
+            buckets.retain(|_, b| {
+                if drop > 0 && b.refilled(self.rate, now_ms) >= line {
                     drop -= 1;
                     false
                 } else {
@@ -261,6 +272,25 @@ mod tests {
             let _ = limiter.check(addr, i64::from(i / 1000));
             assert!(limiter.clients() <= max, "{} at {i}", limiter.clients());
         }
+    }
+
+    #[test]
+    fn a_flood_of_new_clients_does_not_lift_a_limited_clients_limit() {
+        // Nothing refills (one clock instant): every eviction is of a
+        // bucket in use. The limited client's is empty, each newcomer's
+        // has 9 of 10 tokens left, so newcomers go first.
+        let limiter = RateLimiter::new("10/s".parse().unwrap(), 2 * SHARDS);
+        let limited = ip("198.51.100.1");
+        for _ in 0..10 {
+            assert!(limiter.check(limited, 0).is_ok());
+        }
+        for i in 0..10_000u32 {
+            assert!(limiter
+                .check(IpAddr::from((i + 1).to_be_bytes()), 0)
+                .is_ok());
+            assert!(limiter.clients() <= 2 * SHARDS);
+        }
+        assert_eq!(limiter.check(limited, 0), Err(1), "still limited");
     }
 
     #[test]
